@@ -1,0 +1,174 @@
+#include "cli.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+#include <termios.h>
+#include <unistd.h>
+
+#include "util/version.h"
+
+namespace isr::cli {
+
+Result<Args> Args::parse(const std::vector<std::string>& argv,
+                         const std::vector<std::string>& flags) {
+    Args args;
+    bool optionsDone = false;
+    for (std::size_t i = 0; i < argv.size(); ++i) {
+        const std::string& a = argv[i];
+        if (optionsDone || a.size() < 3 || a.rfind("--", 0) != 0) {
+            if (a == "--") {
+                optionsDone = true;
+                continue;
+            }
+            args.positional_.push_back(a);
+            continue;
+        }
+        std::string name = a.substr(2);
+        auto eq = name.find('=');
+        if (eq != std::string::npos) {
+            args.options_[name.substr(0, eq)] = name.substr(eq + 1);
+            continue;
+        }
+        if (std::find(flags.begin(), flags.end(), name) != flags.end()) {
+            args.flagsSet_.push_back(name);
+            continue;
+        }
+        if (i + 1 >= argv.size())
+            return Error(Errc::InvalidArgument, "option --" + name + " needs a value");
+        args.options_[name] = argv[++i];
+    }
+    return args;
+}
+
+bool Args::flag(const std::string& name) const {
+    return std::find(flagsSet_.begin(), flagsSet_.end(), name) != flagsSet_.end();
+}
+
+std::optional<std::string> Args::option(const std::string& name) const {
+    auto it = options_.find(name);
+    if (it == options_.end())
+        return std::nullopt;
+    return it->second;
+}
+
+std::string Args::optionOr(const std::string& name, const std::string& fallback) const {
+    return option(name).value_or(fallback);
+}
+
+std::vector<std::string> Args::unknownOptions(const std::vector<std::string>& known) const {
+    std::vector<std::string> unknown;
+    for (const auto& [name, value] : options_)
+        if (std::find(known.begin(), known.end(), name) == known.end())
+            unknown.push_back(name);
+    return unknown;
+}
+
+std::vector<Command>& commandTable() {
+    static std::vector<Command> table;
+    return table;
+}
+
+Result<std::string> readPassword(const std::string& prompt, bool passwordStdin) {
+    std::string line;
+    if (passwordStdin) {
+        if (!std::getline(std::cin, line))
+            return Error(Errc::InvalidArgument, "--password-stdin given but stdin is empty");
+        if (!line.empty() && line.back() == '\r')
+            line.pop_back();
+        return line;
+    }
+    if (!isatty(STDIN_FILENO))
+        return Error(Errc::InvalidArgument,
+                     "no terminal to prompt for a password; use --password-stdin");
+    std::fprintf(stderr, "%s", prompt.c_str());
+    std::fflush(stderr);
+    termios old{};
+    tcgetattr(STDIN_FILENO, &old);
+    termios quiet = old;
+    quiet.c_lflag &= ~tcflag_t(ECHO);
+    tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+    bool got = bool(std::getline(std::cin, line));
+    tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+    std::fprintf(stderr, "\n");
+    if (!got)
+        return Error(Errc::InvalidArgument, "no password entered");
+    return line;
+}
+
+int fail(const std::string& message, int code) {
+    std::fprintf(stderr, "isrctl: %s\n", message.c_str());
+    return code;
+}
+
+int fail(const Error& error) { return fail(error.describe(), kExitFailed); }
+
+static void printHelp() {
+    std::printf("isrctl %s - administer and script isr (Internet Suspend/Resume)\n\n", kVersion);
+    std::printf("Usage: isrctl [--help] [--version] COMMAND [ARGS...]\n\n");
+    std::printf("Global options (also read from the environment):\n");
+    std::printf("  --store URL     parcel store (file:///path or s3://host/bucket); ISR_STORE\n");
+    std::printf("  --json          machine-readable output where supported\n\n");
+    std::printf("Passwords are never taken on the command line: isrctl prompts, or reads\n"
+                "one line from stdin with --password-stdin.\n\n");
+    auto table = commandTable();
+    std::sort(table.begin(), table.end(),
+              [](const Command& a, const Command& b) { return a.name < b.name; });
+    if (table.empty()) {
+        std::printf("No commands are available in this build.\n");
+        return;
+    }
+    std::printf("Commands:\n");
+    std::size_t width = 0;
+    for (const auto& c : table)
+        width = std::max(width, c.name.size() + 1 + c.usage.size());
+    for (const auto& c : table) {
+        std::string head = c.name + (c.usage.empty() ? "" : " " + c.usage);
+        std::printf("  %-*s  %s\n", int(width), head.c_str(), c.summary.c_str());
+    }
+}
+
+int runMain(int argc, char** argv) {
+    std::vector<std::string> args(argv + 1, argv + argc);
+    if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+        printHelp();
+        return args.empty() ? kExitUsage : kExitOk;
+    }
+    if (args[0] == "--version" || args[0] == "-V") {
+        std::printf("isrctl %s\n", kVersion);
+        return kExitOk;
+    }
+    // Longest match first, so "parcel import" wins over a hypothetical "parcel".
+    const Command* best = nullptr;
+    std::size_t bestWords = 0;
+    for (const auto& c : commandTable()) {
+        std::vector<std::string> words;
+        std::size_t start = 0;
+        while (start <= c.name.size()) {
+            auto sp = c.name.find(' ', start);
+            words.push_back(c.name.substr(start, sp - start));
+            if (sp == std::string::npos)
+                break;
+            start = sp + 1;
+        }
+        if (words.size() > args.size() || words.size() <= bestWords)
+            continue;
+        if (std::equal(words.begin(), words.end(), args.begin())) {
+            best = &c;
+            bestWords = words.size();
+        }
+    }
+    if (!best) {
+        fail("unknown command '" + args[0] + "' (see isrctl --help)", kExitUsage);
+        return kExitUsage;
+    }
+    std::vector<std::string> rest(args.begin() + std::ptrdiff_t(bestWords), args.end());
+    if (std::find(rest.begin(), rest.end(), "--help") != rest.end()) {
+        std::printf("Usage: isrctl %s %s\n\n%s\n", best->name.c_str(), best->usage.c_str(),
+                    best->summary.c_str());
+        return kExitOk;
+    }
+    return best->run(rest);
+}
+
+} // namespace isr::cli

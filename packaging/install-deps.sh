@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package isr needs to build, run and test.
+# Idempotent: re-running only installs what is missing. Needs root (or sudo).
+#
+# Groups are listed separately so a later issue can see at a glance why a
+# package is here; keep one package per line so diffs stay readable.
+set -euo pipefail
+
+build=(
+  build-essential
+  cmake
+  ninja-build
+  pkg-config
+  clang-format
+  git
+  ccache
+)
+libs=(
+  libsodium-dev
+  libcurl4-openssl-dev
+  libsqlite3-dev
+  libzstd-dev
+  libvirt-dev
+  libvncserver-dev
+)
+qt=(
+  qt6-base-dev
+  qt6-declarative-dev
+  qt6-declarative-dev-tools
+  qt6-virtualkeyboard-dev
+  qt6-wayland
+  qt6-qpa-plugins
+  libgl-dev
+  qml6-module-qtqml
+  qml6-module-qtqml-workerscript
+  qml6-module-qtquick
+  qml6-module-qtquick-controls
+  qml6-module-qtquick-templates
+  qml6-module-qtquick-layouts
+  qml6-module-qtquick-window
+  qml6-module-qtquick-virtualkeyboard
+  qml6-module-qttest
+)
+vm=(
+  qemu-system-x86
+  qemu-utils
+  libvirt-daemon
+  libvirt-daemon-driver-qemu
+  libvirt-clients
+)
+# The demo/test guest is built from these at run time (kernel + busybox
+# initramfs, ext4 home disk made with mke2fs -d, no loop mounts).
+guest=(
+  linux-image-amd64
+  busybox-static
+  e2fsprogs
+  cpio
+  xz-utils
+  zstd
+)
+test_tools=(
+  xvfb
+  xauth
+  imagemagick
+  libnbd-bin
+  ceph-mon
+  ceph-osd
+  ceph-common
+  radosgw
+  iproute2
+  procps
+)
+
+all=("${build[@]}" "${libs[@]}" "${qt[@]}" "${vm[@]}" "${guest[@]}" "${test_tools[@]}")
+
+SUDO=
+if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
+
+missing=()
+for p in "${all[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "install-deps: all ${#all[@]} packages already installed"
+  exit 0
+fi
+
+echo "install-deps: installing ${#missing[@]} packages: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,94 @@
+// Tests for core/util: typed results, hex, zero detection, logging.
+#include <QTest>
+
+#include "util/bytes.h"
+#include "util/log.h"
+#include "util/result.h"
+
+using namespace isr;
+
+namespace {
+Result<int> parsePositive(int v) {
+    if (v <= 0)
+        return Error(Errc::InvalidArgument, "not positive");
+    return v;
+}
+Result<int> doubled(int v) {
+    ISR_TRY_ASSIGN(int x, parsePositive(v));
+    return 2 * x;
+}
+Status check(int v) {
+    ISR_TRY_STATUS(parsePositive(v));
+    return {};
+}
+} // namespace
+
+class TestUtil : public QObject {
+    Q_OBJECT
+private slots:
+    void resultCarriesValueOrError() {
+        auto good = doubled(21);
+        QVERIFY(good.ok());
+        QCOMPARE(*good, 42);
+        auto bad = doubled(-1);
+        QVERIFY(!bad.ok());
+        QCOMPARE(bad.error().code, Errc::InvalidArgument);
+        QVERIFY(check(1).ok());
+        QCOMPARE(check(0).error().code, Errc::InvalidArgument);
+    }
+    void errorContextPrefixes() {
+        Error e(Errc::Corrupt, "MAC mismatch");
+        Error c = e.context("chunk ab/abcd");
+        QCOMPARE(QString::fromStdString(c.message), QStringLiteral("chunk ab/abcd: MAC mismatch"));
+        QCOMPARE(QString::fromStdString(c.describe()),
+                 QStringLiteral("corrupt: chunk ab/abcd: MAC mismatch"));
+    }
+    void hexRoundTrip() {
+        Bytes data = {0x00, 0x01, 0xab, 0xff};
+        QCOMPARE(QString::fromStdString(toHex(data)), QStringLiteral("0001abff"));
+        auto back = fromHex("0001ABff");
+        QVERIFY(back.ok());
+        QVERIFY(*back == data);
+        QVERIFY(!fromHex("abc").ok());
+        QVERIFY(!fromHex("zz").ok());
+    }
+    void bigEndian() {
+        std::uint8_t buf[8];
+        putBe64(buf, 0x0102030405060708ull);
+        QCOMPARE(buf[0], std::uint8_t(1));
+        QCOMPARE(buf[7], std::uint8_t(8));
+        QCOMPARE(getBe64(buf), 0x0102030405060708ull);
+        putBe32(buf, 0xdeadbeef);
+        QCOMPARE(getBe32(buf), 0xdeadbeefu);
+        putBe16(buf, 0x25e5);
+        QCOMPARE(getBe16(buf), std::uint16_t(0x25e5));
+    }
+    void zeroDetection() {
+        Bytes z(131072, 0);
+        QVERIFY(isAllZero(z));
+        QVERIFY(isAllZero({}));
+        for (std::size_t pos : {std::size_t(0), std::size_t(15), std::size_t(16), z.size() - 1}) {
+            Bytes nz = z;
+            nz[pos] = 1;
+            QVERIFY2(!isAllZero(nz), qPrintable(QString::number(pos)));
+        }
+        Bytes small = {0, 0, 3};
+        QVERIFY(!isAllZero(small));
+    }
+    void logSinkReceivesLines() {
+        std::string seen;
+        log::setSink([&](log::Level, std::string_view cat, std::string_view msg) {
+            seen = std::string(cat) + "|" + std::string(msg);
+        });
+        log::setLevel(log::Level::Info);
+        ISR_LOG_INFO("test") << "value=" << 7;
+        QCOMPARE(QString::fromStdString(seen), QStringLiteral("test|value=7"));
+        seen.clear();
+        ISR_LOG_DEBUG("test") << "hidden";
+        QVERIFY(seen.empty());
+        log::setSink(nullptr);
+    }
+};
+
+QTEST_GUILESS_MAIN(TestUtil)
+#include "test_util.moc"

@@ -1,0 +1,44 @@
+#pragma once
+// Shared helpers for isr tests.
+
+#include <QString>
+#include <string>
+
+namespace isr::test {
+
+// CTest's SKIP_RETURN_CODE. A test that cannot run because a prerequisite is
+// missing calls skipAll(): it prints the reason and exits 77, so CTest shows
+// "Skipped" with the reason in the log, never a silent pass.
+inline constexpr int kSkipExitCode = 77;
+[[noreturn]] void skipAll(const std::string& reason);
+
+// True if `program` is found on PATH.
+bool haveProgram(const std::string& program);
+// skipAll() unless every program is on PATH.
+void requirePrograms(std::initializer_list<const char*> programs);
+
+// A fresh directory under $TMPDIR removed at destruction (unless
+// ISR_KEEP_TEST_DIRS is set, for debugging).
+class TempDir {
+public:
+    TempDir();
+    ~TempDir();
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+    const std::string& path() const { return path_; }
+    std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+private:
+    std::string path_;
+};
+
+// Runs a program, waits, returns exit status; captures stdout/stderr.
+struct ProcessResult {
+    int exitCode = -1;
+    std::string out;
+    std::string err;
+};
+ProcessResult runProcess(const QString& program, const QStringList& args,
+                         const QByteArray& stdinData = {}, int timeoutMs = 120000);
+
+} // namespace isr::test

@@ -1,0 +1,114 @@
+import QtQuick
+import QtQuick.Controls
+import QtQuick.Layouts
+
+// The walk-up sign-in page: user name, password, one button. It only emits
+// signInRequested; whoever owns the session decides what happens next.
+Rectangle {
+    id: page
+    color: Theme.background
+
+    property bool busy: false
+    property string errorText: ""
+    property bool demoMode: false
+    property string demoHint: qsTr("Demo: user \"demo\", password \"demo\"")
+
+    signal signInRequested(string userName, string password)
+
+    readonly property bool canSubmit: !busy && userField.text.length > 0
+                                      && passwordField.text.length > 0
+
+    function submit() {
+        if (!canSubmit)
+            return
+        signInRequested(userField.text, passwordField.text)
+    }
+
+    // Clears the password (and optionally the user name): called after a
+    // failed attempt and whenever the kiosk returns to sign-in.
+    function reset(keepUser) {
+        passwordField.text = ""
+        if (!keepUser)
+            userField.text = ""
+        userField.forceActiveFocus()
+    }
+
+    Component.onCompleted: userField.forceActiveFocus()
+
+    ColumnLayout {
+        anchors.centerIn: parent
+        width: Math.min(parent.width * 0.8, 520)
+        spacing: Theme.spacing
+
+        Label {
+            text: qsTr("Welcome")
+            color: Theme.text
+            font.pixelSize: Theme.titleSize
+            font.bold: true
+            Layout.alignment: Qt.AlignHCenter
+        }
+        Label {
+            text: qsTr("Sign in to resume your computer exactly where you left it.")
+            color: Theme.mutedText
+            font.pixelSize: Theme.bodySize
+            wrapMode: Text.WordWrap
+            horizontalAlignment: Text.AlignHCenter
+            Layout.fillWidth: true
+        }
+        TextField {
+            id: userField
+            objectName: "userField"
+            placeholderText: qsTr("User name")
+            Accessible.name: qsTr("User name")
+            font.pixelSize: Theme.bodySize
+            inputMethodHints: Qt.ImhNoAutoUppercase | Qt.ImhNoPredictiveText
+            enabled: !page.busy
+            Layout.fillWidth: true
+            Layout.preferredHeight: Theme.touchTarget
+            KeyNavigation.tab: passwordField
+            onAccepted: passwordField.forceActiveFocus()
+        }
+        TextField {
+            id: passwordField
+            objectName: "passwordField"
+            placeholderText: qsTr("Password")
+            Accessible.name: qsTr("Password")
+            echoMode: TextInput.Password
+            font.pixelSize: Theme.bodySize
+            inputMethodHints: Qt.ImhSensitiveData | Qt.ImhNoPredictiveText
+            enabled: !page.busy
+            Layout.fillWidth: true
+            Layout.preferredHeight: Theme.touchTarget
+            KeyNavigation.tab: signInButton
+            onAccepted: page.submit()
+        }
+        Label {
+            objectName: "errorLabel"
+            text: page.errorText
+            visible: text.length > 0
+            color: Theme.error
+            font.pixelSize: Theme.bodySize
+            wrapMode: Text.WordWrap
+            Layout.fillWidth: true
+        }
+        Button {
+            id: signInButton
+            objectName: "signInButton"
+            text: page.busy ? qsTr("Signing in…") : qsTr("Sign in")
+            Accessible.name: qsTr("Sign in")
+            enabled: page.canSubmit
+            font.pixelSize: Theme.bodySize
+            Layout.fillWidth: true
+            Layout.preferredHeight: Theme.touchTarget
+            onClicked: page.submit()
+        }
+        Label {
+            objectName: "demoHint"
+            visible: page.demoMode
+            text: page.demoHint
+            color: Theme.mutedText
+            font.pixelSize: Theme.bodySize
+            Layout.alignment: Qt.AlignHCenter
+        }
+    }
+}
