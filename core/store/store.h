@@ -1,0 +1,98 @@
+#pragma once
+// store: where parcels live. Untrusted; sees only ciphertext and the clear
+// layout described in core/parcel/FORMAT.md.
+//
+// Keys are relative paths ("users/alice/chunks/ab/ab12..."): ASCII letters,
+// digits and "._-/", no empty segment, no "." or ".." segment, no leading or
+// trailing "/", at most 1024 bytes. validateKey() enforces this and every
+// backend calls it, so a key can never escape the store root.
+//
+// Every put is durable when it returns (a version can only point at chunks
+// that survive a crash). putIfAbsent is the one atomic step of a commit.
+//
+// Thread safety: a Store is safe to call from many threads at once.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "util/bytes.h"
+#include "util/result.h"
+
+namespace isr::store {
+
+struct ObjectInfo {
+    std::string key;
+    std::uint64_t size = 0;
+};
+
+struct PutItem {
+    std::string key;
+    Bytes data;
+    bool ifAbsent = false; // put-if-absent semantics; AlreadyExists is then reported
+};
+
+struct Credentials {
+    std::string accessKey;
+    std::string secretKey;
+};
+
+class Store {
+public:
+    virtual ~Store() = default;
+
+    // The canonical URL this store was opened from (no secrets in it).
+    virtual std::string url() const = 0;
+
+    // NotFound if missing.
+    virtual Result<Bytes> get(const std::string& key) = 0;
+    // Bytes [offset, offset+length) clipped to the object; NotFound if missing,
+    // InvalidArgument if offset is past the end.
+    virtual Result<Bytes> getRange(const std::string& key, std::uint64_t offset,
+                                   std::uint64_t length) = 0;
+    // Create or replace atomically: readers see the old or the new object,
+    // never a mix.
+    virtual Status put(const std::string& key, ByteView data) = 0;
+    // Create only if absent, atomically across processes and hosts sharing
+    // the store. AlreadyExists if it was there.
+    virtual Status putIfAbsent(const std::string& key, ByteView data) = 0;
+    // Idempotent: removing a missing object succeeds.
+    virtual Status remove(const std::string& key) = 0;
+    // Every object whose key starts with prefix, sorted by key.
+    virtual Result<std::vector<ObjectInfo>> list(const std::string& prefix) = 0;
+    virtual Result<bool> exists(const std::string& key) = 0;
+
+    // Batches. The defaults run sequentially; backends with a network
+    // (S3Store) run them with many transfers in flight. Results are in the
+    // order of the input.
+    virtual std::vector<Result<Bytes>> getMany(const std::vector<std::string>& keys);
+    virtual std::vector<Status> putMany(const std::vector<PutItem>& items);
+
+    // Write credentials from the user's sealed account (S3: per-user keys
+    // limited to the user's prefix). FileStore ignores them.
+    virtual void setWriteCredentials(const Credentials& /*credentials*/) {}
+};
+
+struct StoreOptions {
+    // S3 only.
+    Credentials readCredentials;
+    std::string region = "us-east-1";
+    std::string caBundle;         // empty: system default
+    bool verifyTls = true;
+    bool pathStyle = true;        // path-style addressing (Ceph RGW, MinIO); false: virtual host
+    bool useTls = false;          // s3:// is plain HTTP unless set (or s3s://)
+    int maxInFlight = 16;         // parallel transfers for getMany/putMany
+    int connectTimeoutMs = 10000;
+    int stallTimeoutMs = 30000;   // abort a transfer that moves nothing for this long
+    int maxRetries = 5;
+};
+
+Status validateKey(std::string_view key);
+
+// "file:///abs/path" (or a plain absolute path) -> FileStore;
+// "s3://host[:port]/bucket[/prefix]" -> S3Store.
+Result<std::unique_ptr<Store>> openStore(const std::string& url, const StoreOptions& options = {});
+
+} // namespace isr::store
