@@ -1,13 +1,13 @@
 #include "cli.h"
 
+#include "util/version.h"
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <termios.h>
 #include <unistd.h>
-
-#include "util/version.h"
 
 namespace isr::cli {
 
@@ -102,7 +102,9 @@ int fail(const std::string& message, int code) {
     return code;
 }
 
-int fail(const Error& error) { return fail(error.describe(), kExitFailed); }
+int fail(const Error& error) {
+    return fail(error.describe(), kExitFailed);
+}
 
 static void printHelp() {
     std::printf("isrctl %s - administer and script isr (Internet Suspend/Resume)\n\n", kVersion);
@@ -261,8 +263,8 @@ parcel::ProgressFn terminalProgress() {
         return {};
     return [](std::string_view stage, std::uint64_t done, std::uint64_t total) {
         int pct = total ? int(done * 100 / total) : 100;
-        std::fprintf(stderr, "\r%-8.*s %3d%% (%llu/%llu)   ", int(stage.size()), stage.data(),
-                     pct, (unsigned long long)done, (unsigned long long)total);
+        std::fprintf(stderr, "\r%-8.*s %3d%% (%llu/%llu)   ", int(stage.size()), stage.data(), pct,
+                     (unsigned long long)done, (unsigned long long)total);
         std::fflush(stderr);
         gProgressShown = true;
     };
@@ -274,7 +276,9 @@ void endProgress() {
     gProgressShown = false;
 }
 
-void printJson(const json::Value& value) { std::printf("%s\n", value.dump().c_str()); }
+void printJson(const json::Value& value) {
+    std::printf("%s\n", value.dump().c_str());
+}
 
 int checkUsage(const Args& args, std::size_t minPositional, std::size_t maxPositional,
                const std::vector<std::string>& knownOptions, const std::string& command) {

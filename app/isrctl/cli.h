@@ -6,18 +6,18 @@
 // Passwords never come from argv: use readPassword(), which prompts on a TTY
 // or reads one line from stdin with --password-stdin.
 
-#include <cstdint>
-#include <functional>
-#include <memory>
-#include <map>
-#include <optional>
-#include <string>
-#include <vector>
-
 #include "parcel/parcel.h"
 #include "store/store.h"
 #include "util/json.h"
 #include "util/result.h"
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
 
 namespace isr::cli {
 
@@ -48,9 +48,9 @@ private:
 };
 
 struct Command {
-    std::string name;     // "user add", "parcel import", "fsck"
-    std::string usage;    // "USER [--password-stdin]"
-    std::string summary;  // one line for --help
+    std::string name;    // "user add", "parcel import", "fsck"
+    std::string usage;   // "USER [--password-stdin]"
+    std::string summary; // one line for --help
     std::function<int(const std::vector<std::string>& args)> run;
 };
 

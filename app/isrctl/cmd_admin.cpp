@@ -1,8 +1,8 @@
 // isrctl store / user / gc / fsck: administering a parcel store.
+#include "cli.h"
+
 #include <cstdio>
 #include <filesystem>
-
-#include "cli.h"
 
 namespace isr::cli {
 namespace {
@@ -16,8 +16,8 @@ Result<crypto::KdfParams> kdfByName(const std::string& name) {
         return crypto::KdfParams::interactive();
     if (name == "minimal") // for tests and demos only: weak against offline guessing
         return crypto::KdfParams::minimal();
-    return Error(Errc::InvalidArgument, "unknown --kdf '" + name +
-                                            "' (moderate, interactive or minimal)");
+    return Error(Errc::InvalidArgument,
+                 "unknown --kdf '" + name + "' (moderate, interactive or minimal)");
 }
 
 int storeInit(const std::vector<std::string>& argv) {
@@ -53,8 +53,8 @@ int userAdd(const std::vector<std::string>& argv) {
     auto args = Args::parse(argv, kFlags);
     if (!args.ok())
         return fail(args.error().message, kExitUsage);
-    if (int rc = checkUsage(*args, 1, 1, {"store", "s3-access-key", "s3-secret-key-file"},
-                            "user add"))
+    if (int rc =
+            checkUsage(*args, 1, 1, {"store", "s3-access-key", "s3-secret-key-file"}, "user add"))
         return rc;
     const std::string& user = args->positional()[0];
     if (auto v = parcel::validateName("user name", user); !v.ok())
@@ -83,7 +83,8 @@ int userAdd(const std::vector<std::string>& argv) {
         if (std::fgets(buf, sizeof buf, f))
             s3.secretKey = buf;
         std::fclose(f);
-        while (!s3.secretKey.empty() && (s3.secretKey.back() == '\n' || s3.secretKey.back() == '\r'))
+        while (!s3.secretKey.empty() &&
+               (s3.secretKey.back() == '\n' || s3.secretKey.back() == '\r'))
             s3.secretKey.pop_back();
     }
     auto st = parcel::createAccount(**s, user, *password, s3);

@@ -1,8 +1,8 @@
 // isrctl parcel ...: create, import, export, list, versions, rollback.
+#include "cli.h"
+
 #include <cstdio>
 #include <ctime>
-
-#include "cli.h"
 
 namespace isr::cli {
 namespace {
@@ -84,14 +84,16 @@ Result<std::uint32_t> chunkSizeFromArgs(const Args& args) {
 }
 
 int create(const std::vector<std::string>& argv) {
-    ISR_PREPARE(ctx, argv, 2, 2, (std::vector<std::string>{"disk-size", "memory", "vcpus", "boot", "cpu", "chunk-size"}),
-                "parcel create");
+    ISR_PREPARE(
+        ctx, argv, 2, 2,
+        (std::vector<std::string>{"disk-size", "memory", "vcpus", "boot", "cpu", "chunk-size"}),
+        "parcel create");
     auto diskSize = parseSize(ctx.args.optionOr("disk-size", "8G"));
     auto vm = vmSpecFromArgs(ctx.args);
     auto chunkSize = chunkSizeFromArgs(ctx.args);
-    for (const Error* e : {diskSize.ok() ? nullptr : &diskSize.error(),
-                           vm.ok() ? nullptr : &vm.error(),
-                           chunkSize.ok() ? nullptr : &chunkSize.error()})
+    for (const Error* e :
+         {diskSize.ok() ? nullptr : &diskSize.error(), vm.ok() ? nullptr : &vm.error(),
+          chunkSize.ok() ? nullptr : &chunkSize.error()})
         if (e)
             return fail(e->message, kExitUsage);
     auto m = ctx.parcels->create(ctx.args.positional()[1], *vm, *diskSize, *chunkSize, "isrctl");
@@ -99,13 +101,13 @@ int create(const std::vector<std::string>& argv) {
         return fail(m.error());
     std::printf("created parcel %s/%s: %s disk, %u MiB memory, version %llu\n",
                 ctx.args.positional()[0].c_str(), ctx.args.positional()[1].c_str(),
-                formatBytes(m->diskSize).c_str(), m->vm.memoryMiB,
-                (unsigned long long)m->version);
+                formatBytes(m->diskSize).c_str(), m->vm.memoryMiB, (unsigned long long)m->version);
     return kExitOk;
 }
 
 int import(const std::vector<std::string>& argv) {
-    ISR_PREPARE(ctx, argv, 3, 3, (std::vector<std::string>{"memory", "vcpus", "boot", "cpu", "chunk-size"}),
+    ISR_PREPARE(ctx, argv, 3, 3,
+                (std::vector<std::string>{"memory", "vcpus", "boot", "cpu", "chunk-size"}),
                 "parcel import");
     parcel::ImportOptions options;
     auto vm = vmSpecFromArgs(ctx.args);
@@ -128,10 +130,11 @@ int import(const std::vector<std::string>& argv) {
                                {"new_chunks", stats->newChunks},
                                {"new_bytes", stats->newBytes}});
     } else {
-        std::printf("imported as version %llu: %llu chunks, %llu all-zero, %llu new (%s uploaded)\n",
-                    (unsigned long long)stats->version, (unsigned long long)stats->chunks,
-                    (unsigned long long)stats->zeroChunks, (unsigned long long)stats->newChunks,
-                    formatBytes(stats->newBytes).c_str());
+        std::printf(
+            "imported as version %llu: %llu chunks, %llu all-zero, %llu new (%s uploaded)\n",
+            (unsigned long long)stats->version, (unsigned long long)stats->chunks,
+            (unsigned long long)stats->zeroChunks, (unsigned long long)stats->newChunks,
+            formatBytes(stats->newBytes).c_str());
     }
     return kExitOk;
 }
@@ -193,7 +196,8 @@ int versions(const std::vector<std::string>& argv) {
     for (auto n : *all) {
         auto m = ctx.parcels->manifest(parcelName, n);
         if (!m.ok()) {
-            std::printf("%-6llu DAMAGED: %s\n", (unsigned long long)n, m.error().describe().c_str());
+            std::printf("%-6llu DAMAGED: %s\n", (unsigned long long)n,
+                        m.error().describe().c_str());
             out.push_back(json::Object{{"version", n}, {"error", m.error().describe()}});
             continue;
         }

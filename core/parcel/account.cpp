@@ -1,10 +1,10 @@
 // Names, store marker and accounts.
+#include "parcel/parcel.h"
+#include "util/log.h"
+
 #include <cstring>
 #include <ctime>
 #include <sodium.h>
-
-#include "parcel/parcel.h"
-#include "util/log.h"
 
 namespace isr::parcel {
 
@@ -20,8 +20,8 @@ Status validateName(std::string_view what, std::string_view name) {
     if (name.size() > 64)
         return bad("is too long");
     for (char c : name) {
-        bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-                  c == '-';
+        bool ok =
+            (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
         if (!ok)
             return bad("contains a character that is not allowed");
     }
@@ -32,7 +32,9 @@ Status validateName(std::string_view what, std::string_view name) {
     return {};
 }
 
-std::string accountKey(const std::string& user) { return "users/" + user + "/account"; }
+std::string accountKey(const std::string& user) {
+    return "users/" + user + "/account";
+}
 std::string parcelPrefix(const std::string& user, const std::string& parcel) {
     return "users/" + user + "/parcels/" + parcel + "/";
 }
@@ -45,7 +47,9 @@ std::string headKey(const std::string& user, const std::string& parcel) {
 std::string lockKey(const std::string& user, const std::string& parcel) {
     return parcelPrefix(user, parcel) + "lock";
 }
-std::string chunkPrefix(const std::string& user) { return "users/" + user + "/chunks/"; }
+std::string chunkPrefix(const std::string& user) {
+    return "users/" + user + "/chunks/";
+}
 std::string chunkKey(const std::string& user, const chunk::ChunkName& name) {
     std::string hex = chunk::nameHex(name);
     return chunkPrefix(user) + hex.substr(0, 2) + "/" + hex;
@@ -57,11 +61,11 @@ Status initStore(store::Store& store, const crypto::KdfParams& defaultKdf) {
     crypto::KdfParams check = defaultKdf;
     check.salt.assign(crypto::kSaltSize, 0);
     ISR_TRY_STATUS(crypto::validateKdfParams(check));
-    json::Value marker(json::Object{
-        {"format", kFormatVersion},
-        {"created", std::int64_t(std::time(nullptr))},
-        {"kdf", json::Object{{"ops", std::int64_t(defaultKdf.opsLimit)},
-                             {"mem", std::int64_t(defaultKdf.memLimit)}}}});
+    json::Value marker(
+        json::Object{{"format", kFormatVersion},
+                     {"created", std::int64_t(std::time(nullptr))},
+                     {"kdf", json::Object{{"ops", std::int64_t(defaultKdf.opsLimit)},
+                                          {"mem", std::int64_t(defaultKdf.memLimit)}}}});
     auto st = store.putIfAbsent(kStoreMarker, asBytes(marker.dump() + "\n"));
     if (!st.ok() && st.error().code == Errc::AlreadyExists)
         return Error(Errc::AlreadyExists, "this location is already an isr store");
@@ -109,14 +113,16 @@ Result<crypto::KdfParams> storeDefaultKdf(store::Store& store) {
     p.salt = crypto::randomBytes(crypto::kSaltSize);
     auto valid = crypto::validateKdfParams(p);
     if (!valid.ok())
-        return Error(Errc::Corrupt, "isr-store.json: kdf defaults refused: " +
-                                        valid.error().message);
+        return Error(Errc::Corrupt,
+                     "isr-store.json: kdf defaults refused: " + valid.error().message);
     return p;
 }
 
 namespace {
 
-std::string accountAd(const std::string& user) { return "isr-account-v1:" + user; }
+std::string accountAd(const std::string& user) {
+    return "isr-account-v1:" + user;
+}
 
 // Wipes a std::string holding secret material before it is freed.
 struct WipeOnExit {
@@ -196,8 +202,7 @@ Status writeAccount(store::Store& store, const std::string& user, const crypto::
 
 // Default-parameter work for an unknown user, so that "no such user" and
 // "wrong password" cost the same and look the same.
-void burnEquivalentWork(store::Store& store, const std::string& user,
-                        std::string_view password) {
+void burnEquivalentWork(store::Store& store, const std::string& user, std::string_view password) {
     auto defaults = storeDefaultKdf(store);
     crypto::KdfParams p = defaults.ok() ? std::move(*defaults) : crypto::KdfParams::moderate();
     auto h = crypto::hash(asBytes("isr-decoy-salt:" + user));

@@ -1,4 +1,8 @@
 // Disk image import and export.
+#include "parcel/parcel.h"
+#include "util/log.h"
+#include "util/process.h"
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -7,10 +11,6 @@
 #include <filesystem>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include "parcel/parcel.h"
-#include "util/log.h"
-#include "util/process.h"
 
 namespace isr::parcel {
 
@@ -29,7 +29,9 @@ struct Fd {
 
 Error ioError(const std::string& what) {
     int e = errno;
-    return Error(e == ENOSPC ? Errc::NoSpace : e == ENOENT ? Errc::NotFound : Errc::Io,
+    return Error(e == ENOSPC   ? Errc::NoSpace
+                 : e == ENOENT ? Errc::NotFound
+                               : Errc::Io,
                  what + ": " + std::strerror(e));
 }
 
@@ -195,8 +197,8 @@ Status exportImage(Parcels& parcels, const std::string& parcel, std::uint64_t n,
             std::uint64_t offset = i * m.chunkSize;
             std::size_t done = 0;
             while (done < data->size()) {
-                ssize_t w = ::pwrite(fd.fd, data->data() + done, data->size() - done,
-                                     off_t(offset + done));
+                ssize_t w =
+                    ::pwrite(fd.fd, data->data() + done, data->size() - done, off_t(offset + done));
                 if (w < 0) {
                     if (errno == EINTR)
                         continue;

@@ -1,9 +1,9 @@
 // fsck and garbage collection.
-#include <ctime>
-#include <set>
-
 #include "parcel/parcel.h"
 #include "util/log.h"
+
+#include <ctime>
+#include <set>
 
 namespace isr::parcel {
 
@@ -25,8 +25,7 @@ std::optional<chunk::ChunkName> chunkNameFromKey(const std::string& key) {
 
 bool isChunkKey(const std::string& key) {
     auto pos = key.find("/chunks/");
-    return key.rfind("users/", 0) == 0 && pos != std::string::npos &&
-           key.find('/', 6) == pos;
+    return key.rfind("users/", 0) == 0 && pos != std::string::npos && key.find('/', 6) == pos;
 }
 
 } // namespace

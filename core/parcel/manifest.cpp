@@ -1,8 +1,8 @@
 // VM spec and the manifest's binary encoding (FORMAT.md, "Manifest").
+#include "parcel/parcel.h"
+
 #include <algorithm>
 #include <cstring>
-
-#include "parcel/parcel.h"
 
 namespace isr::parcel {
 
@@ -14,11 +14,11 @@ constexpr std::size_t kRefSize = 32 + 32 + 4;
 
 // The kiosk builds domain XML from these names only; anything else is refused.
 const char* const kMachines[] = {"pc-q35-7.2", "q35", "pc-i440fx-7.2"};
-const char* const kCpus[] = {"qemu64", "max", "Nehalem", "Westmere", "SandyBridge", "Skylake-Client"};
+const char* const kCpus[] = {"qemu64",   "max",         "Nehalem",
+                             "Westmere", "SandyBridge", "Skylake-Client"};
 const char* const kBootProfiles[] = {"firmware", "demo-guest"};
 
-template <std::size_t N>
-bool oneOf(const std::string& v, const char* const (&set)[N]) {
+template <std::size_t N> bool oneOf(const std::string& v, const char* const (&set)[N]) {
     return std::any_of(std::begin(set), std::end(set), [&](const char* s) { return v == s; });
 }
 } // namespace
@@ -28,8 +28,8 @@ Status VmSpec::validate() const {
         return Error(Errc::InvalidArgument,
                      "VM memory " + std::to_string(memoryMiB) + " MiB is outside 64 MiB..64 GiB");
     if (vcpus < 1 || vcpus > 64)
-        return Error(Errc::InvalidArgument, "VM vCPU count " + std::to_string(vcpus) +
-                                                " is outside 1..64");
+        return Error(Errc::InvalidArgument,
+                     "VM vCPU count " + std::to_string(vcpus) + " is outside 1..64");
     if (!oneOf(machine, kMachines))
         return Error(Errc::InvalidArgument, "VM machine type '" + machine + "' is not allowed");
     if (!oneOf(cpu, kCpus))
@@ -142,7 +142,9 @@ private:
     std::size_t pos_ = 0;
 };
 
-Error corrupt(const std::string& what) { return Error(Errc::Corrupt, "manifest: " + what); }
+Error corrupt(const std::string& what) {
+    return Error(Errc::Corrupt, "manifest: " + what);
+}
 
 } // namespace
 

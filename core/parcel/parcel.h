@@ -15,18 +15,18 @@
 // no mutable state beyond the Store (which is thread-safe) and the secrets
 // (read-only after sign-in).
 
+#include "chunk/chunk.h"
+#include "crypto/crypto.h"
+#include "store/store.h"
+#include "util/json.h"
+#include "util/result.h"
+
 #include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include "chunk/chunk.h"
-#include "crypto/crypto.h"
-#include "store/store.h"
-#include "util/json.h"
-#include "util/result.h"
 
 namespace isr::parcel {
 
@@ -73,8 +73,7 @@ Status createAccount(store::Store& store, const std::string& user, std::string_v
 // AuthFailed for both an unknown user and a wrong password, after the same
 // Argon2id work. Corrupt if the account object fails verification in a way
 // a wrong password cannot explain (bad JSON, bad parameters).
-Result<UserSecrets> signIn(store::Store& store, const std::string& user,
-                           std::string_view password);
+Result<UserSecrets> signIn(store::Store& store, const std::string& user, std::string_view password);
 // Re-seals the same secrets under the new password (fresh salt, the store's
 // current default limits); no chunk or manifest changes.
 Status changePassword(store::Store& store, const std::string& user, std::string_view oldPassword,
@@ -105,8 +104,8 @@ struct Manifest {
     std::uint32_t chunkSize = kDefaultChunkSize;
     VmSpec vm;
     std::vector<std::optional<chunk::ChunkRef>> disk; // nullopt: all-zero chunk
-    std::vector<chunk::ChunkRef> memory;               // memory image recipe, in order
-    std::vector<std::uint64_t> workingSet;             // disk chunks the last session touched
+    std::vector<chunk::ChunkRef> memory;              // memory image recipe, in order
+    std::vector<std::uint64_t> workingSet;            // disk chunks the last session touched
 
     std::uint64_t chunkCount() const { return (diskSize + chunkSize - 1) / chunkSize; }
 };
@@ -140,8 +139,8 @@ struct LockAttempt {
 
 // Called with a short stage name ("upload", "encode", "verify"...), units
 // done and total (bytes or chunks, as the stage says).
-using ProgressFn = std::function<void(std::string_view stage, std::uint64_t done,
-                                      std::uint64_t total)>;
+using ProgressFn =
+    std::function<void(std::string_view stage, std::uint64_t done, std::uint64_t total)>;
 
 // ---- a signed-in user's parcels ------------------------------------------------
 
@@ -172,7 +171,7 @@ public:
     // Uploads the chunks the store lacks (content addressing makes repeats
     // harmless), in parallel where the store can.
     Result<UploadStats> uploadChunks(const std::vector<chunk::EncodedChunk>& chunks,
-                                       const ProgressFn& progress = {});
+                                     const ProgressFn& progress = {});
     // The commit protocol: upload newChunks, then put-if-absent
     // versions/<parent+1>, then head. Sets manifest.version. Conflict if
     // another writer created that version first (nothing is damaged).
@@ -204,18 +203,18 @@ private:
 // ---- images --------------------------------------------------------------------
 
 struct ImportOptions {
-    VmSpec vm;                                // used when the parcel is created
+    VmSpec vm; // used when the parcel is created
     std::uint32_t chunkSize = kDefaultChunkSize;
     std::string kiosk = "isrctl";
-    std::string scratchDir;                   // for qemu-img conversion of non-raw images; default $TMPDIR
+    std::string scratchDir; // for qemu-img conversion of non-raw images; default $TMPDIR
 };
 
 struct ImportStats {
     std::uint64_t version = 0;
-    std::uint64_t chunks = 0;      // total disk chunks
+    std::uint64_t chunks = 0; // total disk chunks
     std::uint64_t zeroChunks = 0;
-    std::uint64_t newChunks = 0;   // uploaded (the store lacked them)
-    std::uint64_t newBytes = 0;    // ciphertext bytes uploaded
+    std::uint64_t newChunks = 0; // uploaded (the store lacked them)
+    std::uint64_t newBytes = 0;  // ciphertext bytes uploaded
 };
 
 // Imports a raw or qcow2 (anything qemu-img reads) image as a new version of

@@ -1,11 +1,11 @@
 // A signed-in user's parcels: versions, commit, rollback, chunks, locks.
+#include "parcel/parcel.h"
+#include "util/log.h"
+
 #include <algorithm>
 #include <charconv>
 #include <ctime>
 #include <set>
-
-#include "parcel/parcel.h"
-#include "util/log.h"
 
 namespace isr::parcel {
 
@@ -46,8 +46,8 @@ Result<std::vector<std::uint64_t>> Parcels::versions(const std::string& parcel) 
             out.push_back(*n);
     std::sort(out.begin(), out.end());
     if (out.empty())
-        return Error(Errc::NotFound, "parcel '" + parcel + "' of user '" + user() +
-                                         "' does not exist");
+        return Error(Errc::NotFound,
+                     "parcel '" + parcel + "' of user '" + user() + "' does not exist");
     return out;
 }
 
@@ -96,18 +96,19 @@ Result<Manifest> Parcels::manifest(const std::string& parcel, std::uint64_t n) {
     auto sealed = store_.get(key);
     if (!sealed.ok())
         return std::move(sealed).error().context("manifest " + key);
-    auto plain = crypto::open(secrets_.master, *sealed,
-                              asBytes(manifestAssociatedData(user(), parcel, n)));
+    auto plain =
+        crypto::open(secrets_.master, *sealed, asBytes(manifestAssociatedData(user(), parcel, n)));
     if (!plain.ok())
         return Error(Errc::Corrupt, "manifest " + key +
                                         " failed verification (damaged, or not this parcel's "
-                                        "version " + std::to_string(n) + ")");
+                                        "version " +
+                                        std::to_string(n) + ")");
     auto m = decodeManifest(*plain);
     if (!m.ok())
         return std::move(m).error().context(key);
     if (m->version != n)
-        return Error(Errc::Corrupt, "manifest " + key + " claims version " +
-                                        std::to_string(m->version));
+        return Error(Errc::Corrupt,
+                     "manifest " + key + " claims version " + std::to_string(m->version));
     return m;
 }
 
@@ -137,7 +138,7 @@ Result<Manifest> Parcels::create(const std::string& parcel, const VmSpec& vm,
 }
 
 Result<Parcels::UploadStats> Parcels::uploadChunks(const std::vector<chunk::EncodedChunk>& chunks,
-                                            const ProgressFn& progress) {
+                                                   const ProgressFn& progress) {
     // Skip what the store already has (dedup across versions and parcels),
     // then upload the rest in batches so S3 can keep many in flight.
     std::vector<std::size_t> missing;
@@ -187,16 +188,15 @@ Result<std::uint64_t> Parcels::commit(const std::string& parcel, Manifest& m,
     auto st = store_.putIfAbsent(versionKey(user(), parcel, n), seal(parcel, n, m));
     if (!st.ok()) {
         if (st.error().code == Errc::AlreadyExists)
-            return Error(Errc::Conflict, "version " + std::to_string(n) + " of parcel '" +
-                                             parcel +
+            return Error(Errc::Conflict, "version " + std::to_string(n) + " of parcel '" + parcel +
                                              "' was created by another writer first; nothing "
                                              "was overwritten");
         return std::move(st).error().context("committing version " + std::to_string(n));
     }
     // The version exists now; head is only a hint, so a failure here loses nothing.
     if (auto h = store_.put(headKey(user(), parcel), asBytes(std::to_string(n) + "\n")); !h.ok()) {
-        ISR_LOG_WARN("parcel") << "version " << n << " committed but head not updated: "
-                               << h.error().describe();
+        ISR_LOG_WARN("parcel") << "version " << n
+                               << " committed but head not updated: " << h.error().describe();
     }
     if (progress)
         progress("commit", n, n);
@@ -231,10 +231,8 @@ Result<Bytes> Parcels::readChunk(const chunk::ChunkRef& ref) {
 // ---- locks -------------------------------------------------------------------
 
 static json::Value lockToJson(const LockInfo& l) {
-    return json::Object{{"kiosk", l.kiosk},
-                        {"session", l.session},
-                        {"since", l.since},
-                        {"heartbeat", l.heartbeat}};
+    return json::Object{
+        {"kiosk", l.kiosk}, {"session", l.session}, {"since", l.since}, {"heartbeat", l.heartbeat}};
 }
 
 Result<std::optional<LockInfo>> Parcels::readLock(const std::string& parcel) {

@@ -5,6 +5,8 @@
 // trailing commas, nesting depth and input size are bounded, object keys are
 // kept sorted (std::map) so output is canonical.
 
+#include "util/result.h"
+
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -13,8 +15,6 @@
 #include <string_view>
 #include <variant>
 #include <vector>
-
-#include "util/result.h"
 
 namespace isr::json {
 

@@ -78,7 +78,8 @@ Result<ProcessOutput> runProgram(const std::vector<std::string>& argv) {
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
     if (WIFSIGNALED(status))
-        return Error(Errc::Io, argv[0] + " was killed by signal " + std::to_string(WTERMSIG(status)));
+        return Error(Errc::Io,
+                     argv[0] + " was killed by signal " + std::to_string(WTERMSIG(status)));
     result.exitCode = WEXITSTATUS(status);
     return result;
 }

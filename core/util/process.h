@@ -2,10 +2,10 @@
 // Running helper programs (qemu-img, mke2fs...) without a shell: argv is
 // passed as is, so no quoting bugs and no injection.
 
+#include "util/result.h"
+
 #include <string>
 #include <vector>
-
-#include "util/result.h"
 
 namespace isr {
 
