@@ -181,6 +181,8 @@ mount -t devpts devpts /dev/pts
 mount -t tmpfs -o mode=0755 tmpfs /run
 mount -t tmpfs tmpfs /tmp
 hostname isr-guest
+# A clean VGA console: the firmware's messages are of no use to the user.
+printf '\033[H\033[2J' >/dev/tty1
 while read -r m; do
     insmod "/lib/modules/$m" 2>/dev/null || echo "rc: insmod $m failed" >/dev/console
 done </etc/modules.order
