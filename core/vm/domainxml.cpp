@@ -239,6 +239,12 @@ std::string buildDomainXml(const VmSpec& spec, Accelerator accel) {
           << "      <target port='0'/>\n"
           << "    </serial>\n";
     }
+    // The guest agent's channel: with qemu-guest-agent in the guest,
+    // syncGuestTime() works after a restore. libvirt picks the socket path
+    // under its own root.
+    x << "    <channel type='unix'>\n"
+      << "      <target type='virtio' name='org.qemu.guest_agent.0'/>\n"
+      << "    </channel>\n";
     // Free page reporting hands pages the guest freed back to the host, so
     // they are not in the save file.
     x << "    <memballoon model='virtio' freePageReporting='on'/>\n"
