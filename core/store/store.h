@@ -26,6 +26,7 @@ namespace isr::store {
 struct ObjectInfo {
     std::string key;
     std::uint64_t size = 0;
+    std::int64_t modified = 0; // unix seconds of the last write; gc's grace period uses it
 };
 
 struct PutItem {
