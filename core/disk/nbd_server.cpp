@@ -300,6 +300,9 @@ private:
                 break; // soft disconnect: finish what is queued, then close
             if (verdict.error != 0) {
                 counters_.errors++;
+                ISR_LOG_WARN(kLog) << "NBD: refusing command " << request->type << " flags "
+                                   << request->flags << " offset " << request->offset << " length "
+                                   << request->length << " (error " << verdict.error << ")";
                 if (!sendReply(request->handle, verdict.error))
                     break;
                 continue;

@@ -505,8 +505,11 @@ struct ParcelDisk::Impl {
 };
 
 Result<std::unique_ptr<ParcelDisk>> ParcelDisk::open(ParcelDiskConfig config) {
-    if (config.diskSize == 0)
-        return Error(Errc::InvalidArgument, "disk size is zero");
+    // QEMU's block layer works in 512-byte sectors: its NBD client reads a
+    // rounded-up tail past an unaligned export's end and fails.
+    if (config.diskSize == 0 || config.diskSize % 512 != 0)
+        return Error(Errc::InvalidArgument, "disk size " + std::to_string(config.diskSize) +
+                                                " is not a positive multiple of 512");
     if (config.chunkSize == 0 || config.chunkSize > chunk::kMaxChunkSize)
         return Error(Errc::InvalidArgument,
                      "chunk size " + std::to_string(config.chunkSize) + " out of range");
