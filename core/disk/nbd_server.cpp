@@ -503,6 +503,9 @@ Result<std::unique_ptr<NbdServer>> NbdServer::start(BlockDevice& device, NbdServ
     // bind() applied our umask; set the mode QEMU's user needs explicitly.
     if (::chmod(path.c_str(), impl->options.socketMode) != 0)
         return fail("chmod");
+    if (impl->options.socketGroup >= 0 &&
+        ::chown(path.c_str(), uid_t(-1), gid_t(impl->options.socketGroup)) != 0)
+        return fail("chown");
     if (::listen(impl->listenFd, 16) != 0)
         return fail("listen");
     if (::pipe2(impl->wakeFds, O_CLOEXEC) != 0)

@@ -54,6 +54,10 @@ struct NbdServerOptions {
     // A stale socket at the path is replaced.
     std::string socketPath;
     unsigned socketMode = 0660;
+    // If >= 0, the socket's group is set to this gid (e.g. the group of the
+    // user libvirt runs QEMU as, like libvirt-qemu when the kiosk runs as
+    // root), so 0660 is enough.
+    long socketGroup = -1;
     // The export's name; clients asking for "" get it too (QEMU's
     // nbd+unix:///?socket=... URLs ask for "").
     std::string exportName = "isr";

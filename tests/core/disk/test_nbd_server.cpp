@@ -99,6 +99,23 @@ private slots:
         QCOMPARE(st.st_mode & 0777, 0660u);
     }
 
+    void socketGroupIsApplied() {
+        isr::test::TempDir dir;
+        auto device = FileBlockDevice::create(dir.file("g.raw"), 4096);
+        QVERIFY(device.ok());
+        NbdServerOptions options;
+        options.socketPath = dir.file("g.sock");
+        options.socketMode = 0666;
+        gid_t group = ::getgid() == 0 ? 1 : ::getgid(); // root may pick any group
+        options.socketGroup = group;
+        auto server = NbdServer::start(**device, options);
+        QVERIFY2(server.ok(), server.ok() ? "" : server.error().describe().c_str());
+        struct stat st {};
+        QCOMPARE(::lstat(options.socketPath.c_str(), &st), 0);
+        QCOMPARE(st.st_gid, group);
+        QCOMPARE(st.st_mode & 0777, 0666u);
+    }
+
     void qemuImgConvertCopiesEveryByte() {
         std::string out = dir_->file("copy.raw");
         auto r = isr::test::runProcess(
