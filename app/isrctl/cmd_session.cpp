@@ -1,0 +1,385 @@
+// isrctl session resume|suspend|status and isrctl demo init: the headless
+// kiosk. `session resume` runs one session in the foreground until SIGTERM
+// or SIGINT (what `session suspend` sends), then suspends and leaves.
+// Progress goes to the terminal and to <kiosk dir>/status.json, which
+// `session status` reads; nothing listens on any socket.
+#include <atomic>
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <thread>
+#include <unistd.h>
+
+#include "cli.h"
+#include "session/session.h"
+#include "util/process.h"
+
+namespace isr::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::vector<std::string> kFlags = {"json", "password-stdin", "take-over", "serial",
+                                         "no-suspend"};
+
+std::string defaultDataDir() {
+    if (const char* x = std::getenv("XDG_DATA_HOME"); x && *x)
+        return std::string(x) + "/isr";
+    if (const char* h = std::getenv("HOME"); h && *h)
+        return std::string(h) + "/.local/share/isr";
+    return "/var/lib/isr";
+}
+
+std::string absolute(const std::string& p) { return fs::absolute(p).lexically_normal().string(); }
+
+// Writes status.json atomically (temp + rename) for `session status`.
+class StatusFile {
+public:
+    explicit StatusFile(std::string path) : path_(std::move(path)) {}
+    void update(const std::function<void(json::Object&)>& change) {
+        std::lock_guard lock(mutex_);
+        change(doc_);
+        std::string tmp = path_ + ".tmp";
+        {
+            std::ofstream f(tmp, std::ios::trunc);
+            f << json::Value(doc_).dump() << "\n";
+        }
+        std::rename(tmp.c_str(), path_.c_str());
+    }
+
+private:
+    std::string path_;
+    std::mutex mutex_;
+    json::Object doc_;
+};
+
+json::Value timelineJson(const std::vector<session::TimelineEntry>& t) {
+    json::Array rows;
+    for (const auto& e : t)
+        rows.push_back(json::Object{{"stage", session::stageName(e.stage)},
+                                    {"seconds", e.seconds},
+                                    {"bytes_down", e.bytesDown},
+                                    {"bytes_up", e.bytesUp}});
+    return rows;
+}
+
+int resume(const std::vector<std::string>& argv) {
+    auto args = Args::parse(argv, kFlags);
+    if (!args.ok())
+        return fail(args.error().message, kExitUsage);
+    if (int rc = checkUsage(*args, 2, 2,
+                            {"store", "kiosk-dir", "guest-dir", "accel", "cache-size", "kiosk-id",
+                             "trickle-quiet"},
+                            "session resume"))
+        return rc;
+    const std::string user = args->positional()[0], parcelName = args->positional()[1];
+    std::string storeUrl = args->optionOr("store", std::getenv("ISR_STORE") ? std::getenv("ISR_STORE") : "");
+    if (storeUrl.empty())
+        return fail("no store given: use --store URL or set ISR_STORE", kExitUsage);
+    session::KioskConfig config;
+    config.stateDir = absolute(args->optionOr("kiosk-dir", defaultDataDir() + "/kiosk"));
+    config.guestDir = absolute(args->optionOr("guest-dir", defaultDataDir() + "/demo/guest"));
+    config.storeUrl = storeUrl;
+    config.accelerator = args->optionOr("accel", "");
+    config.kioskId = args->optionOr("kiosk-id", "");
+    config.serialConsole = args->flag("serial");
+    if (auto q = args->option("trickle-quiet")) {
+        auto secs = parseDuration(*q);
+        if (!secs.ok())
+            return fail(secs.error().message, kExitUsage);
+        config.trickleQuiet = std::chrono::seconds(*secs);
+    }
+    if (auto c = args->option("cache-size")) {
+        auto bytes = parseSize(*c);
+        if (!bytes.ok())
+            return fail(bytes.error().message, kExitUsage);
+        config.cacheCapBytes = *bytes;
+    }
+    auto password = readPassword("Password for " + user + ": ", args->flag("password-stdin"));
+    if (!password.ok())
+        return fail(password.error().message, kExitUsage);
+
+    // SIGTERM/SIGINT mean "Suspend & Leave". Block them before any thread
+    // starts so only sigwait() below sees them.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+    std::error_code ec;
+    fs::create_directories(config.stateDir, ec);
+    StatusFile status(config.stateDir + "/status.json");
+    {
+        std::ofstream pid(config.stateDir + "/session.pid", std::ios::trunc);
+        pid << ::getpid() << "\n";
+    }
+    bool tty = isatty(STDERR_FILENO);
+    session::Listener listener;
+    listener.stageChanged = [&](session::Stage s) {
+        std::fprintf(stderr, "%sstage: %s\n", tty ? "\r\033[K" : "", session::stageName(s));
+        status.update([&](json::Object& o) {
+            o["stage"] = session::stageName(s);
+            o["pid"] = std::int64_t(::getpid());
+        });
+    };
+    std::atomic<std::int64_t> lastReport{0};
+    listener.progress = [&](const session::Progress& p) {
+        auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::steady_clock::now().time_since_epoch())
+                       .count();
+        if (p.done != p.total && now - lastReport < 250)
+            return;
+        lastReport = now;
+        if (tty)
+            std::fprintf(stderr, "\r\033[K%s %s / %s (%s/s)", p.what.c_str(),
+                         formatBytes(p.done).c_str(), formatBytes(p.total).c_str(),
+                         formatBytes(std::uint64_t(p.bytesPerSecond)).c_str());
+        status.update([&](json::Object& o) {
+            o["progress"] = json::Object{{"what", p.what}, {"done", p.done}, {"total", p.total},
+                                         {"rate", p.bytesPerSecond}};
+        });
+    };
+    listener.failed = [&](const session::Failure& f) {
+        std::fprintf(stderr, "%s%s failed (%s): %s\n", tty ? "\r\033[K" : "",
+                     session::stageName(f.stage), session::errorKindName(f.kind), f.message.c_str());
+        status.update([&](json::Object& o) {
+            o["error"] = json::Object{{"stage", session::stageName(f.stage)},
+                                      {"kind", session::errorKindName(f.kind)},
+                                      {"message", f.message}};
+        });
+    };
+
+    auto created = session::Session::create(config, listener);
+    if (!created.ok())
+        return fail(created.error());
+    auto& sess = **created;
+    auto finish = [&](int rc) {
+        status.update([&](json::Object& o) {
+            o["timeline"] = timelineJson(sess.timeline());
+            o["committed_version"] = sess.committedVersion();
+            o["exit"] = rc;
+        });
+        std::printf("%s", session::formatTimeline(sess.timeline()).c_str());
+        std::fflush(stdout);
+        ::unlink((config.stateDir + "/session.pid").c_str());
+        return rc;
+    };
+    auto resumed = sess.resume(user, *password, parcelName, args->flag("take-over"));
+    if (!resumed.ok()) {
+        sess.abandon();
+        return finish(kExitFailed);
+    }
+    status.update([&](json::Object& o) {
+        o["user"] = user;
+        o["parcel"] = parcelName;
+        o["base_version"] = sess.baseVersion();
+        o["accelerator"] = sess.accelerator();
+        o["session_dir"] = sess.sessionDirectory();
+        o["scratch_dir"] = sess.scratchDirectory();
+        o["serial_socket"] = sess.serialSocketPath();
+        o["timeline"] = timelineJson(sess.timeline());
+    });
+    std::fprintf(stderr, "running %s/%s (version %llu, %s); send SIGTERM or run 'isrctl session "
+                         "suspend' to suspend and leave\n",
+                 user.c_str(), parcelName.c_str(), (unsigned long long)sess.baseVersion(),
+                 sess.accelerator().c_str());
+
+    // Report the hoard while waiting for the signal.
+    std::atomic<bool> stopHoardReport{false};
+    std::thread hoardReporter([&] {
+        while (!stopHoardReport) {
+            auto h = sess.hoard();
+            status.update([&](json::Object& o) {
+                o["hoard"] = json::Object{{"chunks_done", h.chunksDone}, {"chunks_total", h.chunksTotal}};
+            });
+            for (int i = 0; i < 10 && !stopHoardReport; ++i)
+                std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
+    });
+    int sig = 0;
+    sigwait(&signals, &sig);
+    stopHoardReport = true;
+    hoardReporter.join();
+    if (args->flag("no-suspend")) {
+        sess.abandon();
+        return finish(kExitOk);
+    }
+    auto suspended = sess.suspendAndLeave();
+    // A failed suspend keeps its state; retry a few times (the store may be
+    // back), then give up loudly: the last committed version stays intact.
+    for (int attempt = 0; !suspended.ok() && attempt < 3; ++attempt) {
+        std::this_thread::sleep_for(std::chrono::seconds(2 << attempt));
+        suspended = sess.retry();
+    }
+    if (!suspended.ok()) {
+        sess.abandon();
+        return finish(kExitFailed);
+    }
+    return finish(kExitOk);
+}
+
+Result<json::Value> readStatus(const std::string& dir) {
+    std::ifstream f(dir + "/status.json");
+    if (!f)
+        return Error(Errc::NotFound, "no session status in " + dir);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return json::parse(ss.str());
+}
+
+int suspend(const std::vector<std::string>& argv) {
+    auto args = Args::parse(argv, kFlags);
+    if (!args.ok())
+        return fail(args.error().message, kExitUsage);
+    if (int rc = checkUsage(*args, 0, 0, {"kiosk-dir", "timeout"}, "session suspend"))
+        return rc;
+    std::string dir = absolute(args->optionOr("kiosk-dir", defaultDataDir() + "/kiosk"));
+    std::ifstream pidFile(dir + "/session.pid");
+    long pid = 0;
+    if (!(pidFile >> pid) || pid <= 0)
+        return fail("no session is running in " + dir);
+    if (::kill(pid_t(pid), SIGTERM) != 0)
+        return fail("cannot signal session " + std::to_string(pid) + ": " + std::strerror(errno));
+    auto timeout = parseDuration(args->optionOr("timeout", "30m"));
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout.ok() ? *timeout : 1800);
+    while (::kill(pid_t(pid), 0) == 0) {
+        if (std::chrono::steady_clock::now() > deadline)
+            return fail("the session did not finish in time");
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    auto st = readStatus(dir);
+    if (!st.ok())
+        return fail(st.error());
+    if (args->flag("json"))
+        printJson(*st);
+    auto exitCode = st->getInt("exit");
+    auto committed = st->getInt("committed_version");
+    if (!exitCode.ok() || *exitCode != 0)
+        return fail("suspend failed; see " + dir + "/status.json");
+    if (!args->flag("json"))
+        std::printf("suspended: committed version %lld\n", (long long)(committed.ok() ? *committed : 0));
+    return kExitOk;
+}
+
+int statusCmd(const std::vector<std::string>& argv) {
+    auto args = Args::parse(argv, kFlags);
+    if (!args.ok())
+        return fail(args.error().message, kExitUsage);
+    if (int rc = checkUsage(*args, 0, 0, {"kiosk-dir"}, "session status"))
+        return rc;
+    std::string dir = absolute(args->optionOr("kiosk-dir", defaultDataDir() + "/kiosk"));
+    auto st = readStatus(dir);
+    if (!st.ok())
+        return fail(st.error());
+    if (args->flag("json")) {
+        printJson(*st);
+        return kExitOk;
+    }
+    auto stage = st->getString("stage");
+    std::printf("stage: %s\n", stage.ok() ? stage->c_str() : "?");
+    if (const auto* p = st->find("progress"))
+        std::printf("progress: %s %lld / %lld\n", p->getString("what").valueOr("").c_str(),
+                    (long long)p->getInt("done").valueOr(0), (long long)p->getInt("total").valueOr(0));
+    if (const auto* h = st->find("hoard"))
+        std::printf("hoard: %lld / %lld chunks\n", (long long)h->getInt("chunks_done").valueOr(0),
+                    (long long)h->getInt("chunks_total").valueOr(0));
+    if (const auto* e = st->find("error"))
+        std::printf("error: %s\n", e->getString("message").valueOr("").c_str());
+    return kExitOk;
+}
+
+std::string findGuestBuilder() {
+    if (const char* env = std::getenv("ISR_GUEST_BUILDER"))
+        return env;
+    std::error_code ec;
+    fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+    for (const fs::path& candidate : {exe.parent_path() / "../share/isr/guest/build-guest.sh",
+                                      fs::path(ISR_SOURCE_GUEST_BUILDER)})
+        if (fs::exists(candidate, ec))
+            return candidate.lexically_normal().string();
+    return {};
+}
+
+int demoInit(const std::vector<std::string>& argv) {
+    auto args = Args::parse(argv, kFlags);
+    if (!args.ok())
+        return fail(args.error().message, kExitUsage);
+    if (int rc = checkUsage(*args, 0, 0, {"data-dir", "memory", "guest-dir"}, "demo init"))
+        return rc;
+    std::string dir = absolute(args->optionOr("data-dir", defaultDataDir() + "/demo"));
+    // build-guest.sh skips work when its inputs are unchanged, so pointing
+    // --guest-dir at a shared cache makes repeated demo setups cheap.
+    std::string guestDir = absolute(args->optionOr("guest-dir", dir + "/guest"));
+    std::string builder = findGuestBuilder();
+    if (builder.empty())
+        return fail("cannot find build-guest.sh (set ISR_GUEST_BUILDER)");
+    std::fprintf(stderr, "building the demo guest in %s ...\n", guestDir.c_str());
+    auto built = runProgramChecked({"bash", builder, guestDir});
+    if (!built.ok())
+        return fail(built.error());
+    std::string storeDir = dir + "/store";
+    std::string url = "file://" + storeDir;
+    std::error_code ec;
+    fs::create_directories(storeDir, ec);
+    auto s = store::openStore(url);
+    if (!s.ok())
+        return fail(s.error());
+    if (!parcel::checkStore(**s).ok()) {
+        // Interactive limits: the demo password is printed on the screen anyway.
+        if (auto st = parcel::initStore(**s, crypto::KdfParams::interactive()); !st.ok())
+            return fail(st.error());
+    }
+    if (auto st = parcel::createAccount(**s, "demo", "demo"); !st.ok() && st.error().code != Errc::AlreadyExists)
+        return fail(st.error());
+    auto secrets = parcel::signIn(**s, "demo", "demo");
+    if (!secrets.ok())
+        return fail(secrets.error());
+    parcel::Parcels parcels(**s, std::move(*secrets));
+    if (parcels.latest("demo").ok()) {
+        std::printf("demo already set up: store %s, user demo, password demo, parcel demo\n", url.c_str());
+        return kExitOk;
+    }
+    parcel::ImportOptions options;
+    options.vm.boot = "demo-guest";
+    options.vm.memoryMiB = 256;
+    if (auto m = args->option("memory")) {
+        auto bytes = parseSize(*m);
+        if (!bytes.ok())
+            return fail(bytes.error().message, kExitUsage);
+        options.vm.memoryMiB = std::uint32_t(*bytes >> 20);
+    }
+    options.kiosk = "demo-init";
+    auto stats = parcel::importImage(parcels, "demo", guestDir + "/home.ext4", options, terminalProgress());
+    endProgress();
+    if (!stats.ok())
+        return fail(stats.error());
+    std::printf("demo ready: store %s, user demo, password demo, parcel demo (guest in %s)\n",
+                url.c_str(), guestDir.c_str());
+    return kExitOk;
+}
+
+CommandRegistration regResume({"session resume",
+                               "USER PARCEL [--kiosk-dir DIR] [--guest-dir DIR] [--take-over] "
+                               "[--accel kvm|tcg] [--serial] [--password-stdin]",
+                               "resume a parcel headless; SIGTERM/SIGINT suspends and leaves",
+                               resume});
+CommandRegistration regSuspend({"session suspend", "[--kiosk-dir DIR] [--json]",
+                                "suspend and leave the session running in that kiosk directory",
+                                suspend});
+CommandRegistration regStatus({"session status", "[--kiosk-dir DIR] [--json]",
+                               "show the stage and progress of the session in that kiosk directory",
+                               statusCmd});
+CommandRegistration regDemo({"demo init", "[--data-dir DIR] [--guest-dir DIR] [--memory 256M]",
+                             "build the demo guest and a local store with user demo/demo and "
+                             "parcel demo",
+                             demoInit});
+
+} // namespace
+} // namespace isr::cli

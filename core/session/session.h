@@ -1,0 +1,174 @@
+#pragma once
+// session: the orchestrator. Signs a user in, checks a parcel out, serves its
+// disk, brings the VM back (restore, or boot on first use), keeps it fed
+// while it runs, and at Suspend & Leave saves, uploads, commits, unlocks and
+// wipes the kiosk. The UI and `isrctl session` drive it unchanged.
+//
+// Stages and legal transitions (anything else is a bug):
+//
+//   SignedOut      -> Authenticating                     resume()
+//   Authenticating -> CheckingOut | Failed
+//   CheckingOut    -> Fetching | Failed                  (Failed/LockedElsewhere: holder known)
+//   Fetching       -> Restoring | Failed
+//   Restoring      -> Running | Failed
+//   Running        -> Suspending | Failed                suspendAndLeave()
+//   Suspending     -> Wiping | Failed
+//   Wiping         -> SignedOut | Failed
+//   Failed         -> CheckingOut                        resume(..., takeOver) / retry()
+//                   | Suspending                         retry() after a failed suspend
+//                   | Wiping                             abandon(): drop unsaved state, unlock
+//                   | Authenticating                     resume() with other credentials
+//                   | SignedOut                          nothing left to wipe
+//
+// Nothing committed is ever lost: a failure before the commit leaves the
+// previous version as it was; a failed suspend keeps the saved memory image
+// (in memory-backed scratch) and the disk overlay so retry() can finish it.
+//
+// Threads: resume(), suspendAndLeave(), retry() and abandon() block and must
+// be called from one controlling thread at a time (the CLI's main thread, the
+// UI's worker thread). Listener callbacks run on that thread or on internal
+// worker threads (progress); they must not call back into the Session.
+// status() and the accessors are safe from any thread.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "parcel/parcel.h"
+#include "store/store.h"
+#include "util/result.h"
+
+namespace isr::session {
+
+enum class Stage {
+    SignedOut,
+    Authenticating,
+    CheckingOut,
+    Fetching,
+    Restoring,
+    Running,
+    Suspending,
+    Wiping,
+    Failed,
+};
+const char* stageName(Stage stage);
+bool isLegalTransition(Stage from, Stage to);
+
+enum class ErrorKind {
+    None,
+    WrongCredentials,
+    StoreUnreachable,
+    LockedElsewhere,
+    Corrupt,
+    NoSpace,
+    VmFailed,
+    Internal,
+};
+const char* errorKindName(ErrorKind kind);
+ErrorKind classify(const Error& error);
+
+struct Failure {
+    Stage stage = Stage::SignedOut; // the stage that failed
+    ErrorKind kind = ErrorKind::None;
+    std::string message;            // what happened and what to do
+    std::optional<parcel::LockInfo> holder; // LockedElsewhere: who holds the parcel
+};
+
+struct Progress {
+    Stage stage = Stage::SignedOut;
+    std::string what;          // "memory image", "upload", "hoard"...
+    std::uint64_t done = 0;    // bytes unless `what` says otherwise
+    std::uint64_t total = 0;
+    double bytesPerSecond = 0;
+};
+
+struct HoardStatus {
+    std::uint64_t chunksDone = 0;
+    std::uint64_t chunksTotal = 0;
+    std::uint64_t bytesDone = 0;
+    std::uint64_t bytesTotal = 0;
+};
+
+// One row of the timeline each resume/suspend prints.
+struct TimelineEntry {
+    Stage stage = Stage::SignedOut;
+    double seconds = 0;
+    std::uint64_t bytesDown = 0; // from the store during this stage
+    std::uint64_t bytesUp = 0;   // to the store during this stage
+};
+
+struct Listener {
+    std::function<void(Stage)> stageChanged;
+    std::function<void(const Progress&)> progress;
+    std::function<void(const Failure&)> failed;
+};
+
+struct KioskConfig {
+    std::string kioskId;          // shown to other kiosks in the lock; default: host name
+    std::string stateDir;         // cache, libvirt root, per-session dirs (sockets, overlay)
+    std::string storeUrl;
+    store::StoreOptions storeOptions;
+    std::uint64_t cacheCapBytes = 8ull << 30;
+    std::string scratchDir;       // memory-backed; empty: /dev/shm
+    std::string guestDir;         // the "demo-guest" boot profile: vmlinuz, initrd.img
+    std::string accelerator;      // "", "kvm" or "tcg"
+    bool serialConsole = false;   // ttyS0 on <session dir>/serial.sock (tests, debugging)
+    std::chrono::milliseconds trickleQuiet{15000};
+    std::chrono::milliseconds trickleInterval{5000};
+    std::chrono::milliseconds heartbeatInterval{60000};
+    int hoardThreads = 4;
+    std::uint64_t hoardBandwidth = 0; // bytes/s, 0 = unlimited
+};
+
+class Session {
+public:
+    // Opens the hypervisor (reaping VMs a crashed previous run left behind)
+    // and the kiosk's chunk cache. One Session per process.
+    static Result<std::unique_ptr<Session>> create(KioskConfig config, Listener listener);
+    ~Session(); // abandons an active session without saving (the last commit stays)
+
+    // SignedOut/Failed -> ... -> Running. On LockedElsewhere, call again with
+    // takeOver = true (or abandon()). An empty parcel name picks the user's
+    // only parcel, or the one named "default".
+    Status resume(const std::string& user, const std::string& password,
+                  const std::string& parcel, bool takeOver = false);
+    // Running -> Suspending -> Wiping -> SignedOut.
+    Status suspendAndLeave();
+    // Failed -> repeats the failed stage (a failed suspend resumes where it stopped).
+    Status retry();
+    // Failed/Running -> Wiping -> SignedOut without saving: the VM is
+    // destroyed, local state wiped, the lock released. The last committed
+    // version is what the next resume gets.
+    Status abandon();
+
+    Stage stage() const;
+    std::optional<Failure> failure() const;
+    HoardStatus hoard() const;
+    std::vector<TimelineEntry> timeline() const;
+    std::string userName() const;
+    std::string parcelName() const;
+    std::uint64_t baseVersion() const;      // version this session started from
+    std::uint64_t committedVersion() const; // version the last suspend created, 0 if none
+    // <session dir>/serial.sock when KioskConfig::serialConsole, else "".
+    std::string serialSocketPath() const;
+    std::string sessionDirectory() const;
+    std::string scratchDirectory() const;
+    // A connected VNC socket to the running VM's display (caller owns it).
+    Result<int> openDisplay();
+    std::string accelerator() const;
+
+    struct Impl;
+
+private:
+    explicit Session(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> impl_;
+};
+
+// Prints the timeline as a table ("stage  seconds  down  up").
+std::string formatTimeline(const std::vector<TimelineEntry>& timeline);
+
+} // namespace isr::session
