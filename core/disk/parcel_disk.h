@@ -64,7 +64,8 @@ struct ParcelDiskConfig {
     int hoardThreads = 4;
     std::uint64_t hoardBandwidthLimit = 0; // bytes/s of ciphertext, 0 = unlimited
     bool startHoard = true;                // false: call startHoard() later
-    std::size_t plaintextCacheChunks = 64; // decoded chunks kept in memory (LRU)
+    std::size_t plaintextCacheChunks =
+        256; // decoded chunks kept in memory (LRU): 32 MiB at 128 KiB
     int zstdLevel = 1;
 };
 
