@@ -278,7 +278,9 @@ struct Session::Impl {
         if (ec)
             return Error(Errc::Io, "cannot create " + sessionDir + ": " + ec.message());
         ::chmod(sessionDir.c_str(), 0700);
-        ISR_TRY_ASSIGN(scratchDir, memimg::createScratchDirectory(config.scratchDir));
+        memimg::ScratchOptions so;
+        so.parent = config.scratchDir;
+        ISR_TRY_ASSIGN(scratchDir, memimg::createScratchDir(so));
         savePath = scratchDir + "/memory.save";
         return {};
     }
@@ -418,12 +420,12 @@ struct Session::Impl {
         std::atomic<bool> cancel{false};
         std::thread streamer([&] {
             memimg::StreamOptions so;
-            so.progress = [&](std::uint64_t done, std::uint64_t) {
-                report("memory image", done, total, started);
-            };
             so.cancel = &cancel;
-            streamed = memimg::streamImage(
-                base.memory, [this](const chunk::ChunkName& n) { return fetchCached(n); }, fifo, so);
+            auto r = memimg::streamImage(
+                base.memory, [this](const chunk::ChunkName& n) { return fetchCached(n); }, fifo, so,
+                [&](const memimg::Progress& p) { report("memory image", p.done, total, started); });
+            if (!r.ok())
+                streamed = std::move(r).error();
         });
         // libvirt opens the FIFO and reads it while the streamer writes; the
         // Restoring stage begins when QEMU starts loading.
@@ -476,17 +478,16 @@ struct Session::Impl {
             memorySaved = true;
         }
         if (!recipe) {
-            memimg::ChunkOptions co;
-            co.progress = [&](std::uint64_t done, std::uint64_t total) {
-                report("memory image", done, total, started);
-            };
+            auto chunker = memimg::Chunker::create(parcels->secrets().convergence.view());
+            if (!chunker.ok())
+                return fail(Stage::Suspending, chunker.error(), "");
             auto chunked = memimg::chunkImage(
-                savePath, parcels->secrets().convergence.view(),
-                [this](const std::vector<chunk::EncodedChunk>& batch) -> Result<std::uint64_t> {
+                savePath, parcels->secrets().convergence.view(), *chunker,
+                [this](const std::vector<chunk::EncodedChunk>& batch) -> Result<memimg::Uploaded> {
                     ISR_TRY_ASSIGN(auto stats, parcels->uploadChunks(batch));
-                    return stats.chunks;
+                    return memimg::Uploaded{stats.chunks, stats.bytes};
                 },
-                co);
+                {}, [&](const memimg::Progress& p) { report("memory image", p.done, p.total, started); });
             if (!chunked.ok())
                 return fail(Stage::Suspending, chunked.error(), "Could not send your memory image; check the network and try again");
             recipe = chunked->recipe;
@@ -542,7 +543,9 @@ struct Session::Impl {
             disk.reset(); // deletes the overlay
         }
         if (!scratchDir.empty())
-            memimg::removeScratchDirectory(scratchDir);
+            if (auto st = memimg::wipeScratchDir(scratchDir); !st.ok()) {
+                ISR_LOG_WARN("session") << "wiping scratch: " << st.error().describe();
+            }
         scratchDir.clear();
         savePath.clear();
         if (!sessionDir.empty()) {
