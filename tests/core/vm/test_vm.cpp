@@ -164,6 +164,10 @@ private slots:
         auto st = vmA.status();
         QVERIFY(st.ok());
         QCOMPARE(st->state, vm::VmState::Running);
+        QVERIFY(!st->ioError);
+        auto twice = hv_->boot(specA_);
+        QVERIFY(!twice.ok());
+        QCOMPARE(twice.error().code, Errc::AlreadyExists);
 
         // --- work in the guest ----------------------------------------------
         auto wrote = (*consoleA)->run("echo written-at-kiosk-A > /home/f; sync; cat /home/f", 60s);
