@@ -83,8 +83,25 @@ for p in "${all[@]}"; do
   fi
 done
 
+# libvirt's QEMU driver, when its process runs as root (the embedded driver
+# in tests and CI), looks up its built-in default user "libvirt-qemu" before
+# it reads qemu.conf, and refuses to start without it. libvirt-daemon-system
+# would create it but also brings the system daemons, which isr does not use;
+# create just the account (as that package's postinst does). core/vm then sets
+# user/group = "root" in its own qemu.conf.
+ensure_qemu_user() {
+  if ! getent group libvirt-qemu >/dev/null; then
+    $SUDO groupadd --system libvirt-qemu
+  fi
+  if ! getent passwd libvirt-qemu >/dev/null; then
+    $SUDO useradd --system --gid libvirt-qemu --home-dir /var/lib/libvirt \
+      --no-create-home --shell /usr/sbin/nologin --comment "Libvirt Qemu" libvirt-qemu
+  fi
+}
+
 if [ "${#missing[@]}" -eq 0 ]; then
   echo "install-deps: all ${#all[@]} packages already installed"
+  ensure_qemu_user
   exit 0
 fi
 
@@ -92,3 +109,4 @@ echo "install-deps: installing ${#missing[@]} packages: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+ensure_qemu_user

@@ -1,0 +1,256 @@
+// VmSpec -> libvirt domain XML, and the checks that keep a spec sane.
+#include "vm/vm.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <random>
+#include <sstream>
+
+namespace isr::vm {
+namespace {
+
+// sockaddr_un.sun_path is 108 bytes including the terminating NUL.
+constexpr std::size_t kMaxSocketPath = 107;
+
+std::string xmlEscape(std::string_view in) {
+    std::string out;
+    out.reserve(in.size());
+    for (char c : in) {
+        switch (c) {
+        case '&':
+            out += "&amp;";
+            break;
+        case '<':
+            out += "&lt;";
+            break;
+        case '>':
+            out += "&gt;";
+            break;
+        case '\'':
+            out += "&apos;";
+            break;
+        case '"':
+            out += "&quot;";
+            break;
+        default:
+            out += c;
+        }
+    }
+    return out;
+}
+
+bool isHex(char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+bool validUuid(std::string_view u) {
+    if (u.size() != 36)
+        return false;
+    for (std::size_t i = 0; i < u.size(); ++i) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? u[i] != '-' : !isHex(u[i]))
+            return false;
+    }
+    return true;
+}
+
+bool validName(std::string_view n, std::size_t maxLen) {
+    if (n.empty() || n.size() > maxLen)
+        return false;
+    return std::all_of(n.begin(), n.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '_' || c == '-' || c == '.';
+    });
+}
+
+// Absolute, lexically normal (no ".", "..", "//", trailing "/"), printable.
+bool cleanAbsolutePath(const std::string& p) {
+    if (p.empty() || p[0] != '/' || p.size() > 4096)
+        return false;
+    if (std::any_of(p.begin(), p.end(),
+                    [](char c) { return (unsigned char)c < 0x20 || c == 0x7f; }))
+        return false;
+    std::filesystem::path path(p);
+    return path.lexically_normal().string() == p && p.find("//") == std::string::npos &&
+           (p.size() == 1 || p.back() != '/');
+}
+
+bool isUnder(const std::string& path, const std::string& dir) {
+    std::string d = std::filesystem::path(dir).lexically_normal().string();
+    while (d.size() > 1 && d.back() == '/')
+        d.pop_back();
+    return path.size() > d.size() + 1 && path.compare(0, d.size(), d) == 0 && path[d.size()] == '/';
+}
+
+Error invalid(std::string msg) {
+    return Error(Errc::InvalidArgument, "VM spec: " + std::move(msg));
+}
+
+// A stable MAC for the VM's NIC: libvirt's ABI check on restore compares it,
+// so it must come from the spec, not from chance. 52:54:00 is QEMU's prefix.
+std::string macFromUuid(const std::string& uuid) {
+    std::string hex;
+    for (char c : uuid)
+        if (c != '-')
+            hex += char(std::tolower((unsigned char)c));
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "52:54:00:%c%c:%c%c:%c%c", hex[0], hex[1], hex[2], hex[3],
+                  hex[4], hex[5]);
+    return buf;
+}
+
+} // namespace
+
+std::string newUuid() {
+    std::random_device rd;
+    unsigned char b[16];
+    for (auto& x : b)
+        x = static_cast<unsigned char>(rd());
+    b[6] = (b[6] & 0x0f) | 0x40; // version 4
+    b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
+    char out[37];
+    std::snprintf(out, sizeof out,
+                  "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+                  b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+                  b[14], b[15]);
+    return out;
+}
+
+Status validateSpec(const VmSpec& spec, const HostConfig& config) {
+    if (!validName(spec.name, 64))
+        return invalid("name must be 1-64 characters of A-Z a-z 0-9 _ . -");
+    if (!validUuid(spec.uuid))
+        return invalid("uuid '" + spec.uuid + "' is not a UUID");
+    if (spec.memoryMiB < 64)
+        return invalid("memory " + std::to_string(spec.memoryMiB) + " MiB is below 64 MiB");
+    if (spec.memoryMiB > config.maxMemoryMiB)
+        return invalid("memory " + std::to_string(spec.memoryMiB) + " MiB exceeds this kiosk's " +
+                       std::to_string(config.maxMemoryMiB) + " MiB");
+    if (spec.vcpus == 0)
+        return invalid("0 vCPUs");
+    if (spec.vcpus > config.maxVcpus)
+        return invalid(std::to_string(spec.vcpus) + " vCPUs exceed this kiosk's " +
+                       std::to_string(config.maxVcpus));
+    // Only machine types that pin a QEMU version: a save file records the
+    // machine, and an unversioned alias ("q35") may mean something else on
+    // the next kiosk.
+    if (!validName(spec.machine, 32) ||
+        !(spec.machine.rfind("pc-q35-", 0) == 0 || spec.machine.rfind("pc-i440fx-", 0) == 0))
+        return invalid("machine '" + spec.machine + "' is not a versioned pc-q35-/pc-i440fx- type");
+    if (!validName(spec.cpuModel, 32) || spec.cpuModel == "host")
+        return invalid("CPU model '" + spec.cpuModel + "' is not a named portable model");
+    if (spec.cmdline.size() > 1024 ||
+        std::any_of(spec.cmdline.begin(), spec.cmdline.end(),
+                    [](char c) { return (unsigned char)c < 0x20 || c == 0x7f; }))
+        return invalid("kernel command line too long or has control characters");
+
+    if (config.stateDir.empty() || !cleanAbsolutePath(config.stateDir))
+        return invalid("kiosk state directory '" + config.stateDir +
+                       "' is not a clean absolute path");
+    auto bootAllowed = [&](const std::string& p) {
+        if (isUnder(p, config.stateDir))
+            return true;
+        return std::any_of(config.bootDirs.begin(), config.bootDirs.end(),
+                           [&](const std::string& d) { return isUnder(p, d); });
+    };
+    auto checkBootFile = [&](const std::string& what, const std::string& p) -> Status {
+        if (!cleanAbsolutePath(p))
+            return invalid(what + " '" + p + "' is not a clean absolute path");
+        if (!bootAllowed(p))
+            return invalid(what + " '" + p + "' is outside the state and boot directories");
+        return {};
+    };
+    ISR_TRY_STATUS(checkBootFile("kernel", spec.kernelPath));
+    if (!spec.initrdPath.empty())
+        ISR_TRY_STATUS(checkBootFile("initrd", spec.initrdPath));
+    auto checkSocket = [&](const std::string& what, const std::string& p) -> Status {
+        if (!cleanAbsolutePath(p))
+            return invalid(what + " '" + p + "' is not a clean absolute path");
+        if (!isUnder(p, config.stateDir))
+            return invalid(what + " '" + p + "' is outside the kiosk state directory");
+        if (p.size() > kMaxSocketPath)
+            return invalid(what + " '" + p + "' is longer than a UNIX socket path may be");
+        return {};
+    };
+    ISR_TRY_STATUS(checkSocket("disk socket", spec.diskSocketPath));
+    if (!spec.serialSocketPath.empty()) {
+        ISR_TRY_STATUS(checkSocket("serial socket", spec.serialSocketPath));
+        if (spec.serialSocketPath == spec.diskSocketPath)
+            return invalid("serial and disk sockets are the same path");
+    }
+    return {};
+}
+
+std::string buildDomainXml(const VmSpec& spec, Accelerator accel) {
+    std::ostringstream x;
+    x << "<domain type='" << (accel == Accelerator::Kvm ? "kvm" : "qemu") << "'>\n"
+      << "  <name>" << xmlEscape(spec.name) << "</name>\n"
+      << "  <uuid>" << xmlEscape(spec.uuid) << "</uuid>\n"
+      << "  <memory unit='MiB'>" << spec.memoryMiB << "</memory>\n"
+      << "  <currentMemory unit='MiB'>" << spec.memoryMiB << "</currentMemory>\n"
+      << "  <vcpu placement='static'>" << spec.vcpus << "</vcpu>\n"
+      << "  <os>\n"
+      << "    <type arch='x86_64' machine='" << xmlEscape(spec.machine) << "'>hvm</type>\n"
+      << "    <kernel>" << xmlEscape(spec.kernelPath) << "</kernel>\n";
+    if (!spec.initrdPath.empty())
+        x << "    <initrd>" << xmlEscape(spec.initrdPath) << "</initrd>\n";
+    x << "    <cmdline>" << xmlEscape(spec.cmdline) << "</cmdline>\n"
+      << "  </os>\n"
+      << "  <features><acpi/></features>\n"
+      // A named model, never host-passthrough: the memory image must restore
+      // on a kiosk with a different CPU.
+      << "  <cpu mode='custom' match='exact' check='none'>\n"
+      << "    <model fallback='forbid'>" << xmlEscape(spec.cpuModel) << "</model>\n"
+      << "  </cpu>\n"
+      << "  <clock offset='utc'/>\n"
+      << "  <on_poweroff>destroy</on_poweroff>\n"
+      << "  <on_reboot>restart</on_reboot>\n"
+      << "  <on_crash>destroy</on_crash>\n"
+      << "  <devices>\n"
+      // The disk is our NBD server; a failed request pauses the VM (the
+      // session can fix the cause and resume) instead of corrupting the guest.
+      << "    <disk type='network' device='disk'>\n"
+      << "      <driver name='qemu' type='raw' discard='unmap' error_policy='stop'/>\n"
+      << "      <source protocol='nbd'>\n"
+      << "        <host transport='unix' socket='" << xmlEscape(spec.diskSocketPath) << "'/>\n"
+      << "      </source>\n"
+      << "      <target dev='vda' bus='virtio'/>\n"
+      << "    </disk>\n"
+      // User-mode networking only: the guest reaches out, nothing reaches in.
+      << "    <interface type='user'>\n"
+      << "      <mac address='" << macFromUuid(spec.uuid) << "'/>\n"
+      << "      <model type='virtio'/>\n"
+      // No iPXE option ROM: we boot the kernel directly, and under TCG the
+      // ROM costs seconds of every boot.
+      << "      <rom enabled='no'/>\n"
+      << "    </interface>\n"
+      // libvirt assigns USB ports only when a domain starts, so a restore's
+      // fresh XML would lack the port the saved one has and fail the ABI
+      // check: pin it.
+      << "    <input type='tablet' bus='usb'><address type='usb' bus='0' port='1'/></input>\n"
+      << "    <input type='keyboard' bus='ps2'/>\n"
+      << "    <input type='mouse' bus='ps2'/>\n"
+      << "    <graphics type='vnc'><listen type='none'/></graphics>\n"
+      << "    <video><model type='vga' vram='16384' heads='1' primary='yes'/></video>\n";
+    if (!spec.serialSocketPath.empty()) {
+        x << "    <serial type='unix'>\n"
+          << "      <source mode='bind' path='" << xmlEscape(spec.serialSocketPath) << "'/>\n"
+          << "      <target port='0'/>\n"
+          << "    </serial>\n";
+    }
+    // The guest agent's channel: with qemu-guest-agent in the guest,
+    // syncGuestTime() works after a restore. libvirt picks the socket path
+    // under its own root.
+    x << "    <channel type='unix'>\n"
+      << "      <target type='virtio' name='org.qemu.guest_agent.0'/>\n"
+      << "    </channel>\n";
+    // Free page reporting hands pages the guest freed back to the host, so
+    // they are not in the save file.
+    x << "    <memballoon model='virtio' freePageReporting='on'/>\n"
+      << "  </devices>\n"
+      << "</domain>\n";
+    return x.str();
+}
+
+} // namespace isr::vm

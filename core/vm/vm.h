@@ -1,0 +1,214 @@
+#pragma once
+// core/vm: the VM through libvirt's embedded QEMU driver.
+//
+// A Hypervisor is this process's connection to libvirt (by default
+// qemu:///embed?root=<stateDir>/libvirt, so a kiosk needs no libvirtd). It
+// writes the driver's qemu.conf, runs libvirt's event loop on its own thread,
+// picks the accelerator (KVM only when it really works, else TCG), and
+// destroys any domain a crashed previous run left behind.
+//
+// The domain XML is always generated here from a VmSpec; XML from elsewhere
+// (a store, a save file) is never used. A VM saved on one kiosk restores on
+// another: the restore passes freshly generated XML carrying this kiosk's
+// socket paths, and libvirt checks it is ABI-compatible with the saved one.
+//
+// Threads: Hypervisor and Vm methods may be called from any thread (libvirt
+// connections and domain handles are thread-safe); neither class holds a lock
+// of its own. The embedded driver allows ONE root per process for the life of
+// the process: open() with a second, different root fails with Unsupported.
+
+#include "util/bytes.h"
+#include "util/result.h"
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace isr::vm {
+
+enum class Accelerator { Kvm, Tcg };
+const char* acceleratorName(Accelerator accel);
+
+// Everything the parcel says about its VM, plus this kiosk's paths. Two specs
+// that differ only in paths describe the same virtual hardware.
+struct VmSpec {
+    std::string name;                   // libvirt domain name: [A-Za-z0-9_.-], 1..64
+    std::string uuid;                   // "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", fixed per parcel
+    std::uint32_t memoryMiB = 512;      //
+    std::uint32_t vcpus = 1;            //
+    std::string machine = "pc-q35-7.2"; // pinned, so a save restores on any QEMU >= 7.2
+    // A named CPU model both TCG and KVM provide, so a memory image saved on one
+    // kiosk restores on another whatever its CPU (never host-passthrough).
+    std::string cpuModel = "qemu64";
+    std::string kernelPath; // direct kernel boot
+    std::string initrdPath; // optional
+    std::string cmdline = "console=tty0 console=ttyS0 quiet";
+    std::string diskSocketPath;   // NBD server on a UNIX socket (export name "")
+    std::string serialSocketPath; // optional: ttyS0 on a UNIX socket QEMU listens on
+};
+
+// A fresh random UUID for a new parcel's VM.
+std::string newUuid();
+
+struct HostConfig {
+    // The kiosk's state directory. libvirt's root is <stateDir>/libvirt; the
+    // VM's sockets must live below stateDir.
+    std::string stateDir;
+    // Directories a kernel/initrd may come from besides stateDir (e.g. the
+    // installed demo guest).
+    std::vector<std::string> bootDirs;
+    std::uint32_t maxMemoryMiB = 16384;
+    std::uint32_t maxVcpus = 16;
+    // Force an accelerator; unset = probe (ISR_VM_ACCEL=kvm|tcg overrides too).
+    std::optional<Accelerator> accelerator;
+    // Empty = the embedded driver under stateDir. "qemu:///system" etc. is
+    // possible; then qemu.conf is the system's and nothing is reaped.
+    std::string uri;
+    // Save files hold the guest's memory in plaintext: by default save()
+    // refuses a directory that is not memory-backed (tmpfs/ramfs).
+    bool allowDiskBackedSaveFiles = false;
+};
+
+enum class VmState { Running, Paused, ShutOff, Crashed, Other };
+const char* vmStateName(VmState state);
+
+struct VmStatus {
+    VmState state = VmState::Other;
+    bool ioError = false; // paused because the disk failed (error_policy=stop)
+    std::string reason;   // libvirt's reason, for logs
+};
+
+struct Screenshot {
+    std::string mimeType; // e.g. "image/png" or "image/x-portable-pixmap"
+    Bytes data;
+};
+
+// An owned file descriptor, closed on destruction.
+class OwnedFd {
+public:
+    OwnedFd() = default;
+    explicit OwnedFd(int fd) : fd_(fd) {}
+    ~OwnedFd();
+    OwnedFd(OwnedFd&& other) noexcept : fd_(other.release()) {}
+    OwnedFd& operator=(OwnedFd&& other) noexcept;
+    OwnedFd(const OwnedFd&) = delete;
+    OwnedFd& operator=(const OwnedFd&) = delete;
+    int get() const { return fd_; }
+    int release() {
+        int fd = fd_;
+        fd_ = -1;
+        return fd;
+    }
+    bool valid() const { return fd_ >= 0; }
+
+private:
+    int fd_ = -1;
+};
+
+class Hypervisor;
+
+// A handle to one domain. Dropping the handle does NOT stop the VM: its
+// lifetime is explicit (save or destroy); a VM left running when the process
+// dies is reaped by the next Hypervisor::open on the same root.
+class Vm {
+public:
+    ~Vm();
+    Vm(Vm&&) noexcept;
+    Vm& operator=(Vm&&) noexcept;
+    Vm(const Vm&) = delete;
+    Vm& operator=(const Vm&) = delete;
+
+    const std::string& name() const { return name_; }
+    Result<VmStatus> status() const;
+
+    // Saves memory and device state to `path` and stops the VM. The directory
+    // must be memory-backed unless HostConfig allows otherwise. libvirt seeks
+    // in the file, so it must be a regular file (not a pipe).
+    Status save(const std::string& path);
+    // Stops the VM at once (power cut).
+    Status destroy();
+    Status pause();
+    Status resume();
+
+    // The primary display as libvirt gives it (QEMU 7.2: PNG or PPM).
+    Result<Screenshot> screenshot();
+    // A connected VNC socket for the UI's client, no TCP and no password.
+    Result<OwnedFd> openGraphicsFd();
+    // Presses and releases Linux input keycodes (KEY_A = 30, ...) together.
+    Status sendKeys(std::span<const unsigned> linuxKeycodes, unsigned holdMs = 30);
+    // Types US-ASCII text key by key ('\n' is Enter). For tests and demos.
+    Status typeText(std::string_view text);
+    // Sets the guest clock to the host's (needs a guest agent; Unsupported if
+    // the guest has none — see README for what the demo guest does instead).
+    Status syncGuestTime();
+
+private:
+    friend class Hypervisor;
+    struct Handle;
+    Vm(std::unique_ptr<Handle> handle, std::string name, bool allowDiskBackedSaveFiles);
+    std::unique_ptr<Handle> handle_;
+    std::string name_;
+    bool allowDiskBackedSaveFiles_ = false;
+};
+
+class Hypervisor {
+public:
+    // Connects (see HostConfig), then destroys every domain left in the
+    // embedded root by a previous run (reapedAtOpen() says how many).
+    static Result<std::unique_ptr<Hypervisor>> open(HostConfig config);
+    // Closes the connection; running VMs keep running (see Vm).
+    ~Hypervisor();
+    Hypervisor(const Hypervisor&) = delete;
+    Hypervisor& operator=(const Hypervisor&) = delete;
+
+    Accelerator accelerator() const { return accel_; }
+    const HostConfig& config() const { return config_; }
+    const std::string& uri() const { return uri_; }
+    int reapedAtOpen() const { return reaped_; }
+
+    // Refuses absurd or unsafe specs with InvalidArgument (see README).
+    Status validate(const VmSpec& spec) const;
+    // The domain XML for this host's accelerator (validates first).
+    Result<std::string> domainXml(const VmSpec& spec) const;
+
+    // Starts a new transient domain from the spec.
+    Result<Vm> boot(const VmSpec& spec);
+    // Restores a save file (a regular file or a FIFO being written) with XML
+    // generated from `spec`, i.e. with this kiosk's paths. The VM runs after.
+    Result<Vm> restore(const std::string& savePath, const VmSpec& spec);
+    // Finds a running domain by name.
+    Result<Vm> find(const std::string& name);
+    // Names of the domains currently active on this connection.
+    Result<std::vector<std::string>> activeDomains();
+
+    // Destroys every active domain on this connection. Only for the embedded
+    // root, which belongs to this kiosk alone.
+    Result<int> reapAll();
+
+private:
+    struct Connection;
+    Status refuseRunning(const std::string& name);
+    Hypervisor(HostConfig config, std::unique_ptr<Connection> conn, std::string uri,
+               Accelerator accel);
+    HostConfig config_;
+    std::unique_ptr<Connection> conn_;
+    std::string uri_;
+    Accelerator accel_ = Accelerator::Tcg;
+    int reaped_ = 0;
+};
+
+// Probes whether KVM works here: /dev/kvm opens read-write and a short QEMU
+// run under KVM survives (nested setups may abort on MSR writes).
+Accelerator probeAccelerator();
+
+// The generator behind Hypervisor::domainXml, exposed for tests. Does not
+// validate.
+std::string buildDomainXml(const VmSpec& spec, Accelerator accel);
+// Spec checks behind Hypervisor::validate, exposed for tests.
+Status validateSpec(const VmSpec& spec, const HostConfig& config);
+
+} // namespace isr::vm

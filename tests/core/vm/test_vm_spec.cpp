@@ -1,0 +1,179 @@
+// core/vm without a VM: spec validation and the generated domain XML.
+#include "vm/vm.h"
+
+#include <QTest>
+
+using namespace isr;
+using namespace isr::vm;
+
+namespace {
+HostConfig host() {
+    HostConfig h;
+    h.stateDir = "/var/lib/isr";
+    h.bootDirs = {"/usr/share/isr/guest"};
+    h.maxMemoryMiB = 8192;
+    h.maxVcpus = 4;
+    return h;
+}
+
+VmSpec goodSpec() {
+    VmSpec s;
+    s.name = "isr-alice-desktop";
+    s.uuid = "0f8fad5b-d9cb-469f-a165-70867728950e";
+    s.memoryMiB = 1024;
+    s.vcpus = 2;
+    s.kernelPath = "/usr/share/isr/guest/vmlinuz";
+    s.initrdPath = "/usr/share/isr/guest/initrd.img";
+    s.diskSocketPath = "/var/lib/isr/sessions/1/disk.sock";
+    s.serialSocketPath = "/var/lib/isr/sessions/1/serial.sock";
+    return s;
+}
+
+Errc rejectionOf(const VmSpec& s) {
+    auto st = validateSpec(s, host());
+    return st.ok() ? Errc::Internal : st.error().code;
+}
+} // namespace
+
+class TestVmSpec : public QObject {
+    Q_OBJECT
+private slots:
+    void goodSpecPasses() {
+        auto st = validateSpec(goodSpec(), host());
+        QVERIFY2(st.ok(), st.ok() ? "" : st.error().describe().c_str());
+    }
+
+    void rejectsBadSpecs_data() {
+        QTest::addColumn<int>("which");
+        QTest::newRow("zero vcpus") << 0;
+        QTest::newRow("too many vcpus") << 1;
+        QTest::newRow("too much memory") << 2;
+        QTest::newRow("too little memory") << 3;
+        QTest::newRow("relative kernel") << 4;
+        QTest::newRow("kernel outside boot dirs") << 5;
+        QTest::newRow("kernel with ..") << 6;
+        QTest::newRow("disk socket outside state dir") << 7;
+        QTest::newRow("disk socket in a sibling dir with the same prefix") << 8;
+        QTest::newRow("serial socket relative") << 9;
+        QTest::newRow("socket path too long") << 10;
+        QTest::newRow("bad name") << 11;
+        QTest::newRow("bad uuid") << 12;
+        QTest::newRow("unversioned machine") << 13;
+        QTest::newRow("host CPU") << 14;
+        QTest::newRow("control char in cmdline") << 15;
+        QTest::newRow("xml injection in name") << 16;
+        QTest::newRow("empty disk socket") << 17;
+    }
+    void rejectsBadSpecs() {
+        QFETCH(int, which);
+        VmSpec s = goodSpec();
+        switch (which) {
+        case 0:
+            s.vcpus = 0;
+            break;
+        case 1:
+            s.vcpus = 64;
+            break;
+        case 2:
+            s.memoryMiB = 1u << 20;
+            break;
+        case 3:
+            s.memoryMiB = 16;
+            break;
+        case 4:
+            s.kernelPath = "guest/vmlinuz";
+            break;
+        case 5:
+            s.kernelPath = "/etc/shadow";
+            break;
+        case 6:
+            s.kernelPath = "/usr/share/isr/guest/../../../../etc/shadow";
+            break;
+        case 7:
+            s.diskSocketPath = "/run/other/disk.sock";
+            break;
+        case 8:
+            s.diskSocketPath = "/var/lib/isr-evil/disk.sock";
+            break;
+        case 9:
+            s.serialSocketPath = "serial.sock";
+            break;
+        case 10:
+            s.diskSocketPath = "/var/lib/isr/" + std::string(120, 'x') + ".sock";
+            break;
+        case 11:
+            s.name = "has space";
+            break;
+        case 12:
+            s.uuid = "not-a-uuid";
+            break;
+        case 13:
+            s.machine = "q35";
+            break;
+        case 14:
+            s.cpuModel = "host";
+            break;
+        case 15:
+            s.cmdline = "quiet\ninit=/bin/sh";
+            break;
+        case 16:
+            s.name = "x</name><devices>";
+            break;
+        case 17:
+            s.diskSocketPath.clear();
+            break;
+        }
+        QCOMPARE(rejectionOf(s), Errc::InvalidArgument);
+    }
+
+    void xmlDescribesTheBoxedMachine() {
+        std::string xml = buildDomainXml(goodSpec(), Accelerator::Tcg);
+        auto has = [&](const char* needle) { return xml.find(needle) != std::string::npos; };
+        QVERIFY(has("<domain type='qemu'>"));
+        QVERIFY(has("machine='pc-q35-7.2'"));
+        QVERIFY(has("<model fallback='forbid'>qemu64</model>"));
+        QVERIFY(has("<memory unit='MiB'>1024</memory>"));
+        QVERIFY(has("<vcpu placement='static'>2</vcpu>"));
+        QVERIFY(has("<source protocol='nbd'>"));
+        QVERIFY(has("<host transport='unix' socket='/var/lib/isr/sessions/1/disk.sock'/>"));
+        QVERIFY(has("discard='unmap' error_policy='stop'"));
+        QVERIFY(has("<memballoon model='virtio' freePageReporting='on'/>"));
+        QVERIFY(has("<interface type='user'>"));
+        QVERIFY(has("<input type='tablet' bus='usb'>"));
+        QVERIFY(has("<graphics type='vnc'><listen type='none'/></graphics>"));
+        QVERIFY(has("<source mode='bind' path='/var/lib/isr/sessions/1/serial.sock'/>"));
+        QVERIFY(has("<cmdline>console=tty0 console=ttyS0 quiet</cmdline>"));
+        // Nothing from the host: no pass-through, no shared directories, no
+        // bridged or TAP networking.
+        QVERIFY(!has("hostdev"));
+        QVERIFY(!has("filesystem"));
+        QVERIFY(!has("type='bridge'"));
+        QVERIFY(!has("type='network'>"));
+        QVERIFY(buildDomainXml(goodSpec(), Accelerator::Kvm).find("<domain type='kvm'>") == 0);
+    }
+
+    void xmlEscapesAndIsStableAcrossKiosks() {
+        VmSpec a = goodSpec();
+        a.cmdline = "quiet isr.tag=<&'\">";
+        std::string xml = buildDomainXml(a, Accelerator::Tcg);
+        QVERIFY(xml.find("isr.tag=&lt;&amp;&apos;&quot;&gt;") != std::string::npos);
+        // Same parcel at another kiosk: only the paths differ, so the NIC's
+        // MAC (which libvirt's restore ABI check compares) is the same.
+        VmSpec b = goodSpec();
+        b.diskSocketPath = "/var/lib/isr/sessions/2/disk.sock";
+        auto mac = [](const std::string& x) { return x.substr(x.find("<mac address="), 40); };
+        QCOMPARE(mac(buildDomainXml(goodSpec(), Accelerator::Tcg)),
+                 mac(buildDomainXml(b, Accelerator::Tcg)));
+    }
+
+    void newUuidIsValidAndFresh() {
+        std::string u1 = newUuid(), u2 = newUuid();
+        QVERIFY(u1 != u2);
+        VmSpec s = goodSpec();
+        s.uuid = u1;
+        QVERIFY(validateSpec(s, host()).ok());
+    }
+};
+
+QTEST_GUILESS_MAIN(TestVmSpec)
+#include "test_vm_spec.moc"

@@ -1,0 +1,78 @@
+#pragma once
+// Helpers for tests that run the demo guest (resources/guest/build-guest.sh):
+// building/locating it, serving its disk with qemu-nbd on a UNIX socket, and
+// talking to its serial console. No Qt in the interfaces; plain POSIX inside.
+
+#include "util/result.h"
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+namespace isr::test {
+
+struct GuestImage {
+    std::string dir;
+    std::string kernel;
+    std::string initrd;
+    std::string homeImage; // pristine; copy it before serving it read-write
+};
+
+// Builds the guest into the cache (ISR_GUEST_DIR, else
+// $XDG_CACHE_HOME/isr/guest, else ~/.cache/isr/guest) or reuses it when its
+// inputs are unchanged. skipAll() if the kernel, busybox-static or mke2fs are
+// missing.
+GuestImage requireGuest();
+
+// qemu-nbd serving a raw image on a UNIX socket (a real NBD server), killed
+// at destruction.
+class NbdServer {
+public:
+    static Result<std::unique_ptr<NbdServer>> start(const std::string& image,
+                                                    const std::string& socketPath);
+    ~NbdServer();
+    NbdServer(const NbdServer&) = delete;
+    NbdServer& operator=(const NbdServer&) = delete;
+    const std::string& socketPath() const { return socket_; }
+    // Stops the server and waits for it (the image is then safe to copy).
+    void stop();
+
+private:
+    NbdServer() = default;
+    int pid_ = -1;
+    std::string socket_;
+};
+
+// The guest's ttyS0 shell on the UNIX socket QEMU listens on.
+class SerialConsole {
+public:
+    struct Output {
+        int exitStatus = -1;
+        std::string text; // command output, "\r\n" turned into "\n"
+    };
+
+    // Connects, retrying until the socket accepts or the timeout passes.
+    static Result<std::unique_ptr<SerialConsole>> connect(const std::string& socketPath,
+                                                          std::chrono::milliseconds timeout);
+    ~SerialConsole();
+    SerialConsole(const SerialConsole&) = delete;
+    SerialConsole& operator=(const SerialConsole&) = delete;
+
+    // Runs a shell command in the guest and returns its output and status.
+    // Markers around the output are built so the terminal's echo of the typed
+    // line never matches them.
+    Result<Output> run(const std::string& command, std::chrono::milliseconds timeout);
+    // Retries `true` until the shell answers (the guest has finished booting).
+    Status waitForShell(std::chrono::milliseconds timeout);
+    // True once the peer closed the socket (QEMU went away).
+    bool closedByPeer(std::chrono::milliseconds timeout);
+
+private:
+    explicit SerialConsole(int fd) : fd_(fd) {}
+    Status sendAll(const std::string& data);
+    int fd_ = -1;
+    unsigned next_ = 1;
+    std::string buffer_;
+};
+
+} // namespace isr::test
