@@ -22,7 +22,7 @@ private slots:
     void startsAndKeepsRunning() {
         QProcess proc;
         proc.setProcessChannelMode(QProcess::MergedChannels);
-        proc.start(kiosk_, {"--demo"});
+        proc.start(kiosk_, {"--demo", "--fake-backend"});
         QVERIFY(proc.waitForStarted());
         // A QML load error exits at once with status 1; a healthy kiosk waits
         // for a user forever.

@@ -8,7 +8,9 @@ Q_IMPORT_QML_PLUGIN(Isr_UiPlugin)
 class Setup : public QObject {
     Q_OBJECT
 public slots:
-    void qmlEngineAvailable(QQmlEngine* engine) { engine->addImportPath(QStringLiteral("qrc:/qt/qml")); }
+    void qmlEngineAvailable(QQmlEngine* engine) {
+        engine->addImportPath(QStringLiteral("qrc:/qt/qml"));
+    }
 };
 
 QUICK_TEST_MAIN_WITH_SETUP(isr_ui, Setup)

@@ -102,6 +102,13 @@ Rectangle {
             Layout.preferredHeight: Theme.touchTarget
             onClicked: page.submit()
         }
+        BusyIndicator {
+            objectName: "signInBusy"
+            running: page.busy
+            visible: page.busy
+            Layout.alignment: Qt.AlignHCenter
+            Accessible.name: qsTr("Signing in")
+        }
         Label {
             objectName: "demoHint"
             visible: page.demoMode
