@@ -127,6 +127,29 @@ void VncConnection::publishDirty() {
     emit framebufferUpdated(rect);
 }
 
+// LibVNCClient 0.9.14 announces ExtendedDesktopSize, but ignores a
+// server-initiated ExtendedDesktopSize rectangle: QEMU then sends the new
+// size that way and the client drops the connection ("Rect too large") on
+// the next update. So after SetFormatAndEncodings() we replace the encoding
+// list (a server applies the latest SetEncodings) with one that offers only
+// the plain DesktopSize pseudo-encoding, which the client does handle.
+static bool sendEncodings(rfbClient* client) {
+    const quint32 encodings[] = {
+        rfbEncodingZRLE, rfbEncodingHextile,   rfbEncodingZlib,     rfbEncodingCopyRect,
+        rfbEncodingRaw,  rfbEncodingNewFBSize, rfbEncodingLastRect, rfbEncodingQemuExtendedKeyEvent,
+    };
+    QByteArray message;
+    message.append(char(rfbSetEncodings));
+    message.append(char(0));
+    const quint16 count = quint16(std::size(encodings));
+    message.append(char(count >> 8));
+    message.append(char(count & 0xff));
+    for (quint32 encoding : encodings)
+        for (int shift = 24; shift >= 0; shift -= 8)
+            message.append(char((encoding >> shift) & 0xff));
+    return WriteToRFBServer(client, message.constData(), unsigned(message.size()));
+}
+
 bool VncConnection::drainInput(rfbClient* client) {
     std::deque<InputEvent> events;
     {
@@ -177,7 +200,12 @@ void VncConnection::run() {
     } else {
         client->width = client->si.framebufferWidth;
         client->height = client->si.framebufferHeight;
+        // What rfbInitClient() does: incremental requests cover the screen.
+        client->updateRect.x = client->updateRect.y = 0;
+        client->updateRect.w = client->width;
+        client->updateRect.h = client->height;
         if (!client->MallocFrameBuffer(client) || !SetFormatAndEncodings(client) ||
+            !sendEncodings(client) ||
             !SendFramebufferUpdateRequest(client, 0, 0, client->width, client->height, FALSE))
             reason = tr("the display connection failed during setup");
     }

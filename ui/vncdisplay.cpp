@@ -33,6 +33,7 @@ void VncDisplay::attach(int socketFd) {
     if (socketFd < 0)
         return;
     connection_ = std::make_unique<VncConnection>(socketFd);
+    pointerSent_ = false;
     VncConnection* conn = connection_.get();
     // Queued: the signals come from the VNC thread; `conn` is checked against
     // the current connection so late signals from a replaced one are dropped.
@@ -211,9 +212,15 @@ int VncDisplay::buttonMask(Qt::MouseButtons buttons) {
 void VncDisplay::sendPointer(const QPointF& itemPos, int buttons) {
     if (!connection_ || fbSize_.isEmpty())
         return;
-    lastPointer_ = mapToFramebuffer(itemPos);
+    const QPoint pos = mapToFramebuffer(itemPos);
+    // Qt Quick re-delivers hover events on every frame; each repaint of the
+    // guest screen would otherwise echo a pointer event back to the guest.
+    if (pos == lastPointer_ && buttons == buttons_ && pointerSent_)
+        return;
+    lastPointer_ = pos;
     buttons_ = buttons;
-    connection_->sendPointer(lastPointer_.x(), lastPointer_.y(), buttons);
+    pointerSent_ = true;
+    connection_->sendPointer(pos.x(), pos.y(), buttons);
 }
 
 void VncDisplay::mousePressEvent(QMouseEvent* event) {

@@ -80,6 +80,7 @@ private:
     int updates_ = 0;
     int buttons_ = 0;
     QPoint lastPointer_;
+    bool pointerSent_ = false;
     // Keys pressed and not yet released, as (keysym, scancode), so focus
     // loss can release them (otherwise the guest sees Alt stuck down).
     QSet<QPair<quint32, quint32>> heldKeys_;
