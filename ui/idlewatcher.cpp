@@ -8,6 +8,8 @@ namespace isr::ui {
 
 IdleWatcher::IdleWatcher(QObject* parent) : QObject(parent) {
     deadline_.setSingleShot(true);
+    // Coarse timers may fire 5% early, which would show one second too many.
+    deadline_.setTimerType(Qt::PreciseTimer);
     connect(&deadline_, &QTimer::timeout, this, &IdleWatcher::tick);
     if (QCoreApplication::instance())
         QCoreApplication::instance()->installEventFilter(this);
@@ -90,12 +92,13 @@ void IdleWatcher::tick() {
         emit timedOut();
         return;
     }
-    setWarning(true);
+    // The count first, so the warning never shows a stale number.
     const int seconds = int(std::ceil(left / 1000.0));
     if (seconds != remainingSeconds_) {
         remainingSeconds_ = seconds;
         emit remainingSecondsChanged();
     }
+    setWarning(true);
     // Wake at the next whole second of the countdown, or at the end.
     const qint64 toNextSecond = left - (seconds - 1) * 1000;
     deadline_.start(int(std::clamp<qint64>(toNextSecond, 1, left)));

@@ -314,7 +314,7 @@ private slots:
         QCOMPARE(overlay->isVisible(), false);
         QTRY_VERIFY_WITH_TIMEOUT(overlay->isVisible(), 5000);
         QCOMPARE(kiosk.fake.stage(), SessionBackend::Running);
-        QVERIFY(kiosk.text("idleCountdown").contains("1 s"));
+        QVERIFY2(kiosk.text("idleCountdown").contains("1 s"), qPrintable(kiosk.text("idleCountdown")));
         kiosk.shot("12-idle-warning");
         // Input resets it.
         QTest::mouseMove(kiosk.window, QPoint(10, 300));
