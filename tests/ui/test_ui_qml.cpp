@@ -1,4 +1,8 @@
 // Runs the Qt Quick Test cases in tests/ui/qml against the Isr.Ui module.
+// QML tests create FakeSessionBackend themselves (it is a QML type); the
+// context property `artifactDir` says where screenshots go.
+#include <QDir>
+#include <QQmlContext>
 #include <QQmlEngine>
 #include <QtQml/qqmlextensionplugin.h>
 #include <QtQuickTest>
@@ -10,6 +14,9 @@ class Setup : public QObject {
 public slots:
     void qmlEngineAvailable(QQmlEngine* engine) {
         engine->addImportPath(QStringLiteral("qrc:/qt/qml"));
+        const QString dir = QStringLiteral(ISR_UI_QML_ARTIFACT_DIR);
+        QDir().mkpath(dir);
+        engine->rootContext()->setContextProperty(QStringLiteral("artifactDir"), dir);
     }
 };
 
