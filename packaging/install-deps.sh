@@ -62,6 +62,7 @@ test_tools=(
   xvfb
   xauth
   imagemagick
+  xdotool
   libnbd-bin
   ceph-mon
   ceph-osd

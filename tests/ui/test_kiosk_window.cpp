@@ -174,6 +174,7 @@ private slots:
 
         QVERIFY(kiosk.click("barHandle"));
         QTRY_VERIFY(kiosk.item("sessionBar")->isVisible());
+        QTRY_COMPARE(kiosk.item("sessionBar")->y(), 0.0); // slid in
         QVERIFY(kiosk.text("hoardLabel").contains('%'));
         kiosk.shot("05-running-bar-open");
         QVERIFY(kiosk.click("suspendButton"));
@@ -223,6 +224,7 @@ private slots:
         // The user name stays, the password goes.
         QCOMPARE(kiosk.item("userField")->property("text").toString(), QStringLiteral("alice"));
         QCOMPARE(kiosk.item("passwordField")->property("text").toString(), QString());
+        QVERIFY(kiosk.item("passwordField")->hasActiveFocus());
         kiosk.shot("08-wrong-password");
         // Signing in again from there works.
         kiosk.item("passwordField")->setProperty("text", "secret");

@@ -61,6 +61,22 @@ ApplicationWindow {
     title: qsTr("isr kiosk")
     color: Theme.background
 
+    // Dark palette for the Basic style's controls, from the Theme.
+    palette.window: Theme.background
+    palette.windowText: Theme.text
+    palette.base: Theme.panel
+    palette.text: Theme.text
+    palette.placeholderText: Theme.mutedText
+    palette.button: Theme.panel
+    palette.buttonText: Theme.text
+    palette.brightText: "white"
+    palette.highlight: Theme.accent
+    palette.highlightedText: "white"
+    palette.dark: Theme.accent
+    palette.mid: Theme.panelBorder
+    palette.midlight: Theme.panelBorder
+    palette.light: "#2a3240"
+
     Connections {
         target: window.backend
         function onStageChanged() {

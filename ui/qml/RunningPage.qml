@@ -163,7 +163,8 @@ Rectangle {
             Button {
                 id: suspendButton
                 objectName: "suspendButton"
-                text: qsTr("Suspend & Leave")
+                // "&&": a single "&" would make "L" a mnemonic.
+                text: qsTr("Suspend && Leave")
                 Accessible.name: qsTr("Suspend and leave")
                 highlighted: true
                 font.pixelSize: Theme.bodySize

@@ -30,7 +30,10 @@ Rectangle {
         passwordField.text = ""
         if (!keepUser)
             userField.text = ""
-        userField.forceActiveFocus()
+        if (keepUser && userField.text.length > 0)
+            passwordField.forceActiveFocus()
+        else
+            userField.forceActiveFocus()
     }
 
     Component.onCompleted: userField.forceActiveFocus()
