@@ -39,6 +39,7 @@ qt=(
   qml6-module-qtquick-layouts
   qml6-module-qtquick-window
   qml6-module-qtquick-virtualkeyboard
+  qml6-module-qt-labs-folderlistmodel
   qml6-module-qttest
 )
 vm=(

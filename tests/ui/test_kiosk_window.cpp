@@ -316,7 +316,8 @@ private slots:
         QCOMPARE(overlay->isVisible(), false);
         QTRY_VERIFY_WITH_TIMEOUT(overlay->isVisible(), 5000);
         QCOMPARE(kiosk.fake.stage(), SessionBackend::Running);
-        QVERIFY2(kiosk.text("idleCountdown").contains("1 s"), qPrintable(kiosk.text("idleCountdown")));
+        QVERIFY2(kiosk.text("idleCountdown").contains("1 s"),
+                 qPrintable(kiosk.text("idleCountdown")));
         kiosk.shot("12-idle-warning");
         // Input resets it.
         QTest::mouseMove(kiosk.window, QPoint(10, 300));

@@ -182,7 +182,7 @@ private slots:
         QWheelEvent wheel(QPointF(400, 300), window.mapToGlobal(QPointF(400, 300)), QPoint(),
                           QPoint(0, -120), Qt::NoButton, Qt::NoModifier, Qt::NoScrollPhase, false);
         QCoreApplication::sendEvent(&display, &wheel);
-        QTRY_COMPARE(conn->pointerEventsSent(), beforeWheel + 2);
+        QTRY_VERIFY(conn->pointerEventsSent() >= beforeWheel + 2); // press + release of button 5
 
         QVERIFY(display.isConnected());
         QCOMPARE(display.lastError(), QString());
