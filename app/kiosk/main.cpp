@@ -36,6 +36,14 @@ int main(int argc, char** argv) {
         if (qstrcmp(argv[i], "--virtual-keyboard") == 0)
             qputenv("QT_IM_MODULE", "qtvirtualkeyboard");
 
+    // Parse a copy of argv taken before QGuiApplication exists (the platform
+    // plugin may remove its own arguments from argv). Seen once under a
+    // freshly started Xvfb, not understood and not reproduced since:
+    // parser.process(app) reported --fake-backend as unknown.
+    QStringList arguments;
+    for (int i = 0; i < argc; ++i)
+        arguments << QString::fromLocal8Bit(argv[i]);
+
     QGuiApplication app(argc, argv);
     QGuiApplication::setApplicationName(QStringLiteral("isr-kiosk"));
     QGuiApplication::setApplicationVersion(QString::fromLatin1(isr::kVersion));
@@ -74,7 +82,7 @@ int main(int argc, char** argv) {
                                        QStringLiteral("Show an on-screen keyboard."));
     parser.addOptions({windowed, demo, fakeBackend, fakeDisplay, idleTimeout, idleWarning,
                        escapeChord, virtualKeyboard});
-    parser.process(app);
+    parser.process(arguments);
 
     auto positive = [&](const QCommandLineOption& option) {
         bool ok = false;
