@@ -82,6 +82,12 @@ int main(int argc, char** argv) {
                                        QStringLiteral("Show an on-screen keyboard."));
     parser.addOptions({windowed, demo, fakeBackend, fakeDisplay, idleTimeout, idleWarning,
                        escapeChord, virtualKeyboard});
+    if (!parser.parse(arguments)) {
+        // Name what we were given: see the note above about argv.
+        std::fprintf(stderr, "isr-kiosk: %s\nisr-kiosk: arguments: %s\n",
+                     qPrintable(parser.errorText()), qPrintable(arguments.join(' ')));
+        return 2;
+    }
     parser.process(arguments);
 
     auto positive = [&](const QCommandLineOption& option) {

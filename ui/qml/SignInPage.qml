@@ -70,6 +70,9 @@ Rectangle {
             Layout.preferredHeight: Theme.touchTarget
             KeyNavigation.tab: passwordField
             onAccepted: passwordField.forceActiveFocus()
+            // Ask for the on-screen keyboard (if one is configured) on focus,
+            // not only on touch: a mouse click should bring it up too.
+            onActiveFocusChanged: if (activeFocus) Qt.inputMethod.show()
         }
         TextField {
             id: passwordField
@@ -84,6 +87,7 @@ Rectangle {
             Layout.preferredHeight: Theme.touchTarget
             KeyNavigation.tab: signInButton
             onAccepted: page.submit()
+            onActiveFocusChanged: if (activeFocus) Qt.inputMethod.show()
         }
         Label {
             objectName: "errorLabel"
