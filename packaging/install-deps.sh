@@ -39,6 +39,7 @@ qt=(
   qml6-module-qtquick-layouts
   qml6-module-qtquick-window
   qml6-module-qtquick-virtualkeyboard
+  qml6-module-qt-labs-folderlistmodel
   qml6-module-qttest
 )
 vm=(
@@ -62,6 +63,7 @@ test_tools=(
   xvfb
   xauth
   imagemagick
+  xdotool
   libnbd-bin
   ceph-mon
   ceph-osd

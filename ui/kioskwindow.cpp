@@ -1,15 +1,23 @@
 #include "kioskwindow.h"
 
+#include "sessionbackend.h"
+
 #include <QQuickWindow>
 #include <QUrl>
 
 namespace isr::ui {
 
-bool showKioskWindow(QQmlApplicationEngine& engine, const KioskOptions& options) {
+bool showKioskWindow(QQmlApplicationEngine& engine, SessionBackend* backend,
+                     const KioskOptions& options) {
     engine.addImportPath(QStringLiteral("qrc:/qt/qml"));
     engine.setInitialProperties({
+        {"backend", QVariant::fromValue(backend)},
         {"fullScreenWanted", !options.windowed},
         {"demoMode", options.demo},
+        {"idleTimeoutSeconds", options.idleTimeoutSeconds},
+        {"idleWarningSeconds", options.idleWarningSeconds},
+        {"leaveNoticeSeconds", options.leaveNoticeSeconds},
+        {"virtualKeyboard", options.virtualKeyboard},
     });
     engine.load(QUrl(QStringLiteral("qrc:/qt/qml/Isr/Ui/Main.qml")));
     if (engine.rootObjects().isEmpty())

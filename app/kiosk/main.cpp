@@ -1,16 +1,49 @@
-// isr-kiosk: the fullscreen walk-up shell. Thin: parse options, load the
-// Isr.Ui QML module, run the event loop.
-#include <QCommandLineParser>
-#include <QGuiApplication>
-#include <QQmlApplicationEngine>
-#include <QtQml/qqmlextensionplugin.h>
-
+// isr-kiosk: the fullscreen walk-up shell. Thin: parse options, pick the
+// session backend, load the Isr.Ui QML module, run the event loop.
+#include "escapechord.h"
+#include "fakesessionbackend.h"
 #include "kioskwindow.h"
 #include "util/version.h"
 
+#include <QCommandLineParser>
+#include <QDateTime>
+#include <QGuiApplication>
+#include <QQmlApplicationEngine>
+#include <QtQml/qqmlextensionplugin.h>
+#include <cstdio>
+
 Q_IMPORT_QML_PLUGIN(Isr_UiPlugin)
 
+namespace {
+
+// The --fake-backend demo: the whole flow without VMs or a store.
+void scriptDemo(isr::ui::FakeSessionBackend& fake) {
+    using B = isr::ui::SessionBackend;
+    fake.addUser(QStringLiteral("demo"), QStringLiteral("demo"));
+    fake.addUser(QStringLiteral("busy"), QStringLiteral("busy"));
+    fake.lockParcel(QStringLiteral("busy"), QStringLiteral("kiosk-3 (library, 2nd floor)"),
+                    QDateTime::currentDateTime().addSecs(-2 * 3600));
+    fake.addUser(QStringLiteral("offline"), QStringLiteral("offline"));
+    fake.failAt(QStringLiteral("offline"), B::Fetching, B::StoreUnreachable);
+    fake.setStepIntervalMs(500);
+}
+
+} // namespace
+
 int main(int argc, char** argv) {
+    // The virtual keyboard must be chosen before the application exists.
+    for (int i = 1; i < argc; ++i)
+        if (qstrcmp(argv[i], "--virtual-keyboard") == 0)
+            qputenv("QT_IM_MODULE", "qtvirtualkeyboard");
+
+    // Parse a copy of argv taken before QGuiApplication exists (the platform
+    // plugin may remove its own arguments from argv). Seen once under a
+    // freshly started Xvfb, not understood and not reproduced since:
+    // parser.process(app) reported --fake-backend as unknown.
+    QStringList arguments;
+    for (int i = 0; i < argc; ++i)
+        arguments << QString::fromLocal8Bit(argv[i]);
+
     QGuiApplication app(argc, argv);
     QGuiApplication::setApplicationName(QStringLiteral("isr-kiosk"));
     QGuiApplication::setApplicationVersion(QString::fromLatin1(isr::kVersion));
@@ -24,15 +57,82 @@ int main(int argc, char** argv) {
                                 QStringLiteral("Run in a normal window (development only)."));
     QCommandLineOption demo(QStringLiteral("demo"),
                             QStringLiteral("Demo mode: show the demo credentials at sign-in."));
-    parser.addOption(windowed);
-    parser.addOption(demo);
-    parser.process(app);
+    QCommandLineOption fakeBackend(
+        QStringLiteral("fake-backend"),
+        QStringLiteral("Demonstrate the flow without VMs: users demo/demo, busy/busy (open at "
+                       "another kiosk), offline/offline (store unreachable while fetching)."));
+    QCommandLineOption fakeDisplay(QStringLiteral("fake-display"),
+                                   QStringLiteral("With --fake-backend: show the VNC server on "
+                                                  "this UNIX socket as the running computer."),
+                                   QStringLiteral("socket"));
+    QCommandLineOption idleTimeout(QStringLiteral("idle-timeout"),
+                                   QStringLiteral("Seconds without input before a running "
+                                                  "session is suspended (default 600)."),
+                                   QStringLiteral("seconds"), QStringLiteral("600"));
+    QCommandLineOption idleWarning(QStringLiteral("idle-warning"),
+                                   QStringLiteral("Seconds of countdown shown before that "
+                                                  "(default 30)."),
+                                   QStringLiteral("seconds"), QStringLiteral("30"));
+    QCommandLineOption escapeChord(
+        QStringLiteral("escape-chord"),
+        QStringLiteral("The operator's key chord that quits the shell (default %1).")
+            .arg(isr::ui::EscapeChordFilter::defaultChord().toString()),
+        QStringLiteral("keys"));
+    QCommandLineOption virtualKeyboard(QStringLiteral("virtual-keyboard"),
+                                       QStringLiteral("Show an on-screen keyboard."));
+    parser.addOptions({windowed, demo, fakeBackend, fakeDisplay, idleTimeout, idleWarning,
+                       escapeChord, virtualKeyboard});
+    if (!parser.parse(arguments)) {
+        // Name what we were given: see the note above about argv.
+        std::fprintf(stderr, "isr-kiosk: %s\nisr-kiosk: arguments: %s\n",
+                     qPrintable(parser.errorText()), qPrintable(arguments.join(' ')));
+        return 2;
+    }
+    parser.process(arguments);
 
-    QQmlApplicationEngine engine;
+    auto positive = [&](const QCommandLineOption& option) {
+        bool ok = false;
+        const int value = parser.value(option).toInt(&ok);
+        if (!ok || value <= 0) {
+            std::fprintf(stderr, "isr-kiosk: --%s needs a positive number of seconds\n",
+                         qPrintable(option.names().constFirst()));
+            std::exit(2);
+        }
+        return value;
+    };
     isr::ui::KioskOptions options;
     options.windowed = parser.isSet(windowed);
     options.demo = parser.isSet(demo);
-    if (!isr::ui::showKioskWindow(engine, options))
+    options.idleTimeoutSeconds = positive(idleTimeout);
+    options.idleWarningSeconds = positive(idleWarning);
+    options.virtualKeyboard = parser.isSet(virtualKeyboard);
+
+    QKeySequence chord = isr::ui::EscapeChordFilter::defaultChord();
+    if (parser.isSet(escapeChord)) {
+        chord = QKeySequence::fromString(parser.value(escapeChord), QKeySequence::PortableText);
+        if (chord.isEmpty() || chord.count() != 1) {
+            std::fprintf(stderr, "isr-kiosk: --escape-chord: '%s' is not one key chord\n",
+                         qPrintable(parser.value(escapeChord)));
+            return 2;
+        }
+    }
+    isr::ui::EscapeChordFilter escape(chord);
+    QObject::connect(&escape, &isr::ui::EscapeChordFilter::triggered, &app, &QGuiApplication::quit);
+
+    if (!parser.isSet(fakeBackend)) {
+        // TODO(lead): wire the real core/session through a SessionBackend
+        // adapter here once it lands.
+        std::fprintf(stderr, "isr-kiosk: the real session backend is not built yet; "
+                             "run with --fake-backend\n");
+        return 2;
+    }
+    isr::ui::FakeSessionBackend fake;
+    scriptDemo(fake);
+    fake.setProperty("displaySocket", parser.value(fakeDisplay));
+    options.demo = true;
+
+    QQmlApplicationEngine engine;
+    if (!isr::ui::showKioskWindow(engine, &fake, options))
         return 1;
     return QGuiApplication::exec();
 }

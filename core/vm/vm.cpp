@@ -170,10 +170,11 @@ Status writeQemuConf(const std::string& root) {
     return writeFileAtomically(root + "/etc/qemu.conf", conf);
 }
 
-bool memoryBacked(const std::string& dir) {
+Result<bool> memoryBacked(const std::string& dir) {
     struct statfs fs {};
     if (statfs(dir.c_str(), &fs) != 0)
-        return false;
+        return Error(errno == ENOENT ? Errc::NotFound : Errc::Io,
+                     "save directory " + dir + ": " + std::strerror(errno));
     constexpr long kTmpfsMagic = 0x01021994;
     constexpr long kRamfsMagic = 0x858458f6;
     return fs.f_type == kTmpfsMagic || fs.f_type == kRamfsMagic;
@@ -353,7 +354,14 @@ Result<std::unique_ptr<Hypervisor>> Hypervisor::open(HostConfig config) {
     if (!conn->conn)
         return libvirtError("connecting to " + uri);
 
-    Accelerator accel = config.accelerator ? *config.accelerator : probeAccelerator();
+    Accelerator accel = Accelerator::Tcg;
+    if (config.accelerator) {
+        accel = *config.accelerator;
+    } else {
+        // The probe runs QEMU for 1.5 s when /dev/kvm exists: once per process.
+        static const Accelerator probed = probeAccelerator();
+        accel = probed;
+    }
     ISR_LOG_INFO(kLog) << "connected to " << uri << ", accelerator " << acceleratorName(accel);
     std::unique_ptr<Hypervisor> hv(new Hypervisor(std::move(config), std::move(conn), uri, accel));
     if (embedded) {
@@ -380,6 +388,7 @@ Result<Vm> Hypervisor::boot(const VmSpec& spec) {
     for (const std::string* p : {&spec.kernelPath, &spec.initrdPath})
         if (!p->empty() && access(p->c_str(), R_OK) != 0)
             return Error(Errc::NotFound, "boot file " + *p + ": " + std::strerror(errno));
+    ISR_TRY_STATUS(refuseRunning(spec.name));
     DomainPtr dom(virDomainCreateXML(conn_->conn, xml.c_str(), VIR_DOMAIN_NONE));
     if (!dom)
         return libvirtError("starting VM " + spec.name);
@@ -398,11 +407,23 @@ Result<Vm> Hypervisor::restore(const std::string& savePath, const VmSpec& spec) 
                      "save file " + savePath + ": " + std::strerror(errno));
     if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode))
         return Error(Errc::InvalidArgument, "save file " + savePath + " is not a file or FIFO");
+    ISR_TRY_STATUS(refuseRunning(spec.name));
     if (virDomainRestoreFlags(conn_->conn, savePath.c_str(), xml.c_str(), VIR_DOMAIN_SAVE_RUNNING) <
         0)
         return libvirtError("restoring VM " + spec.name + " from " + savePath);
     ISR_LOG_INFO(kLog) << "restored " << spec.name << " from " << savePath;
     return find(spec.name);
+}
+
+// libvirt reports a name clash as a generic "operation failed"; check first
+// so the caller gets AlreadyExists.
+Status Hypervisor::refuseRunning(const std::string& name) {
+    DomainPtr existing(virDomainLookupByName(conn_->conn, name.c_str()));
+    if (!existing) {
+        virResetLastError();
+        return {};
+    }
+    return Error(Errc::AlreadyExists, "a VM named " + name + " is already running");
 }
 
 Result<Vm> Hypervisor::find(const std::string& name) {
@@ -504,9 +525,13 @@ Status Vm::save(const std::string& path) {
     if (path.empty() || path[0] != '/')
         return Error(Errc::InvalidArgument, "save path must be absolute: " + path);
     std::string dir = std::filesystem::path(path).parent_path().string();
-    if (!allowDiskBackedSaveFiles_ && !memoryBacked(dir))
-        return Error(Errc::InvalidArgument, "refusing to write the VM's memory to " + dir +
-                                                ": not memory-backed (use /dev/shm or a tmpfs)");
+    if (!allowDiskBackedSaveFiles_) {
+        ISR_TRY_ASSIGN(bool inMemory, memoryBacked(dir));
+        if (!inMemory)
+            return Error(Errc::InvalidArgument,
+                         "refusing to write the VM's memory to " + dir +
+                             ": not memory-backed (use /dev/shm or a tmpfs)");
+    }
     if (virDomainSaveFlags(handle_->dom.get(), path.c_str(), nullptr, VIR_DOMAIN_SAVE_RUNNING) < 0)
         return libvirtError("saving VM " + name_ + " to " + path);
     ISR_LOG_INFO(kLog) << "saved " << name_ << " to " << path;

@@ -191,6 +191,7 @@ public:
 
 private:
     struct Connection;
+    Status refuseRunning(const std::string& name);
     Hypervisor(HostConfig config, std::unique_ptr<Connection> conn, std::string uri,
                Accelerator accel);
     HostConfig config_;

@@ -1,10 +1,11 @@
 // isr-kiosk as a process: --version and --help work, and it starts and stays
 // up on the offscreen platform until asked to quit.
-#include <QProcess>
-#include <QTest>
-
 #include "testsupport.h"
 #include "util/version.h"
+
+#include <QFile>
+#include <QProcess>
+#include <QTest>
 
 class TestKioskApp : public QObject {
     Q_OBJECT
@@ -22,7 +23,7 @@ private slots:
     void startsAndKeepsRunning() {
         QProcess proc;
         proc.setProcessChannelMode(QProcess::MergedChannels);
-        proc.start(kiosk_, {"--demo"});
+        proc.start(kiosk_, {"--demo", "--fake-backend"});
         QVERIFY(proc.waitForStarted());
         // A QML load error exits at once with status 1; a healthy kiosk waits
         // for a user forever.
@@ -30,6 +31,38 @@ private slots:
         QCOMPARE(proc.state(), QProcess::Running);
         proc.terminate();
         QVERIFY(proc.waitForFinished(10000));
+    }
+    // Under X11 (the platform Qt picks itself, as on a real kiosk) our options
+    // must survive: once they were reported unknown (exit 1) or lost (exit 2,
+    // "run with --fake-backend"). Needs Xvfb.
+    void optionsSurviveTheXcbPlatform() {
+        if (!isr::test::haveProgram("Xvfb"))
+            QSKIP("Xvfb not installed (run packaging/install-deps.sh)");
+        const int displayNumber = 100 + int(QCoreApplication::applicationPid() % 800);
+        const QString display = QStringLiteral(":%1").arg(displayNumber);
+        QProcess xvfb;
+        xvfb.start("Xvfb", {display, "-screen", "0", "1024x768x24", "-nolisten", "tcp"});
+        QVERIFY(xvfb.waitForStarted());
+        QTRY_VERIFY_WITH_TIMEOUT(
+            QFile::exists(QStringLiteral("/tmp/.X11-unix/X%1").arg(displayNumber)), 20000);
+        for (const QStringList& args :
+             {QStringList{"--fake-backend"}, QStringList{"--windowed", "--fake-backend"},
+              QStringList{"--fake-backend", "--idle-timeout", "60"}}) {
+            QProcess proc;
+            QProcessEnvironment env = QProcessEnvironment::systemEnvironment();
+            env.remove("QT_QPA_PLATFORM");
+            env.insert("DISPLAY", display);
+            proc.setProcessEnvironment(env);
+            proc.setProcessChannelMode(QProcess::MergedChannels);
+            proc.start(kiosk_, args);
+            QVERIFY(proc.waitForStarted());
+            QVERIFY2(!proc.waitForFinished(2500),
+                     qPrintable(args.join(' ') + ": " + QString::fromLocal8Bit(proc.readAll())));
+            proc.terminate();
+            QVERIFY(proc.waitForFinished(10000));
+        }
+        xvfb.terminate();
+        xvfb.waitForFinished(10000);
     }
 };
 

@@ -30,7 +30,10 @@ Rectangle {
         passwordField.text = ""
         if (!keepUser)
             userField.text = ""
-        userField.forceActiveFocus()
+        if (keepUser && userField.text.length > 0)
+            passwordField.forceActiveFocus()
+        else
+            userField.forceActiveFocus()
     }
 
     Component.onCompleted: userField.forceActiveFocus()
@@ -67,6 +70,9 @@ Rectangle {
             Layout.preferredHeight: Theme.touchTarget
             KeyNavigation.tab: passwordField
             onAccepted: passwordField.forceActiveFocus()
+            // Ask for the on-screen keyboard (if one is configured) on focus,
+            // not only on touch: a mouse click should bring it up too.
+            onActiveFocusChanged: if (activeFocus) Qt.inputMethod.show()
         }
         TextField {
             id: passwordField
@@ -81,6 +87,7 @@ Rectangle {
             Layout.preferredHeight: Theme.touchTarget
             KeyNavigation.tab: signInButton
             onAccepted: page.submit()
+            onActiveFocusChanged: if (activeFocus) Qt.inputMethod.show()
         }
         Label {
             objectName: "errorLabel"
@@ -101,6 +108,13 @@ Rectangle {
             Layout.fillWidth: true
             Layout.preferredHeight: Theme.touchTarget
             onClicked: page.submit()
+        }
+        BusyIndicator {
+            objectName: "signInBusy"
+            running: page.busy
+            visible: page.busy
+            Layout.alignment: Qt.AlignHCenter
+            Accessible.name: qsTr("Signing in")
         }
         Label {
             objectName: "demoHint"

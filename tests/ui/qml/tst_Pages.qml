@@ -1,0 +1,160 @@
+import QtQuick
+import QtTest
+import Isr.Ui
+
+// Each page on its own, bound to a FakeSessionBackend driven step by step:
+// what it shows and which buttons are enabled, per stage.
+Item {
+    id: root
+    width: 1024
+    height: 640
+
+    FakeSessionBackend {
+        id: fake
+        Component.onCompleted: {
+            addUser("bob", "pw")
+            addUser("carol", "pw")
+            lockParcel("carol", "kiosk-2", new Date(2026, 0, 5, 9, 30))
+            addUser("dave", "pw")
+            failAt("dave", SessionBackend.Suspending, SessionBackend.NoSpace)
+        }
+    }
+
+    ProgressPage { id: progress; anchors.fill: parent; backend: fake; visible: false }
+    ErrorPage { id: error; anchors.fill: parent; backend: fake; visible: false }
+    RunningPage { id: running; anchors.fill: parent; backend: fake; visible: false }
+    LeavingPage { id: leaving; anchors.fill: parent; backend: fake; visible: false }
+    TakeOverDialog { id: takeOver; anchors.fill: parent; backend: fake; visible: false }
+
+    SignalSpy { id: finishedSpy; target: leaving; signalName: "finished" }
+
+    TestCase {
+        name: "Pages"
+        when: windowShown
+
+        function findByName(item, name) {
+            if (item.objectName === name)
+                return item
+            for (var i = 0; i < item.children.length; ++i) {
+                var found = findByName(item.children[i], name)
+                if (found)
+                    return found
+            }
+            return null
+        }
+
+        function show(page) {
+            for (const p of [progress, error, running, leaving, takeOver])
+                p.visible = (p === page)
+        }
+
+        function save(page, name) {
+            var image = grabImage(page)
+            verify(image.width > 0)
+            image.save(artifactDir + "/qml-" + name + ".png")
+        }
+
+        // Drive the fake to `stage` for `user` from wherever it is.
+        function reach(user, stage) {
+            if (fake.stage !== SessionBackend.SignedOut) {
+                if (fake.stage === SessionBackend.Failed)
+                    fake.acknowledge()
+                else if (fake.stage === SessionBackend.Running)
+                    fake.suspendAndLeave()
+                while (fake.stage !== SessionBackend.SignedOut)
+                    fake.stepToNextStage()
+            }
+            fake.signIn(user, "pw")
+            while (fake.stage !== stage && fake.stage !== SessionBackend.Failed)
+                fake.stepToNextStage()
+            compare(fake.stage, stage)
+        }
+
+        function test_progressShowsStagesAndBytes() {
+            reach("bob", SessionBackend.Fetching)
+            show(progress)
+            fake.step()
+            var bytes = findByName(progress, "bytesLabel")
+            verify(bytes.text.indexOf("192 MiB of 768 MiB") === 0, bytes.text)
+            var current = findByName(progress, "step_" + SessionBackend.Fetching)
+            verify(current.current)
+            verify(findByName(progress, "step_" + SessionBackend.CheckingOut).finished)
+            verify(findByName(progress, "timeLeftLabel").visible)
+            verify(findByName(progress, "cancelButton").enabled)
+            save(progress, "progress")
+            mouseClick(findByName(progress, "cancelButton"))
+            compare(fake.stage, SessionBackend.Wiping)
+        }
+
+        function test_takeOverDialogText() {
+            reach("carol", SessionBackend.Failed)
+            compare(fake.errorKind, SessionBackend.LockedElsewhere)
+            show(takeOver)
+            var title = findByName(takeOver, "takeOverTitle")
+            verify(title.text.indexOf("Your computer is open at another kiosk since") === 0)
+            verify(title.text.indexOf("2026") >= 0 || title.text.indexOf("26") >= 0, title.text)
+            verify(findByName(takeOver, "takeOverHolder").text.indexOf("kiosk-2") >= 0)
+            save(takeOver, "take-over")
+            mouseClick(findByName(takeOver, "takeOverButton"))
+            compare(fake.stage, SessionBackend.CheckingOut)
+        }
+
+        function test_runningHandleOpensBarAndSuspends() {
+            reach("bob", SessionBackend.Running)
+            show(running)
+            fake.step()
+            var bar = findByName(running, "sessionBar")
+            compare(bar.visible, false)
+            verify(findByName(running, "handleHoardLabel").text.indexOf("% local") > 0)
+            mouseClick(findByName(running, "barHandle"))
+            tryCompare(bar, "visible", true)
+            save(running, "running-bar")
+            // Keyboard: the suspend button has focus; Enter activates it.
+            keyClick(Qt.Key_Return)
+            compare(fake.stage, SessionBackend.Suspending)
+        }
+
+        function test_errorDuringSuspendOffersRetry() {
+            reach("dave", SessionBackend.Running)
+            fake.suspendAndLeave()
+            fake.step()
+            compare(fake.stage, SessionBackend.Failed)
+            compare(fake.failedStage, SessionBackend.Suspending)
+            show(error)
+            compare(findByName(error, "errorTitle").text, "Your computer could not be saved")
+            verify(findByName(error, "errorMessage").text.length > 20)
+            var retry = findByName(error, "retryButton")
+            verify(retry.enabled)
+            save(error, "error")
+            mouseClick(retry)
+            compare(fake.stage, SessionBackend.Suspending)
+        }
+
+        function test_leavingDoneFinishesOnTap() {
+            reach("bob", SessionBackend.Running)
+            fake.suspendAndLeave()
+            show(leaving)
+            fake.step()
+            verify(findByName(leaving, "uploadBytesLabel").text.indexOf("sent") > 0)
+            while (fake.stage !== SessionBackend.SignedOut)
+                fake.stepToNextStage()
+            finishedSpy.clear()
+            leaving.noticeSeconds = 60
+            leaving.done = true
+            compare(findByName(leaving, "leavingTitle").text, "You can leave now")
+            save(leaving, "leave-now")
+            mouseClick(leaving)
+            compare(finishedSpy.count, 1)
+            leaving.done = false
+        }
+
+        function test_leavingDoneFinishesByItself() {
+            finishedSpy.clear()
+            leaving.noticeSeconds = 1
+            leaving.done = true
+            finishedSpy.wait(3000)
+            compare(finishedSpy.count, 1)
+            leaving.done = false
+        }
+    }
+}
