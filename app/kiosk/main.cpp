@@ -2,6 +2,8 @@
 // session backend, load the Isr.Ui QML module, run the event loop.
 #include "escapechord.h"
 #include "fakesessionbackend.h"
+#include "sessioncontroller.h"
+
 #include "kioskwindow.h"
 #include "util/version.h"
 
@@ -9,8 +11,10 @@
 #include <QDateTime>
 #include <QGuiApplication>
 #include <QQmlApplicationEngine>
+#include <QStandardPaths>
 #include <QtQml/qqmlextensionplugin.h>
 #include <cstdio>
+#include <memory>
 
 Q_IMPORT_QML_PLUGIN(Isr_UiPlugin)
 
@@ -80,8 +84,25 @@ int main(int argc, char** argv) {
         QStringLiteral("keys"));
     QCommandLineOption virtualKeyboard(QStringLiteral("virtual-keyboard"),
                                        QStringLiteral("Show an on-screen keyboard."));
+    QCommandLineOption storeUrl(QStringLiteral("store"),
+                                QStringLiteral("Parcel store URL (default $ISR_STORE; with --demo "
+                                               "the demo store)."),
+                                QStringLiteral("url"));
+    QCommandLineOption stateDir(QStringLiteral("state-dir"),
+                                QStringLiteral("Kiosk state directory: chunk cache, VM sockets."),
+                                QStringLiteral("dir"));
+    QCommandLineOption guestDir(QStringLiteral("guest-dir"),
+                                QStringLiteral("Where the demo-guest boot profile's kernel lives."),
+                                QStringLiteral("dir"));
+    QCommandLineOption parcelName(QStringLiteral("parcel"),
+                                  QStringLiteral("Parcel to open (default: the user's only one, "
+                                                 "or \"default\")."),
+                                  QStringLiteral("name"));
+    QCommandLineOption accel(QStringLiteral("accel"), QStringLiteral("kvm or tcg (default: probe)."),
+                             QStringLiteral("accel"));
     parser.addOptions({windowed, demo, fakeBackend, fakeDisplay, idleTimeout, idleWarning,
-                       escapeChord, virtualKeyboard});
+                       escapeChord, virtualKeyboard, storeUrl, stateDir, guestDir, parcelName,
+                       accel});
     if (!parser.parse(arguments)) {
         // Name what we were given: see the note above about argv.
         std::fprintf(stderr, "isr-kiosk: %s\nisr-kiosk: arguments: %s\n",
@@ -119,19 +140,43 @@ int main(int argc, char** argv) {
     isr::ui::EscapeChordFilter escape(chord);
     QObject::connect(&escape, &isr::ui::EscapeChordFilter::triggered, &app, &QGuiApplication::quit);
 
+    // Declared before the engine so it outlives the QML that binds to it.
+    std::unique_ptr<isr::ui::SessionController> controller;
+    QQmlApplicationEngine engine;
     if (!parser.isSet(fakeBackend)) {
-        // TODO(lead): wire the real core/session through a SessionBackend
-        // adapter here once it lands.
-        std::fprintf(stderr, "isr-kiosk: the real session backend is not built yet; "
-                             "run with --fake-backend\n");
-        return 2;
+        // The real session. --demo points everything at what `isrctl demo
+        // init` made under the user's data directory.
+        const QString data = QStandardPaths::writableLocation(QStandardPaths::GenericDataLocation) +
+                             QStringLiteral("/isr");
+        isr::session::KioskConfig config;
+        QString store = parser.value(storeUrl);
+        if (store.isEmpty())
+            store = qEnvironmentVariable("ISR_STORE");
+        if (store.isEmpty() && options.demo)
+            store = QStringLiteral("file://") + data + QStringLiteral("/demo/store");
+        if (store.isEmpty()) {
+            std::fprintf(stderr, "isr-kiosk: no store: use --store URL, ISR_STORE, --demo or "
+                                 "--fake-backend\n");
+            return 2;
+        }
+        config.storeUrl = store.toStdString();
+        config.stateDir = (parser.isSet(stateDir) ? parser.value(stateDir)
+                                                  : data + QStringLiteral("/kiosk"))
+                              .toStdString();
+        config.guestDir = (parser.isSet(guestDir) ? parser.value(guestDir)
+                                                  : data + QStringLiteral("/demo/guest"))
+                              .toStdString();
+        config.accelerator = parser.value(accel).toStdString();
+        controller = std::make_unique<isr::ui::SessionController>(config, parser.value(parcelName));
+        if (!isr::ui::showKioskWindow(engine, controller.get(), options))
+            return 1;
+        return QGuiApplication::exec();
     }
     isr::ui::FakeSessionBackend fake;
     scriptDemo(fake);
     fake.setProperty("displaySocket", parser.value(fakeDisplay));
     options.demo = true;
 
-    QQmlApplicationEngine engine;
     if (!isr::ui::showKioskWindow(engine, &fake, options))
         return 1;
     return QGuiApplication::exec();

@@ -1,0 +1,61 @@
+#pragma once
+// SessionController: the real SessionBackend, an adapter over core/session.
+//
+// core's Session methods block (fetching, restoring, uploading), so they run
+// on one worker thread that executes jobs in order; the GUI thread never
+// blocks. Listener callbacks from core arrive on worker or core threads and
+// are posted to the GUI thread (Qt::QueuedConnection) before they touch any
+// property. Never a BlockingQueuedConnection: the worker must not wait on
+// the GUI (KRDC's comment about exit deadlocks applies here too).
+
+#include <QTimer>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "session/session.h"
+#include "sessionbackend.h"
+
+namespace isr::ui {
+
+class SessionController : public SessionBackend {
+    Q_OBJECT
+    QML_ELEMENT
+    QML_UNCREATABLE("created by the kiosk")
+
+public:
+    // `parcel` may be empty: the user's only parcel (or "default") is used.
+    SessionController(session::KioskConfig config, QString parcel, QObject* parent = nullptr);
+    ~SessionController() override; // abandons an active session (the last commit stays)
+
+    void signIn(const QString& user, const QString& password) override;
+    void takeOver() override;
+    void cancel() override;
+    void suspendAndLeave() override;
+    void retry() override;
+    void acknowledge() override;
+
+private:
+    void post(std::function<void()> job);         // runs on the worker, in order
+    void onGui(std::function<void()> fn);         // runs on the GUI thread
+    bool ensureSession();                         // worker thread
+    void applyStage(session::Stage stage);        // GUI thread
+    void applyFailure(const session::Failure& f); // GUI thread
+
+    session::KioskConfig config_;
+    QString parcel_;
+    std::unique_ptr<session::Session> session_; // worker thread only (hoard(): any)
+    QString user_;
+    QTimer hoardTimer_;
+
+    std::thread worker_;
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    std::deque<std::function<void()>> jobs_;
+    bool stopping_ = false;
+};
+
+} // namespace isr::ui
