@@ -173,7 +173,7 @@ int resume(const std::vector<std::string>& argv) {
     };
     auto resumed = sess.resume(user, *password, parcelName, args->flag("take-over"));
     if (!resumed.ok()) {
-        sess.abandon();
+        (void)sess.abandon();
         return finish(kExitFailed);
     }
     status.update([&](json::Object& o) {
@@ -208,7 +208,7 @@ int resume(const std::vector<std::string>& argv) {
     stopHoardReport = true;
     hoardReporter.join();
     if (args->flag("no-suspend")) {
-        sess.abandon();
+        (void)sess.abandon();
         return finish(kExitOk);
     }
     auto suspended = sess.suspendAndLeave();
@@ -219,7 +219,7 @@ int resume(const std::vector<std::string>& argv) {
         suspended = sess.retry();
     }
     if (!suspended.ok()) {
-        sess.abandon();
+        (void)sess.abandon();
         return finish(kExitFailed);
     }
     return finish(kExitOk);

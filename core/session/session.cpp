@@ -93,8 +93,13 @@ namespace {
 // the benchmarks (what must cross the network is the figure that matters).
 class CountingStore : public store::Store {
 public:
-    explicit CountingStore(std::unique_ptr<store::Store> inner) : inner_(std::move(inner)) {}
-    std::atomic<std::uint64_t> down{0}, up{0};
+    // The counters outlive the store (they belong to the Session), so the
+    // timeline can difference them across sign-ins.
+    CountingStore(std::unique_ptr<store::Store> inner, std::atomic<std::uint64_t>& down,
+                  std::atomic<std::uint64_t>& up)
+        : down(down), up(up), inner_(std::move(inner)) {}
+    std::atomic<std::uint64_t>& down;
+    std::atomic<std::uint64_t>& up;
 
     std::string url() const override { return inner_->url(); }
     Result<Bytes> get(const std::string& key) override { return count(inner_->get(key)); }
@@ -175,6 +180,7 @@ struct Session::Impl {
     std::optional<Failure> failure;
     std::vector<TimelineEntry> timeline;
     Clock::time_point stageStart = Clock::now();
+    std::atomic<std::uint64_t> totalDown{0}, totalUp{0}; // bytes to/from the store, ever
     std::uint64_t stageDown = 0, stageUp = 0;
 
     // The active session. Only the controlling thread touches these.
@@ -201,8 +207,8 @@ struct Session::Impl {
     // ---- stage bookkeeping ----
 
     void closeTimelineEntry() {
-        std::uint64_t down = store ? store->down.load() : 0;
-        std::uint64_t up = store ? store->up.load() : 0;
+        std::uint64_t down = totalDown.load();
+        std::uint64_t up = totalUp.load();
         if (stage != Stage::SignedOut && stage != Stage::Failed) {
             double secs = std::chrono::duration<double>(Clock::now() - stageStart).count();
             timeline.push_back({stage, secs, down - stageDown, up - stageUp});
@@ -630,7 +636,7 @@ Status Session::resume(const std::string& user, const std::string& password,
         auto opened = store::openStore(s.config.storeUrl, s.config.storeOptions);
         if (!opened.ok())
             return s.fail(Stage::Authenticating, opened.error(), "The store is unreachable; try again in a moment");
-        s.store = std::make_unique<CountingStore>(std::move(*opened));
+        s.store = std::make_unique<CountingStore>(std::move(*opened), s.totalDown, s.totalUp);
         auto secrets = parcel::signIn(*s.store, user, password);
         if (!secrets.ok()) {
             s.store.reset();
