@@ -115,6 +115,7 @@ int resume(const std::vector<std::string>& argv) {
 
     std::error_code ec;
     fs::create_directories(config.stateDir, ec);
+    ::unlink((config.stateDir + "/status.json").c_str()); // a previous run's outcome
     StatusFile status(config.stateDir + "/status.json");
     {
         std::ofstream pid(config.stateDir + "/session.pid", std::ios::trunc);
@@ -249,7 +250,13 @@ int suspend(const std::vector<std::string>& argv) {
         return fail("cannot signal session " + std::to_string(pid) + ": " + std::strerror(errno));
     auto timeout = parseDuration(args->optionOr("timeout", "30m"));
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout.ok() ? *timeout : 1800);
-    while (::kill(pid_t(pid), 0) == 0) {
+    // Done when the session wrote its exit status (its process may linger as
+    // a zombie of whoever started it) or when the process is gone.
+    auto finished = [&] {
+        auto st = readStatus(dir);
+        return st.ok() && st->find("exit") != nullptr;
+    };
+    while (!finished() && ::kill(pid_t(pid), 0) == 0) {
         if (std::chrono::steady_clock::now() > deadline)
             return fail("the session did not finish in time");
         std::this_thread::sleep_for(std::chrono::milliseconds(200));

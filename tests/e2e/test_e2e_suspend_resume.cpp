@@ -60,18 +60,21 @@ class TestE2eSuspendResume : public QObject {
                               kiosk, "--guest-dir", QString::fromStdString(guest_.dir),
                               "--kiosk-id", id, "--serial", "--password-stdin",
                               "--trickle-quiet", "2s"});
+        if (!proc->waitForStarted(30000))
+            return nullptr;
         proc->write("demo\n");
+        proc->waitForBytesWritten(30000);
         proc->closeWriteChannel();
         QElapsedTimer t;
         t.start();
         while (t.elapsed() < 600000) {
-            if (proc->state() == QProcess::NotRunning)
-                break;
             auto st = status(kiosk);
             if (st.isObject() && st.getString("stage").valueOr("") == "running" &&
                 !st.getString("serial_socket").valueOr("").empty())
                 return proc;
-            QThread::msleep(200);
+            // Also lets QProcess notice that the session exited early.
+            if (proc->waitForFinished(200))
+                break;
         }
         qWarning("resume did not reach running; status: %s", status(kiosk).dump().c_str());
         return nullptr;
@@ -153,7 +156,9 @@ private slots:
             auto w = c->run("echo " + diskMarker_ + " > /home/marker.txt && sync", 30s);
             QVERIFY(w.ok() && w->exitStatus == 0);
             // A process holding a marker in its memory only.
-            auto m = c->run("(M=" + memMarker_ + "; while :; do sleep 3600; done) >/dev/null 2>&1 &", 30s);
+            auto m = c->run("{ (M=" + memMarker_ +
+                                "; while :; do sleep 3600; done) </dev/null >/dev/null 2>&1 & }",
+                            30s);
             QVERIFY(m.ok());
             QThread::sleep(3);
             beforeA = readCounter(*c);
