@@ -12,20 +12,21 @@
 //
 // Thread safety: a Store is safe to call from many threads at once.
 
+#include "util/bytes.h"
+#include "util/result.h"
+
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "util/bytes.h"
-#include "util/result.h"
-
 namespace isr::store {
 
 struct ObjectInfo {
     std::string key;
     std::uint64_t size = 0;
+    std::int64_t modified = 0; // unix seconds of the last write; gc's grace period uses it
 };
 
 struct PutItem {
@@ -79,13 +80,13 @@ struct StoreOptions {
     // S3 only.
     Credentials readCredentials;
     std::string region = "us-east-1";
-    std::string caBundle;         // empty: system default
+    std::string caBundle; // empty: system default
     bool verifyTls = true;
-    bool pathStyle = true;        // path-style addressing (Ceph RGW, MinIO); false: virtual host
-    bool useTls = false;          // s3:// is plain HTTP unless set (or s3s://)
-    int maxInFlight = 16;         // parallel transfers for getMany/putMany
+    bool pathStyle = true; // path-style addressing (Ceph RGW, MinIO); false: virtual host
+    bool useTls = false;   // s3:// is plain HTTP unless set (or s3s://)
+    int maxInFlight = 16;  // parallel transfers for getMany/putMany
     int connectTimeoutMs = 10000;
-    int stallTimeoutMs = 30000;   // abort a transfer that moves nothing for this long
+    int stallTimeoutMs = 30000; // abort a transfer that moves nothing for this long
     int maxRetries = 5;
 };
 

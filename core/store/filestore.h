@@ -1,0 +1,61 @@
+#pragma once
+// FileStore: a Store on a local or shared (NFS, CephFS) directory.
+//
+// An object with key "a/b/c" is the file <root>/a/b/c. Writes go to a unique
+// temp file under <root>/tmp/ (never listed), are fsynced, then moved into
+// place; the parent directory is fsynced so the new name survives a crash.
+//
+//  - put: rename(2) over the final name: atomic replace.
+//  - putIfAbsent: link(2) the fsynced temp file to the final name, then unlink
+//    the temp. link fails with EEXIST if the name exists, atomically, on local
+//    file systems and on NFS (where O_CREAT|O_EXCL was not atomic before NFSv3
+//    and is still emulated by some servers), so exactly one of many racing
+//    writers on any number of hosts wins; the others get AlreadyExists.
+//
+// The root must exist (NotFound otherwise); the store marker isr-store.json is
+// the parcel layer's business. tmp/ is created on demand.
+//
+// Thread safety: no shared mutable state; every call is safe concurrently.
+
+#include "store/store.h"
+
+#include <string>
+
+namespace isr::store {
+
+class FileStore final : public Store {
+public:
+    // root: absolute path of an existing directory.
+    static Result<std::unique_ptr<FileStore>> open(const std::string& root);
+
+    std::string url() const override;
+    const std::string& root() const { return root_; }
+
+    Result<Bytes> get(const std::string& key) override;
+    Result<Bytes> getRange(const std::string& key, std::uint64_t offset,
+                           std::uint64_t length) override;
+    Status put(const std::string& key, ByteView data) override;
+    Status putIfAbsent(const std::string& key, ByteView data) override;
+    Status remove(const std::string& key) override;
+    Result<std::vector<ObjectInfo>> list(const std::string& prefix) override;
+    Result<bool> exists(const std::string& key) override;
+
+    // Name of the directory (under the root) holding in-flight writes.
+    static constexpr const char* kTmpDir = "tmp";
+
+private:
+    explicit FileStore(std::string root) : root_(std::move(root)) {}
+    std::string pathOf(const std::string& key) const { return root_ + "/" + key; }
+    // Writes data to a fresh temp file, fsynced; returns its path.
+    Result<std::string> writeTemp(ByteView data);
+    Status makeParents(const std::string& key);
+
+    std::string root_;
+};
+
+// errno -> Errc, as every file-backed module maps it: ENOENT NotFound,
+// ENOSPC/EDQUOT NoSpace, EACCES/EPERM AccessDenied, EEXIST AlreadyExists,
+// anything else Io. The message is "<what>: <strerror>".
+Error errnoError(int err, const std::string& what);
+
+} // namespace isr::store

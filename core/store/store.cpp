@@ -1,0 +1,111 @@
+// Backend-independent parts of core/store: key validation, default batches,
+// and the URL dispatch.
+#include "store/store.h"
+
+#include "store/filestore.h"
+#ifdef ISR_HAVE_S3STORE
+#include "store/s3store.h"
+#endif
+
+namespace isr::store {
+
+namespace {
+constexpr std::size_t kMaxKeySize = 1024;
+
+bool keyChar(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-' || c == '/';
+}
+
+Error badKey(std::string_view key, const std::string& why) {
+    std::string shown;
+    for (char c : key.substr(0, 80)) {
+        if (keyChar(c))
+            shown += c;
+        else
+            shown += "\\x" + toHex(ByteView(reinterpret_cast<const std::uint8_t*>(&c), 1));
+    }
+    return Error(Errc::InvalidArgument, "invalid store key \"" + shown + "\": " + why);
+}
+} // namespace
+
+Status validateKey(std::string_view key) {
+    if (key.empty())
+        return badKey(key, "empty");
+    if (key.size() > kMaxKeySize)
+        return badKey(key, "longer than " + std::to_string(kMaxKeySize) + " bytes");
+    for (char c : key)
+        if (!keyChar(c))
+            return badKey(key, "only ASCII letters, digits and \"._-/\" are allowed");
+    if (key.front() == '/' || key.back() == '/')
+        return badKey(key, "leading or trailing \"/\"");
+    std::size_t start = 0;
+    while (start <= key.size()) {
+        std::size_t end = key.find('/', start);
+        if (end == std::string_view::npos)
+            end = key.size();
+        std::string_view segment = key.substr(start, end - start);
+        if (segment.empty())
+            return badKey(key, "empty path segment");
+        if (segment == "." || segment == "..")
+            return badKey(key, "\".\" or \"..\" segment");
+        start = end + 1;
+    }
+    return {};
+}
+
+std::vector<Result<Bytes>> Store::getMany(const std::vector<std::string>& keys) {
+    std::vector<Result<Bytes>> out;
+    out.reserve(keys.size());
+    for (const auto& key : keys)
+        out.push_back(get(key));
+    return out;
+}
+
+std::vector<Status> Store::putMany(const std::vector<PutItem>& items) {
+    std::vector<Status> out;
+    out.reserve(items.size());
+    for (const auto& item : items)
+        out.push_back(item.ifAbsent ? putIfAbsent(item.key, item.data) : put(item.key, item.data));
+    return out;
+}
+
+Result<std::unique_ptr<Store>> openStore(const std::string& url,
+                                         [[maybe_unused]] const StoreOptions& options) {
+    auto upcast = [](auto result) -> Result<std::unique_ptr<Store>> {
+        if (!result.ok())
+            return std::move(result).error();
+        return std::unique_ptr<Store>(std::move(result).value());
+    };
+
+    if (!url.empty() && url.front() == '/')
+        return upcast(FileStore::open(url));
+
+    const auto sep = url.find("://");
+    if (sep == std::string::npos)
+        return Error(Errc::InvalidArgument,
+                     "store URL \"" + url + "\" is neither file://, s3:// nor an absolute path");
+    const std::string scheme = url.substr(0, sep);
+    const std::string rest = url.substr(sep + 3);
+
+    if (scheme == "file") {
+        // file:///abs/path or file://localhost/abs/path; no remote hosts.
+        std::string path = rest;
+        if (path.rfind("localhost/", 0) == 0)
+            path = path.substr(9);
+        if (path.empty() || path.front() != '/')
+            return Error(Errc::InvalidArgument,
+                         "file store URL \"" + url + "\" must be file:///absolute/path");
+        return upcast(FileStore::open(path));
+    }
+    if (scheme == "s3" || scheme == "s3s") {
+#ifdef ISR_HAVE_S3STORE
+        return openS3Store(url, options);
+#else
+        return Error(Errc::Unsupported, "S3 support not built");
+#endif
+    }
+    return Error(Errc::InvalidArgument, "unknown store URL scheme \"" + scheme + "\"");
+}
+
+} // namespace isr::store
