@@ -6,6 +6,8 @@
 #   ceph-rgw.sh env [DIR]     print shell exports for tests (ISR_TEST_S3_*)
 #   ceph-rgw.sh stop [DIR]    kill every daemon and remove DIR
 #   ceph-rgw.sh status [DIR]  exit 0 if radosgw answers
+#   ceph-rgw.sh rgw-kill [DIR]   SIGKILL radosgw only (fault tests)
+#   ceph-rgw.sh rgw-start [DIR]  start radosgw again on the same port
 #
 # DIR defaults to $ISR_CEPH_DIR, else ${TMPDIR:-/tmp}/isr-ceph-$UID.
 # One ceph-mon, one ceph-osd on memstore (RAM only, nothing survives stop),
@@ -75,6 +77,15 @@ wait_for() {
     echo "ceph-rgw: timed out waiting for $what; logs in $dir/log" >&2
     tail -n 30 "$dir"/log/*.log >&2 2>/dev/null || true
     return 1
+}
+
+start_rgw() {
+    local port
+    port=$(cat "$dir/rgw.port")
+    radosgw --conf "$(conf)" -n client.rgw.a --pid-file "$dir/run/rgw.pid" \
+        --rgw-frontends "beast endpoint=127.0.0.1:$port" >>"$dir/log/rgw.out" 2>&1 ||
+        die "radosgw failed to start: $(cat "$dir/log/rgw.out")"
+    wait_for 60 "radosgw on 127.0.0.1:$port" rgw_up
 }
 
 do_start() {
@@ -180,10 +191,7 @@ EOF
         die "ceph-osd failed to start: $(cat "$dir/log/osd.out")"
     wait_for 30 "osd.0 up" bash -c "ceph --conf '$(conf)' osd dump 2>/dev/null | grep -q '^osd.0 up'"
 
-    radosgw --conf "$(conf)" -n client.rgw.a --pid-file "$dir/run/rgw.pid" \
-        --rgw-frontends "beast endpoint=127.0.0.1:$port" >"$dir/log/rgw.out" 2>&1 ||
-        die "radosgw failed to start: $(cat "$dir/log/rgw.out")"
-    wait_for 60 "radosgw on 127.0.0.1:$port" rgw_up
+    start_rgw
 
     # Fixed-for-this-cluster keys: generated once per start, kept in keys.env.
     local ak1 sk1 ak2 sk2
@@ -264,8 +272,16 @@ env)
     cat "$dir/keys.env"
     ;;
 status) rgw_up ;;
+rgw-kill)
+    kill_pidfile "$dir/run/rgw.pid" KILL
+    for ((i = 0; i < 50; i++)); do rgw_up || break; sleep 0.1; done
+    ;;
+rgw-start)
+    [[ -f $dir/ceph.conf ]] || die "no cluster in $dir"
+    pid_alive "$dir/run/rgw.pid" && rgw_up || start_rgw
+    ;;
 *)
-    echo "usage: $0 start|stop|env|status [DIR]" >&2
+    echo "usage: $0 start|stop|env|status|rgw-kill|rgw-start [DIR]" >&2
     exit 2
     ;;
 esac
