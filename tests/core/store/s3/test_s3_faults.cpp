@@ -7,9 +7,11 @@
 #include "util/log.h"
 
 #include <QTest>
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <ctime>
+#include <functional>
 #include <mutex>
 #include <thread>
 #include <unistd.h>
@@ -194,6 +196,81 @@ private slots:
             QVERIFY(got.ok());
             QCOMPARE(std::string(asString(*got)), "writer " + std::to_string(winner));
         }
+    }
+
+    // The per-user prefix policy of packaging/S3-DEPLOYMENT.md, on the real
+    // radosgw: user 2 plays "bob", the bucket owner (user 1) the admin.
+    void perUserPrefixPolicy() {
+        if (!test::haveProgram("curl"))
+            QSKIP("curl not installed (needed to set the bucket policy)");
+        const std::string root = run_ + "/pol";
+        const std::string b = rgw_->bucket;
+        // ROOT stands for the store prefix, BUCKET for the bucket.
+        std::string policy =
+            "{'Version':'2012-10-17','Statement':["
+            "{'Sid':'BobOwnPrefix','Effect':'Allow','Principal':{'AWS':['arn:aws:iam:::user/"
+            "isr-test2']},"
+            "'Action':['s3:GetObject','s3:PutObject','s3:DeleteObject'],"
+            "'Resource':['arn:aws:s3:::BUCKET/ROOT/users/bob/*']},"
+            "{'Sid':'BobList','Effect':'Allow','Principal':{'AWS':['arn:aws:iam:::user/"
+            "isr-test2']},"
+            "'Action':['s3:ListBucket'],'Resource':['arn:aws:s3:::BUCKET'],"
+            "'Condition':{'StringLike':{'s3:prefix':['ROOT/users/bob/*']}}},"
+            "{'Sid':'Accounts','Effect':'Allow','Principal':{'AWS':['arn:aws:iam:::user/"
+            "isr-test2']},"
+            "'Action':['s3:GetObject'],'Resource':['arn:aws:s3:::BUCKET/ROOT/users/*/account']}]}";
+        std::replace(policy.begin(), policy.end(), '\'', '"');
+        for (const auto& [from, to] :
+             {std::pair<std::string, std::string>{"BUCKET", b}, {"ROOT", root}})
+            for (auto at = policy.find(from); at != std::string::npos; at = policy.find(from, at))
+                policy.replace(at, from.size(), to);
+        auto policyRequest = [&](const char* method, const QByteArray& body) {
+            QStringList args{
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-X",
+                method,
+                "--aws-sigv4",
+                QString::fromStdString("aws:amz:" + rgw_->region + ":s3"),
+                "--user",
+                QString::fromStdString(rgw_->user1.accessKey + ":" + rgw_->user1.secretKey),
+                "-H",
+                "x-amz-content-sha256: UNSIGNED-PAYLOAD"};
+            if (!body.isEmpty())
+                args << "--data-binary"
+                     << "@-";
+            args << QString::fromStdString(rgw_->endpoint + "/" + b + "?policy=");
+            return test::runProcess("curl", args, body).out;
+        };
+        QCOMPARE(policyRequest("PUT", QByteArray::fromStdString(policy)), std::string("204"));
+        struct DropPolicy {
+            std::function<void()> f;
+            ~DropPolicy() { f(); }
+        } drop{[&] { policyRequest("DELETE", {}); }};
+
+        auto admin = open(rgw_->url(root), rgw_->options());
+        QVERIFY(admin->put("users/alice/account", asBytes("sealed")).ok());
+        QVERIFY(admin->put("users/alice/chunks/ab/ab01", asBytes("chunk")).ok());
+        StoreOptions o = rgw_->options();
+        o.readCredentials = rgw_->user2;
+        auto bob = open(rgw_->url(root), o);
+        QVERIFY(bob->put("users/bob/account", asBytes("b")).ok());
+        QVERIFY(bob->putIfAbsent("users/bob/parcels/p/versions/1", asBytes("v1")).ok());
+        QCOMPARE(bob->putIfAbsent("users/bob/parcels/p/versions/1", asBytes("v1")).error().code,
+                 Errc::AlreadyExists);
+        auto mine = bob->list("users/bob/");
+        QVERIFY2(mine.ok(), describe(mine).c_str());
+        QCOMPARE(mine->size(), std::size_t(2));
+        QVERIFY(bob->get("users/alice/account").ok()); // accounts are readable
+        QCOMPARE(bob->get("users/alice/chunks/ab/ab01").error().code, Errc::AccessDenied);
+        QCOMPARE(bob->put("users/alice/account", asBytes("evil")).error().code, Errc::AccessDenied);
+        QCOMPARE(bob->remove("users/alice/account").error().code, Errc::AccessDenied);
+        QCOMPARE(bob->list("users/alice/").error().code, Errc::AccessDenied);
+        QVERIFY(bob->remove("users/bob/account").ok());
+        QCOMPARE(std::string(asString(*admin->get("users/alice/account"))), std::string("sealed"));
     }
 
     void stallTriggersRetry() {
