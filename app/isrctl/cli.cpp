@@ -1,12 +1,13 @@
 #include "cli.h"
 
+#include "util/version.h"
+
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <termios.h>
 #include <unistd.h>
-
-#include "util/version.h"
 
 namespace isr::cli {
 
@@ -101,7 +102,9 @@ int fail(const std::string& message, int code) {
     return code;
 }
 
-int fail(const Error& error) { return fail(error.describe(), kExitFailed); }
+int fail(const Error& error) {
+    return fail(error.describe(), kExitFailed);
+}
 
 static void printHelp() {
     std::printf("isrctl %s - administer and script isr (Internet Suspend/Resume)\n\n", kVersion);
@@ -169,6 +172,125 @@ int runMain(int argc, char** argv) {
         return kExitOk;
     }
     return best->run(rest);
+}
+
+Result<std::unique_ptr<store::Store>> openStoreFromArgs(const Args& args, bool mustBeStore) {
+    std::string url = args.optionOr("store", "");
+    if (url.empty()) {
+        if (const char* env = std::getenv("ISR_STORE"))
+            url = env;
+    }
+    if (url.empty())
+        return Error(Errc::InvalidArgument, "no store given: use --store URL or set ISR_STORE");
+    ISR_TRY_ASSIGN(auto s, store::openStore(url));
+    if (mustBeStore)
+        ISR_TRY_STATUS(parcel::checkStore(*s));
+    return s;
+}
+
+Result<parcel::UserSecrets> signInFromArgs(store::Store& store, const std::string& user,
+                                           const Args& args) {
+    ISR_TRY_ASSIGN(std::string password,
+                   readPassword("Password for " + user + ": ", args.flag("password-stdin")));
+    return parcel::signIn(store, user, password);
+}
+
+Result<std::uint64_t> parseSize(const std::string& text) {
+    if (text.empty())
+        return Error(Errc::InvalidArgument, "empty size");
+    std::size_t pos = 0;
+    unsigned long long v = 0;
+    try {
+        v = std::stoull(text, &pos);
+    } catch (...) {
+        return Error(Errc::InvalidArgument, "bad size '" + text + "'");
+    }
+    std::string unit = text.substr(pos);
+    std::uint64_t mult = 1;
+    if (unit == "" || unit == "B")
+        mult = 1;
+    else if (unit == "K" || unit == "KiB" || unit == "k")
+        mult = 1ull << 10;
+    else if (unit == "M" || unit == "MiB")
+        mult = 1ull << 20;
+    else if (unit == "G" || unit == "GiB")
+        mult = 1ull << 30;
+    else if (unit == "T" || unit == "TiB")
+        mult = 1ull << 40;
+    else
+        return Error(Errc::InvalidArgument, "bad size unit in '" + text + "' (use K, M, G, T)");
+    if (v > (~0ull) / mult)
+        return Error(Errc::InvalidArgument, "size '" + text + "' is too large");
+    return std::uint64_t(v * mult);
+}
+
+Result<std::int64_t> parseDuration(const std::string& text) {
+    std::size_t pos = 0;
+    long long v = 0;
+    try {
+        v = std::stoll(text, &pos);
+    } catch (...) {
+        return Error(Errc::InvalidArgument, "bad duration '" + text + "'");
+    }
+    std::string unit = text.substr(pos);
+    long long mult = unit == "" || unit == "s" ? 1
+                     : unit == "m"             ? 60
+                     : unit == "h"             ? 3600
+                     : unit == "d"             ? 86400
+                                               : -1;
+    if (mult < 0 || v < 0)
+        return Error(Errc::InvalidArgument, "bad duration '" + text + "' (use s, m, h, d)");
+    return std::int64_t(v * mult);
+}
+
+std::string formatBytes(std::uint64_t bytes) {
+    const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = double(bytes);
+    int u = 0;
+    while (v >= 1024 && u < 4) {
+        v /= 1024;
+        ++u;
+    }
+    char buf[32];
+    std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
+    return buf;
+}
+
+static bool gProgressShown = false;
+
+parcel::ProgressFn terminalProgress() {
+    if (!isatty(STDERR_FILENO))
+        return {};
+    return [](std::string_view stage, std::uint64_t done, std::uint64_t total) {
+        int pct = total ? int(done * 100 / total) : 100;
+        std::fprintf(stderr, "\r%-8.*s %3d%% (%llu/%llu)   ", int(stage.size()), stage.data(), pct,
+                     (unsigned long long)done, (unsigned long long)total);
+        std::fflush(stderr);
+        gProgressShown = true;
+    };
+}
+
+void endProgress() {
+    if (gProgressShown)
+        std::fprintf(stderr, "\n");
+    gProgressShown = false;
+}
+
+void printJson(const json::Value& value) {
+    std::printf("%s\n", value.dump().c_str());
+}
+
+int checkUsage(const Args& args, std::size_t minPositional, std::size_t maxPositional,
+               const std::vector<std::string>& knownOptions, const std::string& command) {
+    auto unknown = args.unknownOptions(knownOptions);
+    if (!unknown.empty())
+        return fail("unknown option --" + unknown.front() + " for '" + command + "'", kExitUsage);
+    auto n = args.positional().size();
+    if (n < minPositional || n > maxPositional)
+        return fail("wrong number of arguments for '" + command + "' (see isrctl " + command +
+                        " --help)",
+                    kExitUsage);
+    return kExitOk;
 }
 
 } // namespace isr::cli

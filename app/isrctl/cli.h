@@ -6,13 +6,18 @@
 // Passwords never come from argv: use readPassword(), which prompts on a TTY
 // or reads one line from stdin with --password-stdin.
 
+#include "parcel/parcel.h"
+#include "store/store.h"
+#include "util/json.h"
+#include "util/result.h"
+
+#include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include "util/result.h"
 
 namespace isr::cli {
 
@@ -43,9 +48,9 @@ private:
 };
 
 struct Command {
-    std::string name;     // "user add", "parcel import", "fsck"
-    std::string usage;    // "USER [--password-stdin]"
-    std::string summary;  // one line for --help
+    std::string name;    // "user add", "parcel import", "fsck"
+    std::string usage;   // "USER [--password-stdin]"
+    std::string summary; // one line for --help
     std::function<int(const std::vector<std::string>& args)> run;
 };
 
@@ -64,5 +69,32 @@ int fail(const std::string& message, int code = kExitFailed);
 int fail(const Error& error);
 
 int runMain(int argc, char** argv);
+
+// ---- shared by the command groups ----
+
+// Options every store-using command accepts.
+inline const std::vector<std::string> kStoreOptions = {"store"};
+
+// --store URL or $ISR_STORE; verifies it is an isr store.
+Result<std::unique_ptr<store::Store>> openStoreFromArgs(const Args& args, bool mustBeStore = true);
+// Prompts for (or reads with --password-stdin) USER's password and signs in.
+Result<parcel::UserSecrets> signInFromArgs(store::Store& store, const std::string& user,
+                                           const Args& args);
+// "8G", "512M", "128K", "1048576" -> bytes (binary units).
+Result<std::uint64_t> parseSize(const std::string& text);
+// "24h", "30m", "90s", "2d", "3600" -> seconds.
+Result<std::int64_t> parseDuration(const std::string& text);
+std::string formatBytes(std::uint64_t bytes);
+
+// A progress line on stderr, redrawn in place, only when stderr is a TTY.
+parcel::ProgressFn terminalProgress();
+void endProgress();
+
+void printJson(const json::Value& value);
+
+// Checks positional count and unknown options; prints usage errors.
+// Returns kExitOk if fine, else the exit code to return.
+int checkUsage(const Args& args, std::size_t minPositional, std::size_t maxPositional,
+               const std::vector<std::string>& knownOptions, const std::string& command);
 
 } // namespace isr::cli

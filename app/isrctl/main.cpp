@@ -2,4 +2,6 @@
 // cmd_*.cpp command groups; this file only hands over.
 #include "cli.h"
 
-int main(int argc, char** argv) { return isr::cli::runMain(argc, argv); }
+int main(int argc, char** argv) {
+    return isr::cli::runMain(argc, argv);
+}

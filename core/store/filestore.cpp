@@ -355,7 +355,7 @@ Result<std::vector<ObjectInfo>> FileStore::list(const std::string& prefix) {
                     pending.push_back(key);
             } else if (S_ISREG(st.st_mode) && key.compare(0, prefix.size(), prefix) == 0 &&
                        validateKey(key).ok()) {
-                out.push_back({key, std::uint64_t(st.st_size)});
+                out.push_back({key, std::uint64_t(st.st_size), std::int64_t(st.st_mtime)});
             }
         }
     }

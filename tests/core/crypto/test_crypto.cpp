@@ -2,6 +2,9 @@
 #include "crypto/crypto.h"
 
 #include <QTest>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 using namespace isr;
 using namespace isr::crypto;
@@ -77,6 +80,31 @@ private slots:
         auto key = deriveKey("pw", p);
         QVERIFY(!key.ok());
         QCOMPARE(key.error().code, Errc::InvalidArgument);
+    }
+
+    void kdfOutOfMemoryIsNoSpace() {
+#if defined(__SANITIZE_ADDRESS__)
+        QSKIP("ASan reserves terabytes of shadow address space, so RLIMIT_AS cannot be used");
+#else
+        // In a child limited to 256 MiB of address space, a 1 GiB Argon2id
+        // cannot allocate its memory and must report NoSpace.
+        KdfParams p = KdfParams::minimal();
+        p.memLimit = 1ull << 30;
+        pid_t pid = ::fork();
+        QVERIFY(pid >= 0);
+        if (pid == 0) {
+            struct rlimit lim {};
+            lim.rlim_cur = lim.rlim_max = 256ull << 20;
+            if (::setrlimit(RLIMIT_AS, &lim) != 0)
+                ::_exit(2);
+            auto key = deriveKey("pw", p);
+            ::_exit(key.ok() ? 3 : key.error().code == Errc::NoSpace ? 0 : 4);
+        }
+        int status = 0;
+        QCOMPARE(::waitpid(pid, &status, 0), pid);
+        QVERIFY(WIFEXITED(status));
+        QCOMPARE(WEXITSTATUS(status), 0);
+#endif
     }
 
     void hashMatchesKnownVector() {

@@ -1,0 +1,229 @@
+// isrctl store / user / gc / fsck: administering a parcel store.
+#include "cli.h"
+
+#include <cstdio>
+#include <filesystem>
+
+namespace isr::cli {
+namespace {
+
+const std::vector<std::string> kFlags = {"json", "password-stdin", "dry-run"};
+
+Result<crypto::KdfParams> kdfByName(const std::string& name) {
+    if (name == "moderate")
+        return crypto::KdfParams::moderate();
+    if (name == "interactive")
+        return crypto::KdfParams::interactive();
+    if (name == "minimal") // for tests and demos only: weak against offline guessing
+        return crypto::KdfParams::minimal();
+    return Error(Errc::InvalidArgument,
+                 "unknown --kdf '" + name + "' (moderate, interactive or minimal)");
+}
+
+int storeInit(const std::vector<std::string>& argv) {
+    auto args = Args::parse(argv, kFlags);
+    if (!args.ok())
+        return fail(args.error().message, kExitUsage);
+    if (int rc = checkUsage(*args, 1, 1, {"kdf"}, "store init"))
+        return rc;
+    std::string url = args->positional()[0];
+    auto kdf = kdfByName(args->optionOr("kdf", "moderate"));
+    if (!kdf.ok())
+        return fail(kdf.error().message, kExitUsage);
+    // A local store's directory is created here, and only here: opening a
+    // store anywhere else never creates anything.
+    std::string path = url.rfind("file://", 0) == 0 ? url.substr(7) : url;
+    if (!path.empty() && path[0] == '/') {
+        std::error_code ec;
+        std::filesystem::create_directories(path, ec);
+        if (ec)
+            return fail("cannot create " + path + ": " + ec.message());
+    }
+    auto s = store::openStore(url);
+    if (!s.ok())
+        return fail(s.error());
+    auto st = parcel::initStore(**s, *kdf);
+    if (!st.ok())
+        return fail(st.error());
+    std::printf("initialised isr store at %s\n", (*s)->url().c_str());
+    return kExitOk;
+}
+
+int userAdd(const std::vector<std::string>& argv) {
+    auto args = Args::parse(argv, kFlags);
+    if (!args.ok())
+        return fail(args.error().message, kExitUsage);
+    if (int rc =
+            checkUsage(*args, 1, 1, {"store", "s3-access-key", "s3-secret-key-file"}, "user add"))
+        return rc;
+    const std::string& user = args->positional()[0];
+    if (auto v = parcel::validateName("user name", user); !v.ok())
+        return fail(v.error().message, kExitUsage);
+    auto s = openStoreFromArgs(*args);
+    if (!s.ok())
+        return fail(s.error());
+    auto password = readPassword("New password for " + user + ": ", args->flag("password-stdin"));
+    if (!password.ok())
+        return fail(password.error().message, kExitUsage);
+    if (!args->flag("password-stdin")) {
+        auto again = readPassword("Repeat the password: ", false);
+        if (!again.ok() || *again != *password)
+            return fail("the passwords do not match", kExitUsage);
+    }
+    store::Credentials s3;
+    if (auto access = args->option("s3-access-key")) {
+        s3.accessKey = *access;
+        auto file = args->option("s3-secret-key-file");
+        if (!file)
+            return fail("--s3-access-key needs --s3-secret-key-file", kExitUsage);
+        std::FILE* f = std::fopen(file->c_str(), "r");
+        if (!f)
+            return fail("cannot read " + *file);
+        char buf[256] = {};
+        if (std::fgets(buf, sizeof buf, f))
+            s3.secretKey = buf;
+        std::fclose(f);
+        while (!s3.secretKey.empty() &&
+               (s3.secretKey.back() == '\n' || s3.secretKey.back() == '\r'))
+            s3.secretKey.pop_back();
+    }
+    auto st = parcel::createAccount(**s, user, *password, s3);
+    if (!st.ok())
+        return fail(st.error());
+    std::printf("created user %s\n", user.c_str());
+    return kExitOk;
+}
+
+int userPasswd(const std::vector<std::string>& argv) {
+    auto args = Args::parse(argv, kFlags);
+    if (!args.ok())
+        return fail(args.error().message, kExitUsage);
+    if (int rc = checkUsage(*args, 1, 1, kStoreOptions, "user passwd"))
+        return rc;
+    const std::string& user = args->positional()[0];
+    auto s = openStoreFromArgs(*args);
+    if (!s.ok())
+        return fail(s.error());
+    // With --password-stdin: the old password on the first line, the new on the second.
+    bool piped = args->flag("password-stdin");
+    auto oldPassword = readPassword("Current password for " + user + ": ", piped);
+    if (!oldPassword.ok())
+        return fail(oldPassword.error().message, kExitUsage);
+    auto newPassword = readPassword("New password: ", piped);
+    if (!newPassword.ok())
+        return fail(newPassword.error().message, kExitUsage);
+    if (!piped) {
+        auto again = readPassword("Repeat the new password: ", false);
+        if (!again.ok() || *again != *newPassword)
+            return fail("the passwords do not match", kExitUsage);
+    }
+    auto st = parcel::changePassword(**s, user, *oldPassword, *newPassword);
+    if (!st.ok())
+        return fail(st.error());
+    std::printf("changed the password of %s\n", user.c_str());
+    return kExitOk;
+}
+
+int fsck(const std::vector<std::string>& argv) {
+    auto args = Args::parse(argv, kFlags);
+    if (!args.ok())
+        return fail(args.error().message, kExitUsage);
+    if (int rc = checkUsage(*args, 0, 0, {"store", "user"}, "fsck"))
+        return rc;
+    auto s = openStoreFromArgs(*args);
+    if (!s.ok())
+        return fail(s.error());
+    auto report = parcel::fsckStore(**s, terminalProgress());
+    endProgress();
+    if (!report.ok())
+        return fail(report.error());
+    parcel::FsckReport total = *report;
+    if (auto user = args->option("user")) {
+        auto secrets = signInFromArgs(**s, *user, *args);
+        if (!secrets.ok())
+            return fail(secrets.error());
+        parcel::Parcels parcels(**s, std::move(*secrets));
+        auto deep = parcel::fsckUser(parcels, terminalProgress());
+        endProgress();
+        if (!deep.ok())
+            return fail(deep.error());
+        total.manifestsChecked += deep->manifestsChecked;
+        total.chunksChecked += deep->chunksChecked;
+        total.problems.insert(total.problems.end(), deep->problems.begin(), deep->problems.end());
+    }
+    if (args->flag("json")) {
+        json::Array problems(total.problems.begin(), total.problems.end());
+        printJson(json::Object{{"clean", total.clean()},
+                               {"objects", total.objectsChecked},
+                               {"manifests", total.manifestsChecked},
+                               {"chunks", total.chunksChecked},
+                               {"problems", std::move(problems)}});
+    } else {
+        for (const auto& p : total.problems)
+            std::printf("DAMAGED: %s\n", p.c_str());
+        std::printf("%s: %llu objects, %llu manifests, %llu chunk checks, %zu problems\n",
+                    total.clean() ? "clean" : "DAMAGE FOUND",
+                    (unsigned long long)total.objectsChecked,
+                    (unsigned long long)total.manifestsChecked,
+                    (unsigned long long)total.chunksChecked, total.problems.size());
+    }
+    return total.clean() ? kExitOk : kExitDamage;
+}
+
+int gc(const std::vector<std::string>& argv) {
+    auto args = Args::parse(argv, kFlags);
+    if (!args.ok())
+        return fail(args.error().message, kExitUsage);
+    if (int rc = checkUsage(*args, 0, 0, {"store", "user", "grace"}, "gc"))
+        return rc;
+    auto user = args->option("user");
+    if (!user)
+        return fail("gc needs --user USER: only the user's keys can tell which chunks the "
+                    "manifests reference",
+                    kExitUsage);
+    auto grace = parseDuration(args->optionOr("grace", "24h"));
+    if (!grace.ok())
+        return fail(grace.error().message, kExitUsage);
+    auto s = openStoreFromArgs(*args);
+    if (!s.ok())
+        return fail(s.error());
+    auto secrets = signInFromArgs(**s, *user, *args);
+    if (!secrets.ok())
+        return fail(secrets.error());
+    parcel::Parcels parcels(**s, std::move(*secrets));
+    auto report = parcel::collectGarbage(parcels, *grace, args->flag("dry-run"));
+    if (!report.ok())
+        return fail(report.error());
+    if (args->flag("json")) {
+        printJson(json::Object{{"referenced", report->referenced},
+                               {"removed", report->removed},
+                               {"removed_bytes", report->removedBytes},
+                               {"kept_young", report->keptYoung},
+                               {"dry_run", args->flag("dry-run")}});
+    } else {
+        std::printf("%s %llu unreferenced chunks (%s); kept %llu younger than the grace period; "
+                    "%llu referenced\n",
+                    args->flag("dry-run") ? "would remove" : "removed",
+                    (unsigned long long)report->removed, formatBytes(report->removedBytes).c_str(),
+                    (unsigned long long)report->keptYoung, (unsigned long long)report->referenced);
+    }
+    return kExitOk;
+}
+
+CommandRegistration regInit({"store init", "URL [--kdf moderate|interactive|minimal]",
+                             "create a new parcel store (file:///dir or s3://host/bucket)",
+                             storeInit});
+CommandRegistration regUserAdd({"user add", "USER [--password-stdin]",
+                                "create a user account (prompts for the password)", userAdd});
+CommandRegistration regUserPasswd({"user passwd", "USER [--password-stdin]",
+                                   "change a user's password (chunks are not re-encrypted)",
+                                   userPasswd});
+CommandRegistration regFsck({"fsck", "[--user USER] [--json]",
+                             "check the store; with --user also open and decode everything "
+                             "(exit 3 on damage)",
+                             fsck});
+CommandRegistration regGc({"gc", "--user USER [--grace 24h] [--dry-run] [--json]",
+                           "remove chunks no version references", gc});
+
+} // namespace
+} // namespace isr::cli

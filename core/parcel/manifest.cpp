@@ -1,0 +1,275 @@
+// VM spec and the manifest's binary encoding (FORMAT.md, "Manifest").
+#include "parcel/parcel.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace isr::parcel {
+
+namespace {
+constexpr std::uint32_t kMaxHeader = 64 * 1024;
+constexpr std::uint64_t kMaxDiskSize = 16ull << 40; // 16 TiB
+constexpr std::uint32_t kMaxMemoryChunks = 1u << 24;
+constexpr std::size_t kRefSize = 32 + 32 + 4;
+
+// The kiosk builds domain XML from these names only; anything else is refused.
+const char* const kMachines[] = {"pc-q35-7.2", "q35", "pc-i440fx-7.2"};
+const char* const kCpus[] = {"qemu64",   "max",         "Nehalem",
+                             "Westmere", "SandyBridge", "Skylake-Client"};
+const char* const kBootProfiles[] = {"firmware", "demo-guest"};
+
+template <std::size_t N> bool oneOf(const std::string& v, const char* const (&set)[N]) {
+    return std::any_of(std::begin(set), std::end(set), [&](const char* s) { return v == s; });
+}
+} // namespace
+
+Status VmSpec::validate() const {
+    if (memoryMiB < 64 || memoryMiB > 64 * 1024)
+        return Error(Errc::InvalidArgument,
+                     "VM memory " + std::to_string(memoryMiB) + " MiB is outside 64 MiB..64 GiB");
+    if (vcpus < 1 || vcpus > 64)
+        return Error(Errc::InvalidArgument,
+                     "VM vCPU count " + std::to_string(vcpus) + " is outside 1..64");
+    if (!oneOf(machine, kMachines))
+        return Error(Errc::InvalidArgument, "VM machine type '" + machine + "' is not allowed");
+    if (!oneOf(cpu, kCpus))
+        return Error(Errc::InvalidArgument, "VM CPU model '" + cpu + "' is not allowed");
+    if (!oneOf(boot, kBootProfiles))
+        return Error(Errc::InvalidArgument, "VM boot profile '" + boot + "' is not allowed");
+    return {};
+}
+
+json::Value VmSpec::toJson() const {
+    return json::Object{{"memory_mib", std::int64_t(memoryMiB)},
+                        {"vcpus", std::int64_t(vcpus)},
+                        {"machine", machine},
+                        {"cpu", cpu},
+                        {"boot", boot}};
+}
+
+Result<VmSpec> VmSpec::fromJson(const json::Value& value) {
+    if (!value.isObject())
+        return Error(Errc::Corrupt, "VM spec is not an object");
+    for (const auto& [key, v] : value.asObject()) {
+        (void)v;
+        if (key != "memory_mib" && key != "vcpus" && key != "machine" && key != "cpu" &&
+            key != "boot")
+            return Error(Errc::Corrupt, "VM spec has an unknown field '" + key + "'");
+    }
+    VmSpec spec;
+    ISR_TRY_ASSIGN(std::int64_t mem, value.getInt("memory_mib"));
+    ISR_TRY_ASSIGN(std::int64_t cpus, value.getInt("vcpus"));
+    if (mem < 0 || mem > 0xffffffff || cpus < 0 || cpus > 0xffffffff)
+        return Error(Errc::Corrupt, "VM spec numbers out of range");
+    spec.memoryMiB = std::uint32_t(mem);
+    spec.vcpus = std::uint32_t(cpus);
+    ISR_TRY_ASSIGN(spec.machine, value.getString("machine"));
+    ISR_TRY_ASSIGN(spec.cpu, value.getString("cpu"));
+    ISR_TRY_ASSIGN(spec.boot, value.getString("boot"));
+    auto valid = spec.validate();
+    if (!valid.ok())
+        return Error(Errc::Corrupt, "VM spec refused: " + valid.error().message);
+    return spec;
+}
+
+std::string manifestAssociatedData(const std::string& user, const std::string& parcel,
+                                   std::uint64_t n) {
+    return "isr-manifest-v1:" + user + "/" + parcel + "/" + std::to_string(n);
+}
+
+namespace {
+
+void appendBe32(Bytes& out, std::uint32_t v) {
+    std::uint8_t b[4];
+    putBe32(b, v);
+    out.insert(out.end(), b, b + 4);
+}
+void appendBe64(Bytes& out, std::uint64_t v) {
+    std::uint8_t b[8];
+    putBe64(b, v);
+    out.insert(out.end(), b, b + 8);
+}
+void appendRef(Bytes& out, const chunk::ChunkRef& r) {
+    out.insert(out.end(), r.name.begin(), r.name.end());
+    out.insert(out.end(), r.key.begin(), r.key.end());
+    appendBe32(out, r.length);
+}
+
+class Reader {
+public:
+    explicit Reader(ByteView data) : data_(data) {}
+    std::size_t remaining() const { return data_.size() - pos_; }
+    bool take(std::size_t n, const std::uint8_t*& p) {
+        if (remaining() < n)
+            return false;
+        p = data_.data() + pos_;
+        pos_ += n;
+        return true;
+    }
+    bool u8(std::uint8_t& v) {
+        const std::uint8_t* p;
+        if (!take(1, p))
+            return false;
+        v = *p;
+        return true;
+    }
+    bool be32(std::uint32_t& v) {
+        const std::uint8_t* p;
+        if (!take(4, p))
+            return false;
+        v = getBe32(p);
+        return true;
+    }
+    bool be64(std::uint64_t& v) {
+        const std::uint8_t* p;
+        if (!take(8, p))
+            return false;
+        v = getBe64(p);
+        return true;
+    }
+    bool ref(chunk::ChunkRef& r) {
+        const std::uint8_t* p;
+        if (!take(kRefSize, p))
+            return false;
+        std::memcpy(r.name.data(), p, 32);
+        std::memcpy(r.key.data(), p + 32, 32);
+        r.length = getBe32(p + 64);
+        return true;
+    }
+
+private:
+    ByteView data_;
+    std::size_t pos_ = 0;
+};
+
+Error corrupt(const std::string& what) {
+    return Error(Errc::Corrupt, "manifest: " + what);
+}
+
+} // namespace
+
+Bytes encodeManifest(const Manifest& m) {
+    json::Value header(json::Object{{"version", m.version},
+                                    {"parent", m.parent},
+                                    {"created", m.created},
+                                    {"kiosk", m.kiosk},
+                                    {"disk_size", m.diskSize},
+                                    {"chunk_size", std::int64_t(m.chunkSize)},
+                                    {"vm", m.vm.toJson()}});
+    std::string h = header.dump();
+    Bytes out;
+    out.reserve(16 + h.size() + m.disk.size() * (1 + kRefSize) + m.memory.size() * kRefSize);
+    out.insert(out.end(), {'I', 'S', 'R', 'M'});
+    appendBe32(out, kFormatVersion);
+    appendBe32(out, std::uint32_t(h.size()));
+    out.insert(out.end(), h.begin(), h.end());
+    appendBe64(out, m.disk.size());
+    for (const auto& entry : m.disk) {
+        out.push_back(entry ? 1 : 0);
+        if (entry)
+            appendRef(out, *entry);
+    }
+    appendBe32(out, std::uint32_t(m.memory.size()));
+    for (const auto& r : m.memory)
+        appendRef(out, r);
+    appendBe32(out, std::uint32_t(m.workingSet.size()));
+    for (auto idx : m.workingSet)
+        appendBe64(out, idx);
+    return out;
+}
+
+Result<Manifest> decodeManifest(ByteView plaintext) {
+    Reader r(plaintext);
+    const std::uint8_t* magic;
+    if (!r.take(4, magic) || std::memcmp(magic, "ISRM", 4) != 0)
+        return corrupt("bad magic");
+    std::uint32_t format = 0, headerLen = 0;
+    if (!r.be32(format))
+        return corrupt("truncated");
+    if (format != std::uint32_t(kFormatVersion))
+        return Error(Errc::Unsupported, "manifest format " + std::to_string(format));
+    if (!r.be32(headerLen) || headerLen > kMaxHeader || headerLen > r.remaining())
+        return corrupt("bad header length");
+    const std::uint8_t* hp;
+    r.take(headerLen, hp);
+    auto header = json::parse(std::string_view(reinterpret_cast<const char*>(hp), headerLen));
+    if (!header.ok())
+        return corrupt("header: " + header.error().message);
+
+    Manifest m;
+    ISR_TRY_ASSIGN(std::int64_t version, header->getInt("version"));
+    ISR_TRY_ASSIGN(std::int64_t parent, header->getInt("parent"));
+    ISR_TRY_ASSIGN(m.created, header->getInt("created"));
+    ISR_TRY_ASSIGN(m.kiosk, header->getString("kiosk"));
+    ISR_TRY_ASSIGN(std::int64_t diskSize, header->getInt("disk_size"));
+    ISR_TRY_ASSIGN(std::int64_t chunkSize, header->getInt("chunk_size"));
+    if (version < 1 || parent < 0 || parent >= version)
+        return corrupt("bad version/parent numbers");
+    m.version = std::uint64_t(version);
+    m.parent = std::uint64_t(parent);
+    if (chunkSize < 4096 || chunkSize > std::int64_t(chunk::kMaxChunkSize) ||
+        (chunkSize & (chunkSize - 1)) != 0)
+        return corrupt("chunk size " + std::to_string(chunkSize) + " is not allowed");
+    if (diskSize <= 0 || std::uint64_t(diskSize) > kMaxDiskSize || diskSize % 512 != 0)
+        return corrupt("disk size " + std::to_string(diskSize) + " is not allowed");
+    m.chunkSize = std::uint32_t(chunkSize);
+    m.diskSize = std::uint64_t(diskSize);
+    const json::Value* vm = header->find("vm");
+    if (!vm)
+        return corrupt("no VM spec");
+    ISR_TRY_ASSIGN(m.vm, VmSpec::fromJson(*vm));
+
+    std::uint64_t diskCount = 0;
+    if (!r.be64(diskCount))
+        return corrupt("truncated disk table");
+    if (diskCount != m.chunkCount())
+        return corrupt("disk table has " + std::to_string(diskCount) + " chunks, disk needs " +
+                       std::to_string(m.chunkCount()));
+    if (diskCount > r.remaining()) // every entry takes at least one byte
+        return corrupt("disk table longer than the manifest");
+    m.disk.resize(diskCount);
+    for (std::uint64_t i = 0; i < diskCount; ++i) {
+        std::uint8_t kind = 0;
+        if (!r.u8(kind))
+            return corrupt("truncated disk table");
+        if (kind == 0)
+            continue;
+        if (kind != 1)
+            return corrupt("bad disk entry kind " + std::to_string(kind));
+        chunk::ChunkRef ref;
+        if (!r.ref(ref))
+            return corrupt("truncated disk table");
+        bool lastChunk = i + 1 == diskCount;
+        std::uint64_t expect =
+            lastChunk ? m.diskSize - (diskCount - 1) * std::uint64_t(m.chunkSize) : m.chunkSize;
+        if (ref.length != expect)
+            return corrupt("disk chunk " + std::to_string(i) + " has length " +
+                           std::to_string(ref.length) + ", expected " + std::to_string(expect));
+        m.disk[i] = ref;
+    }
+    std::uint32_t memCount = 0;
+    if (!r.be32(memCount))
+        return corrupt("truncated memory recipe");
+    if (memCount > kMaxMemoryChunks || std::uint64_t(memCount) * kRefSize > r.remaining())
+        return corrupt("memory recipe claims " + std::to_string(memCount) + " chunks");
+    m.memory.resize(memCount);
+    for (auto& ref : m.memory) {
+        r.ref(ref);
+        if (ref.length == 0 || ref.length > chunk::kMaxChunkSize)
+            return corrupt("memory chunk length out of range");
+    }
+    std::uint32_t wsCount = 0;
+    if (!r.be32(wsCount))
+        return corrupt("truncated working set");
+    if (wsCount > diskCount || std::uint64_t(wsCount) * 8 != r.remaining())
+        return corrupt("bad working set length");
+    m.workingSet.resize(wsCount);
+    for (std::uint32_t i = 0; i < wsCount; ++i) {
+        r.be64(m.workingSet[i]);
+        if (m.workingSet[i] >= diskCount || (i > 0 && m.workingSet[i] <= m.workingSet[i - 1]))
+            return corrupt("working set is not increasing chunk indexes");
+    }
+    return m;
+}
+
+} // namespace isr::parcel

@@ -1,0 +1,259 @@
+#pragma once
+// parcel: accounts, parcels, versions, manifests (the keyring), locks,
+// commit, rollback, import/export, garbage collection and fsck — everything
+// a parcel is and how it moves between a kiosk and the store. The exact
+// on-store format is in FORMAT.md next to this header.
+//
+// Invariants:
+//  - versions/<n> is immutable and created only with put-if-absent, after
+//    every chunk it references is durable in the store.
+//  - Every object read from the store is verified (MAC, name, bounds) before
+//    use; a failure is Errc::Corrupt naming the object.
+//  - Names are validated before any store access (validateName).
+//
+// Thread safety: Parcels may be used from several threads at once; it holds
+// no mutable state beyond the Store (which is thread-safe) and the secrets
+// (read-only after sign-in).
+
+#include "chunk/chunk.h"
+#include "crypto/crypto.h"
+#include "store/store.h"
+#include "util/json.h"
+#include "util/result.h"
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace isr::parcel {
+
+inline constexpr int kFormatVersion = 1;
+inline constexpr std::uint32_t kDefaultChunkSize = 128 * 1024;
+
+// ---- names and keys -------------------------------------------------------
+
+// `what` names the thing in the error ("user name", "parcel name").
+Status validateName(std::string_view what, std::string_view name);
+
+std::string accountKey(const std::string& user);
+std::string parcelPrefix(const std::string& user, const std::string& parcel);
+std::string versionKey(const std::string& user, const std::string& parcel, std::uint64_t n);
+std::string headKey(const std::string& user, const std::string& parcel);
+std::string lockKey(const std::string& user, const std::string& parcel);
+std::string chunkPrefix(const std::string& user);
+std::string chunkKey(const std::string& user, const chunk::ChunkName& name);
+
+// ---- the store as a whole ---------------------------------------------------
+
+// Creates isr-store.json (put-if-absent: AlreadyExists on an existing store).
+// defaultKdf's limits (not its salt) become the store's default for new
+// accounts and for the decoy work done for unknown users.
+Status initStore(store::Store& store, const crypto::KdfParams& defaultKdf);
+// The store's default KDF limits with a fresh random salt.
+Result<crypto::KdfParams> storeDefaultKdf(store::Store& store);
+// NotFound with a hint if the location is not an isr store; Unsupported if
+// its format is newer than this code.
+Status checkStore(store::Store& store);
+
+// ---- accounts ---------------------------------------------------------------
+
+struct UserSecrets {
+    std::string user;
+    crypto::Secret master;      // seals manifests
+    crypto::Secret convergence; // keys the chunk codec and the CDC gear table
+    store::Credentials s3;      // the user's own write credentials (S3 stores)
+};
+
+// The account's KDF uses the store's default limits (storeDefaultKdf).
+Status createAccount(store::Store& store, const std::string& user, std::string_view password,
+                     const store::Credentials& s3 = {});
+// AuthFailed for both an unknown user and a wrong password, after the same
+// Argon2id work. Corrupt if the account object fails verification in a way
+// a wrong password cannot explain (bad JSON, bad parameters).
+Result<UserSecrets> signIn(store::Store& store, const std::string& user, std::string_view password);
+// Re-seals the same secrets under the new password (fresh salt, the store's
+// current default limits); no chunk or manifest changes.
+Status changePassword(store::Store& store, const std::string& user, std::string_view oldPassword,
+                      std::string_view newPassword);
+
+// ---- VM spec and manifests --------------------------------------------------
+
+struct VmSpec {
+    std::uint32_t memoryMiB = 1024;
+    std::uint32_t vcpus = 1;
+    std::string machine = "pc-q35-7.2";
+    std::string cpu = "qemu64";
+    std::string boot = "firmware"; // boot profile the kiosk provides: "firmware" | "demo-guest"
+
+    // Refuses anything outside the documented bounds and allow-lists.
+    Status validate() const;
+    json::Value toJson() const;
+    // Unknown keys are refused (a spec must not smuggle in devices or paths).
+    static Result<VmSpec> fromJson(const json::Value& value);
+};
+
+struct Manifest {
+    std::uint64_t version = 0;
+    std::uint64_t parent = 0; // 0: none
+    std::int64_t created = 0;
+    std::string kiosk;
+    std::uint64_t diskSize = 0;
+    std::uint32_t chunkSize = kDefaultChunkSize;
+    VmSpec vm;
+    std::vector<std::optional<chunk::ChunkRef>> disk; // nullopt: all-zero chunk
+    std::vector<chunk::ChunkRef> memory;              // memory image recipe, in order
+    std::vector<std::uint64_t> workingSet;            // disk chunks the last session touched
+
+    std::uint64_t chunkCount() const { return (diskSize + chunkSize - 1) / chunkSize; }
+};
+
+Bytes encodeManifest(const Manifest& manifest);
+// Strict: Corrupt on any inconsistency, before allocating for claimed counts.
+Result<Manifest> decodeManifest(ByteView plaintext);
+std::string manifestAssociatedData(const std::string& user, const std::string& parcel,
+                                   std::uint64_t n);
+
+// ---- locks ------------------------------------------------------------------
+
+struct LockInfo {
+    std::string kiosk;
+    std::string session; // random per checkout
+    std::int64_t since = 0;
+    std::int64_t heartbeat = 0;
+
+    // A holder that has not refreshed its heartbeat for this long has most
+    // likely crashed; the UI offers take-over more prominently then.
+    static constexpr std::int64_t kStaleAfterSeconds = 300;
+    bool stale(std::int64_t now) const { return now - heartbeat > kStaleAfterSeconds; }
+};
+
+struct LockAttempt {
+    bool acquired = false;
+    LockInfo lock; // ours if acquired, else the current holder's
+};
+
+// ---- progress -----------------------------------------------------------------
+
+// Called with a short stage name ("upload", "encode", "verify"...), units
+// done and total (bytes or chunks, as the stage says).
+using ProgressFn =
+    std::function<void(std::string_view stage, std::uint64_t done, std::uint64_t total)>;
+
+// ---- a signed-in user's parcels ------------------------------------------------
+
+class Parcels {
+public:
+    Parcels(store::Store& store, UserSecrets secrets);
+
+    store::Store& store() { return store_; }
+    const UserSecrets& secrets() const { return secrets_; }
+    const std::string& user() const { return secrets_.user; }
+
+    Result<std::vector<std::string>> list();
+    // Sorted ascending; empty if the parcel has no versions (NotFound).
+    Result<std::vector<std::uint64_t>> versions(const std::string& parcel);
+    // head hint, then probing n+1, n+2... NotFound if the parcel does not exist.
+    Result<std::uint64_t> latest(const std::string& parcel);
+    Result<Manifest> manifest(const std::string& parcel, std::uint64_t n);
+
+    // Version 1 of a new parcel: an all-zero disk, no memory image (first
+    // resume boots). AlreadyExists if the parcel exists.
+    Result<Manifest> create(const std::string& parcel, const VmSpec& vm, std::uint64_t diskSize,
+                            std::uint32_t chunkSize, const std::string& kiosk);
+
+    struct UploadStats {
+        std::uint64_t chunks = 0; // uploaded because the store lacked them
+        std::uint64_t bytes = 0;  // their ciphertext bytes
+    };
+    // Uploads the chunks the store lacks (content addressing makes repeats
+    // harmless), in parallel where the store can.
+    Result<UploadStats> uploadChunks(const std::vector<chunk::EncodedChunk>& chunks,
+                                     const ProgressFn& progress = {});
+    // The commit protocol: upload newChunks, then put-if-absent
+    // versions/<parent+1>, then head. Sets manifest.version. Conflict if
+    // another writer created that version first (nothing is damaged).
+    Result<std::uint64_t> commit(const std::string& parcel, Manifest& manifest,
+                                 const std::vector<chunk::EncodedChunk>& newChunks,
+                                 const ProgressFn& progress = {});
+    // A new version equal to version n (its parent is the current latest).
+    Result<std::uint64_t> rollback(const std::string& parcel, std::uint64_t n,
+                                   const std::string& kiosk);
+
+    Result<Bytes> fetchChunk(const chunk::ChunkName& name);
+    Result<Bytes> readChunk(const chunk::ChunkRef& ref); // fetch + decode + verify
+
+    // put-if-absent of the lock; with takeOver, overwrite another holder's.
+    Result<LockAttempt> lock(const std::string& parcel, const std::string& kiosk, bool takeOver);
+    Result<std::optional<LockInfo>> readLock(const std::string& parcel);
+    // Refreshes our heartbeat; Locked if someone took the parcel over.
+    Status heartbeat(const std::string& parcel, LockInfo& mine);
+    // Deletes the lock if it is still ours (no-op if it is gone).
+    Status unlock(const std::string& parcel, const LockInfo& mine);
+
+private:
+    Bytes seal(const std::string& parcel, std::uint64_t n, const Manifest& m) const;
+
+    store::Store& store_;
+    UserSecrets secrets_;
+};
+
+// ---- images --------------------------------------------------------------------
+
+struct ImportOptions {
+    VmSpec vm; // used when the parcel is created
+    std::uint32_t chunkSize = kDefaultChunkSize;
+    std::string kiosk = "isrctl";
+    std::string scratchDir; // for qemu-img conversion of non-raw images; default $TMPDIR
+};
+
+struct ImportStats {
+    std::uint64_t version = 0;
+    std::uint64_t chunks = 0; // total disk chunks
+    std::uint64_t zeroChunks = 0;
+    std::uint64_t newChunks = 0; // uploaded (the store lacked them)
+    std::uint64_t newBytes = 0;  // ciphertext bytes uploaded
+};
+
+// Imports a raw or qcow2 (anything qemu-img reads) image as a new version of
+// the parcel's disk, creating the parcel if it does not exist. The memory
+// image is dropped (the new disk needs a fresh boot).
+Result<ImportStats> importImage(Parcels& parcels, const std::string& parcel,
+                                const std::string& imagePath, const ImportOptions& options,
+                                const ProgressFn& progress = {});
+// Writes version n's disk as a sparse raw file.
+Status exportImage(Parcels& parcels, const std::string& parcel, std::uint64_t n,
+                   const std::string& outPath, const ProgressFn& progress = {});
+
+// ---- maintenance ----------------------------------------------------------------
+
+struct FsckReport {
+    std::uint64_t objectsChecked = 0;
+    std::uint64_t manifestsChecked = 0;
+    std::uint64_t chunksChecked = 0;
+    std::vector<std::string> problems; // one line per damaged or missing object
+    bool clean() const { return problems.empty(); }
+};
+
+// Without keys: store marker, account JSON shape, every chunk's name equals
+// the hash of its ciphertext.
+Result<FsckReport> fsckStore(store::Store& store, const ProgressFn& progress = {});
+// With the user's keys: also opens every manifest and decodes every chunk it
+// references.
+Result<FsckReport> fsckUser(Parcels& parcels, const ProgressFn& progress = {});
+
+struct GcReport {
+    std::uint64_t referenced = 0;
+    std::uint64_t removed = 0;
+    std::uint64_t removedBytes = 0;
+    std::uint64_t keptYoung = 0; // unreferenced but inside the grace period
+};
+
+// Removes the user's chunks no version of any parcel references and that are
+// older than graceSeconds. Refuses (Locked) while any parcel of the user is
+// locked by a live session: its trickled chunks are not referenced yet.
+Result<GcReport> collectGarbage(Parcels& parcels, std::int64_t graceSeconds, bool dryRun);
+
+} // namespace isr::parcel

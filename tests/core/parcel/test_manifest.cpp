@@ -1,0 +1,208 @@
+// Manifest encoding and the VM spec: round trips and every way a manifest
+// from the store can lie (truncation, oversized counts, bad entries, specs
+// asking for things a kiosk must refuse).
+#include "parcel/parcel.h"
+
+#include <QTest>
+
+using namespace isr;
+using namespace isr::parcel;
+
+namespace {
+Manifest sample() {
+    Manifest m;
+    m.version = 3;
+    m.parent = 2;
+    m.created = 1700000000;
+    m.kiosk = "kiosk-a";
+    m.chunkSize = 4096;
+    m.diskSize = 4096 * 10 + 512; // last chunk is short
+    m.disk.resize(m.chunkCount());
+    for (std::size_t i : {0u, 3u, 10u}) {
+        chunk::ChunkRef r;
+        r.name.fill(std::uint8_t(i + 1));
+        r.key.fill(std::uint8_t(i + 100));
+        r.length = i == 10 ? 512 : 4096;
+        m.disk[i] = r;
+    }
+    chunk::ChunkRef mem;
+    mem.name.fill(7);
+    mem.length = 65536;
+    m.memory = {mem, mem};
+    m.workingSet = {0, 3, 10};
+    return m;
+}
+
+void putU64At(Bytes& b, std::size_t pos, std::uint64_t v) {
+    putBe64(b.data() + pos, v);
+}
+
+std::size_t diskCountOffset(const Bytes& b) {
+    return 12 + getBe32(b.data() + 8);
+}
+} // namespace
+
+class TestManifest : public QObject {
+    Q_OBJECT
+private slots:
+    void roundTrip() {
+        Manifest m = sample();
+        auto back = decodeManifest(encodeManifest(m));
+        QVERIFY2(back.ok(), back.ok() ? "" : back.error().describe().c_str());
+        QCOMPARE(back->version, m.version);
+        QCOMPARE(back->parent, m.parent);
+        QCOMPARE(back->kiosk, m.kiosk);
+        QCOMPARE(back->diskSize, m.diskSize);
+        QCOMPARE(back->disk.size(), m.disk.size());
+        QVERIFY(back->disk[3].has_value());
+        QVERIFY(!back->disk[4].has_value());
+        QVERIFY(back->disk[10]->name == m.disk[10]->name);
+        QCOMPARE(back->memory.size(), std::size_t(2));
+        QCOMPARE(back->workingSet, m.workingSet);
+        QCOMPARE(back->vm.memoryMiB, m.vm.memoryMiB);
+    }
+    void everyTruncationIsRefused() {
+        Bytes full = encodeManifest(sample());
+        for (std::size_t len = 0; len < full.size(); ++len) {
+            auto r = decodeManifest(ByteView(full.data(), len));
+            QVERIFY2(!r.ok(), qPrintable(QString("accepted a manifest cut to %1 bytes").arg(len)));
+            QCOMPARE(r.error().code, Errc::Corrupt);
+        }
+    }
+    void trailingBytesRefused() {
+        Bytes full = encodeManifest(sample());
+        full.push_back(0);
+        QCOMPARE(decodeManifest(full).error().code, Errc::Corrupt);
+    }
+    void hugeChunkCountRefusedWithoutAllocating() {
+        Bytes b = encodeManifest(sample());
+        putU64At(b, diskCountOffset(b), 1ull << 60);
+        auto r = decodeManifest(b);
+        QVERIFY(!r.ok());
+        QCOMPARE(r.error().code, Errc::Corrupt);
+    }
+    void hugeMemoryCountRefused() {
+        Manifest m = sample();
+        m.memory.clear();
+        m.workingSet.clear();
+        Bytes b = encodeManifest(m);
+        // memory count sits 8 bytes (empty working set + itself) before the end
+        putBe32(b.data() + b.size() - 8, 0xffffffffu);
+        QCOMPARE(decodeManifest(b).error().code, Errc::Corrupt);
+    }
+    void wrongChunkLengthRefused() {
+        Manifest m = sample();
+        m.disk[3]->length = 0xffffffffu; // claims a 4 GiB chunk
+        QCOMPARE(decodeManifest(encodeManifest(m)).error().code, Errc::Corrupt);
+        m = sample();
+        m.disk[3]->length = 4095;
+        QCOMPARE(decodeManifest(encodeManifest(m)).error().code, Errc::Corrupt);
+    }
+    void badEntryKindRefused() {
+        Bytes b = encodeManifest(sample());
+        b[diskCountOffset(b) + 8 + 1 + 68] = 7; // entry 1 (after stored entry 0)
+        QCOMPARE(decodeManifest(b).error().code, Errc::Corrupt);
+    }
+    void badWorkingSetRefused() {
+        Manifest m = sample();
+        m.workingSet = {3, 3};
+        QCOMPARE(decodeManifest(encodeManifest(m)).error().code, Errc::Corrupt);
+        m.workingSet = {11};
+        QCOMPARE(decodeManifest(encodeManifest(m)).error().code, Errc::Corrupt);
+    }
+    void badSizesRefused() {
+        Manifest m = sample();
+        m.chunkSize = 3000;
+        m.disk.resize(m.chunkCount());
+        QCOMPARE(decodeManifest(encodeManifest(m)).error().code, Errc::Corrupt);
+        m = sample();
+        m.parent = m.version; // a version cannot be its own parent
+        QCOMPARE(decodeManifest(encodeManifest(m)).error().code, Errc::Corrupt);
+    }
+    void vmSpecRefusesWhatAKioskMustNotRun_data() {
+        QTest::addColumn<QString>("json");
+        QTest::newRow("host device")
+            << "{\"memory_mib\":1024,\"vcpus\":1,\"machine\":\"pc-q35-7.2\",\"cpu\":\"qemu64\","
+               "\"boot\":\"firmware\",\"hostdev\":\"0000:00:02.0\"}";
+        QTest::newRow("host path") << "{\"memory_mib\":1024,\"vcpus\":1,\"machine\":\"pc-q35-7.2\","
+                                      "\"cpu\":\"qemu64\",\"boot\":\"/etc/shadow\"}";
+        QTest::newRow("domain xml")
+            << "{\"memory_mib\":1024,\"vcpus\":1,\"machine\":\"pc-q35-7.2\",\"cpu\":\"qemu64\","
+               "\"boot\":\"firmware\",\"xml\":\"<domain/>\"}";
+        QTest::newRow("absurd memory") << "{\"memory_mib\":4000000,\"vcpus\":1,\"machine\":\"pc-"
+                                          "q35-7.2\",\"cpu\":\"qemu64\",\"boot\":\"firmware\"}";
+        QTest::newRow("no vcpus") << "{\"memory_mib\":1024,\"vcpus\":0,\"machine\":\"pc-q35-7.2\","
+                                     "\"cpu\":\"qemu64\",\"boot\":\"firmware\"}";
+        QTest::newRow("cpu passthrough")
+            << "{\"memory_mib\":1024,\"vcpus\":1,\"machine\":\"pc-q35-7.2\",\"cpu\":\"host-"
+               "passthrough\",\"boot\":\"firmware\"}";
+        QTest::newRow("unknown machine")
+            << "{\"memory_mib\":1024,\"vcpus\":1,\"machine\":\"microvm,x-option-roms=on\",\"cpu\":"
+               "\"qemu64\",\"boot\":\"firmware\"}";
+        QTest::newRow("missing field")
+            << "{\"memory_mib\":1024,\"vcpus\":1,\"machine\":\"pc-q35-7.2\",\"cpu\":\"qemu64\"}";
+    }
+    void vmSpecRefusesWhatAKioskMustNotRun() {
+        QFETCH(QString, json);
+        auto doc = json::parse(json.toStdString());
+        QVERIFY(doc.ok());
+        auto spec = VmSpec::fromJson(*doc);
+        QVERIFY(!spec.ok());
+        QCOMPARE(spec.error().code, Errc::Corrupt);
+    }
+    void vmSpecRoundTrip() {
+        VmSpec spec;
+        spec.memoryMiB = 256;
+        spec.boot = "demo-guest";
+        auto back = VmSpec::fromJson(spec.toJson());
+        QVERIFY(back.ok());
+        QCOMPARE(back->memoryMiB, 256u);
+        QCOMPARE(back->boot, std::string("demo-guest"));
+    }
+    void namesFollowTheAllowedSet_data() {
+        QTest::addColumn<QByteArray>("name");
+        QTest::addColumn<bool>("ok");
+        QTest::newRow("plain") << QByteArray("alice") << true;
+        QTest::newRow("digits dots") << QByteArray("a.b-c_9") << true;
+        QTest::newRow("slash") << QByteArray("a/b") << false;
+        QTest::newRow("dotdot") << QByteArray("a..b") << false;
+        QTest::newRow("only dotdot") << QByteArray("..") << false;
+        QTest::newRow("leading dot") << QByteArray(".hidden") << false;
+        QTest::newRow("nul") << QByteArray("a\0b", 3) << false;
+        QTest::newRow("non-ascii") << QByteArray("j\xc3\xb6rg") << false;
+        QTest::newRow("upper") << QByteArray("Alice") << false;
+        QTest::newRow("empty") << QByteArray("") << false;
+        QTest::newRow("space") << QByteArray("a b") << false;
+        QTest::newRow("too long") << QByteArray(65, 'a') << false;
+        QTest::newRow("longest") << QByteArray(64, 'a') << true;
+    }
+    void namesFollowTheAllowedSet() {
+        QFETCH(QByteArray, name);
+        QFETCH(bool, ok);
+        auto st =
+            validateName("user name", std::string_view(name.constData(), std::size_t(name.size())));
+        QCOMPARE(st.ok(), ok);
+        if (!ok)
+            QCOMPARE(st.error().code, Errc::InvalidArgument);
+    }
+    void jsonParserIsStrict() {
+        for (const char* bad : {"", "{", "{\"a\":1,}", "[1 2]", "{\"a\":1}x", "\"\\x\"", "01x",
+                                "{\"a\":1,\"a\":2}", "\"\\ud800\"", "nul"}) {
+            QVERIFY2(!json::parse(bad).ok(), bad);
+        }
+        std::string deep(100, '[');
+        deep += std::string(100, ']');
+        QVERIFY(!json::parse(deep).ok());
+        auto v = json::parse("{\"s\":\"a\\\"\\n\\u00e9\\ud83d\\ude00\",\"n\":-5,\"d\":1.5,\"b\":"
+                             "true,\"z\":null,\"a\":[1,2]}");
+        QVERIFY(v.ok());
+        QCOMPARE(v->getString("s").value(), std::string("a\"\n\xc3\xa9\xf0\x9f\x98\x80"));
+        QCOMPARE(v->getInt("n").value(), std::int64_t(-5));
+        auto again = json::parse(v->dump());
+        QVERIFY(again.ok());
+        QCOMPARE(again->dump(), v->dump());
+    }
+};
+
+QTEST_GUILESS_MAIN(TestManifest)
+#include "test_manifest.moc"

@@ -1,0 +1,538 @@
+// The parcel layer against a real store backend (ISR_TEST_STORE_BACKEND:
+// "file" for FileStore in a temp dir, "s3" for S3Store on a real radosgw).
+// Accounts, versions, commit races, locks, rollback, import/export, gc, fsck,
+// and every way the store's objects can be damaged.
+#include "parcel/parcel.h"
+#include "teststore.h"
+#include "testsupport.h"
+
+#include <QTest>
+#include <algorithm>
+#include <fstream>
+#include <random>
+#include <thread>
+
+using namespace isr;
+using namespace isr::parcel;
+
+namespace {
+constexpr const char* kPassword = "correct horse";
+
+Bytes randomData(std::size_t n, unsigned seed) {
+    Bytes b(n);
+    std::mt19937 rng(seed);
+    for (auto& x : b)
+        x = std::uint8_t(rng());
+    return b;
+}
+
+std::string describe(const Error& e) {
+    return e.describe();
+}
+} // namespace
+
+class TestParcel : public QObject {
+    Q_OBJECT
+    std::unique_ptr<test::TestStore> ts_;
+    store::Store* store_ = nullptr;
+    int userCounter_ = 0;
+
+    std::string newUser() { return "u" + std::to_string(++userCounter_); }
+
+    Parcels signedIn(const std::string& user) {
+        auto s = signIn(*store_, user, kPassword);
+        if (!s.ok())
+            qFatal("sign-in failed: %s", s.error().describe().c_str());
+        return Parcels(*store_, std::move(*s));
+    }
+
+    std::string makeUser() {
+        std::string user = newUser();
+        auto st = createAccount(*store_, user, kPassword);
+        if (!st.ok())
+            qFatal("createAccount: %s", st.error().describe().c_str());
+        return user;
+    }
+
+    // A parcel with a 1 MiB disk of 4 KiB chunks holding some data.
+    Manifest smallParcel(Parcels& p, const std::string& parcel,
+                         std::vector<Bytes>* contents = nullptr) {
+        VmSpec vm;
+        auto created = p.create(parcel, vm, 1 << 20, 4096, "kiosk-a");
+        if (!created.ok())
+            qFatal("create: %s", created.error().describe().c_str());
+        Manifest m = *created;
+        m.parent = m.version;
+        std::vector<chunk::EncodedChunk> fresh;
+        for (std::size_t i : {0u, 1u, 7u, 255u}) {
+            Bytes data = randomData(4096, unsigned(i));
+            auto enc = chunk::encode(p.secrets().convergence.view(), data);
+            m.disk[i] = enc.ref;
+            fresh.push_back(enc);
+            if (contents)
+                contents->push_back(data);
+        }
+        auto n = p.commit(parcel, m, fresh);
+        if (!n.ok())
+            qFatal("commit: %s", n.error().describe().c_str());
+        return m;
+    }
+
+    void flipByte(const std::string& key, std::size_t pos) {
+        auto data = store_->get(key);
+        QVERIFY(data.ok());
+        QVERIFY(!data->empty());
+        (*data)[pos % data->size()] ^= 0x40;
+        QVERIFY(store_->put(key, *data).ok());
+    }
+
+private slots:
+    void initTestCase() {
+        ts_ = test::TestStore::fromEnvironment();
+        store_ = &ts_->store();
+        QVERIFY(checkStore(*store_).ok());
+    }
+
+    // ---- store marker ----
+    void notAStoreIsRefusedWithAHint() {
+        auto other = ts_->emptyLocation();
+        auto st = checkStore(*other);
+        QVERIFY(!st.ok());
+        QCOMPARE(st.error().code, Errc::NotFound);
+        QVERIFY(st.error().message.find("isrctl store init") != std::string::npos);
+        QCOMPARE(createAccount(*other, "x", "pw").error().code, Errc::NotFound);
+    }
+    void initTwiceIsRefused() {
+        QCOMPARE(initStore(*store_, crypto::KdfParams::minimal()).error().code,
+                 Errc::AlreadyExists);
+    }
+    void newerStoreFormatIsRefused() {
+        auto other = ts_->emptyLocation();
+        QVERIFY(other->put("isr-store.json", asBytes("{\"format\":99,\"created\":0}")).ok());
+        QCOMPARE(checkStore(*other).error().code, Errc::Unsupported);
+    }
+
+    // ---- accounts ----
+    void signInWorksAndKeysAreStable() {
+        std::string user = makeUser();
+        auto a = signIn(*store_, user, kPassword);
+        auto b = signIn(*store_, user, kPassword);
+        QVERIFY(a.ok() && b.ok());
+        QVERIFY(crypto::equalConstantTime(a->master.view(), b->master.view()));
+        QVERIFY(!crypto::equalConstantTime(a->master.view(), a->convergence.view()));
+    }
+    void wrongPasswordAndUnknownUserLookTheSame() {
+        std::string user = makeUser();
+        auto wrong = signIn(*store_, user, "not it");
+        auto unknown = signIn(*store_, "nobody-here", kPassword);
+        auto invalid = signIn(*store_, "../etc", kPassword);
+        QVERIFY(!wrong.ok() && !unknown.ok() && !invalid.ok());
+        QCOMPARE(wrong.error().code, Errc::AuthFailed);
+        QCOMPARE(unknown.error().code, Errc::AuthFailed);
+        QCOMPARE(invalid.error().code, Errc::AuthFailed);
+        QCOMPARE(wrong.error().message, unknown.error().message);
+    }
+    void duplicateUserRefused() {
+        std::string user = makeUser();
+        QCOMPARE(createAccount(*store_, user, "other").error().code, Errc::AlreadyExists);
+        QVERIFY(signIn(*store_, user, kPassword).ok()); // the first account is untouched
+    }
+    void changePasswordKeepsData() {
+        std::string user = makeUser();
+        {
+            Parcels p = signedIn(user);
+            smallParcel(p, "keep");
+        }
+        QVERIFY(changePassword(*store_, user, kPassword, "new secret").ok());
+        QCOMPARE(signIn(*store_, user, kPassword).error().code, Errc::AuthFailed);
+        auto s = signIn(*store_, user, "new secret");
+        QVERIFY(s.ok());
+        Parcels p(*store_, std::move(*s));
+        auto m = p.manifest("keep", 2);
+        QVERIFY2(m.ok(), m.ok() ? "" : describe(m.error()).c_str());
+        QVERIFY(p.readChunk(*m->disk[7]).ok());
+        QCOMPARE(changePassword(*store_, user, "wrong", "x").error().code, Errc::AuthFailed);
+    }
+    void damagedAccountIsReported() {
+        std::string user = makeUser();
+        std::string key = accountKey(user);
+        auto original = store_->get(key);
+        QVERIFY(original.ok());
+        // A flipped byte anywhere: never a successful sign-in.
+        for (std::size_t pos : {std::size_t(2), original->size() / 2, original->size() - 3}) {
+            QVERIFY(store_->put(key, *original).ok());
+            flipByte(key, pos);
+            auto r = signIn(*store_, user, kPassword);
+            QVERIFY(!r.ok());
+            QVERIFY2(r.error().code == Errc::Corrupt || r.error().code == Errc::AuthFailed,
+                     describe(r.error()).c_str());
+            if (r.error().code == Errc::Corrupt)
+                QVERIFY(r.error().message.find(user) != std::string::npos);
+        }
+        QVERIFY(store_->put(key, Bytes{}).ok());
+        QCOMPARE(signIn(*store_, user, kPassword).error().code, Errc::Corrupt);
+        QVERIFY(store_->put(key, ByteView(original->data(), original->size() / 2)).ok());
+        QCOMPARE(signIn(*store_, user, kPassword).error().code, Errc::Corrupt);
+        QVERIFY(store_->put(key, *original).ok());
+        QVERIFY(signIn(*store_, user, kPassword).ok());
+    }
+    void accountAskingForAbsurdKdfIsRefused() {
+        std::string user = makeUser();
+        std::string key = accountKey(user);
+        auto doc = json::parse(asString(*store_->get(key)));
+        QVERIFY(doc.ok());
+        json::Object o = doc->asObject();
+        json::Object kdf = o["kdf"].asObject();
+        kdf["mem"] = std::int64_t(1) << 40; // 1 TiB: a denial of service on the kiosk
+        o["kdf"] = kdf;
+        // Recompute the clear checksum as an attacker could.
+        o.erase("check");
+        o["check"] = toHex(crypto::hash(asBytes(json::Value(o).dump())));
+        QVERIFY(store_->put(key, asBytes(json::Value(o).dump())).ok());
+        auto r = signIn(*store_, user, kPassword);
+        QVERIFY(!r.ok());
+        QCOMPARE(r.error().code, Errc::Corrupt);
+    }
+
+    // ---- versions and commit ----
+    void createCommitAndRead() {
+        std::string user = makeUser();
+        Parcels p = signedIn(user);
+        std::vector<Bytes> contents;
+        smallParcel(p, "desk", &contents);
+        QCOMPARE(*p.latest("desk"), std::uint64_t(2));
+        QCOMPARE(p.versions("desk")->size(), std::size_t(2));
+        auto m = p.manifest("desk", 2);
+        QVERIFY(m.ok());
+        QCOMPARE(*p.readChunk(*m->disk[7]), contents[2]);
+        QVERIFY(!m->disk[2].has_value());
+        QCOMPARE(*p.list(), std::vector<std::string>{"desk"});
+        QCOMPARE(p.create("desk", VmSpec{}, 1 << 20, 4096, "k").error().code, Errc::AlreadyExists);
+    }
+    void concurrentCommitHasOneWinner() {
+        std::string user = makeUser();
+        Parcels a = signedIn(user);
+        Parcels b = signedIn(user);
+        Manifest base = smallParcel(a, "race");
+        base.parent = 2;
+        Manifest ma = base, mb = base;
+        ma.kiosk = "kiosk-a";
+        mb.kiosk = "kiosk-b";
+        Result<std::uint64_t> ra = Error(), rb = Error();
+        std::thread ta([&] { ra = a.commit("race", ma, {}); });
+        std::thread tb([&] { rb = b.commit("race", mb, {}); });
+        ta.join();
+        tb.join();
+        QVERIFY(ra.ok() != rb.ok());
+        const Error& loser = ra.ok() ? rb.error() : ra.error();
+        QCOMPARE(loser.code, Errc::Conflict);
+        auto m3 = a.manifest("race", 3);
+        QVERIFY(m3.ok());
+        QCOMPARE(m3->kiosk, ra.ok() ? std::string("kiosk-a") : std::string("kiosk-b"));
+        QVERIFY(a.manifest("race", 2).ok());
+    }
+    void headIsOnlyAHint() {
+        std::string user = makeUser();
+        Parcels p = signedIn(user);
+        smallParcel(p, "hint");
+        // Rolled back, damaged and missing heads all still find version 2.
+        for (const char* head : {"1\n", "garbage", "99\n"}) {
+            QVERIFY(store_->put(headKey(user, "hint"), asBytes(head)).ok());
+            QCOMPARE(*p.latest("hint"), std::uint64_t(2));
+        }
+        QVERIFY(store_->remove(headKey(user, "hint")).ok());
+        QCOMPARE(*p.latest("hint"), std::uint64_t(2));
+    }
+    void damagedManifestIsNamed() {
+        std::string user = makeUser();
+        Parcels p = signedIn(user);
+        smallParcel(p, "dm");
+        std::string key = versionKey(user, "dm", 2);
+        auto original = *store_->get(key);
+        flipByte(key, original.size() / 2);
+        auto r = p.manifest("dm", 2);
+        QVERIFY(!r.ok());
+        QCOMPARE(r.error().code, Errc::Corrupt);
+        QVERIFY(r.error().message.find(key) != std::string::npos);
+        QVERIFY(store_->put(key, ByteView(original.data(), 10)).ok());
+        QCOMPARE(p.manifest("dm", 2).error().code, Errc::Corrupt);
+        QVERIFY(store_->put(key, Bytes{}).ok());
+        QCOMPARE(p.manifest("dm", 2).error().code, Errc::Corrupt);
+        QVERIFY(p.manifest("dm", 1).ok()); // the other version is untouched
+    }
+    void swappedManifestIsRefused() {
+        // A valid manifest of the same user moved to another version or
+        // parcel fails its associated data.
+        std::string user = makeUser();
+        Parcels p = signedIn(user);
+        smallParcel(p, "one");
+        smallParcel(p, "two");
+        auto v1 = *store_->get(versionKey(user, "one", 1));
+        QVERIFY(store_->put(versionKey(user, "one", 2), v1).ok());
+        QCOMPARE(p.manifest("one", 2).error().code, Errc::Corrupt);
+        auto other = *store_->get(versionKey(user, "two", 2));
+        QVERIFY(store_->put(versionKey(user, "one", 2), other).ok());
+        QCOMPARE(p.manifest("one", 2).error().code, Errc::Corrupt);
+    }
+    void otherUsersManifestIsRefused() {
+        std::string alice = makeUser(), mallory = makeUser();
+        Parcels pa = signedIn(alice);
+        Parcels pm = signedIn(mallory);
+        smallParcel(pa, "p");
+        smallParcel(pm, "p");
+        auto m = *store_->get(versionKey(mallory, "p", 2));
+        QVERIFY(store_->put(versionKey(alice, "p", 2), m).ok());
+        QCOMPARE(pa.manifest("p", 2).error().code, Errc::Corrupt);
+    }
+    void damagedChunkIsNamed() {
+        std::string user = makeUser();
+        Parcels p = signedIn(user);
+        Manifest m = smallParcel(p, "dc");
+        std::string key = chunkKey(user, m.disk[1]->name);
+        auto original = *store_->get(key);
+        flipByte(key, 40);
+        auto r = p.readChunk(*m.disk[1]);
+        QVERIFY(!r.ok());
+        QCOMPARE(r.error().code, Errc::Corrupt);
+        QVERIFY(r.error().message.find(chunk::nameHex(m.disk[1]->name)) != std::string::npos);
+        QVERIFY(store_->put(key, Bytes{}).ok());
+        QCOMPARE(p.readChunk(*m.disk[1]).error().code, Errc::Corrupt);
+        QVERIFY(store_->put(key, ByteView(original.data(), original.size() - 1)).ok());
+        QCOMPARE(p.readChunk(*m.disk[1]).error().code, Errc::Corrupt);
+        // Another valid chunk of the same user under this name.
+        auto otherChunk = *store_->get(chunkKey(user, m.disk[7]->name));
+        QVERIFY(store_->put(key, otherChunk).ok());
+        QCOMPARE(p.readChunk(*m.disk[1]).error().code, Errc::Corrupt);
+        QVERIFY(store_->remove(key).ok());
+        QCOMPARE(p.readChunk(*m.disk[1]).error().code, Errc::NotFound);
+    }
+    void rollbackMakesANewEqualVersion() {
+        std::string user = makeUser();
+        Parcels p = signedIn(user);
+        Manifest v2 = smallParcel(p, "rb");
+        Manifest m = v2;
+        m.parent = 2;
+        m.disk[7].reset();
+        QCOMPARE(*p.commit("rb", m, {}), std::uint64_t(3));
+        auto n = p.rollback("rb", 2, "kiosk-b");
+        QVERIFY(n.ok());
+        QCOMPARE(*n, std::uint64_t(4));
+        auto m4 = p.manifest("rb", 4);
+        QVERIFY(m4.ok());
+        QCOMPARE(m4->parent, std::uint64_t(3));
+        QVERIFY(m4->disk[7].has_value());
+        QVERIFY(m4->disk[7]->name == v2.disk[7]->name);
+        QCOMPARE(p.rollback("rb", 9, "k").error().code, Errc::NotFound);
+    }
+    void dedupAcrossParcels() {
+        std::string user = makeUser();
+        Parcels p = signedIn(user);
+        smallParcel(p, "first");
+        Bytes data = randomData(4096, 7);
+        auto enc = chunk::encode(p.secrets().convergence.view(), data);
+        auto stats = p.uploadChunks({enc, enc});
+        QVERIFY(stats.ok());
+        QCOMPARE(stats->chunks, std::uint64_t(0)); // already there from "first"
+    }
+
+    // ---- locks ----
+    void lockLifecycle() {
+        std::string user = makeUser();
+        Parcels a = signedIn(user);
+        Parcels b = signedIn(user);
+        smallParcel(a, "lk");
+        auto mine = a.lock("lk", "kiosk-a", false);
+        QVERIFY(mine.ok() && mine->acquired);
+        auto theirs = b.lock("lk", "kiosk-b", false);
+        QVERIFY(theirs.ok());
+        QVERIFY(!theirs->acquired);
+        QCOMPARE(theirs->lock.kiosk, std::string("kiosk-a"));
+        QVERIFY(theirs->lock.since > 0);
+        QVERIFY(!theirs->lock.stale(theirs->lock.heartbeat + 10));
+        // Explicit take-over.
+        auto taken = b.lock("lk", "kiosk-b", true);
+        QVERIFY(taken.ok() && taken->acquired);
+        // The old holder notices at its next heartbeat and cannot release b's lock.
+        QCOMPARE(a.heartbeat("lk", mine->lock).error().code, Errc::Locked);
+        QVERIFY(a.unlock("lk", mine->lock).ok());
+        QCOMPARE((*b.readLock("lk"))->kiosk, std::string("kiosk-b"));
+        QVERIFY(b.heartbeat("lk", taken->lock).ok());
+        QVERIFY(b.unlock("lk", taken->lock).ok());
+        QVERIFY(!b.readLock("lk")->has_value());
+        QVERIFY(a.lock("lk", "kiosk-a", false)->acquired);
+    }
+    void staleLockIsRecognised() {
+        std::string user = makeUser();
+        Parcels p = signedIn(user);
+        smallParcel(p, "st");
+        QVERIFY(store_
+                    ->put(lockKey(user, "st"), asBytes("{\"kiosk\":\"crashed\",\"session\":\"00\","
+                                                       "\"since\":1000,\"heartbeat\":1000}"))
+                    .ok());
+        auto attempt = p.lock("st", "kiosk-b", false);
+        QVERIFY(attempt.ok());
+        QVERIFY(!attempt->acquired);
+        QVERIFY(attempt->lock.stale(std::time(nullptr)));
+        QCOMPARE(attempt->lock.kiosk, std::string("crashed"));
+    }
+    void damagedLockStillBlocks() {
+        std::string user = makeUser();
+        Parcels p = signedIn(user);
+        smallParcel(p, "dl");
+        QVERIFY(store_->put(lockKey(user, "dl"), asBytes("\x01garbage")).ok());
+        auto attempt = p.lock("dl", "kiosk-b", false);
+        QVERIFY(attempt.ok());
+        QVERIFY(!attempt->acquired);
+        QVERIFY(p.lock("dl", "kiosk-b", true)->acquired);
+    }
+
+    // ---- gc and fsck ----
+    void gcRemovesOnlyOldUnreferencedChunks() {
+        std::string user = makeUser();
+        Parcels p = signedIn(user);
+        Manifest m = smallParcel(p, "gc");
+        auto orphan = chunk::encode(p.secrets().convergence.view(), randomData(4096, 99));
+        QVERIFY(p.uploadChunks({orphan}).ok());
+        // Young orphans stay (a running session's trickled chunks look like this).
+        auto young = collectGarbage(p, 3600, false);
+        QVERIFY2(young.ok(), young.ok() ? "" : describe(young.error()).c_str());
+        QCOMPARE(young->removed, std::uint64_t(0));
+        QCOMPARE(young->keptYoung, std::uint64_t(1));
+        // A live lock blocks gc altogether.
+        auto l = p.lock("gc", "kiosk-a", false);
+        QVERIFY(l.ok() && l->acquired);
+        auto blocked = collectGarbage(p, 3600, false);
+        QVERIFY(!blocked.ok());
+        QCOMPARE(blocked.error().code, Errc::Locked);
+        QVERIFY(p.unlock("gc", l->lock).ok());
+        auto dry = collectGarbage(p, -1, true);
+        QVERIFY2(dry.ok(), dry.ok() ? "" : describe(dry.error()).c_str());
+        QCOMPARE(dry->removed, std::uint64_t(1));
+        QVERIFY(*store_->exists(chunkKey(user, orphan.ref.name)));
+        auto real = collectGarbage(p, -1, false);
+        QVERIFY(real.ok());
+        QCOMPARE(real->removed, std::uint64_t(1));
+        QVERIFY(!*store_->exists(chunkKey(user, orphan.ref.name)));
+        for (auto i : {0, 1, 7, 255})
+            QVERIFY(p.readChunk(*m.disk[std::size_t(i)]).ok());
+    }
+    void fsckFindsDamage() {
+        std::string user = makeUser();
+        Parcels p = signedIn(user);
+        Manifest m = smallParcel(p, "fs");
+        auto clean = fsckUser(p);
+        QVERIFY(clean.ok());
+        QVERIFY(clean->clean());
+        QCOMPARE(clean->manifestsChecked, std::uint64_t(2));
+        std::string key = chunkKey(user, m.disk[255]->name);
+        auto original = *store_->get(key);
+        flipByte(key, 100);
+        auto keyless = fsckStore(*store_);
+        QVERIFY(keyless.ok());
+        QVERIFY(!keyless->clean());
+        QVERIFY(std::any_of(
+            keyless->problems.begin(), keyless->problems.end(),
+            [&](const std::string& line) { return line.find(key) != std::string::npos; }));
+        QVERIFY(!fsckUser(p)->clean());
+        QVERIFY(store_->put(key, original).ok());
+        QVERIFY(store_->remove(key).ok());
+        auto missing = fsckUser(p);
+        QVERIFY(!missing->clean()); // a referenced chunk is gone
+        QVERIFY(store_->put(key, original).ok());
+        QVERIFY(fsckUser(p)->clean());
+    }
+
+    // ---- import / export ----
+    void importExportRoundTripAndDedup() {
+        test::TempDir dir;
+        std::string user = makeUser();
+        Parcels p = signedIn(user);
+        // 64 MiB sparse image: 8 MiB random at 16 MiB, a 4 KiB island at 40 MiB.
+        std::string image = dir.file("disk.raw");
+        {
+            std::ofstream f(image, std::ios::binary);
+            f.seekp((64 << 20) - 1);
+            f.put(0);
+            f.seekp(16 << 20);
+            Bytes r = randomData(8 << 20, 1);
+            f.write(reinterpret_cast<const char*>(r.data()), std::streamsize(r.size()));
+            f.seekp(40 << 20);
+            f.write("island", 6);
+        }
+        ImportOptions opts;
+        auto first = importImage(p, "img", image, opts);
+        QVERIFY2(first.ok(), first.ok() ? "" : describe(first.error()).c_str());
+        QCOMPARE(first->version, std::uint64_t(1));
+        QCOMPARE(first->chunks, std::uint64_t(512));
+        QCOMPARE(first->newChunks, std::uint64_t(65));
+        QCOMPARE(first->zeroChunks, std::uint64_t(512 - 65));
+        QVERIFY(first->newBytes > (8u << 20) && first->newBytes < (9u << 20));
+        QVERIFY(exportImage(p, "img", 1, dir.file("out.raw")).ok());
+        auto same = test::runProcess(
+            "cmp", {QString::fromStdString(image), QString::fromStdString(dir.file("out.raw"))});
+        QCOMPARE(same.exitCode, 0);
+        // Same image again: nothing new.
+        auto second = importImage(p, "img", image, opts);
+        QVERIFY(second.ok());
+        QCOMPARE(second->version, std::uint64_t(2));
+        QCOMPARE(second->newChunks, std::uint64_t(0));
+        // Touch 1 MiB (8 chunks): exactly those are new.
+        {
+            std::fstream f(image, std::ios::binary | std::ios::in | std::ios::out);
+            f.seekp(20 << 20);
+            Bytes r = randomData(1 << 20, 2);
+            f.write(reinterpret_cast<const char*>(r.data()), std::streamsize(r.size()));
+        }
+        auto third = importImage(p, "img", image, opts);
+        QVERIFY(third.ok());
+        QCOMPARE(third->newChunks, std::uint64_t(8));
+        QVERIFY(exportImage(p, "img", 3, dir.file("out3.raw")).ok());
+        QCOMPARE(test::runProcess("cmp", {QString::fromStdString(image),
+                                          QString::fromStdString(dir.file("out3.raw"))})
+                     .exitCode,
+                 0);
+        // Version 1 still exports the old bytes.
+        QVERIFY(exportImage(p, "img", 1, dir.file("out1.raw")).ok());
+        QVERIFY(test::runProcess("cmp", {QString::fromStdString(image),
+                                         QString::fromStdString(dir.file("out1.raw"))})
+                    .exitCode != 0);
+    }
+    void importQcow2() {
+        test::requirePrograms({"qemu-img"});
+        test::TempDir dir;
+        std::string user = makeUser();
+        Parcels p = signedIn(user);
+        std::string raw = dir.file("a.raw"), qcow = dir.file("a.qcow2");
+        {
+            std::ofstream f(raw, std::ios::binary);
+            Bytes r = randomData(3 << 20, 5);
+            f.seekp(1 << 20);
+            f.write(reinterpret_cast<const char*>(r.data()), std::streamsize(r.size()));
+            f.seekp((8 << 20) - 1);
+            f.put(0);
+        }
+        QCOMPARE(
+            test::runProcess("qemu-img", {"convert", "-O", "qcow2", QString::fromStdString(raw),
+                                          QString::fromStdString(qcow)})
+                .exitCode,
+            0);
+        auto st = importImage(p, "q", qcow, {});
+        QVERIFY2(st.ok(), st.ok() ? "" : describe(st.error()).c_str());
+        QCOMPARE(st->newChunks, std::uint64_t(24));
+        QVERIFY(exportImage(p, "q", 1, dir.file("back.raw")).ok());
+        QCOMPARE(test::runProcess("cmp", {QString::fromStdString(raw),
+                                          QString::fromStdString(dir.file("back.raw"))})
+                     .exitCode,
+                 0);
+    }
+    void importOfMissingFileFailsCleanly() {
+        std::string user = makeUser();
+        Parcels p = signedIn(user);
+        auto st = importImage(p, "x", "/nonexistent/disk.raw", {});
+        QVERIFY(!st.ok());
+        QCOMPARE(p.versions("x").error().code, Errc::NotFound);
+    }
+};
+
+QTEST_GUILESS_MAIN(TestParcel)
+#include "test_parcel.moc"
