@@ -502,6 +502,10 @@ bool retryable(const Request& req, const Response& resp) {
     // ConditionalRequestConflict). Retrying settles which one won.
     if (resp.status == 409 && req.method == Method::Put)
         return true;
+    // S3 answers 400 RequestTimeout when our upload went idle (a stall on
+    // our side of the connection): a network failure in a 4xx's clothing.
+    if (resp.status == 400 && s3::errorCode(asString(resp.body)) == "RequestTimeout")
+        return true;
     return false;
 }
 
