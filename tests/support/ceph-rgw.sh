@@ -13,7 +13,9 @@
 # One ceph-mon, one ceph-osd on memstore (RAM only, nothing survives stop),
 # pool size 1, auth none, no systemd; radosgw (beast) on 127.0.0.1:<free port>.
 # Two S3 users ("isr-test" and "isr-test2") with keys generated at start, and
-# one bucket owned by the first. Logs stay in DIR/log for debugging.
+# one bucket owned by the first. With openssl, radosgw also serves HTTPS on a
+# second port with a self-signed certificate for 127.0.0.1 (its PEM is
+# ISR_TEST_S3_CA_BUNDLE). Logs stay in DIR/log for debugging.
 #
 # Exit codes: 0 ok, 77 Ceph binaries missing, 1 anything else.
 set -euo pipefail
@@ -80,10 +82,15 @@ wait_for() {
 }
 
 start_rgw() {
-    local port
+    local port frontends
     port=$(cat "$dir/rgw.port")
+    frontends="beast endpoint=127.0.0.1:$port"
+    if [[ -f $dir/rgw.tlsport ]]; then
+        frontends+=" ssl_endpoint=127.0.0.1:$(cat "$dir/rgw.tlsport")"
+        frontends+=" ssl_certificate=$dir/tls/cert.pem ssl_private_key=$dir/tls/key.pem"
+    fi
     radosgw --conf "$(conf)" -n client.rgw.a --pid-file "$dir/run/rgw.pid" \
-        --rgw-frontends "beast endpoint=127.0.0.1:$port" >>"$dir/log/rgw.out" 2>&1 ||
+        --rgw-frontends "$frontends" >>"$dir/log/rgw.out" 2>&1 ||
         die "radosgw failed to start: $(cat "$dir/log/rgw.out")"
     wait_for 60 "radosgw on 127.0.0.1:$port" rgw_up
 }
@@ -105,6 +112,18 @@ do_start() {
     monport=$(free_port)
     while [[ $monport == "$port" ]]; do monport=$(free_port); done
     echo "$port" >"$dir/rgw.port"
+    # A self-signed certificate for 127.0.0.1, for the TLS tests (optional).
+    if command -v openssl >/dev/null 2>&1; then
+        mkdir -p "$dir/tls"
+        if openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
+            -addext "subjectAltName=IP:127.0.0.1" -keyout "$dir/tls/key.pem" \
+            -out "$dir/tls/cert.pem" >"$dir/log/openssl.out" 2>&1; then
+            local tlsport
+            tlsport=$(free_port)
+            while [[ $tlsport == "$port" || $tlsport == "$monport" ]]; do tlsport=$(free_port); done
+            echo "$tlsport" >"$dir/rgw.tlsport"
+        fi
+    fi
 
     cat >"$(conf)" <<EOF
 [global]
@@ -215,6 +234,10 @@ export ISR_TEST_S3_ACCESS_KEY2=$ak2
 export ISR_TEST_S3_SECRET_KEY2=$sk2
 export ISR_TEST_S3_CEPH_DIR=$dir
 EOF
+    if [[ -f $dir/rgw.tlsport ]]; then
+        echo "export ISR_TEST_S3_TLS_ENDPOINT=https://127.0.0.1:$(cat "$dir/rgw.tlsport")" >>"$dir/keys.env.tmp"
+        echo "export ISR_TEST_S3_CA_BUNDLE=$dir/tls/cert.pem" >>"$dir/keys.env.tmp"
+    fi
     # The bucket, created by user 1 with a plain signed PUT (curl does SigV4).
     local code
     code=$(curl -s -o "$dir/log/mkbucket.out" -w '%{http_code}' -X PUT \
@@ -256,7 +279,7 @@ do_stop_quiet() {
         sleep 0.1
     done
     for f in rgw osd mon; do kill_pidfile "$dir/run/$f.pid" KILL; done
-    rm -rf "${dir:?}"/{mon,osd,run,rgw,keyring,monmap,ceph.conf,keys.env,keys.env.tmp,rgw.port}
+    rm -rf "${dir:?}"/{mon,osd,run,rgw,tls,keyring,monmap,ceph.conf,keys.env,keys.env.tmp,rgw.port,rgw.tlsport}
 }
 
 do_stop() {

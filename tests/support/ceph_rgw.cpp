@@ -56,6 +56,10 @@ S3TestEnv fromEnvironment(const std::map<std::string, std::string>& vars) {
     e.user1 = {get("ISR_TEST_S3_ACCESS_KEY"), get("ISR_TEST_S3_SECRET_KEY")};
     e.user2 = {get("ISR_TEST_S3_ACCESS_KEY2"), get("ISR_TEST_S3_SECRET_KEY2")};
     e.cephDir = get("ISR_TEST_S3_CEPH_DIR");
+    e.caBundle = get("ISR_TEST_S3_CA_BUNDLE");
+    const std::string tls = get("ISR_TEST_S3_TLS_ENDPOINT");
+    if (tls.rfind("https://", 0) == 0)
+        e.tlsHostPort = tls.substr(8);
     const auto scheme = e.endpoint.find("://");
     e.hostPort = scheme == std::string::npos ? e.endpoint : e.endpoint.substr(scheme + 3);
     while (!e.hostPort.empty() && e.hostPort.back() == '/')
@@ -69,7 +73,8 @@ S3TestEnv startOrReuse() {
         for (const char* k :
              {"ISR_TEST_S3_ENDPOINT", "ISR_TEST_S3_BUCKET", "ISR_TEST_S3_REGION",
               "ISR_TEST_S3_ACCESS_KEY", "ISR_TEST_S3_SECRET_KEY", "ISR_TEST_S3_ACCESS_KEY2",
-              "ISR_TEST_S3_SECRET_KEY2", "ISR_TEST_S3_CEPH_DIR"})
+              "ISR_TEST_S3_SECRET_KEY2", "ISR_TEST_S3_CEPH_DIR", "ISR_TEST_S3_TLS_ENDPOINT",
+              "ISR_TEST_S3_CA_BUNDLE"})
             vars[k] = env(k);
         return fromEnvironment(vars);
     }

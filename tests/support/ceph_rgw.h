@@ -20,7 +20,9 @@ struct S3TestEnv {
     std::string region;
     store::Credentials user1;
     store::Credentials user2;
-    std::string cephDir; // empty if the cluster is not ours to control
+    std::string cephDir;     // empty if the cluster is not ours to control
+    std::string tlsHostPort; // HTTPS endpoint (self-signed), empty if none
+    std::string caBundle;    // PEM of its certificate
 
     // "s3://127.0.0.1:PORT/<bucket>[/<prefix>]"
     std::string url(const std::string& prefix = {}) const;

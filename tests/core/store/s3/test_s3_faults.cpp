@@ -273,6 +273,36 @@ private slots:
         QCOMPARE(std::string(asString(*admin->get("users/alice/account"))), std::string("sealed"));
     }
 
+    void tlsVerifiesCertificates() {
+        if (rgw_->tlsHostPort.empty())
+            QSKIP("radosgw has no HTTPS endpoint (openssl missing when it was started)");
+        const std::string path = "/" + rgw_->bucket + "/" + run_ + "/tls";
+        StoreOptions o = rgw_->options();
+        o.caBundle = rgw_->caBundle;
+        auto trusted = open("s3s://" + rgw_->tlsHostPort + path, o);
+        QVERIFY2(trusted->put("k", asBytes("secret")).ok(),
+                 describe(trusted->put("k", asBytes("secret"))).c_str());
+        QCOMPARE(std::string(asString(*trusted->get("k"))), std::string("secret"));
+        // useTls on an s3:// URL is the same as s3s://.
+        StoreOptions viaOption = o;
+        viaOption.useTls = true;
+        QVERIFY(open("s3://" + rgw_->tlsHostPort + path, viaOption)->get("k").ok());
+        // The self-signed certificate is not in the system store: refused,
+        // once, as a trust failure.
+        auto untrusted = open("s3s://" + rgw_->tlsHostPort + path, rgw_->options());
+        auto got = untrusted->get("k");
+        QVERIFY(!got.ok());
+        QCOMPARE(got.error().code, Errc::AccessDenied);
+        QVERIFY2(got.error().message.find("not trusted") != std::string::npos,
+                 got.error().message.c_str());
+        QVERIFY2(got.error().message.find("attempts") == std::string::npos,
+                 got.error().message.c_str());
+        // Verification off (lab setups only) accepts it.
+        StoreOptions insecure = rgw_->options();
+        insecure.verifyTls = false;
+        QVERIFY(open("s3s://" + rgw_->tlsHostPort + path, insecure)->get("k").ok());
+    }
+
     void stallTriggersRetry() {
         if (!test::canControlRadosgw())
             QSKIP("radosgw given by ISR_TEST_S3_ENDPOINT without ISR_TEST_S3_CEPH_DIR");
