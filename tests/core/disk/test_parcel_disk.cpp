@@ -1,0 +1,507 @@
+// ParcelDisk behind the real NBD server, driven by QEMU's own clients, with
+// chunks in a real FileStore and a real ChunkCache.
+#include "cache/cache.h"
+#include "chunk/chunk.h"
+#include "disk/nbd_server.h"
+#include "disk/parcel_disk.h"
+#include "nbd_test_client.h"
+#include "store/store.h"
+#include "testsupport.h"
+
+#include <QTest>
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+
+using namespace isr;
+using namespace isr::disk;
+using isr::test::RawNbdClient;
+
+namespace {
+
+constexpr std::uint32_t kChunk = 128 * 1024;
+constexpr std::uint64_t kChunks = 24;
+constexpr std::uint64_t kDiskSize = (kChunks - 1) * kChunk + 5120; // short last chunk
+
+std::string chunkKey(const chunk::ChunkName& name) {
+    std::string hex = chunk::nameHex(name);
+    return "users/alice/chunks/" + hex.substr(0, 2) + "/" + hex;
+}
+
+Bytes readFile(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return Bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+QStringList qargs(std::initializer_list<std::string> args) {
+    QStringList out;
+    for (const auto& a : args)
+        out << QString::fromStdString(a);
+    return out;
+}
+
+bool contains(const Bytes& haystack, const Bytes& needle) {
+    return std::search(haystack.begin(), haystack.end(), needle.begin(), needle.end()) !=
+           haystack.end();
+}
+
+// Every regular file under dir, concatenated per file.
+std::vector<Bytes> allFiles(const std::string& dir) {
+    std::vector<Bytes> out;
+    for (auto& entry : std::filesystem::recursive_directory_iterator(dir))
+        if (entry.is_regular_file())
+            out.push_back(readFile(entry.path().string()));
+    return out;
+}
+
+} // namespace
+
+class TestParcelDisk : public QObject {
+    Q_OBJECT
+
+    std::unique_ptr<isr::test::TempDir> dir_;
+    std::unique_ptr<store::Store> store_;
+    crypto::Secret secret_;
+    ChunkTable baseTable_;
+    Bytes baseBytes_; // the disk the base table describes
+    std::atomic<bool> storeOnline_{true};
+    std::mutex fetchLogMutex_;
+    std::vector<chunk::ChunkName> fetchLog_;
+    int serial_ = 0;
+    std::string lastCacheDir_;
+
+    FetchChunk fetcher() {
+        return [this](const chunk::ChunkName& name) -> Result<Bytes> {
+            if (!storeOnline_)
+                return Error(Errc::Transient, "store offline (test)");
+            {
+                std::lock_guard lock(fetchLogMutex_);
+                fetchLog_.push_back(name);
+            }
+            return store_->get(chunkKey(name));
+        };
+    }
+
+    std::string freshDir(const std::string& what) {
+        std::string path = dir_->file(what + std::to_string(++serial_));
+        std::filesystem::create_directories(path);
+        return path;
+    }
+
+    Result<std::unique_ptr<ParcelDisk>> openDisk(const ChunkTable& table, cache::ChunkCache* cache,
+                                                 bool hoard,
+                                                 std::vector<std::uint64_t> workingSet = {},
+                                                 int hoardThreads = 2,
+                                                 std::string overlayDir = {}) {
+        ParcelDiskConfig config;
+        config.diskSize = kDiskSize;
+        config.chunkSize = kChunk;
+        config.baseTable = table;
+        config.fetch = fetcher();
+        config.cache = cache;
+        config.convergenceSecret = secret_.clone();
+        config.overlayDirectory = overlayDir.empty() ? freshDir("overlay") : overlayDir;
+        config.workingSet = std::move(workingSet);
+        config.hoardThreads = hoardThreads;
+        config.startHoard = hoard;
+        return ParcelDisk::open(std::move(config));
+    }
+
+    std::unique_ptr<NbdServer> serve(BlockDevice& device) {
+        NbdServerOptions options;
+        options.socketPath = freshDir("sock") + "/disk.sock";
+        auto server = NbdServer::start(device, options);
+        if (!server.ok())
+            qFatal("%s", server.error().describe().c_str());
+        return std::move(*server);
+    }
+
+    isr::test::ProcessResult qemuIo(const std::string& uri, std::vector<std::string> commands) {
+        QStringList args = qargs({"-f", "raw", uri});
+        for (const auto& c : commands)
+            args << "-c" << QString::fromStdString(c);
+        return isr::test::runProcess("qemu-io", args);
+    }
+
+    // Whole disk through qemu-img convert.
+    Bytes copyOut(const std::string& uri) {
+        std::string out = freshDir("copy") + "/out.raw";
+        auto r = isr::test::runProcess("qemu-img",
+                                       qargs({"convert", "-f", "raw", "-O", "raw", uri, out}));
+        if (r.exitCode != 0)
+            qWarning("qemu-img convert: %s", r.err.c_str());
+        return readFile(out);
+    }
+
+    std::unique_ptr<cache::ChunkCache> openCache() {
+        lastCacheDir_ = freshDir("cache");
+        auto cache = cache::ChunkCache::open(lastCacheDir_, 1ull << 30);
+        if (!cache.ok())
+            qFatal("%s", cache.error().describe().c_str());
+        return std::move(*cache);
+    }
+
+private slots:
+    void initTestCase() {
+        isr::test::requirePrograms({"qemu-img", "qemu-io"});
+        QVERIFY(crypto::initialize().ok());
+        dir_ = std::make_unique<isr::test::TempDir>();
+        std::filesystem::create_directories(dir_->file("store"));
+        auto store = store::openStore("file://" + dir_->file("store"));
+        QVERIFY2(store.ok(), store.ok() ? "" : store.error().describe().c_str());
+        store_ = std::move(*store);
+        secret_ = crypto::Secret::random(32);
+
+        // Chunks: some all-zero (not stored), two identical (dedup), the rest
+        // distinct, some compressible, some not.
+        baseBytes_.assign(kDiskSize, 0);
+        baseTable_.resize(kChunks);
+        Bytes random = crypto::randomBytes(kDiskSize);
+        for (std::uint64_t i = 0; i < kChunks; ++i) {
+            std::uint64_t start = i * kChunk;
+            std::uint64_t len = std::min<std::uint64_t>(kChunk, kDiskSize - start);
+            if (i == 2 || i == 9 || i == 10)
+                continue; // zero chunks
+            for (std::uint64_t j = 0; j < len; ++j) {
+                std::uint64_t at = start + j;
+                baseBytes_[at] = (i % 3 == 0) ? random[at] : std::uint8_t((at / 7) ^ i);
+            }
+            if (i == 12) // same content as chunk 4
+                std::copy_n(baseBytes_.begin() + 4 * kChunk, kChunk, baseBytes_.begin() + start);
+            auto encoded = chunk::encode(secret_.view(), ByteView(baseBytes_).subspan(start, len));
+            QVERIFY(store_->put(chunkKey(encoded.ref.name), encoded.ciphertext).ok());
+            baseTable_[i] = encoded.ref;
+        }
+        QVERIFY(baseTable_[4]->name == baseTable_[12]->name);
+    }
+
+    void rejectsInconsistentTables() {
+        ChunkTable shortTable(baseTable_.begin(), baseTable_.end() - 1);
+        QCOMPARE(openDisk(shortTable, nullptr, false).error().code, Errc::Corrupt);
+        ChunkTable badLength = baseTable_;
+        badLength[1]->length = 100;
+        QCOMPARE(openDisk(badLength, nullptr, false).error().code, Errc::Corrupt);
+        ParcelDiskConfig unaligned;
+        unaligned.diskSize = 1000;
+        unaligned.baseTable.resize(1);
+        unaligned.fetch = fetcher();
+        unaligned.convergenceSecret = secret_.clone();
+        unaligned.overlayDirectory = freshDir("overlay");
+        QCOMPARE(ParcelDisk::open(std::move(unaligned)).error().code, Errc::InvalidArgument);
+    }
+
+    void readThroughWithEmptyCacheBeforeHoard() {
+        auto cache = openCache();
+        auto disk = openDisk(baseTable_, cache.get(), /*hoard=*/false);
+        QVERIFY(disk.ok());
+        auto server = serve(**disk);
+        RawNbdClient client(server->socketPath());
+        QCOMPARE(client.go(), kDiskSize);
+        auto first = client.read(0, 512);
+        QVERIFY(first.has_value());
+        QVERIFY(std::equal(first->begin(), first->end(), baseBytes_.begin()));
+        QCOMPARE((*disk)->stats().demandFetches, 1u);
+        QCOMPARE((*disk)->hoardProgress().chunksDone, 0u);
+        QVERIFY(!(*disk)->hoardProgress().running);
+        QVERIFY(cache->contains(baseTable_[0]->name)); // demand fetches fill the cache
+        QVERIFY(copyOut(server->uri()) == baseBytes_);
+        // 21 stored chunks, 20 distinct names: every one fetched at most once.
+        QVERIFY((*disk)->stats().demandFetches <= 20);
+        QCOMPARE(cache->stats().chunks, 20u);
+        QCOMPARE((*disk)->stats().overlayChunks, 0u);
+    }
+
+    void oddWritesReadBackAndSurviveANewTable() {
+        auto cache = openCache();
+        auto disk = openDisk(baseTable_, cache.get(), false);
+        QVERIFY(disk.ok());
+        auto server = serve(**disk);
+        Bytes expected = baseBytes_;
+        auto r = qemuIo(server->uri(), {"write -P 0xab 1000 3000", "read -P 0xab 1000 3000",
+                                        // across the chunk 0/1 boundary, partial on both
+                                        "write -P 0xcd 131000 3000", "read -P 0xcd 131000 3000",
+                                        // into a zero chunk (9), partially
+                                        "write -P 0x17 1180000 777", "read -P 0x17 1180000 777",
+                                        // exactly one whole chunk (5)
+                                        "write -P 0x42 655360 131072", "read -P 0x42 655360 131072",
+                                        // the short last chunk's tail
+                                        "write -P 0x99 " + std::to_string(kDiskSize - 333) + " 333",
+                                        "read -P 0x99 " + std::to_string(kDiskSize - 333) + " 333",
+                                        // rewrite inside an already dirty chunk
+                                        "write -P 0xee 1500 10", "read -P 0xee 1500 10", "flush"});
+        QVERIFY2(r.exitCode == 0, (r.out + r.err).c_str());
+        QVERIFY2(r.out.find("Pattern verification failed") == std::string::npos, r.out.c_str());
+        QVERIFY2(r.out.find("error") == std::string::npos, r.out.c_str());
+        std::fill_n(expected.begin() + 1000, 3000, 0xab);
+        std::fill_n(expected.begin() + 131000, 3000, 0xcd);
+        std::fill_n(expected.begin() + 1180000, 777, 0x17);
+        std::fill_n(expected.begin() + 655360, 131072, 0x42);
+        std::fill_n(expected.end() - 333, 333, 0x99);
+        std::fill_n(expected.begin() + 1500, 10, 0xee);
+        QVERIFY(copyOut(server->uri()) == expected);
+        server->stop();
+
+        auto final = (*disk)->finalChunkTable();
+        QVERIFY(final.ok());
+        // Chunks 0, 1, 5, 9, 23 changed; each is a new chunk to upload.
+        QCOMPARE(final->newChunks.size(), std::size_t(5));
+        for (std::uint64_t i : {2, 3, 4, 6, 10, 12}) { // untouched: same entries
+            QCOMPARE(final->table[i].has_value(), baseTable_[i].has_value());
+            if (baseTable_[i])
+                QVERIFY(final->table[i]->name == baseTable_[i]->name);
+        }
+        for (std::uint64_t i : {0, 1, 5, 9, 23}) // changed: new names
+            QVERIFY(final->table[i] &&
+                    (!baseTable_[i] || final->table[i]->name != baseTable_[i]->name));
+        QVERIFY(!final->workingSet.empty());
+        for (std::uint64_t i : {0, 1, 5, 9, 23})
+            QVERIFY(std::find(final->workingSet.begin(), final->workingSet.end(), i) !=
+                    final->workingSet.end());
+        for (const auto& encoded : final->newChunks)
+            QVERIFY(store_->put(chunkKey(encoded.ref.name), encoded.ciphertext).ok());
+
+        // A fresh disk on the new table, with a fresh cache, reads the writes.
+        auto cache2 = openCache();
+        auto disk2 = openDisk(final->table, cache2.get(), false);
+        QVERIFY(disk2.ok());
+        auto server2 = serve(**disk2);
+        QVERIFY(copyOut(server2->uri()) == expected);
+    }
+
+    void corruptChunkIsAnIoErrorNotWrongData() {
+        // A private copy of chunk 7's ciphertext under a table of its own.
+        ChunkTable table = baseTable_;
+        std::string key = chunkKey(table[7]->name);
+        std::string path = dir_->file("store") + "/" + key;
+        Bytes original = readFile(path);
+        Bytes damaged = original;
+        damaged[damaged.size() / 2] ^= 0x01;
+        std::ofstream(path, std::ios::binary | std::ios::trunc)
+            .write(reinterpret_cast<const char*>(damaged.data()), std::streamsize(damaged.size()));
+
+        auto cache = openCache();
+        auto disk = openDisk(table, cache.get(), false);
+        QVERIFY(disk.ok());
+        auto server = serve(**disk);
+        auto bad = qemuIo(server->uri(), {"read 917504 4096"}); // chunk 7
+        QVERIFY2(bad.out.find("Input/output error") != std::string::npos,
+                 (bad.out + bad.err).c_str());
+        auto good = qemuIo(server->uri(), {"read 786432 4096", "read 1048576 4096"}); // 6, 8
+        QVERIFY2(good.exitCode == 0 && good.out.find("error") == std::string::npos,
+                 (good.out + good.err).c_str());
+        QVERIFY((*disk)->stats().corruptChunks >= 1);
+        QVERIFY(!cache->contains(table[7]->name)); // never cached
+        // A partial write to the corrupt chunk fails too (needs the base).
+        auto write = qemuIo(server->uri(), {"write -P 1 917504 512"});
+        QVERIFY2(write.out.find("Input/output error") != std::string::npos, write.out.c_str());
+        std::ofstream(path, std::ios::binary | std::ios::trunc)
+            .write(reinterpret_cast<const char*>(original.data()),
+                   std::streamsize(original.size()));
+        // Restored: the next read fetches again and succeeds.
+        auto again = qemuIo(server->uri(), {"read 917504 4096"});
+        QVERIFY2(again.out.find("error") == std::string::npos, again.out.c_str());
+    }
+
+    void overlayHoldsNoPlaintext() {
+        std::string overlayDir = freshDir("overlay");
+        auto cache = openCache();
+        std::string cacheDir = lastCacheDir_;
+        auto disk = openDisk(baseTable_, cache.get(), false, {}, 2, overlayDir);
+        QVERIFY(disk.ok());
+        auto server = serve(**disk);
+        std::string markerText = "ISR-PLAINTEXT-MARKER-0123456789";
+        Bytes marker(markerText.begin(), markerText.end());
+        Bytes payload;
+        while (payload.size() < 3 * kChunk)
+            payload.insert(payload.end(), marker.begin(), marker.end());
+        payload.resize(3 * kChunk);
+        RawNbdClient client(server->socketPath());
+        QCOMPARE(client.go(), kDiskSize);
+        QCOMPARE(client.write(kChunk / 2, payload, nbd::kCmdFlagFua), 0l);
+        QCOMPARE(client.command(nbd::kCmdFlush, 0, 0), 0l);
+        auto back = client.read(kChunk / 2, std::uint32_t(payload.size()));
+        QVERIFY(back && *back == payload);
+        QVERIFY((*disk)->stats().overlayChunks >= 3);
+        auto files = allFiles(overlayDir);
+        QCOMPARE(files.size(), std::size_t(1));
+        QVERIFY(!isAllZero(files[0]));        // something was written...
+        QVERIFY(!contains(files[0], marker)); // ...but not the plaintext
+        // The base chunks' plaintext is not in the overlay or the cache either.
+        Bytes baseSample(baseBytes_.begin() + 3 * kChunk + 100,
+                         baseBytes_.begin() + 3 * kChunk + 164);
+        QVERIFY(!contains(files[0], baseSample));
+        for (const auto& f : allFiles(cacheDir))
+            QVERIFY(!contains(f, marker));
+        std::string overlayPath = (*disk)->overlayPath();
+        server->stop();
+        disk->reset();
+        QVERIFY(!std::filesystem::exists(overlayPath)); // gone with the session
+    }
+
+    void trimAndZeroesMakeZeroChunks() {
+        auto disk = openDisk(baseTable_, nullptr, false);
+        QVERIFY(disk.ok());
+        auto server = serve(**disk);
+        auto r = qemuIo(server->uri(),
+                        {"discard 393216 262144",  // chunks 3 and 4, whole
+                         "write -z 786432 131072", // chunk 6, whole
+                         "write -z 1048576 1000",  // chunk 8, partial
+                         "read -P 0 393216 262144", "read -P 0 786432 131072",
+                         "read -P 0 1048576 1000"});
+        QVERIFY2(r.exitCode == 0 &&
+                     r.out.find("Pattern verification failed") == std::string::npos &&
+                     r.out.find("error") == std::string::npos,
+                 (r.out + r.err).c_str());
+        auto final = (*disk)->finalChunkTable();
+        QVERIFY(final.ok());
+        QVERIFY(!final->table[3] && !final->table[4] && !final->table[6]);
+        QVERIFY(final->table[8].has_value() && final->table[8]->name != baseTable_[8]->name);
+        QVERIFY(final->table[12].has_value()); // same content as 4 but untouched
+        QCOMPARE(final->newChunks.size(), std::size_t(1));
+        QCOMPARE((*disk)->stats().overlayChunks, 1u);
+    }
+
+    void trickleUploadsQuietChunksAndReencodesRewrites() {
+        auto disk = openDisk(baseTable_, nullptr, false);
+        QVERIFY(disk.ok());
+        Bytes a(kChunk, 0x61), b(kChunk, 0x62);
+        QVERIFY((*disk)->write(0, a, false).ok());
+        QVERIFY((*disk)->write(kChunk, b, false).ok());
+        std::vector<chunk::EncodedChunk> uploaded;
+        auto upload = [&](const chunk::EncodedChunk& c) -> Status {
+            uploaded.push_back(c);
+            return store_->put(chunkKey(c.ref.name), c.ciphertext);
+        };
+        auto none = (*disk)->trickleOnce(std::chrono::hours(1), upload);
+        QCOMPARE(none.uploaded, 0u);
+        QCOMPARE(none.pending, 2u);
+        auto both = (*disk)->trickleOnce(std::chrono::milliseconds(0), upload);
+        QCOMPARE(both.uploaded, 2u);
+        QCOMPARE(uploaded.size(), std::size_t(2));
+        auto again = (*disk)->trickleOnce(std::chrono::milliseconds(0), upload);
+        QCOMPARE(again.uploaded, 0u); // already uploaded, unchanged
+        auto final = (*disk)->finalChunkTable();
+        QVERIFY(final.ok());
+        QCOMPARE(final->newChunks.size(), std::size_t(0));
+        QVERIFY(final->table[0]->name == uploaded[0].ref.name);
+        // Re-dirty chunk 1: it is re-encoded, chunk 0 is not.
+        QVERIFY((*disk)->write(kChunk + 10, Bytes(5, 0x63), false).ok());
+        auto final2 = (*disk)->finalChunkTable();
+        QCOMPARE(final2->newChunks.size(), std::size_t(1));
+        auto one = (*disk)->trickleOnce(std::chrono::milliseconds(0), upload);
+        QCOMPARE(one.uploaded, 1u);
+        Bytes expected = b;
+        std::fill_n(expected.begin() + 10, 5, 0x63);
+        auto decoded = chunk::decode(uploaded.back().ref, uploaded.back().ciphertext);
+        QVERIFY(decoded.ok() && *decoded == expected);
+        QCOMPARE((*disk)->finalChunkTable()->newChunks.size(), std::size_t(0));
+        // A failing upload leaves the chunk pending for the final table.
+        QVERIFY((*disk)->write(5 * kChunk, Bytes(kChunk, 0x64), false).ok());
+        auto failed = (*disk)->trickleOnce(std::chrono::milliseconds(0), [](const auto&) {
+            return Status(Error(Errc::Transient, "network down (test)"));
+        });
+        QCOMPARE(failed.uploaded, 0u);
+        QCOMPARE(failed.pending, 1u);
+        QCOMPARE((*disk)->finalChunkTable()->newChunks.size(), std::size_t(1));
+    }
+
+    void hoardFillsTheCacheWorkingSetFirst() {
+        auto cache = openCache();
+        {
+            std::lock_guard lock(fetchLogMutex_);
+            fetchLog_.clear();
+        }
+        auto disk = openDisk(baseTable_, cache.get(), /*hoard=*/true, {17, 5, 5, 999}, 1);
+        QVERIFY(disk.ok());
+        QVERIFY((*disk)->waitForHoard(std::chrono::minutes(2)));
+        HoardProgress p = (*disk)->hoardProgress();
+        QVERIFY(p.finished);
+        QCOMPARE(p.chunksTotal, 20u); // distinct stored chunks
+        QCOMPARE(p.chunksDone, p.chunksTotal);
+        QCOMPARE(p.bytesDone, p.bytesTotal);
+        QVERIFY(p.bytesFetched > 0);
+        QVERIFY(p.bytesPerSecond > 0);
+        QCOMPARE(p.failures, 0u);
+        QCOMPARE(cache->stats().chunks, 20u);
+        {
+            std::lock_guard lock(fetchLogMutex_);
+            QVERIFY(fetchLog_.size() >= 2);
+            QVERIFY(fetchLog_[0] == baseTable_[17]->name);
+            QVERIFY(fetchLog_[1] == baseTable_[5]->name);
+        }
+        // With the store gone, the whole disk still reads: all from the cache.
+        storeOnline_ = false;
+        auto server = serve(**disk);
+        QVERIFY(copyOut(server->uri()) == baseBytes_);
+        storeOnline_ = true;
+        QCOMPARE((*disk)->stats().demandFetches, 0u);
+
+        // A second disk over the same, full cache has nothing to fetch.
+        auto disk2 = openDisk(baseTable_, cache.get(), true);
+        QVERIFY((*disk2)->waitForHoard(std::chrono::minutes(2)));
+        QCOMPARE((*disk2)->hoardProgress().bytesFetched, 0u);
+        QCOMPARE((*disk2)->hoardProgress().chunksDone, 20u);
+    }
+
+    void concurrentWritesIntoOneChunkAllLand() {
+        // Pipelined 4 KiB writes into the same few chunks, run by several
+        // server workers at once: every read-modify-write must see the others.
+        auto cache = openCache();
+        auto disk = openDisk(baseTable_, cache.get(), false);
+        QVERIFY(disk.ok());
+        auto server = serve(**disk);
+        RawNbdClient client(server->socketPath());
+        QCOMPARE(client.go(), kDiskSize);
+        Bytes expected = baseBytes_;
+        constexpr int kWrites = 96; // 3 chunks (6, 7, 8) of 32 x 4 KiB, interleaved
+        for (int i = 0; i < kWrites; ++i) {
+            std::uint64_t offset = 6 * kChunk + std::uint64_t((i % 3) * 32 + i / 3) * 4096 + 100;
+            Bytes data(1000, std::uint8_t(i + 1));
+            std::copy(data.begin(), data.end(), expected.begin() + offset);
+            QVERIFY(client.sendRequest(nbd::kCmdWrite, i, offset, 1000, 0, data));
+        }
+        for (int i = 0; i < kWrites; ++i) {
+            auto reply = client.readReply();
+            QVERIFY(reply.has_value());
+            QCOMPARE(reply->error, 0u);
+        }
+        auto back = client.read(6 * kChunk, 3 * kChunk);
+        QVERIFY(back.has_value());
+        QVERIFY(std::equal(back->begin(), back->end(), expected.begin() + 6 * kChunk));
+        QVERIFY(copyOut(server->uri()) == expected);
+    }
+
+    void hoardPauseResumeAndFailures() {
+        {
+            auto cache = openCache();
+            auto disk = openDisk(baseTable_, cache.get(), /*hoard=*/false);
+            QVERIFY(disk.ok());
+            (*disk)->pauseHoard();
+            (*disk)->startHoard();
+            QVERIFY(!(*disk)->hoardProgress().running);
+            QCOMPARE((*disk)->hoardProgress().chunksDone, 0u); // paused before any fetch
+            (*disk)->setHoardBandwidthLimit(64ull << 20);
+            (*disk)->resumeHoard();
+            QVERIFY((*disk)->waitForHoard(std::chrono::minutes(2)));
+            QCOMPARE((*disk)->hoardProgress().chunksDone, 20u);
+        }
+        auto cache = openCache();
+        storeOnline_ = false;
+        auto disk = openDisk(baseTable_, cache.get(), true);
+        QVERIFY(disk.ok());
+        QVERIFY((*disk)->waitForHoard(std::chrono::minutes(2)));
+        QCOMPARE((*disk)->hoardProgress().failures, 20u);
+        QCOMPARE((*disk)->hoardProgress().chunksDone, 0u);
+        // A demand read with the store offline is an I/O error, not zeroes.
+        Bytes buffer(4096);
+        auto status = (*disk)->read(0, buffer);
+        QVERIFY(!status.ok());
+        storeOnline_ = true;
+        QVERIFY((*disk)->read(0, buffer).ok());
+        QVERIFY(std::equal(buffer.begin(), buffer.end(), baseBytes_.begin()));
+    }
+};
+
+QTEST_GUILESS_MAIN(TestParcelDisk)
+#include "test_parcel_disk.moc"
