@@ -372,7 +372,15 @@ private slots:
             ResumeGuard resume;
             RestartGuard restart;
             std::thread writer([&] { statuses = store->putMany(items); });
-            std::this_thread::sleep_for(300ms);
+            // Strike in the middle: once the first items have landed (the
+            // batch starts them in order), with most of it still to go.
+            auto probe = open(url, rgw_->options());
+            for (int i = 0; i < 600; ++i) {
+                auto there = probe->exists("chunks/20");
+                if (there.ok() && *there)
+                    break;
+                std::this_thread::sleep_for(10ms);
+            }
             if (kill) {
                 test::killRadosgw();
                 std::this_thread::sleep_for(500ms);
