@@ -832,7 +832,32 @@ private:
         HeaderList headers;
         std::size_t uploaded = 0;
         char errorBuffer[CURL_ERROR_SIZE] = {};
+        // Stall detection (see onProgress).
+        std::chrono::steady_clock::time_point lastProgress;
+        curl_off_t lastDown = -1, lastUp = -1;
+        long stallMs = 0;
+        bool stalled = false;
     };
+
+    // curl's own LOW_SPEED check averages the rate over the last ~5 s, so a
+    // transfer that was moving fast before the server froze is only caught
+    // 5 s late. Here "stalled" means no byte moved either way for stallMs.
+    static int onProgress(void* self, curl_off_t, curl_off_t downNow, curl_off_t,
+                          curl_off_t upNow) {
+        auto* t = static_cast<Transfer*>(self);
+        const auto now = std::chrono::steady_clock::now();
+        if (downNow != t->lastDown || upNow != t->lastUp) {
+            t->lastDown = downNow;
+            t->lastUp = upNow;
+            t->lastProgress = now;
+            return 0;
+        }
+        if (now - t->lastProgress > std::chrono::milliseconds(t->stallMs)) {
+            t->stalled = true;
+            return 1; // abort; reported as a timeout and retried
+        }
+        return 0;
+    }
 
     static std::size_t onWrite(char* data, std::size_t size, std::size_t n, void* self) {
         auto* t = static_cast<Transfer*>(self);
@@ -878,6 +903,10 @@ private:
         t.resp->body.clear();
         t.uploaded = 0;
         t.errorBuffer[0] = 0;
+        t.lastProgress = std::chrono::steady_clock::now();
+        t.lastDown = t.lastUp = -1;
+        t.stallMs = std::max(1, options_.stallTimeoutMs);
+        t.stalled = false;
         const std::string url = requestUrl(*t.req);
         curl_easy_setopt(h, CURLOPT_URL, url.c_str());
         curl_easy_setopt(h, CURLOPT_SHARE, shared_.handle());
@@ -886,11 +915,14 @@ private:
         curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
         curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
         curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, long(options_.connectTimeoutMs));
-        // A transfer that moves less than one byte a second for the stall
-        // time is dead (a hung server, a black-holed connection).
+        // Backstop for onProgress: a transfer slower than one byte a second
+        // (averaged by curl) for the stall time is dead too.
         curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
         curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME,
                          long(std::max(1, (options_.stallTimeoutMs + 999) / 1000)));
+        curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, &S3Store::onProgress);
+        curl_easy_setopt(h, CURLOPT_XFERINFODATA, &t);
         curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
         curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &S3Store::onWrite);
         curl_easy_setopt(h, CURLOPT_WRITEDATA, &t);
@@ -1012,6 +1044,11 @@ private:
                 Response& resp = resps[i];
                 resp.curlCode = code;
                 resp.curlError = transfers[i]->errorBuffer;
+                if (code == CURLE_ABORTED_BY_CALLBACK && transfers[i]->stalled) {
+                    resp.curlCode = CURLE_OPERATION_TIMEDOUT;
+                    resp.curlError =
+                        "no data moved for " + std::to_string(transfers[i]->stallMs) + " ms";
+                }
                 resp.status = 0;
                 curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &resp.status);
                 if (reqs[i].method == Method::Head && code == CURLE_OK) {
@@ -1027,8 +1064,9 @@ private:
                     const auto wait = backoff(resp.attempts - 1);
                     ISR_LOG_WARN(kLog)
                         << methodName(reqs[i].method) << " " << reqs[i].objectKey << ": "
-                        << (code != CURLE_OK ? std::string(curl_easy_strerror(code))
-                                             : "HTTP " + std::to_string(resp.status))
+                        << (resp.curlCode != CURLE_OK
+                                ? std::string(curl_easy_strerror(resp.curlCode))
+                                : "HTTP " + std::to_string(resp.status))
                         << "; retry " << resp.attempts << "/" << options_.maxRetries << " in "
                         << wait.count() << " ms";
                     delayed.emplace_back(Clock::now() + wait, i);
