@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# The README's first command: set up, build, and start the kiosk.
-# With a display ($DISPLAY or $WAYLAND_DISPLAY) the kiosk opens full screen
-# on it; without one it runs under a private Xvfb and saves a screenshot of
-# what it shows to build/kiosk-screenshot.png.
+# The README's first command: install what is needed, build, set up the
+# embedded default (a local file:// store under your data directory with the
+# demo user and the demo parcel, made by `isrctl demo init`) and run it.
+#
+#   kiosk.sh              the kiosk on your display (isr-kiosk --demo); with
+#                         no display, the headless demo instead
+#   kiosk.sh --headless   sign in -> resume -> Suspend & Leave -> resume at a
+#                         second kiosk -> Suspend & Leave, through isrctl,
+#                         printing each timeline
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,19 +15,23 @@ bash packaging/install-deps.sh
 cmake --preset default >/dev/null
 cmake --build --preset default
 
+isrctl=build/default/app/isrctl/isrctl
 kiosk=build/default/app/kiosk/isr-kiosk
-if [ -n "${DISPLAY:-}" ] || [ -n "${WAYLAND_DISPLAY:-}" ]; then
-  exec "$kiosk" --demo "$@"
+data=${XDG_DATA_HOME:-$HOME/.local/share}/isr
+
+headless=no
+[ "${1:-}" = "--headless" ] && headless=yes
+if [ -z "${DISPLAY:-}" ] && [ -z "${WAYLAND_DISPLAY:-}" ]; then
+  if [ "$headless" = no ]; then
+    echo "kiosk.sh: no display found; running the headless demo"
+  fi
+  headless=yes
 fi
 
-echo "kiosk.sh: no display found; running isr-kiosk under Xvfb for 10 seconds"
-display=:$((90 + RANDOM % 9))
-Xvfb "$display" -screen 0 1280x800x24 -nolisten tcp >/dev/null 2>&1 &
-xvfb=$!
-trap 'kill $kiosk_pid $xvfb 2>/dev/null || true' EXIT
-sleep 1
-DISPLAY=$display "$kiosk" --demo "$@" &
-kiosk_pid=$!
-sleep 8
-DISPLAY=$display import -window root build/kiosk-screenshot.png
-echo "kiosk.sh: screenshot saved to build/kiosk-screenshot.png"
+if [ "$headless" = yes ]; then
+  ISR_DEMO_DIR="$data/demo" exec bash packaging/headless-demo.sh "$isrctl"
+fi
+
+"$isrctl" demo init --data-dir "$data/demo"
+exec "$kiosk" --demo --store "file://$data/demo/store" --state-dir "$data/kiosk" \
+  --guest-dir "$data/demo/guest"
