@@ -324,6 +324,31 @@ Hypervisor::Hypervisor(HostConfig config, std::unique_ptr<Connection> conn, std:
 
 Hypervisor::~Hypervisor() = default;
 
+std::string embeddedRootFor(const std::string& stateDir) {
+    // libvirt puts UNIX sockets deep under its root (e.g.
+    // <root>/lib/qemu/channel/target/domain-N-<20 chars>/org.qemu.guest_agent.0,
+    // 71 characters past the root), and sun_path holds 107. A state directory
+    // deep in a home directory would make QEMU fail to start, so a long one
+    // gets its root in a short runtime directory named after it instead. That
+    // directory is per state dir, so leftover domains are still found and
+    // reaped; only libvirt's capability cache is lost at reboot.
+    constexpr std::size_t kMaxRoot = 34;
+    std::string inside = stateDir + "/libvirt";
+    if (inside.size() <= kMaxRoot)
+        return inside;
+    std::string hex;
+    std::uint64_t h = 1469598103934665603ull; // FNV-1a: stable, no crypto needed here
+    for (unsigned char c : stateDir) {
+        h ^= c;
+        h *= 1099511628211ull;
+    }
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 0; i < 16; ++i)
+        hex += digits[(h >> (60 - 4 * i)) & 0xf];
+    std::string base = ::geteuid() == 0 ? "/run" : "/tmp";
+    return base + "/isr-lv-" + hex;
+}
+
 Result<std::unique_ptr<Hypervisor>> Hypervisor::open(HostConfig config) {
     if (config.stateDir.empty() || config.stateDir[0] != '/')
         return Error(Errc::InvalidArgument, "state directory must be an absolute path");
@@ -336,7 +361,7 @@ Result<std::unique_ptr<Hypervisor>> Hypervisor::open(HostConfig config) {
     std::string uri = config.uri;
     bool embedded = uri.empty();
     if (embedded) {
-        std::string root = config.stateDir + "/libvirt";
+        std::string root = embeddedRootFor(config.stateDir);
         {
             std::lock_guard lock(gRootMutex);
             if (!gEmbeddedRoot.empty() && gEmbeddedRoot != root)

@@ -51,6 +51,11 @@ struct VmSpec {
     std::string serialSocketPath; // optional: ttyS0 on a UNIX socket QEMU listens on
 };
 
+// Where the embedded driver's root goes for a state directory:
+// <stateDir>/libvirt when short enough for libvirt's socket paths, else a
+// short per-state-dir directory under /run (root) or /tmp.
+std::string embeddedRootFor(const std::string& stateDir);
+
 // A fresh random UUID for a new parcel's VM.
 std::string newUuid();
 

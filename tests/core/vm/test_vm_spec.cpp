@@ -38,6 +38,20 @@ Errc rejectionOf(const VmSpec& s) {
 class TestVmSpec : public QObject {
     Q_OBJECT
 private slots:
+    // Regression: a state directory under ~/.local/share made libvirt's
+    // guest-agent socket path too long and every boot failed.
+    void embeddedRootKeepsSocketPathsShort() {
+        const std::string shortDir = "/var/lib/isr";
+        QCOMPARE(vm::embeddedRootFor(shortDir), shortDir + "/libvirt");
+        const std::string longDir = "/root/.local/share/isr/demo/kiosk-a";
+        std::string root = vm::embeddedRootFor(longDir);
+        std::string agent = root + "/lib/qemu/channel/target/domain-12-isr-demo-demo-abcd/"
+                                   "org.qemu.guest_agent.0";
+        QVERIFY2(agent.size() < 108, agent.c_str());
+        QCOMPARE(vm::embeddedRootFor(longDir), root);                  // stable
+        QVERIFY(vm::embeddedRootFor(longDir + "-b") != root);          // per state dir
+    }
+
     void goodSpecPasses() {
         auto st = validateSpec(goodSpec(), host());
         QVERIFY2(st.ok(), st.ok() ? "" : st.error().describe().c_str());
