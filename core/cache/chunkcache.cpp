@@ -1,4 +1,5 @@
 // ChunkCache on SQLite + files; see cache.h for layout and invariants.
+#include "util/posix.h"
 #include "cache/cache.h"
 #include "util/log.h"
 
@@ -41,33 +42,7 @@ const char* const kMigrations[] = {
 };
 constexpr int kSchemaVersion = int(std::size(kMigrations));
 
-Error errnoError(int err, const std::string& what) {
-    Errc code = Errc::Io;
-    if (err == ENOENT)
-        code = Errc::NotFound;
-    else if (err == ENOSPC || err == EDQUOT)
-        code = Errc::NoSpace;
-    else if (err == EACCES || err == EPERM || err == EROFS)
-        code = Errc::AccessDenied;
-    return Error(code, what + ": " + std::strerror(err));
-}
 
-class Fd {
-public:
-    explicit Fd(int fd = -1) : fd_(fd) {}
-    ~Fd() {
-        if (fd_ >= 0)
-            ::close(fd_);
-    }
-    Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-    Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
-    int get() const { return fd_; }
-    bool valid() const { return fd_ >= 0; }
-
-private:
-    int fd_;
-};
 
 struct DbCloser {
     void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
@@ -132,7 +107,7 @@ Status makeDirs(const std::string& path) {
 }
 
 Result<Bytes> readFile(const std::string& path) {
-    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd.valid())
         return errnoError(errno, "open " + path);
     struct stat st {};
@@ -170,7 +145,7 @@ std::vector<std::string> listDir(const std::string& path) {
 
 class SqliteChunkCache final : public ChunkCache {
 public:
-    SqliteChunkCache(std::string dir, std::uint64_t cap, Fd lock)
+    SqliteChunkCache(std::string dir, std::uint64_t cap, UniqueFd lock)
         : dir_(std::move(dir)), lockFd_(std::move(lock)), cap_(cap) {}
 
     Status init();
@@ -212,7 +187,7 @@ private:
     void dropLocked(const chunk::ChunkName& name, std::uint64_t size);
 
     const std::string dir_;
-    Fd lockFd_; // flock'ed: one ChunkCache per directory across processes
+    UniqueFd lockFd_; // flock'ed: one ChunkCache per directory across processes
     std::atomic<std::uint64_t> tmpCounter_{0};
 
     std::mutex mu_; // guards db_, the statements and every field below
@@ -564,7 +539,7 @@ Status SqliteChunkCache::put(const chunk::ChunkName& name, ByteView ciphertext) 
     const std::string hex = chunk::nameHex(name);
     const std::string tmp = dir_ + "/tmp/" + hex + "." + std::to_string(tmpCounter_.fetch_add(1));
     {
-        Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+        UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
         if (!fd.valid())
             return errnoError(errno, "create " + tmp);
         std::size_t done = 0;
@@ -669,7 +644,7 @@ Result<std::unique_ptr<ChunkCache>> ChunkCache::open(const std::string& director
     // One ChunkCache per directory: reconcile and the tmp/ sweep assume no
     // other writer.
     const std::string lockPath = dir + "/lock";
-    Fd lock(::open(lockPath.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    UniqueFd lock(::open(lockPath.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
     if (!lock.valid())
         return errnoError(errno, "open " + lockPath);
     if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {

@@ -1,5 +1,6 @@
 // chunkImage (save file -> chunks -> upload) and streamImage (chunks ->
 // verified plaintext -> FIFO), see memimg.h.
+#include "util/posix.h"
 #include "memimg/memimg.h"
 #include "memimg/orderedpool.h"
 #include "util/log.h"
@@ -24,41 +25,7 @@ constexpr const char* kLog = "memimg";
 constexpr std::size_t kReadSize = 4u << 20;
 constexpr std::uint64_t kProgressEvery = 8u << 20;
 
-Error errnoError(int err, const std::string& what) {
-    Errc code = Errc::Io;
-    if (err == ENOENT)
-        code = Errc::NotFound;
-    else if (err == ENOSPC || err == EDQUOT)
-        code = Errc::NoSpace;
-    else if (err == EACCES || err == EPERM || err == EROFS)
-        code = Errc::AccessDenied;
-    return Error(code, what + ": " + std::strerror(err));
-}
 
-class Fd {
-public:
-    explicit Fd(int fd = -1) : fd_(fd) {}
-    ~Fd() { reset(); }
-    Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
-    Fd& operator=(Fd&& other) noexcept {
-        if (this != &other) {
-            reset();
-            fd_ = std::exchange(other.fd_, -1);
-        }
-        return *this;
-    }
-    int get() const { return fd_; }
-    int release() { return std::exchange(fd_, -1); }
-    void reset() {
-        if (fd_ >= 0)
-            ::close(fd_);
-        fd_ = -1;
-    }
-
-private:
-    int fd_;
-};
 
 bool cancelled(const std::atomic<bool>* flag) {
     return flag && flag->load(std::memory_order_relaxed);
@@ -190,7 +157,7 @@ Result<ChunkImageResult> chunkImage(int fd, ByteView convergenceSecret, const Ch
 Result<ChunkImageResult> chunkImage(const std::string& path, ByteView convergenceSecret,
                                     const Chunker& chunker, const UploadFn& upload,
                                     const ChunkImageOptions& options, const ProgressFn& progress) {
-    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (fd.get() < 0)
         return errnoError(errno, "opening memory image " + path);
     return chunkImage(fd.get(), convergenceSecret, chunker, upload, options, progress);
@@ -310,12 +277,12 @@ Result<StreamStats> streamImage(const std::vector<chunk::ChunkRef>& recipe, cons
 
     struct stat st {};
     const bool isFifo = ::stat(outputPath.c_str(), &st) == 0 && S_ISFIFO(st.st_mode);
-    Fd out;
+    UniqueFd out;
     if (isFifo) {
         ISR_TRY_ASSIGN(int fd, openFifo(outputPath, options.fifoOpenTimeoutMs, options.cancel));
-        out = Fd(fd);
+        out = UniqueFd(fd);
     } else {
-        out = Fd(::open(outputPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+        out = UniqueFd(::open(outputPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
         if (out.get() < 0)
             return errnoError(errno, "creating " + outputPath);
     }

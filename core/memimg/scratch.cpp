@@ -1,4 +1,5 @@
 // Private memory-backed scratch space for libvirt's save file, and its wipe.
+#include "util/posix.h"
 #include "memimg/memimg.h"
 #include "util/log.h"
 
@@ -18,13 +19,6 @@ namespace {
 
 constexpr const char* kLog = "memimg";
 
-Error errnoError(int err, const std::string& what) {
-    return Error(err == EACCES || err == EPERM ? Errc::AccessDenied
-                 : err == ENOSPC               ? Errc::NoSpace
-                 : err == ENOENT               ? Errc::NotFound
-                                               : Errc::Io,
-                 what + ": " + std::strerror(err));
-}
 
 bool isMemoryBacked(const std::string& dir) {
     struct statfs fs {};

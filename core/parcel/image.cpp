@@ -1,5 +1,6 @@
 // Disk image import and export.
 #include "parcel/parcel.h"
+#include "util/posix.h"
 #include "util/log.h"
 #include "util/process.h"
 
@@ -16,24 +17,7 @@ namespace isr::parcel {
 
 namespace {
 
-struct Fd {
-    int fd = -1;
-    explicit Fd(int f) : fd(f) {}
-    ~Fd() {
-        if (fd >= 0)
-            ::close(fd);
-    }
-    Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
-};
 
-Error ioError(const std::string& what) {
-    int e = errno;
-    return Error(e == ENOSPC   ? Errc::NoSpace
-                 : e == ENOENT ? Errc::NotFound
-                               : Errc::Io,
-                 what + ": " + std::strerror(e));
-}
 
 struct ImageInfo {
     std::string format;
@@ -69,7 +53,7 @@ Status readFully(int fd, std::uint8_t* buf, std::size_t len, std::uint64_t offse
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            return ioError("reading image");
+            return errnoError(errno, "reading image");
         }
         if (n == 0) { // short file: the rest reads as zeros
             std::memset(buf + done, 0, len - done);
@@ -109,9 +93,9 @@ Result<ImportStats> importImage(Parcels& parcels, const std::string& parcel,
         }
     } cleanup{scratch};
 
-    Fd fd(::open(rawPath.c_str(), O_RDONLY | O_CLOEXEC));
-    if (fd.fd < 0)
-        return ioError("opening " + rawPath);
+    UniqueFd fd(::open(rawPath.c_str(), O_RDONLY | O_CLOEXEC));
+    if (fd.get() < 0)
+        return errnoError(errno, "opening " + rawPath);
 
     Manifest m;
     auto latest = parcels.latest(parcel);
@@ -152,10 +136,10 @@ Result<ImportStats> importImage(Parcels& parcels, const std::string& parcel,
     for (std::uint64_t i = 0; i < m.chunkCount(); ++i) {
         std::uint64_t offset = i * m.chunkSize;
         std::size_t len = std::size_t(std::min<std::uint64_t>(m.chunkSize, m.diskSize - offset));
-        if (isHole(fd.fd, offset, len)) {
+        if (isHole(fd.get(), offset, len)) {
             ++stats.zeroChunks;
         } else {
-            ISR_TRY_STATUS(readFully(fd.fd, buf.data(), len, offset));
+            ISR_TRY_STATUS(readFully(fd.get(), buf.data(), len, offset));
             ByteView data(buf.data(), len);
             if (isAllZero(data)) {
                 ++stats.zeroChunks;
@@ -180,15 +164,15 @@ Status exportImage(Parcels& parcels, const std::string& parcel, std::uint64_t n,
                    const std::string& outPath, const ProgressFn& progress) {
     ISR_TRY_ASSIGN(Manifest m, parcels.manifest(parcel, n));
     std::string tmp = outPath + ".part";
-    Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-    if (fd.fd < 0)
-        return ioError("creating " + tmp);
+    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    if (fd.get() < 0)
+        return errnoError(errno, "creating " + tmp);
     auto fail = [&](Error e) {
         ::unlink(tmp.c_str());
         return e;
     };
-    if (::ftruncate(fd.fd, off_t(m.diskSize)) != 0)
-        return fail(ioError("sizing " + tmp));
+    if (::ftruncate(fd.get(), off_t(m.diskSize)) != 0)
+        return fail(errnoError(errno, "sizing " + tmp));
     for (std::uint64_t i = 0; i < m.disk.size(); ++i) {
         if (m.disk[i]) {
             auto data = parcels.readChunk(*m.disk[i]);
@@ -198,11 +182,11 @@ Status exportImage(Parcels& parcels, const std::string& parcel, std::uint64_t n,
             std::size_t done = 0;
             while (done < data->size()) {
                 ssize_t w =
-                    ::pwrite(fd.fd, data->data() + done, data->size() - done, off_t(offset + done));
+                    ::pwrite(fd.get(), data->data() + done, data->size() - done, off_t(offset + done));
                 if (w < 0) {
                     if (errno == EINTR)
                         continue;
-                    return fail(ioError("writing " + tmp));
+                    return fail(errnoError(errno, "writing " + tmp));
                 }
                 done += std::size_t(w);
             }
@@ -210,10 +194,10 @@ Status exportImage(Parcels& parcels, const std::string& parcel, std::uint64_t n,
         if (progress && (i % 64 == 63 || i + 1 == m.disk.size()))
             progress("export", i + 1, m.disk.size());
     }
-    if (::fsync(fd.fd) != 0)
-        return fail(ioError("syncing " + tmp));
+    if (::fsync(fd.get()) != 0)
+        return fail(errnoError(errno, "syncing " + tmp));
     if (::rename(tmp.c_str(), outPath.c_str()) != 0)
-        return fail(ioError("renaming to " + outPath));
+        return fail(errnoError(errno, "renaming to " + outPath));
     return {};
 }
 

@@ -1,4 +1,5 @@
 // FileStore: see filestore.h for the on-disk protocol.
+#include "util/posix.h"
 #include "store/filestore.h"
 
 #include "crypto/crypto.h"
@@ -19,28 +20,6 @@ namespace {
 
 constexpr const char* kLog = "store";
 
-// Closes a file descriptor on scope exit.
-class Fd {
-public:
-    explicit Fd(int fd = -1) : fd_(fd) {}
-    ~Fd() {
-        if (fd_ >= 0)
-            ::close(fd_);
-    }
-    Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
-    int get() const { return fd_; }
-    bool valid() const { return fd_ >= 0; }
-    // Close explicitly to see close()'s error (NFS reports write errors there).
-    int close() {
-        int rc = ::close(fd_);
-        fd_ = -1;
-        return rc;
-    }
-
-private:
-    int fd_;
-};
 
 // Unlinks a temp file on scope exit unless released.
 class TempFile {
@@ -67,7 +46,7 @@ std::string parentOf(const std::string& path) {
 // Makes a directory entry durable. Some file systems refuse fsync on a
 // directory (EINVAL); there is nothing more we can do there.
 Status fsyncDir(const std::string& dir) {
-    Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!fd.valid())
         return errnoError(errno, "open directory " + dir);
     if (::fsync(fd.get()) != 0 && errno != EINVAL)
@@ -119,29 +98,6 @@ Status checkKey(const std::string& key) {
 
 } // namespace
 
-Error errnoError(int err, const std::string& what) {
-    Errc code = Errc::Io;
-    switch (err) {
-    case ENOENT:
-        code = Errc::NotFound;
-        break;
-    case ENOSPC:
-    case EDQUOT:
-        code = Errc::NoSpace;
-        break;
-    case EACCES:
-    case EPERM:
-    case EROFS:
-        code = Errc::AccessDenied;
-        break;
-    case EEXIST:
-        code = Errc::AlreadyExists;
-        break;
-    default:
-        break;
-    }
-    return Error(code, what + ": " + std::strerror(err));
-}
 
 Result<std::unique_ptr<FileStore>> FileStore::open(const std::string& rootIn) {
     if (rootIn.empty() || rootIn.front() != '/')
@@ -169,7 +125,7 @@ Result<Bytes> FileStore::getRange(const std::string& key, std::uint64_t offset,
                                   std::uint64_t length) {
     ISR_TRY_STATUS(checkKey(key));
     const std::string path = pathOf(key);
-    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd.valid()) {
         // A file where a directory would be ("a" exists, asked for "a/b").
         int err = errno == ENOTDIR ? ENOENT : errno;
@@ -202,7 +158,7 @@ Result<std::string> FileStore::writeTemp(ByteView data) {
     }
     if (raw < 0)
         return errnoError(errno, "create temp file in " + tmpDir);
-    Fd fd(raw);
+    UniqueFd fd(raw);
     TempFile temp(path);
     ISR_TRY_STATUS(writeAll(fd.get(), data, path));
     if (::fsync(fd.get()) != 0)

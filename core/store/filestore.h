@@ -53,9 +53,5 @@ private:
     std::string root_;
 };
 
-// errno -> Errc, as every file-backed module maps it: ENOENT NotFound,
-// ENOSPC/EDQUOT NoSpace, EACCES/EPERM AccessDenied, EEXIST AlreadyExists,
-// anything else Io. The message is "<what>: <strerror>".
-Error errnoError(int err, const std::string& what);
 
 } // namespace isr::store

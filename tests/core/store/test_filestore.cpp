@@ -3,6 +3,7 @@
 // crash leftovers, errno mapping).
 #include "crypto/crypto.h"
 #include "store/filestore.h"
+#include "util/posix.h"
 #include "store/store.h"
 #include "testsupport.h"
 
