@@ -10,29 +10,46 @@ namespace {
 
 SessionBackend::Stage toUi(session::Stage s) {
     switch (s) {
-    case session::Stage::SignedOut: return SessionBackend::SignedOut;
-    case session::Stage::Authenticating: return SessionBackend::Authenticating;
-    case session::Stage::CheckingOut: return SessionBackend::CheckingOut;
-    case session::Stage::Fetching: return SessionBackend::Fetching;
-    case session::Stage::Restoring: return SessionBackend::Restoring;
-    case session::Stage::Running: return SessionBackend::Running;
-    case session::Stage::Suspending: return SessionBackend::Suspending;
-    case session::Stage::Wiping: return SessionBackend::Wiping;
-    case session::Stage::Failed: return SessionBackend::Failed;
+    case session::Stage::SignedOut:
+        return SessionBackend::SignedOut;
+    case session::Stage::Authenticating:
+        return SessionBackend::Authenticating;
+    case session::Stage::CheckingOut:
+        return SessionBackend::CheckingOut;
+    case session::Stage::Fetching:
+        return SessionBackend::Fetching;
+    case session::Stage::Restoring:
+        return SessionBackend::Restoring;
+    case session::Stage::Running:
+        return SessionBackend::Running;
+    case session::Stage::Suspending:
+        return SessionBackend::Suspending;
+    case session::Stage::Wiping:
+        return SessionBackend::Wiping;
+    case session::Stage::Failed:
+        return SessionBackend::Failed;
     }
     return SessionBackend::Failed;
 }
 
 SessionBackend::ErrorKind toUi(session::ErrorKind k) {
     switch (k) {
-    case session::ErrorKind::None: return SessionBackend::None;
-    case session::ErrorKind::WrongCredentials: return SessionBackend::WrongCredentials;
-    case session::ErrorKind::StoreUnreachable: return SessionBackend::StoreUnreachable;
-    case session::ErrorKind::LockedElsewhere: return SessionBackend::LockedElsewhere;
-    case session::ErrorKind::Corrupt: return SessionBackend::Corrupt;
-    case session::ErrorKind::NoSpace: return SessionBackend::NoSpace;
-    case session::ErrorKind::VmFailed: return SessionBackend::VmFailed;
-    case session::ErrorKind::Internal: return SessionBackend::Internal;
+    case session::ErrorKind::None:
+        return SessionBackend::None;
+    case session::ErrorKind::WrongCredentials:
+        return SessionBackend::WrongCredentials;
+    case session::ErrorKind::StoreUnreachable:
+        return SessionBackend::StoreUnreachable;
+    case session::ErrorKind::LockedElsewhere:
+        return SessionBackend::LockedElsewhere;
+    case session::ErrorKind::Corrupt:
+        return SessionBackend::Corrupt;
+    case session::ErrorKind::NoSpace:
+        return SessionBackend::NoSpace;
+    case session::ErrorKind::VmFailed:
+        return SessionBackend::VmFailed;
+    case session::ErrorKind::Internal:
+        return SessionBackend::Internal;
     }
     return SessionBackend::Internal;
 }
@@ -107,9 +124,13 @@ bool SessionController::ensureSession() {
         session::Failure f;
         f.stage = session::Stage::Authenticating;
         f.kind = session::ErrorKind::Internal;
-        f.message = "This kiosk cannot start sessions: " + created.error().describe() +
-                    ". Tell staff.";
+        f.message =
+            "This kiosk cannot start sessions: " + created.error().describe() + ". Tell staff.";
+        // Through Authenticating, as a session would: SignedOut -> Failed is
+        // not a legal transition for the UI.
         onGui([this, f] {
+            setUserName(user_);
+            setStage(Authenticating);
             applyFailure(f);
             setStage(Failed);
         });
@@ -166,8 +187,18 @@ void SessionController::takeOver() {
 
 void SessionController::cancel() {
     post([this] {
-        if (session_)
+        if (session_) {
             (void)session_->abandon();
+            return;
+        }
+        // No session could be created: nothing to wipe, back to sign-in
+        // (without this the error page could never be left).
+        onGui([this] {
+            if (stage() == Failed) {
+                clearError();
+                setStage(SignedOut);
+            }
+        });
     });
 }
 
@@ -185,6 +216,8 @@ void SessionController::retry() {
     });
 }
 
-void SessionController::acknowledge() { cancel(); }
+void SessionController::acknowledge() {
+    cancel();
+}
 
 } // namespace isr::ui

@@ -3,8 +3,7 @@
 // ourselves and hand the fd over, the way the session will hand over the fd
 // from virDomainOpenGraphicsFD.
 //
-// TODO(lead): with the demo guest (busybox console) add a test that typed
-// text appears on the guest screen; SeaBIOS ignores keys visibly.
+// Typed text reaching a real guest's console: test_session_display.
 #include "testsupport.h"
 #include "vncdisplay.h"
 #include "vnckeymap.h"

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# The kiosk end to end under Xvfb: the real isr-kiosk (real session, demo
+# parcel made by `isrctl demo init`), driven with xdotool like a person at the
+# kiosk. Wrong password -> the error on the sign-in page; demo/demo -> progress
+# -> the guest's console; a command typed into it changes the screen; the
+# "Suspend & Leave" handle -> saving -> "You can leave now"; a new version is
+# committed; sign in again and the guest comes back, suspend again.
+# Screenshots (`import -window root`) go to OUTDIR.
+#   kiosk-xvfb.sh <isr-kiosk> <isrctl> <source dir> <outdir>
+# Exit 77 (skip) with a reason when Xvfb, xdotool or imagemagick is missing.
+set -euo pipefail
+kiosk=${1:?isr-kiosk binary}
+isrctl=${2:?isrctl binary}
+src=${3:?source dir}
+out=${4:?output dir}
+for p in Xvfb xdotool import compare convert qemu-system-x86_64; do
+    command -v "$p" >/dev/null || { echo "SKIP: $p not installed (packaging/install-deps.sh)"; exit 77; }
+done
+[ -x /bin/busybox ] || { echo "SKIP: no /bin/busybox (busybox-static) for the demo guest"; exit 77; }
+
+guest=${ISR_GUEST_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/isr/guest}
+/bin/sh "$src/resources/guest/build-guest.sh" "$guest" >/dev/null
+
+mkdir -p "$out"
+rm -f "$out"/*.png
+work=$(mktemp -d)
+pids=()
+kiosk_pid=
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# A free display: Xvfb picks it and writes its number to fd 3.
+Xvfb -displayfd 3 -screen 0 1280x800x24 -nolisten tcp 3>"$work/display" 2>"$work/xvfb.log" &
+pids+=($!)
+for _ in $(seq 100); do [ -s "$work/display" ] && break; sleep 0.1; done
+[ -s "$work/display" ] || fail "Xvfb did not start: $(cat "$work/xvfb.log")"
+export DISPLAY=:$(head -n1 "$work/display")
+
+"$isrctl" demo init --data-dir "$work/demo" --guest-dir "$guest" >/dev/null
+store=file://$work/demo/store
+state=$work/k
+
+versions() {
+    echo demo | "$isrctl" parcel versions demo demo --json --password-stdin --store "$store" |
+        grep -o '"version"' | wc -l
+}
+start_kiosk() {
+    "$kiosk" --demo --state-dir "$state" --store "$store" --guest-dir "$guest" \
+        >>"$work/kiosk.log" 2>&1 &
+    kiosk_pid=$!
+    pids+=($kiosk_pid)
+    sleep 4
+}
+stop_kiosk() { kill "$kiosk_pid"; wait "$kiosk_pid" 2>/dev/null || true; }
+shot() { import -window root "$out/$1.png"; echo "screenshot $out/$1.png"; }
+sign_in() {
+    xdotool type --delay 40 "$1"; xdotool key Return
+    xdotool type --delay 40 "$2"; xdotool key Return
+}
+# Pixels that differ between two screenshots below the top 100 rows (the
+# kiosk's handle and the guest's ticking counter live there).
+changed() {
+    convert "$1" -crop 1280x700+0+100 +repage "$work/a.png"
+    convert "$2" -crop 1280x700+0+100 +repage "$work/b.png"
+    compare -metric AE "$work/a.png" "$work/b.png" null: 2>&1 || true
+}
+# The session's QEMU, a child of the kiosk (libvirt's embedded driver).
+vm_running() { pgrep -P "$kiosk_pid" qemu-system >/dev/null 2>&1 || pgrep -f "qemu-system.*$state" >/dev/null 2>&1; }
+wait_for() { # seconds, command...
+    local t=$1; shift
+    for _ in $(seq $((t * 2))); do "$@" && return 0; sleep 0.5; done
+    return 1
+}
+sessions_gone() { [ -z "$(ls -A "$state/sessions" 2>/dev/null)" ]; }
+
+# ---- wrong password: the sign-in page says so ----
+start_kiosk
+shot 01-sign-in
+sign_in demo wrong-password
+sleep 4
+shot 02-wrong-password
+stop_kiosk
+[ "$(versions)" = 1 ] || fail "a version appeared without a session"
+
+# ---- demo/demo: progress, then the guest's console ----
+start_kiosk
+sign_in demo demo
+wait_for 120 test -d "$state/sessions" || fail "no session directory appeared"
+shot 03-progress
+wait_for 600 vm_running || fail "the VM did not start; kiosk log: $(tail -20 "$work/kiosk.log")"
+sleep 45 # TCG boot of the guest to its shell on tty1
+shot 04-running
+# Focus is on the display: type a command into the guest's tty1.
+xdotool mousemove 640 500 click 1
+xdotool type --delay 60 "echo typed-through-the-kiosk"; xdotool key Return
+sleep 3
+shot 05-typed
+n=$(changed "$out/04-running.png" "$out/05-typed.png")
+echo "pixels changed by typing: $n"
+[ "${n%%.*}" -gt 200 ] || fail "typing into the guest did not change its screen ($n pixels)"
+
+# ---- Suspend & Leave through the handle at the top edge ----
+xdotool mousemove 640 12 click 1
+sleep 1
+shot 06-bar
+xdotool key Return # the bar focuses "Suspend & Leave"
+sleep 2
+shot 07-saving
+wait_for 900 sessions_gone || fail "the session directory is still there after Suspend & Leave"
+sleep 2
+shot 08-leave-now
+[ "$(versions)" = 2 ] || fail "Suspend & Leave did not commit a version ($(versions) versions)"
+
+# ---- sign in again: the same guest comes back ----
+xdotool mousemove 640 400 click 1 # "Tap anywhere to sign in again"
+sleep 2
+sign_in demo demo
+wait_for 600 vm_running || fail "the VM did not come back"
+sleep 15
+shot 09-running-again
+xdotool mousemove 640 12 click 1
+sleep 1
+xdotool key Return
+wait_for 900 sessions_gone || fail "second Suspend & Leave did not finish"
+sleep 2
+[ "$(versions)" = 3 ] || fail "the second Suspend & Leave did not commit a version"
+stop_kiosk
+vm_running && fail "a VM is left running"
+echo "PASS"
