@@ -14,6 +14,7 @@ build=(
   clang-format
   git
   ccache
+  dpkg-dev   # dpkg-shlibdeps for `cpack -G DEB` (packaging/build-deb.sh)
 )
 libs=(
   libsodium-dev
@@ -71,6 +72,8 @@ test_tools=(
   radosgw
   iproute2
   procps
+  cage       # packaging/test-deb.sh: the .deb depends on it (kiosk compositor)
+  man-db     # packaging/test-deb.sh: man -w
 )
 
 all=("${build[@]}" "${libs[@]}" "${qt[@]}" "${vm[@]}" "${guest[@]}" "${test_tools[@]}")

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "session/kioskconfig.h"
 #include "session/session.h"
 #include "util/process.h"
 
@@ -75,19 +76,31 @@ int resume(const std::vector<std::string>& argv) {
         return fail(args.error().message, kExitUsage);
     if (int rc = checkUsage(*args, 2, 2,
                             {"store", "kiosk-dir", "guest-dir", "accel", "cache-size", "kiosk-id",
-                             "trickle-quiet"},
+                             "trickle-quiet", "config"},
                             "session resume"))
         return rc;
     const std::string user = args->positional()[0], parcelName = args->positional()[1];
-    std::string storeUrl = args->optionOr("store", std::getenv("ISR_STORE") ? std::getenv("ISR_STORE") : "");
+    // --config FILE: a kiosk.conf (see isr-kiosk(1)); the options below override it.
+    session::KioskFile file;
+    if (auto path = args->option("config")) {
+        auto loaded = session::loadKioskConfig(*path);
+        if (!loaded.ok())
+            return fail(loaded.error().message, kExitUsage);
+        file = std::move(loaded).value();
+    }
+    session::KioskConfig config = file.session;
+    const char* envStore = std::getenv("ISR_STORE");
+    std::string storeUrl = args->optionOr(
+        "store", !config.storeUrl.empty() ? config.storeUrl : (envStore ? envStore : ""));
     if (storeUrl.empty())
         return fail("no store given: use --store URL or set ISR_STORE", kExitUsage);
-    session::KioskConfig config;
-    config.stateDir = absolute(args->optionOr("kiosk-dir", defaultDataDir() + "/kiosk"));
-    config.guestDir = absolute(args->optionOr("guest-dir", defaultDataDir() + "/demo/guest"));
+    config.stateDir = absolute(args->optionOr(
+        "kiosk-dir", file.has("state_dir") ? config.stateDir : defaultDataDir() + "/kiosk"));
+    config.guestDir = absolute(args->optionOr(
+        "guest-dir", file.has("guest_dir") ? config.guestDir : defaultDataDir() + "/demo/guest"));
     config.storeUrl = storeUrl;
-    config.accelerator = args->optionOr("accel", "");
-    config.kioskId = args->optionOr("kiosk-id", "");
+    config.accelerator = args->optionOr("accel", config.accelerator);
+    config.kioskId = args->optionOr("kiosk-id", config.kioskId);
     config.serialConsole = args->flag("serial");
     if (auto q = args->option("trickle-quiet")) {
         auto secs = parseDuration(*q);
@@ -373,7 +386,7 @@ int demoInit(const std::vector<std::string>& argv) {
 }
 
 CommandRegistration regResume({"session resume",
-                               "USER PARCEL [--kiosk-dir DIR] [--guest-dir DIR] [--take-over] "
+                               "USER PARCEL [--config FILE] [--kiosk-dir DIR] [--guest-dir DIR] [--take-over] "
                                "[--accel kvm|tcg] [--serial] [--password-stdin]",
                                "resume a parcel headless; SIGTERM/SIGINT suspends and leaves",
                                resume});

@@ -2,9 +2,9 @@
 // session backend, load the Isr.Ui QML module, run the event loop.
 #include "escapechord.h"
 #include "fakesessionbackend.h"
-#include "sessioncontroller.h"
-
 #include "kioskwindow.h"
+#include "session/kioskconfig.h"
+#include "sessioncontroller.h"
 #include "util/version.h"
 
 #include <QCommandLineParser>
@@ -14,6 +14,7 @@
 #include <QStandardPaths>
 #include <QtQml/qqmlextensionplugin.h>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 
 Q_IMPORT_QML_PLUGIN(Isr_UiPlugin)
@@ -32,13 +33,46 @@ void scriptDemo(isr::ui::FakeSessionBackend& fake) {
     fake.setStepIntervalMs(500);
 }
 
+// The configuration file (--config FILE, default /etc/isr/kiosk.conf; a
+// missing default is fine). Read before QGuiApplication exists because it
+// may ask for the virtual keyboard. Exits 2 on any error in the file.
+isr::session::KioskFile loadConfig(int argc, char** argv) {
+    std::string path;
+    bool explicitPath = false;
+    for (int i = 1; i < argc; ++i) {
+        if (qstrcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+            path = argv[i + 1];
+            explicitPath = true;
+        } else if (qstrncmp(argv[i], "--config=", 9) == 0) {
+            path = argv[i] + 9;
+            explicitPath = true;
+        }
+    }
+    if (!explicitPath) {
+        path = isr::session::kDefaultKioskConfigPath;
+        std::error_code ec;
+        if (!std::filesystem::exists(path, ec))
+            return {};
+    }
+    auto file = isr::session::loadKioskConfig(path);
+    if (!file.ok()) {
+        std::fprintf(stderr, "isr-kiosk: %s\n", file.error().message.c_str());
+        std::exit(2);
+    }
+    return std::move(file).value();
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
+    const isr::session::KioskFile file = loadConfig(argc, argv);
     // The virtual keyboard must be chosen before the application exists.
+    bool wantKeyboard = file.ui.virtualKeyboard;
     for (int i = 1; i < argc; ++i)
         if (qstrcmp(argv[i], "--virtual-keyboard") == 0)
-            qputenv("QT_IM_MODULE", "qtvirtualkeyboard");
+            wantKeyboard = true;
+    if (wantKeyboard)
+        qputenv("QT_IM_MODULE", "qtvirtualkeyboard");
 
     // Parse a copy of argv taken before QGuiApplication exists (the platform
     // plugin may remove its own arguments from argv). Seen once under a
@@ -57,6 +91,11 @@ int main(int argc, char** argv) {
         QStringLiteral("Internet Suspend/Resume kiosk: sign in and resume your computer."));
     parser.addHelpOption();
     parser.addVersionOption();
+    QCommandLineOption configFile(
+        QStringLiteral("config"),
+        QStringLiteral("Configuration file (default %1); options given here override it.")
+            .arg(QString::fromLatin1(isr::session::kDefaultKioskConfigPath)),
+        QStringLiteral("file"));
     QCommandLineOption windowed(QStringLiteral("windowed"),
                                 QStringLiteral("Run in a normal window (development only)."));
     QCommandLineOption demo(QStringLiteral("demo"),
@@ -72,11 +111,11 @@ int main(int argc, char** argv) {
     QCommandLineOption idleTimeout(QStringLiteral("idle-timeout"),
                                    QStringLiteral("Seconds without input before a running "
                                                   "session is suspended (default 600)."),
-                                   QStringLiteral("seconds"), QStringLiteral("600"));
+                                   QStringLiteral("seconds"));
     QCommandLineOption idleWarning(QStringLiteral("idle-warning"),
                                    QStringLiteral("Seconds of countdown shown before that "
                                                   "(default 30)."),
-                                   QStringLiteral("seconds"), QStringLiteral("30"));
+                                   QStringLiteral("seconds"));
     QCommandLineOption escapeChord(
         QStringLiteral("escape-chord"),
         QStringLiteral("The operator's key chord that quits the shell (default %1).")
@@ -98,11 +137,12 @@ int main(int argc, char** argv) {
                                   QStringLiteral("Parcel to open (default: the user's only one, "
                                                  "or \"default\")."),
                                   QStringLiteral("name"));
-    QCommandLineOption accel(QStringLiteral("accel"), QStringLiteral("kvm or tcg (default: probe)."),
+    QCommandLineOption accel(QStringLiteral("accel"),
+                             QStringLiteral("kvm or tcg (default: probe)."),
                              QStringLiteral("accel"));
-    parser.addOptions({windowed, demo, fakeBackend, fakeDisplay, idleTimeout, idleWarning,
-                       escapeChord, virtualKeyboard, storeUrl, stateDir, guestDir, parcelName,
-                       accel});
+    parser.addOptions({configFile, windowed, demo, fakeBackend, fakeDisplay, idleTimeout,
+                       idleWarning, escapeChord, virtualKeyboard, storeUrl, stateDir, guestDir,
+                       parcelName, accel});
     if (!parser.parse(arguments)) {
         // Name what we were given: see the note above about argv.
         std::fprintf(stderr, "isr-kiosk: %s\nisr-kiosk: arguments: %s\n",
@@ -111,7 +151,9 @@ int main(int argc, char** argv) {
     }
     parser.process(arguments);
 
-    auto positive = [&](const QCommandLineOption& option) {
+    auto positive = [&](const QCommandLineOption& option, int fromFile) {
+        if (!parser.isSet(option))
+            return fromFile;
         bool ok = false;
         const int value = parser.value(option).toInt(&ok);
         if (!ok || value <= 0) {
@@ -124,9 +166,9 @@ int main(int argc, char** argv) {
     isr::ui::KioskOptions options;
     options.windowed = parser.isSet(windowed);
     options.demo = parser.isSet(demo);
-    options.idleTimeoutSeconds = positive(idleTimeout);
-    options.idleWarningSeconds = positive(idleWarning);
-    options.virtualKeyboard = parser.isSet(virtualKeyboard);
+    options.idleTimeoutSeconds = positive(idleTimeout, file.ui.idleTimeoutSeconds);
+    options.idleWarningSeconds = positive(idleWarning, file.ui.idleWarningSeconds);
+    options.virtualKeyboard = wantKeyboard;
 
     QKeySequence chord = isr::ui::EscapeChordFilter::defaultChord();
     if (parser.isSet(escapeChord)) {
@@ -134,6 +176,14 @@ int main(int argc, char** argv) {
         if (chord.isEmpty() || chord.count() != 1) {
             std::fprintf(stderr, "isr-kiosk: --escape-chord: '%s' is not one key chord\n",
                          qPrintable(parser.value(escapeChord)));
+            return 2;
+        }
+    } else if (!file.ui.escapeChord.empty()) {
+        chord = QKeySequence::fromString(QString::fromStdString(file.ui.escapeChord),
+                                         QKeySequence::PortableText);
+        if (chord.isEmpty() || chord.count() != 1) {
+            std::fprintf(stderr, "isr-kiosk: %s: escape_chord: '%s' is not one key chord\n",
+                         file.ui.escapeChordOrigin.c_str(), file.ui.escapeChord.c_str());
             return 2;
         }
     }
@@ -148,8 +198,10 @@ int main(int argc, char** argv) {
         // init` made under the user's data directory.
         const QString data = QStandardPaths::writableLocation(QStandardPaths::GenericDataLocation) +
                              QStringLiteral("/isr");
-        isr::session::KioskConfig config;
+        isr::session::KioskConfig config = file.session; // the command line overrides it
         QString store = parser.value(storeUrl);
+        if (store.isEmpty())
+            store = QString::fromStdString(config.storeUrl);
         if (store.isEmpty())
             store = qEnvironmentVariable("ISR_STORE");
         if (store.isEmpty() && options.demo)
@@ -160,14 +212,19 @@ int main(int argc, char** argv) {
             return 2;
         }
         config.storeUrl = store.toStdString();
-        config.stateDir = (parser.isSet(stateDir) ? parser.value(stateDir)
-                                                  : data + QStringLiteral("/kiosk"))
-                              .toStdString();
-        config.guestDir = (parser.isSet(guestDir) ? parser.value(guestDir)
-                                                  : data + QStringLiteral("/demo/guest"))
-                              .toStdString();
-        config.accelerator = parser.value(accel).toStdString();
-        controller = std::make_unique<isr::ui::SessionController>(config, parser.value(parcelName));
+        if (parser.isSet(stateDir) || !file.has("state_dir"))
+            config.stateDir =
+                (parser.isSet(stateDir) ? parser.value(stateDir) : data + QStringLiteral("/kiosk"))
+                    .toStdString();
+        if (parser.isSet(guestDir) || !file.has("guest_dir"))
+            config.guestDir = (parser.isSet(guestDir) ? parser.value(guestDir)
+                                                      : data + QStringLiteral("/demo/guest"))
+                                  .toStdString();
+        if (parser.isSet(accel))
+            config.accelerator = parser.value(accel).toStdString();
+        const QString parcel = parser.isSet(parcelName) ? parser.value(parcelName)
+                                                        : QString::fromStdString(file.ui.parcel);
+        controller = std::make_unique<isr::ui::SessionController>(config, parcel);
         if (!isr::ui::showKioskWindow(engine, controller.get(), options))
             return 1;
         return QGuiApplication::exec();

@@ -20,6 +20,39 @@ private slots:
         QCOMPARE(r.exitCode, 0);
         QVERIFY(r.out.find(isr::kVersion) != std::string::npos);
     }
+    // A bad configuration file stops the kiosk at start (exit 2) with a
+    // message naming the file, line and key; the command line overrides a
+    // good file's values but is still checked itself.
+    void configFile() {
+        isr::test::TempDir dir;
+        const QString conf = QString::fromStdString(dir.file("kiosk.conf"));
+        auto write = [&](const char* text) {
+            QFile f(conf);
+            QVERIFY(f.open(QIODevice::WriteOnly | QIODevice::Truncate));
+            f.write(text);
+        };
+        write("# comment\nidle_timeout = 10\nidle_warning = soon\n");
+        auto bad = isr::test::runProcess(kiosk_, {"--config", conf, "--fake-backend"});
+        QCOMPARE(bad.exitCode, 2);
+        QVERIFY2(bad.err.find(":3: idle_warning:") != std::string::npos, bad.err.c_str());
+
+        write("escape_chord = Ctrl+Q, Ctrl+W\n");
+        auto chord = isr::test::runProcess(kiosk_, {"--config=" + conf, "--fake-backend"});
+        QCOMPARE(chord.exitCode, 2);
+        QVERIFY2(chord.err.find(":1: escape_chord:") != std::string::npos, chord.err.c_str());
+
+        auto missing = isr::test::runProcess(kiosk_, {"--config", conf + ".absent", "--version"});
+        QCOMPARE(missing.exitCode, 2);
+
+        write("idle_timeout = 10\n");
+        auto override = isr::test::runProcess(
+            kiosk_, {"--config", conf, "--fake-backend", "--idle-timeout", "0"});
+        QCOMPARE(override.exitCode, 2);
+        QVERIFY2(override.err.find("--idle-timeout") != std::string::npos, override.err.c_str());
+
+        auto good = isr::test::runProcess(kiosk_, {"--config", conf, "--version"});
+        QCOMPARE(good.exitCode, 0);
+    }
     void startsAndKeepsRunning() {
         QProcess proc;
         proc.setProcessChannelMode(QProcess::MergedChannels);

@@ -1,0 +1,212 @@
+#include "session/kioskconfig.h"
+
+#include "parcel/parcel.h"
+
+#include <charconv>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+namespace isr::session {
+
+namespace {
+
+std::string_view trim(std::string_view s) {
+    const char* blanks = " \t\r";
+    const auto b = s.find_first_not_of(blanks);
+    if (b == std::string_view::npos)
+        return {};
+    const auto e = s.find_last_not_of(blanks);
+    return s.substr(b, e - b + 1);
+}
+
+Result<int> parseSeconds(std::string_view v) {
+    int value = 0;
+    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), value);
+    if (ec != std::errc() || p != v.data() + v.size() || value <= 0)
+        return Error(Errc::InvalidArgument, "needs a positive whole number of seconds");
+    return value;
+}
+
+Result<bool> parseYesNo(std::string_view v) {
+    if (v == "yes")
+        return true;
+    if (v == "no")
+        return false;
+    return Error(Errc::InvalidArgument, "must be yes or no");
+}
+
+Status checkAbsolutePath(std::string_view v) {
+    if (v.empty() || v.front() != '/')
+        return Error(Errc::InvalidArgument, "must be an absolute path");
+    return {};
+}
+
+Status checkStoreUrl(std::string_view v) {
+    for (std::string_view scheme : {"file:///", "s3://", "s3s://"})
+        if (v.substr(0, scheme.size()) == scheme && v.size() > scheme.size())
+            return {};
+    if (!v.empty() && v.front() == '/')
+        return {};
+    return Error(Errc::InvalidArgument,
+                 "must be file:///path, /path, s3://host/bucket or s3s://host/bucket");
+}
+
+// Applies one key; the error message is completed with file, line and key by the caller.
+Status apply(KioskFile& f, const std::string& key, std::string_view v) {
+    KioskConfig& c = f.session;
+    if (key == "store") {
+        ISR_TRY_STATUS(checkStoreUrl(v));
+        c.storeUrl = std::string(v);
+    } else if (key == "store_read_credentials") {
+        ISR_TRY_STATUS(checkAbsolutePath(v));
+        f.readCredentialsPath = std::string(v);
+    } else if (key == "state_dir") {
+        ISR_TRY_STATUS(checkAbsolutePath(v));
+        c.stateDir = std::string(v);
+    } else if (key == "scratch_dir") {
+        ISR_TRY_STATUS(checkAbsolutePath(v));
+        c.scratchDir = std::string(v);
+    } else if (key == "guest_dir") {
+        ISR_TRY_STATUS(checkAbsolutePath(v));
+        c.guestDir = std::string(v);
+    } else if (key == "cache_size") {
+        ISR_TRY_ASSIGN(auto bytes, parseSize(v));
+        if (bytes == 0)
+            return Error(Errc::InvalidArgument, "must be more than 0");
+        c.cacheCapBytes = bytes;
+    } else if (key == "hoard_bandwidth") {
+        ISR_TRY_ASSIGN(auto bytes, parseSize(v));
+        c.hoardBandwidth = bytes;
+    } else if (key == "idle_timeout") {
+        ISR_TRY_ASSIGN(f.ui.idleTimeoutSeconds, parseSeconds(v));
+    } else if (key == "idle_warning") {
+        ISR_TRY_ASSIGN(f.ui.idleWarningSeconds, parseSeconds(v));
+    } else if (key == "escape_chord") {
+        if (v.empty())
+            return Error(Errc::InvalidArgument, "must name a key chord, e.g. Ctrl+Alt+Shift+Q");
+        f.ui.escapeChord = std::string(v);
+    } else if (key == "accelerator") {
+        if (v == "auto")
+            c.accelerator.clear();
+        else if (v == "kvm" || v == "tcg")
+            c.accelerator = std::string(v);
+        else
+            return Error(Errc::InvalidArgument, "must be auto, kvm or tcg");
+    } else if (key == "device_allow_list") {
+        if (!v.empty())
+            return Error(Errc::Unsupported,
+                         "device pass-through is not supported yet: leave it empty");
+    } else if (key == "virtual_keyboard") {
+        ISR_TRY_ASSIGN(f.ui.virtualKeyboard, parseYesNo(v));
+    } else if (key == "kiosk_id") {
+        if (v.empty())
+            return Error(Errc::InvalidArgument, "must not be empty");
+        c.kioskId = std::string(v);
+    } else if (key == "parcel") {
+        ISR_TRY_STATUS(parcel::validateName("parcel name", v));
+        f.ui.parcel = std::string(v);
+    } else {
+        return Error(Errc::InvalidArgument, "unknown key");
+    }
+    return {};
+}
+
+} // namespace
+
+Result<std::uint64_t> parseSize(std::string_view text) {
+    std::string_view digits = text;
+    unsigned shift = 0;
+    if (!digits.empty()) {
+        switch (digits.back()) {
+        case 'K':
+            shift = 10;
+            break;
+        case 'M':
+            shift = 20;
+            break;
+        case 'G':
+            shift = 30;
+            break;
+        case 'T':
+            shift = 40;
+            break;
+        default:
+            break;
+        }
+        if (shift)
+            digits.remove_suffix(1);
+    }
+    std::uint64_t value = 0;
+    auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+    if (digits.empty() || ec != std::errc() || p != digits.data() + digits.size())
+        return Error(Errc::InvalidArgument, "'" + std::string(text) +
+                                                "' is not a size (digits with an optional K, M, "
+                                                "G or T suffix)");
+    if (shift && value > (std::numeric_limits<std::uint64_t>::max() >> shift))
+        return Error(Errc::InvalidArgument, "'" + std::string(text) + "' is too large");
+    return value << shift;
+}
+
+Result<KioskFile> parseKioskConfig(std::string_view text, const std::string& origin) {
+    KioskFile f;
+    int lineNo = 0;
+    while (!text.empty()) {
+        const auto nl = text.find('\n');
+        std::string_view line = text.substr(0, nl);
+        text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
+        ++lineNo;
+        const std::string where = origin + ":" + std::to_string(lineNo);
+        line = trim(line);
+        if (line.empty() || line.front() == '#')
+            continue;
+        const auto eq = line.find('=');
+        if (eq == std::string_view::npos)
+            return Error(Errc::InvalidArgument, where + ": expected 'key = value'");
+        const std::string key(trim(line.substr(0, eq)));
+        const std::string_view value = trim(line.substr(eq + 1));
+        if (key.empty())
+            return Error(Errc::InvalidArgument, where + ": missing key before '='");
+        if (f.keys.count(key))
+            return Error(Errc::InvalidArgument, where + ": " + key + ": set twice");
+        if (auto st = apply(f, key, value); !st.ok())
+            return Error(st.error().code, where + ": " + key + ": " + st.error().message);
+        if (key == "escape_chord")
+            f.ui.escapeChordOrigin = where;
+        f.keys.insert(key);
+    }
+    return f;
+}
+
+Result<store::Credentials> readCredentialsFile(const std::string& path) {
+    std::ifstream in(path);
+    if (!in)
+        return Error(Errc::Io, "cannot read " + path);
+    std::string access, secret;
+    std::getline(in, access);
+    std::getline(in, secret);
+    store::Credentials c{std::string(trim(access)), std::string(trim(secret))};
+    if (c.accessKey.empty() || c.secretKey.empty())
+        return Error(Errc::InvalidArgument,
+                     path + ": needs the access key on line 1 and the secret key on line 2");
+    return c;
+}
+
+Result<KioskFile> loadKioskConfig(const std::string& path) {
+    std::ifstream in(path);
+    if (!in)
+        return Error(Errc::Io, "cannot read the kiosk configuration " + path);
+    std::stringstream text;
+    text << in.rdbuf();
+    ISR_TRY_ASSIGN(auto f, parseKioskConfig(text.str(), path));
+    if (!f.readCredentialsPath.empty()) {
+        auto creds = readCredentialsFile(f.readCredentialsPath);
+        if (!creds.ok())
+            return Error(creds.error().code,
+                         path + ": store_read_credentials: " + creds.error().message);
+        f.session.storeOptions.readCredentials = std::move(creds).value();
+    }
+    return f;
+}
+
+} // namespace isr::session

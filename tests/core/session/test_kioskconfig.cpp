@@ -1,0 +1,187 @@
+// Tests for core/session/kioskconfig: the kiosk.conf parser accepts the
+// documented example and refuses every kind of bad line with file, line and key.
+#include "session/kioskconfig.h"
+#include "testsupport.h"
+
+#include <QTest>
+#include <fstream>
+
+using namespace isr;
+using namespace isr::session;
+using isr::test::TempDir;
+
+namespace {
+void writeFile(const std::string& path, const std::string& text) {
+    std::ofstream out(path);
+    out << text;
+}
+} // namespace
+
+class TestKioskConfig : public QObject {
+    Q_OBJECT
+private slots:
+    void goodFile() {
+        auto f = parseKioskConfig("# a comment\n"
+                                  "\n"
+                                  "store = s3s://rgw.example.org/isr\n"
+                                  "  state_dir=/var/lib/isr  \n"
+                                  "cache_size = 8G\n"
+                                  "scratch_dir = /dev/shm\n"
+                                  "guest_dir = /usr/share/isr/guest\n"
+                                  "idle_timeout = 900\n"
+                                  "idle_warning = 45\n"
+                                  "escape_chord = Ctrl+Alt+Shift+Q\n"
+                                  "accelerator = tcg\n"
+                                  "device_allow_list =\n"
+                                  "hoard_bandwidth = 10M\n"
+                                  "virtual_keyboard = yes\n"
+                                  "kiosk_id = library-2\n"
+                                  "parcel = work\n",
+                                  "kiosk.conf");
+        QVERIFY2(f.ok(), f.ok() ? "" : f.error().message.c_str());
+        QCOMPARE(f->session.storeUrl, std::string("s3s://rgw.example.org/isr"));
+        QCOMPARE(f->session.stateDir, std::string("/var/lib/isr"));
+        QCOMPARE(f->session.cacheCapBytes, std::uint64_t(8) << 30);
+        QCOMPARE(f->session.scratchDir, std::string("/dev/shm"));
+        QCOMPARE(f->session.guestDir, std::string("/usr/share/isr/guest"));
+        QCOMPARE(f->session.accelerator, std::string("tcg"));
+        QCOMPARE(f->session.hoardBandwidth, std::uint64_t(10) << 20);
+        QCOMPARE(f->session.kioskId, std::string("library-2"));
+        QCOMPARE(f->ui.idleTimeoutSeconds, 900);
+        QCOMPARE(f->ui.idleWarningSeconds, 45);
+        QCOMPARE(f->ui.escapeChord, std::string("Ctrl+Alt+Shift+Q"));
+        QCOMPARE(f->ui.escapeChordOrigin, std::string("kiosk.conf:10"));
+        QVERIFY(f->ui.virtualKeyboard);
+        QCOMPARE(f->ui.parcel, std::string("work"));
+        QVERIFY(f->has("store"));
+        QVERIFY(!f->has("store_read_credentials"));
+    }
+
+    void defaultsWhenEmpty() {
+        auto f = parseKioskConfig("", "empty");
+        QVERIFY(f.ok());
+        QVERIFY(f->keys.empty());
+        QCOMPARE(f->ui.idleTimeoutSeconds, 600);
+        QCOMPARE(f->ui.idleWarningSeconds, 30);
+        QCOMPARE(f->session.cacheCapBytes, std::uint64_t(8) << 30);
+        auto a = parseKioskConfig("accelerator = auto\nvirtual_keyboard = no\n", "x");
+        QVERIFY(a.ok());
+        QCOMPARE(a->session.accelerator, std::string());
+        QVERIFY(!a->ui.virtualKeyboard);
+    }
+
+    void sizes() {
+        QCOMPARE(*parseSize("0"), std::uint64_t(0));
+        QCOMPARE(*parseSize("1234"), std::uint64_t(1234));
+        QCOMPARE(*parseSize("4K"), std::uint64_t(4096));
+        QCOMPARE(*parseSize("2T"), std::uint64_t(2) << 40);
+        for (const char* bad :
+             {"", "G", "8g", "8GB", "-1", "1.5G", " 8G", "99999999999T", "18446744073709551616"}) {
+            auto s = parseSize(bad);
+            QVERIFY2(!s.ok(), bad);
+            QCOMPARE(s.error().code, Errc::InvalidArgument);
+        }
+    }
+
+    void badLines_data() {
+        QTest::addColumn<QString>("text");
+        QTest::addColumn<QString>("expected"); // part of the message
+        QTest::newRow("unknown key") << "store = /s\nfrobnicate = 1\n"
+                                     << "x.conf:2: frobnicate: unknown key";
+        QTest::newRow("no equals") << "# c\nstore /s\n"
+                                   << "x.conf:2: expected 'key = value'";
+        QTest::newRow("no key") << "= 3\n"
+                                << "x.conf:1: missing key";
+        QTest::newRow("duplicate") << "idle_timeout = 5\nidle_timeout = 6\n"
+                                   << "x.conf:2: idle_timeout: set twice";
+        QTest::newRow("bad store") << "store = http://x/y\n"
+                                   << "x.conf:1: store: must be";
+        QTest::newRow("empty store") << "store =\n"
+                                     << "x.conf:1: store: must be";
+        QTest::newRow("relative state_dir") << "state_dir = var/lib\n"
+                                            << "x.conf:1: state_dir: must be an absolute path";
+        QTest::newRow("relative scratch_dir") << "scratch_dir = shm\n"
+                                              << "x.conf:1: scratch_dir: must be an absolute";
+        QTest::newRow("empty guest_dir") << "guest_dir =\n"
+                                         << "x.conf:1: guest_dir: must be an absolute";
+        QTest::newRow("relative creds") << "store_read_credentials = keys\n"
+                                        << "x.conf:1: store_read_credentials: must be an absolute";
+        QTest::newRow("bad size") << "\ncache_size = 8 GB\n"
+                                  << "x.conf:2: cache_size: '8 GB' is not a size";
+        QTest::newRow("zero cache") << "cache_size = 0\n"
+                                    << "x.conf:1: cache_size: must be more than 0";
+        QTest::newRow("bad bandwidth") << "hoard_bandwidth = fast\n"
+                                       << "x.conf:1: hoard_bandwidth: 'fast' is not a size";
+        QTest::newRow("zero idle") << "idle_timeout = 0\n"
+                                   << "x.conf:1: idle_timeout: needs a positive";
+        QTest::newRow("text idle") << "idle_warning = soon\n"
+                                   << "x.conf:1: idle_warning: needs a positive";
+        QTest::newRow("idle suffix") << "idle_timeout = 10m\n"
+                                     << "x.conf:1: idle_timeout: needs a positive";
+        QTest::newRow("empty chord") << "escape_chord =\n"
+                                     << "x.conf:1: escape_chord: must name";
+        QTest::newRow("bad accel") << "accelerator = xen\n"
+                                   << "x.conf:1: accelerator: must be auto, kvm or tcg";
+        QTest::newRow("devices")
+            << "device_allow_list = usb:1234:5678\n"
+            << "x.conf:1: device_allow_list: device pass-through is not supported";
+        QTest::newRow("bad yes/no") << "virtual_keyboard = true\n"
+                                    << "x.conf:1: virtual_keyboard: must be yes or no";
+        QTest::newRow("empty kiosk_id") << "kiosk_id =\n"
+                                        << "x.conf:1: kiosk_id: must not be empty";
+        QTest::newRow("bad parcel") << "parcel = ../etc\n"
+                                    << "x.conf:1: parcel:";
+    }
+    void badLines() {
+        QFETCH(QString, text);
+        QFETCH(QString, expected);
+        auto f = parseKioskConfig(text.toStdString(), "x.conf");
+        QVERIFY(!f.ok());
+        QVERIFY(f.error().code == Errc::InvalidArgument || f.error().code == Errc::Unsupported);
+        QVERIFY2(f.error().message.find(expected.toStdString()) != std::string::npos,
+                 f.error().message.c_str());
+    }
+
+    void loadWithCredentials() {
+        TempDir dir;
+        const std::string creds = dir.path() + "/read.keys";
+        const std::string conf = dir.path() + "/kiosk.conf";
+        writeFile(creds, "AKIAREAD\nsecret/with+chars\n");
+        writeFile(conf, "store = s3://rgw:8000/isr\nstore_read_credentials = " + creds + "\n");
+        auto f = loadKioskConfig(conf);
+        QVERIFY2(f.ok(), f.ok() ? "" : f.error().message.c_str());
+        QCOMPARE(f->session.storeOptions.readCredentials.accessKey, std::string("AKIAREAD"));
+        QCOMPARE(f->session.storeOptions.readCredentials.secretKey,
+                 std::string("secret/with+chars"));
+
+        writeFile(creds, "AKIAONLY\n");
+        auto half = loadKioskConfig(conf);
+        QVERIFY(!half.ok());
+        QVERIFY2(half.error().message.find("store_read_credentials") != std::string::npos,
+                 half.error().message.c_str());
+
+        writeFile(conf, "store_read_credentials = " + dir.path() + "/missing\n");
+        auto missing = loadKioskConfig(conf);
+        QVERIFY(!missing.ok());
+        QCOMPARE(missing.error().code, Errc::Io);
+
+        auto none = loadKioskConfig(dir.path() + "/nope.conf");
+        QVERIFY(!none.ok());
+        QCOMPARE(none.error().code, Errc::Io);
+    }
+
+    void exampleFileParses() {
+        auto f = parseKioskConfig(
+            [] {
+                std::ifstream in(ISR_SOURCE_DIR "/packaging/kiosk.conf.example");
+                return std::string(std::istreambuf_iterator<char>(in), {});
+            }(),
+            "kiosk.conf.example");
+        QVERIFY2(f.ok(), f.ok() ? "" : f.error().message.c_str());
+        QVERIFY(f->has("state_dir"));
+        QVERIFY(!f->has("store")); // each kiosk names its own store
+    }
+};
+
+QTEST_GUILESS_MAIN(TestKioskConfig)
+#include "test_kioskconfig.moc"
