@@ -120,6 +120,10 @@ public:
     Q_INVOKABLE virtual void suspendAndLeave() = 0;
     Q_INVOKABLE virtual void retry() = 0;
     Q_INVOKABLE virtual void acknowledge() = 0;
+    // Asks for a fresh display connection while Running (the VM's VNC server
+    // may drop a client, e.g. while a booting guest switches video modes);
+    // displayReady follows. The fake backend has nothing to reconnect.
+    Q_INVOKABLE virtual void reconnectDisplay() {}
 
 signals:
     void stageChanged(isr::ui::SessionBackend::Stage stage);

@@ -220,4 +220,14 @@ void SessionController::acknowledge() {
     cancel();
 }
 
+void SessionController::reconnectDisplay() {
+    post([this] {
+        if (!session_ || session_->stage() != session::Stage::Running)
+            return;
+        auto fd = session_->openDisplay();
+        if (fd.ok())
+            onGui([this, f = *fd] { setDisplayFd(f); });
+    });
+}
+
 } // namespace isr::ui

@@ -8,6 +8,9 @@
 // property. Never a BlockingQueuedConnection: the worker must not wait on
 // the GUI (KRDC's comment about exit deadlocks applies here too).
 
+#include "session/session.h"
+#include "sessionbackend.h"
+
 #include <QTimer>
 #include <condition_variable>
 #include <deque>
@@ -15,9 +18,6 @@
 #include <memory>
 #include <mutex>
 #include <thread>
-
-#include "session/session.h"
-#include "sessionbackend.h"
 
 namespace isr::ui {
 
@@ -37,6 +37,7 @@ public:
     void suspendAndLeave() override;
     void retry() override;
     void acknowledge() override;
+    void reconnectDisplay() override;
 
 private:
     void post(std::function<void()> job);         // runs on the worker, in order

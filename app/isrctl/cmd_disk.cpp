@@ -1,16 +1,16 @@
 // isrctl disk serve: a parcel's disk over NBD on a UNIX socket, for
 // inspection, tests and benchmarks. Writes go to an encrypted session
 // overlay and are discarded at exit unless --commit makes them a new version.
+#include "cache/cache.h"
+#include "cli.h"
+#include "disk/nbd_server.h"
+#include "disk/parcel_disk.h"
+
 #include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <unistd.h>
-
-#include "cache/cache.h"
-#include "cli.h"
-#include "disk/nbd_server.h"
-#include "disk/parcel_disk.h"
 
 namespace isr::cli {
 namespace {

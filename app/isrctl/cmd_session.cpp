@@ -3,6 +3,11 @@
 // or SIGINT (what `session suspend` sends), then suspends and leaves.
 // Progress goes to the terminal and to <kiosk dir>/status.json, which
 // `session status` reads; nothing listens on any socket.
+#include "cli.h"
+#include "session/kioskconfig.h"
+#include "session/session.h"
+#include "util/process.h"
+
 #include <atomic>
 #include <cerrno>
 #include <csignal>
@@ -15,11 +20,6 @@
 #include <sstream>
 #include <thread>
 #include <unistd.h>
-
-#include "cli.h"
-#include "session/kioskconfig.h"
-#include "session/session.h"
-#include "util/process.h"
 
 namespace isr::cli {
 namespace {
@@ -37,7 +37,9 @@ std::string defaultDataDir() {
     return "/var/lib/isr";
 }
 
-std::string absolute(const std::string& p) { return fs::absolute(p).lexically_normal().string(); }
+std::string absolute(const std::string& p) {
+    return fs::absolute(p).lexically_normal().string();
+}
 
 // Writes status.json atomically (temp + rename) for `session status`.
 class StatusFile {
@@ -156,13 +158,14 @@ int resume(const std::vector<std::string>& argv) {
                          formatBytes(p.done).c_str(), formatBytes(p.total).c_str(),
                          formatBytes(std::uint64_t(p.bytesPerSecond)).c_str());
         status.update([&](json::Object& o) {
-            o["progress"] = json::Object{{"what", p.what}, {"done", p.done}, {"total", p.total},
-                                         {"rate", p.bytesPerSecond}};
+            o["progress"] = json::Object{
+                {"what", p.what}, {"done", p.done}, {"total", p.total}, {"rate", p.bytesPerSecond}};
         });
     };
     listener.failed = [&](const session::Failure& f) {
         std::fprintf(stderr, "%s%s failed (%s): %s\n", tty ? "\r\033[K" : "",
-                     session::stageName(f.stage), session::errorKindName(f.kind), f.message.c_str());
+                     session::stageName(f.stage), session::errorKindName(f.kind),
+                     f.message.c_str());
         status.update([&](json::Object& o) {
             o["error"] = json::Object{{"stage", session::stageName(f.stage)},
                                       {"kind", session::errorKindName(f.kind)},
@@ -200,8 +203,9 @@ int resume(const std::vector<std::string>& argv) {
         o["serial_socket"] = sess.serialSocketPath();
         o["timeline"] = timelineJson(sess.timeline());
     });
-    std::fprintf(stderr, "running %s/%s (version %llu, %s); send SIGTERM or run 'isrctl session "
-                         "suspend' to suspend and leave\n",
+    std::fprintf(stderr,
+                 "running %s/%s (version %llu, %s); send SIGTERM or run 'isrctl session "
+                 "suspend' to suspend and leave\n",
                  user.c_str(), parcelName.c_str(), (unsigned long long)sess.baseVersion(),
                  sess.accelerator().c_str());
 
@@ -211,7 +215,8 @@ int resume(const std::vector<std::string>& argv) {
         while (!stopHoardReport) {
             auto h = sess.hoard();
             status.update([&](json::Object& o) {
-                o["hoard"] = json::Object{{"chunks_done", h.chunksDone}, {"chunks_total", h.chunksTotal}};
+                o["hoard"] =
+                    json::Object{{"chunks_done", h.chunksDone}, {"chunks_total", h.chunksTotal}};
             });
             for (int i = 0; i < 10 && !stopHoardReport; ++i)
                 std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -262,7 +267,8 @@ int suspend(const std::vector<std::string>& argv) {
     if (::kill(pid_t(pid), SIGTERM) != 0)
         return fail("cannot signal session " + std::to_string(pid) + ": " + std::strerror(errno));
     auto timeout = parseDuration(args->optionOr("timeout", "30m"));
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout.ok() ? *timeout : 1800);
+    auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::seconds(timeout.ok() ? *timeout : 1800);
     // Done when the session wrote its exit status (its process may linger as
     // a zombie of whoever started it) or when the process is gone.
     auto finished = [&] {
@@ -284,7 +290,8 @@ int suspend(const std::vector<std::string>& argv) {
     if (!exitCode.ok() || *exitCode != 0)
         return fail("suspend failed; see " + dir + "/status.json");
     if (!args->flag("json"))
-        std::printf("suspended: committed version %lld\n", (long long)(committed.ok() ? *committed : 0));
+        std::printf("suspended: committed version %lld\n",
+                    (long long)(committed.ok() ? *committed : 0));
     return kExitOk;
 }
 
@@ -306,7 +313,8 @@ int statusCmd(const std::vector<std::string>& argv) {
     std::printf("stage: %s\n", stage.ok() ? stage->c_str() : "?");
     if (const auto* p = st->find("progress"))
         std::printf("progress: %s %lld / %lld\n", p->getString("what").valueOr("").c_str(),
-                    (long long)p->getInt("done").valueOr(0), (long long)p->getInt("total").valueOr(0));
+                    (long long)p->getInt("done").valueOr(0),
+                    (long long)p->getInt("total").valueOr(0));
     if (const auto* h = st->find("hoard"))
         std::printf("hoard: %lld / %lld chunks\n", (long long)h->getInt("chunks_done").valueOr(0),
                     (long long)h->getInt("chunks_total").valueOr(0));
@@ -356,14 +364,16 @@ int demoInit(const std::vector<std::string>& argv) {
         if (auto st = parcel::initStore(**s, crypto::KdfParams::interactive()); !st.ok())
             return fail(st.error());
     }
-    if (auto st = parcel::createAccount(**s, "demo", "demo"); !st.ok() && st.error().code != Errc::AlreadyExists)
+    if (auto st = parcel::createAccount(**s, "demo", "demo");
+        !st.ok() && st.error().code != Errc::AlreadyExists)
         return fail(st.error());
     auto secrets = parcel::signIn(**s, "demo", "demo");
     if (!secrets.ok())
         return fail(secrets.error());
     parcel::Parcels parcels(**s, std::move(*secrets));
     if (parcels.latest("demo").ok()) {
-        std::printf("demo already set up: store %s, user demo, password demo, parcel demo\n", url.c_str());
+        std::printf("demo already set up: store %s, user demo, password demo, parcel demo\n",
+                    url.c_str());
         return kExitOk;
     }
     parcel::ImportOptions options;
@@ -376,7 +386,8 @@ int demoInit(const std::vector<std::string>& argv) {
         options.vm.memoryMiB = std::uint32_t(*bytes >> 20);
     }
     options.kiosk = "demo-init";
-    auto stats = parcel::importImage(parcels, "demo", guestDir + "/home.ext4", options, terminalProgress());
+    auto stats =
+        parcel::importImage(parcels, "demo", guestDir + "/home.ext4", options, terminalProgress());
     endProgress();
     if (!stats.ok())
         return fail(stats.error());
@@ -385,11 +396,11 @@ int demoInit(const std::vector<std::string>& argv) {
     return kExitOk;
 }
 
-CommandRegistration regResume({"session resume",
-                               "USER PARCEL [--config FILE] [--kiosk-dir DIR] [--guest-dir DIR] [--take-over] "
-                               "[--accel kvm|tcg] [--serial] [--password-stdin]",
-                               "resume a parcel headless; SIGTERM/SIGINT suspends and leaves",
-                               resume});
+CommandRegistration
+    regResume({"session resume",
+               "USER PARCEL [--config FILE] [--kiosk-dir DIR] [--guest-dir DIR] [--take-over] "
+               "[--accel kvm|tcg] [--serial] [--password-stdin]",
+               "resume a parcel headless; SIGTERM/SIGINT suspends and leaves", resume});
 CommandRegistration regSuspend({"session suspend", "[--kiosk-dir DIR] [--json]",
                                 "suspend and leave the session running in that kiosk directory",
                                 suspend});

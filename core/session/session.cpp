@@ -1,21 +1,6 @@
 // The session state machine (see session.h for the stages and transitions).
 #include "session/session.h"
 
-#include <algorithm>
-#include <atomic>
-#include <cctype>
-#include <cerrno>
-#include <fcntl.h>
-#include <condition_variable>
-#include <cstring>
-#include <filesystem>
-#include <mutex>
-#include <sstream>
-#include <sys/stat.h>
-#include <sys/types.h>
-#include <thread>
-#include <unistd.h>
-
 #include "cache/cache.h"
 #include "crypto/crypto.h"
 #include "disk/nbd_server.h"
@@ -24,6 +9,21 @@
 #include "util/log.h"
 #include "vm/vm.h"
 
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <fcntl.h>
+#include <filesystem>
+#include <mutex>
+#include <sstream>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <thread>
+#include <unistd.h>
+
 namespace isr::session {
 
 namespace fs = std::filesystem;
@@ -31,29 +31,46 @@ using Clock = std::chrono::steady_clock;
 
 const char* stageName(Stage stage) {
     switch (stage) {
-    case Stage::SignedOut: return "signed out";
-    case Stage::Authenticating: return "authenticating";
-    case Stage::CheckingOut: return "checking out";
-    case Stage::Fetching: return "fetching";
-    case Stage::Restoring: return "restoring";
-    case Stage::Running: return "running";
-    case Stage::Suspending: return "suspending";
-    case Stage::Wiping: return "wiping";
-    case Stage::Failed: return "failed";
+    case Stage::SignedOut:
+        return "signed out";
+    case Stage::Authenticating:
+        return "authenticating";
+    case Stage::CheckingOut:
+        return "checking out";
+    case Stage::Fetching:
+        return "fetching";
+    case Stage::Restoring:
+        return "restoring";
+    case Stage::Running:
+        return "running";
+    case Stage::Suspending:
+        return "suspending";
+    case Stage::Wiping:
+        return "wiping";
+    case Stage::Failed:
+        return "failed";
     }
     return "?";
 }
 
 bool isLegalTransition(Stage from, Stage to) {
     switch (from) {
-    case Stage::SignedOut: return to == Stage::Authenticating;
-    case Stage::Authenticating: return to == Stage::CheckingOut || to == Stage::Failed;
-    case Stage::CheckingOut: return to == Stage::Fetching || to == Stage::Failed;
-    case Stage::Fetching: return to == Stage::Restoring || to == Stage::Failed;
-    case Stage::Restoring: return to == Stage::Running || to == Stage::Failed;
-    case Stage::Running: return to == Stage::Suspending || to == Stage::Failed || to == Stage::Wiping;
-    case Stage::Suspending: return to == Stage::Wiping || to == Stage::Failed;
-    case Stage::Wiping: return to == Stage::SignedOut || to == Stage::Failed;
+    case Stage::SignedOut:
+        return to == Stage::Authenticating;
+    case Stage::Authenticating:
+        return to == Stage::CheckingOut || to == Stage::Failed;
+    case Stage::CheckingOut:
+        return to == Stage::Fetching || to == Stage::Failed;
+    case Stage::Fetching:
+        return to == Stage::Restoring || to == Stage::Failed;
+    case Stage::Restoring:
+        return to == Stage::Running || to == Stage::Failed;
+    case Stage::Running:
+        return to == Stage::Suspending || to == Stage::Failed || to == Stage::Wiping;
+    case Stage::Suspending:
+        return to == Stage::Wiping || to == Stage::Failed;
+    case Stage::Wiping:
+        return to == Stage::SignedOut || to == Stage::Failed;
     case Stage::Failed:
         return to == Stage::CheckingOut || to == Stage::Suspending || to == Stage::Wiping ||
                to == Stage::Authenticating || to == Stage::SignedOut;
@@ -63,27 +80,41 @@ bool isLegalTransition(Stage from, Stage to) {
 
 const char* errorKindName(ErrorKind kind) {
     switch (kind) {
-    case ErrorKind::None: return "none";
-    case ErrorKind::WrongCredentials: return "wrong credentials";
-    case ErrorKind::StoreUnreachable: return "store unreachable";
-    case ErrorKind::LockedElsewhere: return "locked elsewhere";
-    case ErrorKind::Corrupt: return "corrupt";
-    case ErrorKind::NoSpace: return "no space";
-    case ErrorKind::VmFailed: return "VM failed";
-    case ErrorKind::Internal: return "internal";
+    case ErrorKind::None:
+        return "none";
+    case ErrorKind::WrongCredentials:
+        return "wrong credentials";
+    case ErrorKind::StoreUnreachable:
+        return "store unreachable";
+    case ErrorKind::LockedElsewhere:
+        return "locked elsewhere";
+    case ErrorKind::Corrupt:
+        return "corrupt";
+    case ErrorKind::NoSpace:
+        return "no space";
+    case ErrorKind::VmFailed:
+        return "VM failed";
+    case ErrorKind::Internal:
+        return "internal";
     }
     return "?";
 }
 
 ErrorKind classify(const Error& error) {
     switch (error.code) {
-    case Errc::AuthFailed: return ErrorKind::WrongCredentials;
+    case Errc::AuthFailed:
+        return ErrorKind::WrongCredentials;
     case Errc::Transient:
-    case Errc::AccessDenied: return ErrorKind::StoreUnreachable;
-    case Errc::Locked: return ErrorKind::LockedElsewhere;
-    case Errc::Corrupt: return ErrorKind::Corrupt;
-    case Errc::NoSpace: return ErrorKind::NoSpace;
-    default: return ErrorKind::Internal;
+    case Errc::AccessDenied:
+        return ErrorKind::StoreUnreachable;
+    case Errc::Locked:
+        return ErrorKind::LockedElsewhere;
+    case Errc::Corrupt:
+        return ErrorKind::Corrupt;
+    case Errc::NoSpace:
+        return ErrorKind::NoSpace;
+    default:
+        return ErrorKind::Internal;
     }
 }
 
@@ -138,7 +169,9 @@ public:
                 up += items[i].data.size();
         return results;
     }
-    void setWriteCredentials(const store::Credentials& c) override { inner_->setWriteCredentials(c); }
+    void setWriteCredentials(const store::Credentials& c) override {
+        inner_->setWriteCredentials(c);
+    }
 
 private:
     Result<Bytes> count(Result<Bytes> r) {
@@ -196,7 +229,7 @@ struct Session::Impl {
     mutable std::mutex diskMutex;           // lets hoard() run on any thread
     std::unique_ptr<disk::NbdServer> nbd;
     std::optional<vm::Vm> machine;
-    bool memorySaved = false; // savePath holds this session's saved VM
+    bool memorySaved = false;                           // savePath holds this session's saved VM
     std::optional<std::vector<chunk::ChunkRef>> recipe; // memory image uploaded
 
     std::thread heartbeatThread;
@@ -222,8 +255,8 @@ struct Session::Impl {
         {
             std::lock_guard lock_(mutex);
             if (!isLegalTransition(stage, next)) {
-                ISR_LOG_ERROR("session") << "illegal transition " << stageName(stage) << " -> "
-                                         << stageName(next);
+                ISR_LOG_ERROR("session")
+                    << "illegal transition " << stageName(stage) << " -> " << stageName(next);
             }
             closeTimelineEntry();
             stage = next;
@@ -319,22 +352,24 @@ struct Session::Impl {
             return fail(Stage::CheckingOut,
                         Error(Errc::Locked, "your computer is open at another kiosk (" + h.kiosk +
                                                 ") since " + std::to_string(h.since)),
-                        "Take it over to continue here (unsaved work there is lost), or cancel",
-                        h);
+                        "Take it over to continue here (unsaved work there is lost), or cancel", h);
         }
         lock = attempt.lock;
         haveLock = true;
         auto latest = parcels->latest(parcelName);
         if (!latest.ok())
-            return fail(Stage::CheckingOut, latest.error(), "Check the parcel name or ask an administrator");
+            return fail(Stage::CheckingOut, latest.error(),
+                        "Check the parcel name or ask an administrator");
         auto m = parcels->manifest(parcelName, *latest);
         if (!m.ok())
-            return fail(Stage::CheckingOut, m.error(), "The store's copy is damaged; an administrator can roll back to an earlier version");
+            return fail(Stage::CheckingOut, m.error(),
+                        "The store's copy is damaged; an administrator can roll back to an earlier "
+                        "version");
         base = std::move(*m);
         if (base.vm.boot != "demo-guest")
             return fail(Stage::CheckingOut,
-                        Error(Errc::Unsupported, "boot profile '" + base.vm.boot +
-                                                     "' is not available on this kiosk"),
+                        Error(Errc::Unsupported,
+                              "boot profile '" + base.vm.boot + "' is not available on this kiosk"),
                         "Use a kiosk with that profile");
         startHeartbeat();
         return {};
@@ -344,7 +379,8 @@ struct Session::Impl {
         heartbeatStop = false;
         heartbeatThread = std::thread([this] {
             std::unique_lock lk(heartbeatMutex);
-            while (!heartbeatWake.wait_for(lk, config.heartbeatInterval, [this] { return heartbeatStop; })) {
+            while (!heartbeatWake.wait_for(lk, config.heartbeatInterval,
+                                           [this] { return heartbeatStop; })) {
                 lk.unlock();
                 auto st = parcels->heartbeat(parcelName, lock);
                 if (!st.ok()) {
@@ -408,7 +444,8 @@ struct Session::Impl {
             enter(Stage::Restoring);
             auto booted = hypervisor->boot(spec);
             if (!booted.ok())
-                return fail(Stage::Restoring, booted.error(), "The virtual machine could not start; try again");
+                return fail(Stage::Restoring, booted.error(),
+                            "The virtual machine could not start; try again");
             machine.emplace(std::move(*booted));
             return {};
         }
@@ -417,7 +454,8 @@ struct Session::Impl {
         std::string fifo = scratchDir + "/restore.fifo";
         ::unlink(fifo.c_str());
         if (::mkfifo(fifo.c_str(), 0600) != 0)
-            return fail(Stage::Fetching, Error(Errc::Io, std::string("mkfifo: ") + std::strerror(errno)), "");
+            return fail(Stage::Fetching,
+                        Error(Errc::Io, std::string("mkfifo: ") + std::strerror(errno)), "");
         std::uint64_t total = 0;
         for (const auto& r : base.memory)
             total += r.length;
@@ -449,9 +487,11 @@ struct Session::Impl {
         ::unlink(fifo.c_str());
         if (!streamed.ok())
             return fail(Stage::Fetching, streamed.error(),
-                        "The saved memory image could not be fetched; try again, or an administrator can roll back");
+                        "The saved memory image could not be fetched; try again, or an "
+                        "administrator can roll back");
         if (!restored.ok())
-            return fail(Stage::Restoring, restored.error(), "The virtual machine could not be restored; try again");
+            return fail(Stage::Restoring, restored.error(),
+                        "The virtual machine could not be restored; try again");
         machine.emplace(std::move(*restored));
         if (auto t = machine->syncGuestTime(); !t.ok()) {
             ISR_LOG_INFO("session") << "guest clock not set: " << t.error().describe();
@@ -479,7 +519,8 @@ struct Session::Impl {
                 return fail(Stage::Suspending, Error(Errc::Internal, "no VM is running"), "");
             auto st = machine->save(savePath);
             if (!st.ok())
-                return fail(Stage::Suspending, st.error(), "The virtual machine could not be saved; try again");
+                return fail(Stage::Suspending, st.error(),
+                            "The virtual machine could not be saved; try again");
             machine.reset();
             memorySaved = true;
         }
@@ -493,19 +534,25 @@ struct Session::Impl {
                     ISR_TRY_ASSIGN(auto stats, parcels->uploadChunks(batch));
                     return memimg::Uploaded{stats.chunks, stats.bytes};
                 },
-                {}, [&](const memimg::Progress& p) { report("memory image", p.done, p.total, started); });
+                {},
+                [&](const memimg::Progress& p) {
+                    report("memory image", p.done, p.total, started);
+                });
             if (!chunked.ok())
-                return fail(Stage::Suspending, chunked.error(), "Could not send your memory image; check the network and try again");
+                return fail(Stage::Suspending, chunked.error(),
+                            "Could not send your memory image; check the network and try again");
             recipe = chunked->recipe;
         }
         auto table = disk->finalChunkTable();
         if (!table.ok())
             return fail(Stage::Suspending, table.error(), "");
-        auto uploaded = parcels->uploadChunks(table->newChunks, [&](std::string_view, std::uint64_t d, std::uint64_t t) {
-            report("disk", d, t, started);
-        });
+        auto uploaded = parcels->uploadChunks(
+            table->newChunks, [&](std::string_view, std::uint64_t d, std::uint64_t t) {
+                report("disk", d, t, started);
+            });
         if (!uploaded.ok())
-            return fail(Stage::Suspending, uploaded.error(), "Could not send your disk changes; check the network and try again");
+            return fail(Stage::Suspending, uploaded.error(),
+                        "Could not send your disk changes; check the network and try again");
         parcel::Manifest next = base;
         next.parent = base.version;
         next.created = 0;
@@ -514,20 +561,36 @@ struct Session::Impl {
         next.memory = *recipe;
         next.workingSet = table->workingSet;
         std::sort(next.workingSet.begin(), next.workingSet.end());
-        next.workingSet.erase(std::unique(next.workingSet.begin(), next.workingSet.end()), next.workingSet.end());
+        next.workingSet.erase(std::unique(next.workingSet.begin(), next.workingSet.end()),
+                              next.workingSet.end());
         auto n = parcels->commit(parcelName, next, {});
         if (!n.ok()) {
             if (n.error().code == Errc::Conflict)
                 return fail(Stage::Suspending, n.error(),
-                            "Another kiosk saved this computer after you took it; your session here cannot be saved over it");
-            return fail(Stage::Suspending, n.error(), "Could not save; check the network and try again");
+                            "Another kiosk saved this computer after you took it; your session "
+                            "here cannot be saved over it");
+            return fail(Stage::Suspending, n.error(),
+                        "Could not save; check the network and try again");
         }
         committed = *n;
         stopHeartbeat();
         if (auto st = parcels->unlock(parcelName, lock); !st.ok()) {
-            ISR_LOG_WARN("session") << "unlock failed (the next kiosk can take over): " << st.error().describe();
+            ISR_LOG_WARN("session")
+                << "unlock failed (the next kiosk can take over): " << st.error().describe();
         }
         haveLock = false;
+        return {};
+    }
+
+    // Suspending -> Wiping -> SignedOut; a failure stops in Failed with the
+    // saved state kept, so retry() comes back here.
+    Status suspendAndWipe() {
+        enter(Stage::Suspending);
+        ISR_TRY_STATUS(suspendSteps());
+        enter(Stage::Wiping);
+        wipeLocal();
+        signOut();
+        enter(Stage::SignedOut);
         return {};
     }
 
@@ -601,7 +664,8 @@ Result<std::unique_ptr<Session>> Session::create(KioskConfig config, Listener li
     auto impl = std::make_unique<Impl>();
     impl->config = config;
     impl->listener = std::move(listener);
-    ISR_TRY_ASSIGN(impl->cache, cache::ChunkCache::open(config.stateDir + "/cache", config.cacheCapBytes));
+    ISR_TRY_ASSIGN(impl->cache,
+                   cache::ChunkCache::open(config.stateDir + "/cache", config.cacheCapBytes));
     vm::HostConfig hc;
     hc.stateDir = config.stateDir;
     if (!config.guestDir.empty())
@@ -624,10 +688,12 @@ Status Session::resume(const std::string& user, const std::string& password,
                        const std::string& parcelName, bool takeOver) {
     Impl& s = *impl_;
     Stage now = stage();
-    bool continuing = now == Stage::Failed && s.parcels && s.user == user && s.parcelName == parcelName;
+    bool continuing =
+        now == Stage::Failed && s.parcels && s.user == user && s.parcelName == parcelName;
     if (!continuing) {
         if (now != Stage::SignedOut && now != Stage::Failed)
-            return Error(Errc::InvalidArgument, std::string("cannot resume while ") + stageName(now));
+            return Error(Errc::InvalidArgument,
+                         std::string("cannot resume while ") + stageName(now));
         s.wipeLocal();
         s.signOut();
         s.enter(Stage::Authenticating);
@@ -635,13 +701,15 @@ Status Session::resume(const std::string& user, const std::string& password,
         s.parcelName = parcelName;
         auto opened = store::openStore(s.config.storeUrl, s.config.storeOptions);
         if (!opened.ok())
-            return s.fail(Stage::Authenticating, opened.error(), "The store is unreachable; try again in a moment");
+            return s.fail(Stage::Authenticating, opened.error(),
+                          "The store is unreachable; try again in a moment");
         s.store = std::make_unique<CountingStore>(std::move(*opened), s.totalDown, s.totalUp);
         auto secrets = parcel::signIn(*s.store, user, password);
         if (!secrets.ok()) {
             s.store.reset();
             return s.fail(Stage::Authenticating, secrets.error(),
-                          secrets.error().code == Errc::AuthFailed ? "Check them and try again" : "Try again in a moment");
+                          secrets.error().code == Errc::AuthFailed ? "Check them and try again"
+                                                                   : "Try again in a moment");
         }
         if (!secrets->s3.accessKey.empty())
             s.store->setWriteCredentials(secrets->s3);
@@ -662,14 +730,16 @@ Status Session::resume(const std::string& user, const std::string& password,
             s.parcelName = "default";
         else
             return s.fail(Stage::CheckingOut,
-                          Error(Errc::NotFound, names->empty() ? "you have no computer in this store"
-                                                               : "you have several computers"),
+                          Error(Errc::NotFound, names->empty()
+                                                    ? "you have no computer in this store"
+                                                    : "you have several computers"),
                           "Ask an administrator which one this kiosk should open");
     }
     ISR_TRY_STATUS(s.checkOut(takeOver));
     s.enter(Stage::Fetching);
     if (auto st = s.makeDirectories(); !st.ok())
-        return s.fail(Stage::Fetching, st.error(), "The kiosk is out of space or misconfigured; tell staff");
+        return s.fail(Stage::Fetching, st.error(),
+                      "The kiosk is out of space or misconfigured; tell staff");
     if (auto st = s.openDisk(); !st.ok())
         return s.fail(Stage::Fetching, st.error(), "");
     ISR_TRY_STATUS(s.bringUpVm());
@@ -681,14 +751,9 @@ Status Session::resume(const std::string& user, const std::string& password,
 Status Session::suspendAndLeave() {
     Impl& s = *impl_;
     if (stage() != Stage::Running)
-        return Error(Errc::InvalidArgument, std::string("nothing to suspend while ") + stageName(stage()));
-    s.enter(Stage::Suspending);
-    ISR_TRY_STATUS(s.suspendSteps());
-    s.enter(Stage::Wiping);
-    s.wipeLocal();
-    s.signOut();
-    s.enter(Stage::SignedOut);
-    return {};
+        return Error(Errc::InvalidArgument,
+                     std::string("nothing to suspend while ") + stageName(stage()));
+    return s.suspendAndWipe();
 }
 
 Status Session::retry() {
@@ -696,15 +761,8 @@ Status Session::retry() {
     auto f = failure();
     if (stage() != Stage::Failed || !f)
         return Error(Errc::InvalidArgument, "nothing to retry");
-    if (f->stage == Stage::Suspending) {
-        s.enter(Stage::Suspending);
-        ISR_TRY_STATUS(s.suspendSteps());
-        s.enter(Stage::Wiping);
-        s.wipeLocal();
-        s.signOut();
-        s.enter(Stage::SignedOut);
-        return {};
-    }
+    if (f->stage == Stage::Suspending)
+        return s.suspendAndWipe();
     if (!s.parcels)
         return Error(Errc::InvalidArgument, "sign in again");
     return resume(s.user, "", s.parcelName, false);
@@ -743,15 +801,29 @@ std::vector<TimelineEntry> Session::timeline() const {
     std::lock_guard lock(impl_->mutex);
     return impl_->timeline;
 }
-std::string Session::userName() const { return impl_->user; }
-std::string Session::parcelName() const { return impl_->parcelName; }
-std::uint64_t Session::baseVersion() const { return impl_->base.version; }
-std::uint64_t Session::committedVersion() const { return impl_->committed; }
-std::string Session::serialSocketPath() const {
-    return impl_->config.serialConsole && !impl_->sessionDir.empty() ? impl_->sessionDir + "/serial.sock" : "";
+std::string Session::userName() const {
+    return impl_->user;
 }
-std::string Session::sessionDirectory() const { return impl_->sessionDir; }
-std::string Session::scratchDirectory() const { return impl_->scratchDir; }
+std::string Session::parcelName() const {
+    return impl_->parcelName;
+}
+std::uint64_t Session::baseVersion() const {
+    return impl_->base.version;
+}
+std::uint64_t Session::committedVersion() const {
+    return impl_->committed;
+}
+std::string Session::serialSocketPath() const {
+    return impl_->config.serialConsole && !impl_->sessionDir.empty()
+               ? impl_->sessionDir + "/serial.sock"
+               : "";
+}
+std::string Session::sessionDirectory() const {
+    return impl_->sessionDir;
+}
+std::string Session::scratchDirectory() const {
+    return impl_->scratchDir;
+}
 std::string Session::accelerator() const {
     return vm::acceleratorName(impl_->hypervisor->accelerator());
 }
@@ -771,8 +843,8 @@ std::string formatTimeline(const std::vector<TimelineEntry>& timeline) {
     double total = 0;
     std::uint64_t down = 0, up = 0;
     for (const auto& e : timeline) {
-        std::snprintf(line, sizeof line, "%-16s %9.2f %12llu %12llu\n", stageName(e.stage), e.seconds,
-                      (unsigned long long)e.bytesDown, (unsigned long long)e.bytesUp);
+        std::snprintf(line, sizeof line, "%-16s %9.2f %12llu %12llu\n", stageName(e.stage),
+                      e.seconds, (unsigned long long)e.bytesDown, (unsigned long long)e.bytesUp);
         out << line;
         total += e.seconds;
         down += e.bytesDown;

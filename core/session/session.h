@@ -30,6 +30,10 @@
 // worker threads (progress); they must not call back into the Session.
 // status() and the accessors are safe from any thread.
 
+#include "parcel/parcel.h"
+#include "store/store.h"
+#include "util/result.h"
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -37,10 +41,6 @@
 #include <optional>
 #include <string>
 #include <vector>
-
-#include "parcel/parcel.h"
-#include "store/store.h"
-#include "util/result.h"
 
 namespace isr::session {
 
@@ -74,14 +74,14 @@ ErrorKind classify(const Error& error);
 struct Failure {
     Stage stage = Stage::SignedOut; // the stage that failed
     ErrorKind kind = ErrorKind::None;
-    std::string message;            // what happened and what to do
+    std::string message;                    // what happened and what to do
     std::optional<parcel::LockInfo> holder; // LockedElsewhere: who holds the parcel
 };
 
 struct Progress {
     Stage stage = Stage::SignedOut;
-    std::string what;          // "memory image", "upload", "hoard"...
-    std::uint64_t done = 0;    // bytes unless `what` says otherwise
+    std::string what;       // "memory image", "upload", "hoard"...
+    std::uint64_t done = 0; // bytes unless `what` says otherwise
     std::uint64_t total = 0;
     double bytesPerSecond = 0;
 };
@@ -108,15 +108,15 @@ struct Listener {
 };
 
 struct KioskConfig {
-    std::string kioskId;          // shown to other kiosks in the lock; default: host name
-    std::string stateDir;         // cache, libvirt root, per-session dirs (sockets, overlay)
+    std::string kioskId;  // shown to other kiosks in the lock; default: host name
+    std::string stateDir; // cache, libvirt root, per-session dirs (sockets, overlay)
     std::string storeUrl;
     store::StoreOptions storeOptions;
     std::uint64_t cacheCapBytes = 8ull << 30;
-    std::string scratchDir;       // memory-backed; empty: /dev/shm
-    std::string guestDir;         // the "demo-guest" boot profile: vmlinuz, initrd.img
-    std::string accelerator;      // "", "kvm" or "tcg"
-    bool serialConsole = false;   // ttyS0 on <session dir>/serial.sock (tests, debugging)
+    std::string scratchDir;     // memory-backed; empty: /dev/shm
+    std::string guestDir;       // the "demo-guest" boot profile: vmlinuz, initrd.img
+    std::string accelerator;    // "", "kvm" or "tcg"
+    bool serialConsole = false; // ttyS0 on <session dir>/serial.sock (tests, debugging)
     std::chrono::milliseconds trickleQuiet{15000};
     std::chrono::milliseconds trickleInterval{5000};
     std::chrono::milliseconds heartbeatInterval{60000};
@@ -134,8 +134,8 @@ public:
     // SignedOut/Failed -> ... -> Running. On LockedElsewhere, call again with
     // takeOver = true (or abandon()). An empty parcel name picks the user's
     // only parcel, or the one named "default".
-    Status resume(const std::string& user, const std::string& password,
-                  const std::string& parcel, bool takeOver = false);
+    Status resume(const std::string& user, const std::string& password, const std::string& parcel,
+                  bool takeOver = false);
     // Running -> Suspending -> Wiping -> SignedOut.
     Status suspendAndLeave();
     // Failed -> repeats the failed stage (a failed suspend resumes where it stopped).

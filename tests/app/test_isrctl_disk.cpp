@@ -1,13 +1,13 @@
 // isrctl disk serve: real NBD clients (qemu-img, qemu-io) read a parcel's
 // disk, write to it, and with --commit the writes become a new version.
+#include "testsupport.h"
+
 #include <QFile>
 #include <QProcess>
 #include <QTest>
 #include <csignal>
 #include <fstream>
 #include <random>
-
-#include "testsupport.h"
 
 using isr::test::runProcess;
 
@@ -23,7 +23,8 @@ class TestIsrctlDisk : public QObject {
     std::unique_ptr<QProcess> serve(const QString& socket, QStringList extra = {}) {
         auto p = std::make_unique<QProcess>();
         p->start(isrctl_, QStringList{"disk", "serve", "alice", "desk", "--socket", socket,
-                                      "--store", store_, "--password-stdin"} + extra);
+                                      "--store", store_, "--password-stdin"} +
+                              extra);
         p->waitForStarted();
         p->write("pw\n");
         p->waitForBytesWritten();
@@ -46,7 +47,10 @@ private slots:
         dir_ = std::make_unique<isr::test::TempDir>();
         store_ = "file://" + path("store");
         QCOMPARE(runProcess(isrctl_, {"store", "init", store_, "--kdf", "minimal"}).exitCode, 0);
-        QCOMPARE(runProcess(isrctl_, {"user", "add", "alice", "--store", store_, "--password-stdin"}, "pw\n").exitCode, 0);
+        QCOMPARE(runProcess(isrctl_,
+                            {"user", "add", "alice", "--store", store_, "--password-stdin"}, "pw\n")
+                     .exitCode,
+                 0);
         image_ = path("disk.raw");
         std::ofstream f(image_.toStdString(), std::ios::binary);
         std::mt19937 rng(11);
@@ -56,7 +60,12 @@ private slots:
         f.seekp((8 << 20) - 1);
         f.put(0);
         f.close();
-        QCOMPARE(runProcess(isrctl_, {"parcel", "import", "alice", "desk", image_, "--store", store_, "--password-stdin"}, "pw\n").exitCode, 0);
+        QCOMPARE(runProcess(isrctl_,
+                            {"parcel", "import", "alice", "desk", image_, "--store", store_,
+                             "--password-stdin"},
+                            "pw\n")
+                     .exitCode,
+                 0);
     }
     void readsTheParcelsBytes() {
         QString socket = path("a.sock");
@@ -66,31 +75,53 @@ private slots:
         auto info = runProcess("qemu-img", {"info", uri});
         QCOMPARE(info.exitCode, 0);
         QVERIFY(info.out.find("8 MiB") != std::string::npos);
-        QCOMPARE(runProcess("qemu-img", {"convert", "-f", "raw", "-O", "raw", uri, path("out.raw")}).exitCode, 0);
+        QCOMPARE(runProcess("qemu-img", {"convert", "-f", "raw", "-O", "raw", uri, path("out.raw")})
+                     .exitCode,
+                 0);
         QCOMPARE(runProcess("cmp", {image_, path("out.raw")}).exitCode, 0);
         // Writes without --commit are discarded.
-        QCOMPARE(runProcess("qemu-io", {"-f", "raw", uri, "-c", "write -P 0x5a 4097 10000"}).exitCode, 0);
+        QCOMPARE(
+            runProcess("qemu-io", {"-f", "raw", uri, "-c", "write -P 0x5a 4097 10000"}).exitCode,
+            0);
         stop(*p);
-        auto versions = runProcess(isrctl_, {"parcel", "versions", "alice", "desk", "--json", "--store", store_, "--password-stdin"}, "pw\n");
+        auto versions = runProcess(isrctl_,
+                                   {"parcel", "versions", "alice", "desk", "--json", "--store",
+                                    store_, "--password-stdin"},
+                                   "pw\n");
         QVERIFY(versions.out.find("\"version\":2") == std::string::npos);
     }
     void commitKeepsWrites() {
         QString socket = path("b.sock");
         auto p = serve(socket, {"--commit"});
         QString uri = "nbd+unix:///?socket=" + socket;
-        QCOMPARE(runProcess("qemu-io", {"-f", "raw", uri, "-c", "write -P 0x5a 4097 10000"}).exitCode, 0);
+        QCOMPARE(
+            runProcess("qemu-io", {"-f", "raw", uri, "-c", "write -P 0x5a 4097 10000"}).exitCode,
+            0);
         stop(*p);
-        QCOMPARE(runProcess(isrctl_, {"parcel", "export", "alice", "desk", path("v2.raw"), "--store", store_, "--password-stdin"}, "pw\n").exitCode, 0);
-        auto check = runProcess("qemu-io", {"-f", "raw", path("v2.raw"), "-c", "read -P 0x5a 4097 10000"});
+        QCOMPARE(runProcess(isrctl_,
+                            {"parcel", "export", "alice", "desk", path("v2.raw"), "--store", store_,
+                             "--password-stdin"},
+                            "pw\n")
+                     .exitCode,
+                 0);
+        auto check =
+            runProcess("qemu-io", {"-f", "raw", path("v2.raw"), "-c", "read -P 0x5a 4097 10000"});
         QCOMPARE(check.exitCode, 0);
-        QVERIFY2(check.out.find("Pattern verification failed") == std::string::npos, check.out.c_str());
+        QVERIFY2(check.out.find("Pattern verification failed") == std::string::npos,
+                 check.out.c_str());
         // Version 1 is untouched.
-        QCOMPARE(runProcess(isrctl_, {"parcel", "export", "alice", "desk", path("v1.raw"), "--version", "1", "--store", store_, "--password-stdin"}, "pw\n").exitCode, 0);
+        QCOMPARE(runProcess(isrctl_,
+                            {"parcel", "export", "alice", "desk", path("v1.raw"), "--version", "1",
+                             "--store", store_, "--password-stdin"},
+                            "pw\n")
+                     .exitCode,
+                 0);
         QCOMPARE(runProcess("cmp", {image_, path("v1.raw")}).exitCode, 0);
     }
     void wrongPasswordServesNothing() {
         QProcess p;
-        p.start(isrctl_, {"disk", "serve", "alice", "desk", "--socket", path("c.sock"), "--store", store_, "--password-stdin"});
+        p.start(isrctl_, {"disk", "serve", "alice", "desk", "--socket", path("c.sock"), "--store",
+                          store_, "--password-stdin"});
         p.waitForStarted();
         p.write("nope\n");
         p.closeWriteChannel();

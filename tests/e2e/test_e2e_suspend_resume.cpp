@@ -4,6 +4,11 @@
 // at B; rolling back to A's version resumes A's state. After each Suspend &
 // Leave, markers the guest wrote to its disk and memory are nowhere in the
 // kiosk's state directory or its memory-backed scratch space.
+#include "crypto/crypto.h"
+#include "testsupport.h"
+#include "util/json.h"
+#include "vmguest.h"
+
 #include <QDir>
 #include <QElapsedTimer>
 #include <QFile>
@@ -11,11 +16,6 @@
 #include <QTest>
 #include <QThread>
 #include <sstream>
-
-#include "crypto/crypto.h"
-#include "testsupport.h"
-#include "util/json.h"
-#include "vmguest.h"
 
 using namespace isr;
 using namespace std::chrono_literals;
@@ -56,10 +56,10 @@ class TestE2eSuspendResume : public QObject {
     std::unique_ptr<QProcess> resumeAt(const QString& kiosk, const char* id) {
         auto proc = std::make_unique<QProcess>();
         proc->setProcessChannelMode(QProcess::ForwardedChannels);
-        proc->start(isrctl_, {"session", "resume", "demo", "demo", "--store", store_, "--kiosk-dir",
-                              kiosk, "--guest-dir", QString::fromStdString(guest_.dir),
-                              "--kiosk-id", id, "--serial", "--password-stdin",
-                              "--trickle-quiet", "2s"});
+        proc->start(isrctl_,
+                    {"session", "resume", "demo", "demo", "--store", store_, "--kiosk-dir", kiosk,
+                     "--guest-dir", QString::fromStdString(guest_.dir), "--kiosk-id", id,
+                     "--serial", "--password-stdin", "--trickle-quiet", "2s"});
         if (!proc->waitForStarted(30000))
             return nullptr;
         proc->write("demo\n");
@@ -102,7 +102,8 @@ class TestE2eSuspendResume : public QObject {
     }
 
     bool suspendAt(const QString& kiosk, QProcess& proc) {
-        auto r = test::runProcess(isrctl_, {"session", "suspend", "--kiosk-dir", kiosk}, {}, 900000);
+        auto r =
+            test::runProcess(isrctl_, {"session", "suspend", "--kiosk-dir", kiosk}, {}, 900000);
         proc.waitForFinished(120000);
         if (r.exitCode != 0)
             qWarning("suspend: %s %s", r.out.c_str(), r.err.c_str());
@@ -113,7 +114,8 @@ class TestE2eSuspendResume : public QObject {
     bool foundUnder(const std::string& marker, const QString& where) {
         if (!QDir(where).exists())
             return false;
-        auto r = test::runProcess("grep", {"-r", "-l", "-a", "-F", QString::fromStdString(marker), where});
+        auto r = test::runProcess("grep",
+                                  {"-r", "-l", "-a", "-F", QString::fromStdString(marker), where});
         if (r.exitCode == 0)
             qWarning("marker found: %s", r.out.c_str());
         return r.exitCode == 0;
@@ -122,11 +124,13 @@ class TestE2eSuspendResume : public QObject {
     void checkHygiene(const QString& kiosk) {
         for (const auto& m : {diskMarker_, memMarker_}) {
             QVERIFY2(!foundUnder(m, kiosk), "a guest marker survived in the kiosk state directory");
-            QVERIFY2(!foundUnder(m, "/dev/shm"), "a guest marker survived in memory-backed scratch");
+            QVERIFY2(!foundUnder(m, "/dev/shm"),
+                     "a guest marker survived in memory-backed scratch");
         }
         // The per-session directories (sockets, overlay) are gone.
         QDir sessions(kiosk + "/sessions");
-        QVERIFY(!sessions.exists() || sessions.entryList(QDir::NoDotAndDotDot | QDir::AllEntries).isEmpty());
+        QVERIFY(!sessions.exists() ||
+                sessions.entryList(QDir::NoDotAndDotDot | QDir::AllEntries).isEmpty());
     }
 
 private slots:
@@ -137,8 +141,10 @@ private slots:
         guest_ = test::requireGuest();
         dir_ = std::make_unique<test::TempDir>();
         store_ = QString::fromStdString("file://" + dir_->file("demo/store"));
-        auto init = test::runProcess(isrctl_, {"demo", "init", "--data-dir", QString::fromStdString(dir_->file("demo")),
-                                               "--guest-dir", QString::fromStdString(guest_.dir)},
+        auto init = test::runProcess(isrctl_,
+                                     {"demo", "init", "--data-dir",
+                                      QString::fromStdString(dir_->file("demo")), "--guest-dir",
+                                      QString::fromStdString(guest_.dir)},
                                      {}, 600000);
         QVERIFY2(init.exitCode == 0, (init.out + init.err).c_str());
         diskMarker_ = "ISRDISK" + toHex(crypto::randomBytes(8));
@@ -175,7 +181,9 @@ private slots:
             auto c = console(b);
             atB = readCounter(*c);
             QCOMPARE(atB.bootId, beforeA.bootId); // same boot: restored, not rebooted
-            QVERIFY2(atB.value >= beforeA.value, qPrintable(QString("counter went back: %1 -> %2").arg(beforeA.value).arg(atB.value)));
+            QVERIFY2(atB.value >= beforeA.value,
+                     qPrintable(
+                         QString("counter went back: %1 -> %2").arg(beforeA.value).arg(atB.value)));
             auto f = c->run("cat /home/marker.txt", 30s);
             QVERIFY(f.ok());
             QVERIFY(f->text.find(diskMarker_) != std::string::npos);
@@ -188,7 +196,8 @@ private slots:
         checkHygiene(b);
 
         // ---- one version per Suspend & Leave ----
-        auto versions = ctl({"parcel", "versions", "demo", "demo", "--json", "--password-stdin"}, "demo\n");
+        auto versions =
+            ctl({"parcel", "versions", "demo", "demo", "--json", "--password-stdin"}, "demo\n");
         QCOMPARE(versions.exitCode, 0);
         auto list = json::parse(versions.out);
         QVERIFY(list.ok());
@@ -197,7 +206,9 @@ private slots:
         QCOMPARE(list->asArray()[2].getString("kiosk").valueOr(""), std::string("kiosk-b"));
 
         // ---- roll back to A's version: A's state comes back ----
-        QCOMPARE(ctl({"parcel", "rollback", "demo", "demo", "2", "--password-stdin"}, "demo\n").exitCode, 0);
+        QCOMPARE(
+            ctl({"parcel", "rollback", "demo", "demo", "2", "--password-stdin"}, "demo\n").exitCode,
+            0);
         auto procA2 = resumeAt(a, "kiosk-a");
         QVERIFY(procA2);
         {
@@ -205,7 +216,10 @@ private slots:
             Counter back = readCounter(*c);
             QCOMPARE(back.bootId, beforeA.bootId);
             QVERIFY(back.value >= beforeA.value);
-            QVERIFY2(back.value < atB.value, qPrintable(QString("rolled-back counter %1 is not below B's %2").arg(back.value).arg(atB.value)));
+            QVERIFY2(back.value < atB.value,
+                     qPrintable(QString("rolled-back counter %1 is not below B's %2")
+                                    .arg(back.value)
+                                    .arg(atB.value)));
         }
         QVERIFY(suspendAt(a, *procA2));
         checkHygiene(a);

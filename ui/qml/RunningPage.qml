@@ -44,6 +44,23 @@ Rectangle {
         anchors.fill: parent
         focus: true
         Accessible.name: qsTr("Your computer's screen")
+        // QEMU may drop the client while a booting guest switches video
+        // modes: ask for a new connection rather than leave a dead screen.
+        onConnectedChanged: {
+            if (!connected && page.visible && page.backend
+                    && page.backend.stage === SessionBackend.Running)
+                reconnectTimer.restart()
+        }
+    }
+
+    Timer {
+        id: reconnectTimer
+        interval: 1000
+        onTriggered: {
+            if (!display.connected && page.backend
+                    && page.backend.stage === SessionBackend.Running)
+                page.backend.reconnectDisplay()
+        }
     }
 
     Label {

@@ -4,16 +4,16 @@
 // open at another kiosk, and the store vanishing while the VM runs (the VM
 // keeps running on cached data; suspend fails, reports, keeps its state and
 // finishes on retry once the store is back).
+#include "parcel/parcel.h"
+#include "session/session.h"
+#include "testsupport.h"
+#include "vmguest.h"
+
 #include <QProcess>
 #include <QTest>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
-
-#include "parcel/parcel.h"
-#include "session/session.h"
-#include "testsupport.h"
-#include "vmguest.h"
 
 using namespace isr;
 namespace fs = std::filesystem;

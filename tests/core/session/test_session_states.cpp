@@ -1,7 +1,7 @@
 // The session's transition table, as documented in session.h.
-#include <QTest>
-
 #include "session/session.h"
+
+#include <QTest>
 
 using namespace isr;
 using namespace isr::session;
@@ -10,9 +10,9 @@ class TestSessionStates : public QObject {
     Q_OBJECT
 private slots:
     void happyPathIsLegal() {
-        const Stage path[] = {Stage::SignedOut, Stage::Authenticating, Stage::CheckingOut,
-                              Stage::Fetching,  Stage::Restoring,      Stage::Running,
-                              Stage::Suspending, Stage::Wiping,        Stage::SignedOut};
+        const Stage path[] = {Stage::SignedOut,  Stage::Authenticating, Stage::CheckingOut,
+                              Stage::Fetching,   Stage::Restoring,      Stage::Running,
+                              Stage::Suspending, Stage::Wiping,         Stage::SignedOut};
         for (std::size_t i = 0; i + 1 < std::size(path); ++i)
             QVERIFY2(isLegalTransition(path[i], path[i + 1]), stageName(path[i]));
     }
