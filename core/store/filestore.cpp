@@ -250,13 +250,8 @@ Result<std::vector<ObjectInfo>> FileStore::list(const std::string& prefix) {
     // The prefix may end in the middle of a segment ("users/alice/chunks/a").
     // Walk from the deepest directory it names completely.
     std::string dirKey;
+    ISR_TRY_STATUS(validatePrefix(prefix));
     if (!prefix.empty()) {
-        std::string trimmed = prefix;
-        while (!trimmed.empty() && trimmed.back() == '/')
-            trimmed.pop_back();
-        if (trimmed.empty())
-            return Error(Errc::InvalidArgument, "list prefix \"" + prefix + "\" is invalid");
-        ISR_TRY_STATUS(validateKey(trimmed));
         auto slash = prefix.rfind('/');
         if (slash != std::string::npos)
             dirKey = prefix.substr(0, slash);

@@ -612,14 +612,7 @@ public:
     }
 
     Result<std::vector<ObjectInfo>> list(const std::string& prefix) override {
-        if (!prefix.empty()) {
-            std::string trimmed = prefix;
-            while (!trimmed.empty() && trimmed.back() == '/')
-                trimmed.pop_back();
-            if (trimmed.empty())
-                return Error(Errc::InvalidArgument, "list prefix \"" + prefix + "\" is invalid");
-            ISR_TRY_STATUS(validateKey(trimmed));
-        }
+        ISR_TRY_STATUS(validatePrefix(prefix));
         const std::string storePrefix = endpoint_.prefix.empty() ? "" : endpoint_.prefix + "/";
         const std::string fullPrefix = storePrefix + prefix;
         std::vector<ObjectInfo> out;

@@ -54,6 +54,18 @@ Status validateKey(std::string_view key) {
     return {};
 }
 
+Status validatePrefix(std::string_view prefix) {
+    if (prefix.empty())
+        return {};
+    std::string_view trimmed = prefix;
+    while (!trimmed.empty() && trimmed.back() == '/')
+        trimmed.remove_suffix(1);
+    if (trimmed.empty())
+        return Error(Errc::InvalidArgument,
+                     "list prefix \"" + std::string(prefix) + "\" is invalid");
+    return validateKey(trimmed);
+}
+
 std::vector<Result<Bytes>> Store::getMany(const std::vector<std::string>& keys) {
     std::vector<Result<Bytes>> out;
     out.reserve(keys.size());

@@ -91,6 +91,8 @@ struct StoreOptions {
 };
 
 Status validateKey(std::string_view key);
+// A list() prefix: empty, or a valid key optionally followed by "/".
+Status validatePrefix(std::string_view prefix);
 
 // "file:///abs/path" (or a plain absolute path) -> FileStore;
 // "s3://host[:port]/bucket[/prefix]" -> S3Store.
