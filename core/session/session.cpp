@@ -58,13 +58,13 @@ bool isLegalTransition(Stage from, Stage to) {
     case Stage::SignedOut:
         return to == Stage::Authenticating;
     case Stage::Authenticating:
-        return to == Stage::CheckingOut || to == Stage::Failed;
+        return to == Stage::CheckingOut || to == Stage::Failed || to == Stage::SignedOut;
     case Stage::CheckingOut:
-        return to == Stage::Fetching || to == Stage::Failed;
+        return to == Stage::Fetching || to == Stage::Failed || to == Stage::Wiping;
     case Stage::Fetching:
-        return to == Stage::Restoring || to == Stage::Failed;
+        return to == Stage::Restoring || to == Stage::Failed || to == Stage::Wiping;
     case Stage::Restoring:
-        return to == Stage::Running || to == Stage::Failed;
+        return to == Stage::Running || to == Stage::Failed || to == Stage::Wiping;
     case Stage::Running:
         return to == Stage::Suspending || to == Stage::Failed || to == Stage::Wiping;
     case Stage::Suspending:
@@ -215,6 +215,7 @@ struct Session::Impl {
     Clock::time_point stageStart = Clock::now();
     std::atomic<std::uint64_t> totalDown{0}, totalUp{0}; // bytes to/from the store, ever
     std::uint64_t stageDown = 0, stageUp = 0;
+    std::atomic<bool> cancelRequested{false}; // requestCancel() during a resume
 
     // The active session. Only the controlling thread touches these.
     std::string user, parcelName;
@@ -467,7 +468,11 @@ struct Session::Impl {
             so.cancel = &cancel;
             auto r = memimg::streamImage(
                 base.memory, [this](const chunk::ChunkName& n) { return fetchCached(n); }, fifo, so,
-                [&](const memimg::Progress& p) { report("memory image", p.done, total, started); });
+                [&](const memimg::Progress& p) {
+                    if (cancelRequested)
+                        cancel = true;
+                    report("memory image", p.done, total, started);
+                });
             if (!r.ok())
                 streamed = std::move(r).error();
         });
@@ -485,6 +490,11 @@ struct Session::Impl {
         }
         streamer.join();
         ::unlink(fifo.c_str());
+        if (cancelRequested) {
+            if (restored.ok())
+                machine.emplace(std::move(*restored)); // wiped with the rest
+            return Error(Errc::Cancelled, "resume cancelled");
+        }
         if (!streamed.ok())
             return fail(Stage::Fetching, streamed.error(),
                         "The saved memory image could not be fetched; try again, or an "
@@ -595,6 +605,23 @@ struct Session::Impl {
     }
 
     // Drops every local trace of the session. Idempotent.
+    // After requestCancel(): undo the resume so far (VM, disk, scratch,
+    // lock) and end SignedOut. Nothing was committed by this resume.
+    Error endCancelled() {
+        ISR_LOG_INFO("session") << "resume cancelled at " << stageName(stage);
+        if (stage == Stage::Authenticating) {
+            signOut();
+            enter(Stage::SignedOut);
+        } else {
+            enter(Stage::Wiping);
+            wipeLocal();
+            signOut();
+            enter(Stage::SignedOut);
+        }
+        cancelRequested = false;
+        return Error(Errc::Cancelled, "resume cancelled");
+    }
+
     void wipeLocal() {
         if (disk)
             disk->stopTrickle();
@@ -688,6 +715,7 @@ Status Session::resume(const std::string& user, const std::string& password,
                        const std::string& parcelName, bool takeOver) {
     Impl& s = *impl_;
     Stage now = stage();
+    s.cancelRequested = false;
     bool continuing =
         now == Stage::Failed && s.parcels && s.user == user && s.parcelName == parcelName;
     if (!continuing) {
@@ -714,6 +742,8 @@ Status Session::resume(const std::string& user, const std::string& password,
         if (!secrets->s3.accessKey.empty())
             s.store->setWriteCredentials(secrets->s3);
         s.parcels = std::make_unique<parcel::Parcels>(*s.store, std::move(*secrets));
+        if (s.cancelRequested)
+            return s.endCancelled();
     } else {
         s.wipeLocal(); // a failed resume leaves nothing worth keeping
     }
@@ -736,13 +766,20 @@ Status Session::resume(const std::string& user, const std::string& password,
                           "Ask an administrator which one this kiosk should open");
     }
     ISR_TRY_STATUS(s.checkOut(takeOver));
+    if (s.cancelRequested)
+        return s.endCancelled();
     s.enter(Stage::Fetching);
     if (auto st = s.makeDirectories(); !st.ok())
         return s.fail(Stage::Fetching, st.error(),
                       "The kiosk is out of space or misconfigured; tell staff");
     if (auto st = s.openDisk(); !st.ok())
         return s.fail(Stage::Fetching, st.error(), "");
-    ISR_TRY_STATUS(s.bringUpVm());
+    if (s.cancelRequested)
+        return s.endCancelled();
+    if (auto st = s.bringUpVm(); !st.ok())
+        return s.cancelRequested ? s.endCancelled() : st;
+    if (s.cancelRequested)
+        return s.endCancelled();
     s.startTrickle();
     s.enter(Stage::Running);
     return {};
@@ -778,6 +815,13 @@ Status Session::abandon() {
     s.signOut();
     s.enter(Stage::SignedOut);
     return {};
+}
+
+void Session::requestCancel() {
+    Stage now = stage();
+    if (now == Stage::Authenticating || now == Stage::CheckingOut || now == Stage::Fetching ||
+        now == Stage::Restoring)
+        impl_->cancelRequested = true;
 }
 
 Stage Session::stage() const {
