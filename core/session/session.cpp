@@ -728,9 +728,16 @@ Status Session::resume(const std::string& user, const std::string& password,
         s.user = user;
         s.parcelName = parcelName;
         auto opened = store::openStore(s.config.storeUrl, s.config.storeOptions);
-        if (!opened.ok())
-            return s.fail(Stage::Authenticating, opened.error(),
+        if (!opened.ok()) {
+            // A file store whose mount is gone reads as NotFound/Io here: to
+            // the person at the kiosk that is an unreachable store, not an
+            // internal error (a malformed URL stays what it is).
+            Error e = opened.error();
+            if (e.code == Errc::NotFound || e.code == Errc::Io)
+                e.code = Errc::Transient;
+            return s.fail(Stage::Authenticating, e,
                           "The store is unreachable; try again in a moment");
+        }
         s.store = std::make_unique<CountingStore>(std::move(*opened), s.totalDown, s.totalUp);
         auto secrets = parcel::signIn(*s.store, user, password);
         if (!secrets.ok()) {
