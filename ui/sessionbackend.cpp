@@ -68,6 +68,10 @@ QString SessionBackend::defaultMessage(ErrorKind kind) {
 }
 
 bool SessionBackend::canRetry() const {
+    // Signing in again needs the password, which the kiosk does not keep:
+    // the way on is "Back to sign-in".
+    if (failedStage_ == Authenticating)
+        return false;
     switch (errorKind_) {
     case StoreUnreachable:
     case NoSpace:

@@ -17,6 +17,8 @@ Item {
             lockParcel("carol", "kiosk-2", new Date(2026, 0, 5, 9, 30))
             addUser("dave", "pw")
             failAt("dave", SessionBackend.Suspending, SessionBackend.NoSpace)
+            addUser("erin", "pw")
+            failAt("erin", SessionBackend.Authenticating, SessionBackend.StoreUnreachable)
         }
     }
 
@@ -128,6 +130,19 @@ Item {
             save(error, "error")
             mouseClick(retry)
             compare(fake.stage, SessionBackend.Suspending)
+        }
+
+        // The store is unreachable at sign-in: the kiosk keeps no password,
+        // so "Try again" cannot help; "Back to sign-in" has the focus.
+        function test_storeUnreachableAtSignInGoesBack() {
+            reach("erin", SessionBackend.Failed)
+            compare(fake.failedStage, SessionBackend.Authenticating)
+            compare(fake.errorKind, SessionBackend.StoreUnreachable)
+            show(error)
+            compare(findByName(error, "retryButton").enabled, false)
+            verify(findByName(error, "backButton").activeFocus)
+            keyClick(Qt.Key_Return)
+            compare(fake.stage, SessionBackend.SignedOut)
         }
 
         function test_leavingDoneFinishesOnTap() {
