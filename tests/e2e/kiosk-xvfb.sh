@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The kiosk end to end under Xvfb: the real isr-kiosk (real session, demo
 # parcel made by `isrctl demo init`), driven with xdotool like a person at the
-# kiosk. Wrong password -> the error on the sign-in page; demo/demo -> progress
+# kiosk. The on-screen keyboard: tapping its keys signs in (wrong password).
+# Wrong password -> the error on the sign-in page; demo/demo -> progress
 # -> the guest's console; a command typed into it changes the screen; the
 # "Suspend & Leave" handle -> saving -> "You can leave now"; a new version is
-# committed; sign in again and the guest comes back, suspend again.
+# committed; the store vanishes -> the error page, nothing lost; sign in
+# again -> progress while the memory image streams in -> the guest comes
+# back with the typed command on screen, suspend again.
 # Screenshots (`import -window root`) go to OUTDIR.
 #   kiosk-xvfb.sh <isr-kiosk> <isrctl> <source dir> <outdir>
 # Exit 77 (skip) with a reason when Xvfb, xdotool or imagemagick is missing.
@@ -49,12 +52,24 @@ versions() {
     echo demo | "$isrctl" parcel versions demo demo --json --password-stdin --store "$store" |
         grep -o '"version"' | wc -l
 }
+# The on-screen keyboard is off unless a segment asks for it, so the flow
+# does not depend on the host's input devices (its default, auto, shows it
+# when no hardware keyboard is attached). ISR_LOG=info: the log names each
+# stage as it begins (the mid-fetch screenshot waits for "stage: restoring").
 start_kiosk() {
-    "$kiosk" --demo --state-dir "$state" --store "$store" --guest-dir "$guest" \
-        >>"$work/kiosk.log" 2>&1 &
+    ISR_LOG=info "$kiosk" --demo --state-dir "$state" --store "$store" --guest-dir "$guest" \
+        "${@:---no-virtual-keyboard}" >>"$work/kiosk.log" 2>&1 &
     kiosk_pid=$!
     pids+=($kiosk_pid)
-    sleep 4
+    # Until the window has painted something (a loaded machine takes a while
+    # to start Qt Quick; the screen is one colour until then), then a moment
+    # for the on-screen keyboard's slide-in.
+    wait_for 120 painted || fail "the kiosk never painted its window; log: $(tail -5 "$work/kiosk.log")"
+    sleep 2
+}
+painted() {
+    import -window root "$work/probe.png" 2>/dev/null &&
+        [ "$(identify -format %k "$work/probe.png" 2>/dev/null)" -gt 1 ]
 }
 stop_kiosk() { kill "$kiosk_pid"; wait "$kiosk_pid" 2>/dev/null || true; }
 shot() { import -window root "$out/$1.png"; echo "screenshot $out/$1.png"; }
@@ -78,9 +93,34 @@ wait_for() { # seconds, command...
 }
 sessions_gone() { [ -z "$(ls -A "$state/sessions" 2>/dev/null)" ]; }
 
+# ---- the on-screen keyboard slides up under the focused user-name field ----
+# and signing in works by tapping its keys: user "demo", a wrong password
+# "dd"; the session's log shows the attempt, so the taps reached the fields.
+# Key centres of Qt Virtual Keyboard's QWERTY layout on a 1280x800 screen.
+tap() { xdotool mousemove "$1" "$2" click 1; sleep 0.3; }
+key_d() { tap 384 550; }
+key_e() { tap 321 452; }
+key_m() { tap 1022 650; }
+key_o() { tap 1085 452; }
+key_enter() { tap 1181 747; }
+start_kiosk --virtual-keyboard
+shot 00-on-screen-keyboard
+key_d; key_e; key_m; key_o; key_enter
+key_d; key_d; key_enter
+wait_for 60 grep -q "authenticating failed" "$work/kiosk.log" ||
+    fail "signing in with the on-screen keyboard did nothing; kiosk log: $(tail -5 "$work/kiosk.log")"
+sleep 1
+shot 00b-on-screen-keyboard-wrong-password
+stop_kiosk
+: >"$work/kiosk.log"
+
 # ---- wrong password: the sign-in page says so ----
 start_kiosk
 shot 01-sign-in
+n=$(changed "$out/00-on-screen-keyboard.png" "$out/01-sign-in.png")
+echo "pixels the on-screen keyboard changed: $n"
+[ "${n%%.*}" -gt 20000 ] || fail "no on-screen keyboard with --virtual-keyboard ($n pixels)"
+
 sign_in demo wrong-password
 sleep 4
 shot 02-wrong-password
@@ -116,13 +156,30 @@ sleep 2
 shot 08-leave-now
 [ "$(versions)" = 2 ] || fail "Suspend & Leave did not commit a version ($(versions) versions)"
 
-# ---- sign in again: the same guest comes back ----
+# ---- the store vanishes: an error page that says so, nothing lost ----
 xdotool mousemove 640 400 click 1 # "Tap anywhere to sign in again"
 sleep 2
+mv "$work/demo/store" "$work/demo/store.away"
 sign_in demo demo
+wait_for 60 grep -q "authenticating failed" "$work/kiosk.log" ||
+    fail "no failure with the store gone; kiosk log: $(tail -5 "$work/kiosk.log")"
+sleep 2
+shot 09-error-store-gone
+mv "$work/demo/store.away" "$work/demo/store"
+xdotool key Return # "Back to sign-in" has the focus (retrying needs the password again)
+sleep 2
+[ "$(versions)" = 2 ] || fail "the committed version is gone after the store outage"
+
+# ---- sign in again: progress while the memory image streams in, then the same guest ----
+lines=$(wc -l <"$work/kiosk.log")
+sign_in demo demo
+wait_for 300 sh -c "tail -n +$((lines + 1)) '$work/kiosk.log' | grep -q 'stage: restoring'" ||
+    fail "the second resume never began restoring; kiosk log: $(tail -5 "$work/kiosk.log")"
+sleep 1 # the first chunks' progress (bytes, rate, time left) reaches the page
+shot 10-progress-mid-fetch
 wait_for 600 vm_running || fail "the VM did not come back"
 sleep 15
-shot 09-running-again
+shot 11-running-again
 xdotool mousemove 640 12 click 1
 sleep 1
 xdotool key Return
