@@ -604,7 +604,6 @@ struct Session::Impl {
         return {};
     }
 
-    // Drops every local trace of the session. Idempotent.
     // After requestCancel(): undo the resume so far (VM, disk, scratch,
     // lock) and end SignedOut. Nothing was committed by this resume.
     Error endCancelled() {
@@ -622,6 +621,7 @@ struct Session::Impl {
         return Error(Errc::Cancelled, "resume cancelled");
     }
 
+    // Drops every local trace of the session. Idempotent.
     void wipeLocal() {
         if (disk)
             disk->stopTrickle();
