@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <filesystem>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -231,6 +232,7 @@ struct Session::Impl {
     std::optional<vm::Vm> machine;
     bool memorySaved = false;                           // savePath holds this session's saved VM
     std::optional<std::vector<chunk::ChunkRef>> recipe; // memory image uploaded
+    std::set<chunk::ChunkName> baseMemoryNames;         // filled at the first suspend
 
     std::thread heartbeatThread;
     std::mutex heartbeatMutex;
@@ -509,6 +511,36 @@ struct Session::Impl {
                            });
     }
 
+    // Chunks the base version's memory image names are in the store (that
+    // version is committed), so only the others are offered to
+    // uploadChunks(), which asks the store about each one: one round trip a
+    // chunk, and an image has thousands of them.
+    Result<memimg::Uploaded> uploadMemoryChunks(const std::vector<chunk::EncodedChunk>& batch) {
+        if (!config.memoryDedup) {
+            std::vector<store::PutItem> items;
+            for (const auto& c : batch)
+                items.push_back({parcel::chunkKey(user, c.ref.name), c.ciphertext, false});
+            memimg::Uploaded sent;
+            auto results = store->putMany(items);
+            for (std::size_t i = 0; i < results.size(); ++i) {
+                if (!results[i].ok())
+                    return std::move(results[i]).error();
+                sent.chunks++;
+                sent.bytes += items[i].data.size();
+            }
+            return sent;
+        }
+        if (baseMemoryNames.empty())
+            for (const auto& r : base.memory)
+                baseMemoryNames.insert(r.name);
+        std::vector<chunk::EncodedChunk> unknown;
+        for (const auto& c : batch)
+            if (!baseMemoryNames.count(c.ref.name))
+                unknown.push_back(c);
+        ISR_TRY_ASSIGN(auto stats, parcels->uploadChunks(unknown));
+        return memimg::Uploaded{stats.chunks, stats.bytes};
+    }
+
     // Suspend, resumable: each step is skipped if a previous attempt did it.
     Status suspendSteps() {
         if (disk)
@@ -531,8 +563,7 @@ struct Session::Impl {
             auto chunked = memimg::chunkImage(
                 savePath, parcels->secrets().convergence.view(), *chunker,
                 [this](const std::vector<chunk::EncodedChunk>& batch) -> Result<memimg::Uploaded> {
-                    ISR_TRY_ASSIGN(auto stats, parcels->uploadChunks(batch));
-                    return memimg::Uploaded{stats.chunks, stats.bytes};
+                    return uploadMemoryChunks(batch);
                 },
                 {},
                 [&](const memimg::Progress& p) {
@@ -624,6 +655,7 @@ struct Session::Impl {
         sessionDir.clear();
         memorySaved = false;
         recipe.reset();
+        baseMemoryNames.clear();
     }
 
     void signOut() {
