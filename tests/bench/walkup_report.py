@@ -128,16 +128,19 @@ def main():
     # The chart: resume and Suspend & Leave seconds per policy, one group per link.
     dat = os.path.join(out, "walkup.dat")
     with open(dat, "w") as f:
-        f.write("label " + " ".join(f'"{NAMES[p]}"' for p in POLICIES) + "\n")
-        for what, key in (("resume", "resume_seconds"), ("S&L", "suspend_seconds")):
+        f.write("label " + " ".join(f'"{NAMES[p]}"' for p in POLICIES) + ' "floor (cold kiosk)"\n')
+        for what, key, fkey in (("resume", "resume_seconds", "resume_floor_seconds"),
+                                ("Suspend & Leave", "suspend_seconds", "suspend_floor_seconds")):
             for link in links:
                 vals = []
+                mine = [r for r in rows if r["link"] == link["link"]]
                 for p in POLICIES:
-                    r = next((r for r in rows if r["link"] == link["link"] and r["policy"] == p), None)
+                    r = next((r for r in mine if r["policy"] == p), None)
                     vals.append(f"{r[key]:.2f}" if r else "0")
-                f.write(f'"{what} {link["rate"]} {link["rtt_ms"]}ms" ' + " ".join(vals) + "\n")
+                vals.append(f"{mine[0][fkey]:.2f}" if mine else "0")
+                f.write(f'"{what}\\n{link["rate"]}, {link["rtt_ms"]} ms" ' + " ".join(vals) + "\n")
     script = f"""
-set terminal pngcairo size 1000,520 font ",10"
+set terminal pngcairo noenhanced size 1100,560 font ",10"
 set output "{os.path.join(out, 'walkup.png')}"
 set title "Walk-up resume (sign-in to first frame) and Suspend & Leave, seconds (QEMU/TCG)"
 set style data histogram
@@ -147,10 +150,12 @@ set boxwidth 0.9
 set ylabel "seconds"
 set yrange [0:*]
 set grid ytics
-set key top left
+set key top right
 set xtics scale 0
+set bmargin 4
 plot "{dat}" using 2:xtic(1) title columnheader(2), '' using 3 title columnheader(3), \\
-     '' using 4 title columnheader(4), '' using 5 title columnheader(5)
+     '' using 4 title columnheader(4), '' using 5 title columnheader(5), \\
+     '' using 6 title columnheader(6) lc rgb "#999999"
 """
     subprocess.run(["gnuplot"], input=script.encode(), check=True)
 
