@@ -10,7 +10,7 @@
 // POLICY: copy-all | whole-image | isr-cold | isr-warm. The store is the
 // radosgw of ISR_TEST_S3_* (walkup.sh starts it behind the shaped link).
 // Sizes: ISR_BENCH_FILL_MIB (guest memory filled, half text half random,
-// default 128) and ISR_BENCH_DISK_MIB (written to the parcel disk, default 64).
+// default 96) and ISR_BENCH_DISK_MIB (written to the parcel disk, default 48).
 #include "cache/cache.h"
 #include "ceph_rgw.h"
 #include "parcel/parcel.h"
@@ -26,10 +26,12 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <rfb/rfbclient.h>
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace isr;
@@ -61,10 +63,10 @@ unsigned envMiB(const char* name, unsigned fallback) {
     return v && *v ? unsigned(std::strtoul(v, nullptr, 10)) : fallback;
 }
 unsigned fillMiB() {
-    return envMiB("ISR_BENCH_FILL_MIB", 128);
+    return envMiB("ISR_BENCH_FILL_MIB", 96);
 }
 unsigned diskMiB() {
-    return envMiB("ISR_BENCH_DISK_MIB", 64);
+    return envMiB("ISR_BENCH_DISK_MIB", 48);
 }
 
 double since(Clock::time_point t) {
@@ -229,29 +231,31 @@ Status waitFirstFrame(int fd) {
 
 // ---- fetching ahead of the session (policies 1 and 2) ----
 
-// Every chunk of `refs` the cache lacks, fetched in parallel batches.
+// Every chunk of `names` the cache lacks, 16 GETs in flight (as many as the
+// session's own memory stream keeps), each stored in the cache as it lands.
 std::uint64_t prefetch(Link& link, const std::vector<chunk::ChunkName>& names,
                        cache::ChunkCache& cache) {
-    std::vector<std::string> keys;
     std::vector<chunk::ChunkName> want;
     std::set<chunk::ChunkName> seen;
     for (const auto& n : names)
-        if (seen.insert(n).second && !cache.contains(n)) {
-            keys.push_back(parcel::chunkKey(kUser, n));
+        if (seen.insert(n).second && !cache.contains(n))
             want.push_back(n);
-        }
-    std::uint64_t bytes = 0;
-    const std::size_t batch = 64;
-    for (std::size_t i = 0; i < keys.size(); i += batch) {
-        std::vector<std::string> part(keys.begin() + long(i),
-                                      keys.begin() + long(std::min(keys.size(), i + batch)));
-        auto got = link.store->getMany(part);
-        for (std::size_t j = 0; j < got.size(); ++j) {
-            auto data = must(std::move(got[j]), "fetch " + part[j]);
-            bytes += data.size();
-            must(cache.put(want[i + j], data), "cache put");
-        }
-    }
+    std::atomic<std::size_t> next{0};
+    std::atomic<std::uint64_t> bytes{0};
+    std::mutex cacheMutex;
+    std::vector<std::thread> pool;
+    for (int t = 0; t < 16; ++t)
+        pool.emplace_back([&] {
+            for (std::size_t i; (i = next++) < want.size();) {
+                auto key = parcel::chunkKey(kUser, want[i]);
+                auto data = must(link.store->get(key), "fetch " + key);
+                bytes += data.size();
+                std::lock_guard lock(cacheMutex);
+                must(cache.put(want[i], data), "cache put");
+            }
+        });
+    for (auto& t : pool)
+        t.join();
     link.down += bytes;
     return bytes;
 }

@@ -1,7 +1,7 @@
 // isr_delayline: a fixed one-way delay between two TUN devices, one in this
 // network namespace and one in another, for the walk-up benchmark.
 //
-//   isr_delayline TUN_HERE NETNS TUN_THERE DELAY_MS
+//   isr_delayline TUN_HERE NETNS TUN_THERE DELAY_FILE
 //
 // The kernel this project is benchmarked on has no sch_netem (nor fq for
 // EDT-based delay), only tbf. So the benchmark link is: host stack -> TUN_HERE
@@ -10,6 +10,8 @@
 // direction, in order, so the round trip gains 2 x DELAY_MS at packet level
 // (TCP's own dynamics see it, unlike a delaying proxy). Both devices must exist
 // already (`ip tuntap add dev NAME mode tun`); runs until SIGTERM/SIGINT.
+// DELAY_FILE holds the one-way delay in milliseconds; SIGHUP re-reads it, so
+// the link changes without closing the devices (which drops the carrier).
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -32,8 +34,23 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 volatile std::sig_atomic_t stopRequested = 0;
+volatile std::sig_atomic_t reloadRequested = 0;
 void onSignal(int) {
     stopRequested = 1;
+}
+void onHangup(int) {
+    reloadRequested = 1;
+}
+
+std::chrono::microseconds readDelay(const char* path) {
+    double ms = 0;
+    if (FILE* f = std::fopen(path, "r")) {
+        if (std::fscanf(f, "%lf", &ms) != 1)
+            ms = 0;
+        std::fclose(f);
+    }
+    std::fprintf(stderr, "isr_delayline: one-way delay %.1f ms\n", ms);
+    return std::chrono::microseconds(long(ms * 1000));
 }
 
 int openTun(const std::string& name) {
@@ -68,10 +85,10 @@ struct Direction {
 
 int main(int argc, char** argv) {
     if (argc != 5) {
-        std::fprintf(stderr, "usage: %s TUN_HERE NETNS TUN_THERE DELAY_MS\n", argv[0]);
+        std::fprintf(stderr, "usage: %s TUN_HERE NETNS TUN_THERE DELAY_FILE\n", argv[0]);
         return 2;
     }
-    const auto delay = std::chrono::microseconds(long(std::atof(argv[4]) * 1000));
+    auto delay = readDelay(argv[4]);
     int here = openTun(argv[1]);
     std::string nsPath = std::string("/var/run/netns/") + argv[2];
     int ns = ::open(nsPath.c_str(), O_RDONLY | O_CLOEXEC);
@@ -83,6 +100,9 @@ int main(int argc, char** argv) {
     int there = openTun(argv[3]);
     std::signal(SIGTERM, onSignal);
     std::signal(SIGINT, onSignal);
+    struct sigaction hup {};
+    hup.sa_handler = onHangup; // no SA_RESTART: poll() returns at once
+    sigaction(SIGHUP, &hup, nullptr);
 
     Direction dirs[2];
     dirs[0].from = here;
@@ -91,6 +111,10 @@ int main(int argc, char** argv) {
     dirs[1].to = here;
     std::vector<unsigned char> buf(65536);
     while (!stopRequested) {
+        if (reloadRequested) {
+            reloadRequested = 0;
+            delay = readDelay(argv[4]);
+        }
         auto now = Clock::now();
         int timeoutMs = 100;
         for (auto& d : dirs) {
