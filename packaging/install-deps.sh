@@ -77,7 +77,12 @@ test_tools=(
   man-db     # packaging/test-deb.sh: man -w
 )
 
-all=("${build[@]}" "${libs[@]}" "${qt[@]}" "${vm[@]}" "${guest[@]}" "${test_tools[@]}")
+# tests/bench/walkup.sh: the chart (gnuplot's pngcairo terminal).
+bench=(
+  gnuplot-nox
+)
+
+all=("${build[@]}" "${libs[@]}" "${qt[@]}" "${vm[@]}" "${guest[@]}" "${test_tools[@]}" "${bench[@]}")
 
 SUDO=
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi

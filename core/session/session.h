@@ -124,6 +124,10 @@ struct KioskConfig {
     std::chrono::milliseconds heartbeatInterval{60000};
     int hoardThreads = 4;
     std::uint64_t hoardBandwidth = 0; // bytes/s, 0 = unlimited
+    // false: Suspend & Leave sends every memory chunk whether or not the store
+    // has it, i.e. the whole compressed memory image as OpenISR did. Only the
+    // walk-up benchmark's anchor (tests/bench/walkup) turns dedup off.
+    bool memoryDedup = true;
 };
 
 class Session {

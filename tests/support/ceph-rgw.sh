@@ -23,6 +23,10 @@ set -euo pipefail
 cmd=${1:-}
 dir=${2:-${ISR_CEPH_DIR:-${TMPDIR:-/tmp}/isr-ceph-$(id -u)}}
 bucket=isr-test
+# radosgw's listen address (the benchmarks run Ceph in a network namespace
+# and reach radosgw over a shaped link) and the in-memory OSD's size.
+rgw_addr=${ISR_CEPH_RGW_ADDR:-127.0.0.1}
+memstore_bytes=${ISR_CEPH_MEMSTORE_BYTES:-1073741824}
 user1=isr-test
 user2=isr-test2
 
@@ -62,7 +66,7 @@ pid_alive() {
 
 rgw_up() {
     [[ -f $dir/rgw.port ]] || return 1
-    curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$(cat "$dir/rgw.port")/" 2>/dev/null
+    curl -s -o /dev/null --max-time 2 "http://$rgw_addr:$(cat "$dir/rgw.port")/" 2>/dev/null
 }
 
 wait_for() {
@@ -84,7 +88,7 @@ wait_for() {
 start_rgw() {
     local port frontends
     port=$(cat "$dir/rgw.port")
-    frontends="beast endpoint=127.0.0.1:$port"
+    frontends="beast endpoint=$rgw_addr:$port"
     if [[ -f $dir/rgw.tlsport ]]; then
         frontends+=" ssl_endpoint=127.0.0.1:$(cat "$dir/rgw.tlsport")"
         frontends+=" ssl_certificate=$dir/tls/cert.pem ssl_private_key=$dir/tls/key.pem"
@@ -92,7 +96,7 @@ start_rgw() {
     radosgw --conf "$(conf)" -n client.rgw.a --pid-file "$dir/run/rgw.pid" \
         --rgw-frontends "$frontends" >>"$dir/log/rgw.out" 2>&1 ||
         die "radosgw failed to start: $(cat "$dir/log/rgw.out")"
-    wait_for 60 "radosgw on 127.0.0.1:$port" rgw_up
+    wait_for 60 "radosgw on $rgw_addr:$port" rgw_up
 }
 
 do_start() {
@@ -177,7 +181,7 @@ paxos min wait = 0.01
 [osd]
 osd data = $dir/osd
 osd objectstore = memstore
-memstore device bytes = 1073741824
+memstore device bytes = $memstore_bytes
 osd journal size = 0
 osd max object name len = 460
 osd max object namespace len = 64
@@ -190,7 +194,7 @@ bluestore cache autotune = false
 keyring = $dir/keyring
 
 [client.rgw.a]
-rgw frontends = beast endpoint=127.0.0.1:$port
+rgw frontends = beast endpoint=$rgw_addr:$port
 rgw data = $dir/rgw
 rgw dns name = localhost
 rgw thread pool size = 64
@@ -230,7 +234,7 @@ EOF
         --access-key="$ak2" --secret-key="$sk2" >"$dir/log/user2.out" 2>&1 ||
         die "radosgw-admin user create failed: $(cat "$dir/log/user2.out")"
     cat >"$dir/keys.env.tmp" <<EOF
-export ISR_TEST_S3_ENDPOINT=http://127.0.0.1:$port
+export ISR_TEST_S3_ENDPOINT=http://$rgw_addr:$port
 export ISR_TEST_S3_BUCKET=$bucket
 export ISR_TEST_S3_REGION=us-east-1
 export ISR_TEST_S3_ACCESS_KEY=$ak1
@@ -247,10 +251,10 @@ EOF
     local code
     code=$(curl -s -o "$dir/log/mkbucket.out" -w '%{http_code}' -X PUT \
         --aws-sigv4 "aws:amz:us-east-1:s3" --user "$ak1:$sk1" \
-        -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "http://127.0.0.1:$port/$bucket")
+        -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "http://$rgw_addr:$port/$bucket")
     [[ $code == 200 ]] || die "create bucket: HTTP $code: $(cat "$dir/log/mkbucket.out")"
     mv "$dir/keys.env.tmp" "$dir/keys.env"
-    echo "ceph-rgw: radosgw up on 127.0.0.1:$port in $dir" >&2
+    echo "ceph-rgw: radosgw up on $rgw_addr:$port in $dir" >&2
     echo "$port"
 }
 

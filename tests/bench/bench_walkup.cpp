@@ -1,0 +1,513 @@
+// bench_walkup: the walk-up benchmark's steps, one process each (libvirt's
+// embedded driver and the kiosk cache's lock want one Session per process).
+// walkup.sh drives it; see tests/bench/README.md.
+//
+//   bench_walkup setup WORKDIR            store, account, parcel (fresh disk)
+//   bench_walkup round WORKDIR 1|2        resume, fill (1) or change a tenth (2), suspend
+//   bench_walkup warm WORKDIR             the warm cache: every chunk of the previous version
+//   bench_walkup run WORKDIR POLICY LINK  one measured sign-in .. first frame .. Suspend & Leave
+//
+// POLICY: copy-all | whole-image | isr-cold | isr-warm. The store is the
+// radosgw of ISR_TEST_S3_* (walkup.sh starts it behind the shaped link).
+// Sizes: ISR_BENCH_FILL_MIB (guest memory filled, half text half random,
+// default 96) and ISR_BENCH_DISK_MIB (written to the parcel disk, default 48).
+#include "cache/cache.h"
+#include "ceph_rgw.h"
+#include "parcel/parcel.h"
+#include "session/session.h"
+#include "util/json.h"
+#include "util/process.h"
+#include "vmguest.h"
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <rfb/rfbclient.h>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace isr;
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+const char* kUser = "bench";
+const char* kPassword = "bench";
+const char* kParcel = "walkup";
+
+[[noreturn]] void die(const std::string& what) {
+    std::fprintf(stderr, "bench_walkup: %s\n", what.c_str());
+    std::exit(1);
+}
+template <typename T> T must(Result<T> r, const std::string& what) {
+    if (!r.ok())
+        die(what + ": " + r.error().describe());
+    return std::move(r).value();
+}
+void must(Status st, const std::string& what) {
+    if (!st.ok())
+        die(what + ": " + st.error().describe());
+}
+
+unsigned envMiB(const char* name, unsigned fallback) {
+    const char* v = std::getenv(name);
+    return v && *v ? unsigned(std::strtoul(v, nullptr, 10)) : fallback;
+}
+unsigned fillMiB() {
+    return envMiB("ISR_BENCH_FILL_MIB", 96);
+}
+unsigned diskMiB() {
+    return envMiB("ISR_BENCH_DISK_MIB", 48);
+}
+
+double since(Clock::time_point t) {
+    return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+std::string storeUrl() {
+    return test::cephRgw().url("walkup");
+}
+
+// Counts what crosses the link for the harness's own transfers (the
+// session counts its own in the timeline).
+struct Link {
+    std::unique_ptr<store::Store> store;
+    std::uint64_t down = 0;
+};
+
+Link openLink() {
+    Link l;
+    l.store = must(store::openStore(storeUrl(), test::cephRgw().options()), "open store");
+    return l;
+}
+
+json::Value readJson(const std::string& path) {
+    std::ifstream f(path);
+    if (!f)
+        die("cannot read " + path);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return must(json::parse(ss.str()), "parse " + path);
+}
+void writeJson(const std::string& path, const json::Value& v) {
+    std::ofstream f(path, std::ios::trunc);
+    f << v.dump() << "\n";
+    if (!f)
+        die("cannot write " + path);
+}
+
+session::KioskConfig kioskConfig(const std::string& stateDir, const test::GuestImage& guest) {
+    session::KioskConfig c;
+    c.kioskId = "bench-kiosk";
+    c.stateDir = stateDir;
+    c.storeUrl = storeUrl();
+    c.storeOptions = test::cephRgw().options();
+    c.guestDir = guest.dir;
+    c.serialConsole = true;
+    c.cacheCapBytes = 8ull << 30;
+    // The guest changes things between resume and suspend; trickle would
+    // send them early and blur the Suspend & Leave figure.
+    c.trickleQuiet = std::chrono::hours(1);
+    return c;
+}
+
+std::unique_ptr<test::SerialConsole> console(session::Session& s) {
+    auto c = must(test::SerialConsole::connect(s.serialSocketPath(), std::chrono::seconds(30)),
+                  "serial console");
+    must(c->waitForShell(std::chrono::minutes(5)), "guest shell");
+    return c;
+}
+
+void guestRun(test::SerialConsole& c, const std::string& cmd) {
+    auto t = Clock::now();
+    auto out = must(c.run(cmd, std::chrono::minutes(10)), "guest: " + cmd);
+    if (out.exitStatus != 0)
+        die("guest command failed (" + std::to_string(out.exitStatus) + "): " + cmd + "\n" +
+            out.text);
+    std::fprintf(stderr, "  guest %5.1fs: %s\n", since(t), cmd.substr(0, 100).c_str());
+}
+
+// The working set: half compressible text (decimal numbers, generated on
+// the host because busybox seq under TCG makes well under 1 MB/s), half
+// random (the guest's /dev/urandom), in guest RAM (tmpfs) and on the disk.
+// The text comes from /home/seed, which setup puts on the parcel disk.
+void fillGuest(test::SerialConsole& c) {
+    const std::string m = std::to_string(fillMiB() / 2), d = std::to_string(diskMiB() / 2);
+    guestRun(c, "dd if=/dev/urandom of=/tmp/rand bs=1M count=" + m + " 2>/dev/null");
+    guestRun(c, "dd if=/home/seed/text of=/tmp/text bs=1M count=" + m + " 2>/dev/null");
+    guestRun(c, "dd if=/dev/urandom of=/home/rand bs=1M count=" + d + " 2>/dev/null");
+    guestRun(c, "dd if=/home/seed/text of=/home/text bs=1M skip=" + m + " count=" + d +
+                    " 2>/dev/null && rm /home/seed/text");
+    // Keep the memory image to what was filled: the disk's page cache goes.
+    guestRun(c, "sync && echo 3 >/proc/sys/vm/drop_caches");
+}
+
+// Round `k` (2 or 3) rewrites the k-th tenth of every file in place.
+void changeTenth(test::SerialConsole& c, unsigned k) {
+    const unsigned m = fillMiB() / 2, d = diskMiB() / 2;
+    auto rewrite = [&](const std::string& file, unsigned mib, const std::string& from,
+                       unsigned skipKiB) {
+        unsigned tenthKiB = mib * 1024 / 10;
+        unsigned offKiB = k * tenthKiB;
+        guestRun(c, "dd if=" + from + " of=" + file + " bs=1k count=" + std::to_string(tenthKiB) +
+                        " skip=" + std::to_string(skipKiB) + " seek=" + std::to_string(offKiB) +
+                        " conv=notrunc 2>/dev/null");
+    };
+    std::string seed = "/home/seed/change" + std::to_string(k);
+    rewrite("/tmp/rand", m, "/dev/urandom", 0);
+    rewrite("/tmp/text", m, seed, 0);
+    rewrite("/home/rand", d, "/dev/urandom", 0);
+    rewrite("/home/text", d, seed, m * 1024 / 10);
+    guestRun(c, "sync && echo 3 >/proc/sys/vm/drop_caches");
+}
+
+std::uint64_t sumDown(const std::vector<session::TimelineEntry>& t) {
+    std::uint64_t n = 0;
+    for (const auto& e : t)
+        n += e.bytesDown;
+    return n;
+}
+
+json::Value timelineJson(const std::vector<session::TimelineEntry>& t) {
+    json::Array rows;
+    for (const auto& e : t)
+        rows.push_back(json::Object{{"stage", session::stageName(e.stage)},
+                                    {"seconds", e.seconds},
+                                    {"bytes_down", e.bytesDown},
+                                    {"bytes_up", e.bytesUp}});
+    return rows;
+}
+
+// ---- the first frame of the VM's display, with LibVNCClient ----
+
+std::atomic<bool> gotFrame{false};
+void onUpdate(rfbClient*, int, int, int, int) {
+    gotFrame = true;
+}
+void quiet(const char*, ...) {}
+
+Status waitFirstFrame(int fd) {
+    rfbClientLog = quiet;
+    rfbClientErr = quiet;
+    rfbClient* c = rfbGetClient(8, 3, 4);
+    if (!c) {
+        ::close(fd);
+        return Error(Errc::Internal, "rfbGetClient");
+    }
+    gotFrame = false;
+    c->GotFrameBufferUpdate = onUpdate;
+    c->sock = fd;
+    Status st;
+    if (!InitialiseRFBConnection(c)) {
+        st = Error(Errc::Io, "VNC handshake failed");
+    } else {
+        c->width = c->si.framebufferWidth;
+        c->height = c->si.framebufferHeight;
+        c->updateRect = {0, 0, c->width, c->height};
+        if (!c->MallocFrameBuffer(c) || !SetFormatAndEncodings(c) ||
+            !SendFramebufferUpdateRequest(c, 0, 0, c->width, c->height, FALSE))
+            st = Error(Errc::Io, "VNC setup failed");
+        auto deadline = Clock::now() + std::chrono::seconds(120);
+        while (st.ok() && !gotFrame && Clock::now() < deadline) {
+            int n = WaitForMessage(c, 100000);
+            if (n < 0 || (n > 0 && !HandleRFBServerMessage(c)))
+                st = Error(Errc::Io, "VNC connection lost");
+        }
+        if (st.ok() && !gotFrame)
+            st = Error(Errc::Io, "no frame within 120 s");
+    }
+    rfbClientCleanup(c); // closes fd
+    return st;
+}
+
+// ---- fetching ahead of the session (policies 1 and 2) ----
+
+// Every chunk of `names` the cache lacks, 16 GETs in flight (as many as the
+// session's own memory stream keeps), each stored in the cache as it lands.
+std::uint64_t prefetch(Link& link, const std::vector<chunk::ChunkName>& names,
+                       cache::ChunkCache& cache) {
+    std::vector<chunk::ChunkName> want;
+    std::set<chunk::ChunkName> seen;
+    for (const auto& n : names)
+        if (seen.insert(n).second && !cache.contains(n))
+            want.push_back(n);
+    std::atomic<std::size_t> next{0};
+    std::atomic<std::uint64_t> bytes{0};
+    std::mutex cacheMutex;
+    std::vector<std::thread> pool;
+    for (int t = 0; t < 16; ++t)
+        pool.emplace_back([&] {
+            for (std::size_t i; (i = next++) < want.size();) {
+                auto key = parcel::chunkKey(kUser, want[i]);
+                auto data = must(link.store->get(key), "fetch " + key);
+                bytes += data.size();
+                std::lock_guard lock(cacheMutex);
+                must(cache.put(want[i], data), "cache put");
+            }
+        });
+    for (auto& t : pool)
+        t.join();
+    link.down += bytes;
+    return bytes;
+}
+
+std::vector<chunk::ChunkName> memoryNames(const parcel::Manifest& m) {
+    std::vector<chunk::ChunkName> v;
+    for (const auto& r : m.memory)
+        v.push_back(r.name);
+    return v;
+}
+std::vector<chunk::ChunkName> diskNames(const parcel::Manifest& m) {
+    std::vector<chunk::ChunkName> v;
+    for (const auto& r : m.disk)
+        if (r)
+            v.push_back(r->name);
+    return v;
+}
+
+// ---- steps ----
+
+int setup(const std::string& work) {
+    fs::create_directories(work);
+    auto guest = test::requireGuest();
+    std::string home = work + "/home.ext4";
+    fs::remove(home);
+    // The text the guest copies: one corpus for round 1, one for each change.
+    std::string seed = work + "/home-seed/seed";
+    fs::create_directories(seed);
+    const std::uint64_t m = fillMiB() / 2, d = diskMiB() / 2;
+    auto text = [&](const std::string& file, std::uint64_t first, std::uint64_t bytes) {
+        must(runProgramChecked({"sh", "-c",
+                                "seq " + std::to_string(first) + " 9999999999 | head -c " +
+                                    std::to_string(bytes) + " >" + seed + "/" + file}),
+             "seed " + file);
+    };
+    text("text", 1, (m + d) << 20);
+    text("change2", 2000000000, ((m + d) << 20) / 10 + (1 << 20));
+    text("change3", 3000000000, ((m + d) << 20) / 10 + (1 << 20));
+    // Room for the seeds, the working set and ext4's own.
+    unsigned mib = unsigned(2 * (m + d) + 64);
+    must(runProgramChecked({"mke2fs", "-q", "-F", "-t", "ext4", "-L", "isr-home", "-d",
+                            work + "/home-seed", home, std::to_string(mib) + "M"}),
+         "mke2fs");
+    auto link = openLink();
+    must(parcel::initStore(*link.store, crypto::KdfParams::minimal()), "init store");
+    must(parcel::createAccount(*link.store, kUser, kPassword, test::cephRgw().user1), "account");
+    parcel::Parcels parcels(*link.store,
+                            must(parcel::signIn(*link.store, kUser, kPassword), "sign in"));
+    parcel::ImportOptions opts;
+    opts.vm.boot = "demo-guest";
+    opts.vm.memoryMiB = 1024;
+    opts.kiosk = "bench-setup";
+    auto stats = must(parcel::importImage(parcels, kParcel, home, opts), "import");
+    std::printf("setup: parcel %s version %llu, disk %u MiB\n", kParcel,
+                (unsigned long long)stats.version, mib);
+    return 0;
+}
+
+int round(const std::string& work, unsigned k) {
+    auto guest = test::requireGuest();
+    std::string state = work + "/kiosk-prep";
+    auto sess = must(session::Session::create(kioskConfig(state, guest), {}), "session");
+    auto t = Clock::now();
+    must(sess->resume(kUser, kPassword, kParcel), "resume");
+    std::fprintf(stderr, "round %u: running after %.1fs (%s)\n", k, since(t),
+                 sess->accelerator().c_str());
+    {
+        auto c = console(*sess);
+        if (k == 1)
+            fillGuest(*c);
+        else
+            changeTenth(*c, k);
+    }
+    t = Clock::now();
+    must(sess->suspendAndLeave(), "suspend");
+    std::fprintf(stderr, "round %u: committed version %llu in %.1fs\n%s", k,
+                 (unsigned long long)sess->committedVersion(), since(t),
+                 session::formatTimeline(sess->timeline()).c_str());
+    return 0;
+}
+
+// The warm kiosk cache holds every chunk of the version before the measured
+// one; also records the measured version and the sizes the floors need.
+int warm(const std::string& work) {
+    auto link = openLink();
+    parcel::Parcels parcels(*link.store,
+                            must(parcel::signIn(*link.store, kUser, kPassword), "sign in"));
+    auto n = must(parcels.latest(kParcel), "latest");
+    auto cur = must(parcels.manifest(kParcel, n), "manifest");
+    auto prev = must(parcels.manifest(kParcel, cur.parent), "previous manifest");
+    fs::remove_all(work + "/warm-cache");
+    {
+        auto cache = must(cache::ChunkCache::open(work + "/warm-cache", 8ull << 30), "cache");
+        auto names = memoryNames(prev);
+        auto d = diskNames(prev);
+        names.insert(names.end(), d.begin(), d.end());
+        prefetch(link, names, *cache);
+    }
+    // Ciphertext sizes of the measured version, and what of it is new.
+    std::set<chunk::ChunkName> prevNames;
+    for (const auto& x : memoryNames(prev))
+        prevNames.insert(x);
+    for (const auto& x : diskNames(prev))
+        prevNames.insert(x);
+    std::uint64_t memAll = 0, memNew = 0, diskAll = 0;
+    std::set<chunk::ChunkName> seen;
+    std::map<std::string, std::uint64_t> sizes;
+    for (const auto& o : must(link.store->list(std::string("users/") + kUser + "/chunks/"), "list"))
+        sizes[o.key] = o.size;
+    auto sizeOf = [&](const chunk::ChunkName& name) {
+        auto it = sizes.find(parcel::chunkKey(kUser, name));
+        if (it == sizes.end())
+            die("chunk missing from the store listing");
+        return it->second;
+    };
+    std::uint64_t memPlain = 0;
+    for (const auto& r : cur.memory) {
+        memPlain += r.length;
+        if (!seen.insert(r.name).second)
+            continue;
+        auto s = sizeOf(r.name);
+        memAll += s;
+        if (!prevNames.count(r.name))
+            memNew += s;
+    }
+    std::uint64_t diskChunks = 0;
+    for (const auto& r : cur.disk)
+        if (r && seen.insert(r->name).second) {
+            diskAll += sizeOf(r->name);
+            ++diskChunks;
+        }
+    json::Object info{{"version", n},
+                      {"previous", cur.parent},
+                      {"memory_mib", std::uint64_t(cur.vm.memoryMiB)},
+                      {"fill_mib", std::uint64_t(fillMiB())},
+                      {"disk_write_mib", std::uint64_t(diskMiB())},
+                      {"memory_image_bytes", memPlain},
+                      {"memory_chunks", std::uint64_t(cur.memory.size())},
+                      {"memory_cipher_bytes", memAll},
+                      {"memory_new_cipher_bytes", memNew},
+                      {"disk_cipher_bytes", diskAll},
+                      {"disk_chunks", diskChunks},
+                      {"disk_size", cur.diskSize}};
+    writeJson(work + "/state.json", info);
+    std::printf("%s\n", json::Value(info).dump().c_str());
+    return 0;
+}
+
+int run(const std::string& work, const std::string& policy, const std::string& linkName) {
+    if (policy != "copy-all" && policy != "whole-image" && policy != "isr-cold" &&
+        policy != "isr-warm")
+        die("unknown policy " + policy);
+    auto guest = test::requireGuest();
+    auto state = readJson(work + "/state.json");
+    auto version = std::uint64_t(must(state.getInt("version"), "state version"));
+    std::string kiosk = work + "/kiosk-run";
+    fs::remove_all(kiosk);
+    fs::create_directories(kiosk);
+    if (policy == "isr-warm")
+        fs::copy(work + "/warm-cache", kiosk + "/cache", fs::copy_options::recursive);
+    auto config = kioskConfig(kiosk, guest);
+    config.memoryDedup = policy != "whole-image";
+
+    // Sign-in is t0. Policies 1 and 2 fetch ahead into the kiosk cache
+    // before the session starts (its cache lock is per process and per
+    // directory); the session then finds those chunks locally.
+    auto t0 = Clock::now();
+    Link link = openLink();
+    double prefetchSeconds = 0;
+    if (policy == "copy-all" || policy == "whole-image") {
+        parcel::Parcels parcels(*link.store,
+                                must(parcel::signIn(*link.store, kUser, kPassword), "sign in"));
+        auto n = must(parcels.latest(kParcel), "latest");
+        auto m = must(parcels.manifest(kParcel, n), "manifest");
+        auto names = memoryNames(m);
+        if (policy == "copy-all") {
+            auto d = diskNames(m);
+            names.insert(names.end(), d.begin(), d.end());
+        }
+        auto cache = must(cache::ChunkCache::open(kiosk + "/cache", config.cacheCapBytes), "cache");
+        prefetch(link, names, *cache);
+        prefetchSeconds = since(t0);
+    }
+    // Opening the hypervisor is kiosk start-up, not part of a sign-in.
+    auto tc = Clock::now();
+    auto sess = must(session::Session::create(config, {}), "session");
+    double createSeconds = since(tc);
+    must(sess->resume(kUser, kPassword, kParcel), "resume");
+    double runningSeconds = since(t0) - createSeconds;
+    auto resumeTimeline = sess->timeline();
+    int fd = must(sess->openDisplay(), "open display");
+    must(waitFirstFrame(fd), "first frame");
+    double frameSeconds = since(t0) - createSeconds;
+    std::uint64_t bytesBeforeFrame = link.down + sumDown(sess->timeline());
+    std::fprintf(stderr, "%s/%s: first frame %.2fs, %llu bytes down\n", linkName.c_str(),
+                 policy.c_str(), frameSeconds, (unsigned long long)bytesBeforeFrame);
+
+    // The user works: a tenth of memory and disk changes.
+    {
+        auto c = console(*sess);
+        changeTenth(*c, 3);
+    }
+    auto before = sess->timeline().size();
+    auto ts = Clock::now();
+    must(sess->suspendAndLeave(), "suspend");
+    double suspendSeconds = since(ts);
+    auto timeline = sess->timeline();
+    std::uint64_t up = 0, downDuringSuspend = 0;
+    for (std::size_t i = before; i < timeline.size(); ++i) {
+        up += timeline[i].bytesUp;
+        downDuringSuspend += timeline[i].bytesDown;
+    }
+    std::uint64_t committed = sess->committedVersion();
+    sess.reset();
+
+    // Identical state for the next run: the measured version again.
+    {
+        parcel::Parcels parcels(*link.store,
+                                must(parcel::signIn(*link.store, kUser, kPassword), "sign in"));
+        must(parcels.rollback(kParcel, version, "bench"), "rollback");
+    }
+    json::Object result{{"policy", policy},
+                        {"link", linkName},
+                        {"resume_seconds", frameSeconds},
+                        {"running_seconds", runningSeconds},
+                        {"prefetch_seconds", prefetchSeconds},
+                        {"resume_bytes_down", bytesBeforeFrame},
+                        {"suspend_seconds", suspendSeconds},
+                        {"suspend_bytes_up", up},
+                        {"suspend_bytes_down", downDuringSuspend},
+                        {"committed_version", committed},
+                        {"kiosk_start_seconds", createSeconds},
+                        {"resume_timeline", timelineJson(resumeTimeline)},
+                        {"timeline", timelineJson(timeline)}};
+    fs::create_directories(work + "/runs");
+    writeJson(work + "/runs/" + linkName + "-" + policy + ".json", result);
+    std::printf("%s\n", json::Value(result).dump().c_str());
+    return 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    std::vector<std::string> a(argv + 1, argv + argc);
+    if (a.size() == 2 && a[0] == "setup")
+        return setup(a[1]);
+    if (a.size() == 3 && a[0] == "round")
+        return round(a[1], unsigned(std::stoul(a[2])));
+    if (a.size() == 2 && a[0] == "warm")
+        return warm(a[1]);
+    if (a.size() == 4 && a[0] == "run")
+        return run(a[1], a[2], a[3]);
+    std::fprintf(stderr, "usage: bench_walkup setup|round N|warm|run WORKDIR [POLICY LINK]\n");
+    return 2;
+}
