@@ -93,7 +93,7 @@ class TestResourceFaults : public QObject {
         auto c = test::SerialConsole::connect(s.serialSocketPath(), 60s);
         if (!c.ok())
             return std::move(c).error();
-        ISR_TRY_STATUS((*c)->waitForShell(180s));
+        ISR_TRY_STATUS((*c)->waitForShell(30s));
         auto out = (*c)->run(command, 120s);
         if (!out.ok())
             return std::move(out).error();
@@ -192,9 +192,12 @@ private slots:
         fill(stateMount_);
         // In the background: with the overlay out of room the VM may pause
         // on the write error (QEMU's werror=stop) and its console with it.
-        QVERIFY(guestRun(sess, "(dd if=/dev/urandom of=/home/big bs=64k count=64; sync) "
-                               ">/dev/null 2>&1 &")
-                    .ok());
+        // Even the guest's own journal writes may hit the full overlay and
+        // pause it before the console answers; either way is fine here.
+        auto wrote = guestRun(sess, "(dd if=/dev/urandom of=/home/big bs=64k count=64; sync) "
+                                    ">/dev/null 2>&1 &");
+        qInfo("guest write with the kiosk disk full: %s",
+              wrote.ok() ? "started" : wrote.error().describe().c_str());
         QThread::sleep(5);
         auto suspended = sess.suspendAndLeave();
         if (!suspended.ok()) {
