@@ -132,6 +132,9 @@ class TestFaultInjection : public QObject {
               const char* heartbeat = "1h") {
         Run r;
         r.log = dir_->file("run" + std::to_string(++runs_) + ".log");
+        // A killed run's status.json still says "running": never read it.
+        std::error_code ec;
+        fs::remove(kioskDir_ + "/status.json", ec);
         r.proc = std::make_unique<QProcess>();
         r.proc->setProcessChannelMode(QProcess::MergedChannels);
         r.proc->setStandardOutputFile(QString::fromStdString(r.log));
@@ -357,6 +360,9 @@ private slots:
     }
 
     void cleanupTestCase() {
+        // A case that failed may leave the QEMU of a killed kiosk behind.
+        if (dir_)
+            test::runProcess("pkill", {"-KILL", "-f", QString::fromStdString(kioskDir_ + "/libvirt")});
         std::error_code ec;
         if (!scratchParent_.empty())
             fs::remove_all(scratchParent_, ec);
