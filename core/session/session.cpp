@@ -684,11 +684,15 @@ struct Session::Impl {
         stopHeartbeat();
         if (auto st = ISR_FAULT_POINT("session.unlock.before"); !st.ok())
             return fail(Stage::Suspending, st.error(), "Try again");
+        // The version is committed whatever happens to the lock now. A
+        // failed unlock keeps haveLock so signOut() tries once more; if that
+        // fails too, the next kiosk can take the parcel over.
         if (auto st = parcels->unlock(parcelName, lock); !st.ok()) {
             ISR_LOG_WARN("session")
-                << "unlock failed (the next kiosk can take over): " << st.error().describe();
+                << "unlock failed (trying again at sign-out): " << st.error().describe();
+        } else {
+            haveLock = false;
         }
-        haveLock = false;
         return {};
     }
 
@@ -727,14 +731,15 @@ struct Session::Impl {
             std::lock_guard lk(diskMutex);
             disk.reset(); // deletes the overlay
         }
-        if (auto st = ISR_FAULT_POINT("session.wipe.after-vm"); !st.ok()) {
-            // A wipe never stops half-way: the fault is only reported.
-            ISR_LOG_WARN("session") << "wipe: " << st.error().describe();
-        }
-        if (!scratchDir.empty())
+        if (!scratchDir.empty()) {
+            if (auto st = ISR_FAULT_POINT("session.wipe.after-vm"); !st.ok()) {
+                // A wipe never stops half-way: the fault is only reported.
+                ISR_LOG_WARN("session") << "wipe: " << st.error().describe();
+            }
             if (auto st = memimg::wipeScratchDir(scratchDir); !st.ok()) {
                 ISR_LOG_WARN("session") << "wiping scratch: " << st.error().describe();
             }
+        }
         scratchDir.clear();
         savePath.clear();
         if (!sessionDir.empty()) {

@@ -362,7 +362,8 @@ private slots:
     void cleanupTestCase() {
         // A case that failed may leave the QEMU of a killed kiosk behind.
         if (dir_)
-            test::runProcess("pkill", {"-KILL", "-f", QString::fromStdString(kioskDir_ + "/libvirt")});
+            test::runProcess("pkill",
+                             {"-KILL", "-f", QString::fromStdString(kioskDir_ + "/libvirt")});
         std::error_code ec;
         if (!scratchParent_.empty())
             fs::remove_all(scratchParent_, ec);

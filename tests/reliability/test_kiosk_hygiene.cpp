@@ -137,16 +137,20 @@ class TestKioskHygiene : public QObject {
     void checkClean(const std::vector<std::string>& markers, const char* when) {
         for (const auto& m : markers) {
             auto hits = filesContaining(m);
-            QVERIFY2(hits.empty(),
-                     (std::string(when) + ": marker " + m + " in " + hits.front()).c_str());
+            QVERIFY2(hits.empty(), (std::string(when) + ": marker " + m + " in " +
+                                    (hits.empty() ? std::string() : hits.front()))
+                                       .c_str());
         }
         for (const auto& [name, bytes] : secrets_) {
             auto hits = filesContaining(bytes);
-            QVERIFY2(hits.empty(),
-                     (std::string(when) + ": " + name + " in " + hits.front()).c_str());
+            QVERIFY2(hits.empty(), (std::string(when) + ": " + name + " in " +
+                                    (hits.empty() ? std::string() : hits.front()))
+                                       .c_str());
         }
         auto procs = sessionProcesses();
-        QVERIFY2(procs.empty(), (std::string(when) + ": left running: " + procs.front()).c_str());
+        QVERIFY2(procs.empty(), (std::string(when) + ": left running: " +
+                                 (procs.empty() ? std::string() : procs.front()))
+                                    .c_str());
         std::error_code ec;
         int scratch = 0;
         for (const auto& e : fs::directory_iterator(scratchParent_, ec))
