@@ -40,6 +40,7 @@ qt=(
   qml6-module-qtquick-layouts
   qml6-module-qtquick-window
   qml6-module-qtquick-virtualkeyboard
+  qt6-virtualkeyboard-plugin
   qml6-module-qt-labs-folderlistmodel
   qml6-module-qttest
 )

@@ -186,6 +186,15 @@ void SessionController::takeOver() {
 }
 
 void SessionController::cancel() {
+    // A resume in progress blocks the worker: ask it to stop now (safe from
+    // this thread), so Cancel does not wait for the whole memory image. The
+    // abandon() queued behind it then finds nothing left, or wipes a session
+    // that had already reached Running or Failed.
+    {
+        std::lock_guard lock(mutex_);
+        if (session_)
+            session_->requestCancel();
+    }
     post([this] {
         if (session_) {
             (void)session_->abandon();

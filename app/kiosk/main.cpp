@@ -2,6 +2,7 @@
 // session backend, load the Isr.Ui QML module, run the event loop.
 #include "escapechord.h"
 #include "fakesessionbackend.h"
+#include "inputdevices.h"
 #include "kioskwindow.h"
 #include "session/kioskconfig.h"
 #include "sessioncontroller.h"
@@ -67,10 +68,18 @@ isr::session::KioskFile loadConfig(int argc, char** argv) {
 int main(int argc, char** argv) {
     const isr::session::KioskFile file = loadConfig(argc, argv);
     // The virtual keyboard must be chosen before the application exists.
-    bool wantKeyboard = file.ui.virtualKeyboard;
-    for (int i = 1; i < argc; ++i)
+    // The configuration's choice (default auto: only when no hardware
+    // keyboard is attached), overridden by --[no-]virtual-keyboard.
+    using Osk = isr::session::KioskUiOptions::OnScreenKeyboard;
+    Osk osk = file.ui.virtualKeyboard;
+    for (int i = 1; i < argc; ++i) {
         if (qstrcmp(argv[i], "--virtual-keyboard") == 0)
-            wantKeyboard = true;
+            osk = Osk::Always;
+        else if (qstrcmp(argv[i], "--no-virtual-keyboard") == 0)
+            osk = Osk::Never;
+    }
+    const bool wantKeyboard =
+        osk == Osk::Always || (osk == Osk::Auto && !isr::ui::hasHardwareKeyboard());
     if (wantKeyboard)
         qputenv("QT_IM_MODULE", "qtvirtualkeyboard");
 
@@ -121,8 +130,12 @@ int main(int argc, char** argv) {
         QStringLiteral("The operator's key chord that quits the shell (default %1).")
             .arg(isr::ui::EscapeChordFilter::defaultChord().toString()),
         QStringLiteral("keys"));
-    QCommandLineOption virtualKeyboard(QStringLiteral("virtual-keyboard"),
-                                       QStringLiteral("Show an on-screen keyboard."));
+    QCommandLineOption virtualKeyboard(
+        QStringLiteral("virtual-keyboard"),
+        QStringLiteral("Show an on-screen keyboard (default: when no hardware keyboard is "
+                       "attached, or as kiosk.conf says)."));
+    QCommandLineOption noVirtualKeyboard(QStringLiteral("no-virtual-keyboard"),
+                                         QStringLiteral("Never show the on-screen keyboard."));
     QCommandLineOption storeUrl(QStringLiteral("store"),
                                 QStringLiteral("Parcel store URL (default $ISR_STORE; with --demo "
                                                "the demo store)."),
@@ -141,8 +154,8 @@ int main(int argc, char** argv) {
                              QStringLiteral("kvm or tcg (default: probe)."),
                              QStringLiteral("accel"));
     parser.addOptions({configFile, windowed, demo, fakeBackend, fakeDisplay, idleTimeout,
-                       idleWarning, escapeChord, virtualKeyboard, storeUrl, stateDir, guestDir,
-                       parcelName, accel});
+                       idleWarning, escapeChord, virtualKeyboard, noVirtualKeyboard, storeUrl,
+                       stateDir, guestDir, parcelName, accel});
     if (!parser.parse(arguments)) {
         // Name what we were given: see the note above about argv.
         std::fprintf(stderr, "isr-kiosk: %s\nisr-kiosk: arguments: %s\n",

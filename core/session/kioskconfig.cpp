@@ -28,14 +28,6 @@ Result<int> parseSeconds(std::string_view v) {
     return value;
 }
 
-Result<bool> parseYesNo(std::string_view v) {
-    if (v == "yes")
-        return true;
-    if (v == "no")
-        return false;
-    return Error(Errc::InvalidArgument, "must be yes or no");
-}
-
 Status checkAbsolutePath(std::string_view v) {
     if (v.empty() || v.front() != '/')
         return Error(Errc::InvalidArgument, "must be an absolute path");
@@ -98,7 +90,15 @@ Status apply(KioskFile& f, const std::string& key, std::string_view v) {
             return Error(Errc::Unsupported,
                          "device pass-through is not supported yet: leave it empty");
     } else if (key == "virtual_keyboard") {
-        ISR_TRY_ASSIGN(f.ui.virtualKeyboard, parseYesNo(v));
+        using K = KioskUiOptions::OnScreenKeyboard;
+        if (v == "auto")
+            f.ui.virtualKeyboard = K::Auto;
+        else if (v == "yes")
+            f.ui.virtualKeyboard = K::Always;
+        else if (v == "no")
+            f.ui.virtualKeyboard = K::Never;
+        else
+            return Error(Errc::InvalidArgument, "must be yes, no or auto");
     } else if (key == "kiosk_id") {
         if (v.empty())
             return Error(Errc::InvalidArgument, "must not be empty");

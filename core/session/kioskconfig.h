@@ -14,7 +14,7 @@
 //   escape_chord            a key chord, checked by the UI (Qt key sequence syntax)
 //   accelerator             auto | kvm | tcg
 //   device_allow_list       reserved: must be empty (no device pass-through yet)
-//   virtual_keyboard        yes | no
+//   virtual_keyboard        yes | no | auto (default: shown when no hardware keyboard)
 //   kiosk_id, parcel        names
 // Anything else (unknown key, bad value, duplicate, missing '=') is refused
 // with an InvalidArgument error naming the file, line and key.
@@ -36,7 +36,10 @@ struct KioskUiOptions {
     int idleWarningSeconds = 30;
     std::string escapeChord;       // empty: the UI's default
     std::string escapeChordOrigin; // "file:line" for the UI's error message
-    bool virtualKeyboard = false;
+    // The on-screen keyboard: Auto shows it when no hardware keyboard is
+    // found at start (touch-only kiosks, in-seat screens).
+    enum class OnScreenKeyboard { Auto, Always, Never };
+    OnScreenKeyboard virtualKeyboard = OnScreenKeyboard::Auto;
     std::string parcel; // empty: the user's only parcel, or "default"
 };
 

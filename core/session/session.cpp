@@ -61,13 +61,13 @@ bool isLegalTransition(Stage from, Stage to) {
     case Stage::SignedOut:
         return to == Stage::Authenticating;
     case Stage::Authenticating:
-        return to == Stage::CheckingOut || to == Stage::Failed;
+        return to == Stage::CheckingOut || to == Stage::Failed || to == Stage::SignedOut;
     case Stage::CheckingOut:
-        return to == Stage::Fetching || to == Stage::Failed;
+        return to == Stage::Fetching || to == Stage::Failed || to == Stage::Wiping;
     case Stage::Fetching:
-        return to == Stage::Restoring || to == Stage::Failed;
+        return to == Stage::Restoring || to == Stage::Failed || to == Stage::Wiping;
     case Stage::Restoring:
-        return to == Stage::Running || to == Stage::Failed;
+        return to == Stage::Running || to == Stage::Failed || to == Stage::Wiping;
     case Stage::Running:
         return to == Stage::Suspending || to == Stage::Failed || to == Stage::Wiping;
     case Stage::Suspending:
@@ -239,6 +239,7 @@ struct Session::Impl {
     Clock::time_point stageStart = Clock::now();
     std::atomic<std::uint64_t> totalDown{0}, totalUp{0}; // bytes to/from the store, ever
     std::uint64_t stageDown = 0, stageUp = 0;
+    std::atomic<bool> cancelRequested{false}; // requestCancel() during a resume
 
     // The active session. Only the controlling thread touches these.
     std::string user, parcelName;
@@ -538,7 +539,11 @@ struct Session::Impl {
             so.cancel = &cancel;
             auto r = memimg::streamImage(
                 base.memory, [this](const chunk::ChunkName& n) { return fetchCached(n); }, fifo, so,
-                [&](const memimg::Progress& p) { report("memory image", p.done, total, started); });
+                [&](const memimg::Progress& p) {
+                    if (cancelRequested)
+                        cancel = true;
+                    report("memory image", p.done, total, started);
+                });
             if (!r.ok())
                 streamed = std::move(r).error();
         });
@@ -556,6 +561,11 @@ struct Session::Impl {
         }
         streamer.join();
         ::unlink(fifo.c_str());
+        if (cancelRequested) {
+            if (restored.ok())
+                machine.emplace(std::move(*restored)); // wiped with the rest
+            return Error(Errc::Cancelled, "resume cancelled");
+        }
         if (!streamed.ok())
             return fail(Stage::Fetching, streamed.error(),
                         "The saved memory image could not be fetched; try again, or an "
@@ -714,6 +724,23 @@ struct Session::Impl {
         return {};
     }
 
+    // After requestCancel(): undo the resume so far (VM, disk, scratch,
+    // lock) and end SignedOut. Nothing was committed by this resume.
+    Error endCancelled() {
+        ISR_LOG_INFO("session") << "resume cancelled at " << stageName(stage);
+        if (stage == Stage::Authenticating) {
+            signOut();
+            enter(Stage::SignedOut);
+        } else {
+            enter(Stage::Wiping);
+            wipeLocal();
+            signOut();
+            enter(Stage::SignedOut);
+        }
+        cancelRequested = false;
+        return Error(Errc::Cancelled, "resume cancelled");
+    }
+
     // Drops every local trace of the session. Idempotent.
     void wipeLocal() {
         if (disk)
@@ -816,6 +843,7 @@ Status Session::resume(const std::string& user, const std::string& password,
                        const std::string& parcelName, bool takeOver) {
     Impl& s = *impl_;
     Stage now = stage();
+    s.cancelRequested = false;
     bool continuing =
         now == Stage::Failed && s.parcels && s.user == user && s.parcelName == parcelName;
     if (!continuing) {
@@ -828,9 +856,16 @@ Status Session::resume(const std::string& user, const std::string& password,
         s.user = user;
         s.parcelName = parcelName;
         auto opened = store::openStore(s.config.storeUrl, s.config.storeOptions);
-        if (!opened.ok())
-            return s.fail(Stage::Authenticating, opened.error(),
+        if (!opened.ok()) {
+            // A file store whose mount is gone reads as NotFound/Io here: to
+            // the person at the kiosk that is an unreachable store, not an
+            // internal error (a malformed URL stays what it is).
+            Error e = opened.error();
+            if (e.code == Errc::NotFound || e.code == Errc::Io)
+                e.code = Errc::Transient;
+            return s.fail(Stage::Authenticating, e,
                           "The store is unreachable; try again in a moment");
+        }
         s.store = std::make_unique<CountingStore>(std::move(*opened), s.totalDown, s.totalUp);
         auto secrets = [&]() -> Result<parcel::UserSecrets> {
             ISR_TRY_STATUS(ISR_FAULT_POINT("session.signin.before"));
@@ -845,6 +880,8 @@ Status Session::resume(const std::string& user, const std::string& password,
         if (!secrets->s3.accessKey.empty())
             s.store->setWriteCredentials(secrets->s3);
         s.parcels = std::make_unique<parcel::Parcels>(*s.store, std::move(*secrets));
+        if (s.cancelRequested)
+            return s.endCancelled();
     } else {
         s.wipeLocal();     // a failed resume leaves nothing worth keeping
         s.stopHeartbeat(); // checkOut starts it again
@@ -868,6 +905,8 @@ Status Session::resume(const std::string& user, const std::string& password,
                           "Ask an administrator which one this kiosk should open");
     }
     ISR_TRY_STATUS(s.checkOut(takeOver));
+    if (s.cancelRequested)
+        return s.endCancelled();
     s.enter(Stage::Fetching);
     if (auto st = s.makeDirectories(); !st.ok())
         return s.fail(Stage::Fetching, st.error(),
@@ -878,7 +917,12 @@ Status Session::resume(const std::string& user, const std::string& password,
         return s.fail(Stage::Fetching, st.error(),
                       st.error().code == Errc::NoSpace ? "The kiosk is out of space; tell staff"
                                                        : "");
-    ISR_TRY_STATUS(s.bringUpVm());
+    if (s.cancelRequested)
+        return s.endCancelled();
+    if (auto st = s.bringUpVm(); !st.ok())
+        return s.cancelRequested ? s.endCancelled() : st;
+    if (s.cancelRequested)
+        return s.endCancelled();
     s.startTrickle();
     s.enter(Stage::Running);
     return {};
@@ -916,6 +960,13 @@ Status Session::abandon() {
     s.signOut();
     s.enter(Stage::SignedOut);
     return {};
+}
+
+void Session::requestCancel() {
+    Stage now = stage();
+    if (now == Stage::Authenticating || now == Stage::CheckingOut || now == Stage::Fetching ||
+        now == Stage::Restoring)
+        impl_->cancelRequested = true;
 }
 
 Stage Session::stage() const {

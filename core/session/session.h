@@ -14,6 +14,8 @@
 //   Running        -> Suspending | Failed                suspendAndLeave()
 //   Suspending     -> Wiping | Failed
 //   Wiping         -> SignedOut | Failed
+//   Authenticating -> SignedOut                          requestCancel()
+//   CheckingOut, Fetching, Restoring -> Wiping           requestCancel()
 //   Failed         -> CheckingOut                        resume(..., takeOver) / retry()
 //                   | Suspending                         retry() after a failed suspend
 //                   | Wiping                             abandon(): drop unsaved state, unlock
@@ -144,6 +146,13 @@ public:
     // destroyed, local state wiped, the lock released. The last committed
     // version is what the next resume gets.
     Status abandon();
+    // Asks a resume() in progress on another thread to stop: it returns
+    // Cancelled at its next step (between stages, or within a chunk of the
+    // memory image), after wiping what it set up and releasing the lock, and
+    // the session is SignedOut. The last committed version is untouched.
+    // Safe from any thread, and from Listener callbacks (it only sets a flag);
+    // does nothing outside a resume.
+    void requestCancel();
 
     Stage stage() const;
     std::optional<Failure> failure() const;

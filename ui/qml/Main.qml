@@ -98,6 +98,8 @@ ApplicationWindow {
         anchors.fill: parent
         visible: window.currentPage === "signIn"
         demoMode: window.demoMode
+        keyboardHeight: keyboardLoader.item && keyboardLoader.item.active
+                        ? keyboardLoader.item.height : 0
         busy: window.stage === SessionBackend.Authenticating
         errorText: window.stage === SessionBackend.Failed
                    && window.backend.errorKind === SessionBackend.WrongCredentials
@@ -164,6 +166,7 @@ ApplicationWindow {
     }
 
     Loader {
+        id: keyboardLoader
         objectName: "virtualKeyboardLoader"
         active: window.virtualKeyboard
         width: parent.width

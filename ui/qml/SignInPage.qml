@@ -12,6 +12,10 @@ Rectangle {
     property string errorText: ""
     property bool demoMode: false
     property string demoHint: qsTr("Demo: user \"demo\", password \"demo\"")
+    // Height of the on-screen keyboard while it is up: the form moves into
+    // the space above it (and drops its subtitle) so the fields and the
+    // button stay visible while typing on a touch screen.
+    property real keyboardHeight: 0
 
     signal signInRequested(string userName, string password)
 
@@ -39,9 +43,12 @@ Rectangle {
     Component.onCompleted: userField.forceActiveFocus()
 
     ColumnLayout {
-        anchors.centerIn: parent
+        objectName: "signInForm"
+        anchors.horizontalCenter: parent.horizontalCenter
+        y: Math.max(Theme.spacing / 2, (parent.height - page.keyboardHeight - height) / 2)
         width: Math.min(parent.width * 0.8, 520)
-        spacing: Theme.spacing
+        spacing: page.keyboardHeight > 0 ? Theme.spacing / 2 : Theme.spacing
+        Behavior on y { NumberAnimation { duration: 150; easing.type: Easing.OutCubic } }
 
         Label {
             text: qsTr("Welcome")
@@ -51,6 +58,7 @@ Rectangle {
             Layout.alignment: Qt.AlignHCenter
         }
         Label {
+            visible: page.keyboardHeight === 0
             text: qsTr("Sign in to resume your computer exactly where you left it.")
             color: Theme.mutedText
             font.pixelSize: Theme.bodySize

@@ -51,7 +51,7 @@ private slots:
         QCOMPARE(f->ui.idleWarningSeconds, 45);
         QCOMPARE(f->ui.escapeChord, std::string("Ctrl+Alt+Shift+Q"));
         QCOMPARE(f->ui.escapeChordOrigin, std::string("kiosk.conf:10"));
-        QVERIFY(f->ui.virtualKeyboard);
+        QVERIFY(f->ui.virtualKeyboard == KioskUiOptions::OnScreenKeyboard::Always);
         QCOMPARE(f->ui.parcel, std::string("work"));
         QVERIFY(f->has("store"));
         QVERIFY(!f->has("store_read_credentials"));
@@ -63,11 +63,17 @@ private slots:
         QVERIFY(f->keys.empty());
         QCOMPARE(f->ui.idleTimeoutSeconds, 600);
         QCOMPARE(f->ui.idleWarningSeconds, 30);
+        QVERIFY(f->ui.virtualKeyboard == KioskUiOptions::OnScreenKeyboard::Auto);
+        QVERIFY(parseKioskConfig("virtual_keyboard = auto\n", "x")->ui.virtualKeyboard ==
+                KioskUiOptions::OnScreenKeyboard::Auto);
         QCOMPARE(f->session.cacheCapBytes, std::uint64_t(8) << 30);
+        QVERIFY(f->ui.virtualKeyboard == KioskUiOptions::OnScreenKeyboard::Auto);
+        QVERIFY(parseKioskConfig("virtual_keyboard = auto\n", "x")->ui.virtualKeyboard ==
+                KioskUiOptions::OnScreenKeyboard::Auto);
         auto a = parseKioskConfig("accelerator = auto\nvirtual_keyboard = no\n", "x");
         QVERIFY(a.ok());
         QCOMPARE(a->session.accelerator, std::string());
-        QVERIFY(!a->ui.virtualKeyboard);
+        QVERIFY(a->ui.virtualKeyboard == KioskUiOptions::OnScreenKeyboard::Never);
     }
 
     void sizes() {
@@ -126,7 +132,7 @@ private slots:
             << "device_allow_list = usb:1234:5678\n"
             << "x.conf:1: device_allow_list: device pass-through is not supported";
         QTest::newRow("bad yes/no") << "virtual_keyboard = true\n"
-                                    << "x.conf:1: virtual_keyboard: must be yes or no";
+                                    << "x.conf:1: virtual_keyboard: must be yes, no or auto";
         QTest::newRow("empty kiosk_id") << "kiosk_id =\n"
                                         << "x.conf:1: kiosk_id: must not be empty";
         QTest::newRow("bad parcel") << "parcel = ../etc\n"

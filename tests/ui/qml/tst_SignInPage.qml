@@ -68,6 +68,23 @@ Item {
             compare(spy.signalArguments[0][1], "pw")
         }
 
+        // With the on-screen keyboard up (its height set by Main.qml), the
+        // form moves above it: every field and the button stay uncovered.
+        function test_formClearsTheOnScreenKeyboard() {
+            var form = findByName(page, "signInForm")
+            var button = findByName(page, "signInButton")
+            verify(form && button)
+            page.keyboardHeight = 400
+            tryVerify(function() {
+                return button.mapToItem(page, 0, button.height).y <= page.height - 400
+            }, 1000, "the sign-in button is under the keyboard")
+            verify(form.y >= 0)
+            page.keyboardHeight = 0
+            tryVerify(function() {
+                return Math.abs(form.y - (page.height - form.height) / 2) < 1
+            }, 1000, "the form is centred again without the keyboard")
+        }
+
         function test_clickSubmits() {
             findByName(page, "userField").text = "bob"
             findByName(page, "passwordField").text = "pw"
