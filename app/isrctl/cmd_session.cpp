@@ -78,7 +78,7 @@ int resume(const std::vector<std::string>& argv) {
         return fail(args.error().message, kExitUsage);
     if (int rc = checkUsage(*args, 2, 2,
                             {"store", "kiosk-dir", "guest-dir", "accel", "cache-size", "kiosk-id",
-                             "trickle-quiet", "config"},
+                             "trickle-quiet", "heartbeat", "config"},
                             "session resume"))
         return rc;
     const std::string user = args->positional()[0], parcelName = args->positional()[1];
@@ -109,6 +109,12 @@ int resume(const std::vector<std::string>& argv) {
         if (!secs.ok())
             return fail(secs.error().message, kExitUsage);
         config.trickleQuiet = std::chrono::seconds(*secs);
+    }
+    if (auto h = args->option("heartbeat")) {
+        auto secs = parseDuration(*h);
+        if (!secs.ok() || *secs <= 0)
+            return fail("--heartbeat needs a positive duration", kExitUsage);
+        config.heartbeatInterval = std::chrono::seconds(*secs);
     }
     if (auto c = args->option("cache-size")) {
         auto bytes = parseSize(*c);
@@ -233,7 +239,12 @@ int resume(const std::vector<std::string>& argv) {
     auto suspended = sess.suspendAndLeave();
     // A failed suspend keeps its state; retry a few times (the store may be
     // back), then give up loudly: the last committed version stays intact.
-    for (int attempt = 0; !suspended.ok() && attempt < 3; ++attempt) {
+    // A VM that died cannot be saved however often we try.
+    auto retryable = [&] {
+        auto f = sess.failure();
+        return !f || f->kind != session::ErrorKind::VmFailed;
+    };
+    for (int attempt = 0; !suspended.ok() && retryable() && attempt < 3; ++attempt) {
         std::this_thread::sleep_for(std::chrono::seconds(2 << attempt));
         suspended = sess.retry();
     }
@@ -399,7 +410,7 @@ int demoInit(const std::vector<std::string>& argv) {
 CommandRegistration
     regResume({"session resume",
                "USER PARCEL [--config FILE] [--kiosk-dir DIR] [--guest-dir DIR] [--take-over] "
-               "[--accel kvm|tcg] [--serial] [--password-stdin]",
+               "[--accel kvm|tcg] [--serial] [--password-stdin] [--trickle-quiet S] [--heartbeat S]",
                "resume a parcel headless; SIGTERM/SIGINT suspends and leaves", resume});
 CommandRegistration regSuspend({"session suspend", "[--kiosk-dir DIR] [--json]",
                                 "suspend and leave the session running in that kiosk directory",

@@ -1,5 +1,6 @@
 // chunkImage (save file -> chunks -> upload) and streamImage (chunks ->
 // verified plaintext -> FIFO), see memimg.h.
+#include "util/fault.h"
 #include "util/posix.h"
 #include "memimg/memimg.h"
 #include "memimg/orderedpool.h"
@@ -306,6 +307,8 @@ Result<StreamStats> streamImage(const std::vector<chunk::ChunkRef>& recipe, cons
         refill();
         if (!plain.ok())
             return fail(std::move(plain).error());
+        if (Status st = ISR_FAULT_POINT("memimg.stream.chunk"); !st.ok())
+            return fail(std::move(st).error());
         Status written = writeAll(out.get(), *plain);
         if (!written.ok())
             return fail(std::move(written).error());

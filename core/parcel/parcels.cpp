@@ -1,5 +1,6 @@
 // A signed-in user's parcels: versions, commit, rollback, chunks, locks.
 #include "parcel/parcel.h"
+#include "util/fault.h"
 #include "util/log.h"
 
 #include <algorithm>
@@ -167,10 +168,20 @@ Result<Parcels::UploadStats> Parcels::uploadChunks(const std::vector<chunk::Enco
                 return std::move(results[j]).error().context("uploading chunk " + batch[j].key);
             doneBytes += batch[j].data.size();
         }
+        ISR_TRY_STATUS(ISR_FAULT_POINT("parcel.upload.batch"));
         if (progress)
             progress("upload", doneBytes, totalBytes);
     }
     return UploadStats{std::uint64_t(missing.size()), doneBytes};
+}
+
+// The same version content apart from when it was created: how a retried
+// commit recognises the version its own earlier attempt wrote. Another
+// kiosk's version differs at least in its memory image and kiosk id.
+static bool sameContent(const Manifest& stored, const Manifest& ours) {
+    Manifest a = stored;
+    a.created = ours.created;
+    return encodeManifest(a) == encodeManifest(ours);
 }
 
 Result<std::uint64_t> Parcels::commit(const std::string& parcel, Manifest& m,
@@ -185,19 +196,34 @@ Result<std::uint64_t> Parcels::commit(const std::string& parcel, Manifest& m,
     m.version = n;
     if (m.created == 0)
         m.created = std::time(nullptr);
+    ISR_TRY_STATUS(ISR_FAULT_POINT("parcel.commit.before-version"));
     auto st = store_.putIfAbsent(versionKey(user(), parcel, n), seal(parcel, n, m));
     if (!st.ok()) {
-        if (st.error().code == Errc::AlreadyExists)
-            return Error(Errc::Conflict, "version " + std::to_string(n) + " of parcel '" + parcel +
-                                             "' was created by another writer first; nothing "
-                                             "was overwritten");
-        return std::move(st).error().context("committing version " + std::to_string(n));
+        if (st.error().code == Errc::AlreadyExists) {
+            // Our own earlier attempt may have created it and lost the
+            // answer (a dropped connection after the PUT landed, a retry
+            // after a failure past this point): then it is committed.
+            if (auto existing = manifest(parcel, n); existing.ok() && sameContent(*existing, m)) {
+                ISR_LOG_INFO("parcel") << "version " << n << " of " << parcel
+                                       << " was already committed by this session";
+                m.created = existing->created;
+            } else {
+                return Error(Errc::Conflict, "version " + std::to_string(n) + " of parcel '" +
+                                                 parcel +
+                                                 "' was created by another writer first; nothing "
+                                                 "was overwritten");
+            }
+        } else {
+            return std::move(st).error().context("committing version " + std::to_string(n));
+        }
     }
+    ISR_TRY_STATUS(ISR_FAULT_POINT("parcel.commit.after-version"));
     // The version exists now; head is only a hint, so a failure here loses nothing.
     if (auto h = store_.put(headKey(user(), parcel), asBytes(std::to_string(n) + "\n")); !h.ok()) {
         ISR_LOG_WARN("parcel") << "version " << n
                                << " committed but head not updated: " << h.error().describe();
     }
+    ISR_TRY_STATUS(ISR_FAULT_POINT("parcel.commit.after-head"));
     if (progress)
         progress("commit", n, n);
     return n;
@@ -270,13 +296,17 @@ Result<LockAttempt> Parcels::lock(const std::string& parcel, const std::string& 
     mine.since = mine.heartbeat = std::time(nullptr);
     std::string body = lockToJson(mine).dump() + "\n";
     std::string key = lockKey(user(), parcel);
+    ISR_TRY_STATUS(ISR_FAULT_POINT("parcel.lock.before"));
     if (takeOver) {
         ISR_TRY_STATUS(store_.put(key, asBytes(body)));
+        ISR_TRY_STATUS(ISR_FAULT_POINT("parcel.lock.after"));
         return LockAttempt{true, mine};
     }
     auto st = store_.putIfAbsent(key, asBytes(body));
-    if (st.ok())
+    if (st.ok()) {
+        ISR_TRY_STATUS(ISR_FAULT_POINT("parcel.lock.after"));
         return LockAttempt{true, mine};
+    }
     if (st.error().code != Errc::AlreadyExists)
         return std::move(st).error().context("locking parcel '" + parcel + "'");
     ISR_TRY_ASSIGN(auto holder, readLock(parcel));
@@ -290,6 +320,7 @@ Status Parcels::heartbeat(const std::string& parcel, LockInfo& mine) {
     if (!current || current->session != mine.session)
         return Error(Errc::Locked, "parcel '" + parcel + "' was taken over by " +
                                        (current ? current->kiosk : std::string("nobody")));
+    ISR_TRY_STATUS(ISR_FAULT_POINT("parcel.heartbeat.before"));
     mine.heartbeat = std::time(nullptr);
     return store_.put(lockKey(user(), parcel), asBytes(lockToJson(mine).dump() + "\n"));
 }
@@ -303,6 +334,7 @@ Status Parcels::unlock(const std::string& parcel, const LockInfo& mine) {
                                << current->kiosk;
         return {};
     }
+    ISR_TRY_STATUS(ISR_FAULT_POINT("parcel.unlock.before-remove"));
     return store_.remove(lockKey(user(), parcel));
 }
 

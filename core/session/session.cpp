@@ -6,6 +6,7 @@
 #include "disk/nbd_server.h"
 #include "disk/parcel_disk.h"
 #include "memimg/memimg.h"
+#include "util/fault.h"
 #include "util/log.h"
 #include "vm/vm.h"
 
@@ -17,10 +18,12 @@
 #include <cstring>
 #include <fcntl.h>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <set>
 #include <sstream>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 #include <thread>
 #include <unistd.h>
@@ -201,6 +204,27 @@ std::string parcelUuid(const std::string& user, const std::string& parcel) {
            hex.substr(16, 4) + "-" + hex.substr(20, 12);
 }
 
+// Wipes the scratch directory each leftover session recorded (makeDirectories
+// writes <session dir>/scratch). Only directories memimg created
+// (isr-memimg-*) are touched, whatever the record says.
+void wipeCrashedSessions(const std::string& sessionsDir) {
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(sessionsDir, ec)) {
+        std::ifstream record(entry.path() / "scratch");
+        std::string scratch;
+        if (!record || !std::getline(record, scratch))
+            continue;
+        fs::path p(scratch);
+        if (!p.is_absolute() || p.filename().string().rfind("isr-memimg-", 0) != 0 ||
+            !fs::is_directory(fs::symlink_status(p, ec)))
+            continue;
+        ISR_LOG_WARN("session") << "wiping the scratch of a crashed session: " << scratch;
+        if (auto st = memimg::wipeScratchDir(scratch); !st.ok()) {
+            ISR_LOG_WARN("session") << "wiping " << scratch << ": " << st.error().describe();
+        }
+    }
+}
+
 } // namespace
 
 struct Session::Impl {
@@ -272,10 +296,11 @@ struct Session::Impl {
     }
 
     Error fail(Stage failedStage, const Error& error, std::string advice,
-               std::optional<parcel::LockInfo> holder = std::nullopt) {
+               std::optional<parcel::LockInfo> holder = std::nullopt,
+               std::optional<ErrorKind> kind = std::nullopt) {
         Failure f;
         f.stage = failedStage;
-        f.kind = classify(error);
+        f.kind = kind ? *kind : classify(error);
         f.message = error.message.empty() ? std::string(errcName(error.code)) : error.message;
         if (!advice.empty())
             f.message += ". " + advice;
@@ -312,6 +337,27 @@ struct Session::Impl {
 
     // ---- pieces ----
 
+    // True while the VM's QEMU is still there (running or paused).
+    bool vmAlive() const {
+        if (!machine)
+            return false;
+        auto st = machine->status();
+        return st.ok() && (st->state == vm::VmState::Running || st->state == vm::VmState::Paused);
+    }
+
+    std::uint64_t scratchFree() const {
+        struct statvfs vfs {};
+        if (scratchDir.empty() || ::statvfs(scratchDir.c_str(), &vfs) != 0)
+            return ~std::uint64_t(0);
+        return std::uint64_t(vfs.f_bavail) * vfs.f_frsize;
+    }
+
+    // A VM that could not start or be restored: out of space is the kiosk's
+    // problem (NoSpace), anything else is the VM's.
+    static ErrorKind vmKind(const Error& error) {
+        return error.code == Errc::NoSpace ? ErrorKind::NoSpace : ErrorKind::VmFailed;
+    }
+
     Status makeDirectories() {
         std::string id = toHex(crypto::randomBytes(6));
         sessionDir = config.stateDir + "/sessions/" + id;
@@ -324,6 +370,14 @@ struct Session::Impl {
         so.parent = config.scratchDir;
         ISR_TRY_ASSIGN(scratchDir, memimg::createScratchDir(so));
         savePath = scratchDir + "/memory.save";
+        // The scratch holds the saved VM (guest RAM in clear) outside the
+        // state directory; name it here so that the next start of a kiosk
+        // that crashed can wipe it (see wipeCrashedSessions).
+        std::ofstream record(sessionDir + "/scratch", std::ios::trunc);
+        record << scratchDir << "\n";
+        record.close();
+        if (!record)
+            return Error(Errc::NoSpace, "cannot record the scratch directory in " + sessionDir);
         return {};
     }
 
@@ -349,16 +403,24 @@ struct Session::Impl {
     }
 
     Status checkOut(bool takeOver) {
-        ISR_TRY_ASSIGN(auto attempt, parcels->lock(parcelName, config.kioskId, takeOver));
-        if (!attempt.acquired) {
-            const auto& h = attempt.lock;
-            return fail(Stage::CheckingOut,
-                        Error(Errc::Locked, "your computer is open at another kiosk (" + h.kiosk +
-                                                ") since " + std::to_string(h.since)),
-                        "Take it over to continue here (unsaved work there is lost), or cancel", h);
+        // A retry after a failed resume still holds its own lock: keep it
+        // (locking again would find it and call it another kiosk's).
+        if (!haveLock) {
+            auto attempt = parcels->lock(parcelName, config.kioskId, takeOver);
+            if (!attempt.ok())
+                return fail(Stage::CheckingOut, attempt.error(),
+                            "The store is unreachable; try again in a moment");
+            if (!attempt->acquired) {
+                const auto& h = attempt->lock;
+                return fail(Stage::CheckingOut,
+                            Error(Errc::Locked, "your computer is open at another kiosk (" +
+                                                    h.kiosk + ") since " + std::to_string(h.since)),
+                            "Take it over to continue here (unsaved work there is lost), or cancel",
+                            h);
+            }
+            lock = attempt->lock;
+            haveLock = true;
         }
-        lock = attempt.lock;
-        haveLock = true;
         auto latest = parcels->latest(parcelName);
         if (!latest.ok())
             return fail(Stage::CheckingOut, latest.error(),
@@ -369,6 +431,8 @@ struct Session::Impl {
                         "The store's copy is damaged; an administrator can roll back to an earlier "
                         "version");
         base = std::move(*m);
+        if (auto st = ISR_FAULT_POINT("session.checkout.after-manifest"); !st.ok())
+            return fail(Stage::CheckingOut, st.error(), "Try again");
         if (base.vm.boot != "demo-guest")
             return fail(Stage::CheckingOut,
                         Error(Errc::Unsupported,
@@ -448,15 +512,22 @@ struct Session::Impl {
         if (base.memory.empty()) {
             // First resume of this parcel (or after an import): boot.
             enter(Stage::Restoring);
+            if (auto st = ISR_FAULT_POINT("session.restore.before"); !st.ok())
+                return fail(Stage::Restoring, st.error(), "Try again");
             auto booted = hypervisor->boot(spec);
             if (!booted.ok())
                 return fail(Stage::Restoring, booted.error(),
-                            "The virtual machine could not start; try again");
+                            "The virtual machine could not start; try again", std::nullopt,
+                            vmKind(booted.error()));
             machine.emplace(std::move(*booted));
+            if (auto st = ISR_FAULT_POINT("session.restore.after"); !st.ok())
+                return fail(Stage::Restoring, st.error(), "Try again");
             return {};
         }
         // Stream the memory image into a FIFO that libvirt restores from, so
         // download, verification and loading overlap.
+        if (auto st = ISR_FAULT_POINT("session.restore.before"); !st.ok())
+            return fail(Stage::Restoring, st.error(), "Try again");
         std::string fifo = scratchDir + "/restore.fifo";
         ::unlink(fifo.c_str());
         if (::mkfifo(fifo.c_str(), 0600) != 0)
@@ -510,8 +581,11 @@ struct Session::Impl {
                         "administrator can roll back");
         if (!restored.ok())
             return fail(Stage::Restoring, restored.error(),
-                        "The virtual machine could not be restored; try again");
+                        "The virtual machine could not be restored; try again", std::nullopt,
+                        vmKind(restored.error()));
         machine.emplace(std::move(*restored));
+        if (auto st = ISR_FAULT_POINT("session.restore.after"); !st.ok())
+            return fail(Stage::Restoring, st.error(), "Try again");
         if (auto t = machine->syncGuestTime(); !t.ok()) {
             ISR_LOG_INFO("session") << "guest clock not set: " << t.error().describe();
         }
@@ -521,6 +595,7 @@ struct Session::Impl {
     void startTrickle() {
         disk->startTrickle(config.trickleQuiet, config.trickleInterval,
                            [this](const chunk::EncodedChunk& c) -> Status {
+                               ISR_TRY_STATUS(ISR_FAULT_POINT("session.trickle.chunk"));
                                auto r = parcels->uploadChunks({c});
                                if (!r.ok())
                                    return std::move(r).error();
@@ -576,13 +651,43 @@ struct Session::Impl {
         auto started = Clock::now();
         if (!memorySaved) {
             if (!machine)
-                return fail(Stage::Suspending, Error(Errc::Internal, "no VM is running"), "");
+                return fail(Stage::Suspending, Error(Errc::Internal, "no VM is running"),
+                            "Your last saved version is intact: resume it again", std::nullopt,
+                            ErrorKind::VmFailed);
+            if (auto st = ISR_FAULT_POINT("session.save.before"); !st.ok())
+                return fail(Stage::Suspending, st.error(), "Try again");
             auto st = machine->save(savePath);
-            if (!st.ok())
-                return fail(Stage::Suspending, st.error(),
-                            "The virtual machine could not be saved; try again");
+            if (!st.ok()) {
+                if (!vmAlive()) {
+                    // QEMU is gone (crashed or killed): nothing to save, and
+                    // retrying cannot help. Drop the dead VM so abandon()
+                    // releases the parcel for the next resume.
+                    machine.reset();
+                    return fail(Stage::Suspending, st.error(),
+                                "The virtual machine stopped unexpectedly and its unsaved work "
+                                "is lost; your last saved version is intact: resume it again",
+                                std::nullopt, ErrorKind::VmFailed);
+                }
+                // libvirt does not always say why a save failed; a scratch
+                // with less room than the VM's memory is the likely reason.
+                Error why = st.error();
+                if (why.code != Errc::NoSpace &&
+                    scratchFree() < (std::uint64_t(base.vm.memoryMiB) << 20))
+                    why = Error(Errc::NoSpace,
+                                why.message + " (the memory-backed scratch " + scratchDir +
+                                    " has " + std::to_string(scratchFree() >> 20) + " MiB free)");
+                if (why.code == Errc::NoSpace)
+                    ::unlink(savePath.c_str()); // a partial save only takes space
+                return fail(Stage::Suspending, why,
+                            why.code == Errc::NoSpace
+                                ? "The kiosk ran out of memory-backed space for your memory "
+                                  "image; tell staff, then try again"
+                                : "The virtual machine could not be saved; try again");
+            }
             machine.reset();
             memorySaved = true;
+            if (auto fst = ISR_FAULT_POINT("session.save.after"); !fst.ok())
+                return fail(Stage::Suspending, fst.error(), "Try again");
         }
         if (!recipe) {
             auto chunker = memimg::Chunker::create(parcels->secrets().convergence.view());
@@ -591,6 +696,7 @@ struct Session::Impl {
             auto chunked = memimg::chunkImage(
                 savePath, parcels->secrets().convergence.view(), *chunker,
                 [this](const std::vector<chunk::EncodedChunk>& batch) -> Result<memimg::Uploaded> {
+                    ISR_TRY_STATUS(ISR_FAULT_POINT("session.memimg.batch"));
                     return uploadMemoryChunks(batch);
                 },
                 {},
@@ -602,6 +708,8 @@ struct Session::Impl {
                             "Could not send your memory image; check the network and try again");
             recipe = chunked->recipe;
         }
+        if (auto st = ISR_FAULT_POINT("session.disk.upload.before"); !st.ok())
+            return fail(Stage::Suspending, st.error(), "Try again");
         auto table = disk->finalChunkTable();
         if (!table.ok())
             return fail(Stage::Suspending, table.error(), "");
@@ -633,11 +741,17 @@ struct Session::Impl {
         }
         committed = *n;
         stopHeartbeat();
+        if (auto st = ISR_FAULT_POINT("session.unlock.before"); !st.ok())
+            return fail(Stage::Suspending, st.error(), "Try again");
+        // The version is committed whatever happens to the lock now. A
+        // failed unlock keeps haveLock so signOut() tries once more; if that
+        // fails too, the next kiosk can take the parcel over.
         if (auto st = parcels->unlock(parcelName, lock); !st.ok()) {
             ISR_LOG_WARN("session")
-                << "unlock failed (the next kiosk can take over): " << st.error().describe();
+                << "unlock failed (trying again at sign-out): " << st.error().describe();
+        } else {
+            haveLock = false;
         }
-        haveLock = false;
         return {};
     }
 
@@ -646,7 +760,13 @@ struct Session::Impl {
     Status suspendAndWipe() {
         enter(Stage::Suspending);
         ISR_TRY_STATUS(suspendSteps());
+        return wipeAndSignOut();
+    }
+
+    Status wipeAndSignOut() {
         enter(Stage::Wiping);
+        if (auto st = ISR_FAULT_POINT("session.wipe.before"); !st.ok())
+            return fail(Stage::Wiping, st.error(), "Try again");
         wipeLocal();
         signOut();
         enter(Stage::SignedOut);
@@ -687,10 +807,15 @@ struct Session::Impl {
             std::lock_guard lk(diskMutex);
             disk.reset(); // deletes the overlay
         }
-        if (!scratchDir.empty())
+        if (!scratchDir.empty()) {
+            if (auto st = ISR_FAULT_POINT("session.wipe.after-vm"); !st.ok()) {
+                // A wipe never stops half-way: the fault is only reported.
+                ISR_LOG_WARN("session") << "wipe: " << st.error().describe();
+            }
             if (auto st = memimg::wipeScratchDir(scratchDir); !st.ok()) {
                 ISR_LOG_WARN("session") << "wiping scratch: " << st.error().describe();
             }
+        }
         scratchDir.clear();
         savePath.clear();
         if (!sessionDir.empty()) {
@@ -737,6 +862,9 @@ Result<std::unique_ptr<Session>> Session::create(KioskConfig config, Listener li
         return Error(Errc::Io, "cannot create " + config.stateDir + ": " + ec.message());
     // Sessions of a crashed previous run: their overlays are ciphertext under
     // keys that died with that process, so they are useless; remove them.
+    // Their scratch directories may hold a saved VM (guest RAM in clear):
+    // wipe those first.
+    wipeCrashedSessions(config.stateDir + "/sessions");
     fs::remove_all(config.stateDir + "/sessions", ec);
     auto impl = std::make_unique<Impl>();
     impl->config = config;
@@ -789,7 +917,10 @@ Status Session::resume(const std::string& user, const std::string& password,
                           "The store is unreachable; try again in a moment");
         }
         s.store = std::make_unique<CountingStore>(std::move(*opened), s.totalDown, s.totalUp);
-        auto secrets = parcel::signIn(*s.store, user, password);
+        auto secrets = [&]() -> Result<parcel::UserSecrets> {
+            ISR_TRY_STATUS(ISR_FAULT_POINT("session.signin.before"));
+            return parcel::signIn(*s.store, user, password);
+        }();
         if (!secrets.ok()) {
             s.store.reset();
             return s.fail(Stage::Authenticating, secrets.error(),
@@ -802,7 +933,8 @@ Status Session::resume(const std::string& user, const std::string& password,
         if (s.cancelRequested)
             return s.endCancelled();
     } else {
-        s.wipeLocal(); // a failed resume leaves nothing worth keeping
+        s.wipeLocal();     // a failed resume leaves nothing worth keeping
+        s.stopHeartbeat(); // checkOut starts it again
     }
     s.enter(Stage::CheckingOut);
     if (s.parcelName.empty()) {
@@ -829,8 +961,12 @@ Status Session::resume(const std::string& user, const std::string& password,
     if (auto st = s.makeDirectories(); !st.ok())
         return s.fail(Stage::Fetching, st.error(),
                       "The kiosk is out of space or misconfigured; tell staff");
+    if (auto st = ISR_FAULT_POINT("session.fetch.before-disk"); !st.ok())
+        return s.fail(Stage::Fetching, st.error(), "Try again");
     if (auto st = s.openDisk(); !st.ok())
-        return s.fail(Stage::Fetching, st.error(), "");
+        return s.fail(Stage::Fetching, st.error(),
+                      st.error().code == Errc::NoSpace ? "The kiosk is out of space; tell staff"
+                                                       : "");
     if (s.cancelRequested)
         return s.endCancelled();
     if (auto st = s.bringUpVm(); !st.ok())
@@ -858,6 +994,8 @@ Status Session::retry() {
         return Error(Errc::InvalidArgument, "nothing to retry");
     if (f->stage == Stage::Suspending)
         return s.suspendAndWipe();
+    if (f->stage == Stage::Wiping)
+        return s.wipeAndSignOut();
     if (!s.parcels)
         return Error(Errc::InvalidArgument, "sign in again");
     return resume(s.user, "", s.parcelName, false);

@@ -3,6 +3,7 @@
 #include "store/filestore.h"
 
 #include "crypto/crypto.h"
+#include "util/fault.h"
 #include "util/log.h"
 
 #include <algorithm>
@@ -189,6 +190,7 @@ Status FileStore::put(const std::string& key, ByteView data) {
     ISR_TRY_STATUS(makeParents(key));
     ISR_TRY_ASSIGN(std::string tempPath, writeTemp(data));
     TempFile temp(tempPath);
+    ISR_TRY_STATUS(ISR_FAULT_POINT("store.file.before-rename"));
     const std::string path = pathOf(key);
     if (::rename(tempPath.c_str(), path.c_str()) != 0)
         return errnoError(errno, "put " + key);
@@ -201,6 +203,7 @@ Status FileStore::putIfAbsent(const std::string& key, ByteView data) {
     ISR_TRY_STATUS(makeParents(key));
     ISR_TRY_ASSIGN(std::string tempPath, writeTemp(data));
     TempFile temp(tempPath); // unlinked in every case: the object keeps its own link
+    ISR_TRY_STATUS(ISR_FAULT_POINT("store.file.before-rename"));
     const std::string path = pathOf(key);
     if (::link(tempPath.c_str(), path.c_str()) != 0) {
         const int err = errno;

@@ -77,6 +77,10 @@ Error libvirtError(std::string_view what) {
         code = errcFromLibvirt(err->code);
         if (err->message)
             msg += std::string(": ") + err->message;
+        // A full save target (ENOSPC from QEMU's migration stream or from
+        // libvirt's own write) is the kiosk being out of space, not a bug.
+        if (err->message && std::strstr(err->message, "No space left on device"))
+            code = Errc::NoSpace;
         virResetLastError();
     } else {
         msg += ": unknown libvirt error";

@@ -7,6 +7,7 @@
 #include "testsupport.h"
 
 #include <QTest>
+#include <QThread>
 #include <algorithm>
 #include <fstream>
 #include <random>
@@ -230,6 +231,32 @@ private slots:
         QVERIFY(m3.ok());
         QCOMPARE(m3->kiosk, ra.ok() ? std::string("kiosk-a") : std::string("kiosk-b"));
         QVERIFY(a.manifest("race", 2).ok());
+    }
+    // A commit retried after its answer was lost (the version landed, the
+    // reply did not) finds its own version and succeeds; a different
+    // manifest for the same version is still a conflict.
+    void retriedCommitIsIdempotent() {
+        std::string user = makeUser();
+        Parcels p = signedIn(user);
+        Manifest base = smallParcel(p, "retry");
+        base.parent = 2;
+        base.kiosk = "kiosk-a";
+        base.created = 0;
+        Manifest first = base;
+        auto n1 = p.commit("retry", first, {});
+        QVERIFY(n1.ok());
+        Manifest again = base; // created = 0 again: a later time stamp
+        QThread::sleep(1);
+        auto n2 = p.commit("retry", again, {});
+        QVERIFY2(n2.ok(), n2.ok() ? "" : n2.error().describe().c_str());
+        QCOMPARE(*n2, *n1);
+        QCOMPARE(again.created, first.created);
+        Manifest other = base;
+        other.kiosk = "kiosk-b";
+        auto n3 = p.commit("retry", other, {});
+        QVERIFY(!n3.ok());
+        QCOMPARE(n3.error().code, Errc::Conflict);
+        QCOMPARE(*p.latest("retry"), std::uint64_t(3));
     }
     void headIsOnlyAHint() {
         std::string user = makeUser();

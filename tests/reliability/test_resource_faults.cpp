@@ -1,0 +1,242 @@
+// Resource faults with the real parts (Session API, QEMU, the demo guest):
+// the kiosk's state directory and its memory-backed scratch each on a small
+// tmpfs of their own (mounted here; root needed, else skipped), filled up
+// with a filler file at the worst moments.
+//
+//  - scratch full at Suspend & Leave: Failed(Suspending, NoSpace), the last
+//    committed version intact; space freed, retry() commits.
+//  - state directory full at resume (the cache, the session directory):
+//    Failed(NoSpace); space freed, retry() resumes the committed version.
+//  - state directory full while the VM runs and writes (hoard and overlay
+//    have no room), then Suspend & Leave: nothing committed is lost, and a
+//    NoSpace failure, if any, finishes on retry once space is back.
+//  - QEMU killed with SIGKILL mid-session: Suspend & Leave reports VmFailed
+//    (no retries), abandon() releases the parcel, and the next resume gets
+//    the last committed version with its counter intact.
+#include "parcel/parcel.h"
+#include "session/session.h"
+#include "testsupport.h"
+#include "vmguest.h"
+
+#include <QTest>
+#include <QThread>
+#include <csignal>
+#include <fcntl.h>
+#include <filesystem>
+#include <sstream>
+#include <sys/mount.h>
+#include <unistd.h>
+
+using namespace isr;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct GuestState {
+    long counter = -1;
+    std::string bootId;
+};
+
+// Writes zeros into <dir>/filler until the file system is full.
+void fill(const std::string& dir) {
+    int fd = ::open((dir + "/filler").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0)
+        qFatal("filler: %s", std::strerror(errno));
+    std::vector<char> block(1 << 20, 'f');
+    while (::write(fd, block.data(), block.size()) > 0) {
+    }
+    // The last partial block: fill byte by byte up to the very end.
+    std::vector<char> small(4096, 'f');
+    while (::write(fd, small.data(), small.size()) > 0) {
+    }
+    ::close(fd);
+}
+
+void unfill(const std::string& dir) {
+    ::unlink((dir + "/filler").c_str());
+}
+
+} // namespace
+
+class TestResourceFaults : public QObject {
+    Q_OBJECT
+    std::unique_ptr<test::TempDir> dir_;
+    test::GuestImage guest_;
+    std::string storeDir_, stateMount_, scratchMount_;
+    std::vector<std::string> mounted_;
+
+    std::string describe(session::Session& s) {
+        auto f = s.failure();
+        if (!f)
+            return std::string("stage ") + session::stageName(s.stage());
+        return std::string(session::stageName(f->stage)) + " / " + session::errorKindName(f->kind) +
+               ": " + f->message;
+    }
+
+    GuestState readGuest(session::Session& s) {
+        auto c = test::SerialConsole::connect(s.serialSocketPath(), 60s);
+        if (!c.ok())
+            qFatal("serial: %s", c.error().describe().c_str());
+        if (auto st = (*c)->waitForShell(180s); !st.ok())
+            qFatal("shell: %s", st.error().describe().c_str());
+        auto out = (*c)->run("cat /run/counter", 30s);
+        GuestState g;
+        if (out.ok()) {
+            std::istringstream in(out->text);
+            in >> g.counter >> g.bootId;
+        }
+        return g;
+    }
+
+    Status guestRun(session::Session& s, const std::string& command) {
+        auto c = test::SerialConsole::connect(s.serialSocketPath(), 60s);
+        if (!c.ok())
+            return std::move(c).error();
+        ISR_TRY_STATUS((*c)->waitForShell(30s));
+        auto out = (*c)->run(command, 120s);
+        if (!out.ok())
+            return std::move(out).error();
+        return {};
+    }
+
+    pid_t qemuPid() {
+        auto r = test::runProcess("pgrep", {"-f", "guest=isr-rf-desk"});
+        return r.exitCode == 0 ? pid_t(std::atol(r.out.c_str())) : -1;
+    }
+
+private slots:
+    void initTestCase() {
+        test::requirePrograms({"qemu-system-x86_64", "pgrep"});
+        if (::geteuid() != 0)
+            test::skipAll("mounting a small tmpfs needs root");
+        guest_ = test::requireGuest();
+        dir_ = std::make_unique<test::TempDir>();
+        stateMount_ = dir_->file("state");
+        scratchMount_ = dir_->file("scratch");
+        for (const auto& m : {stateMount_, scratchMount_}) {
+            fs::create_directories(m);
+            // Big enough for the cache of a 128 MiB guest and its save file;
+            // a filler file makes either of them full on demand.
+            if (::mount("tmpfs", m.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "size=256m,mode=0700") !=
+                0)
+                test::skipAll(std::string("cannot mount a tmpfs: ") + std::strerror(errno));
+            mounted_.push_back(m);
+        }
+        storeDir_ = dir_->file("store");
+        fs::create_directories(storeDir_);
+        auto s = store::openStore("file://" + storeDir_);
+        QVERIFY(s.ok());
+        QVERIFY(parcel::initStore(**s, crypto::KdfParams::minimal()).ok());
+        QVERIFY(parcel::createAccount(**s, "rf", "pw").ok());
+        auto secrets = parcel::signIn(**s, "rf", "pw");
+        QVERIFY(secrets.ok());
+        parcel::Parcels parcels(**s, std::move(*secrets));
+        parcel::ImportOptions opts;
+        opts.vm.boot = "demo-guest";
+        opts.vm.memoryMiB = 128;
+        QVERIFY(parcel::importImage(parcels, "desk", guest_.homeImage, opts).ok());
+    }
+
+    void cleanupTestCase() {
+        for (const auto& m : mounted_)
+            ::umount2(m.c_str(), MNT_DETACH);
+    }
+
+    void resourceFaults() {
+        session::KioskConfig config;
+        config.kioskId = "kiosk-rf";
+        config.stateDir = stateMount_ + "/kiosk";
+        config.scratchDir = scratchMount_;
+        config.storeUrl = "file://" + storeDir_;
+        config.guestDir = guest_.dir;
+        config.cacheCapBytes = 1ull << 30;
+        config.serialConsole = true;
+        config.trickleQuiet = std::chrono::hours(1);
+        auto created = session::Session::create(config, {});
+        QVERIFY2(created.ok(), created.ok() ? "" : created.error().describe().c_str());
+        auto& sess = **created;
+
+        // ---- first use boots ----
+        QVERIFY2(sess.resume("rf", "pw", "desk").ok(), describe(sess).c_str());
+        GuestState first = readGuest(sess);
+        QVERIFY(first.counter >= 0);
+
+        // ---- scratch full at Suspend & Leave ----
+        fill(scratchMount_);
+        QVERIFY(!sess.suspendAndLeave().ok());
+        QCOMPARE(sess.stage(), session::Stage::Failed);
+        QCOMPARE(sess.failure()->stage, session::Stage::Suspending);
+        QVERIFY2(sess.failure()->kind == session::ErrorKind::NoSpace, describe(sess).c_str());
+        qInfo("scratch full: %s", describe(sess).c_str());
+        unfill(scratchMount_);
+        auto retried = sess.retry();
+        QVERIFY2(retried.ok(), describe(sess).c_str());
+        QCOMPARE(sess.committedVersion(), std::uint64_t(2));
+
+        // ---- the state directory full at resume ----
+        fill(stateMount_);
+        QVERIFY(!sess.resume("rf", "pw", "desk").ok());
+        QVERIFY2(sess.failure()->kind == session::ErrorKind::NoSpace, describe(sess).c_str());
+        qInfo("state dir full at resume: %s", describe(sess).c_str());
+        unfill(stateMount_);
+        QVERIFY2(sess.retry().ok(), describe(sess).c_str());
+        QCOMPARE(sess.stage(), session::Stage::Running);
+        QCOMPARE(sess.baseVersion(), std::uint64_t(2));
+        GuestState second = readGuest(sess);
+        QCOMPARE(second.bootId, first.bootId);
+        QVERIFY(second.counter >= first.counter);
+
+        // ---- the state directory full while the VM runs and writes ----
+        GuestState beforeSave = readGuest(sess);
+        fill(stateMount_);
+        // In the background: with the overlay out of room the VM may pause
+        // on the write error (QEMU's werror=stop) and its console with it.
+        // Even the guest's own journal writes may hit the full overlay and
+        // pause it before the console answers; either way is fine here.
+        auto wrote = guestRun(sess, "(dd if=/dev/urandom of=/home/big bs=64k count=64; sync) "
+                                    ">/dev/null 2>&1 &");
+        qInfo("guest write with the kiosk disk full: %s",
+              wrote.ok() ? "started" : wrote.error().describe().c_str());
+        QThread::sleep(5);
+        auto suspended = sess.suspendAndLeave();
+        if (!suspended.ok()) {
+            QVERIFY2(sess.failure()->kind == session::ErrorKind::NoSpace, describe(sess).c_str());
+            qInfo("suspend with the kiosk disk full: %s", describe(sess).c_str());
+            unfill(stateMount_);
+            QVERIFY2(sess.retry().ok(), describe(sess).c_str());
+        } else {
+            qInfo("suspend with the kiosk disk full: ok (nothing it needs is on that disk)");
+        }
+        unfill(stateMount_);
+        QCOMPARE(sess.committedVersion(), std::uint64_t(3));
+
+        // ---- QEMU killed mid-session ----
+        QVERIFY2(sess.resume("rf", "pw", "desk").ok(), describe(sess).c_str());
+        GuestState third = readGuest(sess);
+        QCOMPARE(third.bootId, first.bootId);
+        QVERIFY(third.counter >= beforeSave.counter);
+        pid_t qemu = qemuPid();
+        QVERIFY(qemu > 0);
+        QCOMPARE(::kill(qemu, SIGKILL), 0);
+        for (int i = 0; i < 100 && qemuPid() > 0; ++i)
+            QThread::msleep(100);
+        QVERIFY(!sess.suspendAndLeave().ok());
+        QCOMPARE(sess.failure()->stage, session::Stage::Suspending);
+        QVERIFY2(sess.failure()->kind == session::ErrorKind::VmFailed, describe(sess).c_str());
+        qInfo("QEMU killed: %s", describe(sess).c_str());
+        QVERIFY(sess.abandon().ok());
+        QCOMPARE(sess.stage(), session::Stage::SignedOut);
+        // The lock is free: no take-over needed.
+        QVERIFY2(sess.resume("rf", "pw", "desk").ok(), describe(sess).c_str());
+        QCOMPARE(sess.baseVersion(), std::uint64_t(3));
+        GuestState back = readGuest(sess);
+        QCOMPARE(back.bootId, first.bootId);
+        QVERIFY(back.counter >= beforeSave.counter);
+        QVERIFY(sess.abandon().ok());
+        QVERIFY(qemuPid() < 0);
+    }
+};
+
+QTEST_GUILESS_MAIN(TestResourceFaults)
+#include "test_resource_faults.moc"
