@@ -8,7 +8,10 @@
 #
 #   tests/fuzz/run.sh [seconds-per-target] [target...]
 # Environment: ISR_FUZZ_RESULTS (default build/fuzz/results), ISR_FUZZ_JOBS
-# (parallel build jobs, default 2), ISR_FUZZ_NICE (default 10).
+# (parallel build jobs, default 2), ISR_FUZZ_NICE (default 10),
+# ISR_FUZZ_MERGE=1: after a clean run, minimise (-merge=1) the checked-in
+# corpus plus what the run found back into tests/fuzz/corpus/<target>
+# (seed-* and regress-* files are always kept).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -41,6 +44,10 @@ for t in "${targets[@]}"; do
   work=$results/$t
   mkdir -p "$work/corpus" "$work/artifacts"
   cp -r "$root/tests/fuzz/corpus/$t/." "$work/corpus/" 2>/dev/null || true
+  # Inputs stay small (fast and reviewable corpora); the chunker needs room
+  # for several maximum-size chunks.
+  maxlen=4096
+  [ "$t" = cdc ] && maxlen=8192
   set +e
   # -rss_limit_mb: the parsers must refuse before allocating for claimed
   # sizes; 2 GiB leaves room for ASan's own overhead. -timeout: one input
@@ -48,7 +55,7 @@ for t in "${targets[@]}"; do
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     nice -n "$niceness" "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
-    -print_final_stats=1 -artifact_prefix="$work/artifacts/" "$work/corpus" \
+    -max_len="$maxlen" -print_final_stats=1 -artifact_prefix="$work/artifacts/" "$work/corpus" \
     >"$work/log" 2>&1
   rc=$?
   set -e
@@ -64,6 +71,20 @@ for t in "${targets[@]}"; do
     failed+=("$t")
   else
     result=ok
+    if [ "${ISR_FUZZ_MERGE:-0}" = 1 ]; then
+      checked_in=$root/tests/fuzz/corpus/$t
+      rm -rf "$work/merged" && mkdir -p "$work/merged" "$checked_in"
+      nice -n "$niceness" "$bin" -merge=1 -max_len="$maxlen" "$work/merged" "$checked_in" \
+        "$work/corpus" >"$work/merge.log" 2>&1
+      find "$checked_in" -type f ! -name 'seed-*' ! -name 'regress-*' -delete
+      # Merged files are named by the SHA-1 of their content; skip those
+      # that duplicate a kept seed or regression input.
+      kept=$(find "$checked_in" -type f -exec sha1sum {} + | cut -d' ' -f1)
+      for f in "$work/merged"/*; do
+        grep -qx "$(basename "$f")" <<<"$kept" || cp "$f" "$checked_in/"
+      done
+      result="ok (corpus now $(find "$checked_in" -type f | wc -l) files)"
+    fi
   fi
   printf '%-12s %10s %8s %8s %8s %7s %s\n' "$t" "${execs:-?}" "${speed:-?}" "${cov:-?}" \
     "${ft:-?}" "${corpus:-?}" "$result"
