@@ -38,7 +38,7 @@ nice -n "$niceness" cmake --build --preset fuzz -j"$jobs"
 rm -rf "$results"
 mkdir -p "$results"
 failed=()
-printf '%-12s %10s %8s %8s %8s %7s %s\n' target execs exec/s cov ft corpus result
+printf '%-12s %6s %10s %8s %8s %8s %7s %s\n' target cpu-s execs exec/s cov ft corpus result
 for t in "${targets[@]}"; do
   bin=$root/build/fuzz/tests/fuzz/fuzz_$t
   work=$results/$t
@@ -49,14 +49,17 @@ for t in "${targets[@]}"; do
   maxlen=4096
   [ "$t" = cdc ] && maxlen=8192
   set +e
+  # CPU seconds (user+sys) of the fuzzer: on a shared machine wall time
+  # overstates how much fuzzing was done.
+  TIMEFORMAT='%U %S'
   # -rss_limit_mb: the parsers must refuse before allocating for claimed
   # sizes; 2 GiB leaves room for ASan's own overhead. -timeout: one input
   # taking 10 s is a hang (reported as a crash).
-  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+  { time ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     nice -n "$niceness" "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
     -max_len="$maxlen" -print_final_stats=1 -artifact_prefix="$work/artifacts/" "$work/corpus" \
-    >"$work/log" 2>&1
+    >"$work/log" 2>&1; } 2>"$work/cputime"
   rc=$?
   set -e
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/log" | tail -1)
@@ -65,6 +68,7 @@ for t in "${targets[@]}"; do
   cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last")
   ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
   corpus=$(sed -n 's/.* corp: \([0-9]*\)\/.*/\1/p' <<<"$last")
+  cpu=$(awk '{printf "%.0f", $1 + $2}' "$work/cputime")
   crashes=$(find "$work/artifacts" -type f | wc -l)
   if [ "$rc" -ne 0 ] || [ "$crashes" -ne 0 ]; then
     result="FAILED (rc $rc; reproducer: $(find "$work/artifacts" -type f | head -1))"
@@ -86,7 +90,7 @@ for t in "${targets[@]}"; do
       result="ok (corpus now $(find "$checked_in" -type f | wc -l) files)"
     fi
   fi
-  printf '%-12s %10s %8s %8s %8s %7s %s\n' "$t" "${execs:-?}" "${speed:-?}" "${cov:-?}" \
+  printf '%-12s %6s %10s %8s %8s %8s %7s %s\n' "$t" "$cpu" "${execs:-?}" "${speed:-?}" "${cov:-?}" \
     "${ft:-?}" "${corpus:-?}" "$result"
 done
 
