@@ -9,6 +9,14 @@ if(ISR_SANITIZE)
   add_link_options(-fsanitize=address,undefined)
 endif()
 
+if(ISR_FUZZ)
+  # Coverage instrumentation for libFuzzer on everything we compile; only the
+  # fuzz target executables link the libFuzzer runtime (-fsanitize=fuzzer).
+  add_compile_options(-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
+                      -fno-sanitize-recover=undefined)
+  add_link_options(-fsanitize=address,undefined)
+endif()
+
 function(isr_target_flags target)
   target_compile_options(${target} PRIVATE ${ISR_WARNING_FLAGS})
   if(ISR_WERROR)

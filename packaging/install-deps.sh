@@ -16,6 +16,12 @@ build=(
   ccache
   dpkg-dev   # dpkg-shlibdeps for `cpack -G DEB` (packaging/build-deb.sh)
 )
+# tests/fuzz/run.sh: the `fuzz` preset builds with clang and links libFuzzer,
+# whose runtime (libclang_rt.fuzzer*.a) Debian 12 ships in libclang-rt-14-dev.
+fuzz=(
+  clang
+  libclang-rt-14-dev
+)
 libs=(
   libsodium-dev
   libcurl4-openssl-dev
@@ -82,7 +88,7 @@ bench=(
   gnuplot-nox
 )
 
-all=("${build[@]}" "${libs[@]}" "${qt[@]}" "${vm[@]}" "${guest[@]}" "${test_tools[@]}" "${bench[@]}")
+all=("${build[@]}" "${fuzz[@]}" "${libs[@]}" "${qt[@]}" "${vm[@]}" "${guest[@]}" "${test_tools[@]}" "${bench[@]}")
 
 SUDO=
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi

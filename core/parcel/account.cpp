@@ -185,12 +185,8 @@ Bytes sealSecrets(const crypto::Secret& kek, const std::string& user, const User
 
 Status writeAccount(store::Store& store, const std::string& user, const crypto::KdfParams& params,
                     ByteView sealed, bool create) {
-    json::Object fields{{"format", kFormatVersion},
-                        {"user", user},
-                        {"kdf", kdfToJson(params)},
-                        {"sealed", toHex(sealed)}};
-    fields["check"] = accountChecksum(fields);
-    std::string text = json::Value(std::move(fields)).dump() + "\n";
+    std::string text =
+        encodeAccountObject(AccountObject{user, params, Bytes(sealed.begin(), sealed.end())});
     if (create) {
         auto st = store.putIfAbsent(accountKey(user), asBytes(text));
         if (!st.ok() && st.error().code == Errc::AlreadyExists)
@@ -228,43 +224,48 @@ Status createAccount(store::Store& store, const std::string& user, std::string_v
     return writeAccount(store, user, params, sealed, /*create=*/true);
 }
 
-namespace {
-struct AccountDoc {
-    crypto::KdfParams kdf;
-    Bytes sealed;
-};
+std::string encodeAccountObject(const AccountObject& account) {
+    json::Object fields{{"format", kFormatVersion},
+                        {"user", account.user},
+                        {"kdf", kdfToJson(account.kdf)},
+                        {"sealed", toHex(account.sealed)}};
+    fields["check"] = accountChecksum(fields);
+    return json::Value(std::move(fields)).dump() + "\n";
+}
 
-Result<AccountDoc> readAccountDoc(store::Store& store, const std::string& user) {
-    ISR_TRY_ASSIGN(Bytes raw, store.get(accountKey(user)));
-    auto fail = [&](const Error& e) { return e.context("account of '" + user + "'"); };
-    auto doc = json::parse(asString(raw));
+Result<AccountObject> parseAccountObject(ByteView text) {
+    auto doc = json::parse(asString(text));
     if (!doc.ok())
-        return fail(doc.error());
+        return std::move(doc).error();
     if (!doc->isObject())
-        return fail(Error(Errc::Corrupt, "not a JSON object"));
+        return Error(Errc::Corrupt, "not a JSON object");
     auto check = doc->getString("check");
     if (!check.ok() || *check != accountChecksum(doc->asObject()))
-        return fail(Error(Errc::Corrupt, "account object is damaged (checksum mismatch)"));
-    auto format = doc->getInt("format");
-    if (!format.ok())
-        return fail(format.error());
-    if (*format != kFormatVersion)
-        return fail(Error(Errc::Unsupported, "account format " + std::to_string(*format)));
-    auto name = doc->getString("user");
-    if (!name.ok())
-        return fail(name.error());
-    if (*name != user)
-        return fail(Error(Errc::Corrupt, "account belongs to '" + *name + "'"));
-    auto kdf = kdfFromJson(doc->find("kdf"));
-    if (!kdf.ok())
-        return fail(kdf.error());
-    auto sealedHex = doc->getString("sealed");
-    if (!sealedHex.ok())
-        return fail(sealedHex.error());
-    auto sealed = fromHex(*sealedHex);
+        return Error(Errc::Corrupt, "account object is damaged (checksum mismatch)");
+    ISR_TRY_ASSIGN(std::int64_t format, doc->getInt("format"));
+    if (format != kFormatVersion)
+        return Error(Errc::Unsupported, "account format " + std::to_string(format));
+    AccountObject account;
+    ISR_TRY_ASSIGN(account.user, doc->getString("user"));
+    ISR_TRY_ASSIGN(account.kdf, kdfFromJson(doc->find("kdf")));
+    ISR_TRY_ASSIGN(std::string sealedHex, doc->getString("sealed"));
+    auto sealed = fromHex(sealedHex);
     if (!sealed.ok())
-        return fail(Error(Errc::Corrupt, "sealed secrets are not hex"));
-    return AccountDoc{std::move(*kdf), std::move(*sealed)};
+        return Error(Errc::Corrupt, "sealed secrets are not hex");
+    account.sealed = std::move(*sealed);
+    return account;
+}
+
+namespace {
+Result<AccountObject> readAccountDoc(store::Store& store, const std::string& user) {
+    ISR_TRY_ASSIGN(Bytes raw, store.get(accountKey(user)));
+    auto account = parseAccountObject(raw);
+    if (!account.ok())
+        return std::move(account).error().context("account of '" + user + "'");
+    if (account->user != user)
+        return Error(Errc::Corrupt, "account belongs to '" + account->user + "'")
+            .context("account of '" + user + "'");
+    return account;
 }
 
 Result<UserSecrets> unsealSecrets(const crypto::Secret& kek, const std::string& user,

@@ -74,6 +74,19 @@ Status createAccount(store::Store& store, const std::string& user, std::string_v
 // Argon2id work. Corrupt if the account object fails verification in a way
 // a wrong password cannot explain (bad JSON, bad parameters).
 Result<UserSecrets> signIn(store::Store& store, const std::string& user, std::string_view password);
+// The clear-text fields of an account object (users/<u>/account); the
+// secrets stay sealed. Pure: no store, no key derivation, so it can be fuzzed.
+struct AccountObject {
+    std::string user;
+    crypto::KdfParams kdf;
+    Bytes sealed; // the secrets, sealed under the password-derived key
+};
+// Corrupt on bad JSON, a checksum mismatch, a missing or ill-typed field or
+// KDF parameters validateKdfParams refuses; Unsupported on another format.
+Result<AccountObject> parseAccountObject(ByteView text);
+// The object's text as written to the store (with its checksum).
+std::string encodeAccountObject(const AccountObject& account);
+
 // Re-seals the same secrets under the new password (fresh salt, the store's
 // current default limits); no chunk or manifest changes.
 Status changePassword(store::Store& store, const std::string& user, std::string_view oldPassword,

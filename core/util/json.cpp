@@ -76,9 +76,19 @@ static void dumpValue(std::string& out, const Value& v) {
     } else if (v.isInt()) {
         out += std::to_string(v.asInt());
     } else if (v.isNumber()) {
+        // JSON has no infinity or NaN (the parser refuses them); write null.
+        if (!std::isfinite(v.asDouble())) {
+            out += "null";
+            return;
+        }
         char buf[32];
         std::snprintf(buf, sizeof buf, "%.17g", v.asDouble());
         out += buf;
+        // "%g" writes integral doubles (5.0, -0.0) without a point; the
+        // parser would read them back as integers, changing the value's type
+        // (found by tests/fuzz/fuzz_json).
+        if (std::string_view(buf).find_first_of(".eE") == std::string_view::npos)
+            out += ".0";
     } else if (v.isString()) {
         dumpString(out, v.asString());
     } else if (v.isArray()) {

@@ -1,9 +1,11 @@
 // Tests for core/util: typed results, hex, zero detection, logging.
-#include <QTest>
-
 #include "util/bytes.h"
+#include "util/json.h"
 #include "util/log.h"
 #include "util/result.h"
+
+#include <QTest>
+#include <limits>
 
 using namespace isr;
 
@@ -43,6 +45,20 @@ private slots:
         QCOMPARE(QString::fromStdString(c.describe()),
                  QStringLiteral("corrupt: chunk ab/abcd: MAC mismatch"));
     }
+    // Found by tests/fuzz/fuzz_json: "%.17g" wrote -0.0 as "-0" and 5.0 as
+    // "5", which read back as integers.
+    void jsonIntegralDoublesStayDoubles() {
+        for (double d : {5.0, -0.0, 1e15, -3.0}) {
+            const std::string text = json::Value(d).dump();
+            auto back = json::parse(text);
+            QVERIFY(back.ok());
+            QVERIFY2(!back->isInt(), text.c_str());
+            QCOMPARE(back->asDouble(), d);
+            QCOMPARE(back->dump(), text);
+        }
+        QCOMPARE(json::Value(std::numeric_limits<double>::infinity()).dump(), std::string("null"));
+    }
+
     void hexRoundTrip() {
         Bytes data = {0x00, 0x01, 0xab, 0xff};
         QCOMPARE(QString::fromStdString(toHex(data)), QStringLiteral("0001abff"));
