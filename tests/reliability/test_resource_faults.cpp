@@ -124,18 +124,8 @@ private slots:
             mounted_.push_back(m);
         }
         storeDir_ = dir_->file("store");
-        fs::create_directories(storeDir_);
-        auto s = store::openStore("file://" + storeDir_);
-        QVERIFY(s.ok());
-        QVERIFY(parcel::initStore(**s, crypto::KdfParams::minimal()).ok());
-        QVERIFY(parcel::createAccount(**s, "rf", "pw").ok());
-        auto secrets = parcel::signIn(**s, "rf", "pw");
-        QVERIFY(secrets.ok());
-        parcel::Parcels parcels(**s, std::move(*secrets));
-        parcel::ImportOptions opts;
-        opts.vm.boot = "demo-guest";
-        opts.vm.memoryMiB = 128;
-        QVERIFY(parcel::importImage(parcels, "desk", guest_.homeImage, opts).ok());
+        auto made = test::createGuestParcel(storeDir_, guest_, "rf", "pw", "desk", 128);
+        QVERIFY2(made.ok(), made.ok() ? "" : made.error().describe().c_str());
     }
 
     void cleanupTestCase() {

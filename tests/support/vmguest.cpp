@@ -1,5 +1,7 @@
 #include "vmguest.h"
 
+#include "parcel/parcel.h"
+#include "store/store.h"
 #include "testsupport.h"
 
 #include <QStringList>
@@ -255,6 +257,25 @@ bool SerialConsole::closedByPeer(std::chrono::milliseconds timeout) {
         }
     }
     return false;
+}
+
+Status createGuestParcel(const std::string& storeDir, const GuestImage& guest,
+                         const std::string& user, const std::string& password,
+                         const std::string& parcel, std::uint32_t memoryMiB) {
+    std::error_code ec;
+    std::filesystem::create_directories(storeDir, ec);
+    if (ec)
+        return Error(Errc::Io, "cannot create " + storeDir + ": " + ec.message());
+    ISR_TRY_ASSIGN(auto store, store::openStore("file://" + storeDir));
+    ISR_TRY_STATUS(parcel::initStore(*store, crypto::KdfParams::minimal()));
+    ISR_TRY_STATUS(parcel::createAccount(*store, user, password));
+    ISR_TRY_ASSIGN(auto secrets, parcel::signIn(*store, user, password));
+    parcel::Parcels parcels(*store, std::move(secrets));
+    parcel::ImportOptions opts;
+    opts.vm.boot = "demo-guest";
+    opts.vm.memoryMiB = memoryMiB;
+    ISR_TRY_STATUS(parcel::importImage(parcels, parcel, guest.homeImage, opts));
+    return {};
 }
 
 } // namespace isr::test

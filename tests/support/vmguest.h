@@ -6,6 +6,7 @@
 #include "util/result.h"
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -23,6 +24,13 @@ struct GuestImage {
 // inputs are unchanged. skipAll() if the kernel, busybox-static or mke2fs are
 // missing.
 GuestImage requireGuest();
+
+// A fresh FileStore under `storeDir` (created; minimal KDF limits) with one
+// account and one parcel imported from the guest's home image, booting the
+// "demo-guest" profile with `memoryMiB` of RAM: version 1, never run.
+Status createGuestParcel(const std::string& storeDir, const GuestImage& guest,
+                         const std::string& user, const std::string& password,
+                         const std::string& parcel, std::uint32_t memoryMiB);
 
 // qemu-nbd serving a raw image on a UNIX socket (a real NBD server), killed
 // at destruction.

@@ -64,19 +64,8 @@ private slots:
         dir_ = std::make_unique<test::TempDir>();
         storeDir_ = dir_->file("store");
         stateDir_ = dir_->file("k");
-        fs::create_directories(storeDir_);
-        auto s = store::openStore("file://" + storeDir_);
-        QVERIFY(s.ok());
-        QVERIFY(parcel::initStore(**s, crypto::KdfParams::minimal()).ok());
-        QVERIFY(parcel::createAccount(**s, "alice", "pw").ok());
-        auto secrets = parcel::signIn(**s, "alice", "pw");
-        QVERIFY(secrets.ok());
-        parcel::Parcels parcels(**s, std::move(*secrets));
-        parcel::ImportOptions opts;
-        opts.vm.boot = "demo-guest";
-        opts.vm.memoryMiB = 256;
-        auto imported = parcel::importImage(parcels, "desk", guest_.homeImage, opts);
-        QVERIFY2(imported.ok(), imported.ok() ? "" : imported.error().describe().c_str());
+        auto made = test::createGuestParcel(storeDir_, guest_, "alice", "pw", "desk", 256);
+        QVERIFY2(made.ok(), made.ok() ? "" : made.error().describe().c_str());
     }
 
     void cancel() {
