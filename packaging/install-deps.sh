@@ -79,6 +79,7 @@ test_tools=(
   radosgw
   iproute2
   procps
+  nftables   # tests/reliability/test_network_faults: packet loss (the kernel may lack netem)
   cage       # packaging/test-deb.sh: the .deb depends on it (kiosk compositor)
   man-db     # packaging/test-deb.sh: man -w
 )

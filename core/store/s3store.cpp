@@ -994,6 +994,13 @@ private:
             ready.push_back(i);
         std::vector<std::pair<Clock::time_point, std::size_t>> delayed;
         std::size_t inFlight = 0, done = 0;
+        // Once one request has used up its retries on a network failure the
+        // store is unreachable: what is still queued fails at once, and what
+        // is in flight is not retried again. Otherwise every request would
+        // spend a whole retry budget of its own, maxInFlight at a time, and
+        // a batch of hundreds (a memory image) would take many minutes to
+        // report a dead link.
+        bool unreachable = false;
 
         auto start = [&](std::size_t i) {
             if (!transfers[i]) {
@@ -1053,7 +1060,8 @@ private:
                 transfers[i]->easy.reset();
                 transfers[i]->headers.reset();
                 --inFlight;
-                if (retryable(reqs[i], resp) && resp.attempts <= options_.maxRetries) {
+                if (!unreachable && retryable(reqs[i], resp) &&
+                    resp.attempts <= options_.maxRetries) {
                     const auto wait = backoff(resp.attempts - 1);
                     ISR_LOG_WARN(kLog)
                         << methodName(reqs[i].method) << " " << reqs[i].objectKey << ": "
@@ -1065,6 +1073,23 @@ private:
                     delayed.emplace_back(Clock::now() + wait, i);
                 } else {
                     ++done;
+                    if (!unreachable && resp.curlCode != CURLE_OK &&
+                        retryableCurlCode(resp.curlCode)) {
+                        unreachable = true;
+                        std::vector<std::size_t> waiting(ready.begin(), ready.end());
+                        for (const auto& d : delayed)
+                            waiting.push_back(d.second);
+                        ready.clear();
+                        delayed.clear();
+                        for (std::size_t j : waiting) {
+                            resps[j].curlCode = resp.curlCode;
+                            resps[j].curlError = "not sent: the store is unreachable (" +
+                                                 std::string(curl_easy_strerror(resp.curlCode)) +
+                                                 " after " + std::to_string(resp.attempts) +
+                                                 " attempts on " + reqs[i].objectKey + ")";
+                            ++done;
+                        }
+                    }
                 }
             }
             if (done == reqs.size())

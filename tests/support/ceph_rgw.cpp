@@ -67,6 +67,26 @@ S3TestEnv fromEnvironment(const std::map<std::string, std::string>& vars) {
     return e;
 }
 
+std::map<std::string, std::string> parseExports(const std::string& text) {
+    std::map<std::string, std::string> vars;
+    std::istringstream lines(text);
+    for (std::string line; std::getline(lines, line);) {
+        if (line.rfind("export ", 0) == 0)
+            line.erase(0, 7);
+        const auto eq = line.find('=');
+        if (eq != std::string::npos)
+            vars[line.substr(0, eq)] = line.substr(eq + 1);
+    }
+    return vars;
+}
+
+void requireCeph() {
+    for (const char* p : {"ceph-mon", "ceph-osd", "radosgw", "radosgw-admin", "ceph", "monmaptool"})
+        if (!haveProgram(p))
+            skipAll(std::string("Ceph not installed (") + p +
+                    " missing): apt-get install ceph-mon ceph-osd radosgw ceph-common");
+}
+
 S3TestEnv startOrReuse() {
     if (!env("ISR_TEST_S3_ENDPOINT").empty()) {
         std::map<std::string, std::string> vars;
@@ -78,10 +98,7 @@ S3TestEnv startOrReuse() {
             vars[k] = env(k);
         return fromEnvironment(vars);
     }
-    for (const char* p : {"ceph-mon", "ceph-osd", "radosgw", "radosgw-admin", "ceph", "monmaptool"})
-        if (!haveProgram(p))
-            skipAll(std::string("Ceph not installed (") + p +
-                    " missing): apt-get install ceph-mon ceph-osd radosgw ceph-common");
+    requireCeph();
     std::string tmp = env("TMPDIR");
     if (tmp.empty())
         tmp = "/tmp";
@@ -98,16 +115,7 @@ S3TestEnv startOrReuse() {
         "bash", QStringList{QString::fromStdString(kScript), "env", QString::fromStdString(dir)});
     if (r.exitCode != 0)
         qFatal("ceph-rgw.sh env failed: %s", r.err.c_str());
-    std::map<std::string, std::string> vars;
-    std::istringstream lines(r.out);
-    for (std::string line; std::getline(lines, line);) {
-        if (line.rfind("export ", 0) == 0)
-            line.erase(0, 7);
-        const auto eq = line.find('=');
-        if (eq != std::string::npos)
-            vars[line.substr(0, eq)] = line.substr(eq + 1);
-    }
-    return fromEnvironment(vars);
+    return fromEnvironment(parseExports(r.out));
 }
 } // namespace
 
@@ -154,6 +162,76 @@ void killRadosgw() {
 }
 void restartRadosgw() {
     runScript("rgw-start");
+}
+
+// ---- RgwCluster ----------------------------------------------------------------
+
+Status RgwCluster::run(const std::string& command, int timeoutMs) {
+    QStringList args;
+    QString program = "env";
+    for (std::size_t i = 0; i < prefix_.size(); ++i) {
+        if (i == 0)
+            program = QString::fromStdString(prefix_[i]);
+        else
+            args << QString::fromStdString(prefix_[i]);
+    }
+    if (!prefix_.empty())
+        args << "env";
+    args << QString::fromStdString("ISR_CEPH_RGW_ADDR=" + listenAddr_) << "bash"
+         << QString::fromStdString(kScript) << QString::fromStdString(command)
+         << QString::fromStdString(dir_);
+    auto r = runProcess(program, args, {}, timeoutMs);
+    if (r.exitCode == kSkipExitCode)
+        skipAll("ceph-rgw.sh: " + r.err);
+    if (r.exitCode != 0)
+        return Error(Errc::Io, "ceph-rgw.sh " + command + " failed (" + std::to_string(r.exitCode) +
+                                   "): " + r.err);
+    if (command == "env")
+        env_ = fromEnvironment(parseExports(r.out));
+    return {};
+}
+
+Result<std::unique_ptr<RgwCluster>> RgwCluster::start(const std::string& dir,
+                                                      std::vector<std::string> prefix,
+                                                      const std::string& listenAddr) {
+    requireCeph();
+    std::unique_ptr<RgwCluster> c(new RgwCluster);
+    c->dir_ = dir;
+    c->prefix_ = std::move(prefix);
+    c->listenAddr_ = listenAddr;
+    ISR_TRY_STATUS(c->run("start", 180000));
+    ISR_TRY_STATUS(c->run("env"));
+    return c;
+}
+
+RgwCluster::~RgwCluster() {
+    if (!dir_.empty() && !std::getenv("ISR_KEEP_TEST_DIRS"))
+        (void)run("stop");
+}
+
+int RgwCluster::radosgwPid() const {
+    std::ifstream in(dir_ + "/run/rgw.pid");
+    int pid = 0;
+    in >> pid;
+    return pid;
+}
+
+void RgwCluster::stopRadosgw() {
+    if (int pid = radosgwPid(); pid > 0)
+        ::kill(pid, SIGSTOP);
+}
+
+void RgwCluster::resumeRadosgw() {
+    if (int pid = radosgwPid(); pid > 0)
+        ::kill(pid, SIGCONT);
+}
+
+Status RgwCluster::killRadosgw() {
+    return run("rgw-kill");
+}
+
+Status RgwCluster::restartRadosgw() {
+    return run("rgw-start");
 }
 
 } // namespace isr::test

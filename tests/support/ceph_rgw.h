@@ -8,8 +8,11 @@
 // skipAll()s with the reason if the Ceph binaries are not installed.
 
 #include "store/store.h"
+#include "util/result.h"
 
+#include <memory>
 #include <string>
+#include <vector>
 
 namespace isr::test {
 
@@ -39,5 +42,35 @@ void stopRadosgw();   // SIGSTOP: the socket stays open, nothing answers
 void resumeRadosgw(); // SIGCONT
 void killRadosgw();   // SIGKILL; connections are refused until restartRadosgw()
 void restartRadosgw();
+
+// A cluster of the caller's own in `dir`: not shared through ISR_TEST_S3_*,
+// stopped by the destructor. Every ceph-rgw.sh command runs as
+// `<prefix...> env ISR_CEPH_RGW_ADDR=<listenAddr> bash ceph-rgw.sh CMD dir`,
+// so a prefix such as {"ip", "netns", "exec", "ns1"} runs the daemons in a
+// network namespace with radosgw on that namespace's address (the network
+// fault tests cut and degrade the link to it).
+class RgwCluster {
+public:
+    // skipAll()s if Ceph is not installed; a failed start is an Error.
+    static Result<std::unique_ptr<RgwCluster>>
+    start(const std::string& dir, std::vector<std::string> prefix, const std::string& listenAddr);
+    ~RgwCluster();
+    RgwCluster(const RgwCluster&) = delete;
+    RgwCluster& operator=(const RgwCluster&) = delete;
+
+    const S3TestEnv& env() const { return env_; }
+    int radosgwPid() const;
+    void stopRadosgw();   // SIGSTOP
+    void resumeRadosgw(); // SIGCONT
+    Status killRadosgw(); // SIGKILL, waits until it no longer answers
+    Status restartRadosgw();
+
+private:
+    RgwCluster() = default;
+    Status run(const std::string& command, int timeoutMs = 120000);
+    std::string dir_, listenAddr_;
+    std::vector<std::string> prefix_;
+    S3TestEnv env_;
+};
 
 } // namespace isr::test

@@ -267,10 +267,16 @@ Status createGuestParcel(const std::string& storeDir, const GuestImage& guest,
     if (ec)
         return Error(Errc::Io, "cannot create " + storeDir + ": " + ec.message());
     ISR_TRY_ASSIGN(auto store, store::openStore("file://" + storeDir));
-    ISR_TRY_STATUS(parcel::initStore(*store, crypto::KdfParams::minimal()));
-    ISR_TRY_STATUS(parcel::createAccount(*store, user, password));
-    ISR_TRY_ASSIGN(auto secrets, parcel::signIn(*store, user, password));
-    parcel::Parcels parcels(*store, std::move(secrets));
+    return createGuestParcel(*store, guest, user, password, parcel, memoryMiB);
+}
+
+Status createGuestParcel(store::Store& store, const GuestImage& guest, const std::string& user,
+                         const std::string& password, const std::string& parcel,
+                         std::uint32_t memoryMiB) {
+    ISR_TRY_STATUS(parcel::initStore(store, crypto::KdfParams::minimal()));
+    ISR_TRY_STATUS(parcel::createAccount(store, user, password));
+    ISR_TRY_ASSIGN(auto secrets, parcel::signIn(store, user, password));
+    parcel::Parcels parcels(store, std::move(secrets));
     parcel::ImportOptions opts;
     opts.vm.boot = "demo-guest";
     opts.vm.memoryMiB = memoryMiB;

@@ -3,6 +3,7 @@
 // building/locating it, serving its disk with qemu-nbd on a UNIX socket, and
 // talking to its serial console. No Qt in the interfaces; plain POSIX inside.
 
+#include "store/store.h"
 #include "util/result.h"
 
 #include <chrono>
@@ -31,6 +32,11 @@ GuestImage requireGuest();
 Status createGuestParcel(const std::string& storeDir, const GuestImage& guest,
                          const std::string& user, const std::string& password,
                          const std::string& parcel, std::uint32_t memoryMiB);
+// The same in an existing store of any backend (an S3 prefix, say): the
+// store is initialised here, so it must be empty.
+Status createGuestParcel(store::Store& store, const GuestImage& guest, const std::string& user,
+                         const std::string& password, const std::string& parcel,
+                         std::uint32_t memoryMiB);
 
 // qemu-nbd serving a raw image on a UNIX socket (a real NBD server), killed
 // at destruction.
