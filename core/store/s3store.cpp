@@ -1020,7 +1020,11 @@ private:
             const auto now = Clock::now();
             for (auto it = delayed.begin(); it != delayed.end();) {
                 if (it->first <= now) {
-                    ready.push_back(it->second);
+                    // A retry goes before requests not yet tried: a dead link
+                    // then exhausts one request's retries first (and fails
+                    // the batch, see `unreachable`) instead of trying every
+                    // request of the batch once before any gives up.
+                    ready.push_front(it->second);
                     it = delayed.erase(it);
                 } else {
                     ++it;

@@ -23,9 +23,11 @@
 // Retries: 5xx (including 503 SlowDown), 409 on PUT, and network errors
 // (connect failure, reset, stall longer than stallTimeoutMs) are retried up to
 // maxRetries times with exponential backoff and full jitter; no other 4xx is
-// retried. Errors: 404 NotFound (DELETE: success), 403 AccessDenied, 412
-// AlreadyExists, 409 Conflict, 416 InvalidArgument, exhausted retries
-// Transient, unparsable responses Corrupt.
+// retried. In a batch, once one request has exhausted its retries on a
+// network failure, the requests still queued fail at once (Transient, "not
+// sent") instead of each waiting out its own retries. Errors: 404 NotFound
+// (DELETE: success), 403 AccessDenied, 412 AlreadyExists, 409 Conflict, 416
+// InvalidArgument, exhausted retries Transient, unparsable responses Corrupt.
 //
 // Thread safety: every method may be called from many threads at once. Each
 // call runs its own curl multi handle; all share one connection cache
