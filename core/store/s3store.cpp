@@ -1087,7 +1087,7 @@ private:
                         delayed.clear();
                         for (std::size_t j : waiting) {
                             resps[j].curlCode = resp.curlCode;
-                            resps[j].curlError = "not sent: the store is unreachable (" +
+                            resps[j].curlError = "gave up: the store is unreachable (" +
                                                  std::string(curl_easy_strerror(resp.curlCode)) +
                                                  " after " + std::to_string(resp.attempts) +
                                                  " attempts on " + reqs[i].objectKey + ")";

@@ -24,8 +24,9 @@
 // (connect failure, reset, stall longer than stallTimeoutMs) are retried up to
 // maxRetries times with exponential backoff and full jitter; no other 4xx is
 // retried. In a batch, once one request has exhausted its retries on a
-// network failure, the requests still queued fail at once (Transient, "not
-// sent") instead of each waiting out its own retries. Errors: 404 NotFound
+// network failure, the requests still queued or waiting to be retried fail at
+// once (Transient, "gave up: the store is unreachable") instead of each
+// waiting out its own retries. Errors: 404 NotFound
 // (DELETE: success), 403 AccessDenied, 412 AlreadyExists, 409 Conflict, 416
 // InvalidArgument, exhausted retries Transient, unparsable responses Corrupt.
 //

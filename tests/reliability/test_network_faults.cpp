@@ -257,7 +257,7 @@ class TestNetworkFaults : public QObject {
     std::unique_ptr<store::Store> admin_; // the test's own view of the store
     std::unique_ptr<parcel::Parcels> parcels_;
     std::vector<Row> rows_;
-    int prefixNo_ = 0;
+    std::string outageMessage_; // what the kiosk shows when the link is down
 
     // The kiosk's options, with short timeouts (see the top of the file).
     store::StoreOptions options() const {
@@ -320,6 +320,8 @@ class TestNetworkFaults : public QObject {
         for (const auto& r : rows_)
             std::printf("%-46s | %-58s | %-14s | %s\n", r.fault.c_str(), r.outcome.c_str(),
                         r.timeToError.c_str(), r.dataChecked.c_str());
+        if (!outageMessage_.empty())
+            std::printf("Suspend & Leave with the link down reports: %s\n", outageMessage_.c_str());
         std::fflush(stdout);
     }
 
@@ -428,7 +430,7 @@ private slots:
             cut.stop();
             QVERIFY2(cut.fired, "the batch finished before the link went down");
             const double tte = secondsSince(cut.firedAt);
-            int failed = 0, landed = 0, notSent = 0;
+            int failed = 0, landed = 0, gaveUp = 0;
             for (const auto& st : put) {
                 if (st.ok()) {
                     ++landed;
@@ -436,10 +438,10 @@ private slots:
                 }
                 ++failed;
                 QVERIFY2(st.error().code == Errc::Transient, st.error().describe().c_str());
-                notSent += st.error().message.find("not sent") != std::string::npos;
+                gaveUp += st.error().message.find("gave up") != std::string::npos;
             }
             QVERIFY2(failed > 0, "no PUT failed with the link down");
-            QVERIFY2(notSent > 0, "the queued PUTs each waited out their own retries");
+            QVERIFY2(gaveUp > 0, "the queued PUTs each waited out their own retries");
             const int retries = logs_->count(mark, "; retry ");
             QVERIFY(lab_->linkUp());
             // Nothing torn: each object is whole or absent.
@@ -460,9 +462,9 @@ private slots:
                 QVERIFY2(st.ok() || st.error().code == Errc::AlreadyExists, describe(st).c_str());
             rows_.push_back(
                 {"a. link down mid-batch: 32 PUTs x 512 KiB",
-                 std::to_string(failed) + " Transient (" + std::to_string(notSent) +
-                     " not sent), " + std::to_string(landed) + " ok; " + std::to_string(retries) +
-                     " retries; link up: batch ok",
+                 std::to_string(failed) + " Transient (" + std::to_string(gaveUp) +
+                     " gave up at once), " + std::to_string(landed) + " ok; " +
+                     std::to_string(retries) + " retries; link up: batch ok",
                  seconds(tte),
                  std::to_string(whole) + " whole, " + std::to_string(absent) + " absent, 0 torn"});
         }
@@ -476,7 +478,7 @@ private slots:
             cut.stop();
             QVERIFY2(cut.fired, "the batch finished before the link went down");
             const double tte = secondsSince(cut.firedAt);
-            int failed = 0, ok = 0, notSent = 0;
+            int failed = 0, ok = 0, gaveUp = 0;
             for (std::size_t i = 0; i < got.size(); ++i) {
                 if (got[i].ok()) {
                     QVERIFY(*got[i] == items[i].data);
@@ -485,11 +487,11 @@ private slots:
                     QVERIFY2(got[i].error().code == Errc::Transient,
                              got[i].error().describe().c_str());
                     ++failed;
-                    notSent += got[i].error().message.find("not sent") != std::string::npos;
+                    gaveUp += got[i].error().message.find("gave up") != std::string::npos;
                 }
             }
             QVERIFY2(failed > 0, "no GET failed with the link down");
-            QVERIFY2(notSent > 0, "the queued GETs each waited out their own retries");
+            QVERIFY2(gaveUp > 0, "the queued GETs each waited out their own retries");
             const int retries = logs_->count(mark, "; retry ");
             QVERIFY(lab_->linkUp());
             auto again = kiosk->getMany(keysOf(items));
@@ -498,8 +500,8 @@ private slots:
                 QVERIFY(*again[i] == items[i].data);
             }
             rows_.push_back({"a. link down mid-batch: 32 GETs x 512 KiB",
-                             std::to_string(failed) + " Transient (" + std::to_string(notSent) +
-                                 " not sent), " + std::to_string(ok) + " ok; " +
+                             std::to_string(failed) + " Transient (" + std::to_string(gaveUp) +
+                                 " gave up at once), " + std::to_string(ok) + " ok; " +
                                  std::to_string(retries) + " retries; link up: batch ok",
                              seconds(tte), "32/32 read back equal"});
         }
@@ -652,6 +654,7 @@ private slots:
         QCOMPARE(failure->stage, session::Stage::Suspending);
         QCOMPARE(failure->kind, session::ErrorKind::StoreUnreachable);
         QVERIFY2(failure->message.find("network") != std::string::npos, failure->message.c_str());
+        outageMessage_ = failure->message;
         const int retries = logs_->count(mark, "; retry ");
         const int heartbeats = logs_->count(mark, "heartbeat:");
         const double outage = secondsSince(downAt);

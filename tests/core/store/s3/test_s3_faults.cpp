@@ -8,11 +8,14 @@
 
 #include <QTest>
 #include <algorithm>
+#include <arpa/inet.h>
 #include <atomic>
 #include <chrono>
 #include <ctime>
 #include <functional>
 #include <mutex>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <thread>
 #include <unistd.h>
 
@@ -343,6 +346,44 @@ private slots:
         QCOMPARE(got.error().code, Errc::Transient);
         QVERIFY2(got.error().message.find("after 2 attempts") != std::string::npos,
                  got.error().message.c_str());
+    }
+
+    // A batch against a store that refuses every connection: once the first
+    // request has used up its retries, the rest give up with it instead of
+    // each spending its own retry budget (tests/reliability/
+    // test_network_faults does the same with a cut link).
+    void deadStoreFailsTheBatchAfterOneRetryBudget() {
+        int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+        QVERIFY(fd >= 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t len = sizeof addr;
+        QVERIFY(::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) == 0);
+        QVERIFY(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+        ::close(fd); // nothing listens there now
+        StoreOptions o = rgw_->options();
+        o.maxInFlight = 2;
+        o.maxRetries = 3;
+        auto store = open("s3://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) + "/b", o);
+        std::vector<PutItem> items;
+        for (int i = 0; i < 20; ++i)
+            items.push_back(PutItem{"k" + std::to_string(i), pattern(1024, unsigned(i)), false});
+        auto statuses = store->putMany(items);
+        int exhausted = 0, gaveUp = 0;
+        for (const auto& st : statuses) {
+            QVERIFY(!st.ok());
+            QCOMPARE(st.error().code, Errc::Transient);
+            exhausted += st.error().message.find("(after 4 attempts)") != std::string::npos;
+            gaveUp +=
+                st.error().message.find("gave up: the store is unreachable") != std::string::npos;
+        }
+        // One request used up its retries; the one in flight with it, if
+        // any, then failed without a retry; the rest (at least 18 queued or
+        // waiting for a retry) gave up with them. Without the rule every one
+        // would have spent its own four attempts.
+        QVERIFY2(exhausted >= 1, statuses.front().error().describe().c_str());
+        QVERIFY2(gaveUp >= 18, std::to_string(gaveUp).c_str());
     }
 
     // Each item of a batch interrupted by a server fault either succeeds or
