@@ -38,6 +38,7 @@
 #include <QThread>
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <fstream>
 #include <mutex>
 #include <sstream>
@@ -103,6 +104,7 @@ public:
     std::string ns, hostDev, nsDev, hostAddr, nsAddr;
 
     static std::unique_ptr<NetLab> create() {
+        removeStale();
         auto lab = std::make_unique<NetLab>();
         const int id = int(::getpid());
         lab->ns = "isrnf" + std::to_string(id);
@@ -122,6 +124,28 @@ public:
     }
 
     static test::ProcessResult ip(const QStringList& args) { return test::runProcess("ip", args); }
+
+    // A run killed before its cleanup (a CTest timeout) leaves its namespace,
+    // with Ceph still running inside, and its veth: remove those whose test
+    // process is gone.
+    static void removeStale() {
+        std::istringstream list(ip({"netns", "list"}).out);
+        for (std::string line; std::getline(list, line);) {
+            const std::string name = line.substr(0, line.find(' '));
+            if (name.rfind("isrnf", 0) != 0 || name.size() == 5 ||
+                name.find_first_not_of("0123456789", 5) != std::string::npos)
+                continue;
+            const std::string pid = name.substr(5);
+            if (::access(("/proc/" + pid).c_str(), F_OK) == 0)
+                continue;
+            std::istringstream pids(ip({"netns", "pids", name.c_str()}).out);
+            for (int p = 0; pids >> p;)
+                if (p > 1)
+                    ::kill(p, SIGKILL);
+            ip({"link", "del", ("nfh" + pid).c_str()});
+            ip({"netns", "del", name.c_str()});
+        }
+    }
     test::ProcessResult inNs(const QStringList& command) {
         QStringList args{"netns", "exec", QString::fromStdString(ns)};
         args << command;
@@ -369,12 +393,17 @@ private slots:
         dir_ = std::make_unique<test::TempDir>();
         logs_ = std::make_unique<LogCapture>();
         lab_ = NetLab::create();
-        if (auto why = lab_->setUp(); !why.empty())
+        // skipAll() exits at once: tear the namespace down first.
+        if (auto why = lab_->setUp(); !why.empty()) {
+            lab_.reset();
             test::skipAll("cannot build a network namespace with a veth pair: " + why);
+        }
         // This kernel may lack netem; the loss comes from nftables. Probe it.
-        if (auto why = lab_->setLoss(1); !why.empty())
+        if (auto why = lab_->setLoss(1); !why.empty()) {
+            lab_.reset();
             test::skipAll("nftables cannot drop packets at random here (" + why +
                           "); install nftables");
+        }
         lab_->clearLoss();
         auto rgw = test::RgwCluster::start(dir_->file("ceph"), {"ip", "netns", "exec", lab_->ns},
                                            lab_->nsAddr);
@@ -407,6 +436,14 @@ private slots:
         if (!rows_.empty())
             printTable();
         logs_.reset();
+    }
+
+    // Each case starts on a clean link, whatever a failed one left.
+    void init() {
+        lab_->linkUp();
+        lab_->clearLoss();
+        lab_->unshape();
+        rgw_->resumeRadosgw();
     }
 
     // a. The cable is cut while a batch is on the wire.
