@@ -87,13 +87,6 @@ class TestBadInput : public QObject {
         Manifest v2, v3;
     };
 
-    Parcels signedIn(const std::string& user) {
-        auto s = signIn(*store_, user, kPassword);
-        if (!s.ok())
-            qFatal("sign-in failed: %s", s.error().describe().c_str());
-        return Parcels(*store_, std::move(*s));
-    }
-
     Manifest commitDisk(Parcels& p, const std::string& parcel, Manifest m, unsigned seed) {
         m.parent = m.version;
         m.created = 0;
@@ -112,9 +105,8 @@ class TestBadInput : public QObject {
 
     std::unique_ptr<Parcels> makeUser(const std::string& user, unsigned seed, Manifest* v2,
                                       Manifest* v3) {
-        if (auto st = createAccount(*store_, user, kPassword); !st.ok())
-            qFatal("createAccount: %s", st.error().describe().c_str());
-        auto p = std::make_unique<Parcels>(signedIn(user));
+        ts_->createUser(user, kPassword);
+        auto p = std::make_unique<Parcels>(ts_->signedIn(user, kPassword));
         VmSpec vm;
         vm.memoryMiB = 256;
         for (const char* parcel : {kParcel, "work"}) {

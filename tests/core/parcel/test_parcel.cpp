@@ -40,18 +40,11 @@ class TestParcel : public QObject {
 
     std::string newUser() { return "u" + std::to_string(++userCounter_); }
 
-    Parcels signedIn(const std::string& user) {
-        auto s = signIn(*store_, user, kPassword);
-        if (!s.ok())
-            qFatal("sign-in failed: %s", s.error().describe().c_str());
-        return Parcels(*store_, std::move(*s));
-    }
+    Parcels signedIn(const std::string& user) { return ts_->signedIn(user, kPassword); }
 
     std::string makeUser() {
         std::string user = newUser();
-        auto st = createAccount(*store_, user, kPassword);
-        if (!st.ok())
-            qFatal("createAccount: %s", st.error().describe().c_str());
+        ts_->createUser(user, kPassword);
         return user;
     }
 
