@@ -88,7 +88,11 @@ wait_for() {
 start_rgw() {
     local port frontends
     port=$(cat "$dir/rgw.port")
-    frontends="beast endpoint=$rgw_addr:$port"
+    # tcp_nodelay=1: beast writes a response's headers and its body with two
+    # send()s and, without it, explicitly turns Nagle on; the body then waits
+    # for the client's delayed ACK of the headers (40 ms on Linux) on every
+    # request of a reused connection: 22 GETs a second instead of ~1,000.
+    frontends="beast endpoint=$rgw_addr:$port tcp_nodelay=1"
     if [[ -f $dir/rgw.tlsport ]]; then
         frontends+=" ssl_endpoint=127.0.0.1:$(cat "$dir/rgw.tlsport")"
         frontends+=" ssl_certificate=$dir/tls/cert.pem ssl_private_key=$dir/tls/key.pem"
@@ -194,7 +198,7 @@ bluestore cache autotune = false
 keyring = $dir/keyring
 
 [client.rgw.a]
-rgw frontends = beast endpoint=$rgw_addr:$port
+rgw frontends = beast endpoint=$rgw_addr:$port tcp_nodelay=1
 rgw data = $dir/rgw
 rgw dns name = localhost
 rgw thread pool size = 64
