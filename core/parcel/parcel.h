@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -181,10 +182,28 @@ public:
         std::uint64_t chunks = 0; // uploaded because the store lacked them
         std::uint64_t bytes = 0;  // their ciphertext bytes
     };
+    struct UploadOptions {
+        // Chunks the caller knows the store holds (a committed version
+        // names them): skipped without a request.
+        const std::set<chunk::ChunkName>* knownPresent = nullptr;
+        // true: ask the store which chunks it lacks first, one round trip a
+        // chunk -- right when most are there (a re-import, a trickled
+        // chunk). false: send every chunk not known present with
+        // put-if-absent straight away -- right when most are new (a fresh
+        // memory image), where asking would double the round trips.
+        bool askStore = true;
+        // false: send every chunk, repeats included, overwriting what the
+        // store has. Only the walk-up benchmark's policy-2 anchor (the
+        // whole memory image re-uploaded, as OpenISR did) wants this.
+        bool dedup = true;
+    };
     // Uploads the chunks the store lacks (content addressing makes repeats
-    // harmless), in parallel where the store can.
+    // harmless), in parallel where the store can. Stats count the chunks
+    // and ciphertext bytes actually sent.
     Result<UploadStats> uploadChunks(const std::vector<chunk::EncodedChunk>& chunks,
                                      const ProgressFn& progress = {});
+    Result<UploadStats> uploadChunks(const std::vector<chunk::EncodedChunk>& chunks,
+                                     const UploadOptions& options, const ProgressFn& progress = {});
     // The commit protocol: upload newChunks, then put-if-absent
     // versions/<parent+1>, then head. Sets manifest.version. Conflict if
     // another writer created that version first (nothing is damaged).

@@ -140,39 +140,59 @@ Result<Manifest> Parcels::create(const std::string& parcel, const VmSpec& vm,
 
 Result<Parcels::UploadStats> Parcels::uploadChunks(const std::vector<chunk::EncodedChunk>& chunks,
                                                    const ProgressFn& progress) {
-    // Skip what the store already has (dedup across versions and parcels),
-    // then upload the rest in batches so S3 can keep many in flight.
-    std::vector<std::size_t> missing;
-    std::set<std::string> seen;
+    return uploadChunks(chunks, UploadOptions{}, progress);
+}
+
+Result<Parcels::UploadStats> Parcels::uploadChunks(const std::vector<chunk::EncodedChunk>& chunks,
+                                                   const UploadOptions& options,
+                                                   const ProgressFn& progress) {
+    // Pick what to send (dedup across versions and parcels), then send it in
+    // batches so S3 can keep many in flight.
+    std::vector<std::size_t> send;
+    std::set<chunk::ChunkName> seen;
     for (std::size_t i = 0; i < chunks.size(); ++i) {
-        std::string key = chunkKey(user(), chunks[i].ref.name);
-        if (!seen.insert(key).second)
-            continue;
-        ISR_TRY_ASSIGN(bool present, store_.exists(key));
-        if (!present)
-            missing.push_back(i);
+        const auto& name = chunks[i].ref.name;
+        if (options.dedup) {
+            if (!seen.insert(name).second)
+                continue;
+            if (options.knownPresent && options.knownPresent->count(name))
+                continue;
+            if (options.askStore) {
+                ISR_TRY_ASSIGN(bool present, store_.exists(chunkKey(user(), name)));
+                if (present)
+                    continue;
+            }
+        }
+        send.push_back(i);
     }
-    std::uint64_t totalBytes = 0, doneBytes = 0;
-    for (auto i : missing)
+    // Progress counts what was handled; the stats only what was sent.
+    std::uint64_t totalBytes = 0, doneBytes = 0, sentChunks = 0, sentBytes = 0;
+    for (auto i : send)
         totalBytes += chunks[i].ciphertext.size();
     constexpr std::size_t kBatch = 64;
-    for (std::size_t start = 0; start < missing.size(); start += kBatch) {
+    for (std::size_t start = 0; start < send.size(); start += kBatch) {
         std::vector<store::PutItem> batch;
-        for (std::size_t j = start; j < std::min(missing.size(), start + kBatch); ++j) {
-            const auto& c = chunks[missing[j]];
-            batch.push_back({chunkKey(user(), c.ref.name), c.ciphertext, true});
+        for (std::size_t j = start; j < std::min(send.size(), start + kBatch); ++j) {
+            const auto& c = chunks[send[j]];
+            batch.push_back({chunkKey(user(), c.ref.name), c.ciphertext, options.dedup});
         }
         auto results = store_.putMany(batch);
         for (std::size_t j = 0; j < results.size(); ++j) {
+            // AlreadyExists: another writer (or a lost reply to our own
+            // earlier attempt) stored the same content; the store keeps its copy.
             if (!results[j].ok() && results[j].error().code != Errc::AlreadyExists)
                 return std::move(results[j]).error().context("uploading chunk " + batch[j].key);
             doneBytes += batch[j].data.size();
+            if (results[j].ok()) {
+                sentChunks++;
+                sentBytes += batch[j].data.size();
+            }
         }
         ISR_TRY_STATUS(ISR_FAULT_POINT("parcel.upload.batch"));
         if (progress)
             progress("upload", doneBytes, totalBytes);
     }
-    return UploadStats{std::uint64_t(missing.size()), doneBytes};
+    return UploadStats{sentChunks, sentBytes};
 }
 
 // The same version content apart from when it was created: how a retried

@@ -605,43 +605,20 @@ struct Session::Impl {
 
     // Chunks the base version's memory image names are in the store (that
     // version is committed), so they are skipped without asking the store:
-    // asking is one round trip a chunk, and an image has thousands.
+    // asking is one round trip a chunk, and an image has thousands. The
+    // rest is almost always new, so it goes with put-if-absent unasked.
     Result<memimg::Uploaded> uploadMemoryChunks(const std::vector<chunk::EncodedChunk>& batch) {
-        if (!config.memoryDedup) {
-            std::vector<store::PutItem> items;
-            for (const auto& c : batch)
-                items.push_back({parcel::chunkKey(user, c.ref.name), c.ciphertext, false});
-            memimg::Uploaded sent;
-            auto results = store->putMany(items);
-            for (std::size_t i = 0; i < results.size(); ++i) {
-                if (!results[i].ok())
-                    return std::move(results[i]).error();
-                sent.chunks++;
-                sent.bytes += items[i].data.size();
-            }
-            return sent;
+        parcel::Parcels::UploadOptions options;
+        options.askStore = false;
+        options.dedup = config.memoryDedup;
+        if (config.memoryDedup) {
+            if (baseMemoryNames.empty())
+                for (const auto& r : base.memory)
+                    baseMemoryNames.insert(r.name);
+            options.knownPresent = &baseMemoryNames;
         }
-        if (baseMemoryNames.empty())
-            for (const auto& r : base.memory)
-                baseMemoryNames.insert(r.name);
-        // The rest is almost always new: send it with put-if-absent
-        // instead of asking first (a store that has one keeps its copy).
-        std::vector<store::PutItem> items;
-        std::set<chunk::ChunkName> inBatch;
-        for (const auto& c : batch)
-            if (!baseMemoryNames.count(c.ref.name) && inBatch.insert(c.ref.name).second)
-                items.push_back({parcel::chunkKey(user, c.ref.name), c.ciphertext, true});
-        memimg::Uploaded sent;
-        auto results = store->putMany(items);
-        for (std::size_t i = 0; i < results.size(); ++i) {
-            if (!results[i].ok() && results[i].error().code != Errc::AlreadyExists)
-                return std::move(results[i]).error();
-            if (results[i].ok()) {
-                sent.chunks++;
-                sent.bytes += items[i].data.size();
-            }
-        }
-        return sent;
+        ISR_TRY_ASSIGN(auto sent, parcels->uploadChunks(batch, options));
+        return memimg::Uploaded{sent.chunks, sent.bytes};
     }
 
     // Suspend, resumable: each step is skipped if a previous attempt did it.

@@ -2,6 +2,10 @@
 // back with getMany, at 1, 8 and 32 transfers in flight, S3Store on the test
 // radosgw next to FileStore on a local temp directory, in the same process.
 // Prints MB/s (10^6 bytes) and requests/s; asserts only correctness.
+//
+// Store latency: 200 small objects put, checked (exists = HEAD), read (get)
+// and read in part (getRange) one call at a time, as fsck and the lock code
+// do. Prints the mean time per call for both backends and their ratio.
 #include "ceph_rgw.h"
 #include "store/store.h"
 #include "testsupport.h"
@@ -106,6 +110,84 @@ private slots:
             }
         }
         std::printf("(FileStore runs batches sequentially: in flight does not apply to it)\n");
+    }
+
+    void latency() {
+        constexpr std::size_t kOps = 200;
+        constexpr std::size_t kSmall = 4096;
+        const auto& rgw = test::cephRgw();
+        test::TempDir dir;
+        const std::string run =
+            "bench-lat-" + std::to_string(::getpid()) + "-" + std::to_string(std::time(nullptr));
+        Bytes data(kSmall);
+        std::mt19937_64 rng(11);
+        for (auto& b : data)
+            b = std::uint8_t(rng());
+        std::vector<std::string> keys;
+        for (std::size_t i = 0; i < kOps; ++i)
+            keys.push_back("users/bench/lat/" + std::to_string(i));
+
+        struct Figures {
+            double put = 0, head = 0, get = 0, range = 0;
+        };
+        auto measure = [&](Store& store, Figures& f) {
+            // One warm-up call so connection set-up is not in the figures.
+            QVERIFY(store.put("users/bench/lat/warm", data).ok());
+            f.put = seconds([&] {
+                for (const auto& k : keys)
+                    QVERIFY(store.put(k, data).ok());
+            });
+            f.head = seconds([&] {
+                for (const auto& k : keys) {
+                    auto e = store.exists(k);
+                    QVERIFY(e.ok() && *e);
+                }
+            });
+            f.get = seconds([&] {
+                for (const auto& k : keys) {
+                    auto g = store.get(k);
+                    QVERIFY2(g.ok(), describe(g).c_str());
+                    QVERIFY(*g == data);
+                }
+            });
+            f.range = seconds([&] {
+                for (const auto& k : keys) {
+                    auto g = store.getRange(k, 100, 1000);
+                    QVERIFY2(g.ok(), describe(g).c_str());
+                    QCOMPARE(g->size(), std::size_t(1000));
+                }
+            });
+            for (const auto& k : keys)
+                QVERIFY(store.remove(k).ok());
+            QVERIFY(store.remove("users/bench/lat/warm").ok());
+        };
+
+        Figures file, s3;
+        {
+            const std::string root = dir.file("lat");
+            std::filesystem::create_directories(root);
+            auto opened = openStore("file://" + root, rgw.options());
+            QVERIFY2(opened.ok(), describe(opened).c_str());
+            measure(**opened, file);
+        }
+        {
+            auto opened = openStore(rgw.url(run), rgw.options());
+            QVERIFY2(opened.ok(), describe(opened).c_str());
+            measure(**opened, s3);
+        }
+        std::printf("\n%zu sequential calls of each kind on %zu-byte objects; radosgw %s\n", kOps,
+                    kSmall, rgw.endpoint.c_str());
+        std::printf("%-14s %14s %14s %10s %12s\n", "call", "FileStore ms", "S3Store ms", "ratio",
+                    "S3 calls/s");
+        auto row = [&](const char* name, double f, double s) {
+            std::printf("%-14s %14.3f %14.3f %10.1f %12.0f\n", name, f * 1e3 / kOps, s * 1e3 / kOps,
+                        s / f, double(kOps) / s);
+        };
+        row("put", file.put, s3.put);
+        row("exists (HEAD)", file.head, s3.head);
+        row("get", file.get, s3.get);
+        row("getRange", file.range, s3.range);
+        std::fflush(stdout);
     }
 };
 

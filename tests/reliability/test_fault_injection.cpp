@@ -17,7 +17,8 @@
 // run without a VM cycle of their own; the next session verifies them.
 //
 // ISR_FAULT_MODES=kill|fail|kill,fail (default both) and ISR_FAULT_ONLY=<a,b>
-// narrow the matrix (the S3 run uses them). The table goes to stdout.
+// narrow the matrix (asan-e2e runs fail mode only). The tables go to stdout:
+// one row per case, then kill and fail side by side per point.
 #include "ceph_rgw.h"
 #include "parcel/parcel.h"
 #include "teststore.h"
@@ -32,6 +33,7 @@
 #include <QProcess>
 #include <QTest>
 #include <QThread>
+#include <algorithm>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -304,6 +306,26 @@ class TestFaultInjection : public QObject {
         for (const auto& r : rows_)
             std::printf("%-34s %-5s %-26s %-8s %-22s %s\n", r.point.c_str(), r.mode.c_str(),
                         r.outcome.c_str(), r.fsck.c_str(), r.counter.c_str(), r.lock.c_str());
+        // The same by point, kill and fail side by side.
+        std::vector<std::string> points;
+        for (const auto& r : rows_)
+            if (std::find(points.begin(), points.end(), r.point) == points.end())
+                points.push_back(r.point);
+        auto cell = [&](const std::string& point, const std::string& mode) -> const Row* {
+            for (const auto& r : rows_)
+                if (r.point == point && r.mode == mode)
+                    return &r;
+            return nullptr;
+        };
+        std::printf("\n%-34s | %-24s | %-16s | %-24s | %s\n", "point", "kill outcome", "lock",
+                    "fail outcome", "lock");
+        for (const auto& p : points) {
+            const Row* k = cell(p, "kill");
+            const Row* f = cell(p, "fail");
+            std::printf("%-34s | %-24s | %-16s | %-24s | %s\n", p.c_str(),
+                        k ? k->outcome.c_str() : "-", k ? k->lock.c_str() : "-",
+                        f ? f->outcome.c_str() : "-", f ? f->lock.c_str() : "-");
+        }
         std::printf("%zu cases, %d kiosk runs, %.0f s\n", rows_.size(), runs_,
                     double(clock_.elapsed()) / 1000);
         std::fflush(stdout);

@@ -77,4 +77,16 @@ std::unique_ptr<TestStore> TestStore::fromEnvironment() {
     skipAll("store backend '" + name + "' is not available in this build");
 }
 
+void TestStore::createUser(const std::string& user, const std::string& password) {
+    if (auto st = parcel::createAccount(*store_, user, password); !st.ok())
+        throw std::runtime_error("createAccount " + user + ": " + st.error().describe());
+}
+
+parcel::Parcels TestStore::signedIn(const std::string& user, const std::string& password) {
+    auto secrets = parcel::signIn(*store_, user, password);
+    if (!secrets.ok())
+        throw std::runtime_error("sign-in " + user + ": " + secrets.error().describe());
+    return parcel::Parcels(*store_, std::move(*secrets));
+}
+
 } // namespace isr::test

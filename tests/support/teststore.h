@@ -4,6 +4,7 @@
 // directory; "s3" is an S3Store on the test radosgw (skips with a reason if
 // Ceph is not available). Accounts use the minimal KDF so tests stay fast.
 
+#include "parcel/parcel.h"
 #include "store/store.h"
 #include "testsupport.h"
 
@@ -20,6 +21,11 @@ public:
     const std::string& url() const { return url_; }
     // A second, empty location on the same backend (not initialised).
     virtual std::unique_ptr<store::Store> emptyLocation() = 0;
+
+    // A new account on this store, and a session signed in to an account.
+    // Set-up steps: a failure throws std::runtime_error (the test fails).
+    void createUser(const std::string& user, const std::string& password);
+    parcel::Parcels signedIn(const std::string& user, const std::string& password);
 
 protected:
     std::unique_ptr<store::Store> store_;

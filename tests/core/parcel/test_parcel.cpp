@@ -40,18 +40,11 @@ class TestParcel : public QObject {
 
     std::string newUser() { return "u" + std::to_string(++userCounter_); }
 
-    Parcels signedIn(const std::string& user) {
-        auto s = signIn(*store_, user, kPassword);
-        if (!s.ok())
-            qFatal("sign-in failed: %s", s.error().describe().c_str());
-        return Parcels(*store_, std::move(*s));
-    }
+    Parcels signedIn(const std::string& user) { return ts_->signedIn(user, kPassword); }
 
     std::string makeUser() {
         std::string user = newUser();
-        auto st = createAccount(*store_, user, kPassword);
-        if (!st.ok())
-            qFatal("createAccount: %s", st.error().describe().c_str());
+        ts_->createUser(user, kPassword);
         return user;
     }
 
@@ -360,6 +353,44 @@ private slots:
         auto stats = p.uploadChunks({enc, enc});
         QVERIFY(stats.ok());
         QCOMPARE(stats->chunks, std::uint64_t(0)); // already there from "first"
+    }
+
+    void uploadOptions() {
+        std::string user = makeUser();
+        Parcels p = signedIn(user);
+        auto key = p.secrets().convergence.view();
+        auto a = chunk::encode(key, randomData(4096, 21));
+        auto b = chunk::encode(key, randomData(4096, 22));
+        auto c = chunk::encode(key, randomData(4096, 23));
+
+        // Known present: skipped without a request, so a chunk the store in
+        // fact lacks stays missing (the caller's promise is trusted).
+        std::set<chunk::ChunkName> known{a.ref.name};
+        Parcels::UploadOptions unasked;
+        unasked.knownPresent = &known;
+        unasked.askStore = false;
+        auto sent = p.uploadChunks({a, b, b}, unasked);
+        QVERIFY2(sent.ok(), sent.ok() ? "" : sent.error().describe().c_str());
+        QCOMPARE(sent->chunks, std::uint64_t(1)); // b once
+        QCOMPARE(sent->bytes, std::uint64_t(b.ciphertext.size()));
+        QCOMPARE(p.fetchChunk(a.ref.name).error().code, Errc::NotFound);
+        QVERIFY(p.fetchChunk(b.ref.name).ok());
+
+        // Unasked put-if-absent of a chunk the store has: not an error, not
+        // counted as sent.
+        auto again = p.uploadChunks({b, c}, unasked);
+        QVERIFY(again.ok());
+        QCOMPARE(again->chunks, std::uint64_t(1)); // only c
+        QVERIFY(p.fetchChunk(c.ref.name).ok());
+
+        // No dedup: every chunk goes, repeats and present ones included.
+        Parcels::UploadOptions whole;
+        whole.askStore = false;
+        whole.dedup = false;
+        auto all = p.uploadChunks({b, b, c}, whole);
+        QVERIFY(all.ok());
+        QCOMPARE(all->chunks, std::uint64_t(3));
+        QVERIFY(p.readChunk(b.ref).ok()); // overwritten with the same content
     }
 
     // ---- locks ----
