@@ -1,5 +1,6 @@
 #include "cli.h"
 
+#include "session/kioskconfig.h"
 #include "util/version.h"
 
 #include <algorithm>
@@ -111,6 +112,10 @@ static void printHelp() {
     std::printf("Usage: isrctl [--help] [--version] COMMAND [ARGS...]\n\n");
     std::printf("Global options (also read from the environment):\n");
     std::printf("  --store URL     parcel store (file:///path or s3://host/bucket); ISR_STORE\n");
+    std::printf("  --store-credentials FILE\n"
+                "                  S3 keys to sign with until a user signs in (access key on\n"
+                "                  line 1, secret on line 2; the admin's keys for fsck and gc);\n"
+                "                  ISR_STORE_CREDENTIALS\n");
     std::printf("  --json          machine-readable output where supported\n\n");
     std::printf("Passwords are never taken on the command line: isrctl prompts, or reads\n"
                 "one line from stdin with --password-stdin.\n\n");
@@ -174,6 +179,20 @@ int runMain(int argc, char** argv) {
     return best->run(rest);
 }
 
+Status applyStoreCredentials(const Args& args, store::StoreOptions& options) {
+    std::string path = args.optionOr("store-credentials", "");
+    if (path.empty())
+        if (const char* env = std::getenv("ISR_STORE_CREDENTIALS"))
+            path = env;
+    if (path.empty())
+        return {};
+    auto creds = session::readCredentialsFile(path);
+    if (!creds.ok())
+        return Error(creds.error().code, "--store-credentials: " + creds.error().message);
+    options.readCredentials = std::move(creds).value();
+    return {};
+}
+
 Result<std::unique_ptr<store::Store>> openStoreFromArgs(const Args& args, bool mustBeStore) {
     std::string url = args.optionOr("store", "");
     if (url.empty()) {
@@ -182,7 +201,9 @@ Result<std::unique_ptr<store::Store>> openStoreFromArgs(const Args& args, bool m
     }
     if (url.empty())
         return Error(Errc::InvalidArgument, "no store given: use --store URL or set ISR_STORE");
-    ISR_TRY_ASSIGN(auto s, store::openStore(url));
+    store::StoreOptions options;
+    ISR_TRY_STATUS(applyStoreCredentials(args, options));
+    ISR_TRY_ASSIGN(auto s, store::openStore(url, options));
     if (mustBeStore)
         ISR_TRY_STATUS(parcel::checkStore(*s));
     return s;
@@ -282,7 +303,11 @@ void printJson(const json::Value& value) {
 
 int checkUsage(const Args& args, std::size_t minPositional, std::size_t maxPositional,
                const std::vector<std::string>& knownOptions, const std::string& command) {
-    auto unknown = args.unknownOptions(knownOptions);
+    // Where a command takes a store it also takes that store's credentials.
+    std::vector<std::string> known = knownOptions;
+    if (std::find(known.begin(), known.end(), "store") != known.end())
+        known.push_back("store-credentials");
+    auto unknown = args.unknownOptions(known);
     if (!unknown.empty())
         return fail("unknown option --" + unknown.front() + " for '" + command + "'", kExitUsage);
     auto n = args.positional().size();

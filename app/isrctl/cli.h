@@ -75,7 +75,12 @@ int runMain(int argc, char** argv);
 // Options every store-using command accepts.
 inline const std::vector<std::string> kStoreOptions = {"store"};
 
-// --store URL or $ISR_STORE; verifies it is an isr store.
+// --store-credentials FILE or $ISR_STORE_CREDENTIALS (two lines: access key,
+// secret key -- the format of kiosk.conf's store_read_credentials) into
+// options.readCredentials; nothing if neither is given.
+Status applyStoreCredentials(const Args& args, store::StoreOptions& options);
+// --store URL or $ISR_STORE (with the credentials above); verifies it is an
+// isr store.
 Result<std::unique_ptr<store::Store>> openStoreFromArgs(const Args& args, bool mustBeStore = true);
 // Prompts for (or reads with --password-stdin) USER's password and signs in.
 Result<parcel::UserSecrets> signInFromArgs(store::Store& store, const std::string& user,

@@ -24,7 +24,7 @@ int storeInit(const std::vector<std::string>& argv) {
     auto args = Args::parse(argv, kFlags);
     if (!args.ok())
         return fail(args.error().message, kExitUsage);
-    if (int rc = checkUsage(*args, 1, 1, {"kdf"}, "store init"))
+    if (int rc = checkUsage(*args, 1, 1, {"kdf", "store-credentials"}, "store init"))
         return rc;
     std::string url = args->positional()[0];
     auto kdf = kdfByName(args->optionOr("kdf", "moderate"));
@@ -39,7 +39,10 @@ int storeInit(const std::vector<std::string>& argv) {
         if (ec)
             return fail("cannot create " + path + ": " + ec.message());
     }
-    auto s = store::openStore(url);
+    store::StoreOptions options;
+    if (auto st = applyStoreCredentials(*args, options); !st.ok())
+        return fail(st.error().message, kExitUsage);
+    auto s = store::openStore(url, options);
     if (!s.ok())
         return fail(s.error());
     auto st = parcel::initStore(**s, *kdf);

@@ -101,6 +101,8 @@ int resume(const std::vector<std::string>& argv) {
     config.guestDir = absolute(args->optionOr(
         "guest-dir", file.has("guest_dir") ? config.guestDir : defaultDataDir() + "/demo/guest"));
     config.storeUrl = storeUrl;
+    if (auto st = applyStoreCredentials(*args, config.storeOptions); !st.ok())
+        return fail(st.error().message, kExitUsage);
     config.accelerator = args->optionOr("accel", config.accelerator);
     config.kioskId = args->optionOr("kiosk-id", config.kioskId);
     config.serialConsole = args->flag("serial");
@@ -407,11 +409,11 @@ int demoInit(const std::vector<std::string>& argv) {
     return kExitOk;
 }
 
-CommandRegistration
-    regResume({"session resume",
-               "USER PARCEL [--config FILE] [--kiosk-dir DIR] [--guest-dir DIR] [--take-over] "
-               "[--accel kvm|tcg] [--serial] [--password-stdin] [--trickle-quiet S] [--heartbeat S]",
-               "resume a parcel headless; SIGTERM/SIGINT suspends and leaves", resume});
+CommandRegistration regResume(
+    {"session resume",
+     "USER PARCEL [--config FILE] [--kiosk-dir DIR] [--guest-dir DIR] [--take-over] "
+     "[--accel kvm|tcg] [--serial] [--password-stdin] [--trickle-quiet S] [--heartbeat S]",
+     "resume a parcel headless; SIGTERM/SIGINT suspends and leaves", resume});
 CommandRegistration regSuspend({"session suspend", "[--kiosk-dir DIR] [--json]",
                                 "suspend and leave the session running in that kiosk directory",
                                 suspend});

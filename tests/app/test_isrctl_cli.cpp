@@ -1,9 +1,10 @@
 // isrctl as a user meets it: --help, --version, unknown commands, and the
 // rule that passwords never come from argv.
-#include <QTest>
-
 #include "testsupport.h"
 #include "util/version.h"
+
+#include <QFile>
+#include <QTest>
 
 using isr::test::runProcess;
 
@@ -35,6 +36,36 @@ private slots:
         auto r = runProcess(isrctl_, {"frobnicate"});
         QCOMPARE(r.exitCode, 2);
         QVERIFY(r.err.find("unknown command 'frobnicate'") != std::string::npos);
+    }
+    // Store credentials come from a file (never argv), and a bad file is an
+    // error that names it, before anything touches the store.
+    void storeCredentialsFile() {
+        isr::test::TempDir dir;
+        std::string store = dir.file("store");
+        auto init = runProcess(
+            isrctl_, {"store", "init", QString::fromStdString(store), "--kdf", "minimal"});
+        QCOMPARE(init.exitCode, 0);
+        std::string missing = dir.file("no-such-file");
+        auto r = runProcess(isrctl_, {"fsck", "--store", QString::fromStdString(store),
+                                      "--store-credentials", QString::fromStdString(missing)});
+        QVERIFY(r.exitCode != 0);
+        QVERIFY2(r.err.find(missing) != std::string::npos, r.err.c_str());
+        std::string oneLine = dir.file("one-line");
+        QVERIFY(QFile(QString::fromStdString(oneLine)).open(QIODevice::WriteOnly));
+        qputenv("ISR_STORE_CREDENTIALS", QByteArray::fromStdString(oneLine));
+        r = runProcess(isrctl_, {"fsck", "--store", QString::fromStdString(store)});
+        qunsetenv("ISR_STORE_CREDENTIALS");
+        QVERIFY(r.exitCode != 0);
+        QVERIFY2(r.err.find("access key on line 1") != std::string::npos, r.err.c_str());
+        // A FileStore ignores S3 keys: a good file changes nothing there.
+        std::string good = dir.file("keys");
+        QFile f(QString::fromStdString(good));
+        QVERIFY(f.open(QIODevice::WriteOnly));
+        f.write("AKIAEXAMPLE\nsecret\n");
+        f.close();
+        r = runProcess(isrctl_, {"fsck", "--store", QString::fromStdString(store),
+                                 "--store-credentials", QString::fromStdString(good)});
+        QCOMPARE(r.exitCode, 0);
     }
 };
 

@@ -107,6 +107,7 @@ class TestFaultInjection : public QObject {
     std::unique_ptr<parcel::Parcels> parcels_;
     test::GuestImage guest_;
     std::string kioskDir_, scratchParent_, configPath_;
+    std::string credentialsPath_; // S3: the store's keys for isrctl fsck
     bool file_ = true;
     std::string bootId_;
     Committed committed_;
@@ -255,22 +256,22 @@ class TestFaultInjection : public QObject {
 
     // ---- the store ----
 
+    // `isrctl fsck` as an operator runs it: the store's objects, then every
+    // manifest opened and every chunk decoded with the user's keys.
     std::string fsck() {
-        auto shallow = parcel::fsckStore(store_->store());
-        if (!shallow.ok())
-            return "error: " + shallow.error().describe();
-        auto deep = parcel::fsckUser(*parcels_);
-        if (!deep.ok())
-            return "error: " + deep.error().describe();
-        if (!shallow->clean() || !deep->clean()) {
-            std::string out = "damaged:";
-            for (const auto& p : shallow->problems)
-                out += " " + p;
-            for (const auto& p : deep->problems)
-                out += " " + p;
-            return out;
-        }
-        return "clean";
+        QStringList args{"fsck",   "--store", QString::fromStdString(store_->url()),
+                         "--user", "fi",      "--password-stdin",
+                         "--json"};
+        if (!credentialsPath_.empty())
+            args << "--store-credentials" << QString::fromStdString(credentialsPath_);
+        auto r = test::runProcess(isrctl_, args, "pw\n", 600000);
+        auto report = json::parse(r.out);
+        if (!report.ok())
+            return "error: exit " + std::to_string(r.exitCode) + ": " + r.err;
+        auto clean = report->getBool("clean");
+        if (r.exitCode == 0 && clean.ok() && *clean)
+            return "clean";
+        return "damaged (exit " + std::to_string(r.exitCode) + "): " + r.out;
     }
 
     std::uint64_t latest() {
@@ -377,10 +378,10 @@ private slots:
             const auto& rgw = test::cephRgw();
             if (rgw.region != "us-east-1")
                 test::skipAll("kiosk.conf has no region key; the test cluster uses " + rgw.region);
-            std::string creds = dir_->file("read-credentials");
-            std::ofstream c(creds);
+            credentialsPath_ = dir_->file("read-credentials");
+            std::ofstream c(credentialsPath_);
             c << rgw.user1.accessKey << "\n" << rgw.user1.secretKey << "\n";
-            conf << "store_read_credentials = " << creds << "\n";
+            conf << "store_read_credentials = " << credentialsPath_ << "\n";
         }
     }
 
