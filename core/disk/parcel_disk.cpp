@@ -7,13 +7,16 @@
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <fcntl.h>
 #include <future>
 #include <linux/falloc.h>
 #include <list>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
+#include <sys/statvfs.h>
 #include <thread>
 #include <unistd.h>
 #include <unordered_map>
@@ -139,6 +142,14 @@ struct ParcelDisk::Impl {
     std::atomic<std::uint64_t> hoardChunksDone{0}, hoardBytesDone{0}, hoardFetched{0},
         hoardFailures{0};
     std::uint64_t hoardChunksTotal = 0, hoardBytesTotal = 0;
+    // A stall (see HoardProgress::stalled), under hoardMutex: chunks to try
+    // again before the cursor, the error, when the next probe may run, and
+    // whether one is running (the other workers wait for its outcome).
+    std::deque<std::uint64_t> hoardRetry;
+    std::optional<Error> hoardStall;
+    Clock::time_point hoardRetryAt{};
+    std::chrono::milliseconds hoardBackoff{0};
+    bool hoardProbing = false;
     std::atomic<std::uint64_t> bandwidthLimit{0};
     std::mutex throttleMutex;
     Clock::time_point throttleNext{};
@@ -223,7 +234,10 @@ struct ParcelDisk::Impl {
     // Ciphertext of `name` from the cache or the store. One download per name
     // at a time: concurrent callers share it. Stores what it downloads in the
     // cache (the cache checks the name).
-    Result<Bytes> fetchCiphertext(const chunk::ChunkName& name, bool demand, bool tryCache) {
+    // `cached`, if given, gets the outcome of storing the download in the
+    // cache (ok when the download was shared with another caller).
+    Result<Bytes> fetchCiphertext(const chunk::ChunkName& name, bool demand, bool tryCache,
+                                  Status* cached = nullptr) {
         if (tryCache && config.cache) {
             auto cached = config.cache->get(name);
             if (cached.ok()) {
@@ -260,6 +274,8 @@ struct ParcelDisk::Impl {
         }
         if (result.ok() && config.cache) {
             Status put = config.cache->put(name, *result);
+            if (cached)
+                *cached = put;
             if (!put.ok()) {
                 ISR_LOG_WARN(kLog)
                     << "cache put " << chunk::nameHex(name) << ": " << put.error().describe();
@@ -376,6 +392,14 @@ struct ParcelDisk::Impl {
                     havePrefetched = true;
                     continue;
                 }
+                // A write that changes nothing (ext4's lazy inode-table init
+                // zeroing zeros, a rewrite of the same data) leaves the chunk
+                // as it is: no overlay slot, nothing to upload, and no need
+                // for room on the kiosk's disk.
+                const std::uint8_t* now = *current ? (*current)->data() + inChunk : nullptr;
+                if (now ? (src ? std::memcmp(now, src, length) == 0 : isAllZero({now, length}))
+                        : (src == nullptr || isAllZero({src, length})))
+                    return {};
                 plain = *current ? Bytes(**current) : Bytes(chunkLen, 0);
                 if (src)
                     std::memcpy(plain.data() + inChunk, src, length);
@@ -439,8 +463,46 @@ struct ParcelDisk::Impl {
         hoardCv.wait_until(lock, until, [&] { return stopping; });
     }
 
+    // Kinds of failure that are not the chunk's fault: stall and retry.
+    // From the cache: NoSpace, Io (the kiosk's disk); from the store:
+    // Transient, Io (unreachable).
+    static bool stallsHoard(const Error& e) {
+        return e.code == Errc::NoSpace || e.code == Errc::Transient || e.code == Errc::Io;
+    }
+
+    // Called with hoardMutex held after a probe or a chunk failed for a
+    // stalling reason: the chunk goes back in the queue, the next try waits.
+    void stallLocked(std::uint64_t index, const Error& why) {
+        hoardRetry.push_back(index);
+        hoardBackoff = std::clamp(hoardBackoff * 2, std::chrono::milliseconds(1000),
+                                  std::chrono::milliseconds(30000));
+        hoardRetryAt = Clock::now() + hoardBackoff;
+        if (!hoardStall || hoardStall->code != why.code) {
+            ISR_LOG_WARN(kLog) << "hoard stalled, retrying with backoff: " << why.describe();
+        }
+        hoardStall = why;
+    }
+
+    // NoSpace when storing `bytes` more would eat into the reserve.
+    Status checkHoardRoom(std::uint64_t bytes) const {
+        if (config.hoardFreeSpaceReserve == 0)
+            return {};
+        struct statvfs vfs {};
+        if (::statvfs(config.overlayDirectory.c_str(), &vfs) != 0)
+            return {}; // cannot tell: let the cache's own write decide
+        std::uint64_t free = std::uint64_t(vfs.f_bavail) * vfs.f_frsize;
+        if (free >= config.hoardFreeSpaceReserve + bytes)
+            return {};
+        return Error(Errc::NoSpace, std::to_string(free >> 20) + " MiB free on the kiosk's disk (" +
+                                        config.overlayDirectory + "), the hoard leaves " +
+                                        std::to_string(config.hoardFreeSpaceReserve >> 20) +
+                                        " MiB for the session's writes");
+    }
+
     void hoardWorker() {
         for (;;) {
+            std::uint64_t index = 0;
+            bool probe = false;
             {
                 std::unique_lock lock(hoardMutex);
                 for (;;) {
@@ -448,6 +510,13 @@ struct ParcelDisk::Impl {
                         break;
                     if (hoardPaused) {
                         hoardCv.wait(lock);
+                        continue;
+                    }
+                    if (hoardStall && (hoardProbing || Clock::now() < hoardRetryAt)) {
+                        if (hoardProbing)
+                            hoardCv.wait(lock);
+                        else
+                            hoardCv.wait_until(lock, hoardRetryAt);
                         continue;
                     }
                     if (demandActive.load() > 0) { // demand misses go first
@@ -458,21 +527,71 @@ struct ParcelDisk::Impl {
                 }
                 if (stopping)
                     break;
+                if (!hoardRetry.empty()) {
+                    index = hoardRetry.front();
+                    hoardRetry.pop_front();
+                } else {
+                    std::size_t k = hoardCursor++;
+                    if (k >= hoardOrder.size())
+                        break;
+                    index = hoardOrder[k];
+                }
+                if (hoardStall) {
+                    probe = true;
+                    hoardProbing = true;
+                }
             }
-            std::size_t k = hoardCursor++;
-            if (k >= hoardOrder.size())
-                break;
-            std::uint64_t index = hoardOrder[k];
             const chunk::ChunkRef& ref = *config.baseTable[index];
+            std::optional<Error> stalledBy;
+            bool failed = false;
+            bool stored = false; // fetched and kept: proof the stall is over
             if (!config.cache->contains(ref.name)) {
                 throttle(ref.length);
-                auto ciphertext = fetchCiphertext(ref.name, false, false);
+                if (auto room = checkHoardRoom(ref.length); !room.ok()) {
+                    std::lock_guard lock(hoardMutex);
+                    if (probe)
+                        hoardProbing = false;
+                    stallLocked(index, room.error());
+                    hoardCv.notify_all();
+                    continue;
+                }
+                Status cached;
+                auto ciphertext = fetchCiphertext(ref.name, false, false, &cached);
                 if (ciphertext.ok()) {
                     hoardFetched += ciphertext->size();
+                    if (!cached.ok() && stallsHoard(cached.error()))
+                        stalledBy = cached.error();
+                    else
+                        stored = cached.ok();
+                } else if (stallsHoard(ciphertext.error())) {
+                    // Io here is the store's (e.g. a file store's mount gone):
+                    // report it as unreachable, not as this kiosk's disk.
+                    stalledBy = ciphertext.error();
+                    if (stalledBy->code == Errc::Io)
+                        stalledBy->code = Errc::Transient;
                 } else {
-                    hoardFailures++;
-                    continue; // not done: a demand read will retry and report
+                    failed = true; // missing or corrupt: a demand read retries and reports
                 }
+            }
+            {
+                std::lock_guard lock(hoardMutex);
+                if (probe)
+                    hoardProbing = false;
+                if (stalledBy) {
+                    stallLocked(index, *stalledBy);
+                } else if (hoardStall && stored) {
+                    ISR_LOG_INFO(kLog) << "hoard going again after: " << hoardStall->describe();
+                    hoardStall.reset();
+                    hoardBackoff = std::chrono::milliseconds(0);
+                }
+            }
+            if (probe)
+                hoardCv.notify_all();
+            if (stalledBy)
+                continue;
+            if (failed) {
+                hoardFailures++;
+                continue;
             }
             hoardChunksDone++;
             hoardBytesDone += ref.length;
@@ -480,7 +599,7 @@ struct ParcelDisk::Impl {
         std::lock_guard lock(hoardMutex);
         if (--hoardRunning == 0) {
             hoardEnd = Clock::now();
-            hoardFinished = hoardCursor.load() >= hoardOrder.size();
+            hoardFinished = hoardCursor.load() >= hoardOrder.size() && hoardRetry.empty();
             hoardCv.notify_all();
         }
     }
@@ -676,6 +795,7 @@ HoardProgress ParcelDisk::hoardProgress() const {
     p.failures = impl_->hoardFailures.load();
     p.running = impl_->hoardRunning > 0 && !impl_->hoardPaused;
     p.finished = impl_->hoardFinished;
+    p.stalled = impl_->hoardStall;
     if (impl_->hoardStarted) {
         auto end = impl_->hoardRunning > 0 ? Clock::now() : impl_->hoardEnd;
         double seconds = std::chrono::duration<double>(end - impl_->hoardStart).count();

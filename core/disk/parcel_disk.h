@@ -17,7 +17,9 @@
 // loses the session's unsaved writes, as a crash of the VM would).
 //
 // Hoard: worker threads pull every base chunk the cache lacks into the cache,
-// the working set first, then the rest in disk order. A demand miss is
+// the working set first, then the rest in disk order. A full cache disk or an
+// unreachable store stalls the hoard (HoardProgress::stalled) and it retries
+// with backoff instead of running through the queue failing every chunk. A demand miss is
 // fetched by the request thread itself (it never queues behind the hoard);
 // the hoard pauses while demand fetches are running, and a demand read and a
 // hoard fetch of the same chunk share one download.
@@ -64,6 +66,11 @@ struct ParcelDiskConfig {
     int hoardThreads = 4;
     std::uint64_t hoardBandwidthLimit = 0; // bytes/s of ciphertext, 0 = unlimited
     bool startHoard = true;                // false: call startHoard() later
+    // Bytes the hoard leaves free on the overlay directory's file system
+    // (normally the cache's too): below that it stalls with NoSpace rather
+    // than take the room the guest's own writes need (a write that finds no
+    // room pauses the VM). 0 = no check; the cache's own failures still stall.
+    std::uint64_t hoardFreeSpaceReserve = 0;
     std::size_t plaintextCacheChunks =
         256; // decoded chunks kept in memory (LRU): 32 MiB at 128 KiB
     int zstdLevel = 1;
@@ -79,6 +86,14 @@ struct HoardProgress {
     std::uint64_t failures = 0;     // chunks the hoard could not fetch (retried on demand)
     bool running = false;
     bool finished = false; // every chunk visited
+    // Set while the hoard is held back by a problem that is not the chunk's
+    // own, and retries with backoff (1 s doubling to 30 s, one probe chunk at
+    // a time): NoSpace or Io = the cache could not store a chunk (the
+    // kiosk's disk is full or failing), Transient = the store could not be
+    // reached (a store's Io is reported as Transient). The chunk goes
+    // back in the queue; cleared when a chunk gets through. Demand reads are
+    // not held back: they still fetch from the store.
+    std::optional<Error> stalled;
 };
 
 struct ParcelDiskStats {

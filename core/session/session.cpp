@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
+#include <ctime>
 #include <fcntl.h>
 #include <filesystem>
 #include <fstream>
@@ -259,6 +260,12 @@ struct Session::Impl {
     std::optional<std::vector<chunk::ChunkRef>> recipe; // memory image uploaded
     std::set<chunk::ChunkName> baseMemoryNames;         // filled at the first suspend
 
+    // The VM watcher, alive only while Running (see startWatcher).
+    std::thread watcherThread;
+    std::mutex watcherMutex;
+    std::condition_variable watcherWake;
+    bool watcherStop = false;
+
     std::thread heartbeatThread;
     std::mutex heartbeatMutex;
     std::condition_variable heartbeatWake;
@@ -356,6 +363,109 @@ struct Session::Impl {
     // problem (NoSpace), anything else is the VM's.
     static ErrorKind vmKind(const Error& error) {
         return error.code == Errc::NoSpace ? ErrorKind::NoSpace : ErrorKind::VmFailed;
+    }
+
+    // ---- the VM watcher ----
+    //
+    // A status poll (virDomainGetState, an in-process call under the
+    // embedded driver) every half second, not libvirt's lifecycle events:
+    // with the embedded QEMU driver of libvirt 9.0 a domain lifecycle
+    // callback registered fine (virConnectDomainEventRegisterAny on the
+    // default event loop core/vm runs) but was never called, neither for a
+    // SIGKILLed QEMU nor for a guest power-off, while the poll saw both
+    // within a second. A transient domain that stopped is gone at once, so
+    // the poll learns *why* from the "shutting down, reason=" line libvirt
+    // writes to the domain log first (Vm::lastStopReason). A paused VM
+    // (disk error) is alive and not an end.
+    //
+    // The watcher never takes a lock the controlling thread holds while
+    // waiting for it; every public operation stops (joins) it before it
+    // changes the stage, so the two never race on a transition.
+    static constexpr std::chrono::milliseconds kWatchPoll{500};
+
+    void startWatcher() {
+        {
+            std::lock_guard lk(watcherMutex);
+            watcherStop = false;
+        }
+        watcherThread = std::thread([this] { watchVm(); });
+    }
+
+    void stopWatcher() {
+        {
+            std::lock_guard lk(watcherMutex);
+            watcherStop = true;
+        }
+        watcherWake.notify_all();
+        if (watcherThread.joinable())
+            watcherThread.join();
+    }
+
+    void watchVm() {
+        bool pausedSeen = false;
+        std::unique_lock lk(watcherMutex);
+        while (!watcherWake.wait_for(lk, kWatchPoll, [this] { return watcherStop; })) {
+            lk.unlock();
+            auto st = machine->status();
+            lk.lock();
+            if (watcherStop || !st.ok())
+                continue; // a libvirt hiccup is not an end: ask again
+            if (st->state == vm::VmState::Paused) {
+                if (st->ioError && !pausedSeen) {
+                    ISR_LOG_WARN("session") << "the VM paused on a disk error (alive, kept)";
+                }
+                pausedSeen = true;
+                continue;
+            }
+            pausedSeen = false;
+            if (st->state != vm::VmState::ShutOff && st->state != vm::VmState::Crashed)
+                continue;
+            lk.unlock();
+            vmEnded(machine->lastStopReason(), st->reason);
+            return;
+        }
+    }
+
+    // "version 3, saved 2026-11-26 05:01 UTC"
+    std::string lastSaveText() const {
+        std::string text = "version " + std::to_string(base.version);
+        if (base.created > 0) {
+            std::time_t t = std::time_t(base.created);
+            std::tm tm{};
+            char when[64];
+            if (::gmtime_r(&t, &tm) && std::strftime(when, sizeof when, "%Y-%m-%d %H:%M UTC", &tm))
+                text += std::string(", saved ") + when;
+        }
+        return text;
+    }
+
+    // On the watcher thread: the VM is gone while Running.
+    void vmEnded(vm::VmStopReason reason, const std::string& detail) {
+        {
+            std::lock_guard lk(mutex);
+            if (stage != Stage::Running)
+                return;
+        }
+        ISR_LOG_WARN("session") << "the VM ended while running: " << vm::vmStopReasonName(reason)
+                                << " (state reason " << detail << ")";
+        // A guest that powered itself off left a consistent disk, but this
+        // kiosk keeps a computer only as a suspended VM (memory image +
+        // disk) through Suspend & Leave: it is treated like any other end of
+        // the VM, and the message says so plainly.
+        bool poweredOff = reason == vm::VmStopReason::GuestShutdown;
+        Error what(Errc::Internal, poweredOff ? "Your computer was shut down from inside"
+                                              : "Your computer stopped unexpectedly (its virtual "
+                                                "machine ended)");
+        std::string advice =
+            std::string(poweredOff ? "Changes since your last save were not kept (only Suspend & "
+                                     "Leave saves)"
+                                   : "What you did since your last save is lost") +
+            ". Your last saved version (" + lastSaveText() +
+            ") is safe: start again from your last save";
+        fail(Stage::Running, what, advice, std::nullopt, ErrorKind::VmFailed);
+        // Nothing of this VM will be committed: stop sending its disk writes.
+        if (disk)
+            disk->stopTrickle();
     }
 
     Status makeDirectories() {
@@ -482,6 +592,7 @@ struct Session::Impl {
         dc.workingSet = base.workingSet;
         dc.hoardThreads = config.hoardThreads;
         dc.hoardBandwidthLimit = config.hoardBandwidth;
+        dc.hoardFreeSpaceReserve = config.hoardFreeSpaceReserve;
         // The memory image is what the first frame waits for: the hoard
         // starts once the VM runs, not competing with it for the link.
         dc.startHoard = false;
@@ -769,6 +880,7 @@ struct Session::Impl {
 
     // Drops every local trace of the session. Idempotent.
     void wipeLocal() {
+        stopWatcher();
         if (disk)
             disk->stopTrickle();
         if (machine) {
@@ -953,14 +1065,21 @@ Status Session::resume(const std::string& user, const std::string& password,
     s.disk->startHoard();
     s.startTrickle();
     s.enter(Stage::Running);
+    s.startWatcher();
     return {};
 }
 
 Status Session::suspendAndLeave() {
     Impl& s = *impl_;
-    if (stage() != Stage::Running)
+    // From here on a VM that ends is noticed by the save failing.
+    s.stopWatcher();
+    if (stage() != Stage::Running) {
+        auto f = failure();
+        if (f && f->stage == Stage::Running)
+            return Error(Errc::InvalidArgument, f->message);
         return Error(Errc::InvalidArgument,
                      std::string("nothing to suspend while ") + stageName(stage()));
+    }
     return s.suspendAndWipe();
 }
 
@@ -980,6 +1099,7 @@ Status Session::retry() {
 
 Status Session::abandon() {
     Impl& s = *impl_;
+    s.stopWatcher();
     Stage now = stage();
     if (now == Stage::SignedOut)
         return {};
@@ -1010,7 +1130,20 @@ HoardStatus Session::hoard() const {
     std::lock_guard lock(impl_->diskMutex);
     if (impl_->disk) {
         auto p = impl_->disk->hoardProgress();
-        h = {p.chunksDone, p.chunksTotal, p.bytesDone, p.bytesTotal};
+        h.chunksDone = p.chunksDone;
+        h.chunksTotal = p.chunksTotal;
+        h.bytesDone = p.bytesDone;
+        h.bytesTotal = p.bytesTotal;
+        if (p.stalled) {
+            bool space = p.stalled->code == Errc::NoSpace || p.stalled->code == Errc::Io;
+            h.problem = space ? ErrorKind::NoSpace : ErrorKind::StoreUnreachable;
+            h.problemMessage =
+                (space ? "hoard paused, the kiosk's disk is (nearly) full: " + p.stalled->message +
+                             "; the computer keeps running and fetches what it reads"
+                       : "hoard paused, the store is unreachable: " + p.stalled->message +
+                             "; the computer keeps running on what is cached") +
+                "; retrying with backoff";
+        }
     }
     return h;
 }

@@ -12,6 +12,7 @@
 //   Fetching       -> Restoring | Failed
 //   Restoring      -> Running | Failed
 //   Running        -> Suspending | Failed                suspendAndLeave()
+//                   | Failed(Running, VmFailed)          the VM ended by itself (below)
 //   Suspending     -> Wiping | Failed
 //   Wiping         -> SignedOut | Failed
 //   Authenticating -> SignedOut                          requestCancel()
@@ -26,10 +27,20 @@
 // previous version as it was; a failed suspend keeps the saved memory image
 // (in memory-backed scratch) and the disk overlay so retry() can finish it.
 //
+// The VM ending while Running (QEMU killed or crashed, or the guest powering
+// itself off) is noticed within about a second by a watcher thread: Failed
+// with stage Running, ErrorKind::VmFailed and a message naming the last saved
+// version, which is safe. The lock stays held and the user's keys in memory
+// until the next call: retry() resumes the last committed version (no
+// password needed), abandon() releases the parcel. A VM paused on a disk
+// error (error_policy=stop, e.g. the overlay's file system full) is alive and
+// not a failure.
+//
 // Threads: resume(), suspendAndLeave(), retry() and abandon() block and must
 // be called from one controlling thread at a time (the CLI's main thread, the
 // UI's worker thread). Listener callbacks run on that thread or on internal
-// worker threads (progress); they must not call back into the Session.
+// worker threads (progress, and stageChanged/failed from the VM watcher when
+// the VM ends while Running); they must not call back into the Session.
 // status() and the accessors are safe from any thread.
 
 #include "parcel/parcel.h"
@@ -93,6 +104,15 @@ struct HoardStatus {
     std::uint64_t chunksTotal = 0;
     std::uint64_t bytesDone = 0;
     std::uint64_t bytesTotal = 0;
+    // Why the background hoard is held back, while it is; the VM keeps running
+    // (its reads still fetch from the store) and Suspend & Leave still works.
+    //   NoSpace          the kiosk's state directory is full: the cache cannot
+    //                    keep chunks (staff should make room)
+    //   StoreUnreachable the store does not answer (the VM runs on what is cached)
+    // The hoard retries with backoff (1 s doubling to 30 s) and clears this
+    // by itself when a chunk gets through. None otherwise.
+    ErrorKind problem = ErrorKind::None;
+    std::string problemMessage;
 };
 
 // One row of the timeline each resume/suspend prints.
@@ -124,6 +144,10 @@ struct KioskConfig {
     std::chrono::milliseconds heartbeatInterval{60000};
     int hoardThreads = 4;
     std::uint64_t hoardBandwidth = 0; // bytes/s, 0 = unlimited
+    // The hoard stops (HoardStatus::problem = NoSpace) when the state
+    // directory's file system has less than this free, keeping room for the
+    // session overlay: a guest write that finds none pauses the VM.
+    std::uint64_t hoardFreeSpaceReserve = 64ull << 20;
     // false: Suspend & Leave sends every memory chunk whether or not the store
     // has it, i.e. the whole compressed memory image as OpenISR did. Only the
     // walk-up benchmark's anchor (tests/bench/walkup) turns dedup off.

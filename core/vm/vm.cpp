@@ -423,7 +423,7 @@ Result<Vm> Hypervisor::boot(const VmSpec& spec) {
         return libvirtError("starting VM " + spec.name);
     ISR_LOG_INFO(kLog) << "booted " << spec.name;
     return Vm(std::make_unique<Vm::Handle>(Vm::Handle{std::move(dom)}), spec.name,
-              config_.allowDiskBackedSaveFiles);
+              config_.allowDiskBackedSaveFiles, domainLogPath(spec.name));
 }
 
 Result<Vm> Hypervisor::restore(const std::string& savePath, const VmSpec& spec) {
@@ -460,7 +460,7 @@ Result<Vm> Hypervisor::find(const std::string& name) {
     if (!dom)
         return libvirtError("looking up VM " + name);
     return Vm(std::make_unique<Vm::Handle>(Vm::Handle{std::move(dom)}), name,
-              config_.allowDiskBackedSaveFiles);
+              config_.allowDiskBackedSaveFiles, domainLogPath(name));
 }
 
 Result<std::vector<std::string>> Hypervisor::activeDomains() {
@@ -512,9 +512,75 @@ Result<int> Hypervisor::reapAll() {
 
 // ---- Vm -------------------------------------------------------------------
 
-Vm::Vm(std::unique_ptr<Handle> handle, std::string name, bool allowDiskBackedSaveFiles)
-    : handle_(std::move(handle)), name_(std::move(name)),
+std::string Hypervisor::domainLogPath(const std::string& name) const {
+    // Where the QEMU driver puts a domain's log: <root>/log/qemu under the
+    // embedded driver, the system's directory under qemu:///system.
+    if (config_.uri.empty())
+        return embeddedRootFor(config_.stateDir) + "/log/qemu/" + name + ".log";
+    return "/var/log/libvirt/qemu/" + name + ".log";
+}
+
+Vm::Vm(std::unique_ptr<Handle> handle, std::string name, bool allowDiskBackedSaveFiles,
+       std::string logPath)
+    : handle_(std::move(handle)), name_(std::move(name)), logPath_(std::move(logPath)),
       allowDiskBackedSaveFiles_(allowDiskBackedSaveFiles) {}
+
+const char* vmStopReasonName(VmStopReason reason) {
+    switch (reason) {
+    case VmStopReason::Unknown:
+        return "unknown";
+    case VmStopReason::GuestShutdown:
+        return "guest shutdown";
+    case VmStopReason::Crashed:
+        return "crashed";
+    case VmStopReason::Destroyed:
+        return "destroyed";
+    case VmStopReason::Saved:
+        return "saved";
+    case VmStopReason::Other:
+        return "other";
+    }
+    return "other";
+}
+
+VmStopReason stopReasonFromLog(std::string_view text) {
+    // libvirt (qemuProcessStop) writes "<time>: shutting down, reason=<r>"
+    // with r one of virDomainShutoffReason's names; each start writes
+    // "<time>: starting up libvirt version: ...".
+    constexpr std::string_view kStop = "shutting down, reason=";
+    auto stop = text.rfind(kStop);
+    if (stop == std::string_view::npos)
+        return VmStopReason::Unknown;
+    auto start = text.rfind("starting up");
+    if (start != std::string_view::npos && start > stop)
+        return VmStopReason::Unknown; // the stop was an earlier run's
+    auto from = stop + kStop.size();
+    auto reason = text.substr(from, text.find_first_of("\r\n", from) - from);
+    if (reason == "shutdown")
+        return VmStopReason::GuestShutdown;
+    if (reason == "crashed" || reason == "failed")
+        return VmStopReason::Crashed;
+    if (reason == "destroyed")
+        return VmStopReason::Destroyed;
+    if (reason == "saved")
+        return VmStopReason::Saved;
+    return VmStopReason::Other;
+}
+
+VmStopReason Vm::lastStopReason() const {
+    std::ifstream in(logPath_, std::ios::binary);
+    if (!in)
+        return VmStopReason::Unknown;
+    // The tail is enough: QEMU writes little once running.
+    in.seekg(0, std::ios::end);
+    std::streamoff size = in.tellg();
+    std::streamoff from = std::max<std::streamoff>(0, size - (256 << 10));
+    in.seekg(from);
+    std::string tail(std::size_t(size - from), '\0');
+    in.read(tail.data(), std::streamsize(tail.size()));
+    tail.resize(std::size_t(in.gcount()));
+    return stopReasonFromLog(tail);
+}
 Vm::~Vm() = default;
 Vm::Vm(Vm&&) noexcept = default;
 Vm& Vm::operator=(Vm&&) noexcept = default;

@@ -87,6 +87,20 @@ struct VmStatus {
     std::string reason;   // libvirt's reason, for logs
 };
 
+// Why a VM stopped, as libvirt recorded it.
+enum class VmStopReason {
+    Unknown,       // still running, or the log says nothing for this run
+    GuestShutdown, // the guest powered itself off (or QEMU got SIGTERM)
+    Crashed,       // QEMU died (killed, crashed) or failed
+    Destroyed,     // destroy()
+    Saved,         // save() finished
+    Other,
+};
+const char* vmStopReasonName(VmStopReason reason);
+// The reason in libvirt's "shutting down, reason=<r>" line of a domain log
+// text, if it comes after the last "starting up" line (i.e. this run's).
+VmStopReason stopReasonFromLog(std::string_view logText);
+
 struct Screenshot {
     std::string mimeType; // e.g. "image/png" or "image/x-portable-pixmap"
     Bytes data;
@@ -147,6 +161,10 @@ public:
     Status sendKeys(std::span<const unsigned> linuxKeycodes, unsigned holdMs = 30);
     // Types US-ASCII text key by key ('\n' is Enter). For tests and demos.
     Status typeText(std::string_view text);
+    // Why the VM stopped, from the "shutting down, reason=" line libvirt
+    // writes to the domain's log before it drops the domain (a transient
+    // domain that stopped is gone, so its state can no longer be asked).
+    VmStopReason lastStopReason() const;
     // Sets the guest clock to the host's (needs a guest agent; Unsupported if
     // the guest has none — see README for what the demo guest does instead).
     Status syncGuestTime();
@@ -154,9 +172,11 @@ public:
 private:
     friend class Hypervisor;
     struct Handle;
-    Vm(std::unique_ptr<Handle> handle, std::string name, bool allowDiskBackedSaveFiles);
+    Vm(std::unique_ptr<Handle> handle, std::string name, bool allowDiskBackedSaveFiles,
+       std::string logPath);
     std::unique_ptr<Handle> handle_;
     std::string name_;
+    std::string logPath_; // libvirt's log of this domain (QEMU's stderr, libvirt's notes)
     bool allowDiskBackedSaveFiles_ = false;
 };
 
@@ -197,6 +217,7 @@ public:
 private:
     struct Connection;
     Status refuseRunning(const std::string& name);
+    std::string domainLogPath(const std::string& name) const;
     Hypervisor(HostConfig config, std::unique_ptr<Connection> conn, std::string uri,
                Accelerator accel);
     HostConfig config_;

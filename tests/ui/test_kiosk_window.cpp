@@ -284,6 +284,26 @@ private slots:
         QCOMPARE(kiosk.fake.stepToNextStage(), SessionBackend::Restoring);
     }
 
+    void vmEndingWhileRunningLeavesTheDisplayForTheErrorPage() {
+        // The session's watcher reports the VM gone (Failed(Running,
+        // VmFailed)) with no Suspend pressed: the VM display gives way to
+        // the error page, whose way on is the last save.
+        Kiosk kiosk;
+        kiosk.fake.failAt("alice", SessionBackend::Running, SessionBackend::VmFailed);
+        kiosk.fake.signIn("alice", "secret");
+        while (kiosk.fake.stage() != SessionBackend::Running)
+            QVERIFY(kiosk.fake.stepToNextStage() != SessionBackend::Failed);
+        QCOMPARE(kiosk.visiblePage(), QStringLiteral("runningPage"));
+        kiosk.fake.step();
+        QCOMPARE(kiosk.fake.stage(), SessionBackend::Failed);
+        QCOMPARE(kiosk.visiblePage(), QStringLiteral("errorPage"));
+        QCOMPARE(kiosk.text("errorTitle"), QStringLiteral("Your computer stopped"));
+        QCOMPARE(kiosk.text("retryButton"), QStringLiteral("Start again from your last save"));
+        kiosk.shot("12-error-vm-ended");
+        QVERIFY(kiosk.click("retryButton"));
+        QCOMPARE(kiosk.visiblePage(), QStringLiteral("progressPage"));
+    }
+
     void errorPageWithoutRetryGoesBack() {
         Kiosk kiosk;
         kiosk.fake.failAt("alice", SessionBackend::Restoring, SessionBackend::Corrupt);

@@ -71,8 +71,11 @@ Rectangle {
             Button {
                 id: retryButton
                 objectName: "retryButton"
-                text: qsTr("Try again")
-                Accessible.name: qsTr("Try again")
+                // The VM ended while running: what "Try again" does is
+                // resume the last save, and the person should know that.
+                readonly property bool restart: page.failedStage === SessionBackend.Running
+                text: restart ? qsTr("Start again from your last save") : qsTr("Try again")
+                Accessible.name: text
                 highlighted: enabled
                 enabled: page.backend && page.backend.canRetry
                 font.pixelSize: Theme.bodySize

@@ -48,8 +48,34 @@ private slots:
         std::string agent = root + "/lib/qemu/channel/target/domain-12-isr-demo-demo-abcd/"
                                    "org.qemu.guest_agent.0";
         QVERIFY2(agent.size() < 108, agent.c_str());
-        QCOMPARE(vm::embeddedRootFor(longDir), root);                  // stable
-        QVERIFY(vm::embeddedRootFor(longDir + "-b") != root);          // per state dir
+        QCOMPARE(vm::embeddedRootFor(longDir), root);         // stable
+        QVERIFY(vm::embeddedRootFor(longDir + "-b") != root); // per state dir
+    }
+
+    void stopReasonFromTheDomainLog() {
+        // The lines as libvirt 9.0 writes them to <root>/log/qemu/<name>.log.
+        const std::string start = "2026-11-26 05:39:49.235+0000: starting up libvirt version: "
+                                  "9.0.0, qemu version: 7.2\nLC_ALL=C ...\n";
+        auto stop = [](const std::string& r) {
+            return "2026-11-26 05:40:24.333+0000: shutting down, reason=" + r + "\n";
+        };
+        QCOMPARE(vm::stopReasonFromLog(start), vm::VmStopReason::Unknown);
+        QCOMPARE(vm::stopReasonFromLog(start + stop("crashed")), vm::VmStopReason::Crashed);
+        QCOMPARE(vm::stopReasonFromLog(start + stop("failed")), vm::VmStopReason::Crashed);
+        QCOMPARE(vm::stopReasonFromLog(start + stop("shutdown")), vm::VmStopReason::GuestShutdown);
+        QCOMPARE(vm::stopReasonFromLog(start + stop("destroyed")), vm::VmStopReason::Destroyed);
+        QCOMPARE(vm::stopReasonFromLog(start + stop("saved")), vm::VmStopReason::Saved);
+        QCOMPARE(vm::stopReasonFromLog(start + stop("daemon")), vm::VmStopReason::Other);
+        // The last run counts: an earlier run's stop says nothing about
+        // one that is still going (or ended without a line yet).
+        QCOMPARE(vm::stopReasonFromLog(start + stop("saved") + start), vm::VmStopReason::Unknown);
+        QCOMPARE(vm::stopReasonFromLog(start + stop("saved") + start + stop("shutdown")),
+                 vm::VmStopReason::GuestShutdown);
+        // No trailing newline, and garbage.
+        QCOMPARE(vm::stopReasonFromLog("x: shutting down, reason=crashed"),
+                 vm::VmStopReason::Crashed);
+        QCOMPARE(vm::stopReasonFromLog(std::string("\0\xff shutting down, reason=", 25)),
+                 vm::VmStopReason::Other);
     }
 
     void goodSpecPasses() {

@@ -17,6 +17,8 @@ Item {
             lockParcel("carol", "kiosk-2", new Date(2026, 0, 5, 9, 30))
             addUser("dave", "pw")
             failAt("dave", SessionBackend.Suspending, SessionBackend.NoSpace)
+            addUser("fran", "pw")
+            failAt("fran", SessionBackend.Running, SessionBackend.VmFailed)
             addUser("erin", "pw")
             failAt("erin", SessionBackend.Authenticating, SessionBackend.StoreUnreachable)
         }
@@ -58,12 +60,14 @@ Item {
 
         // Drive the fake to `stage` for `user` from wherever it is.
         function reach(user, stage) {
-            if (fake.stage !== SessionBackend.SignedOut) {
+            // A previous test may have left it anywhere, e.g. CheckingOut
+            // after a take-over, which steps on to Running and stays there.
+            while (fake.stage !== SessionBackend.SignedOut) {
                 if (fake.stage === SessionBackend.Failed)
                     fake.acknowledge()
                 else if (fake.stage === SessionBackend.Running)
                     fake.suspendAndLeave()
-                while (fake.stage !== SessionBackend.SignedOut)
+                else
                     fake.stepToNextStage()
             }
             fake.signIn(user, "pw")
@@ -130,6 +134,29 @@ Item {
             save(error, "error")
             mouseClick(retry)
             compare(fake.stage, SessionBackend.Suspending)
+        }
+
+        // The VM ended while running (QEMU died, the guest powered off): the
+        // display gives way to the error page, whose way on says it resumes
+        // the last save.
+        function test_vmEndedWhileRunningOffersTheLastSave() {
+            reach("fran", SessionBackend.Running)
+            fake.step()
+            compare(fake.stage, SessionBackend.Failed)
+            compare(fake.failedStage, SessionBackend.Running)
+            compare(fake.errorKind, SessionBackend.VmFailed)
+            show(error)
+            compare(findByName(error, "errorTitle").text, "Your computer stopped")
+            var retry = findByName(error, "retryButton")
+            verify(retry.enabled)
+            compare(retry.text, "Start again from your last save")
+            compare(findByName(error, "backButton").text, "Back to sign-in")
+            save(error, "error-vm-ended")
+            mouseClick(retry)
+            compare(fake.stage, SessionBackend.Restoring)
+            // Running again (the injected failure fired once), which the
+            // next test's reach() can leave.
+            compare(fake.stepToNextStage(), SessionBackend.Running)
         }
 
         // The store is unreachable at sign-in: the kiosk keeps no password,

@@ -1,0 +1,305 @@
+// The running session's health, with the real parts (Session API, QEMU under
+// TCG, the demo guest) and the kiosk's state directory and scratch on small
+// tmpfs mounts of their own (root needed, else skipped):
+//
+//  - the state directory full while the hoard runs: HoardStatus reports
+//    NoSpace (and the hoard stops hammering), the VM keeps running (its
+//    counter moves), Suspend & Leave commits, the next resume gets it;
+//  - QEMU killed with SIGKILL while Running: the session notices by itself
+//    (no Suspend pressed): Failed(Running, VmFailed), the listener's `failed`
+//    fires, the message names the last saved version; retry() resumes it;
+//  - the guest powering itself off: the same outcome class, with a message
+//    that says it was shut down from inside; abandon() releases the parcel.
+//
+// No timed assertion: waits are generous, and how long the session took to
+// notice is printed.
+#include "session/session.h"
+#include "testsupport.h"
+#include "vm/vm.h"
+#include "vmguest.h"
+
+#include <QTest>
+#include <QThread>
+#include <condition_variable>
+#include <csignal>
+#include <fcntl.h>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <sys/mount.h>
+#include <unistd.h>
+
+using namespace isr;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct GuestState {
+    long counter = -1;
+    std::string bootId;
+};
+
+void fill(const std::string& dir) {
+    int fd = ::open((dir + "/filler").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0)
+        qFatal("filler: %s", std::strerror(errno));
+    std::vector<char> block(1 << 20, 'f');
+    while (::write(fd, block.data(), block.size()) > 0) {
+    }
+    std::vector<char> small(4096, 'f');
+    while (::write(fd, small.data(), small.size()) > 0) {
+    }
+    ::close(fd);
+}
+
+// Fills `dir`'s file system, then gives `leave` bytes back.
+void fillLeaving(const std::string& dir, std::uint64_t leave) {
+    fill(dir);
+    std::string path = dir + "/filler";
+    auto size = fs::file_size(path);
+    if (::truncate(path.c_str(), off_t(size > leave ? size - leave : 0)) != 0)
+        qFatal("truncate filler: %s", std::strerror(errno));
+}
+
+void unfill(const std::string& dir) {
+    ::unlink((dir + "/filler").c_str());
+}
+
+// What the Listener saw, for the test thread to wait on.
+struct Seen {
+    std::mutex mutex;
+    std::condition_variable changed;
+    std::vector<session::Failure> failures;
+    std::vector<session::Stage> stages;
+};
+
+} // namespace
+
+class TestVmHealth : public QObject {
+    Q_OBJECT
+    std::unique_ptr<test::TempDir> dir_;
+    test::GuestImage guest_;
+    std::string storeDir_, stateMount_, scratchMount_;
+    std::vector<std::string> mounted_;
+    std::shared_ptr<Seen> seen_ = std::make_shared<Seen>();
+
+    std::string describe(session::Session& s) {
+        auto f = s.failure();
+        if (!f)
+            return std::string("stage ") + session::stageName(s.stage());
+        return std::string(session::stageName(f->stage)) + " / " + session::errorKindName(f->kind) +
+               ": " + f->message;
+    }
+
+    GuestState readGuest(session::Session& s) {
+        // No qFatal here: a failed check must still end the session (and
+        // its QEMU) through the Session's destructor.
+        GuestState g;
+        auto c = test::SerialConsole::connect(s.serialSocketPath(), 60s);
+        if (!c.ok()) {
+            qWarning("serial: %s", c.error().describe().c_str());
+            return g;
+        }
+        if (auto st = (*c)->waitForShell(180s); !st.ok()) {
+            qWarning("shell: %s", st.error().describe().c_str());
+            return g;
+        }
+        auto out = (*c)->run("cat /run/counter", 30s);
+        if (out.ok()) {
+            std::istringstream in(out->text);
+            in >> g.counter >> g.bootId;
+        }
+        return g;
+    }
+
+    // This session's QEMU, from libvirt's pid file in the embedded root
+    // (not pgrep: a QEMU left by an aborted run of this test elsewhere
+    // would match too). -1 when there is none.
+    pid_t qemuPid() {
+        std::ifstream in(vm::embeddedRootFor(stateMount_ + "/kiosk") + "/run/qemu/isr-vh-desk.pid");
+        long pid = -1;
+        if (!(in >> pid) || pid <= 0 || ::kill(pid_t(pid), 0) != 0)
+            return -1;
+        return pid_t(pid);
+    }
+
+    // Waits (up to 120 s, generous on purpose) for the listener to report a
+    // failure beyond the `before` already seen; returns the seconds it took.
+    double waitForFailure(std::size_t before) {
+        auto start = Clock::now();
+        std::unique_lock lk(seen_->mutex);
+        seen_->changed.wait_for(lk, 120s, [&] { return seen_->failures.size() > before; });
+        return std::chrono::duration<double>(Clock::now() - start).count();
+    }
+
+    std::size_t failuresSeen() {
+        std::lock_guard lk(seen_->mutex);
+        return seen_->failures.size();
+    }
+
+    session::Listener listener() {
+        session::Listener l;
+        auto seen = seen_;
+        l.failed = [seen](const session::Failure& f) {
+            std::lock_guard lk(seen->mutex);
+            seen->failures.push_back(f);
+            seen->changed.notify_all();
+        };
+        l.stageChanged = [seen](session::Stage st) {
+            std::lock_guard lk(seen->mutex);
+            seen->stages.push_back(st);
+            seen->changed.notify_all();
+        };
+        return l;
+    }
+
+private slots:
+    void initTestCase() {
+        test::requirePrograms({"qemu-system-x86_64"});
+        if (::geteuid() != 0)
+            test::skipAll("mounting a small tmpfs needs root");
+        guest_ = test::requireGuest();
+        dir_ = std::make_unique<test::TempDir>();
+        stateMount_ = dir_->file("state");
+        scratchMount_ = dir_->file("scratch");
+        for (const auto& m : {stateMount_, scratchMount_}) {
+            fs::create_directories(m);
+            if (::mount("tmpfs", m.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "size=256m,mode=0700") !=
+                0)
+                test::skipAll(std::string("cannot mount a tmpfs: ") + std::strerror(errno));
+            mounted_.push_back(m);
+        }
+        storeDir_ = dir_->file("store");
+        auto made = test::createGuestParcel(storeDir_, guest_, "vh", "pw", "desk", 128);
+        QVERIFY2(made.ok(), made.ok() ? "" : made.error().describe().c_str());
+    }
+
+    void cleanupTestCase() {
+        // A failed check leaves the session (and its QEMU) behind: the next
+        // run's kiosk has another root and would not reap it.
+        if (pid_t qemu = qemuPid(); qemu > 0)
+            ::kill(qemu, SIGKILL);
+        for (const auto& m : mounted_)
+            ::umount2(m.c_str(), MNT_DETACH);
+    }
+
+    void vmHealth() {
+        session::KioskConfig config;
+        config.kioskId = "kiosk-vh";
+        config.stateDir = stateMount_ + "/kiosk";
+        config.scratchDir = scratchMount_;
+        config.storeUrl = "file://" + storeDir_;
+        config.guestDir = guest_.dir;
+        config.cacheCapBytes = 1ull << 30;
+        config.serialConsole = true;
+        config.trickleQuiet = std::chrono::hours(1);
+        // A slow hoard (one 128 KiB chunk every 16 s), so it is still at
+        // work when the state directory fills up after the guest booted.
+        config.hoardBandwidth = 8 << 10;
+        config.hoardThreads = 2;
+        config.hoardFreeSpaceReserve = 16 << 20;
+        auto created = session::Session::create(config, listener());
+        QVERIFY2(created.ok(), created.ok() ? "" : created.error().describe().c_str());
+        auto& sess = **created;
+
+        // ---- the state directory full while the hoard runs ----
+        QVERIFY2(sess.resume("vh", "pw", "desk").ok(), describe(sess).c_str());
+        // The state directory filled up to 8 MiB: below the hoard's reserve
+        // (16 MiB here), so the hoard stops and reports NoSpace while the
+        // guest's own writes still find room in the overlay (with none at
+        // all, a guest write pauses the VM: error_policy=stop).
+        GuestState booted = readGuest(sess);
+        QVERIFY(booted.counter >= 0);
+        auto h0 = sess.hoard();
+        qInfo("hoard at Running: %llu/%llu chunks", (unsigned long long)h0.chunksDone,
+              (unsigned long long)h0.chunksTotal);
+        QVERIFY2(h0.chunksDone < h0.chunksTotal, "the hoard finished too early for this test");
+        fillLeaving(stateMount_, 8 << 20);
+        session::HoardStatus h;
+        for (int i = 0; i < 600; ++i) { // up to 120 s
+            h = sess.hoard();
+            if (h.problem != session::ErrorKind::None)
+                break;
+            QThread::msleep(200);
+        }
+        QVERIFY2(h.problem == session::ErrorKind::NoSpace, h.problemMessage.c_str());
+        qInfo("hoard with the state dir full: %s (%llu/%llu)", h.problemMessage.c_str(),
+              (unsigned long long)h.chunksDone, (unsigned long long)h.chunksTotal);
+        GuestState a = readGuest(sess);
+        QThread::sleep(3);
+        GuestState b = readGuest(sess);
+        QVERIFY(a.counter >= 0);
+        QVERIFY2(b.counter > a.counter, "the guest's counter did not move with the disk full");
+        QCOMPARE(sess.stage(), session::Stage::Running);
+        QCOMPARE(sess.hoard().problem, session::ErrorKind::NoSpace);
+        auto suspended = sess.suspendAndLeave();
+        QVERIFY2(suspended.ok(), describe(sess).c_str());
+        QCOMPARE(sess.committedVersion(), std::uint64_t(2));
+        unfill(stateMount_);
+
+        // ---- QEMU killed while Running: noticed without Suspend ----
+        QVERIFY2(sess.resume("vh", "pw", "desk").ok(), describe(sess).c_str());
+        QCOMPARE(sess.baseVersion(), std::uint64_t(2));
+        GuestState c = readGuest(sess);
+        QVERIFY(c.counter >= 0);
+        QCOMPARE(c.bootId, a.bootId);
+        QVERIFY(c.counter >= b.counter);
+        pid_t qemu = qemuPid();
+        QVERIFY(qemu > 0);
+        std::size_t before = failuresSeen();
+        QCOMPARE(::kill(qemu, SIGKILL), 0);
+        double noticed = waitForFailure(before);
+        QCOMPARE(sess.stage(), session::Stage::Failed);
+        auto f = sess.failure();
+        QVERIFY(f);
+        QCOMPARE(f->stage, session::Stage::Running);
+        QVERIFY2(f->kind == session::ErrorKind::VmFailed, describe(sess).c_str());
+        QVERIFY2(f->message.find("version 2") != std::string::npos, f->message.c_str());
+        QVERIFY2(f->message.find("unexpectedly") != std::string::npos, f->message.c_str());
+        qInfo("QEMU killed: noticed after %.2f s: %s", noticed, describe(sess).c_str());
+        // Suspend & Leave has nothing left to save.
+        QVERIFY(!sess.suspendAndLeave().ok());
+        // "Start again from your last save": retry() resumes version 2.
+        QVERIFY2(sess.retry().ok(), describe(sess).c_str());
+        QCOMPARE(sess.stage(), session::Stage::Running);
+        QCOMPARE(sess.baseVersion(), std::uint64_t(2));
+        GuestState d = readGuest(sess);
+        QVERIFY(d.counter >= 0);
+        QCOMPARE(d.bootId, a.bootId);
+        QVERIFY(d.counter >= b.counter);
+
+        // ---- the guest powers itself off ----
+        {
+            auto console = test::SerialConsole::connect(sess.serialSocketPath(), 60s);
+            QVERIFY(console.ok());
+            QVERIFY((*console)->waitForShell(60s).ok());
+            before = failuresSeen();
+            auto ran = (*console)->run("(sleep 1; poweroff -f) >/dev/null 2>&1 & true", 30s);
+            QVERIFY2(ran.ok(), ran.ok() ? "" : ran.error().describe().c_str());
+        }
+        noticed = waitForFailure(before);
+        f = sess.failure();
+        QVERIFY(f);
+        QCOMPARE(f->stage, session::Stage::Running);
+        QVERIFY2(f->kind == session::ErrorKind::VmFailed, describe(sess).c_str());
+        QVERIFY2(f->message.find("shut down from inside") != std::string::npos, f->message.c_str());
+        QVERIFY2(f->message.find("version 2") != std::string::npos, f->message.c_str());
+        qInfo("guest powered off: noticed after %.2f s: %s", noticed, describe(sess).c_str());
+        QVERIFY(sess.abandon().ok());
+        QCOMPARE(sess.stage(), session::Stage::SignedOut);
+        // The lock is free: no take-over needed, and version 2 resumes.
+        QVERIFY2(sess.resume("vh", "pw", "desk").ok(), describe(sess).c_str());
+        QCOMPARE(sess.baseVersion(), std::uint64_t(2));
+        GuestState e = readGuest(sess);
+        QVERIFY(e.counter >= 0);
+        QCOMPARE(e.bootId, a.bootId);
+        QVERIFY(sess.abandon().ok());
+        QVERIFY(qemuPid() < 0);
+    }
+};
+
+QTEST_GUILESS_MAIN(TestVmHealth)
+#include "test_vm_health.moc"
