@@ -35,7 +35,12 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+sanitizer_report() { grep -E -A40 "ERROR: [A-Za-z]+Sanitizer|runtime error:" "$work/kiosk.log" 2>/dev/null | head -80; }
+fail() {
+    echo "FAIL: $*" >&2
+    sanitizer_report >&2 || true
+    exit 1
+}
 
 # A free display: Xvfb picks it and writes its number to fd 3.
 Xvfb -displayfd 3 -screen 0 1280x800x24 -nolisten tcp 3>"$work/display" 2>"$work/xvfb.log" &
@@ -71,7 +76,15 @@ painted() {
     import -window root "$work/probe.png" 2>/dev/null &&
         [ "$(identify -format %k "$work/probe.png" 2>/dev/null)" -gt 1 ]
 }
-stop_kiosk() { kill "$kiosk_pid"; wait "$kiosk_pid" 2>/dev/null || true; }
+# SIGTERM (143) is the only way the kiosk may end here. Under ASan+UBSan (the
+# asan-e2e preset) a report goes to its log and aborts it: either fails.
+stop_kiosk() {
+    local rc=0
+    kill "$kiosk_pid" 2>/dev/null || true
+    wait "$kiosk_pid" 2>/dev/null || rc=$?
+    [ -z "$(sanitizer_report)" ] || fail "sanitizer report in the kiosk's log"
+    [ "$rc" = 143 ] || fail "the kiosk ended with status $rc before it was stopped; log: $(tail -5 "$work/kiosk.log")"
+}
 shot() { import -window root "$out/$1.png"; echo "screenshot $out/$1.png"; }
 sign_in() {
     xdotool type --delay 40 "$1"; xdotool key Return
