@@ -39,25 +39,6 @@ struct GuestState {
     std::string bootId;
 };
 
-// Writes zeros into <dir>/filler until the file system is full.
-void fill(const std::string& dir) {
-    int fd = ::open((dir + "/filler").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (fd < 0)
-        qFatal("filler: %s", std::strerror(errno));
-    std::vector<char> block(1 << 20, 'f');
-    while (::write(fd, block.data(), block.size()) > 0) {
-    }
-    // The last partial block: fill byte by byte up to the very end.
-    std::vector<char> small(4096, 'f');
-    while (::write(fd, small.data(), small.size()) > 0) {
-    }
-    ::close(fd);
-}
-
-void unfill(const std::string& dir) {
-    ::unlink((dir + "/filler").c_str());
-}
-
 } // namespace
 
 class TestResourceFaults : public QObject {
@@ -65,7 +46,7 @@ class TestResourceFaults : public QObject {
     std::unique_ptr<test::TempDir> dir_;
     test::GuestImage guest_;
     std::string storeDir_, stateMount_, scratchMount_;
-    std::vector<std::string> mounted_;
+    std::vector<std::unique_ptr<test::TmpfsMount>> mounts_;
 
     std::string describe(session::Session& s) {
         auto f = s.failure();
@@ -110,29 +91,21 @@ private slots:
     void initTestCase() {
         test::requirePrograms({"qemu-system-x86_64", "pgrep"});
         if (::geteuid() != 0)
-            test::skipAll("mounting a small tmpfs needs root");
+            test::skipAll("mounting a small tmpfs needs root"); // before building the guest
         guest_ = test::requireGuest();
         dir_ = std::make_unique<test::TempDir>();
         stateMount_ = dir_->file("state");
         scratchMount_ = dir_->file("scratch");
-        for (const auto& m : {stateMount_, scratchMount_}) {
-            fs::create_directories(m);
-            // Big enough for the cache of a 128 MiB guest and its save file;
-            // a filler file makes either of them full on demand.
-            if (::mount("tmpfs", m.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "size=256m,mode=0700") !=
-                0)
-                test::skipAll(std::string("cannot mount a tmpfs: ") + std::strerror(errno));
-            mounted_.push_back(m);
-        }
+        // Big enough for the cache of a 128 MiB guest and its save file; a
+        // filler file makes either of them full on demand.
+        for (const auto& m : {stateMount_, scratchMount_})
+            mounts_.push_back(std::make_unique<test::TmpfsMount>(m, "256m"));
         storeDir_ = dir_->file("store");
         auto made = test::createGuestParcel(storeDir_, guest_, "rf", "pw", "desk", 128);
         QVERIFY2(made.ok(), made.ok() ? "" : made.error().describe().c_str());
     }
 
-    void cleanupTestCase() {
-        for (const auto& m : mounted_)
-            ::umount2(m.c_str(), MNT_DETACH);
-    }
+    void cleanupTestCase() { mounts_.clear(); }
 
     void resourceFaults() {
         session::KioskConfig config;
@@ -154,23 +127,23 @@ private slots:
         QVERIFY(first.counter >= 0);
 
         // ---- scratch full at Suspend & Leave ----
-        fill(scratchMount_);
+        test::fill(scratchMount_);
         QVERIFY(!sess.suspendAndLeave().ok());
         QCOMPARE(sess.stage(), session::Stage::Failed);
         QCOMPARE(sess.failure()->stage, session::Stage::Suspending);
         QVERIFY2(sess.failure()->kind == session::ErrorKind::NoSpace, describe(sess).c_str());
         qInfo("scratch full: %s", describe(sess).c_str());
-        unfill(scratchMount_);
+        test::unfill(scratchMount_);
         auto retried = sess.retry();
         QVERIFY2(retried.ok(), describe(sess).c_str());
         QCOMPARE(sess.committedVersion(), std::uint64_t(2));
 
         // ---- the state directory full at resume ----
-        fill(stateMount_);
+        test::fill(stateMount_);
         QVERIFY(!sess.resume("rf", "pw", "desk").ok());
         QVERIFY2(sess.failure()->kind == session::ErrorKind::NoSpace, describe(sess).c_str());
         qInfo("state dir full at resume: %s", describe(sess).c_str());
-        unfill(stateMount_);
+        test::unfill(stateMount_);
         QVERIFY2(sess.retry().ok(), describe(sess).c_str());
         QCOMPARE(sess.stage(), session::Stage::Running);
         QCOMPARE(sess.baseVersion(), std::uint64_t(2));
@@ -180,7 +153,7 @@ private slots:
 
         // ---- the state directory full while the VM runs and writes ----
         GuestState beforeSave = readGuest(sess);
-        fill(stateMount_);
+        test::fill(stateMount_);
         // In the background: with the overlay out of room the VM may pause
         // on the write error (QEMU's werror=stop) and its console with it.
         // Even the guest's own journal writes may hit the full overlay and
@@ -194,12 +167,12 @@ private slots:
         if (!suspended.ok()) {
             QVERIFY2(sess.failure()->kind == session::ErrorKind::NoSpace, describe(sess).c_str());
             qInfo("suspend with the kiosk disk full: %s", describe(sess).c_str());
-            unfill(stateMount_);
+            test::unfill(stateMount_);
             QVERIFY2(sess.retry().ok(), describe(sess).c_str());
         } else {
             qInfo("suspend with the kiosk disk full: ok (nothing it needs is on that disk)");
         }
-        unfill(stateMount_);
+        test::unfill(stateMount_);
         QCOMPARE(sess.committedVersion(), std::uint64_t(3));
 
         // ---- QEMU killed mid-session ----

@@ -42,32 +42,6 @@ struct GuestState {
     std::string bootId;
 };
 
-void fill(const std::string& dir) {
-    int fd = ::open((dir + "/filler").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (fd < 0)
-        qFatal("filler: %s", std::strerror(errno));
-    std::vector<char> block(1 << 20, 'f');
-    while (::write(fd, block.data(), block.size()) > 0) {
-    }
-    std::vector<char> small(4096, 'f');
-    while (::write(fd, small.data(), small.size()) > 0) {
-    }
-    ::close(fd);
-}
-
-// Fills `dir`'s file system, then gives `leave` bytes back.
-void fillLeaving(const std::string& dir, std::uint64_t leave) {
-    fill(dir);
-    std::string path = dir + "/filler";
-    auto size = fs::file_size(path);
-    if (::truncate(path.c_str(), off_t(size > leave ? size - leave : 0)) != 0)
-        qFatal("truncate filler: %s", std::strerror(errno));
-}
-
-void unfill(const std::string& dir) {
-    ::unlink((dir + "/filler").c_str());
-}
-
 // What the Listener saw, for the test thread to wait on.
 struct Seen {
     std::mutex mutex;
@@ -83,7 +57,7 @@ class TestVmHealth : public QObject {
     std::unique_ptr<test::TempDir> dir_;
     test::GuestImage guest_;
     std::string storeDir_, stateMount_, scratchMount_;
-    std::vector<std::string> mounted_;
+    std::vector<std::unique_ptr<test::TmpfsMount>> mounts_;
     std::shared_ptr<Seen> seen_ = std::make_shared<Seen>();
 
     std::string describe(session::Session& s) {
@@ -160,18 +134,15 @@ private slots:
     void initTestCase() {
         test::requirePrograms({"qemu-system-x86_64"});
         if (::geteuid() != 0)
-            test::skipAll("mounting a small tmpfs needs root");
+            test::skipAll("mounting a small tmpfs needs root"); // before building the guest
         guest_ = test::requireGuest();
         dir_ = std::make_unique<test::TempDir>();
         stateMount_ = dir_->file("state");
         scratchMount_ = dir_->file("scratch");
-        for (const auto& m : {stateMount_, scratchMount_}) {
-            fs::create_directories(m);
-            if (::mount("tmpfs", m.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "size=256m,mode=0700") !=
-                0)
-                test::skipAll(std::string("cannot mount a tmpfs: ") + std::strerror(errno));
-            mounted_.push_back(m);
-        }
+        // Big enough for the cache of a 128 MiB guest and its save file; a
+        // filler file makes either of them full on demand.
+        for (const auto& m : {stateMount_, scratchMount_})
+            mounts_.push_back(std::make_unique<test::TmpfsMount>(m, "256m"));
         storeDir_ = dir_->file("store");
         auto made = test::createGuestParcel(storeDir_, guest_, "vh", "pw", "desk", 128);
         QVERIFY2(made.ok(), made.ok() ? "" : made.error().describe().c_str());
@@ -182,8 +153,7 @@ private slots:
         // run's kiosk has another root and would not reap it.
         if (pid_t qemu = qemuPid(); qemu > 0)
             ::kill(qemu, SIGKILL);
-        for (const auto& m : mounted_)
-            ::umount2(m.c_str(), MNT_DETACH);
+        mounts_.clear();
     }
 
     void vmHealth() {
@@ -217,7 +187,7 @@ private slots:
         qInfo("hoard at Running: %llu/%llu chunks", (unsigned long long)h0.chunksDone,
               (unsigned long long)h0.chunksTotal);
         QVERIFY2(h0.chunksDone < h0.chunksTotal, "the hoard finished too early for this test");
-        fillLeaving(stateMount_, 8 << 20);
+        test::fill(stateMount_, 8 << 20);
         session::HoardStatus h;
         for (int i = 0; i < 600; ++i) { // up to 120 s
             h = sess.hoard();
@@ -238,7 +208,7 @@ private slots:
         auto suspended = sess.suspendAndLeave();
         QVERIFY2(suspended.ok(), describe(sess).c_str());
         QCOMPARE(sess.committedVersion(), std::uint64_t(2));
-        unfill(stateMount_);
+        test::unfill(stateMount_);
 
         // ---- QEMU killed while Running: noticed without Suspend ----
         QVERIFY2(sess.resume("vh", "pw", "desk").ok(), describe(sess).c_str());

@@ -2,10 +2,16 @@
 
 #include <QProcess>
 #include <QStandardPaths>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
 #include <filesystem>
 #include <stdexcept>
+#include <sys/mount.h>
+#include <unistd.h>
+#include <vector>
 
 namespace isr::test {
 
@@ -62,6 +68,43 @@ ProcessResult runProcess(const QString& program, const QStringList& args,
     result.err = proc.readAllStandardError().toStdString();
     result.exitCode = proc.exitStatus() == QProcess::NormalExit ? proc.exitCode() : -1;
     return result;
+}
+
+TmpfsMount::TmpfsMount(std::string path, const std::string& size) : path_(std::move(path)) {
+    if (::geteuid() != 0)
+        skipAll("mounting a small tmpfs needs root");
+    std::filesystem::create_directories(path_);
+    std::string options = "size=" + size + ",mode=0700";
+    if (::mount("tmpfs", path_.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, options.c_str()) != 0)
+        skipAll(std::string("cannot mount a tmpfs: ") + std::strerror(errno));
+}
+
+TmpfsMount::~TmpfsMount() {
+    ::umount2(path_.c_str(), MNT_DETACH);
+}
+
+void fill(const std::string& dir, std::uint64_t leave) {
+    std::string path = dir + "/filler";
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0)
+        throw std::runtime_error("filler: " + std::string(std::strerror(errno)));
+    std::vector<char> block(1 << 20, 'f');
+    while (::write(fd, block.data(), block.size()) > 0) {
+    }
+    // The last partial block: fill in small writes up to the very end.
+    std::vector<char> small(4096, 'f');
+    while (::write(fd, small.data(), small.size()) > 0) {
+    }
+    ::close(fd);
+    if (leave > 0) {
+        auto size = std::filesystem::file_size(path);
+        if (::truncate(path.c_str(), off_t(size > leave ? size - leave : 0)) != 0)
+            throw std::runtime_error("truncate filler: " + std::string(std::strerror(errno)));
+    }
+}
+
+void unfill(const std::string& dir) {
+    ::unlink((dir + "/filler").c_str());
 }
 
 } // namespace isr::test

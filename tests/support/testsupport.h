@@ -2,6 +2,7 @@
 // Shared helpers for isr tests.
 
 #include <QString>
+#include <cstdint>
 #include <string>
 
 namespace isr::test {
@@ -31,6 +32,26 @@ public:
 private:
     std::string path_;
 };
+
+// A small tmpfs mounted at `path` (created if missing) for this object's
+// lifetime, so a test can fill a kiosk directory without filling the host.
+// skipAll() if not root or the mount fails.
+class TmpfsMount {
+public:
+    TmpfsMount(std::string path, const std::string& size);
+    ~TmpfsMount();
+    TmpfsMount(const TmpfsMount&) = delete;
+    TmpfsMount& operator=(const TmpfsMount&) = delete;
+    const std::string& path() const { return path_; }
+
+private:
+    std::string path_;
+};
+
+// Writes <dir>/filler until dir's file system is full, then gives `leave`
+// bytes back; unfill() removes the filler.
+void fill(const std::string& dir, std::uint64_t leave = 0);
+void unfill(const std::string& dir);
 
 // Runs a program, waits, returns exit status; captures stdout/stderr.
 struct ProcessResult {
