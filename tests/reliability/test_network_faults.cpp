@@ -263,11 +263,6 @@ struct Row {
     std::string fault, outcome, timeToError, dataChecked;
 };
 
-struct GuestState {
-    long counter = -1;
-    std::string bootId;
-};
-
 } // namespace
 
 class TestNetworkFaults : public QObject {
@@ -359,15 +354,7 @@ class TestNetworkFaults : public QObject {
             return nullptr;
         return std::move(*c);
     }
-    GuestState readGuest(test::SerialConsole& c) {
-        GuestState g;
-        auto out = c.run("cat /run/counter", 60s);
-        if (out.ok()) {
-            std::istringstream in(out->text);
-            in >> g.counter >> g.bootId;
-        }
-        return g;
-    }
+    test::GuestCounter readGuest(test::SerialConsole& c) { return test::readCounter(c, 60s); }
 
     session::KioskConfig kioskConfig() {
         session::KioskConfig config;

@@ -32,14 +32,7 @@ using namespace isr;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
-namespace {
-
-struct GuestState {
-    long counter = -1;
-    std::string bootId;
-};
-
-} // namespace
+namespace {} // namespace
 
 class TestResourceFaults : public QObject {
     Q_OBJECT
@@ -56,19 +49,13 @@ class TestResourceFaults : public QObject {
                ": " + f->message;
     }
 
-    GuestState readGuest(session::Session& s) {
+    test::GuestCounter readGuest(session::Session& s) {
         auto c = test::SerialConsole::connect(s.serialSocketPath(), 60s);
         if (!c.ok())
             qFatal("serial: %s", c.error().describe().c_str());
         if (auto st = (*c)->waitForShell(180s); !st.ok())
             qFatal("shell: %s", st.error().describe().c_str());
-        auto out = (*c)->run("cat /run/counter", 30s);
-        GuestState g;
-        if (out.ok()) {
-            std::istringstream in(out->text);
-            in >> g.counter >> g.bootId;
-        }
-        return g;
+        return test::readCounter(**c, 30s);
     }
 
     Status guestRun(session::Session& s, const std::string& command) {
@@ -123,7 +110,7 @@ private slots:
 
         // ---- first use boots ----
         QVERIFY2(sess.resume("rf", "pw", "desk").ok(), describe(sess).c_str());
-        GuestState first = readGuest(sess);
+        test::GuestCounter first = readGuest(sess);
         QVERIFY(first.counter >= 0);
 
         // ---- scratch full at Suspend & Leave ----
@@ -147,12 +134,12 @@ private slots:
         QVERIFY2(sess.retry().ok(), describe(sess).c_str());
         QCOMPARE(sess.stage(), session::Stage::Running);
         QCOMPARE(sess.baseVersion(), std::uint64_t(2));
-        GuestState second = readGuest(sess);
+        test::GuestCounter second = readGuest(sess);
         QCOMPARE(second.bootId, first.bootId);
         QVERIFY(second.counter >= first.counter);
 
         // ---- the state directory full while the VM runs and writes ----
-        GuestState beforeSave = readGuest(sess);
+        test::GuestCounter beforeSave = readGuest(sess);
         test::fill(stateMount_);
         // In the background: with the overlay out of room the VM may pause
         // on the write error (QEMU's werror=stop) and its console with it.
@@ -177,7 +164,7 @@ private slots:
 
         // ---- QEMU killed mid-session ----
         QVERIFY2(sess.resume("rf", "pw", "desk").ok(), describe(sess).c_str());
-        GuestState third = readGuest(sess);
+        test::GuestCounter third = readGuest(sess);
         QCOMPARE(third.bootId, first.bootId);
         QVERIFY(third.counter >= beforeSave.counter);
         pid_t qemu = qemuPid();
@@ -197,7 +184,7 @@ private slots:
         // The lock is free: no take-over needed.
         QVERIFY2(sess.resume("rf", "pw", "desk").ok(), describe(sess).c_str());
         QCOMPARE(sess.baseVersion(), std::uint64_t(3));
-        GuestState back = readGuest(sess);
+        test::GuestCounter back = readGuest(sess);
         QCOMPARE(back.bootId, first.bootId);
         QVERIFY(back.counter >= beforeSave.counter);
         QVERIFY(sess.abandon().ok());

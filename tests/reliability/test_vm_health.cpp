@@ -37,11 +37,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-struct GuestState {
-    long counter = -1;
-    std::string bootId;
-};
-
 // What the Listener saw, for the test thread to wait on.
 struct Seen {
     std::mutex mutex;
@@ -68,10 +63,10 @@ class TestVmHealth : public QObject {
                ": " + f->message;
     }
 
-    GuestState readGuest(session::Session& s) {
+    test::GuestCounter readGuest(session::Session& s) {
         // No qFatal here: a failed check must still end the session (and
         // its QEMU) through the Session's destructor.
-        GuestState g;
+        test::GuestCounter g;
         auto c = test::SerialConsole::connect(s.serialSocketPath(), 60s);
         if (!c.ok()) {
             qWarning("serial: %s", c.error().describe().c_str());
@@ -81,12 +76,7 @@ class TestVmHealth : public QObject {
             qWarning("shell: %s", st.error().describe().c_str());
             return g;
         }
-        auto out = (*c)->run("cat /run/counter", 30s);
-        if (out.ok()) {
-            std::istringstream in(out->text);
-            in >> g.counter >> g.bootId;
-        }
-        return g;
+        return test::readCounter(**c, 30s);
     }
 
     // This session's QEMU, from libvirt's pid file in the embedded root
@@ -181,7 +171,7 @@ private slots:
         // (16 MiB here), so the hoard stops and reports NoSpace while the
         // guest's own writes still find room in the overlay (with none at
         // all, a guest write pauses the VM: error_policy=stop).
-        GuestState booted = readGuest(sess);
+        test::GuestCounter booted = readGuest(sess);
         QVERIFY(booted.counter >= 0);
         auto h0 = sess.hoard();
         qInfo("hoard at Running: %llu/%llu chunks", (unsigned long long)h0.chunksDone,
@@ -198,9 +188,9 @@ private slots:
         QVERIFY2(h.problem == session::ErrorKind::NoSpace, h.problemMessage.c_str());
         qInfo("hoard with the state dir full: %s (%llu/%llu)", h.problemMessage.c_str(),
               (unsigned long long)h.chunksDone, (unsigned long long)h.chunksTotal);
-        GuestState a = readGuest(sess);
+        test::GuestCounter a = readGuest(sess);
         QThread::sleep(3);
-        GuestState b = readGuest(sess);
+        test::GuestCounter b = readGuest(sess);
         QVERIFY(a.counter >= 0);
         QVERIFY2(b.counter > a.counter, "the guest's counter did not move with the disk full");
         QCOMPARE(sess.stage(), session::Stage::Running);
@@ -213,7 +203,7 @@ private slots:
         // ---- QEMU killed while Running: noticed without Suspend ----
         QVERIFY2(sess.resume("vh", "pw", "desk").ok(), describe(sess).c_str());
         QCOMPARE(sess.baseVersion(), std::uint64_t(2));
-        GuestState c = readGuest(sess);
+        test::GuestCounter c = readGuest(sess);
         QVERIFY(c.counter >= 0);
         QCOMPARE(c.bootId, a.bootId);
         QVERIFY(c.counter >= b.counter);
@@ -236,7 +226,7 @@ private slots:
         QVERIFY2(sess.retry().ok(), describe(sess).c_str());
         QCOMPARE(sess.stage(), session::Stage::Running);
         QCOMPARE(sess.baseVersion(), std::uint64_t(2));
-        GuestState d = readGuest(sess);
+        test::GuestCounter d = readGuest(sess);
         QVERIFY(d.counter >= 0);
         QCOMPARE(d.bootId, a.bootId);
         QVERIFY(d.counter >= b.counter);
@@ -263,7 +253,7 @@ private slots:
         // The lock is free: no take-over needed, and version 2 resumes.
         QVERIFY2(sess.resume("vh", "pw", "desk").ok(), describe(sess).c_str());
         QCOMPARE(sess.baseVersion(), std::uint64_t(2));
-        GuestState e = readGuest(sess);
+        test::GuestCounter e = readGuest(sess);
         QVERIFY(e.counter >= 0);
         QCOMPARE(e.bootId, a.bootId);
         QVERIFY(sess.abandon().ok());

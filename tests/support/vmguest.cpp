@@ -13,6 +13,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sstream>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -282,6 +283,16 @@ Status createGuestParcel(store::Store& store, const GuestImage& guest, const std
     opts.vm.memoryMiB = memoryMiB;
     ISR_TRY_STATUS(parcel::importImage(parcels, parcel, guest.homeImage, opts));
     return {};
+}
+
+GuestCounter readCounter(SerialConsole& console, std::chrono::milliseconds timeout) {
+    GuestCounter g;
+    auto out = console.run("cat /run/counter", timeout);
+    if (out.ok()) {
+        std::istringstream in(out->text);
+        in >> g.counter >> g.bootId;
+    }
+    return g;
 }
 
 } // namespace isr::test

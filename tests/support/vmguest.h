@@ -89,4 +89,12 @@ private:
     std::string buffer_;
 };
 
+// The demo guest's counter and boot id (/run/counter holds "<n> <boot id>"),
+// read over its serial console; counter -1 if the guest did not answer.
+struct GuestCounter {
+    long counter = -1;
+    std::string bootId;
+};
+GuestCounter readCounter(SerialConsole& console, std::chrono::milliseconds timeout);
+
 } // namespace isr::test
