@@ -105,6 +105,54 @@ const char* errorKindName(ErrorKind kind) {
     return "?";
 }
 
+const char* failureCauseName(FailureCause cause) {
+    switch (cause) {
+    case FailureCause::Generic:
+        return "generic";
+    case FailureCause::StoreUnreachable:
+        return "store-unreachable";
+    case FailureCause::WrongCredentials:
+        return "wrong-credentials";
+    case FailureCause::NoParcel:
+        return "no-parcel";
+    case FailureCause::SeveralParcels:
+        return "several-parcels";
+    case FailureCause::ParcelNotFound:
+        return "parcel-not-found";
+    case FailureCause::LockedElsewhere:
+        return "locked-elsewhere";
+    case FailureCause::DamagedVersion:
+        return "damaged-version";
+    case FailureCause::BootProfileUnavailable:
+        return "boot-profile-unavailable";
+    case FailureCause::KioskStorage:
+        return "kiosk-storage";
+    case FailureCause::MemoryImageFetch:
+        return "memory-image-fetch";
+    case FailureCause::VmStart:
+        return "vm-start";
+    case FailureCause::VmRestore:
+        return "vm-restore";
+    case FailureCause::VmStopped:
+        return "vm-stopped";
+    case FailureCause::GuestPoweredOff:
+        return "guest-powered-off";
+    case FailureCause::VmGoneAtSave:
+        return "vm-gone-at-save";
+    case FailureCause::SaveFailed:
+        return "save-failed";
+    case FailureCause::MemoryUpload:
+        return "memory-upload";
+    case FailureCause::DiskUpload:
+        return "disk-upload";
+    case FailureCause::CommitConflict:
+        return "commit-conflict";
+    case FailureCause::Commit:
+        return "commit";
+    }
+    return "?";
+}
+
 ErrorKind classify(const Error& error) {
     switch (error.code) {
     case Errc::AuthFailed:

@@ -84,11 +84,57 @@ enum class ErrorKind {
 const char* errorKindName(ErrorKind kind);
 ErrorKind classify(const Error& error);
 
+// Which situation a failure is, beyond its kind. The core reports facts;
+// the UI (with tr()) and isrctl (in English) turn (kind, cause, stage) and the
+// facts below into sentences through one renderer (ui/text/failuretext.h).
+enum class FailureCause {
+    Generic,                // nothing more specific: kind and stage say it ("try again")
+    StoreUnreachable,       // the store could not be opened or did not answer
+    WrongCredentials,       // sign-in: unknown user or wrong password (the same answer)
+    NoParcel,               // the user has no computer in this store
+    SeveralParcels,         // several computers, none called "default"
+    ParcelNotFound,         // the parcel's versions cannot be found
+    LockedElsewhere,        // open at another kiosk: see holder
+    DamagedVersion,         // the newest version does not verify
+    BootProfileUnavailable, // the parcel boots in a way this kiosk cannot: see bootProfile
+    KioskStorage,     // the kiosk's own disk/scratch is full or unusable: see where, freeBytes
+    MemoryImageFetch, // the saved memory image could not be fetched
+    VmStart,          // the VM could not start (first boot)
+    VmRestore,        // the VM could not be restored
+    VmStopped,        // the VM ended by itself while Running (QEMU crashed or was killed)
+    GuestPoweredOff,  // the guest shut itself down while Running
+    VmGoneAtSave,     // Suspend & Leave found no VM to save
+    SaveFailed,       // the VM could not be saved
+    MemoryUpload,     // the memory image could not be sent
+    DiskUpload,       // the disk changes could not be sent
+    CommitConflict,   // another kiosk saved this computer after this one took it
+    Commit,           // the new version could not be created
+};
+const char* failureCauseName(FailureCause cause);
+
+// A committed version, as a person knows it: "version 3, saved Tuesday 14:02
+// at gate-23".
+struct SavedVersion {
+    std::uint64_t version = 0;
+    std::int64_t created = 0; // Unix seconds (UTC); the UI shows local time
+    std::string kiosk;
+};
+
 struct Failure {
     Stage stage = Stage::SignedOut; // the stage that failed
     ErrorKind kind = ErrorKind::None;
-    std::string message;                    // what happened and what to do
+    FailureCause cause = FailureCause::Generic;
     std::optional<parcel::LockInfo> holder; // LockedElsewhere: who holds the parcel
+    std::optional<SavedVersion> lastSave;   // the committed version that is safe, when known
+    std::string where;                      // KioskStorage: the path that is full or unusable
+    std::optional<std::uint64_t> freeBytes; // KioskStorage: free bytes there, when known
+    std::string bootProfile;                // BootProfileUnavailable: the parcel's profile
+    // The underlying error in technical English (the store's or libvirt's own
+    // words) for the log and a "details" line; never the main text.
+    std::string detail;
+    // Transitional: the core's English sentence. Removed once every reader
+    // renders from the facts above (ui/text/failuretext.h).
+    std::string message;
 };
 
 struct Progress {

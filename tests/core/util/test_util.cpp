@@ -2,10 +2,14 @@
 #include "util/bytes.h"
 #include "util/json.h"
 #include "util/log.h"
+#include "util/periodic.h"
 #include "util/result.h"
 
 #include <QTest>
+#include <atomic>
+#include <chrono>
 #include <limits>
+#include <thread>
 
 using namespace isr;
 
@@ -91,6 +95,28 @@ private slots:
         Bytes small = {0, 0, 3};
         QVERIFY(!isAllZero(small));
     }
+    void periodicThreadRunsStopsAndEndsItself() {
+        using namespace std::chrono_literals;
+        std::atomic<int> runs{0};
+        PeriodicThread t;
+        t.start(5ms, [&] { return ++runs < 3; }); // ends itself after the third run
+        for (int i = 0; i < 400 && t.running(); ++i)
+            std::this_thread::sleep_for(5ms);
+        QVERIFY(!t.running());
+        QCOMPARE(runs.load(), 3);
+
+        // stop() does not wait out the interval, and no run follows it.
+        runs = 0;
+        t.start(1h, [&] { return ++runs > 0; });
+        QVERIFY(t.running());
+        auto before = std::chrono::steady_clock::now();
+        t.stop();
+        QVERIFY(std::chrono::steady_clock::now() - before < 30s); // not the hour
+        QCOMPARE(runs.load(), 0);
+        QVERIFY(!t.running());
+        t.stop(); // idempotent
+    }
+
     void logSinkReceivesLines() {
         std::string seen;
         log::setSink([&](log::Level, std::string_view cat, std::string_view msg) {
