@@ -168,6 +168,14 @@ Hash hash(ByteView data) {
     return keyedHash({}, data);
 }
 
+Sha256 sha256(ByteView data) {
+    ensureInit();
+    Sha256 digest;
+    static_assert(kSha256Size == crypto_hash_sha256_BYTES);
+    crypto_hash_sha256(digest.data(), data.data(), data.size());
+    return digest;
+}
+
 Hash keyedHash(ByteView key, ByteView data) {
     Hasher h(key);
     h.update(data);
@@ -268,6 +276,11 @@ bool equalConstantTime(ByteView a, ByteView b) {
     if (a.empty())
         return true;
     return sodium_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+void wipe(MutableByteView bytes) {
+    if (!bytes.empty())
+        sodium_memzero(bytes.data(), bytes.size());
 }
 
 } // namespace isr::crypto

@@ -5,6 +5,7 @@
 //  - XChaCha20-Poly1305 AEAD (random-nonce "seal" and fixed-nonce for
 //    convergent chunks only),
 //  - BLAKE2b-256 hashing, keyed and unkeyed, one-shot and incremental,
+//  - SHA-256, only because S3's SigV4 signs the payload's SHA-256,
 //  - secure random,
 //  - Secret: key material in sodium_malloc'ed (guarded, mlocked) memory that
 //    is wiped on destruction.
@@ -12,13 +13,13 @@
 // Thread safety: all free functions are thread-safe after initialize().
 // A Secret is not synchronised; share it read-only or copy it.
 
+#include "util/bytes.h"
+#include "util/result.h"
+
 #include <array>
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
-
-#include "util/bytes.h"
-#include "util/result.h"
 
 namespace isr::crypto {
 
@@ -89,6 +90,13 @@ Bytes randomBytes(std::size_t n);
 Hash hash(ByteView data);
 Hash keyedHash(ByteView key, ByteView data);
 
+// SHA-256. Not for isr's own names or checksums (those are BLAKE2b): S3's
+// SigV4 signs the request payload's SHA-256 (x-amz-content-sha256), so the
+// store needs it.
+inline constexpr std::size_t kSha256Size = 32;
+using Sha256 = std::array<std::uint8_t, kSha256Size>;
+Sha256 sha256(ByteView data);
+
 // Incremental BLAKE2b-256 (optionally keyed).
 class Hasher {
 public:
@@ -114,5 +122,9 @@ Bytes encryptConvergent(ByteView key, ByteView plaintext, ByteView associatedDat
 Result<Bytes> decryptConvergent(ByteView key, ByteView ciphertext, ByteView associatedData);
 
 bool equalConstantTime(ByteView a, ByteView b);
+
+// Zeroes memory that held secrets (a decrypted blob, a hex key) in a way the
+// compiler may not optimise away, unlike a memset before a free.
+void wipe(MutableByteView bytes);
 
 } // namespace isr::crypto

@@ -1,10 +1,10 @@
 // Names, store marker and accounts.
+#include "crypto/crypto.h"
 #include "parcel/parcel.h"
 #include "util/log.h"
 
 #include <cstring>
 #include <ctime>
-#include <sodium.h>
 
 namespace isr::parcel {
 
@@ -127,7 +127,9 @@ std::string accountAd(const std::string& user) {
 // Wipes a std::string holding secret material before it is freed.
 struct WipeOnExit {
     std::string& s;
-    ~WipeOnExit() { sodium_memzero(s.data(), s.size()); }
+    ~WipeOnExit() {
+        crypto::wipe(MutableByteView(reinterpret_cast<std::uint8_t*>(s.data()), s.size()));
+    }
 };
 
 // An unkeyed checksum over the account's other fields. It cannot stop a
@@ -274,7 +276,7 @@ Result<UserSecrets> unsealSecrets(const crypto::Secret& kek, const std::string& 
     if (!plain.ok())
         return Error(Errc::AuthFailed, "wrong user name or password");
     std::string text(asString(*plain));
-    sodium_memzero(plain->data(), plain->size());
+    crypto::wipe(*plain);
     WipeOnExit wipe{text};
     auto doc = json::parse(text);
     if (!doc.ok())
@@ -289,7 +291,7 @@ Result<UserSecrets> unsealSecrets(const crypto::Secret& kek, const std::string& 
         if (!bytes.ok() || bytes->size() != crypto::kKeySize)
             return Error(Errc::Corrupt, std::string("bad ") + field + " key in account");
         *target = crypto::Secret::copyOf(*bytes);
-        sodium_memzero(bytes->data(), bytes->size());
+        crypto::wipe(*bytes);
     }
     if (auto a = doc->getString("s3_access"); a.ok())
         s.s3.accessKey = *a;

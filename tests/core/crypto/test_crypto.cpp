@@ -2,6 +2,7 @@
 #include "crypto/crypto.h"
 
 #include <QTest>
+#include <algorithm>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -217,6 +218,23 @@ private slots:
         QVERIFY(!equalConstantTime(a, flipped(a, 31)));
         QVERIFY(!equalConstantTime(a, ByteView(a).first(31)));
         QVERIFY(equalConstantTime({}, {}));
+    }
+
+    void sha256MatchesKnownVectors() {
+        // FIPS 180-2 test vectors; the empty one is the x-amz-content-sha256
+        // of every GET, HEAD and DELETE.
+        QCOMPARE(QByteArray::fromStdString(toHex(sha256(asBytes("abc")))),
+                 QByteArray("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
+        QCOMPARE(QByteArray::fromStdString(toHex(sha256({}))),
+                 QByteArray("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"));
+    }
+
+    void wipeZeroes() {
+        Bytes a = randomBytes(64);
+        a[0] = 1; // at least one non-zero byte
+        wipe(a);
+        QVERIFY(std::all_of(a.begin(), a.end(), [](std::uint8_t b) { return b == 0; }));
+        wipe({}); // an empty view is fine
     }
 };
 
