@@ -1,9 +1,23 @@
+// json::Value over nlohmann-json (Debian's nlohmann-json3-dev, header-only).
+//
+// Parsing: nlohmann's SAX parser does the syntax (strict RFC 8259: UTF-8
+// validated, escapes and surrogate pairs, no trailing data), and the Builder
+// below turns its events into a Value while it enforces what nlohmann does
+// not: the nesting depth (checked on every value as it arrives, so a deep
+// document is refused before it is built), duplicate object keys (nlohmann
+// keeps the last one; a store object that says two things is refused) and
+// integers outside int64 (nlohmann would hand them over as doubles).
+//
+// Writing: the Value is converted to a nlohmann::json, whose object type is a
+// std::map (sorted keys), and dumped compactly. See json.h for how this
+// output compares with the hand-written writer it replaced.
 #include "util/json.h"
 
-#include <cerrno>
 #include <cmath>
-#include <cstdio>
-#include <cstdlib>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <utility>
+#include <vector>
 
 namespace isr::json {
 
@@ -36,364 +50,175 @@ Result<bool> Value::getBool(const std::string& key) const {
     return v->asBool();
 }
 
-static void dumpString(std::string& out, const std::string& s) {
-    out += '"';
-    for (unsigned char c : s) {
-        switch (c) {
-        case '"':
-            out += "\\\"";
-            break;
-        case '\\':
-            out += "\\\\";
-            break;
-        case '\n':
-            out += "\\n";
-            break;
-        case '\r':
-            out += "\\r";
-            break;
-        case '\t':
-            out += "\\t";
-            break;
-        default:
-            if (c < 0x20) {
-                char buf[8];
-                std::snprintf(buf, sizeof buf, "\\u%04x", c);
-                out += buf;
-            } else {
-                out += char(c);
-            }
-        }
-    }
-    out += '"';
-}
+namespace {
 
-static void dumpValue(std::string& out, const Value& v) {
-    if (v.isNull()) {
-        out += "null";
-    } else if (v.isBool()) {
-        out += v.asBool() ? "true" : "false";
-    } else if (v.isInt()) {
-        out += std::to_string(v.asInt());
-    } else if (v.isNumber()) {
-        // JSON has no infinity or NaN (the parser refuses them); write null.
-        if (!std::isfinite(v.asDouble())) {
-            out += "null";
-            return;
-        }
-        char buf[32];
-        std::snprintf(buf, sizeof buf, "%.17g", v.asDouble());
-        out += buf;
-        // "%g" writes integral doubles (5.0, -0.0) without a point; the
-        // parser would read them back as integers, changing the value's type
-        // (found by tests/fuzz/fuzz_json).
-        if (std::string_view(buf).find_first_of(".eE") == std::string_view::npos)
-            out += ".0";
-    } else if (v.isString()) {
-        dumpString(out, v.asString());
-    } else if (v.isArray()) {
-        out += '[';
-        bool first = true;
-        for (const auto& e : v.asArray()) {
-            if (!first)
-                out += ',';
-            first = false;
-            dumpValue(out, e);
-        }
-        out += ']';
-    } else {
-        out += '{';
-        bool first = true;
-        for (const auto& [k, e] : v.asObject()) {
-            if (!first)
-                out += ',';
-            first = false;
-            dumpString(out, k);
-            out += ':';
-            dumpValue(out, e);
-        }
-        out += '}';
-    }
-}
+using Json = nlohmann::json;
+static_assert(std::is_same_v<Json::object_t::key_compare, std::less<>>,
+              "canonical output needs nlohmann's sorted object type");
 
-std::string Value::dump() const {
-    std::string out;
-    dumpValue(out, *this);
+Json toJson(const Value& v) {
+    if (v.isNull())
+        return nullptr;
+    if (v.isBool())
+        return v.asBool();
+    if (v.isInt())
+        return v.asInt();
+    if (v.isNumber())
+        return v.asDouble(); // non-finite values are written as null
+    if (v.isString())
+        return v.asString();
+    if (v.isArray()) {
+        Json out = Json::array();
+        for (const auto& e : v.asArray())
+            out.push_back(toJson(e));
+        return out;
+    }
+    Json out = Json::object();
+    for (const auto& [k, e] : v.asObject())
+        out.emplace(k, toJson(e));
     return out;
 }
 
-namespace {
-
-class Parser {
+// Receives nlohmann's SAX events and builds the Value. Every handler returns
+// false to stop the parse at the first problem; error() says which.
+class Builder {
 public:
-    explicit Parser(std::string_view s) : s_(s) {}
-
-    Result<Value> document() {
-        auto v = value(0);
-        if (!v.ok())
-            return v;
-        skipSpace();
-        if (pos_ != s_.size())
-            return fail("trailing data");
-        return v;
+    bool null() { return scalar(Value(nullptr)); }
+    bool boolean(bool b) { return scalar(Value(b)); }
+    bool number_integer(Json::number_integer_t i) { return scalar(Value(std::int64_t(i))); }
+    bool number_unsigned(Json::number_unsigned_t u) {
+        if (u > Json::number_unsigned_t(std::numeric_limits<std::int64_t>::max()))
+            return fail("integer out of range");
+        return scalar(Value(std::int64_t(u)));
     }
-
-private:
-    std::string_view s_;
-    std::size_t pos_ = 0;
-
-    Error fail(const std::string& what) const {
-        return Error(Errc::Corrupt, "JSON: " + what + " at offset " + std::to_string(pos_));
+    bool number_float(Json::number_float_t d, const Json::string_t& literal) {
+        // nlohmann reads an integer too large for 64 bits as a double; the
+        // literal tells them apart. An integer field must never silently
+        // become an approximate double.
+        if (literal.find_first_of(".eE") == std::string::npos)
+            return fail("integer out of range");
+        if (!std::isfinite(d))
+            return fail("bad number");
+        return scalar(Value(double(d)));
     }
-    void skipSpace() {
-        while (pos_ < s_.size() &&
-               (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\n' || s_[pos_] == '\r'))
-            ++pos_;
+    bool string(Json::string_t& s) { return scalar(Value(std::move(s))); }
+    bool binary(Json::binary_t&) { return fail("binary value"); } // never from JSON text
+    bool start_object(std::size_t) {
+        if (!enter())
+            return false;
+        frames_.push_back(Frame{true, {}, {}, {}});
+        return true;
     }
-    bool consume(std::string_view word) {
-        if (s_.substr(pos_, word.size()) == word) {
-            pos_ += word.size();
-            return true;
-        }
+    bool key(Json::string_t& k) {
+        Frame& f = frames_.back();
+        if (f.object.count(k) != 0)
+            return fail("duplicate object key \"" + printable(k) + "\"");
+        f.key = std::move(k);
+        return true;
+    }
+    bool end_object() {
+        Object o = std::move(frames_.back().object);
+        frames_.pop_back();
+        return place(Value(std::move(o)));
+    }
+    bool start_array(std::size_t) {
+        if (!enter())
+            return false;
+        frames_.push_back(Frame{false, {}, {}, {}});
+        return true;
+    }
+    bool end_array() {
+        Array a = std::move(frames_.back().array);
+        frames_.pop_back();
+        return place(Value(std::move(a)));
+    }
+    bool parse_error(std::size_t position, const std::string&,
+                     const nlohmann::detail::exception& e) {
+        // e.what() is "[json.exception.parse_error.101] parse error at line
+        // 1, column 5: syntax error while parsing value - ..."; keep the
+        // human part.
+        std::string what = e.what();
+        if (const auto close = what.find("] "); close != std::string::npos)
+            what.erase(0, close + 2);
+        error_ = "JSON: " + what + " (offset " + std::to_string(position) + ")";
         return false;
     }
 
-    Result<Value> value(int depth) {
-        if (depth > kMaxDepth)
-            return fail("nesting too deep");
-        skipSpace();
-        if (pos_ >= s_.size())
-            return fail("unexpected end");
-        char c = s_[pos_];
-        if (c == '{')
-            return object(depth);
-        if (c == '[')
-            return array(depth);
-        if (c == '"') {
-            auto str = string();
-            if (!str.ok())
-                return std::move(str).error();
-            return Value(std::move(*str));
-        }
-        if (consume("true"))
-            return Value(true);
-        if (consume("false"))
-            return Value(false);
-        if (consume("null"))
-            return Value(nullptr);
-        if (c == '-' || (c >= '0' && c <= '9'))
-            return number();
-        return fail("unexpected character");
-    }
+    const std::string& error() const { return error_; }
+    Value take() { return std::move(root_); }
 
-    Result<Value> object(int depth) {
-        ++pos_; // '{'
-        Object obj;
-        skipSpace();
-        if (pos_ < s_.size() && s_[pos_] == '}') {
-            ++pos_;
-            return Value(std::move(obj));
-        }
-        for (;;) {
-            skipSpace();
-            if (pos_ >= s_.size() || s_[pos_] != '"')
-                return fail("expected object key");
-            auto key = string();
-            if (!key.ok())
-                return std::move(key).error();
-            skipSpace();
-            if (pos_ >= s_.size() || s_[pos_] != ':')
-                return fail("expected ':'");
-            ++pos_;
-            auto v = value(depth + 1);
-            if (!v.ok())
-                return v;
-            if (!obj.emplace(std::move(*key), std::move(*v)).second)
-                return fail("duplicate object key");
-            skipSpace();
-            if (pos_ < s_.size() && s_[pos_] == ',') {
-                ++pos_;
-                continue;
-            }
-            if (pos_ < s_.size() && s_[pos_] == '}') {
-                ++pos_;
-                return Value(std::move(obj));
-            }
-            return fail("expected ',' or '}'");
-        }
-    }
+private:
+    struct Frame {
+        bool isObject;
+        Object object;
+        Array array;
+        std::string key; // the member whose value comes next
+    };
 
-    Result<Value> array(int depth) {
-        ++pos_; // '['
-        Array arr;
-        skipSpace();
-        if (pos_ < s_.size() && s_[pos_] == ']') {
-            ++pos_;
-            return Value(std::move(arr));
-        }
-        for (;;) {
-            auto v = value(depth + 1);
-            if (!v.ok())
-                return v;
-            arr.push_back(std::move(*v));
-            skipSpace();
-            if (pos_ < s_.size() && s_[pos_] == ',') {
-                ++pos_;
-                continue;
-            }
-            if (pos_ < s_.size() && s_[pos_] == ']') {
-                ++pos_;
-                return Value(std::move(arr));
-            }
-            return fail("expected ',' or ']'");
-        }
+    bool fail(const std::string& what) {
+        error_ = "JSON: " + what;
+        return false;
     }
-
-    static void appendUtf8(std::string& out, std::uint32_t cp) {
-        if (cp < 0x80) {
-            out += char(cp);
-        } else if (cp < 0x800) {
-            out += char(0xc0 | (cp >> 6));
-            out += char(0x80 | (cp & 0x3f));
-        } else if (cp < 0x10000) {
-            out += char(0xe0 | (cp >> 12));
-            out += char(0x80 | ((cp >> 6) & 0x3f));
-            out += char(0x80 | (cp & 0x3f));
-        } else {
-            out += char(0xf0 | (cp >> 18));
-            out += char(0x80 | ((cp >> 12) & 0x3f));
-            out += char(0x80 | ((cp >> 6) & 0x3f));
-            out += char(0x80 | (cp & 0x3f));
-        }
-    }
-
-    Result<std::uint32_t> hex4() {
-        if (pos_ + 4 > s_.size())
-            return fail("truncated \\u escape");
-        std::uint32_t v = 0;
-        for (int i = 0; i < 4; ++i) {
-            char c = s_[pos_++];
-            v <<= 4;
-            if (c >= '0' && c <= '9')
-                v |= std::uint32_t(c - '0');
-            else if (c >= 'a' && c <= 'f')
-                v |= std::uint32_t(c - 'a' + 10);
-            else if (c >= 'A' && c <= 'F')
-                v |= std::uint32_t(c - 'A' + 10);
-            else
-                return fail("bad \\u escape");
-        }
-        return v;
-    }
-
-    Result<std::string> string() {
-        ++pos_; // '"'
+    static std::string printable(const std::string& s) {
         std::string out;
-        while (pos_ < s_.size()) {
-            unsigned char c = static_cast<unsigned char>(s_[pos_++]);
-            if (c == '"')
-                return out;
-            if (c < 0x20)
-                return fail("control character in string");
-            if (c != '\\') {
-                out += char(c);
-                continue;
-            }
-            if (pos_ >= s_.size())
-                break;
-            char e = s_[pos_++];
-            switch (e) {
-            case '"':
-                out += '"';
-                break;
-            case '\\':
-                out += '\\';
-                break;
-            case '/':
-                out += '/';
-                break;
-            case 'b':
-                out += '\b';
-                break;
-            case 'f':
-                out += '\f';
-                break;
-            case 'n':
-                out += '\n';
-                break;
-            case 'r':
-                out += '\r';
-                break;
-            case 't':
-                out += '\t';
-                break;
-            case 'u': {
-                auto cp = hex4();
-                if (!cp.ok())
-                    return std::move(cp).error();
-                std::uint32_t code = *cp;
-                if (code >= 0xd800 && code <= 0xdbff) {
-                    if (!consume("\\u"))
-                        return fail("lone high surrogate");
-                    auto lo = hex4();
-                    if (!lo.ok())
-                        return std::move(lo).error();
-                    if (*lo < 0xdc00 || *lo > 0xdfff)
-                        return fail("bad low surrogate");
-                    code = 0x10000 + ((code - 0xd800) << 10) + (*lo - 0xdc00);
-                } else if (code >= 0xdc00 && code <= 0xdfff) {
-                    return fail("lone low surrogate");
-                }
-                appendUtf8(out, code);
-                break;
-            }
-            default:
-                return fail("bad escape");
-            }
+        for (char c : s.substr(0, 64))
+            out += (c >= 0x20 && c < 0x7f) ? c : '?';
+        return out;
+    }
+    // A value (scalar or container) at the current depth: as deep as the
+    // containers around it. The same rule the hand-written parser had.
+    bool enter() {
+        if (frames_.size() > std::size_t(kMaxDepth))
+            return fail("nesting deeper than " + std::to_string(kMaxDepth));
+        return true;
+    }
+    bool scalar(Value v) {
+        if (!enter())
+            return false;
+        return place(std::move(v));
+    }
+    bool place(Value v) {
+        if (frames_.empty()) {
+            root_ = std::move(v);
+            return true;
         }
-        return fail("unterminated string");
+        Frame& f = frames_.back();
+        if (f.isObject)
+            f.object.emplace(std::move(f.key), std::move(v));
+        else
+            f.array.push_back(std::move(v));
+        return true;
     }
 
-    Result<Value> number() {
-        std::size_t start = pos_;
-        if (s_[pos_] == '-')
-            ++pos_;
-        bool isFloat = false;
-        while (pos_ < s_.size()) {
-            char c = s_[pos_];
-            if (c >= '0' && c <= '9') {
-                ++pos_;
-            } else if (c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-') {
-                isFloat = true;
-                ++pos_;
-            } else {
-                break;
-            }
-        }
-        std::string text(s_.substr(start, pos_ - start));
-        if (text == "-" || text.empty())
-            return fail("bad number");
-        errno = 0;
-        char* end = nullptr;
-        if (!isFloat) {
-            long long v = std::strtoll(text.c_str(), &end, 10);
-            if (errno == ERANGE || *end != '\0')
-                return fail("integer out of range");
-            return Value(std::int64_t(v));
-        }
-        double d = std::strtod(text.c_str(), &end);
-        if (*end != '\0' || !std::isfinite(d))
-            return fail("bad number");
-        return Value(d);
-    }
+    std::vector<Frame> frames_;
+    Value root_;
+    std::string error_;
 };
 
 } // namespace
 
+std::string Value::dump() const {
+    // replace: a string that is not UTF-8 (none comes from parse(), which
+    // validates) is written with U+FFFD rather than throwing; the output is
+    // always valid JSON.
+    return toJson(*this).dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
 Result<Value> parse(std::string_view text) {
     if (text.size() > kMaxInput)
         return Error(Errc::Corrupt, "JSON document too large");
-    return Parser(text).document();
+    // nlohmann's lexer takes a NUL byte for the end of the input and would
+    // accept "{}\0anything". JSON has no place for a raw NUL (in strings it
+    // must be escaped), so any NUL is an error.
+    if (text.find('\0') != std::string_view::npos)
+        return Error(Errc::Corrupt, "JSON: NUL byte at offset " + std::to_string(text.find('\0')));
+    Builder builder;
+    const bool ok = Json::sax_parse(text.begin(), text.end(), &builder, Json::input_format_t::json,
+                                    /*strict=*/true, /*ignore_comments=*/false);
+    if (!ok)
+        return Error(Errc::Corrupt,
+                     builder.error().empty() ? std::string("JSON: parse error") : builder.error());
+    return builder.take();
 }
 
 } // namespace isr::json

@@ -4,6 +4,25 @@
 // VM spec inside manifests. Not a general-purpose library: no comments, no
 // trailing commas, nesting depth and input size are bounded, object keys are
 // kept sorted (std::map) so output is canonical.
+//
+// Both directions go through nlohmann-json (json.cpp): its parser is well
+// kept and fuzzed, and the data comes from an untrusted store. This header
+// stays free of nlohmann, so callers see only Value, parse() and dump().
+//
+// parse() refuses (Corrupt): input over kMaxInput (checked first), nesting
+// deeper than kMaxDepth (checked as each value arrives), invalid UTF-8,
+// duplicate object keys, integers outside int64, non-finite numbers, and
+// anything RFC 8259 does not allow (leading zeros, "1.", trailing data).
+//
+// dump() is compact with sorted keys. For everything isr stores (objects,
+// arrays, int64, strings without \b or \f, booleans, null) it is byte for
+// byte what the earlier hand-written writer produced, which matters because
+// accounts carry a checksum over their dump and locks are compared as bytes.
+// It differs in two places no store object uses: \b and \f are written as
+// short escapes (was \u0008, \u000c), and doubles in their shortest form
+// that reads back exactly (0.1, 1e+100; was %.17g), integral ones with a
+// ".0" (5.0, -0.0) so they stay doubles. Strings that are not UTF-8 (only
+// possible in a Value built by code) are written with U+FFFD.
 
 #include "util/result.h"
 

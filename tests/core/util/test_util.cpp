@@ -63,6 +63,70 @@ private slots:
         QCOMPARE(json::Value(std::numeric_limits<double>::infinity()).dump(), std::string("null"));
     }
 
+    // Accounts carry a checksum over their dump and locks are compared as
+    // bytes: the canonical form (sorted keys, compact, these escapes) must
+    // not change with the library underneath.
+    void jsonCanonicalOutput() {
+        auto v = json::parse(" { \"b\" : 1, \"a\" : {\"z\":[], \"B\":null, \"\\u00e9\":"
+                             "\"x\\u0001\\t\\n\\r\\\"\\\\\\/\\u001f\\ud83d\\ude00\"},"
+                             "\"n\":-9223372036854775808, \"m\":9223372036854775807, \"t\":true,"
+                             "\"f\":false, \"s\":\"\"}\n");
+        QVERIFY2(v.ok(), v.ok() ? "" : v.error().describe().c_str());
+        QCOMPARE(v->dump(),
+                 std::string("{\"a\":{\"B\":null,\"z\":[],\"\xc3\xa9\":\"x\\u0001\\t\\n\\r"
+                             "\\\"\\\\/\\u001f\xf0\x9f\x98\x80\"},\"b\":1,\"f\":false,"
+                             "\"m\":9223372036854775807,\"n\":-9223372036854775808,"
+                             "\"s\":\"\",\"t\":true}"));
+        json::Object built{{"user", "alice"},
+                           {"kdf", json::Object{{"ops", std::int64_t(3)}, {"salt", "00ff"}}},
+                           {"format", 1},
+                           {"list", json::Array{1, "two", nullptr, true}}};
+        QCOMPARE(json::Value(built).dump(),
+                 std::string("{\"format\":1,\"kdf\":{\"ops\":3,\"salt\":\"00ff\"},"
+                             "\"list\":[1,\"two\",null,true],\"user\":\"alice\"}"));
+    }
+    void jsonDepthBound() {
+        // A value is as deep as the containers around it; kMaxDepth (32)
+        // is the deepest allowed.
+        auto nested = [](int containers, const std::string& inner) {
+            return std::string(std::size_t(containers), '[') + inner +
+                   std::string(std::size_t(containers), ']');
+        };
+        QVERIFY(json::parse(nested(json::kMaxDepth + 1, "")).ok());
+        QVERIFY(json::parse(nested(json::kMaxDepth, "1")).ok());
+        QCOMPARE(json::parse(nested(json::kMaxDepth + 2, "")).error().code, Errc::Corrupt);
+        QCOMPARE(json::parse(nested(json::kMaxDepth + 1, "1")).error().code, Errc::Corrupt);
+        // Far deeper than any stack would take: refused, not a crash.
+        QCOMPARE(json::parse(nested(100000, "")).error().code, Errc::Corrupt);
+    }
+    void jsonRefuses_data() {
+        QTest::addColumn<QByteArray>("text");
+        QTest::newRow("empty") << QByteArray("");
+        QTest::newRow("duplicate key") << QByteArray(R"({"a":1,"a":1})");
+        QTest::newRow("int64 max + 1") << QByteArray("9223372036854775808");
+        QTest::newRow("int64 min - 1") << QByteArray("-9223372036854775809");
+        QTest::newRow("beyond uint64") << QByteArray("123456789012345678901234567890");
+        QTest::newRow("float overflow") << QByteArray("1e999");
+        QTest::newRow("NaN") << QByteArray("NaN");
+        QTest::newRow("NUL after document") << QByteArray("{}\0{}", 5);
+        QTest::newRow("invalid UTF-8") << QByteArray("[\"\xc3\x28\"]");
+        QTest::newRow("lone surrogate") << QByteArray(R"(["\ud800"])");
+        QTest::newRow("raw control character") << QByteArray("[\"a\x01\"]");
+        QTest::newRow("trailing data") << QByteArray("{} x");
+        QTest::newRow("two documents") << QByteArray("{}{}");
+        QTest::newRow("trailing comma") << QByteArray("[1,]");
+        QTest::newRow("comment") << QByteArray("/* c */ 1");
+        QTest::newRow("single quotes") << QByteArray("{'a':1}");
+        QTest::newRow("unterminated") << QByteArray(R"({"a":)");
+        QTest::newRow("too large") << QByteArray(int(json::kMaxInput) + 1, ' ');
+    }
+    void jsonRefuses() {
+        QFETCH(QByteArray, text);
+        auto v = json::parse(std::string_view(text.constData(), std::size_t(text.size())));
+        QVERIFY(!v.ok());
+        QCOMPARE(v.error().code, Errc::Corrupt);
+    }
+
     void hexRoundTrip() {
         Bytes data = {0x00, 0x01, 0xab, 0xff};
         QCOMPARE(QString::fromStdString(toHex(data)), QStringLiteral("0001abff"));
