@@ -25,6 +25,8 @@ fuzz=(
 libs=(
   libsodium-dev
   libcurl4-openssl-dev
+  libxml2-dev          # core/store: S3 response bodies (s3_protocol.cpp)
+  nlohmann-json3-dev   # core/util: JSON (json.cpp; header-only)
   libsqlite3-dev
   libzstd-dev
   libvirt-dev

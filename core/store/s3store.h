@@ -9,9 +9,10 @@
 // (http://bucket.host/key) with StoreOptions::pathStyle = false.
 //
 // Requests are signed with SigV4 (CURLOPT_AWS_SIGV4, "aws:amz:<region>:s3").
-// libcurl 7.88 signs the path and query string exactly as given, so this file
-// canonicalises them itself (the helpers in namespace s3 below) and sends
-// x-amz-content-sha256 with the payload's real SHA-256.
+// libcurl 7.88 signs the path and query string exactly as given, so S3Store
+// canonicalises them itself (s3_protocol.h, private to core/store) and sends
+// x-amz-content-sha256 with the payload's real SHA-256. The transfers run
+// through the curl batch engine (curl_batch.h, also private).
 //
 // Credentials: requests use the write credentials once setWriteCredentials()
 // was called (a signed-in user's own keys, limited to users/<user>/), and the
@@ -36,12 +37,8 @@
 
 #include "store/store.h"
 
-#include <cstdint>
 #include <memory>
 #include <string>
-#include <string_view>
-#include <utility>
-#include <vector>
 
 namespace isr::store {
 
@@ -49,39 +46,4 @@ namespace isr::store {
 // credentials may not be allowed to HEAD it). InvalidArgument for a bad URL.
 Result<std::unique_ptr<Store>> openS3Store(const std::string& url, const StoreOptions& options);
 
-// Internals exposed for unit tests.
-namespace s3 {
-
-struct Endpoint {
-    bool tls = false;
-    std::string host; // as in the URL; IPv6 literals keep their brackets
-    int port = 0;     // 0: scheme default
-    std::string bucket;
-    std::string prefix; // no leading/trailing '/', may be empty
-};
-Result<Endpoint> parseUrl(std::string_view url);
-
-// RFC 3986 percent-encoding as SigV4 wants it: everything but A-Z a-z 0-9
-// "-._~" becomes %XX (upper-case hex); '/' is kept when keepSlash (paths).
-std::string uriEncode(std::string_view text, bool keepSlash);
-// The canonical query string: each name and value uriEncode()d, pairs sorted
-// by encoded name then value, joined as n=v&n=v.
-std::string canonicalQuery(std::vector<std::pair<std::string, std::string>> params);
-
-// XML text -> string: &amp; &lt; &gt; &quot; &apos; and numeric references.
-Result<std::string> xmlDecode(std::string_view text);
-// "2026-11-25T22:57:25.824Z" -> unix seconds.
-Result<std::int64_t> parseIsoTime(std::string_view text);
-
-struct ListPage {
-    std::vector<ObjectInfo> objects; // keys as in the bucket (with the store prefix)
-    bool truncated = false;
-    std::string nextToken;
-};
-// One ListObjectsV2 response body. Corrupt if it is not one.
-Result<ListPage> parseListObjectsV2(std::string_view xml);
-// The <Code> of an S3 error body, empty if there is none.
-std::string errorCode(std::string_view xml);
-
-} // namespace s3
 } // namespace isr::store

@@ -3,9 +3,7 @@
 #include "store/store.h"
 
 #include "store/filestore.h"
-#ifdef ISR_HAVE_S3STORE
 #include "store/s3store.h"
-#endif
 
 namespace isr::store {
 
@@ -110,13 +108,8 @@ Result<std::unique_ptr<Store>> openStore(const std::string& url,
                          "file store URL \"" + url + "\" must be file:///absolute/path");
         return upcast(FileStore::open(path));
     }
-    if (scheme == "s3" || scheme == "s3s") {
-#ifdef ISR_HAVE_S3STORE
+    if (scheme == "s3" || scheme == "s3s")
         return openS3Store(url, options);
-#else
-        return Error(Errc::Unsupported, "S3 support not built");
-#endif
-    }
     return Error(Errc::InvalidArgument, "unknown store URL scheme \"" + scheme + "\"");
 }
 

@@ -20,7 +20,7 @@ seconds=${1:-60}
 shift || true
 targets=("$@")
 if [ "${#targets[@]}" -eq 0 ]; then
-  targets=(manifest account chunk nbd cdc json kioskconfig)
+  targets=(manifest account chunk nbd cdc json kioskconfig s3xml)
 fi
 results=${ISR_FUZZ_RESULTS:-$root/build/fuzz/results}
 jobs=${ISR_FUZZ_JOBS:-2}

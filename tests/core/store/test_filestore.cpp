@@ -3,9 +3,9 @@
 // crash leftovers, errno mapping).
 #include "crypto/crypto.h"
 #include "store/filestore.h"
-#include "util/posix.h"
 #include "store/store.h"
 #include "testsupport.h"
+#include "util/posix.h"
 
 #include <QTest>
 #include <atomic>
@@ -101,10 +101,6 @@ private slots:
         QCOMPARE(openStore("file://otherhost/x").error().code, Errc::InvalidArgument);
         QCOMPARE(openStore("ftp://x/y").error().code, Errc::InvalidArgument);
         QCOMPARE(openStore("").error().code, Errc::InvalidArgument);
-#ifndef ISR_HAVE_S3STORE
-        auto s3 = openStore("s3://localhost:8000/bucket");
-        QCOMPARE(s3.error().code, Errc::Unsupported);
-#endif
     }
 
     void putGetRangeRemove() {

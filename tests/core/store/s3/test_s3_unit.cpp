@@ -1,5 +1,6 @@
 // Unit tests for S3Store's own canonicalisation (what libcurl signs verbatim)
-// and its ListObjectsV2 / error XML parsing.
+// and its ListObjectsV2 / error XML parsing (s3_protocol.h, libxml2).
+#include "store/s3_protocol.h"
 #include "store/s3store.h"
 #include "testsupport.h"
 
@@ -90,14 +91,24 @@ private slots:
         QCOMPARE(many[0].error().code, Errc::InvalidArgument);
     }
 
+    // The entity decoding that a hand-written xmlDecode() did is libxml2's
+    // now; the same cases, seen through the listing parser.
+    static Result<s3::ListPage> listingWithKey(const std::string& keyXml) {
+        return s3::parseListObjectsV2("<ListBucketResult><IsTruncated>false</IsTruncated>"
+                                      "<Contents><Key>" +
+                                      keyXml +
+                                      "</Key><Size>1</Size></Contents></ListBucketResult>");
+    }
     void xmlDecodeEntities() {
-        auto d = s3::xmlDecode("a&amp;b&lt;c&gt;d&quot;e&apos;f&#65;&#x42;&#xe9;");
-        QVERIFY(d.ok());
-        QCOMPARE(*d, std::string("a&b<c>d\"e'fAB\xc3\xa9"));
+        auto d = listingWithKey("a&amp;b&lt;c&gt;d&quot;e&apos;f&#65;&#x42;&#xe9;");
+        QVERIFY2(d.ok(), d.ok() ? "" : d.error().describe().c_str());
+        QCOMPARE(d->objects.at(0).key, std::string("a&b<c>d\"e'fAB\xc3\xa9"));
         for (const char* bad :
-             {"&", "&foo;", "&#;", "&#x;", "&#xZZ;", "&#0;", "&#xD800;", "&#x110000;", "&amp"})
-            QVERIFY2(!s3::xmlDecode(bad).ok(), bad);
-        QCOMPARE(s3::xmlDecode("&#0;").error().code, Errc::Corrupt);
+             {"&", "&foo;", "&#;", "&#x;", "&#xZZ;", "&#0;", "&#xD800;", "&#x110000;", "&amp"}) {
+            auto r = listingWithKey(bad);
+            QVERIFY2(!r.ok(), bad);
+            QCOMPARE(r.error().code, Errc::Corrupt);
+        }
     }
     void isoTime() {
         auto t = s3::parseIsoTime("2026-11-25T22:57:25.824Z");
@@ -184,6 +195,94 @@ private slots:
             std::string("NoSuchBucket"));
         QCOMPARE(s3::errorCode(""), std::string());
         QCOMPARE(s3::errorCode("<html>bad gateway</html>"), std::string());
+    }
+
+    // The store is untrusted: no DTD, so no external entity is ever read and
+    // no entity expansion can blow up; the bounds hold before parsing.
+    void hostileXmlRefused_data() {
+        QTest::addColumn<QByteArray>("xml");
+        QTest::newRow("external entity (XXE)") << QByteArray(
+            "<?xml version=\"1.0\"?><!DOCTYPE r [<!ENTITY x SYSTEM \"file:///etc/passwd\">]>"
+            "<ListBucketResult><IsTruncated>false</IsTruncated><Contents><Key>&x;</Key>"
+            "<Size>1</Size></Contents></ListBucketResult>");
+        QTest::newRow("external DTD") << QByteArray(
+            "<!DOCTYPE ListBucketResult SYSTEM \"http://127.0.0.1:1/x.dtd\"><ListBucketResult>"
+            "<IsTruncated>false</IsTruncated></ListBucketResult>");
+        QTest::newRow("billion laughs") << QByteArray(
+            "<!DOCTYPE r [<!ENTITY a \"aaaaaaaaaa\"><!ENTITY b \"&a;&a;&a;&a;&a;&a;&a;&a;\">"
+            "<!ENTITY c \"&b;&b;&b;&b;&b;&b;&b;&b;\">]><ListBucketResult><IsTruncated>false"
+            "</IsTruncated><Contents><Key>&c;</Key><Size>1</Size></Contents></ListBucketResult>");
+        QTest::newRow("two keys in one Contents") << QByteArray(
+            "<ListBucketResult><IsTruncated>false</IsTruncated><Contents><Key>a</Key><Key>b</Key>"
+            "<Size>1</Size></Contents></ListBucketResult>");
+        QTest::newRow("element inside Key") << QByteArray(
+            "<ListBucketResult><IsTruncated>false</IsTruncated><Contents><Key>a<b/>c</Key>"
+            "<Size>1</Size></Contents></ListBucketResult>");
+        QTest::newRow("wrong root") << QByteArray(
+            "<X><ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult></X>");
+        QTest::newRow("mismatched tags")
+            << QByteArray("<ListBucketResult><IsTruncated>false</Truncated></ListBucketResult>");
+    }
+    void hostileXmlRefused() {
+        QFETCH(QByteArray, xml);
+        const std::string_view text(xml.constData(), std::size_t(xml.size()));
+        auto page = s3::parseListObjectsV2(text);
+        QVERIFY(!page.ok());
+        QCOMPARE(page.error().code, Errc::Corrupt);
+        QCOMPARE(s3::errorCode(text), std::string());
+    }
+    void errorBodyWithDoctypeHasNoCode() {
+        QCOMPARE(s3::errorCode("<!DOCTYPE Error [<!ENTITY e \"SlowDown\">]><Error><Code>&e;</Code>"
+                               "</Error>"),
+                 std::string());
+    }
+    void listingBounds() {
+        std::string many = "<ListBucketResult><IsTruncated>false</IsTruncated>";
+        for (std::size_t i = 0; i < s3::kMaxKeysPerPage; ++i)
+            many += "<Contents><Key>k" + std::to_string(i) + "</Key><Size>1</Size></Contents>";
+        auto page = s3::parseListObjectsV2(many + "</ListBucketResult>");
+        QVERIFY2(page.ok(), page.ok() ? "" : page.error().describe().c_str());
+        QCOMPARE(page->objects.size(), s3::kMaxKeysPerPage);
+        page = s3::parseListObjectsV2(many + "<Contents><Key>one-more</Key><Size>1</Size>"
+                                             "</Contents></ListBucketResult>");
+        QVERIFY(!page.ok());
+        QCOMPARE(page.error().code, Errc::Corrupt);
+        // Size first: a body over the bound is refused before libxml2 sees it.
+        std::string huge = "<ListBucketResult><IsTruncated>false</IsTruncated><Name>";
+        huge += std::string(s3::kMaxListResponse, 'x');
+        huge += "</Name></ListBucketResult>";
+        page = s3::parseListObjectsV2(huge);
+        QVERIFY(!page.ok());
+        QCOMPARE(page.error().code, Errc::Corrupt);
+        QVERIFY2(page.error().message.find("larger than") != std::string::npos,
+                 page.error().message.c_str());
+        std::string bigError = "<Error><Code>SlowDown</Code><Message>";
+        bigError += std::string(s3::kMaxErrorBody, 'x') + "</Message></Error>";
+        QCOMPARE(s3::errorCode(bigError), std::string());
+    }
+    void retryableAnswers() {
+        QVERIFY(s3::retryableAnswer(500, false, ""));
+        QVERIFY(s3::retryableAnswer(503, false, "<Error><Code>SlowDown</Code></Error>"));
+        QVERIFY(s3::retryableAnswer(409, true, ""));
+        QVERIFY(!s3::retryableAnswer(409, false, ""));
+        QVERIFY(s3::retryableAnswer(400, false, "<Error><Code>RequestTimeout</Code></Error>"));
+        QVERIFY(!s3::retryableAnswer(400, false, "<Error><Code>BadDigest</Code></Error>"));
+        for (long status : {200L, 403L, 404L, 412L, 416L})
+            QVERIFY(!s3::retryableAnswer(status, true, ""));
+    }
+    void requestUrls() {
+        auto e = s3::parseUrl("s3://127.0.0.1:7480/bucket/pre");
+        QVERIFY(e.ok());
+        QCOMPARE(s3::requestUrl(*e, true, "pre/a b", {}),
+                 std::string("http://127.0.0.1:7480/bucket/pre/a%20b"));
+        QCOMPARE(s3::requestUrl(*e, true, "", {{"prefix", "pre/"}, {"list-type", "2"}}),
+                 std::string("http://127.0.0.1:7480/bucket?list-type=2&prefix=pre%2F"));
+        QCOMPARE(s3::requestUrl(*e, false, "k", {}), std::string("http://bucket.127.0.0.1:7480/k"));
+        e->tls = true;
+        e->port = 0;
+        QCOMPARE(s3::baseUrl(*e, true), std::string("https://127.0.0.1"));
+        QCOMPARE(s3::payloadHash({}),
+                 std::string("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"));
     }
 };
 
