@@ -7,11 +7,15 @@
 //  - errors are Corrupt or Unsupported only (never Internal, never a crash);
 //  - a valid object built from fuzzed fields parses back to those fields, and
 //    changing any single byte of its text either fails or (a whitespace byte)
-//    gives the same object: the checksum catches every real change.
+//    gives the same object: the checksum catches every real change. JSON
+//    text is UTF-8 (RFC 8259): a fuzzed user name that is not comes back
+//    with U+FFFD where the bad bytes were (and every other field intact);
+//    real user names are validateName()d ASCII.
 #include "fuzz_check.h"
 #include "parcel/parcel.h"
 
 #include <sodium.h>
+#include <string_view>
 
 namespace {
 
@@ -20,6 +24,40 @@ using namespace isr;
 bool sameAccount(const parcel::AccountObject& a, const parcel::AccountObject& b) {
     return a.user == b.user && a.kdf.opsLimit == b.kdf.opsLimit &&
            a.kdf.memLimit == b.kdf.memLimit && a.kdf.salt == b.kdf.salt && a.sealed == b.sealed;
+}
+
+// Strict UTF-8 (no overlong forms, surrogates or code points past U+10FFFF).
+bool validUtf8(std::string_view s) {
+    std::size_t i = 0;
+    while (i < s.size()) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        std::size_t n;
+        std::uint32_t cp, min;
+        if (c < 0x80) {
+            ++i;
+            continue;
+        } else if ((c & 0xe0) == 0xc0) {
+            n = 1, cp = c & 0x1f, min = 0x80;
+        } else if ((c & 0xf0) == 0xe0) {
+            n = 2, cp = c & 0x0f, min = 0x800;
+        } else if ((c & 0xf8) == 0xf0) {
+            n = 3, cp = c & 0x07, min = 0x10000;
+        } else {
+            return false;
+        }
+        for (std::size_t k = 1; k <= n; ++k) {
+            if (i + k >= s.size())
+                return false;
+            const auto d = static_cast<unsigned char>(s[i + k]);
+            if ((d & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (d & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        i += n + 1;
+    }
+    return true;
 }
 
 void checkParsed(const Result<parcel::AccountObject>& parsed) {
@@ -53,6 +91,10 @@ void fuzzBuilt(fuzz::FieldReader& in) {
     std::string text = parcel::encodeAccountObject(account);
     auto parsed = parcel::parseAccountObject(asBytes(text));
     FUZZ_CHECK(parsed.ok());
+    if (!validUtf8(account.user)) {
+        FUZZ_CHECK(parsed->user != account.user && validUtf8(parsed->user));
+        account.user = parsed->user; // what JSON can carry; the rest must match
+    }
     FUZZ_CHECK(sameAccount(account, *parsed));
 
     if (flipWith == 0)
