@@ -1,7 +1,9 @@
-// ChunkCache on SQLite + files; see cache.h for layout and invariants.
-#include "util/posix.h"
+// ChunkCache: chunk files fanned out by name, indexed by a CacheIndex
+// (SQLite, cache_index.h); see cache.h for layout and invariants.
 #include "cache/cache.h"
+#include "cache/cache_index.h"
 #include "util/log.h"
+#include "util/posix.h"
 
 #include <atomic>
 #include <cerrno>
@@ -11,7 +13,6 @@
 #include <map>
 #include <mutex>
 #include <optional>
-#include <sqlite3.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -23,67 +24,6 @@ namespace isr::cache {
 namespace {
 
 constexpr const char* kLog = "cache";
-
-// Schema migrations, applied in order; migration i takes the database from
-// user_version i to i+1 in one transaction. Append only; never edit one that
-// has shipped.
-//
-// last_used is a logical clock (a counter persisted through the rows), not
-// wall time: LRU order must not depend on clock steps or timer resolution.
-const char* const kMigrations[] = {
-    R"sql(
-    CREATE TABLE chunks (
-        name      BLOB    PRIMARY KEY NOT NULL,
-        size      INTEGER NOT NULL,
-        last_used INTEGER NOT NULL
-    ) WITHOUT ROWID;
-    CREATE INDEX chunks_by_last_used ON chunks(last_used);
-    )sql",
-};
-constexpr int kSchemaVersion = int(std::size(kMigrations));
-
-
-
-struct DbCloser {
-    void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
-};
-struct StmtFinalizer {
-    void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
-};
-using Db = std::unique_ptr<sqlite3, DbCloser>;
-using Stmt = std::unique_ptr<sqlite3_stmt, StmtFinalizer>;
-
-Error sqlError(sqlite3* db, const std::string& what) {
-    const int rc = sqlite3_extended_errcode(db);
-    const int primary = rc & 0xff;
-    Errc code = Errc::Io;
-    if (primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB)
-        code = Errc::Corrupt;
-    else if (primary == SQLITE_FULL)
-        code = Errc::NoSpace;
-    else if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED)
-        code = Errc::Locked;
-    else if (primary == SQLITE_PERM || primary == SQLITE_READONLY || primary == SQLITE_AUTH)
-        code = Errc::AccessDenied;
-    return Error(code, what + ": " + sqlite3_errmsg(db));
-}
-
-Status exec(sqlite3* db, const char* sql) {
-    char* msg = nullptr;
-    if (sqlite3_exec(db, sql, nullptr, nullptr, &msg) != SQLITE_OK) {
-        Error e = sqlError(db, std::string("sqlite: ") + (msg ? msg : "?"));
-        sqlite3_free(msg);
-        return e;
-    }
-    return {};
-}
-
-Result<Stmt> prepare(sqlite3* db, const char* sql) {
-    sqlite3_stmt* raw = nullptr;
-    if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &raw, nullptr) != SQLITE_OK)
-        return sqlError(db, std::string("prepare ") + sql);
-    return Stmt(raw);
-}
 
 bool isHexName(std::string_view s) {
     if (s.size() != 2 * sizeof(chunk::ChunkName))
@@ -114,17 +54,7 @@ Result<Bytes> readFile(const std::string& path) {
     if (::fstat(fd.get(), &st) != 0)
         return errnoError(errno, "stat " + path);
     Bytes out(std::size_t(st.st_size));
-    std::size_t done = 0;
-    while (done < out.size()) {
-        ssize_t n = ::read(fd.get(), out.data() + done, out.size() - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return errnoError(errno, "read " + path);
-        if (n == 0)
-            break;
-        done += std::size_t(n);
-    }
+    ISR_TRY_ASSIGN(std::size_t done, preadAll(fd.get(), out, 0, "read " + path));
     out.resize(done);
     return out;
 }
@@ -162,17 +92,13 @@ private:
         const std::string hex = chunk::nameHex(name);
         return dir_ + "/chunks/" + hex.substr(0, 2) + "/" + hex;
     }
-    Status openDatabase();
-    Status migrate();
-    Status prepareStatements();
     Status reconcile();
 
     // --- Everything below requires mu_ to be held. ---
-    std::optional<std::uint64_t> lookupLocked(const chunk::ChunkName& name);
-    Status touchLocked(const chunk::ChunkName& name);
-    Status deleteRowLocked(const chunk::ChunkName& name);
-    Status insertRowLocked(const chunk::ChunkName& name, std::uint64_t size,
-                           std::uint64_t lastUsed);
+    std::optional<std::uint64_t> lookupLocked(const chunk::ChunkName& name) {
+        return index_->lookup(name);
+    }
+    Status touchLocked(const chunk::ChunkName& name) { return index_->touch(name, ++clock_); }
     struct Victim {
         chunk::ChunkName name;
         std::uint64_t size;
@@ -190,72 +116,14 @@ private:
     UniqueFd lockFd_; // flock'ed: one ChunkCache per directory across processes
     std::atomic<std::uint64_t> tmpCounter_{0};
 
-    std::mutex mu_; // guards db_, the statements and every field below
-    Db db_;
-    Stmt selectStmt_, touchStmt_, insertStmt_, deleteStmt_, oldestStmt_;
+    std::mutex mu_; // guards index_ and every field below
+    std::unique_ptr<CacheIndex> index_;
     std::uint64_t cap_;
     std::uint64_t clock_ = 0;
     std::uint64_t bytes_ = 0;
     std::uint64_t chunks_ = 0;
     std::uint64_t hits_ = 0, misses_ = 0, evictions_ = 0;
 };
-
-Status SqliteChunkCache::openDatabase() {
-    const std::string path = dir_ + "/index.sqlite";
-    sqlite3* raw = nullptr;
-    const int rc =
-        sqlite3_open_v2(path.c_str(), &raw,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
-    db_.reset(raw);
-    if (rc != SQLITE_OK)
-        return raw ? sqlError(raw, "open " + path) : Error(Errc::Io, "open " + path);
-    sqlite3_extended_result_codes(db_.get(), 1);
-    sqlite3_busy_timeout(db_.get(), 5000);
-    // WAL: readers never block the writer. synchronous=NORMAL may lose the
-    // last transactions on power loss, which reconcile() repairs on open.
-    ISR_TRY_STATUS(exec(db_.get(), "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"));
-    return {};
-}
-
-Status SqliteChunkCache::migrate() {
-    Stmt version;
-    { ISR_TRY_ASSIGN(version, prepare(db_.get(), "PRAGMA user_version")); }
-    if (sqlite3_step(version.get()) != SQLITE_ROW)
-        return sqlError(db_.get(), "read user_version");
-    const int current = sqlite3_column_int(version.get(), 0);
-    version.reset();
-    if (current > kSchemaVersion)
-        return Error(Errc::Unsupported, "cache index " + dir_ +
-                                            "/index.sqlite has schema version " +
-                                            std::to_string(current) + ", newer than this isr (" +
-                                            std::to_string(kSchemaVersion) + ")");
-    for (int v = current; v < kSchemaVersion; ++v) {
-        ISR_TRY_STATUS(exec(db_.get(), "BEGIN IMMEDIATE"));
-        std::string sql =
-            std::string(kMigrations[v]) + "; PRAGMA user_version = " + std::to_string(v + 1) + ";";
-        auto st = exec(db_.get(), sql.c_str());
-        if (!st.ok()) {
-            (void)exec(db_.get(), "ROLLBACK");
-            return std::move(st).error().context("cache migration to version " +
-                                                 std::to_string(v + 1));
-        }
-        ISR_TRY_STATUS(exec(db_.get(), "COMMIT"));
-    }
-    return {};
-}
-
-Status SqliteChunkCache::prepareStatements() {
-    ISR_TRY_ASSIGN(selectStmt_, prepare(db_.get(), "SELECT size FROM chunks WHERE name = ?1"));
-    ISR_TRY_ASSIGN(touchStmt_,
-                   prepare(db_.get(), "UPDATE chunks SET last_used = ?2 WHERE name = ?1"));
-    ISR_TRY_ASSIGN(insertStmt_,
-                   prepare(db_.get(), "INSERT OR REPLACE INTO chunks(name, size, last_used) "
-                                      "VALUES (?1, ?2, ?3)"));
-    ISR_TRY_ASSIGN(deleteStmt_, prepare(db_.get(), "DELETE FROM chunks WHERE name = ?1"));
-    ISR_TRY_ASSIGN(oldestStmt_,
-                   prepare(db_.get(), "SELECT name, size FROM chunks ORDER BY last_used LIMIT 1"));
-    return {};
-}
 
 Status SqliteChunkCache::init() {
     ISR_TRY_STATUS(makeDir(dir_ + "/chunks"));
@@ -264,21 +132,7 @@ Status SqliteChunkCache::init() {
     for (const auto& n : listDir(dir_ + "/tmp"))
         ::unlink((dir_ + "/tmp/" + n).c_str());
 
-    auto opened = openDatabase();
-    if (opened.ok())
-        opened = migrate();
-    if (!opened.ok() && opened.error().code == Errc::Corrupt) {
-        // The index is only a cache of what is on disk: rebuild it.
-        ISR_LOG_WARN(kLog) << "index unusable (" << opened.error().describe() << "), rebuilding";
-        db_.reset();
-        for (const char* suffix : {"", "-wal", "-shm"})
-            ::unlink((dir_ + "/index.sqlite" + suffix).c_str());
-        opened = openDatabase();
-        if (opened.ok())
-            opened = migrate();
-    }
-    ISR_TRY_STATUS(opened);
-    ISR_TRY_STATUS(prepareStatements());
+    ISR_TRY_ASSIGN(index_, CacheIndex::open(dir_));
     ISR_TRY_STATUS(reconcile());
     std::lock_guard lock(mu_);
     return evictNowLocked();
@@ -289,20 +143,10 @@ Status SqliteChunkCache::reconcile() {
     // Rows as the index has them.
     std::map<chunk::ChunkName, std::pair<std::uint64_t, std::uint64_t>> rows; // size, last_used
     {
-        ISR_TRY_ASSIGN(Stmt all, prepare(db_.get(), "SELECT name, size, last_used FROM chunks"));
-        int rc;
-        while ((rc = sqlite3_step(all.get())) == SQLITE_ROW) {
-            chunk::ChunkName name{};
-            const void* blob = sqlite3_column_blob(all.get(), 0);
-            if (blob && std::size_t(sqlite3_column_bytes(all.get(), 0)) == name.size())
-                std::memcpy(name.data(), blob, name.size());
-            else
-                continue; // malformed row: dropped below by the rebuild
-            rows[name] = {std::uint64_t(sqlite3_column_int64(all.get(), 1)),
-                          std::uint64_t(sqlite3_column_int64(all.get(), 2))};
-        }
-        if (rc != SQLITE_DONE)
-            return sqlError(db_.get(), "read cache index");
+        // Malformed rows are skipped here and dropped below.
+        ISR_TRY_ASSIGN(auto all, index_->all());
+        for (const auto& row : all)
+            rows[row.name] = {row.size, row.lastUsed};
     }
 
     // Files as the disk has them. Files the index knows with the right size
@@ -354,22 +198,22 @@ Status SqliteChunkCache::reconcile() {
     }
 
     // Rewrite the index to match, in one transaction.
-    ISR_TRY_STATUS(exec(db_.get(), "BEGIN IMMEDIATE"));
+    ISR_TRY_STATUS(index_->begin());
     auto body = [&]() -> Status {
         std::uint64_t dropped = 0;
         for (const auto& [name, info] : rows)
             if (!keep.count(name)) {
-                ISR_TRY_STATUS(deleteRowLocked(name));
+                ISR_TRY_STATUS(index_->erase(name));
                 ++dropped;
             }
         if (dropped) {
             ISR_LOG_INFO(kLog) << "dropped " << dropped << " index rows without a file";
         }
-        ISR_TRY_STATUS(exec(db_.get(), "DELETE FROM chunks WHERE length(name) != 32"));
+        ISR_TRY_STATUS(index_->eraseMalformed());
         for (const auto& [name, info] : keep) {
             auto row = rows.find(name);
             if (row == rows.end() || row->second != info)
-                ISR_TRY_STATUS(insertRowLocked(name, info.first, info.second));
+                ISR_TRY_STATUS(index_->insert(name, info.first, info.second));
             bytes_ += info.first;
             clock_ = std::max(clock_, info.second);
         }
@@ -377,62 +221,14 @@ Status SqliteChunkCache::reconcile() {
         return {};
     }();
     if (!body.ok()) {
-        (void)exec(db_.get(), "ROLLBACK");
+        index_->rollback();
         return body;
     }
-    ISR_TRY_STATUS(exec(db_.get(), "COMMIT"));
+    ISR_TRY_STATUS(index_->commit());
     if (adopted || deleted) {
         ISR_LOG_INFO(kLog) << "reconciled " << dir_ << ": adopted " << adopted << ", deleted "
                            << deleted;
     }
-    return {};
-}
-
-std::optional<std::uint64_t> SqliteChunkCache::lookupLocked(const chunk::ChunkName& name) {
-    sqlite3_stmt* s = selectStmt_.get();
-    sqlite3_reset(s);
-    sqlite3_bind_blob(s, 1, name.data(), int(name.size()), SQLITE_STATIC);
-    std::optional<std::uint64_t> out;
-    if (sqlite3_step(s) == SQLITE_ROW)
-        out = std::uint64_t(sqlite3_column_int64(s, 0));
-    sqlite3_reset(s);
-    return out;
-}
-
-Status SqliteChunkCache::touchLocked(const chunk::ChunkName& name) {
-    sqlite3_stmt* s = touchStmt_.get();
-    sqlite3_reset(s);
-    sqlite3_bind_blob(s, 1, name.data(), int(name.size()), SQLITE_STATIC);
-    sqlite3_bind_int64(s, 2, sqlite3_int64(++clock_));
-    const int rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE)
-        return sqlError(db_.get(), "update last_used");
-    return {};
-}
-
-Status SqliteChunkCache::deleteRowLocked(const chunk::ChunkName& name) {
-    sqlite3_stmt* s = deleteStmt_.get();
-    sqlite3_reset(s);
-    sqlite3_bind_blob(s, 1, name.data(), int(name.size()), SQLITE_STATIC);
-    const int rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE)
-        return sqlError(db_.get(), "delete index row");
-    return {};
-}
-
-Status SqliteChunkCache::insertRowLocked(const chunk::ChunkName& name, std::uint64_t size,
-                                         std::uint64_t lastUsed) {
-    sqlite3_stmt* s = insertStmt_.get();
-    sqlite3_reset(s);
-    sqlite3_bind_blob(s, 1, name.data(), int(name.size()), SQLITE_STATIC);
-    sqlite3_bind_int64(s, 2, sqlite3_int64(size));
-    sqlite3_bind_int64(s, 3, sqlite3_int64(lastUsed));
-    const int rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE)
-        return sqlError(db_.get(), "insert index row");
     return {};
 }
 
@@ -448,18 +244,11 @@ SqliteChunkCache::evictLocked(std::uint64_t incoming) {
     std::uint64_t bytes = bytes_;
     std::uint64_t chunks = chunks_;
     while (bytes + incoming > cap_ && chunks > 0) {
-        sqlite3_stmt* s = oldestStmt_.get();
-        sqlite3_reset(s);
-        if (sqlite3_step(s) != SQLITE_ROW) {
-            sqlite3_reset(s);
+        ISR_TRY_ASSIGN(auto oldest, index_->oldest());
+        if (!oldest)
             break;
-        }
-        Victim v{};
-        if (std::size_t(sqlite3_column_bytes(s, 0)) == v.name.size())
-            std::memcpy(v.name.data(), sqlite3_column_blob(s, 0), v.name.size());
-        v.size = std::uint64_t(sqlite3_column_int64(s, 1));
-        sqlite3_reset(s);
-        ISR_TRY_STATUS(deleteRowLocked(v.name));
+        Victim v{oldest->name, oldest->size};
+        ISR_TRY_STATUS(index_->erase(v.name));
         bytes -= std::min(bytes, v.size);
         --chunks;
         victims.push_back(v);
@@ -475,13 +264,13 @@ void SqliteChunkCache::finishEvictionLocked(const std::vector<Victim>& victims) 
 }
 
 Status SqliteChunkCache::evictNowLocked() {
-    ISR_TRY_STATUS(exec(db_.get(), "BEGIN IMMEDIATE"));
+    ISR_TRY_STATUS(index_->begin());
     auto victims = evictLocked(0);
     if (!victims.ok()) {
-        (void)exec(db_.get(), "ROLLBACK");
+        index_->rollback();
         return std::move(victims).error();
     }
-    ISR_TRY_STATUS(exec(db_.get(), "COMMIT"));
+    ISR_TRY_STATUS(index_->commit());
     finishEvictionLocked(*victims);
     return {};
 }
@@ -510,7 +299,7 @@ Result<Bytes> SqliteChunkCache::get(const chunk::ChunkName& name) {
         ++misses_;
         // Evicted meanwhile (row gone) or lost/damaged: either way drop it.
         if (auto size = lookupLocked(name)) {
-            ISR_TRY_STATUS(deleteRowLocked(name));
+            ISR_TRY_STATUS(index_->erase(name));
             dropLocked(name, *size);
         }
         return Error(Errc::NotFound, "chunk " + chunk::nameHex(name) + " not cached");
@@ -542,17 +331,9 @@ Status SqliteChunkCache::put(const chunk::ChunkName& name, ByteView ciphertext) 
         UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
         if (!fd.valid())
             return errnoError(errno, "create " + tmp);
-        std::size_t done = 0;
-        while (done < ciphertext.size()) {
-            ssize_t n = ::write(fd.get(), ciphertext.data() + done, ciphertext.size() - done);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n < 0) {
-                const int err = errno;
-                ::unlink(tmp.c_str());
-                return errnoError(err, "write " + tmp);
-            }
-            done += std::size_t(n);
+        if (auto written = pwriteAll(fd.get(), ciphertext, 0, "write " + tmp); !written.ok()) {
+            ::unlink(tmp.c_str());
+            return written;
         }
         if (::fsync(fd.get()) != 0) {
             const int err = errno;
@@ -572,10 +353,10 @@ Status SqliteChunkCache::put(const chunk::ChunkName& name, ByteView ciphertext) 
     }
     std::vector<Victim> victims;
     auto st = [&]() -> Status {
-        ISR_TRY_STATUS(exec(db_.get(), "BEGIN IMMEDIATE"));
+        ISR_TRY_STATUS(index_->begin());
         auto inner = [&]() -> Status {
             ISR_TRY_ASSIGN(victims, evictLocked(ciphertext.size()));
-            ISR_TRY_STATUS(insertRowLocked(name, ciphertext.size(), ++clock_));
+            ISR_TRY_STATUS(index_->insert(name, ciphertext.size(), ++clock_));
             ISR_TRY_STATUS(makeDir(dir_ + "/chunks/" + hex.substr(0, 2)));
             // No directory fsync: a rename lost in a crash is just a miss,
             // and reconcile() drops the row.
@@ -584,10 +365,10 @@ Status SqliteChunkCache::put(const chunk::ChunkName& name, ByteView ciphertext) 
             return {};
         }();
         if (!inner.ok()) {
-            (void)exec(db_.get(), "ROLLBACK");
+            index_->rollback();
             return inner;
         }
-        return exec(db_.get(), "COMMIT");
+        return index_->commit();
     }();
     if (!st.ok()) {
         // Rolled back: the victims' rows and files are both still there.
@@ -614,7 +395,7 @@ Status SqliteChunkCache::remove(const chunk::ChunkName& name) {
     auto size = lookupLocked(name);
     if (!size)
         return {};
-    ISR_TRY_STATUS(deleteRowLocked(name));
+    ISR_TRY_STATUS(index_->erase(name));
     dropLocked(name, *size);
     return {};
 }

@@ -1,5 +1,7 @@
 #include "disk/file_block_device.h"
 
+#include "util/posix.h"
+
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -51,32 +53,14 @@ FileBlockDevice::~FileBlockDevice() {
 }
 
 Status FileBlockDevice::read(std::uint64_t offset, MutableByteView out) {
-    std::size_t done = 0;
-    while (done < out.size()) {
-        ssize_t n = ::pread(fd_, out.data() + done, out.size() - done, off_t(offset + done));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return ioError("pread", path_);
-        if (n == 0) { // the file shrank under us: the tail reads as zeroes
-            std::memset(out.data() + done, 0, out.size() - done);
-            break;
-        }
-        done += std::size_t(n);
-    }
+    ISR_TRY_ASSIGN(std::size_t done, preadAll(fd_, out, offset, "pread " + path_));
+    // The file shrank under us: the tail reads as zeroes.
+    std::memset(out.data() + done, 0, out.size() - done);
     return {};
 }
 
 Status FileBlockDevice::write(std::uint64_t offset, ByteView data, bool fua) {
-    std::size_t done = 0;
-    while (done < data.size()) {
-        ssize_t n = ::pwrite(fd_, data.data() + done, data.size() - done, off_t(offset + done));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return ioError("pwrite", path_);
-        done += std::size_t(n);
-    }
+    ISR_TRY_STATUS(pwriteAll(fd_, data, offset, "pwrite " + path_));
     return fua ? flush() : Status{};
 }
 

@@ -5,7 +5,7 @@
 //
 // Thread safety: pread/pwrite on one fd are safe concurrently; no state.
 
-#include "disk/nbd_server.h"
+#include "disk/block_device.h"
 
 #include <memory>
 #include <string>

@@ -16,22 +16,29 @@
 // disk, and the overlay is unreadable after the process ends (a kiosk crash
 // loses the session's unsaved writes, as a crash of the VM would).
 //
-// Hoard: worker threads pull every base chunk the cache lacks into the cache,
-// the working set first, then the rest in disk order. A full cache disk or an
-// unreachable store stalls the hoard (HoardProgress::stalled) and it retries
-// with backoff instead of running through the queue failing every chunk. A demand miss is
-// fetched by the request thread itself (it never queues behind the hoard);
-// the hoard pauses while demand fetches are running, and a demand read and a
-// hoard fetch of the same chunk share one download.
+// Base chunks come through a cache::ChunkSource (cache, then the store; one
+// download per chunk name), the same one the session's memory streamer
+// uses. A demand miss is fetched by the request thread itself.
+//
+// Hoard (disk/hoard.h): worker threads pull every base chunk the cache lacks
+// into the cache, the working set first, then the rest in disk order,
+// through the same ChunkSource, stepping aside while demand reads wait. A
+// full cache disk or an unreachable store stalls it (HoardProgress::stalled).
+//
+// Trickle: dirty chunks that have been quiet for a while are encoded and
+// uploaded in the background (an isr::PeriodicThread), so suspend has less
+// to send.
 //
 // Threading: every public method is thread-safe. BlockDevice methods may run
 // concurrently (the NBD server calls them from several threads). See
 // README.md for the lock order.
 
 #include "cache/cache.h"
+#include "cache/chunk_source.h"
 #include "chunk/chunk.h"
 #include "crypto/crypto.h"
-#include "disk/nbd_server.h"
+#include "disk/block_device.h"
+#include "disk/hoard.h"
 
 #include <chrono>
 #include <cstdint>
@@ -46,7 +53,7 @@ namespace isr::disk {
 using ChunkTable = std::vector<std::optional<chunk::ChunkRef>>;
 // Fetches a chunk's ciphertext from the store (e.g. users/<u>/chunks/ab/<hex>).
 // Called from several threads at once.
-using FetchChunk = std::function<Result<Bytes>(const chunk::ChunkName&)>;
+using FetchChunk = cache::FetchCiphertext;
 // Uploads an encoded chunk (put-if-absent semantics are the caller's; an
 // AlreadyExists from the store should be reported as success).
 using UploadChunk = std::function<Status(const chunk::EncodedChunk&)>;
@@ -57,10 +64,17 @@ struct ParcelDiskConfig {
     std::uint64_t diskSize = 0;
     std::uint32_t chunkSize = kDefaultChunkSize;
     ChunkTable baseTable; // ceil(diskSize / chunkSize) entries
+    // Where base chunks come from: the cache, then the store, one download
+    // per chunk name — shared with the other readers of the same user (the
+    // session's memory streamer). Its cache may be null: every miss goes to
+    // the store and there is no hoard.
+    std::shared_ptr<cache::ChunkSource> source;
+    // Without `source`, the disk makes its own from these two (a disk
+    // served on its own, e.g. `isrctl disk serve`); `cache` must outlive it.
     FetchChunk fetch;
-    cache::ChunkCache* cache = nullptr; // may be null: every miss goes to the store, no hoard
-    crypto::Secret convergenceSecret;   // for encoding dirty chunks
-    std::string overlayDirectory;       // must exist; gets one overlay file
+    cache::ChunkCache* cache = nullptr;
+    crypto::Secret convergenceSecret; // for encoding dirty chunks
+    std::string overlayDirectory;     // must exist; gets one overlay file
     // Chunk indexes to hoard first (e.g. the previous session's working set).
     std::vector<std::uint64_t> workingSet;
     int hoardThreads = 4;
@@ -76,28 +90,9 @@ struct ParcelDiskConfig {
     int zstdLevel = 1;
 };
 
-struct HoardProgress {
-    std::uint64_t chunksTotal = 0; // distinct non-zero base chunks
-    std::uint64_t chunksDone = 0;  // in the cache (or no longer needed)
-    std::uint64_t bytesTotal = 0;  // plaintext bytes of those chunks
-    std::uint64_t bytesDone = 0;
-    std::uint64_t bytesFetched = 0; // ciphertext downloaded by the hoard
-    double bytesPerSecond = 0;      // hoard download rate since it started
-    std::uint64_t failures = 0;     // chunks the hoard could not fetch (retried on demand)
-    bool running = false;
-    bool finished = false; // every chunk visited
-    // Set while the hoard is held back by a problem that is not the chunk's
-    // own, and retries with backoff (1 s doubling to 30 s, one probe chunk at
-    // a time): NoSpace or Io = the cache could not store a chunk (the
-    // kiosk's disk is full or failing), Transient = the store could not be
-    // reached (a store's Io is reported as Transient). The chunk goes
-    // back in the queue; cleared when a chunk gets through. Demand reads are
-    // not held back: they still fetch from the store.
-    std::optional<Error> stalled;
-};
-
+// This disk's own counts; the ChunkSource's stats() count every reader's.
 struct ParcelDiskStats {
-    std::uint64_t demandFetches = 0; // chunks fetched from the store by requests
+    std::uint64_t demandFetches = 0; // chunks downloaded from the store by requests
     std::uint64_t cacheHits = 0;     // base chunks served from the cache
     std::uint64_t overlayChunks = 0; // dirty chunks in the overlay
     std::uint64_t corruptChunks = 0; // chunks that failed verification
@@ -144,8 +139,9 @@ public:
     // `quietFor` old and not yet uploaded, and hands each to `upload`.
     // A chunk written again later is re-encoded next time.
     TrickleResult trickleOnce(std::chrono::milliseconds quietFor, const UploadChunk& upload);
-    // Runs trickleOnce every `interval` on a background thread until
-    // stopTrickle() or destruction.
+    // Runs trickleOnce every `interval` (the first run after one interval)
+    // on a background thread until stopTrickle() or destruction. A running
+    // trickle is left as it is.
     void startTrickle(std::chrono::milliseconds quietFor, std::chrono::milliseconds interval,
                       UploadChunk upload);
     void stopTrickle();
@@ -161,6 +157,7 @@ public:
     const std::string& overlayPath() const;
     std::uint32_t chunkSize() const;
     std::uint64_t chunkCount() const;
+    cache::ChunkSource& chunkSource() const;
 
     struct Impl;
 

@@ -42,13 +42,9 @@ Status zeroFill(int fd, const std::string& what) {
     while (offset < st.st_size) {
         const std::size_t n =
             std::size_t(std::min<off_t>(st.st_size - offset, off_t(zeros.size())));
-        const ssize_t w = ::pwrite(fd, zeros.data(), n, offset);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return errnoError(errno, "wiping " + what);
-        }
-        offset += w;
+        ISR_TRY_STATUS(
+            pwriteAll(fd, ByteView(zeros.data(), n), std::uint64_t(offset), "wiping " + what));
+        offset += off_t(n);
     }
     if (::fdatasync(fd) != 0 && errno != EINVAL)
         return errnoError(errno, "syncing " + what);

@@ -47,20 +47,8 @@ bool isHole(int fd, std::uint64_t offset, std::uint64_t length) {
 }
 
 Status readFully(int fd, std::uint8_t* buf, std::size_t len, std::uint64_t offset) {
-    std::size_t done = 0;
-    while (done < len) {
-        ssize_t n = ::pread(fd, buf + done, len - done, off_t(offset + done));
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return errnoError(errno, "reading image");
-        }
-        if (n == 0) { // short file: the rest reads as zeros
-            std::memset(buf + done, 0, len - done);
-            return {};
-        }
-        done += std::size_t(n);
-    }
+    ISR_TRY_ASSIGN(std::size_t done, preadAll(fd, {buf, len}, offset, "reading image"));
+    std::memset(buf + done, 0, len - done); // short file: the rest reads as zeros
     return {};
 }
 
@@ -178,18 +166,8 @@ Status exportImage(Parcels& parcels, const std::string& parcel, std::uint64_t n,
             auto data = parcels.readChunk(*m.disk[i]);
             if (!data.ok())
                 return fail(std::move(data).error());
-            std::uint64_t offset = i * m.chunkSize;
-            std::size_t done = 0;
-            while (done < data->size()) {
-                ssize_t w =
-                    ::pwrite(fd.get(), data->data() + done, data->size() - done, off_t(offset + done));
-                if (w < 0) {
-                    if (errno == EINTR)
-                        continue;
-                    return fail(errnoError(errno, "writing " + tmp));
-                }
-                done += std::size_t(w);
-            }
+            if (auto st = pwriteAll(fd.get(), *data, i * m.chunkSize, "writing " + tmp); !st.ok())
+                return fail(std::move(st).error());
         }
         if (progress && (i % 64 == 63 || i + 1 == m.disk.size()))
             progress("export", i + 1, m.disk.size());

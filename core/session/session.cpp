@@ -2,6 +2,7 @@
 #include "session/session.h"
 
 #include "cache/cache.h"
+#include "cache/chunk_source.h"
 #include "crypto/crypto.h"
 #include "disk/nbd_server.h"
 #include "disk/parcel_disk.h"
@@ -300,6 +301,10 @@ struct Session::Impl {
     parcel::Manifest base;
     std::uint64_t committed = 0;
     std::string sessionDir, scratchDir, savePath;
+    // The one road for this user's chunks (cache, then the store, one
+    // download per name): the disk, its hoard and the memory streamer
+    // share it. Made in openDisk(); the disk holds it too.
+    std::shared_ptr<cache::ChunkSource> chunks;
     std::unique_ptr<disk::ParcelDisk> disk; // replaced only under diskMutex
     mutable std::mutex diskMutex;           // lets hoard() run on any thread
     std::unique_ptr<disk::NbdServer> nbd;
@@ -633,8 +638,11 @@ struct Session::Impl {
         dc.diskSize = base.diskSize;
         dc.chunkSize = base.chunkSize;
         dc.baseTable = base.disk;
-        dc.fetch = [this](const chunk::ChunkName& name) { return parcels->fetchChunk(name); };
-        dc.cache = cache.get();
+        chunks =
+            std::make_shared<cache::ChunkSource>(cache.get(), [this](const chunk::ChunkName& name) {
+                return parcels->fetchChunk(name);
+            });
+        dc.source = chunks;
         dc.convergenceSecret = parcels->secrets().convergence.clone();
         dc.overlayDirectory = sessionDir;
         dc.workingSet = base.workingSet;
@@ -655,16 +663,9 @@ struct Session::Impl {
         return {};
     }
 
-    // Cache first, then the store (filling the cache).
-    Result<Bytes> fetchCached(const chunk::ChunkName& name) {
-        if (auto hit = cache->get(name); hit.ok())
-            return hit;
-        ISR_TRY_ASSIGN(Bytes data, parcels->fetchChunk(name));
-        if (auto st = cache->put(name, data); !st.ok()) {
-            ISR_LOG_WARN("session") << "cache: " << st.error().describe();
-        }
-        return data;
-    }
+    // The memory streamer's reads take the disk's road: cache first, then
+    // the store, sharing any download in flight.
+    Result<Bytes> fetchCached(const chunk::ChunkName& name) { return chunks->get(name); }
 
     Status bringUpVm() {
         vm::VmSpec spec = vmSpec();

@@ -71,19 +71,9 @@ Status writeAll(int fd, ByteView data, const std::string& path) {
 
 Result<Bytes> readAt(int fd, std::uint64_t offset, std::uint64_t length, const std::string& path) {
     Bytes out(length);
-    std::size_t done = 0;
-    while (done < length) {
-        ssize_t n = ::pread(fd, out.data() + done, length - done, off_t(offset + done));
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return errnoError(errno, "read " + path);
-        }
-        if (n == 0)
-            break; // shorter than fstat said: objects are replaced, never
-                   // truncated in place, so this is the old object's end
-        done += std::size_t(n);
-    }
+    // Shorter than fstat said: objects are replaced, never truncated in
+    // place, so a short read is the old object's end.
+    ISR_TRY_ASSIGN(std::size_t done, preadAll(fd, out, offset, "read " + path));
     out.resize(done);
     return out;
 }

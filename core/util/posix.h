@@ -3,8 +3,10 @@
 // descriptor type and one errno -> typed error mapping, so every module
 // reports ENOENT as NotFound and ENOSPC as NoSpace the same way.
 
+#include "util/bytes.h"
 #include "util/result.h"
 
+#include <cstdint>
 #include <string>
 #include <utility>
 
@@ -13,6 +15,17 @@ namespace isr {
 // errno -> Errc: ENOENT NotFound; ENOSPC/EDQUOT NoSpace; EACCES/EPERM/EROFS
 // AccessDenied; EEXIST AlreadyExists; anything else Io. The message is "<what>: <strerror>".
 Error errnoError(int err, const std::string& what);
+
+// Reads up to out.size() bytes at `offset`, retrying on EINTR and after
+// short reads, until the buffer is full or the file ends. Returns how many
+// bytes were read: fewer than out.size() only at end of file (what that means
+// — zeroes, a truncated object, corruption — is the caller's call). Errors
+// go through errnoError(errno, what).
+Result<std::size_t> preadAll(int fd, MutableByteView out, std::uint64_t offset,
+                             const std::string& what);
+// Writes all of `data` at `offset`, retrying on EINTR and after short writes.
+// ENOSPC/EDQUOT are NoSpace (errnoError); a write that makes no progress is Io.
+Status pwriteAll(int fd, ByteView data, std::uint64_t offset, const std::string& what);
 
 // An owned file descriptor, closed on destruction. Move-only.
 class UniqueFd {

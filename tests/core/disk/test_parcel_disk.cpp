@@ -1,6 +1,7 @@
 // ParcelDisk behind the real NBD server, driven by QEMU's own clients, with
 // chunks in a real FileStore and a real ChunkCache.
 #include "cache/cache.h"
+#include "cache/chunk_source.h"
 #include "chunk/chunk.h"
 #include "disk/nbd_server.h"
 #include "disk/parcel_disk.h"
@@ -564,6 +565,45 @@ private slots:
         Bytes back(changed.size());
         QVERIFY((*disk)->read(3 * kChunk + 100, back).ok());
         QVERIFY(back == changed);
+    }
+
+    void diskSharesTheSessionsChunkSource() {
+        // The session hands one ChunkSource to the disk and to the memory
+        // streamer: what one reader brought in, the other finds; a chunk is
+        // downloaded once whoever asks.
+        auto cache = openCache();
+        auto source = std::make_shared<cache::ChunkSource>(cache.get(), fetcher());
+        ParcelDiskConfig config;
+        config.diskSize = kDiskSize;
+        config.chunkSize = kChunk;
+        config.baseTable = baseTable_;
+        config.source = source;
+        config.convergenceSecret = secret_.clone();
+        config.overlayDirectory = freshDir("overlay");
+        config.startHoard = false;
+        auto disk = ParcelDisk::open(std::move(config));
+        QVERIFY(disk.ok());
+        QCOMPARE(&(*disk)->chunkSource(), source.get());
+        // Another reader (the streamer) takes chunk 3 first.
+        QVERIFY(source->get(baseTable_[3]->name).ok());
+        Bytes buffer(4096);
+        QVERIFY((*disk)->read(3 * kChunk, buffer).ok());
+        QVERIFY(std::equal(buffer.begin(), buffer.end(), baseBytes_.begin() + 3 * kChunk));
+        QCOMPARE((*disk)->stats().cacheHits, 1u);
+        QCOMPARE((*disk)->stats().demandFetches, 0u);
+        QVERIFY((*disk)->read(0, buffer).ok());
+        QCOMPARE((*disk)->stats().demandFetches, 1u);
+        QCOMPARE(source->stats().storeFetches, 2u);
+        // The hoard goes through the same source: it fetches the other 18
+        // distinct chunks only.
+        (*disk)->startHoard();
+        QVERIFY((*disk)->waitForHoard(std::chrono::minutes(2)));
+        QCOMPARE((*disk)->hoardProgress().chunksDone, 20u);
+        QCOMPARE(source->stats().storeFetches, 20u);
+        QCOMPARE(source->demandWaiting(), 0);
+        // The source outlives the disk when its owner keeps it.
+        disk->reset();
+        QVERIFY(source->get(baseTable_[5]->name).ok());
     }
 };
 

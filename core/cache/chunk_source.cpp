@@ -1,0 +1,131 @@
+#include "cache/chunk_source.h"
+
+#include "util/log.h"
+
+namespace isr::cache {
+
+namespace {
+constexpr const char* kLog = "cache";
+} // namespace
+
+ChunkSource::ChunkSource(ChunkCache* cache, FetchCiphertext fetch)
+    : cache_(cache), fetch_(std::move(fetch)) {}
+
+ChunkSource::~ChunkSource() = default;
+
+Result<Fetched> ChunkSource::read(const chunk::ChunkName& name) {
+    if (cache_) {
+        auto hit = cache_->get(name);
+        if (hit.ok()) {
+            cacheHits_++;
+            return Fetched{std::move(*hit), Origin::Cache, {}};
+        }
+    }
+    demandWaiting_++;
+    Result<Fetched> result = fromStore(name);
+    {
+        // Under the mutex, so that waitForNoDemand cannot miss the wake-up.
+        std::lock_guard lock(mutex_);
+        if (--demandWaiting_ == 0)
+            noDemand_.notify_all();
+    }
+    return result;
+}
+
+Result<Bytes> ChunkSource::get(const chunk::ChunkName& name) {
+    ISR_TRY_ASSIGN(Fetched fetched, read(name));
+    return std::move(fetched.ciphertext);
+}
+
+Result<Fetched> ChunkSource::prefetch(const chunk::ChunkName& name) {
+    if (!cache_)
+        return Error(Errc::InvalidArgument, "no cache to prefetch into");
+    // A demand read may have brought it in since the caller last looked.
+    if (cache_->contains(name))
+        return Fetched{{}, Origin::Cache, {}};
+    return fromStore(name);
+}
+
+bool ChunkSource::isCached(const chunk::ChunkName& name) {
+    return cache_ && cache_->contains(name);
+}
+
+bool ChunkSource::waitForNoDemand(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mutex_);
+    return noDemand_.wait_for(lock, timeout, [&] { return demandWaiting_.load() == 0; });
+}
+
+ChunkSourceStats ChunkSource::stats() const {
+    return {cacheHits_.load(), storeFetches_.load(),  sharedDownloads_.load(),
+            corrupt_.load(),   cacheFailures_.load(), bytesFetched_.load()};
+}
+
+Result<Fetched> ChunkSource::fromStore(const chunk::ChunkName& name) {
+    std::promise<Download> promise;
+    std::shared_future<Download> joined;
+    {
+        std::lock_guard lock(mutex_);
+        auto it = inflight_.find(name);
+        if (it != inflight_.end())
+            joined = it->second;
+        else
+            inflight_.emplace(name, promise.get_future().share());
+    }
+    if (joined.valid()) {
+        sharedDownloads_++;
+        const Download& shared = joined.get();
+        if (!shared.data.ok())
+            return shared.data.error();
+        return Fetched{*shared.data, Origin::Shared, shared.cached};
+    }
+
+    // This caller owns the download. The entry leaves the map however this
+    // ends (an exception leaves a broken promise for the joiners, not an
+    // entry that every later reader would join).
+    struct Unregister {
+        ChunkSource& source;
+        const chunk::ChunkName& name;
+        ~Unregister() {
+            std::lock_guard lock(source.mutex_);
+            source.inflight_.erase(name);
+        }
+    } unregister{*this, name};
+    Download done = download(name);
+    promise.set_value(done);
+    if (!done.data.ok())
+        return std::move(done.data).error();
+    return Fetched{std::move(*done.data), Origin::Store, std::move(done.cached)};
+}
+
+ChunkSource::Download ChunkSource::download(const chunk::ChunkName& name) {
+    storeFetches_++;
+    Download done;
+    done.data = fetch_(name);
+    if (done.data.ok()) {
+        bytesFetched_ += done.data->size();
+        chunk::ChunkName actual = chunk::nameOf(*done.data);
+        if (actual != name) {
+            corrupt_++;
+            ISR_LOG_ERROR(kLog) << "CORRUPT chunk from store: " << chunk::nameHex(name)
+                                << " hashes to " << chunk::nameHex(actual) << "; refusing it";
+            done.data = Error(Errc::Corrupt, "chunk " + chunk::nameHex(name) +
+                                                 " from the store does not match its name");
+            return done;
+        }
+        if (cache_) {
+            done.cached = cache_->put(name, *done.data);
+            if (!done.cached.ok()) {
+                // The reader still gets its chunk; only keeping it failed.
+                cacheFailures_++;
+                ISR_LOG_WARN(kLog) << "cache put " << chunk::nameHex(name) << ": "
+                                   << done.cached.error().describe();
+            }
+        }
+        return done;
+    }
+    ISR_LOG_WARN(kLog) << "fetch of chunk " << chunk::nameHex(name)
+                       << " failed: " << done.data.error().describe();
+    return done;
+}
+
+} // namespace isr::cache
