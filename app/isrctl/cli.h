@@ -47,14 +47,37 @@ private:
     std::vector<std::string> flagsSet_;
 };
 
+// One option of a command, for `isrctl help COMMAND`.
+struct CommandOption {
+    std::string spelling; // "--kiosk-dir DIR", "--accel kvm|tcg", "--json"
+    std::string help;     // one line, lower case, no full stop
+};
+
 struct Command {
     std::string name;    // "user add", "parcel import", "fsck"
-    std::string usage;   // "USER [--password-stdin]"
-    std::string summary; // one line for --help
+    std::string args;    // positional arguments and required options: "USER PARCEL"
+    std::string summary; // for --help: lower case, no full stop, at most ~50 characters
     std::function<int(const std::vector<std::string>& args)> run;
+    // Optional options (a required one is written in `args` and may be
+    // described here too). `isrctl --help` shows "[options]" for them;
+    // `isrctl help COMMAND` lists them.
+    std::vector<CommandOption> options = {};
+    // More prose for `isrctl help COMMAND`, after the summary.
+    std::string details = {};
 };
 
 std::vector<Command>& commandTable();
+
+// The command `words` names, longest match first ("parcel import" wins over a
+// hypothetical "parcel"); how many words the name took goes to `nameWords`.
+const Command* findCommand(const std::vector<std::string>& words, std::size_t& nameWords);
+
+// `isrctl --help`: one line per command (name, short usage, summary), every
+// line at most kHelpColumns wide.
+void printHelp();
+// `isrctl help COMMAND` / `isrctl COMMAND --help`: the full usage and every option.
+void printCommandHelp(const Command& command);
+inline constexpr std::size_t kHelpColumns = 100;
 
 struct CommandRegistration {
     explicit CommandRegistration(Command c) { commandTable().push_back(std::move(c)); }

@@ -409,21 +409,62 @@ int demoInit(const std::vector<std::string>& argv) {
     return kExitOk;
 }
 
-CommandRegistration regResume(
-    {"session resume",
-     "USER PARCEL [--config FILE] [--kiosk-dir DIR] [--guest-dir DIR] [--take-over] "
-     "[--accel kvm|tcg] [--serial] [--password-stdin] [--trickle-quiet S] [--heartbeat S]",
-     "resume a parcel headless; SIGTERM/SIGINT suspends and leaves", resume});
-CommandRegistration regSuspend({"session suspend", "[--kiosk-dir DIR] [--json]",
-                                "suspend and leave the session running in that kiosk directory",
-                                suspend});
-CommandRegistration regStatus({"session status", "[--kiosk-dir DIR] [--json]",
-                               "show the stage and progress of the session in that kiosk directory",
-                               statusCmd});
-CommandRegistration regDemo({"demo init", "[--data-dir DIR] [--guest-dir DIR] [--memory 256M]",
-                             "build the demo guest and a local store with user demo/demo and "
-                             "parcel demo",
-                             demoInit});
+CommandRegistration regResume({
+    .name = "session resume",
+    .args = "USER PARCEL",
+    .summary = "resume a parcel headless until SIGTERM or SIGINT",
+    .run = resume,
+    .options =
+        {{"--config FILE", "a kiosk.conf (see isr-kiosk(1)) to start from; options override it"},
+         {"--store URL", "the parcel store (default $ISR_STORE)"},
+         {"--kiosk-dir DIR", "the kiosk directory (default ~/.local/share/isr/kiosk)"},
+         {"--guest-dir DIR", "the demo guest's kernel (default ~/.local/share/isr/demo/guest)"},
+         {"--accel kvm|tcg", "the accelerator (default: KVM when it works)"},
+         {"--cache-size SIZE", "the chunk cache's cap (default 8G)"},
+         {"--kiosk-id ID", "this kiosk's name in the parcel's lock (default: the host name)"},
+         {"--take-over", "take the parcel's lock from another kiosk"},
+         {"--serial", "put the guest's serial console on a socket in the session directory"},
+         {"--trickle-quiet DURATION",
+          "upload a dirty chunk once unwritten this long (default 15s)"},
+         {"--heartbeat DURATION", "how often to refresh the parcel's lock (default 60s)"},
+         {"--no-suspend", "at the signal leave without saving (for tests)"},
+         {"--password-stdin", "read the password as one line from stdin instead of prompting"}},
+    .details =
+        "SIGTERM or SIGINT (what isrctl session suspend sends) suspends and leaves. Progress "
+        "goes to the terminal and to KIOSK-DIR/status.json, which isrctl session status "
+        "reads.",
+});
+CommandRegistration regSuspend({
+    .name = "session suspend",
+    .args = "",
+    .summary = "suspend and leave the session in a kiosk directory",
+    .run = suspend,
+    .options = {{"--kiosk-dir DIR", "the kiosk directory (default ~/.local/share/isr/kiosk)"},
+                {"--timeout DURATION", "how long to wait for it (default 30m)"},
+                {"--json", "print the session's final status as JSON"}},
+});
+CommandRegistration regStatus({
+    .name = "session status",
+    .args = "",
+    .summary = "show the session in a kiosk directory",
+    .run = statusCmd,
+    .options = {{"--kiosk-dir DIR", "the kiosk directory (default ~/.local/share/isr/kiosk)"},
+                {"--json", "print the status as JSON"}},
+    .details = "Its stage and progress, the background hoard and, while the hoard is held back, "
+               "why (the kiosk's disk nearly full, the store unreachable), and the error if the "
+               "session failed.",
+});
+CommandRegistration regDemo({
+    .name = "demo init",
+    .args = "",
+    .summary = "build the demo guest, store, user and parcel",
+    .run = demoInit,
+    .options = {{"--data-dir DIR", "where the demo goes (default ~/.local/share/isr/demo)"},
+                {"--guest-dir DIR", "where the guest is built (default DATA-DIR/guest)"},
+                {"--memory SIZE", "the demo parcel's memory (default 256M)"}},
+    .details = "The store is a local one in DATA-DIR/store, with user demo (password demo) and "
+               "parcel demo.",
+});
 
 } // namespace
 } // namespace isr::cli

@@ -28,6 +28,77 @@ private slots:
         QVERIFY(r.out.find("Usage: isrctl") != std::string::npos);
         QVERIFY(r.out.find("--password-stdin") != std::string::npos);
     }
+    // One line a command, none wider than 100 columns (the usage abbreviated
+    // to "[options]"), like other Debian tools.
+    void helpFitsOneLineACommand() {
+        auto r = runProcess(isrctl_, {"--help"});
+        QCOMPARE(r.exitCode, 0);
+        const QStringList lines = QString::fromStdString(r.out).split('\n');
+        for (const QString& line : lines)
+            QVERIFY2(line.size() <= 100, qPrintable(line));
+        const int commands = int(lines.indexOf(QStringLiteral("Commands:")));
+        QVERIFY(commands > 0);
+        QStringList rows;
+        for (int i = commands + 1; i < lines.size(); ++i)
+            if (!lines[i].isEmpty())
+                rows << lines[i];
+        QVERIFY2(rows.size() >= 15, qPrintable(rows.join('\n')));
+        for (const QString& row : rows)
+            QVERIFY2(row.startsWith(QStringLiteral("  ")) && row[2] != ' ', qPrintable(row));
+        auto resume = rows.filter(QStringLiteral("  session resume "));
+        QCOMPARE(resume.size(), 1);
+        QVERIFY2(resume[0].startsWith(QStringLiteral("  session resume USER PARCEL [options] ")),
+                 qPrintable(resume[0]));
+        QVERIFY(resume[0].contains(QStringLiteral("resume a parcel headless")));
+        QVERIFY(!r.out.empty() && r.out.find("--trickle-quiet") == std::string::npos);
+        // "help" alone is --help.
+        auto alone = runProcess(isrctl_, {"help"});
+        QCOMPARE(alone.exitCode, 0);
+        QCOMPARE(alone.out, r.out);
+    }
+    // `help COMMAND` and `COMMAND --help`: the same full usage and every option.
+    void commandHelp() {
+        auto a = runProcess(isrctl_, {"help", "session", "resume"});
+        QCOMPARE(a.exitCode, 0);
+        auto b = runProcess(isrctl_, {"session", "resume", "--help"});
+        QCOMPARE(b.exitCode, 0);
+        QCOMPARE(a.out, b.out);
+        const QString out = QString::fromStdString(a.out);
+        QVERIFY2(out.startsWith(QStringLiteral("Usage: isrctl session resume USER PARCEL [")),
+                 a.out.c_str());
+        for (const char* option :
+             {"--config FILE", "--kiosk-dir DIR", "--take-over", "--trickle-quiet DURATION",
+              "--heartbeat DURATION", "--cache-size SIZE", "--no-suspend", "--password-stdin"}) {
+            // In the synopsis and in the option list.
+            QVERIFY2(out.count(QString::fromLatin1(option)) >= 2, option);
+        }
+        QVERIFY(out.contains(QStringLiteral("\nOptions:\n")));
+        for (const QString& line : out.split('\n'))
+            QVERIFY2(line.size() <= 100, qPrintable(line));
+        // A required option stays in the synopsis as it is and is described.
+        auto gc = runProcess(isrctl_, {"gc", "--help"});
+        QCOMPARE(gc.exitCode, 0);
+        QVERIFY2(gc.out.rfind("Usage: isrctl gc --user USER [", 0) == 0, gc.out.c_str());
+        QVERIFY(gc.out.find("[--user") == std::string::npos);
+        QVERIFY(gc.out.find("  --user USER ") != std::string::npos);
+    }
+    void helpForUnknownCommand() {
+        auto r = runProcess(isrctl_, {"help", "frobnicate"});
+        QCOMPARE(r.exitCode, 2);
+        QVERIFY2(r.err.find("unknown command 'frobnicate'") != std::string::npos, r.err.c_str());
+        QVERIFY(r.out.empty());
+        r = runProcess(isrctl_, {"help", "parcel", "frob"});
+        QCOMPARE(r.exitCode, 2);
+        QVERIFY2(r.err.find("unknown command 'parcel frob'") != std::string::npos, r.err.c_str());
+        r = runProcess(isrctl_, {"help", "fsck", "now"});
+        QCOMPARE(r.exitCode, 2);
+        // A group without its subcommand names them.
+        r = runProcess(isrctl_, {"session"});
+        QCOMPARE(r.exitCode, 2);
+        QVERIFY2(r.err.find("'session' needs a subcommand") != std::string::npos &&
+                     r.err.find("resume") != std::string::npos,
+                 r.err.c_str());
+    }
     void noArgumentsIsUsageError() {
         auto r = runProcess(isrctl_, {});
         QCOMPARE(r.exitCode, 2);
