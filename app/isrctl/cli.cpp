@@ -380,35 +380,6 @@ Result<parcel::UserSecrets> signInFromArgs(store::Store& store, const std::strin
     return parcel::signIn(store, user, password);
 }
 
-Result<std::uint64_t> parseSize(const std::string& text) {
-    if (text.empty())
-        return Error(Errc::InvalidArgument, "empty size");
-    std::size_t pos = 0;
-    unsigned long long v = 0;
-    try {
-        v = std::stoull(text, &pos);
-    } catch (...) {
-        return Error(Errc::InvalidArgument, "bad size '" + text + "'");
-    }
-    std::string unit = text.substr(pos);
-    std::uint64_t mult = 1;
-    if (unit == "" || unit == "B")
-        mult = 1;
-    else if (unit == "K" || unit == "KiB" || unit == "k")
-        mult = 1ull << 10;
-    else if (unit == "M" || unit == "MiB")
-        mult = 1ull << 20;
-    else if (unit == "G" || unit == "GiB")
-        mult = 1ull << 30;
-    else if (unit == "T" || unit == "TiB")
-        mult = 1ull << 40;
-    else
-        return Error(Errc::InvalidArgument, "bad size unit in '" + text + "' (use K, M, G, T)");
-    if (v > (~0ull) / mult)
-        return Error(Errc::InvalidArgument, "size '" + text + "' is too large");
-    return std::uint64_t(v * mult);
-}
-
 Result<std::int64_t> parseDuration(const std::string& text) {
     std::size_t pos = 0;
     long long v = 0;

@@ -10,6 +10,7 @@
 #include "store/store.h"
 #include "util/json.h"
 #include "util/result.h"
+#include "util/size.h"
 
 #include <cstdint>
 #include <functional>
@@ -108,8 +109,8 @@ Result<std::unique_ptr<store::Store>> openStoreFromArgs(const Args& args, bool m
 // Prompts for (or reads with --password-stdin) USER's password and signs in.
 Result<parcel::UserSecrets> signInFromArgs(store::Store& store, const std::string& user,
                                            const Args& args);
-// "8G", "512M", "128K", "1048576" -> bytes (binary units).
-Result<std::uint64_t> parseSize(const std::string& text);
+// Sizes ("8G", "512MiB", "1048576") are isr::parseSize (util/size.h), the
+// syntax kiosk.conf uses too.
 // "24h", "30m", "90s", "2d", "3600" -> seconds.
 Result<std::int64_t> parseDuration(const std::string& text);
 std::string formatBytes(std::uint64_t bytes);

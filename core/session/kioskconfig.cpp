@@ -1,10 +1,10 @@
 #include "session/kioskconfig.h"
 
 #include "parcel/parcel.h"
+#include "util/size.h"
 
 #include <charconv>
 #include <fstream>
-#include <limits>
 #include <sstream>
 
 namespace isr::session {
@@ -113,40 +113,6 @@ Status apply(KioskFile& f, const std::string& key, std::string_view v) {
 }
 
 } // namespace
-
-Result<std::uint64_t> parseSize(std::string_view text) {
-    std::string_view digits = text;
-    unsigned shift = 0;
-    if (!digits.empty()) {
-        switch (digits.back()) {
-        case 'K':
-            shift = 10;
-            break;
-        case 'M':
-            shift = 20;
-            break;
-        case 'G':
-            shift = 30;
-            break;
-        case 'T':
-            shift = 40;
-            break;
-        default:
-            break;
-        }
-        if (shift)
-            digits.remove_suffix(1);
-    }
-    std::uint64_t value = 0;
-    auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
-    if (digits.empty() || ec != std::errc() || p != digits.data() + digits.size())
-        return Error(Errc::InvalidArgument, "'" + std::string(text) +
-                                                "' is not a size (digits with an optional K, M, "
-                                                "G or T suffix)");
-    if (shift && value > (std::numeric_limits<std::uint64_t>::max() >> shift))
-        return Error(Errc::InvalidArgument, "'" + std::string(text) + "' is too large");
-    return value << shift;
-}
 
 Result<KioskFile> parseKioskConfig(std::string_view text, const std::string& origin) {
     KioskFile f;

@@ -8,7 +8,7 @@
 //   store                   file:///path, /path, s3://host[:port]/bucket[/prefix], s3s://...
 //   store_read_credentials  file: line 1 access key, line 2 secret key
 //   state_dir, scratch_dir, guest_dir   absolute paths
-//   cache_size              size: digits with optional K/M/G/T (binary), > 0
+//   cache_size              a size (isr::parseSize, util/size.h: 8G, 8GiB, 512M...), > 0
 //   hoard_bandwidth         bytes/s, same size syntax; 0 = unlimited
 //   idle_timeout, idle_warning          positive whole seconds
 //   escape_chord            a key chord, checked by the UI (Qt key sequence syntax)
@@ -56,8 +56,6 @@ Result<KioskFile> parseKioskConfig(std::string_view text, const std::string& ori
 // Reads and parses the file, then loads store_read_credentials if set.
 Result<KioskFile> loadKioskConfig(const std::string& path);
 
-// "8G" -> 8 << 30. Digits with an optional K, M, G or T suffix (powers of 1024).
-Result<std::uint64_t> parseSize(std::string_view text);
 // Line 1: access key, line 2: secret key (trailing CR/LF and blanks trimmed).
 Result<store::Credentials> readCredentialsFile(const std::string& path);
 

@@ -2,6 +2,7 @@
 // documented example and refuses every kind of bad line with file, line and key.
 #include "session/kioskconfig.h"
 #include "testsupport.h"
+#include "util/size.h"
 
 #include <QTest>
 #include <fstream>
@@ -76,17 +77,62 @@ private slots:
         QVERIFY(a->ui.virtualKeyboard == KioskUiOptions::OnScreenKeyboard::Never);
     }
 
+    // isr::parseSize (util/size.h), the one size syntax of kiosk.conf and isrctl.
     void sizes() {
         QCOMPARE(*parseSize("0"), std::uint64_t(0));
         QCOMPARE(*parseSize("1234"), std::uint64_t(1234));
         QCOMPARE(*parseSize("4K"), std::uint64_t(4096));
         QCOMPARE(*parseSize("2T"), std::uint64_t(2) << 40);
-        for (const char* bad :
-             {"", "G", "8g", "8GB", "-1", "1.5G", " 8G", "99999999999T", "18446744073709551616"}) {
+        // What isrctl accepted besides: B, k and the IEC spellings.
+        QCOMPARE(*parseSize("512B"), std::uint64_t(512));
+        QCOMPARE(*parseSize("4k"), std::uint64_t(4096));
+        QCOMPARE(*parseSize("8KiB"), std::uint64_t(8) << 10);
+        QCOMPARE(*parseSize("512MiB"), std::uint64_t(512) << 20);
+        QCOMPARE(*parseSize("8GiB"), std::uint64_t(8) << 30);
+        QCOMPARE(*parseSize("3TiB"), std::uint64_t(3) << 40);
+        QCOMPARE(*parseSize("16777215T"), std::uint64_t(16777215) << 40);
+        QCOMPARE(*parseSize("18446744073709551615"), ~std::uint64_t(0));
+        for (const char* bad : {"",
+                                "G",
+                                "8g",
+                                "8GB",
+                                "-1",
+                                "1.5G",
+                                " 8G",
+                                "99999999999T",
+                                "18446744073709551616",
+                                "B",
+                                "KiB",
+                                "8 G",
+                                "8G ",
+                                "+8G",
+                                "8Gi",
+                                "8GiBB",
+                                "8iB",
+                                "8KB",
+                                "8kiB",
+                                "16777216T",
+                                "0x10",
+                                "8b"}) {
             auto s = parseSize(bad);
             QVERIFY2(!s.ok(), bad);
             QCOMPARE(s.error().code, Errc::InvalidArgument);
         }
+        QVERIFY2(parseSize("99999999999T").error().message.find("too large") != std::string::npos,
+                 parseSize("99999999999T").error().message.c_str());
+    }
+
+    // kiosk.conf refused "8GiB" while isrctl took it; now both do.
+    void iecSizesInTheFile() {
+        auto f = parseKioskConfig("cache_size = 8GiB\nhoard_bandwidth = 512KiB\n", "kiosk.conf");
+        QVERIFY2(f.ok(), f.ok() ? "" : f.error().message.c_str());
+        QCOMPARE(f->session.cacheCapBytes, std::uint64_t(8) << 30);
+        QCOMPARE(f->session.hoardBandwidth, std::uint64_t(512) << 10);
+        auto big = parseKioskConfig("cache_size = 99999999999TiB\n", "x.conf");
+        QVERIFY(!big.ok());
+        QVERIFY2(big.error().message.find("x.conf:1: cache_size: '99999999999TiB' is too large") !=
+                     std::string::npos,
+                 big.error().message.c_str());
     }
 
     void badLines_data() {
