@@ -82,29 +82,35 @@ int resume(const std::vector<std::string>& argv) {
                             "session resume"))
         return rc;
     const std::string user = args->positional()[0], parcelName = args->positional()[1];
-    // --config FILE: a kiosk.conf (see isr-kiosk(1)); the options below override it.
-    session::KioskFile file;
-    if (auto path = args->option("config")) {
-        auto loaded = session::loadKioskConfig(*path);
-        if (!loaded.ok())
-            return fail(loaded.error().message, kExitUsage);
-        file = std::move(loaded).value();
+    // The configuration as isr-kiosk resolves it: --config FILE or
+    // $ISR_KIOSK_CONFIG (a kiosk.conf, see isr-kiosk(1)), with the options
+    // below over it. Unlike the kiosk, isrctl reads /etc/isr/kiosk.conf only
+    // when told to: a script on a kiosk machine must not pick up its settings.
+    session::KioskConfigLocation where;
+    where.explicitPath = args->option("config");
+    where.defaultPath.clear();
+    session::KioskOverrides overrides;
+    overrides.storeUrl = args->option("store");
+    overrides.stateDir = args->option("kiosk-dir");
+    overrides.guestDir = args->option("guest-dir");
+    overrides.defaultStateDir = defaultDataDir() + "/kiosk";
+    overrides.defaultGuestDir = defaultDataDir() + "/demo/guest";
+    overrides.accelerator = args->option("accel");
+    overrides.kioskId = args->option("kiosk-id");
+    if (auto c = args->option("cache-size")) {
+        auto bytes = parseSize(*c);
+        if (!bytes.ok())
+            return fail(bytes.error().message, kExitUsage);
+        overrides.cacheCapBytes = *bytes;
     }
-    session::KioskConfig config = file.session;
-    const char* envStore = std::getenv("ISR_STORE");
-    std::string storeUrl = args->optionOr(
-        "store", !config.storeUrl.empty() ? config.storeUrl : (envStore ? envStore : ""));
-    if (storeUrl.empty())
+    auto resolved = session::resolveKioskConfig(where, overrides);
+    if (!resolved.ok())
+        return fail(resolved.error().message, kExitUsage);
+    session::KioskConfig config = std::move(resolved->session);
+    if (config.storeUrl.empty())
         return fail("no store given: use --store URL or set ISR_STORE", kExitUsage);
-    config.stateDir = absolute(args->optionOr(
-        "kiosk-dir", file.has("state_dir") ? config.stateDir : defaultDataDir() + "/kiosk"));
-    config.guestDir = absolute(args->optionOr(
-        "guest-dir", file.has("guest_dir") ? config.guestDir : defaultDataDir() + "/demo/guest"));
-    config.storeUrl = storeUrl;
     if (auto st = applyStoreCredentials(*args, config.storeOptions); !st.ok())
         return fail(st.error().message, kExitUsage);
-    config.accelerator = args->optionOr("accel", config.accelerator);
-    config.kioskId = args->optionOr("kiosk-id", config.kioskId);
     config.serialConsole = args->flag("serial");
     if (auto q = args->option("trickle-quiet")) {
         auto secs = parseDuration(*q);
@@ -117,12 +123,6 @@ int resume(const std::vector<std::string>& argv) {
         if (!secs.ok() || *secs <= 0)
             return fail("--heartbeat needs a positive duration", kExitUsage);
         config.heartbeatInterval = std::chrono::seconds(*secs);
-    }
-    if (auto c = args->option("cache-size")) {
-        auto bytes = parseSize(*c);
-        if (!bytes.ok())
-            return fail(bytes.error().message, kExitUsage);
-        config.cacheCapBytes = *bytes;
     }
     auto password = readPassword("Password for " + user + ": ", args->flag("password-stdin"));
     if (!password.ok())

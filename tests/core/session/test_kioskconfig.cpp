@@ -222,6 +222,153 @@ private slots:
         QCOMPARE(none.error().code, Errc::Io);
     }
 
+    // Which file: --config, else $ISR_KIOSK_CONFIG, else the default if it
+    // exists. A named file that is missing is an error; a missing default is not.
+    void locateTheFile() {
+        TempDir dir;
+        const std::string explicitConf = dir.path() + "/explicit.conf";
+        const std::string envConf = dir.path() + "/env.conf";
+        const std::string defaultConf = dir.path() + "/default.conf";
+        writeFile(explicitConf, "kiosk_id = from-explicit\n");
+        writeFile(envConf, "kiosk_id = from-env\n");
+        writeFile(defaultConf, "kiosk_id = from-default\n");
+        qunsetenv(kKioskConfigEnv);
+
+        KioskConfigLocation where;
+        where.defaultPath = defaultConf;
+        auto f = locateAndLoadKioskConfig(where);
+        QVERIFY(f.ok());
+        QCOMPARE(f->session.kioskId, std::string("from-default"));
+        QCOMPARE(f->path, defaultConf);
+
+        qputenv(kKioskConfigEnv, QByteArray::fromStdString(envConf));
+        f = locateAndLoadKioskConfig(where);
+        QVERIFY(f.ok());
+        QCOMPARE(f->session.kioskId, std::string("from-env"));
+
+        where.explicitPath = explicitConf;
+        f = locateAndLoadKioskConfig(where);
+        QVERIFY(f.ok());
+        QCOMPARE(f->session.kioskId, std::string("from-explicit"));
+        QCOMPARE(f->path, explicitConf);
+
+        // A named file that is missing stops; the env's error says where it came from.
+        where.explicitPath = dir.path() + "/absent.conf";
+        f = locateAndLoadKioskConfig(where);
+        QVERIFY(!f.ok());
+        QCOMPARE(f.error().code, Errc::Io);
+        where.explicitPath.reset();
+        qputenv(kKioskConfigEnv, QByteArray::fromStdString(dir.path() + "/absent.conf"));
+        f = locateAndLoadKioskConfig(where);
+        QVERIFY(!f.ok());
+        QVERIFY2(f.error().message.find("ISR_KIOSK_CONFIG") != std::string::npos,
+                 f.error().message.c_str());
+        qunsetenv(kKioskConfigEnv);
+
+        // A missing default, or none at all, is the built-in defaults.
+        where.defaultPath = dir.path() + "/absent.conf";
+        f = locateAndLoadKioskConfig(where);
+        QVERIFY(f.ok());
+        QVERIFY(f->keys.empty());
+        QVERIFY(f->path.empty());
+        where.defaultPath.clear();
+        QVERIFY(locateAndLoadKioskConfig(where)->path.empty());
+
+        // A default that exists but is bad is an error too.
+        writeFile(defaultConf, "frobnicate = 1\n");
+        where.defaultPath = defaultConf;
+        f = locateAndLoadKioskConfig(where);
+        QVERIFY(!f.ok());
+        QCOMPARE(f.error().code, Errc::InvalidArgument);
+    }
+
+    // The command line over the file over the environment over the fallbacks.
+    void overridesOverTheFile() {
+        qunsetenv("ISR_STORE");
+        auto file = parseKioskConfig("store = /srv/file-store\n"
+                                     "state_dir = /var/lib/isr\n"
+                                     "accelerator = tcg\n"
+                                     "kiosk_id = gate-23\n"
+                                     "cache_size = 2G\n"
+                                     "parcel = work\n",
+                                     "kiosk.conf");
+        QVERIFY(file.ok());
+
+        // Nothing on the command line: the file, then the fallbacks.
+        KioskOverrides none;
+        none.defaultStateDir = "/default/state";
+        none.defaultGuestDir = "/default/guest";
+        none.fallbackStoreUrl = "file:///demo";
+        KioskFile a = *file;
+        applyKioskOverrides(a, none);
+        QCOMPARE(a.session.storeUrl, std::string("/srv/file-store"));
+        QCOMPARE(a.session.stateDir, std::string("/var/lib/isr"));
+        QCOMPARE(a.session.guestDir, std::string("/default/guest")); // the file has none
+        QCOMPARE(a.session.accelerator, std::string("tcg"));
+        QCOMPARE(a.session.kioskId, std::string("gate-23"));
+        QCOMPARE(a.session.cacheCapBytes, std::uint64_t(2) << 30);
+        QCOMPARE(a.ui.parcel, std::string("work"));
+
+        // Everything on the command line wins; relative paths become absolute.
+        KioskOverrides all = none;
+        all.storeUrl = "s3://rgw/isr";
+        all.stateDir = "rel/state";
+        all.guestDir = "/cli/guest";
+        all.accelerator = "kvm";
+        all.kioskId = "desk-1";
+        all.cacheCapBytes = 1u << 20;
+        all.parcel = "play";
+        KioskFile b = *file;
+        applyKioskOverrides(b, all);
+        QCOMPARE(b.session.storeUrl, std::string("s3://rgw/isr"));
+        QVERIFY2(b.session.stateDir.front() == '/' && b.session.stateDir.ends_with("/rel/state"),
+                 b.session.stateDir.c_str());
+        QCOMPARE(b.session.guestDir, std::string("/cli/guest"));
+        QCOMPARE(b.session.accelerator, std::string("kvm"));
+        QCOMPARE(b.session.kioskId, std::string("desk-1"));
+        QCOMPARE(b.session.cacheCapBytes, std::uint64_t(1) << 20);
+        QCOMPARE(b.ui.parcel, std::string("play"));
+
+        // The store: --store > the file > $ISR_STORE > the fallback; an
+        // empty --store counts as not given.
+        qputenv("ISR_STORE", "file:///from-env");
+        KioskFile c = *file;
+        KioskOverrides emptyStore = none;
+        emptyStore.storeUrl = "";
+        applyKioskOverrides(c, emptyStore);
+        QCOMPARE(c.session.storeUrl, std::string("/srv/file-store"));
+        KioskFile d; // no file
+        applyKioskOverrides(d, none);
+        QCOMPARE(d.session.storeUrl, std::string("file:///from-env"));
+        QCOMPARE(d.session.stateDir, std::string("/default/state"));
+        qunsetenv("ISR_STORE");
+        KioskFile e;
+        applyKioskOverrides(e, none);
+        QCOMPARE(e.session.storeUrl, std::string("file:///demo"));
+        KioskFile g;
+        applyKioskOverrides(g, KioskOverrides{});
+        QVERIFY(g.session.storeUrl.empty()); // the caller says how to name one
+    }
+
+    // Both steps in one, as `isrctl session resume` does.
+    void resolveInOneCall() {
+        TempDir dir;
+        const std::string conf = dir.path() + "/kiosk.conf";
+        writeFile(conf, "store = /srv/s\ncache_size = 8GiB\n");
+        KioskConfigLocation where;
+        where.explicitPath = conf;
+        where.defaultPath.clear();
+        KioskOverrides o;
+        o.kioskId = "k";
+        auto f = resolveKioskConfig(where, o);
+        QVERIFY2(f.ok(), f.ok() ? "" : f.error().message.c_str());
+        QCOMPARE(f->session.storeUrl, std::string("/srv/s"));
+        QCOMPARE(f->session.cacheCapBytes, std::uint64_t(8) << 30);
+        QCOMPARE(f->session.kioskId, std::string("k"));
+        where.explicitPath = conf + ".absent";
+        QVERIFY(!resolveKioskConfig(where, o).ok());
+    }
+
     void exampleFileParses() {
         auto f = parseKioskConfig(
             [] {
