@@ -237,22 +237,6 @@ const char* vmStateName(VmState state) {
     return "other";
 }
 
-// ---- OwnedFd --------------------------------------------------------------
-
-OwnedFd::~OwnedFd() {
-    if (fd_ >= 0)
-        ::close(fd_);
-}
-
-OwnedFd& OwnedFd::operator=(OwnedFd&& other) noexcept {
-    if (this != &other) {
-        if (fd_ >= 0)
-            ::close(fd_);
-        fd_ = other.release();
-    }
-    return *this;
-}
-
 // ---- accelerator ----------------------------------------------------------
 
 Accelerator probeAccelerator() {
@@ -679,11 +663,11 @@ Result<Screenshot> Vm::screenshot() {
     return shot;
 }
 
-Result<OwnedFd> Vm::openGraphicsFd() {
+Result<UniqueFd> Vm::openGraphicsFd() {
     int fd = virDomainOpenGraphicsFD(handle_->dom.get(), 0, VIR_DOMAIN_OPEN_GRAPHICS_SKIPAUTH);
     if (fd < 0)
         return libvirtError("opening the display of VM " + name_);
-    return OwnedFd(fd);
+    return UniqueFd(fd);
 }
 
 Status Vm::sendKeys(std::span<const unsigned> linuxKeycodes, unsigned holdMs) {
