@@ -6,6 +6,7 @@
 #include "cli.h"
 #include "session/kioskconfig.h"
 #include "session/session.h"
+#include "session_status.h"
 #include "util/process.h"
 
 #include <atomic>
@@ -217,15 +218,23 @@ int resume(const std::vector<std::string>& argv) {
                  user.c_str(), parcelName.c_str(), (unsigned long long)sess.baseVersion(),
                  sess.accelerator().c_str());
 
-    // Report the hoard while waiting for the signal.
+    // Report the hoard while waiting for the signal, and say on the terminal
+    // when it is held back (disk full, store unreachable) and when it goes on.
     std::atomic<bool> stopHoardReport{false};
     std::thread hoardReporter([&] {
+        auto shownProblem = session::ErrorKind::None;
         while (!stopHoardReport) {
             auto h = sess.hoard();
-            status.update([&](json::Object& o) {
-                o["hoard"] =
-                    json::Object{{"chunks_done", h.chunksDone}, {"chunks_total", h.chunksTotal}};
-            });
+            status.update([&](json::Object& o) { o["hoard"] = hoardStatusJson(h); });
+            if (h.problem != shownProblem) {
+                if (h.problem != session::ErrorKind::None)
+                    std::fprintf(stderr, "%shoard held back: %s (%s)\n", tty ? "\r\033[K" : "",
+                                 hoardProblemSentence(session::errorKindName(h.problem)).c_str(),
+                                 h.problemMessage.c_str());
+                else
+                    std::fprintf(stderr, "%shoard going again\n", tty ? "\r\033[K" : "");
+                shownProblem = h.problem;
+            }
             for (int i = 0; i < 10 && !stopHoardReport; ++i)
                 std::this_thread::sleep_for(std::chrono::milliseconds(100));
         }
@@ -329,8 +338,7 @@ int statusCmd(const std::vector<std::string>& argv) {
                     (long long)p->getInt("done").valueOr(0),
                     (long long)p->getInt("total").valueOr(0));
     if (const auto* h = st->find("hoard"))
-        std::printf("hoard: %lld / %lld chunks\n", (long long)h->getInt("chunks_done").valueOr(0),
-                    (long long)h->getInt("chunks_total").valueOr(0));
+        std::printf("%s", formatHoardStatus(*h).c_str());
     if (const auto* e = st->find("error"))
         std::printf("error: %s\n", e->getString("message").valueOr("").c_str());
     return kExitOk;

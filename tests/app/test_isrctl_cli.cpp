@@ -1,10 +1,12 @@
 // isrctl as a user meets it: --help, --version, unknown commands, and the
 // rule that passwords never come from argv.
+#include "session_status.h"
 #include "testsupport.h"
 #include "util/version.h"
 
 #include <QFile>
 #include <QTest>
+#include <fstream>
 
 using isr::test::runProcess;
 
@@ -107,6 +109,59 @@ private slots:
         auto r = runProcess(isrctl_, {"frobnicate"});
         QCOMPARE(r.exitCode, 2);
         QVERIFY(r.err.find("unknown command 'frobnicate'") != std::string::npos);
+    }
+    // The hoard's problem (HoardStatus::problem) reaches `session status`:
+    // what `session resume` writes into status.json, printed as text and JSON.
+    void statusShowsTheHoardProblem() {
+        isr::session::HoardStatus h;
+        h.chunksDone = 12;
+        h.chunksTotal = 640;
+        h.problem = isr::session::ErrorKind::NoSpace;
+        h.problemMessage = "hoard paused, the kiosk's disk is (nearly) full: 3 MiB free";
+        const std::string line = isr::cli::formatHoardStatus(isr::cli::hoardStatusJson(h));
+        QVERIFY2(line.find("hoard: 12 / 640 chunks\n") == 0, line.c_str());
+        QVERIFY2(line.find("hoard held back: the kiosk's disk is nearly full; the computer keeps "
+                           "running\n") != std::string::npos,
+                 line.c_str());
+        QVERIFY2(line.find("3 MiB free") != std::string::npos, line.c_str());
+
+        isr::session::HoardStatus unreachable = h;
+        unreachable.problem = isr::session::ErrorKind::StoreUnreachable;
+        QVERIFY(isr::cli::formatHoardStatus(isr::cli::hoardStatusJson(unreachable))
+                    .find("hoard held back: the store is unreachable; the computer keeps "
+                          "running") != std::string::npos);
+        isr::session::HoardStatus fine = h;
+        fine.problem = isr::session::ErrorKind::None;
+        const auto fineJson = isr::cli::hoardStatusJson(fine);
+        QVERIFY(fineJson.find("problem") == fineJson.end());
+        QCOMPARE(isr::cli::formatHoardStatus(fineJson), std::string("hoard: 12 / 640 chunks\n"));
+
+        // Through the command, from a status file like the one `session resume` writes.
+        isr::test::TempDir dir;
+        {
+            std::ofstream out(dir.file("status.json"));
+            out << isr::json::Value(isr::json::Object{{"stage", "Running"},
+                                                      {"hoard", isr::cli::hoardStatusJson(h)}})
+                       .dump()
+                << "\n";
+        }
+        auto text = runProcess(
+            isrctl_, {"session", "status", "--kiosk-dir", QString::fromStdString(dir.path())});
+        QCOMPARE(text.exitCode, 0);
+        QVERIFY2(text.out.find("stage: Running\n") != std::string::npos, text.out.c_str());
+        QVERIFY2(text.out.find("hoard held back: the kiosk's disk is nearly full; the computer "
+                               "keeps running") != std::string::npos,
+                 text.out.c_str());
+        auto json = runProcess(isrctl_, {"session", "status", "--json", "--kiosk-dir",
+                                         QString::fromStdString(dir.path())});
+        QCOMPARE(json.exitCode, 0);
+        auto doc = isr::json::parse(json.out);
+        QVERIFY2(doc.ok(), json.out.c_str());
+        const auto* hoard = doc->find("hoard");
+        QVERIFY(hoard);
+        QCOMPARE(hoard->getString("problem").valueOr(""), std::string("no space"));
+        QCOMPARE(hoard->getString("problem_message").valueOr(""), h.problemMessage);
+        QCOMPARE(hoard->getInt("chunks_total").valueOr(0), std::int64_t(640));
     }
     // Store credentials come from a file (never argv), and a bad file is an
     // error that names it, before anything touches the store.
