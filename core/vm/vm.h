@@ -101,6 +101,8 @@ const char* vmStopReasonName(VmStopReason reason);
 // The reason in libvirt's "shutting down, reason=<r>" line of a domain log
 // text, if it comes after the last "starting up" line (i.e. this run's).
 VmStopReason stopReasonFromLog(std::string_view logText);
+// The same, from the tail of a domain log file (Unknown if it cannot be read).
+VmStopReason stopReasonFromLogFile(const std::string& logPath);
 
 struct Screenshot {
     std::string mimeType; // e.g. "image/png" or "image/x-portable-pixmap"
