@@ -4,6 +4,7 @@
 #include "util/version.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -107,9 +108,85 @@ int fail(const Error& error) {
     return fail(error.describe(), kExitFailed);
 }
 
-static void printHelp() {
+namespace {
+
+// Appends `text` to `out` word by word; `column` is the width of out's last
+// line. A word that would pass kHelpColumns starts a new line indented by
+// `indent` spaces (a single word wider than that is left whole).
+void appendWrapped(std::string& out, std::size_t& column, std::string_view text,
+                   std::size_t indent) {
+    bool first = true;
+    while (!text.empty()) {
+        auto sp = text.find(' ');
+        std::string_view word = text.substr(0, sp);
+        text = sp == std::string_view::npos ? std::string_view{} : text.substr(sp + 1);
+        if (word.empty())
+            continue;
+        std::size_t need = word.size() + (first ? 0 : 1);
+        if (!first && column + need > kHelpColumns) {
+            out += "\n" + std::string(indent, ' ');
+            column = indent;
+            need = word.size();
+        } else if (!first) {
+            out += ' ';
+        }
+        out += word;
+        column += need;
+        first = false;
+    }
+}
+
+// Optional options are those not already spelled out in the arguments.
+bool isOptional(const Command& c, const CommandOption& o) {
+    return c.args.find(o.spelling) == std::string::npos;
+}
+
+// "parcel create USER PARCEL [options]": the line `isrctl --help` shows.
+std::string shortUsage(const Command& c) {
+    std::string head = c.name;
+    if (!c.args.empty())
+        head += " " + c.args;
+    if (std::any_of(c.options.begin(), c.options.end(),
+                    [&](const CommandOption& o) { return isOptional(c, o); }))
+        head += " [options]";
+    return head;
+}
+
+std::vector<std::string> splitWords(const std::string& name) {
+    std::vector<std::string> words;
+    std::size_t start = 0;
+    while (start <= name.size()) {
+        auto sp = name.find(' ', start);
+        words.push_back(name.substr(start, sp - start));
+        if (sp == std::string::npos)
+            break;
+        start = sp + 1;
+    }
+    return words;
+}
+
+} // namespace
+
+const Command* findCommand(const std::vector<std::string>& words, std::size_t& nameWords) {
+    const Command* best = nullptr;
+    nameWords = 0;
+    for (const auto& c : commandTable()) {
+        auto name = splitWords(c.name);
+        if (name.size() > words.size() || name.size() <= nameWords)
+            continue;
+        if (std::equal(name.begin(), name.end(), words.begin())) {
+            best = &c;
+            nameWords = name.size();
+        }
+    }
+    return best;
+}
+
+void printHelp() {
     std::printf("isrctl %s - administer and script isr (Internet Suspend/Resume)\n\n", kVersion);
-    std::printf("Usage: isrctl [--help] [--version] COMMAND [ARGS...]\n\n");
+    std::printf(
+        "Usage: isrctl [--help] [--version] COMMAND [ARGS...]\n"
+        "       isrctl help COMMAND    (or COMMAND --help) the full usage of a command\n\n");
     std::printf("Global options (also read from the environment):\n");
     std::printf("  --store URL     parcel store (file:///path or s3://host/bucket); ISR_STORE\n");
     std::printf("  --store-credentials FILE\n"
@@ -126,19 +203,105 @@ static void printHelp() {
         std::printf("No commands are available in this build.\n");
         return;
     }
-    std::printf("Commands:\n");
+    // The summaries start in one column, after the widest short usage up to
+    // kMaxHead; a wider one puts its summary on the next line.
+    constexpr std::size_t kMaxHead = 46;
     std::size_t width = 0;
     for (const auto& c : table)
-        width = std::max(width, c.name.size() + 1 + c.usage.size());
+        width = std::max(width, std::min(shortUsage(c).size(), kMaxHead));
+    const std::size_t summaryColumn = 2 + width + 2;
+    std::string out = "Commands:\n";
     for (const auto& c : table) {
-        std::string head = c.name + (c.usage.empty() ? "" : " " + c.usage);
-        std::printf("  %-*s  %s\n", int(width), head.c_str(), c.summary.c_str());
+        std::string head = "  " + shortUsage(c);
+        out += head;
+        std::size_t column = head.size();
+        if (column + 2 > summaryColumn) {
+            out += "\n";
+            column = 0;
+        }
+        out += std::string(summaryColumn - column, ' ');
+        column = summaryColumn;
+        appendWrapped(out, column, c.summary, summaryColumn);
+        out += "\n";
     }
+    std::fputs(out.c_str(), stdout);
+}
+
+void printCommandHelp(const Command& c) {
+    std::string out = "Usage: isrctl " + c.name;
+    std::size_t column = out.size();
+    const std::size_t indent = std::string("Usage: isrctl ").size() + c.name.size() + 1;
+    std::string synopsis = c.args;
+    for (const auto& o : c.options)
+        if (isOptional(c, o))
+            synopsis += (synopsis.empty() ? "[" : " [") + o.spelling + "]";
+    // Keep each "[--option VALUE]" on one line: wrap on the spaces between them.
+    std::vector<std::string> pieces;
+    {
+        std::string piece;
+        int depth = 0;
+        for (char ch : synopsis) {
+            if (ch == ' ' && depth == 0) {
+                if (!piece.empty())
+                    pieces.push_back(std::move(piece));
+                piece.clear();
+                continue;
+            }
+            depth += ch == '[' ? 1 : ch == ']' ? -1 : 0;
+            piece += ch;
+        }
+        if (!piece.empty())
+            pieces.push_back(std::move(piece));
+    }
+    for (const auto& p : pieces) {
+        if (column + 1 + p.size() > kHelpColumns && column > indent) {
+            out += "\n" + std::string(indent, ' ');
+            column = indent;
+        } else {
+            out += ' ';
+            ++column;
+        }
+        out += p;
+        column += p.size();
+    }
+    out += "\n\n";
+    column = 0;
+    std::string summary = c.summary;
+    if (!summary.empty())
+        summary[0] = char(std::toupper(static_cast<unsigned char>(summary[0])));
+    appendWrapped(out, column, summary + ".", 0);
+    if (!c.details.empty()) {
+        out += " ";
+        ++column;
+        appendWrapped(out, column, c.details, 0);
+    }
+    out += "\n";
+    if (!c.options.empty()) {
+        out += "\nOptions:\n";
+        std::size_t width = 0;
+        for (const auto& o : c.options)
+            width = std::max(width, std::min<std::size_t>(o.spelling.size(), 28));
+        const std::size_t helpColumn = 2 + width + 2;
+        for (const auto& o : c.options) {
+            out += "  " + o.spelling;
+            column = 2 + o.spelling.size();
+            if (column + 2 > helpColumn) {
+                out += "\n";
+                column = 0;
+            }
+            out += std::string(helpColumn - column, ' ');
+            column = helpColumn;
+            appendWrapped(out, column, o.help, helpColumn);
+            out += "\n";
+        }
+    }
+    std::fputs(out.c_str(), stdout);
 }
 
 int runMain(int argc, char** argv) {
     std::vector<std::string> args(argv + 1, argv + argc);
-    if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+    if (args.empty() || args[0] == "--help" || args[0] == "-h" ||
+        (args[0] == "help" && args.size() == 1)) {
         printHelp();
         return args.empty() ? kExitUsage : kExitOk;
     }
@@ -146,37 +309,38 @@ int runMain(int argc, char** argv) {
         std::printf("isrctl %s\n", kVersion);
         return kExitOk;
     }
-    // Longest match first, so "parcel import" wins over a hypothetical "parcel".
-    const Command* best = nullptr;
-    std::size_t bestWords = 0;
-    for (const auto& c : commandTable()) {
-        std::vector<std::string> words;
-        std::size_t start = 0;
-        while (start <= c.name.size()) {
-            auto sp = c.name.find(' ', start);
-            words.push_back(c.name.substr(start, sp - start));
-            if (sp == std::string::npos)
-                break;
-            start = sp + 1;
-        }
-        if (words.size() > args.size() || words.size() <= bestWords)
-            continue;
-        if (std::equal(words.begin(), words.end(), args.begin())) {
-            best = &c;
-            bestWords = words.size();
-        }
+    const bool helpFor = args[0] == "help";
+    std::vector<std::string> words(args.begin() + (helpFor ? 1 : 0), args.end());
+    std::size_t nameWords = 0;
+    const Command* command = findCommand(words, nameWords);
+    if (command && helpFor && nameWords != words.size())
+        return fail("'isrctl help' takes one command, e.g. isrctl help " + command->name,
+                    kExitUsage);
+    if (!command) {
+        if (words.empty()) // "isrctl help" alone is handled above
+            return fail("unknown command (see isrctl --help)", kExitUsage);
+        // "isrctl session" or "isrctl session frob": name the commands of that group.
+        const std::string& group = words.front();
+        std::string members;
+        for (const auto& c : commandTable())
+            if (c.name.rfind(group + " ", 0) == 0)
+                members += (members.empty() ? "" : ", ") + c.name.substr(group.size() + 1);
+        if (members.empty())
+            return fail("unknown command '" + group + "' (see isrctl --help)", kExitUsage);
+        if (words.size() == 1)
+            return fail("'" + group + "' needs a subcommand: " + members + " (see isrctl --help)",
+                        kExitUsage);
+        return fail("unknown command '" + group + " " + words[1] + "'; '" + group +
+                        "' has: " + members,
+                    kExitUsage);
     }
-    if (!best) {
-        fail("unknown command '" + args[0] + "' (see isrctl --help)", kExitUsage);
-        return kExitUsage;
-    }
-    std::vector<std::string> rest(args.begin() + std::ptrdiff_t(bestWords), args.end());
-    if (std::find(rest.begin(), rest.end(), "--help") != rest.end()) {
-        std::printf("Usage: isrctl %s %s\n\n%s\n", best->name.c_str(), best->usage.c_str(),
-                    best->summary.c_str());
+    std::vector<std::string> rest(words.begin() + std::ptrdiff_t(nameWords), words.end());
+    if (helpFor || std::find(rest.begin(), rest.end(), "--help") != rest.end() ||
+        std::find(rest.begin(), rest.end(), "-h") != rest.end()) {
+        printCommandHelp(*command);
         return kExitOk;
     }
-    return best->run(rest);
+    return command->run(rest);
 }
 
 Status applyStoreCredentials(const Args& args, store::StoreOptions& options) {
@@ -214,35 +378,6 @@ Result<parcel::UserSecrets> signInFromArgs(store::Store& store, const std::strin
     ISR_TRY_ASSIGN(std::string password,
                    readPassword("Password for " + user + ": ", args.flag("password-stdin")));
     return parcel::signIn(store, user, password);
-}
-
-Result<std::uint64_t> parseSize(const std::string& text) {
-    if (text.empty())
-        return Error(Errc::InvalidArgument, "empty size");
-    std::size_t pos = 0;
-    unsigned long long v = 0;
-    try {
-        v = std::stoull(text, &pos);
-    } catch (...) {
-        return Error(Errc::InvalidArgument, "bad size '" + text + "'");
-    }
-    std::string unit = text.substr(pos);
-    std::uint64_t mult = 1;
-    if (unit == "" || unit == "B")
-        mult = 1;
-    else if (unit == "K" || unit == "KiB" || unit == "k")
-        mult = 1ull << 10;
-    else if (unit == "M" || unit == "MiB")
-        mult = 1ull << 20;
-    else if (unit == "G" || unit == "GiB")
-        mult = 1ull << 30;
-    else if (unit == "T" || unit == "TiB")
-        mult = 1ull << 40;
-    else
-        return Error(Errc::InvalidArgument, "bad size unit in '" + text + "' (use K, M, G, T)");
-    if (v > (~0ull) / mult)
-        return Error(Errc::InvalidArgument, "size '" + text + "' is too large");
-    return std::uint64_t(v * mult);
 }
 
 Result<std::int64_t> parseDuration(const std::string& text) {

@@ -10,6 +10,7 @@
 #include "store/store.h"
 #include "util/json.h"
 #include "util/result.h"
+#include "util/size.h"
 
 #include <cstdint>
 #include <functional>
@@ -47,14 +48,37 @@ private:
     std::vector<std::string> flagsSet_;
 };
 
+// One option of a command, for `isrctl help COMMAND`.
+struct CommandOption {
+    std::string spelling; // "--kiosk-dir DIR", "--accel kvm|tcg", "--json"
+    std::string help;     // one line, lower case, no full stop
+};
+
 struct Command {
     std::string name;    // "user add", "parcel import", "fsck"
-    std::string usage;   // "USER [--password-stdin]"
-    std::string summary; // one line for --help
+    std::string args;    // positional arguments and required options: "USER PARCEL"
+    std::string summary; // for --help: lower case, no full stop, at most ~50 characters
     std::function<int(const std::vector<std::string>& args)> run;
+    // Optional options (a required one is written in `args` and may be
+    // described here too). `isrctl --help` shows "[options]" for them;
+    // `isrctl help COMMAND` lists them.
+    std::vector<CommandOption> options = {};
+    // More prose for `isrctl help COMMAND`, after the summary.
+    std::string details = {};
 };
 
 std::vector<Command>& commandTable();
+
+// The command `words` names, longest match first ("parcel import" wins over a
+// hypothetical "parcel"); how many words the name took goes to `nameWords`.
+const Command* findCommand(const std::vector<std::string>& words, std::size_t& nameWords);
+
+// `isrctl --help`: one line per command (name, short usage, summary), every
+// line at most kHelpColumns wide.
+void printHelp();
+// `isrctl help COMMAND` / `isrctl COMMAND --help`: the full usage and every option.
+void printCommandHelp(const Command& command);
+inline constexpr std::size_t kHelpColumns = 100;
 
 struct CommandRegistration {
     explicit CommandRegistration(Command c) { commandTable().push_back(std::move(c)); }
@@ -85,8 +109,8 @@ Result<std::unique_ptr<store::Store>> openStoreFromArgs(const Args& args, bool m
 // Prompts for (or reads with --password-stdin) USER's password and signs in.
 Result<parcel::UserSecrets> signInFromArgs(store::Store& store, const std::string& user,
                                            const Args& args);
-// "8G", "512M", "128K", "1048576" -> bytes (binary units).
-Result<std::uint64_t> parseSize(const std::string& text);
+// Sizes ("8G", "512MiB", "1048576") are isr::parseSize (util/size.h), the
+// syntax kiosk.conf uses too.
 // "24h", "30m", "90s", "2d", "3600" -> seconds.
 Result<std::int64_t> parseDuration(const std::string& text);
 std::string formatBytes(std::uint64_t bytes);

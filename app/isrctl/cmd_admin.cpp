@@ -213,20 +213,64 @@ int gc(const std::vector<std::string>& argv) {
     return kExitOk;
 }
 
-CommandRegistration regInit({"store init", "URL [--kdf moderate|interactive|minimal]",
-                             "create a new parcel store (file:///dir or s3://host/bucket)",
-                             storeInit});
-CommandRegistration regUserAdd({"user add", "USER [--password-stdin]",
-                                "create a user account (prompts for the password)", userAdd});
-CommandRegistration regUserPasswd({"user passwd", "USER [--password-stdin]",
-                                   "change a user's password (chunks are not re-encrypted)",
-                                   userPasswd});
-CommandRegistration regFsck({"fsck", "[--user USER] [--json]",
-                             "check the store; with --user also open and decode everything "
-                             "(exit 3 on damage)",
-                             fsck});
-CommandRegistration regGc({"gc", "--user USER [--grace 24h] [--dry-run] [--json]",
-                           "remove chunks no version references", gc});
+CommandRegistration regInit({
+    .name = "store init",
+    .args = "URL",
+    .summary = "create a new parcel store",
+    .run = storeInit,
+    .options = {{"--kdf moderate|interactive|minimal",
+                 "password hashing cost for its accounts (default moderate; minimal only for "
+                 "tests and demos)"},
+                {"--store-credentials FILE", "the bucket owner's S3 keys"}},
+    .details =
+        "URL is file:///dir (or /dir, created if missing) or s3://host[:port]/bucket[/prefix] "
+        "(s3s:// for HTTPS).",
+});
+CommandRegistration regUserAdd({
+    .name = "user add",
+    .args = "USER",
+    .summary = "create a user account (prompts for the password)",
+    .run = userAdd,
+    .options = {{"--store URL", "the parcel store (default $ISR_STORE)"},
+                {"--password-stdin",
+                 "read the password as one line from stdin instead of prompting"},
+                {"--s3-access-key KEY", "the user's own S3 write key, kept sealed in the account"},
+                {"--s3-secret-key-file FILE", "the file holding that key's secret"}},
+});
+CommandRegistration regUserPasswd({
+    .name = "user passwd",
+    .args = "USER",
+    .summary = "change a user's password",
+    .run = userPasswd,
+    .options = {{"--store URL", "the parcel store (default $ISR_STORE)"},
+                {"--password-stdin", "read the old password from stdin's first line, the new "
+                                     "one from its second"}},
+    .details = "Chunks are not re-encrypted: the password seals only the account's keys.",
+});
+CommandRegistration regFsck({
+    .name = "fsck",
+    .args = "",
+    .summary = "check the store (exit 3 on damage)",
+    .run = fsck,
+    .options = {{"--store URL", "the parcel store (default $ISR_STORE)"},
+                {"--user USER", "also sign in as USER and open and decode all of USER's data"},
+                {"--password-stdin",
+                 "read the password as one line from stdin instead of prompting"},
+                {"--json", "print the report as JSON"}},
+});
+CommandRegistration regGc({
+    .name = "gc",
+    .args = "--user USER",
+    .summary = "remove chunks no version references",
+    .run = gc,
+    .options = {{"--user USER", "whose chunks (only the user's keys open the manifests)"},
+                {"--grace DURATION", "keep unreferenced chunks younger than this (default 24h)"},
+                {"--dry-run", "count what would go, remove nothing"},
+                {"--store URL", "the parcel store (default $ISR_STORE)"},
+                {"--password-stdin",
+                 "read the password as one line from stdin instead of prompting"},
+                {"--json", "print the report as JSON"}},
+});
 
 } // namespace
 } // namespace isr::cli

@@ -26,10 +26,15 @@ int faultPoints(const std::vector<std::string>& argv) {
     return kExitOk;
 }
 
-CommandRegistration regFaultPoints({"debug fault-points", "[--json]",
-                                    "list the fault points ISR_FAULT=<point>[:kill|:fail][@N] "
-                                    "can arm (for tests)",
-                                    faultPoints});
+CommandRegistration regFaultPoints({
+    .name = "debug fault-points",
+    .args = "",
+    .summary = "list the fault points ISR_FAULT arms (for tests)",
+    .run = faultPoints,
+    .options = {{"--json", "print them as JSON"}},
+    .details = "A test arms one with ISR_FAULT=<point>[:kill|:fail][@N] in the environment of the "
+               "isr process it starts (see core/util/README.md).",
+});
 
 } // namespace
 } // namespace isr::cli

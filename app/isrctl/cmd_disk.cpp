@@ -131,12 +131,22 @@ int serve(const std::vector<std::string>& argv) {
     return kExitOk;
 }
 
-CommandRegistration regServe({"disk serve",
-                              "USER PARCEL --socket PATH [--version N] [--commit] [--no-hoard] "
-                              "[--password-stdin]",
-                              "serve a parcel's disk over NBD until SIGTERM; --commit keeps "
-                              "the writes as a new version",
-                              serve});
+CommandRegistration regServe({
+    .name = "disk serve",
+    .args = "USER PARCEL --socket PATH",
+    .summary = "serve a parcel's disk over NBD until SIGTERM",
+    .run = serve,
+    .options = {{"--socket PATH", "the UNIX socket to serve on (an absolute path)"},
+                {"--version N", "the version to serve (default: the latest)"},
+                {"--commit", "at SIGTERM keep the writes as a new version (default: discard)"},
+                {"--no-hoard", "fetch only the chunks that are read"},
+                {"--cache-dir DIR",
+                 "the chunk cache (default: next to the socket, removed at exit)"},
+                {"--cache-size SIZE", "the cache's cap (default 4G)"},
+                {"--store URL", "the parcel store (default $ISR_STORE)"},
+                {"--password-stdin",
+                 "read the password as one line from stdin instead of prompting"}},
+});
 
 } // namespace
 } // namespace isr::cli

@@ -239,19 +239,75 @@ int rollback(const std::vector<std::string>& argv) {
     return kExitOk;
 }
 
-CommandRegistration regCreate({"parcel create",
-                               "USER PARCEL [--disk-size 8G] [--memory 1G] [--vcpus 1] "
-                               "[--boot firmware|demo-guest] [--chunk-size 128K]",
-                               "create an empty parcel (first resume boots it)", create});
-CommandRegistration regImport({"parcel import", "USER PARCEL IMAGE [--json]",
-                               "import a raw/qcow2 image as the parcel's next version", import});
-CommandRegistration regExport({"parcel export", "USER PARCEL OUT.raw [--version N]",
-                               "write a version's disk to a sparse raw file", exportCmd});
-CommandRegistration regList({"parcel list", "USER [--json]", "list a user's parcels", list});
-CommandRegistration regVersions({"parcel versions", "USER PARCEL [--json]",
-                                 "list a parcel's versions", versions});
-CommandRegistration regRollback({"parcel rollback", "USER PARCEL N",
-                                 "make a new version equal to version N", rollback});
+CommandRegistration regCreate({
+    .name = "parcel create",
+    .args = "USER PARCEL",
+    .summary = "create an empty parcel (first resume boots it)",
+    .run = create,
+    .options = {{"--disk-size SIZE", "virtual disk size (default 8G)"},
+                {"--memory SIZE", "guest memory (default 1G)"},
+                {"--vcpus N", "virtual CPUs (default 1)"},
+                {"--boot firmware|demo-guest", "boot profile (default firmware)"},
+                {"--cpu MODEL", "CPU model both TCG and KVM provide (default qemu64)"},
+                {"--chunk-size SIZE", "disk chunk size, at most 16M (default 128K)"},
+                {"--store URL", "the parcel store (default $ISR_STORE)"},
+                {"--password-stdin",
+                 "read the password as one line from stdin instead of prompting"}},
+});
+CommandRegistration regImport({
+    .name = "parcel import",
+    .args = "USER PARCEL IMAGE",
+    .summary = "import a raw/qcow2 image as the next version",
+    .run = import,
+    .options = {{"--memory SIZE", "guest memory (default 1G)"},
+                {"--vcpus N", "virtual CPUs (default 1)"},
+                {"--boot firmware|demo-guest", "boot profile (default firmware)"},
+                {"--cpu MODEL", "CPU model both TCG and KVM provide (default qemu64)"},
+                {"--chunk-size SIZE", "disk chunk size, at most 16M (default 128K)"},
+                {"--store URL", "the parcel store (default $ISR_STORE)"},
+                {"--password-stdin",
+                 "read the password as one line from stdin instead of prompting"},
+                {"--json", "print the import's figures as JSON"}},
+});
+CommandRegistration regExport({
+    .name = "parcel export",
+    .args = "USER PARCEL OUT.raw",
+    .summary = "write a version's disk to a sparse raw file",
+    .run = exportCmd,
+    .options = {{"--version N", "the version to write (default: the latest)"},
+                {"--store URL", "the parcel store (default $ISR_STORE)"},
+                {"--password-stdin",
+                 "read the password as one line from stdin instead of prompting"}},
+});
+CommandRegistration regList({
+    .name = "parcel list",
+    .args = "USER",
+    .summary = "list a user's parcels",
+    .run = list,
+    .options = {{"--store URL", "the parcel store (default $ISR_STORE)"},
+                {"--password-stdin",
+                 "read the password as one line from stdin instead of prompting"},
+                {"--json", "print the list as JSON"}},
+});
+CommandRegistration regVersions({
+    .name = "parcel versions",
+    .args = "USER PARCEL",
+    .summary = "list a parcel's versions",
+    .run = versions,
+    .options = {{"--store URL", "the parcel store (default $ISR_STORE)"},
+                {"--password-stdin",
+                 "read the password as one line from stdin instead of prompting"},
+                {"--json", "print the list as JSON"}},
+});
+CommandRegistration regRollback({
+    .name = "parcel rollback",
+    .args = "USER PARCEL N",
+    .summary = "make a new version equal to version N",
+    .run = rollback,
+    .options = {{"--store URL", "the parcel store (default $ISR_STORE)"},
+                {"--password-stdin",
+                 "read the password as one line from stdin instead of prompting"}},
+});
 
 } // namespace
 } // namespace isr::cli

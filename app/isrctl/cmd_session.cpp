@@ -6,6 +6,7 @@
 #include "cli.h"
 #include "session/kioskconfig.h"
 #include "session/session.h"
+#include "session_status.h"
 #include "util/process.h"
 
 #include <atomic>
@@ -82,29 +83,35 @@ int resume(const std::vector<std::string>& argv) {
                             "session resume"))
         return rc;
     const std::string user = args->positional()[0], parcelName = args->positional()[1];
-    // --config FILE: a kiosk.conf (see isr-kiosk(1)); the options below override it.
-    session::KioskFile file;
-    if (auto path = args->option("config")) {
-        auto loaded = session::loadKioskConfig(*path);
-        if (!loaded.ok())
-            return fail(loaded.error().message, kExitUsage);
-        file = std::move(loaded).value();
+    // The configuration as isr-kiosk resolves it: --config FILE or
+    // $ISR_KIOSK_CONFIG (a kiosk.conf, see isr-kiosk(1)), with the options
+    // below over it. Unlike the kiosk, isrctl reads /etc/isr/kiosk.conf only
+    // when told to: a script on a kiosk machine must not pick up its settings.
+    session::KioskConfigLocation where;
+    where.explicitPath = args->option("config");
+    where.defaultPath.clear();
+    session::KioskOverrides overrides;
+    overrides.storeUrl = args->option("store");
+    overrides.stateDir = args->option("kiosk-dir");
+    overrides.guestDir = args->option("guest-dir");
+    overrides.defaultStateDir = defaultDataDir() + "/kiosk";
+    overrides.defaultGuestDir = defaultDataDir() + "/demo/guest";
+    overrides.accelerator = args->option("accel");
+    overrides.kioskId = args->option("kiosk-id");
+    if (auto c = args->option("cache-size")) {
+        auto bytes = parseSize(*c);
+        if (!bytes.ok())
+            return fail(bytes.error().message, kExitUsage);
+        overrides.cacheCapBytes = *bytes;
     }
-    session::KioskConfig config = file.session;
-    const char* envStore = std::getenv("ISR_STORE");
-    std::string storeUrl = args->optionOr(
-        "store", !config.storeUrl.empty() ? config.storeUrl : (envStore ? envStore : ""));
-    if (storeUrl.empty())
+    auto resolved = session::resolveKioskConfig(where, overrides);
+    if (!resolved.ok())
+        return fail(resolved.error().message, kExitUsage);
+    session::KioskConfig config = std::move(resolved->session);
+    if (config.storeUrl.empty())
         return fail("no store given: use --store URL or set ISR_STORE", kExitUsage);
-    config.stateDir = absolute(args->optionOr(
-        "kiosk-dir", file.has("state_dir") ? config.stateDir : defaultDataDir() + "/kiosk"));
-    config.guestDir = absolute(args->optionOr(
-        "guest-dir", file.has("guest_dir") ? config.guestDir : defaultDataDir() + "/demo/guest"));
-    config.storeUrl = storeUrl;
     if (auto st = applyStoreCredentials(*args, config.storeOptions); !st.ok())
         return fail(st.error().message, kExitUsage);
-    config.accelerator = args->optionOr("accel", config.accelerator);
-    config.kioskId = args->optionOr("kiosk-id", config.kioskId);
     config.serialConsole = args->flag("serial");
     if (auto q = args->option("trickle-quiet")) {
         auto secs = parseDuration(*q);
@@ -117,12 +124,6 @@ int resume(const std::vector<std::string>& argv) {
         if (!secs.ok() || *secs <= 0)
             return fail("--heartbeat needs a positive duration", kExitUsage);
         config.heartbeatInterval = std::chrono::seconds(*secs);
-    }
-    if (auto c = args->option("cache-size")) {
-        auto bytes = parseSize(*c);
-        if (!bytes.ok())
-            return fail(bytes.error().message, kExitUsage);
-        config.cacheCapBytes = *bytes;
     }
     auto password = readPassword("Password for " + user + ": ", args->flag("password-stdin"));
     if (!password.ok())
@@ -217,15 +218,23 @@ int resume(const std::vector<std::string>& argv) {
                  user.c_str(), parcelName.c_str(), (unsigned long long)sess.baseVersion(),
                  sess.accelerator().c_str());
 
-    // Report the hoard while waiting for the signal.
+    // Report the hoard while waiting for the signal, and say on the terminal
+    // when it is held back (disk full, store unreachable) and when it goes on.
     std::atomic<bool> stopHoardReport{false};
     std::thread hoardReporter([&] {
+        auto shownProblem = session::ErrorKind::None;
         while (!stopHoardReport) {
             auto h = sess.hoard();
-            status.update([&](json::Object& o) {
-                o["hoard"] =
-                    json::Object{{"chunks_done", h.chunksDone}, {"chunks_total", h.chunksTotal}};
-            });
+            status.update([&](json::Object& o) { o["hoard"] = hoardStatusJson(h); });
+            if (h.problem != shownProblem) {
+                if (h.problem != session::ErrorKind::None)
+                    std::fprintf(stderr, "%shoard held back: %s (%s)\n", tty ? "\r\033[K" : "",
+                                 hoardProblemSentence(session::errorKindName(h.problem)).c_str(),
+                                 h.problemMessage.c_str());
+                else
+                    std::fprintf(stderr, "%shoard going again\n", tty ? "\r\033[K" : "");
+                shownProblem = h.problem;
+            }
             for (int i = 0; i < 10 && !stopHoardReport; ++i)
                 std::this_thread::sleep_for(std::chrono::milliseconds(100));
         }
@@ -329,8 +338,7 @@ int statusCmd(const std::vector<std::string>& argv) {
                     (long long)p->getInt("done").valueOr(0),
                     (long long)p->getInt("total").valueOr(0));
     if (const auto* h = st->find("hoard"))
-        std::printf("hoard: %lld / %lld chunks\n", (long long)h->getInt("chunks_done").valueOr(0),
-                    (long long)h->getInt("chunks_total").valueOr(0));
+        std::printf("%s", formatHoardStatus(*h).c_str());
     if (const auto* e = st->find("error"))
         std::printf("error: %s\n", e->getString("message").valueOr("").c_str());
     return kExitOk;
@@ -409,21 +417,62 @@ int demoInit(const std::vector<std::string>& argv) {
     return kExitOk;
 }
 
-CommandRegistration regResume(
-    {"session resume",
-     "USER PARCEL [--config FILE] [--kiosk-dir DIR] [--guest-dir DIR] [--take-over] "
-     "[--accel kvm|tcg] [--serial] [--password-stdin] [--trickle-quiet S] [--heartbeat S]",
-     "resume a parcel headless; SIGTERM/SIGINT suspends and leaves", resume});
-CommandRegistration regSuspend({"session suspend", "[--kiosk-dir DIR] [--json]",
-                                "suspend and leave the session running in that kiosk directory",
-                                suspend});
-CommandRegistration regStatus({"session status", "[--kiosk-dir DIR] [--json]",
-                               "show the stage and progress of the session in that kiosk directory",
-                               statusCmd});
-CommandRegistration regDemo({"demo init", "[--data-dir DIR] [--guest-dir DIR] [--memory 256M]",
-                             "build the demo guest and a local store with user demo/demo and "
-                             "parcel demo",
-                             demoInit});
+CommandRegistration regResume({
+    .name = "session resume",
+    .args = "USER PARCEL",
+    .summary = "resume a parcel headless until SIGTERM or SIGINT",
+    .run = resume,
+    .options =
+        {{"--config FILE", "a kiosk.conf (see isr-kiosk(1)) to start from; options override it"},
+         {"--store URL", "the parcel store (default $ISR_STORE)"},
+         {"--kiosk-dir DIR", "the kiosk directory (default ~/.local/share/isr/kiosk)"},
+         {"--guest-dir DIR", "the demo guest's kernel (default ~/.local/share/isr/demo/guest)"},
+         {"--accel kvm|tcg", "the accelerator (default: KVM when it works)"},
+         {"--cache-size SIZE", "the chunk cache's cap (default 8G)"},
+         {"--kiosk-id ID", "this kiosk's name in the parcel's lock (default: the host name)"},
+         {"--take-over", "take the parcel's lock from another kiosk"},
+         {"--serial", "put the guest's serial console on a socket in the session directory"},
+         {"--trickle-quiet DURATION",
+          "upload a dirty chunk once unwritten this long (default 15s)"},
+         {"--heartbeat DURATION", "how often to refresh the parcel's lock (default 60s)"},
+         {"--no-suspend", "at the signal leave without saving (for tests)"},
+         {"--password-stdin", "read the password as one line from stdin instead of prompting"}},
+    .details =
+        "SIGTERM or SIGINT (what isrctl session suspend sends) suspends and leaves. Progress "
+        "goes to the terminal and to KIOSK-DIR/status.json, which isrctl session status "
+        "reads.",
+});
+CommandRegistration regSuspend({
+    .name = "session suspend",
+    .args = "",
+    .summary = "suspend and leave the session in a kiosk directory",
+    .run = suspend,
+    .options = {{"--kiosk-dir DIR", "the kiosk directory (default ~/.local/share/isr/kiosk)"},
+                {"--timeout DURATION", "how long to wait for it (default 30m)"},
+                {"--json", "print the session's final status as JSON"}},
+});
+CommandRegistration regStatus({
+    .name = "session status",
+    .args = "",
+    .summary = "show the session in a kiosk directory",
+    .run = statusCmd,
+    .options = {{"--kiosk-dir DIR", "the kiosk directory (default ~/.local/share/isr/kiosk)"},
+                {"--json", "print the status as JSON"}},
+    .details = "Its stage and progress, the background hoard and, while the hoard is held back, "
+               "why (the kiosk's disk nearly full, the store unreachable), and the error if the "
+               "session failed.",
+});
+CommandRegistration regDemo({
+    .name = "demo init",
+    .args = "",
+    .summary = "build the demo guest, store, user and parcel",
+    .run = demoInit,
+    .options = {{"--data-dir DIR", "where the demo goes (default ~/.local/share/isr/demo)"},
+                {"--guest-dir DIR", "where the guest is built (default DATA-DIR/guest)"},
+                {"--memory SIZE", "the demo parcel's memory (default 256M)"}},
+    .details = "The store is a local one in DATA-DIR/store, with user demo (password demo) and "
+               "parcel demo.",
+});
 
 } // namespace
 } // namespace isr::cli

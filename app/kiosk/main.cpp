@@ -15,8 +15,8 @@
 #include <QStandardPaths>
 #include <QtQml/qqmlextensionplugin.h>
 #include <cstdio>
-#include <filesystem>
 #include <memory>
+#include <optional>
 
 Q_IMPORT_QML_PLUGIN(Isr_UiPlugin)
 
@@ -34,28 +34,19 @@ void scriptDemo(isr::ui::FakeSessionBackend& fake) {
     fake.setStepIntervalMs(500);
 }
 
-// The configuration file (--config FILE, default /etc/isr/kiosk.conf; a
-// missing default is fine). Read before QGuiApplication exists because it
-// may ask for the virtual keyboard. Exits 2 on any error in the file.
+// The configuration file (--config FILE, else $ISR_KIOSK_CONFIG, else
+// /etc/isr/kiosk.conf if it exists: core/session/kioskconfig.h). Read before
+// QGuiApplication exists because it may ask for the virtual keyboard; the
+// command line is laid over it once parsed. Exits 2 on any error in the file.
 isr::session::KioskFile loadConfig(int argc, char** argv) {
-    std::string path;
-    bool explicitPath = false;
+    isr::session::KioskConfigLocation where;
     for (int i = 1; i < argc; ++i) {
-        if (qstrcmp(argv[i], "--config") == 0 && i + 1 < argc) {
-            path = argv[i + 1];
-            explicitPath = true;
-        } else if (qstrncmp(argv[i], "--config=", 9) == 0) {
-            path = argv[i] + 9;
-            explicitPath = true;
-        }
+        if (qstrcmp(argv[i], "--config") == 0 && i + 1 < argc)
+            where.explicitPath = argv[i + 1];
+        else if (qstrncmp(argv[i], "--config=", 9) == 0)
+            where.explicitPath = argv[i] + 9;
     }
-    if (!explicitPath) {
-        path = isr::session::kDefaultKioskConfigPath;
-        std::error_code ec;
-        if (!std::filesystem::exists(path, ec))
-            return {};
-    }
-    auto file = isr::session::loadKioskConfig(path);
+    auto file = isr::session::locateAndLoadKioskConfig(where);
     if (!file.ok()) {
         std::fprintf(stderr, "isr-kiosk: %s\n", file.error().message.c_str());
         std::exit(2);
@@ -66,7 +57,7 @@ isr::session::KioskFile loadConfig(int argc, char** argv) {
 } // namespace
 
 int main(int argc, char** argv) {
-    const isr::session::KioskFile file = loadConfig(argc, argv);
+    isr::session::KioskFile file = loadConfig(argc, argv);
     // The virtual keyboard must be chosen before the application exists.
     // The configuration's choice (default auto: only when no hardware
     // keyboard is attached), overridden by --[no-]virtual-keyboard.
@@ -211,32 +202,30 @@ int main(int argc, char** argv) {
         // init` made under the user's data directory.
         const QString data = QStandardPaths::writableLocation(QStandardPaths::GenericDataLocation) +
                              QStringLiteral("/isr");
-        isr::session::KioskConfig config = file.session; // the command line overrides it
-        QString store = parser.value(storeUrl);
-        if (store.isEmpty())
-            store = QString::fromStdString(config.storeUrl);
-        if (store.isEmpty())
-            store = qEnvironmentVariable("ISR_STORE");
-        if (store.isEmpty() && options.demo)
-            store = QStringLiteral("file://") + data + QStringLiteral("/demo/store");
-        if (store.isEmpty()) {
+        isr::session::KioskOverrides overrides;
+        auto value = [&](const QCommandLineOption& option) -> std::optional<std::string> {
+            if (!parser.isSet(option))
+                return std::nullopt;
+            return parser.value(option).toStdString();
+        };
+        overrides.storeUrl = value(storeUrl);
+        if (options.demo)
+            overrides.fallbackStoreUrl =
+                "file://" + (data + QStringLiteral("/demo/store")).toStdString();
+        overrides.stateDir = value(stateDir);
+        overrides.guestDir = value(guestDir);
+        overrides.defaultStateDir = (data + QStringLiteral("/kiosk")).toStdString();
+        overrides.defaultGuestDir = (data + QStringLiteral("/demo/guest")).toStdString();
+        overrides.accelerator = value(accel);
+        overrides.parcel = value(parcelName);
+        isr::session::applyKioskOverrides(file, overrides);
+        if (file.session.storeUrl.empty()) {
             std::fprintf(stderr, "isr-kiosk: no store: use --store URL, ISR_STORE, --demo or "
                                  "--fake-backend\n");
             return 2;
         }
-        config.storeUrl = store.toStdString();
-        if (parser.isSet(stateDir) || !file.has("state_dir"))
-            config.stateDir =
-                (parser.isSet(stateDir) ? parser.value(stateDir) : data + QStringLiteral("/kiosk"))
-                    .toStdString();
-        if (parser.isSet(guestDir) || !file.has("guest_dir"))
-            config.guestDir = (parser.isSet(guestDir) ? parser.value(guestDir)
-                                                      : data + QStringLiteral("/demo/guest"))
-                                  .toStdString();
-        if (parser.isSet(accel))
-            config.accelerator = parser.value(accel).toStdString();
-        const QString parcel = parser.isSet(parcelName) ? parser.value(parcelName)
-                                                        : QString::fromStdString(file.ui.parcel);
+        const isr::session::KioskConfig& config = file.session;
+        const QString parcel = QString::fromStdString(file.ui.parcel);
         controller = std::make_unique<isr::ui::SessionController>(config, parcel);
         if (!isr::ui::showKioskWindow(engine, controller.get(), options))
             return 1;

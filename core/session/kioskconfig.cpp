@@ -1,10 +1,12 @@
 #include "session/kioskconfig.h"
 
 #include "parcel/parcel.h"
+#include "util/size.h"
 
 #include <charconv>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
-#include <limits>
 #include <sstream>
 
 namespace isr::session {
@@ -114,40 +116,6 @@ Status apply(KioskFile& f, const std::string& key, std::string_view v) {
 
 } // namespace
 
-Result<std::uint64_t> parseSize(std::string_view text) {
-    std::string_view digits = text;
-    unsigned shift = 0;
-    if (!digits.empty()) {
-        switch (digits.back()) {
-        case 'K':
-            shift = 10;
-            break;
-        case 'M':
-            shift = 20;
-            break;
-        case 'G':
-            shift = 30;
-            break;
-        case 'T':
-            shift = 40;
-            break;
-        default:
-            break;
-        }
-        if (shift)
-            digits.remove_suffix(1);
-    }
-    std::uint64_t value = 0;
-    auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
-    if (digits.empty() || ec != std::errc() || p != digits.data() + digits.size())
-        return Error(Errc::InvalidArgument, "'" + std::string(text) +
-                                                "' is not a size (digits with an optional K, M, "
-                                                "G or T suffix)");
-    if (shift && value > (std::numeric_limits<std::uint64_t>::max() >> shift))
-        return Error(Errc::InvalidArgument, "'" + std::string(text) + "' is too large");
-    return value << shift;
-}
-
 Result<KioskFile> parseKioskConfig(std::string_view text, const std::string& origin) {
     KioskFile f;
     int lineNo = 0;
@@ -199,6 +167,7 @@ Result<KioskFile> loadKioskConfig(const std::string& path) {
     std::stringstream text;
     text << in.rdbuf();
     ISR_TRY_ASSIGN(auto f, parseKioskConfig(text.str(), path));
+    f.path = path;
     if (!f.readCredentialsPath.empty()) {
         auto creds = readCredentialsFile(f.readCredentialsPath);
         if (!creds.ok())
@@ -207,6 +176,60 @@ Result<KioskFile> loadKioskConfig(const std::string& path) {
         f.session.storeOptions.readCredentials = std::move(creds).value();
     }
     return f;
+}
+
+Result<KioskFile> locateAndLoadKioskConfig(const KioskConfigLocation& where) {
+    if (where.explicitPath)
+        return loadKioskConfig(*where.explicitPath);
+    if (const char* env = std::getenv(kKioskConfigEnv); env && *env) {
+        auto f = loadKioskConfig(env);
+        if (!f.ok())
+            return Error(f.error().code, std::string(kKioskConfigEnv) + ": " + f.error().message);
+        return f;
+    }
+    std::error_code ec;
+    if (where.defaultPath.empty() || !std::filesystem::exists(where.defaultPath, ec))
+        return KioskFile{};
+    return loadKioskConfig(where.defaultPath);
+}
+
+void applyKioskOverrides(KioskFile& file, const KioskOverrides& o) {
+    KioskConfig& c = file.session;
+    auto absolute = [](const std::string& p) {
+        std::error_code ec;
+        auto abs = std::filesystem::absolute(p, ec);
+        return ec ? p : abs.lexically_normal().string();
+    };
+    if (o.storeUrl && !o.storeUrl->empty())
+        c.storeUrl = *o.storeUrl;
+    if (c.storeUrl.empty())
+        if (const char* env = std::getenv("ISR_STORE"); env && *env)
+            c.storeUrl = env;
+    if (c.storeUrl.empty())
+        c.storeUrl = o.fallbackStoreUrl;
+    if (o.stateDir)
+        c.stateDir = absolute(*o.stateDir);
+    else if (!file.has("state_dir") && !o.defaultStateDir.empty())
+        c.stateDir = absolute(o.defaultStateDir);
+    if (o.guestDir)
+        c.guestDir = absolute(*o.guestDir);
+    else if (!file.has("guest_dir") && !o.defaultGuestDir.empty())
+        c.guestDir = absolute(o.defaultGuestDir);
+    if (o.accelerator)
+        c.accelerator = *o.accelerator;
+    if (o.kioskId)
+        c.kioskId = *o.kioskId;
+    if (o.cacheCapBytes)
+        c.cacheCapBytes = *o.cacheCapBytes;
+    if (o.parcel)
+        file.ui.parcel = *o.parcel;
+}
+
+Result<KioskFile> resolveKioskConfig(const KioskConfigLocation& where,
+                                     const KioskOverrides& overrides) {
+    ISR_TRY_ASSIGN(auto file, locateAndLoadKioskConfig(where));
+    applyKioskOverrides(file, overrides);
+    return file;
 }
 
 } // namespace isr::session

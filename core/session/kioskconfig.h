@@ -8,7 +8,7 @@
 //   store                   file:///path, /path, s3://host[:port]/bucket[/prefix], s3s://...
 //   store_read_credentials  file: line 1 access key, line 2 secret key
 //   state_dir, scratch_dir, guest_dir   absolute paths
-//   cache_size              size: digits with optional K/M/G/T (binary), > 0
+//   cache_size              a size (isr::parseSize, util/size.h: 8G, 8GiB, 512M...), > 0
 //   hoard_bandwidth         bytes/s, same size syntax; 0 = unlimited
 //   idle_timeout, idle_warning          positive whole seconds
 //   escape_chord            a key chord, checked by the UI (Qt key sequence syntax)
@@ -22,6 +22,7 @@
 #include "util/result.h"
 
 #include <cstdint>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -29,6 +30,8 @@
 namespace isr::session {
 
 inline constexpr const char* kDefaultKioskConfigPath = "/etc/isr/kiosk.conf";
+// Names the configuration file when no --config does.
+inline constexpr const char* kKioskConfigEnv = "ISR_KIOSK_CONFIG";
 
 // What the shell needs besides the session settings (no Qt here).
 struct KioskUiOptions {
@@ -48,6 +51,7 @@ struct KioskFile {
     KioskUiOptions ui;
     std::string readCredentialsPath;
     std::set<std::string> keys; // the keys the file set
+    std::string path;           // the file read; empty when there was none
     bool has(const std::string& key) const { return keys.count(key) != 0; }
 };
 
@@ -56,8 +60,54 @@ Result<KioskFile> parseKioskConfig(std::string_view text, const std::string& ori
 // Reads and parses the file, then loads store_read_credentials if set.
 Result<KioskFile> loadKioskConfig(const std::string& path);
 
-// "8G" -> 8 << 30. Digits with an optional K, M, G or T suffix (powers of 1024).
-Result<std::uint64_t> parseSize(std::string_view text);
+// ---- Resolving the configuration: isr-kiosk and `isrctl session resume` ----
+// Both programs find the file and lay their command line over it here, so a
+// kiosk.conf and a flag mean the same in both.
+
+// Which file. The first that applies:
+//   1. `explicitPath` (--config FILE): must exist;
+//   2. $ISR_KIOSK_CONFIG, if set and not empty: must exist;
+//   3. `defaultPath` (empty: none), read only if it exists: a kiosk without
+//      /etc/isr/kiosk.conf runs on its command line alone.
+struct KioskConfigLocation {
+    std::optional<std::string> explicitPath;
+    std::string defaultPath = kDefaultKioskConfigPath;
+};
+
+// What the command line says over the file. Unset fields leave the file's
+// value (or the built-in default) alone.
+struct KioskOverrides {
+    std::optional<std::string> storeUrl; // --store (empty counts as not given)
+    // Only when neither --store, the file's `store` nor $ISR_STORE names a
+    // store (the kiosk's --demo store). Empty: the result has no store, and
+    // the caller says how to give one.
+    std::string fallbackStoreUrl;
+    // Paths given on the command line may be relative: they are made
+    // absolute against the current directory.
+    std::optional<std::string> stateDir; // --state-dir, --kiosk-dir
+    std::optional<std::string> guestDir; // --guest-dir
+    // When neither the command line nor the file sets the directory.
+    std::string defaultStateDir;
+    std::string defaultGuestDir;
+    std::optional<std::string> accelerator;     // --accel: "kvm", "tcg", "" = probe
+    std::optional<std::string> kioskId;         // --kiosk-id
+    std::optional<std::uint64_t> cacheCapBytes; // --cache-size
+    std::optional<std::string> parcel;          // --parcel (KioskUiOptions::parcel)
+};
+
+// Step 1: finds and loads the file (see KioskConfigLocation); no file gives
+// the defaults with `path` empty. A named file that is missing or bad is an
+// error (Io, InvalidArgument or Unsupported) naming it.
+Result<KioskFile> locateAndLoadKioskConfig(const KioskConfigLocation& where);
+// Step 2: lays the command line over a loaded file. Precedence, highest
+// first: the command line, the file, the environment ($ISR_STORE for the
+// store), the fallbacks in `overrides`.
+void applyKioskOverrides(KioskFile& file, const KioskOverrides& overrides);
+// Both steps. isr-kiosk does them apart: it needs the file's
+// virtual_keyboard before Qt parses its command line.
+Result<KioskFile> resolveKioskConfig(const KioskConfigLocation& where,
+                                     const KioskOverrides& overrides);
+
 // Line 1: access key, line 2: secret key (trailing CR/LF and blanks trimmed).
 Result<store::Credentials> readCredentialsFile(const std::string& path);
 

@@ -1230,7 +1230,7 @@ std::string Session::accelerator() const {
 Result<int> Session::openDisplay() {
     if (!impl_->machine)
         return Error(Errc::InvalidArgument, "no VM is running");
-    ISR_TRY_ASSIGN(vm::OwnedFd fd, impl_->machine->openGraphicsFd());
+    ISR_TRY_ASSIGN(UniqueFd fd, impl_->machine->openGraphicsFd());
     return fd.release();
 }
 

@@ -1,178 +1,30 @@
-// libvirt connection, event loop, accelerator probe and domain operations.
+// The Hypervisor (one libvirt connection) and the Vm operations. This
+// process's libvirt (errors, event loop, embedded root) is libvirt_host.cpp,
+// the accelerator probe accel.cpp, the stop reason from the log domainlog.cpp.
 #include "vm/vm.h"
 
 #include "util/log.h"
+#include "vm/libvirt_host.h"
 
-#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
-#include <fcntl.h>
 #include <filesystem>
-#include <fstream>
-#include <grp.h>
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
-#include <mutex>
-#include <pwd.h>
 #include <set>
-#include <signal.h>
-#include <spawn.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
-#include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
-
-extern char** environ;
 
 namespace isr::vm {
 namespace {
 
 constexpr const char* kLog = "vm";
 
-// ---- libvirt errors -------------------------------------------------------
-
-// Errors are read from libvirt's thread-local last error; the default handler
-// that prints every error to stderr is replaced by one that logs at debug.
-void silentErrorHandler(void*, virErrorPtr err) {
-    if (err && err->message) {
-        ISR_LOG_DEBUG(kLog) << "libvirt: " << err->message;
-    }
-}
-
-Errc errcFromLibvirt(int code) {
-    switch (code) {
-    case VIR_ERR_NO_DOMAIN:
-        return Errc::NotFound;
-    case VIR_ERR_NO_SUPPORT:
-    case VIR_ERR_OPERATION_UNSUPPORTED:
-    case VIR_ERR_CONFIG_UNSUPPORTED:
-    case VIR_ERR_ARGUMENT_UNSUPPORTED:
-    case VIR_ERR_AGENT_UNRESPONSIVE:
-        return Errc::Unsupported;
-    case VIR_ERR_INVALID_ARG:
-    case VIR_ERR_XML_ERROR:
-    case VIR_ERR_XML_DETAIL:
-        return Errc::InvalidArgument;
-    case VIR_ERR_OPERATION_DENIED:
-    case VIR_ERR_AUTH_FAILED:
-        return Errc::AccessDenied;
-    case VIR_ERR_SYSTEM_ERROR:
-    case VIR_ERR_WRITE_FAILED:
-        return Errc::Io;
-    case VIR_ERR_OPERATION_TIMEOUT:
-        return Errc::Transient;
-    default:
-        return Errc::Internal;
-    }
-}
-
-Error libvirtError(std::string_view what) {
-    virErrorPtr err = virGetLastError();
-    std::string msg(what);
-    Errc code = Errc::Internal;
-    if (err) {
-        code = errcFromLibvirt(err->code);
-        if (err->message)
-            msg += std::string(": ") + err->message;
-        // A full save target (ENOSPC from QEMU's migration stream or from
-        // libvirt's own write) is the kiosk being out of space, not a bug.
-        if (err->message && std::strstr(err->message, "No space left on device"))
-            code = Errc::NoSpace;
-        virResetLastError();
-    } else {
-        msg += ": unknown libvirt error";
-    }
-    return Error(code, msg);
-}
-
-// ---- the event loop -------------------------------------------------------
-
-// libvirt needs an event loop for the embedded driver's monitor I/O and
-// keepalives. It is process-wide: registered once before the first
-// connection and run on one thread until exit.
-class EventLoop {
-public:
-    static Status ensureRunning() {
-        static EventLoop loop;
-        return loop.status_;
-    }
-    ~EventLoop() {
-        if (!thread_.joinable())
-            return;
-        stop_ = true;
-        // A zero timeout wakes virEventRunDefaultImpl so it sees stop_.
-        virEventAddTimeout(
-            0, [](int timer, void*) { virEventRemoveTimeout(timer); }, nullptr, nullptr);
-        thread_.join();
-    }
-
-private:
-    EventLoop() {
-        virSetErrorFunc(nullptr, silentErrorHandler);
-        if (virInitialize() < 0 || virEventRegisterDefaultImpl() < 0) {
-            status_ = libvirtError("registering the libvirt event loop");
-            return;
-        }
-        thread_ = std::thread([this] {
-            while (!stop_) {
-                if (virEventRunDefaultImpl() < 0) {
-                    ISR_LOG_ERROR(kLog) << "libvirt event loop failed";
-                    break;
-                }
-            }
-        });
-    }
-    Status status_;
-    std::atomic<bool> stop_{false};
-    std::thread thread_;
-};
-
-// The embedded driver binds a process to one root for its lifetime.
-std::mutex gRootMutex;
-std::string gEmbeddedRoot;
-
 // ---- helpers --------------------------------------------------------------
-
-Status writeFileAtomically(const std::string& path, const std::string& content) {
-    std::string tmp = path + ".tmp";
-    {
-        std::ofstream out(tmp, std::ios::trunc);
-        out << content;
-        if (!out.flush())
-            return Error(Errc::Io, "writing " + tmp + ": " + std::strerror(errno));
-    }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0)
-        return Error(Errc::Io, "renaming " + tmp + ": " + std::strerror(errno));
-    return {};
-}
-
-// The embedded driver reads <root>/etc/qemu.conf. stdio_handler=file: there
-// is no virtlogd, QEMU's stdout/stderr go to <root>/log/qemu/<name>.log.
-// remember_owner=0: no xattrs on the kernel/initrd (which may be shared).
-Status writeQemuConf(const std::string& root) {
-    std::error_code ec;
-    std::filesystem::create_directories(root + "/etc", ec);
-    if (ec)
-        return Error(Errc::Io, "creating " + root + "/etc: " + ec.message());
-    std::string conf = "# Written by isr core/vm at every start; edits are lost.\n"
-                       "stdio_handler = \"file\"\n"
-                       "remember_owner = 0\n";
-    if (geteuid() == 0) {
-        // A privileged driver looks up its built-in default account before
-        // it reads this file; without it the driver does not start.
-        if (!getpwnam("libvirt-qemu"))
-            return Error(Errc::Unsupported,
-                         "libvirt's QEMU driver running as root needs the 'libvirt-qemu' account "
-                         "(run packaging/install-deps.sh)");
-        // Run QEMU as the calling user; the DAC driver then needs no chown of
-        // the sockets and the kernel.
-        conf += "user = \"root\"\ngroup = \"root\"\n";
-    }
-    return writeFileAtomically(root + "/etc/qemu.conf", conf);
-}
 
 Result<bool> memoryBacked(const std::string& dir) {
     struct statfs fs {};
@@ -182,22 +34,6 @@ Result<bool> memoryBacked(const std::string& dir) {
     constexpr long kTmpfsMagic = 0x01021994;
     constexpr long kRamfsMagic = 0x858458f6;
     return fs.f_type == kTmpfsMagic || fs.f_type == kRamfsMagic;
-}
-
-std::string findProgram(const std::string& name) {
-    const char* path = std::getenv("PATH");
-    std::string dirs = path ? path : "/usr/bin:/bin";
-    std::size_t start = 0;
-    while (start <= dirs.size()) {
-        std::size_t end = dirs.find(':', start);
-        if (end == std::string::npos)
-            end = dirs.size();
-        std::string candidate = dirs.substr(start, end - start) + "/" + name;
-        if (access(candidate.c_str(), X_OK) == 0)
-            return candidate;
-        start = end + 1;
-    }
-    return {};
 }
 
 struct DomainDeleter {
@@ -237,77 +73,6 @@ const char* vmStateName(VmState state) {
     return "other";
 }
 
-// ---- OwnedFd --------------------------------------------------------------
-
-OwnedFd::~OwnedFd() {
-    if (fd_ >= 0)
-        ::close(fd_);
-}
-
-OwnedFd& OwnedFd::operator=(OwnedFd&& other) noexcept {
-    if (this != &other) {
-        if (fd_ >= 0)
-            ::close(fd_);
-        fd_ = other.release();
-    }
-    return *this;
-}
-
-// ---- accelerator ----------------------------------------------------------
-
-Accelerator probeAccelerator() {
-    if (const char* forced = std::getenv("ISR_VM_ACCEL")) {
-        if (std::string_view(forced) == "tcg")
-            return Accelerator::Tcg;
-        if (std::string_view(forced) == "kvm")
-            return Accelerator::Kvm;
-    }
-    int fd = ::open("/dev/kvm", O_RDWR | O_CLOEXEC);
-    if (fd < 0) {
-        ISR_LOG_INFO(kLog) << "no usable /dev/kvm (" << std::strerror(errno) << "), using TCG";
-        return Accelerator::Tcg;
-    }
-    ::close(fd);
-    std::string qemu = findProgram("qemu-system-x86_64");
-    if (qemu.empty())
-        return Accelerator::Tcg;
-    // Run the firmware under KVM for a moment with no boot device: broken
-    // nested setups abort while loading the vCPU (MSR writes) right away,
-    // a working KVM keeps running until we stop it.
-    std::vector<std::string> args = {qemu,       "-accel",    "kvm",      "-machine", "q35",
-                                     "-cpu",     "qemu64",    "-m",       "32",       "-nodefaults",
-                                     "-display", "none",      "-monitor", "none",     "-serial",
-                                     "none",     "-no-reboot"};
-    std::vector<char*> argv;
-    for (auto& a : args)
-        argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
-    pid_t pid = -1;
-    int rc = posix_spawn(&pid, qemu.c_str(), &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    if (rc != 0)
-        return Accelerator::Tcg;
-    using Clock = std::chrono::steady_clock;
-    auto deadline = Clock::now() + std::chrono::milliseconds(1500);
-    int wstatus = 0;
-    while (Clock::now() < deadline) {
-        pid_t r = waitpid(pid, &wstatus, WNOHANG);
-        if (r == pid) {
-            ISR_LOG_WARN(kLog) << "/dev/kvm exists but QEMU under KVM exits at once; using TCG";
-            return Accelerator::Tcg;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, &wstatus, 0);
-    return Accelerator::Kvm;
-}
-
 // ---- Hypervisor -----------------------------------------------------------
 
 struct Hypervisor::Connection {
@@ -328,31 +93,6 @@ Hypervisor::Hypervisor(HostConfig config, std::unique_ptr<Connection> conn, std:
 
 Hypervisor::~Hypervisor() = default;
 
-std::string embeddedRootFor(const std::string& stateDir) {
-    // libvirt puts UNIX sockets deep under its root (e.g.
-    // <root>/lib/qemu/channel/target/domain-N-<20 chars>/org.qemu.guest_agent.0,
-    // 71 characters past the root), and sun_path holds 107. A state directory
-    // deep in a home directory would make QEMU fail to start, so a long one
-    // gets its root in a short runtime directory named after it instead. That
-    // directory is per state dir, so leftover domains are still found and
-    // reaped; only libvirt's capability cache is lost at reboot.
-    constexpr std::size_t kMaxRoot = 34;
-    std::string inside = stateDir + "/libvirt";
-    if (inside.size() <= kMaxRoot)
-        return inside;
-    std::string hex;
-    std::uint64_t h = 1469598103934665603ull; // FNV-1a: stable, no crypto needed here
-    for (unsigned char c : stateDir) {
-        h ^= c;
-        h *= 1099511628211ull;
-    }
-    static const char digits[] = "0123456789abcdef";
-    for (int i = 0; i < 16; ++i)
-        hex += digits[(h >> (60 - 4 * i)) & 0xf];
-    std::string base = ::geteuid() == 0 ? "/run" : "/tmp";
-    return base + "/isr-lv-" + hex;
-}
-
 Result<std::unique_ptr<Hypervisor>> Hypervisor::open(HostConfig config) {
     if (config.stateDir.empty() || config.stateDir[0] != '/')
         return Error(Errc::InvalidArgument, "state directory must be an absolute path");
@@ -360,20 +100,13 @@ Result<std::unique_ptr<Hypervisor>> Hypervisor::open(HostConfig config) {
     while (config.stateDir.size() > 1 && config.stateDir.back() == '/')
         config.stateDir.pop_back();
 
-    ISR_TRY_STATUS(EventLoop::ensureRunning());
+    ISR_TRY_STATUS(ensureEventLoop());
 
     std::string uri = config.uri;
     bool embedded = uri.empty();
     if (embedded) {
         std::string root = embeddedRootFor(config.stateDir);
-        {
-            std::lock_guard lock(gRootMutex);
-            if (!gEmbeddedRoot.empty() && gEmbeddedRoot != root)
-                return Error(Errc::Unsupported, "libvirt's embedded driver is already bound to " +
-                                                    gEmbeddedRoot +
-                                                    " in this process; one root per process");
-            gEmbeddedRoot = root;
-        }
+        ISR_TRY_STATUS(bindEmbeddedRoot(root));
         ISR_TRY_STATUS(writeQemuConf(root));
         uri = "qemu:///embed?root=" + root;
     }
@@ -525,61 +258,8 @@ Vm::Vm(std::unique_ptr<Handle> handle, std::string name, bool allowDiskBackedSav
     : handle_(std::move(handle)), name_(std::move(name)), logPath_(std::move(logPath)),
       allowDiskBackedSaveFiles_(allowDiskBackedSaveFiles) {}
 
-const char* vmStopReasonName(VmStopReason reason) {
-    switch (reason) {
-    case VmStopReason::Unknown:
-        return "unknown";
-    case VmStopReason::GuestShutdown:
-        return "guest shutdown";
-    case VmStopReason::Crashed:
-        return "crashed";
-    case VmStopReason::Destroyed:
-        return "destroyed";
-    case VmStopReason::Saved:
-        return "saved";
-    case VmStopReason::Other:
-        return "other";
-    }
-    return "other";
-}
-
-VmStopReason stopReasonFromLog(std::string_view text) {
-    // libvirt (qemuProcessStop) writes "<time>: shutting down, reason=<r>"
-    // with r one of virDomainShutoffReason's names; each start writes
-    // "<time>: starting up libvirt version: ...".
-    constexpr std::string_view kStop = "shutting down, reason=";
-    auto stop = text.rfind(kStop);
-    if (stop == std::string_view::npos)
-        return VmStopReason::Unknown;
-    auto start = text.rfind("starting up");
-    if (start != std::string_view::npos && start > stop)
-        return VmStopReason::Unknown; // the stop was an earlier run's
-    auto from = stop + kStop.size();
-    auto reason = text.substr(from, text.find_first_of("\r\n", from) - from);
-    if (reason == "shutdown")
-        return VmStopReason::GuestShutdown;
-    if (reason == "crashed" || reason == "failed")
-        return VmStopReason::Crashed;
-    if (reason == "destroyed")
-        return VmStopReason::Destroyed;
-    if (reason == "saved")
-        return VmStopReason::Saved;
-    return VmStopReason::Other;
-}
-
 VmStopReason Vm::lastStopReason() const {
-    std::ifstream in(logPath_, std::ios::binary);
-    if (!in)
-        return VmStopReason::Unknown;
-    // The tail is enough: QEMU writes little once running.
-    in.seekg(0, std::ios::end);
-    std::streamoff size = in.tellg();
-    std::streamoff from = std::max<std::streamoff>(0, size - (256 << 10));
-    in.seekg(from);
-    std::string tail(std::size_t(size - from), '\0');
-    in.read(tail.data(), std::streamsize(tail.size()));
-    tail.resize(std::size_t(in.gcount()));
-    return stopReasonFromLog(tail);
+    return stopReasonFromLogFile(logPath_);
 }
 Vm::~Vm() = default;
 Vm::Vm(Vm&&) noexcept = default;
@@ -679,11 +359,11 @@ Result<Screenshot> Vm::screenshot() {
     return shot;
 }
 
-Result<OwnedFd> Vm::openGraphicsFd() {
+Result<UniqueFd> Vm::openGraphicsFd() {
     int fd = virDomainOpenGraphicsFD(handle_->dom.get(), 0, VIR_DOMAIN_OPEN_GRAPHICS_SKIPAUTH);
     if (fd < 0)
         return libvirtError("opening the display of VM " + name_);
-    return OwnedFd(fd);
+    return UniqueFd(fd);
 }
 
 Status Vm::sendKeys(std::span<const unsigned> linuxKeycodes, unsigned holdMs) {

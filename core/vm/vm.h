@@ -18,6 +18,7 @@
 // the process: open() with a second, different root fails with Unsupported.
 
 #include "util/bytes.h"
+#include "util/posix.h"
 #include "util/result.h"
 
 #include <cstdint>
@@ -100,32 +101,12 @@ const char* vmStopReasonName(VmStopReason reason);
 // The reason in libvirt's "shutting down, reason=<r>" line of a domain log
 // text, if it comes after the last "starting up" line (i.e. this run's).
 VmStopReason stopReasonFromLog(std::string_view logText);
+// The same, from the tail of a domain log file (Unknown if it cannot be read).
+VmStopReason stopReasonFromLogFile(const std::string& logPath);
 
 struct Screenshot {
     std::string mimeType; // e.g. "image/png" or "image/x-portable-pixmap"
     Bytes data;
-};
-
-// An owned file descriptor, closed on destruction.
-class OwnedFd {
-public:
-    OwnedFd() = default;
-    explicit OwnedFd(int fd) : fd_(fd) {}
-    ~OwnedFd();
-    OwnedFd(OwnedFd&& other) noexcept : fd_(other.release()) {}
-    OwnedFd& operator=(OwnedFd&& other) noexcept;
-    OwnedFd(const OwnedFd&) = delete;
-    OwnedFd& operator=(const OwnedFd&) = delete;
-    int get() const { return fd_; }
-    int release() {
-        int fd = fd_;
-        fd_ = -1;
-        return fd;
-    }
-    bool valid() const { return fd_ >= 0; }
-
-private:
-    int fd_ = -1;
 };
 
 class Hypervisor;
@@ -156,7 +137,7 @@ public:
     // The primary display as libvirt gives it (QEMU 7.2: PNG or PPM).
     Result<Screenshot> screenshot();
     // A connected VNC socket for the UI's client, no TCP and no password.
-    Result<OwnedFd> openGraphicsFd();
+    Result<UniqueFd> openGraphicsFd();
     // Presses and releases Linux input keycodes (KEY_A = 30, ...) together.
     Status sendKeys(std::span<const unsigned> linuxKeycodes, unsigned holdMs = 30);
     // Types US-ASCII text key by key ('\n' is Enter). For tests and demos.

@@ -1,10 +1,12 @@
 // isrctl as a user meets it: --help, --version, unknown commands, and the
 // rule that passwords never come from argv.
+#include "session_status.h"
 #include "testsupport.h"
 #include "util/version.h"
 
 #include <QFile>
 #include <QTest>
+#include <fstream>
 
 using isr::test::runProcess;
 
@@ -28,6 +30,77 @@ private slots:
         QVERIFY(r.out.find("Usage: isrctl") != std::string::npos);
         QVERIFY(r.out.find("--password-stdin") != std::string::npos);
     }
+    // One line a command, none wider than 100 columns (the usage abbreviated
+    // to "[options]"), like other Debian tools.
+    void helpFitsOneLineACommand() {
+        auto r = runProcess(isrctl_, {"--help"});
+        QCOMPARE(r.exitCode, 0);
+        const QStringList lines = QString::fromStdString(r.out).split('\n');
+        for (const QString& line : lines)
+            QVERIFY2(line.size() <= 100, qPrintable(line));
+        const int commands = int(lines.indexOf(QStringLiteral("Commands:")));
+        QVERIFY(commands > 0);
+        QStringList rows;
+        for (int i = commands + 1; i < lines.size(); ++i)
+            if (!lines[i].isEmpty())
+                rows << lines[i];
+        QVERIFY2(rows.size() >= 15, qPrintable(rows.join('\n')));
+        for (const QString& row : rows)
+            QVERIFY2(row.startsWith(QStringLiteral("  ")) && row[2] != ' ', qPrintable(row));
+        auto resume = rows.filter(QStringLiteral("  session resume "));
+        QCOMPARE(resume.size(), 1);
+        QVERIFY2(resume[0].startsWith(QStringLiteral("  session resume USER PARCEL [options] ")),
+                 qPrintable(resume[0]));
+        QVERIFY(resume[0].contains(QStringLiteral("resume a parcel headless")));
+        QVERIFY(!r.out.empty() && r.out.find("--trickle-quiet") == std::string::npos);
+        // "help" alone is --help.
+        auto alone = runProcess(isrctl_, {"help"});
+        QCOMPARE(alone.exitCode, 0);
+        QCOMPARE(alone.out, r.out);
+    }
+    // `help COMMAND` and `COMMAND --help`: the same full usage and every option.
+    void commandHelp() {
+        auto a = runProcess(isrctl_, {"help", "session", "resume"});
+        QCOMPARE(a.exitCode, 0);
+        auto b = runProcess(isrctl_, {"session", "resume", "--help"});
+        QCOMPARE(b.exitCode, 0);
+        QCOMPARE(a.out, b.out);
+        const QString out = QString::fromStdString(a.out);
+        QVERIFY2(out.startsWith(QStringLiteral("Usage: isrctl session resume USER PARCEL [")),
+                 a.out.c_str());
+        for (const char* option :
+             {"--config FILE", "--kiosk-dir DIR", "--take-over", "--trickle-quiet DURATION",
+              "--heartbeat DURATION", "--cache-size SIZE", "--no-suspend", "--password-stdin"}) {
+            // In the synopsis and in the option list.
+            QVERIFY2(out.count(QString::fromLatin1(option)) >= 2, option);
+        }
+        QVERIFY(out.contains(QStringLiteral("\nOptions:\n")));
+        for (const QString& line : out.split('\n'))
+            QVERIFY2(line.size() <= 100, qPrintable(line));
+        // A required option stays in the synopsis as it is and is described.
+        auto gc = runProcess(isrctl_, {"gc", "--help"});
+        QCOMPARE(gc.exitCode, 0);
+        QVERIFY2(gc.out.rfind("Usage: isrctl gc --user USER [", 0) == 0, gc.out.c_str());
+        QVERIFY(gc.out.find("[--user") == std::string::npos);
+        QVERIFY(gc.out.find("  --user USER ") != std::string::npos);
+    }
+    void helpForUnknownCommand() {
+        auto r = runProcess(isrctl_, {"help", "frobnicate"});
+        QCOMPARE(r.exitCode, 2);
+        QVERIFY2(r.err.find("unknown command 'frobnicate'") != std::string::npos, r.err.c_str());
+        QVERIFY(r.out.empty());
+        r = runProcess(isrctl_, {"help", "parcel", "frob"});
+        QCOMPARE(r.exitCode, 2);
+        QVERIFY2(r.err.find("unknown command 'parcel frob'") != std::string::npos, r.err.c_str());
+        r = runProcess(isrctl_, {"help", "fsck", "now"});
+        QCOMPARE(r.exitCode, 2);
+        // A group without its subcommand names them.
+        r = runProcess(isrctl_, {"session"});
+        QCOMPARE(r.exitCode, 2);
+        QVERIFY2(r.err.find("'session' needs a subcommand") != std::string::npos &&
+                     r.err.find("resume") != std::string::npos,
+                 r.err.c_str());
+    }
     void noArgumentsIsUsageError() {
         auto r = runProcess(isrctl_, {});
         QCOMPARE(r.exitCode, 2);
@@ -36,6 +109,59 @@ private slots:
         auto r = runProcess(isrctl_, {"frobnicate"});
         QCOMPARE(r.exitCode, 2);
         QVERIFY(r.err.find("unknown command 'frobnicate'") != std::string::npos);
+    }
+    // The hoard's problem (HoardStatus::problem) reaches `session status`:
+    // what `session resume` writes into status.json, printed as text and JSON.
+    void statusShowsTheHoardProblem() {
+        isr::session::HoardStatus h;
+        h.chunksDone = 12;
+        h.chunksTotal = 640;
+        h.problem = isr::session::ErrorKind::NoSpace;
+        h.problemMessage = "hoard paused, the kiosk's disk is (nearly) full: 3 MiB free";
+        const std::string line = isr::cli::formatHoardStatus(isr::cli::hoardStatusJson(h));
+        QVERIFY2(line.find("hoard: 12 / 640 chunks\n") == 0, line.c_str());
+        QVERIFY2(line.find("hoard held back: the kiosk's disk is nearly full; the computer keeps "
+                           "running\n") != std::string::npos,
+                 line.c_str());
+        QVERIFY2(line.find("3 MiB free") != std::string::npos, line.c_str());
+
+        isr::session::HoardStatus unreachable = h;
+        unreachable.problem = isr::session::ErrorKind::StoreUnreachable;
+        QVERIFY(isr::cli::formatHoardStatus(isr::cli::hoardStatusJson(unreachable))
+                    .find("hoard held back: the store is unreachable; the computer keeps "
+                          "running") != std::string::npos);
+        isr::session::HoardStatus fine = h;
+        fine.problem = isr::session::ErrorKind::None;
+        const auto fineJson = isr::cli::hoardStatusJson(fine);
+        QVERIFY(fineJson.find("problem") == fineJson.end());
+        QCOMPARE(isr::cli::formatHoardStatus(fineJson), std::string("hoard: 12 / 640 chunks\n"));
+
+        // Through the command, from a status file like the one `session resume` writes.
+        isr::test::TempDir dir;
+        {
+            std::ofstream out(dir.file("status.json"));
+            out << isr::json::Value(isr::json::Object{{"stage", "Running"},
+                                                      {"hoard", isr::cli::hoardStatusJson(h)}})
+                       .dump()
+                << "\n";
+        }
+        auto text = runProcess(
+            isrctl_, {"session", "status", "--kiosk-dir", QString::fromStdString(dir.path())});
+        QCOMPARE(text.exitCode, 0);
+        QVERIFY2(text.out.find("stage: Running\n") != std::string::npos, text.out.c_str());
+        QVERIFY2(text.out.find("hoard held back: the kiosk's disk is nearly full; the computer "
+                               "keeps running") != std::string::npos,
+                 text.out.c_str());
+        auto json = runProcess(isrctl_, {"session", "status", "--json", "--kiosk-dir",
+                                         QString::fromStdString(dir.path())});
+        QCOMPARE(json.exitCode, 0);
+        auto doc = isr::json::parse(json.out);
+        QVERIFY2(doc.ok(), json.out.c_str());
+        const auto* hoard = doc->find("hoard");
+        QVERIFY(hoard);
+        QCOMPARE(hoard->getString("problem").valueOr(""), std::string("no space"));
+        QCOMPARE(hoard->getString("problem_message").valueOr(""), h.problemMessage);
+        QCOMPARE(hoard->getInt("chunks_total").valueOr(0), std::int64_t(640));
     }
     // Store credentials come from a file (never argv), and a bad file is an
     // error that names it, before anything touches the store.

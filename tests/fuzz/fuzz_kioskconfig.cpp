@@ -1,33 +1,47 @@
 // Fuzzes the kiosk configuration parser (session::parseKioskConfig) and the
-// size syntax it uses (session::parseSize).
+// size syntax it shares with isrctl (isr::parseSize, util/size.h).
 // Invariants:
 //  - errors are InvalidArgument or Unsupported, never a crash;
 //  - parse ok => every key it reports set appears in the text, and repeating
 //    any of them on a new line is refused (every key at most once);
 //  - parse ok => a comment line and a blank line appended change nothing;
-//  - parseSize ok => the text is digits with an optional K/M/G/T and the
-//    value is exactly digits * 1024^n without overflow.
+//  - parseSize ok => the text is digits with an optional unit (B, K, k, M,
+//    G, T, KiB, MiB, GiB, TiB) and the value is exactly digits * 1024^n
+//    without overflow.
 #include "fuzz_check.h"
 #include "session/kioskconfig.h"
+#include "util/size.h"
 
 #include <charconv>
+#include <utility>
 
 using namespace isr;
 
 namespace {
 
 void fuzzSize(std::string_view text) {
-    auto size = session::parseSize(text);
+    auto size = parseSize(text);
     if (!size.ok()) {
         FUZZ_CHECK(size.error().code == Errc::InvalidArgument);
         return;
     }
     std::string_view digits = text;
     unsigned shift = 0;
-    const std::string_view suffixes = "KMGT";
-    if (auto at = suffixes.find(digits.back()); at != std::string_view::npos) {
-        shift = 10 * unsigned(at + 1);
-        digits.remove_suffix(1);
+    for (auto [unit, unitShift] : {std::pair<std::string_view, unsigned>{"KiB", 10},
+                                   {"MiB", 20},
+                                   {"GiB", 30},
+                                   {"TiB", 40},
+                                   {"B", 0},
+                                   {"K", 10},
+                                   {"k", 10},
+                                   {"M", 20},
+                                   {"G", 30},
+                                   {"T", 40}}) {
+        if (digits.ends_with(unit)) {
+            digits.remove_suffix(unit.size());
+            shift = unitShift;
+            break;
+        }
     }
     FUZZ_CHECK(!digits.empty());
     unsigned __int128 value = 0;

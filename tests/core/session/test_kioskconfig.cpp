@@ -2,6 +2,7 @@
 // documented example and refuses every kind of bad line with file, line and key.
 #include "session/kioskconfig.h"
 #include "testsupport.h"
+#include "util/size.h"
 
 #include <QTest>
 #include <fstream>
@@ -76,17 +77,62 @@ private slots:
         QVERIFY(a->ui.virtualKeyboard == KioskUiOptions::OnScreenKeyboard::Never);
     }
 
+    // isr::parseSize (util/size.h), the one size syntax of kiosk.conf and isrctl.
     void sizes() {
         QCOMPARE(*parseSize("0"), std::uint64_t(0));
         QCOMPARE(*parseSize("1234"), std::uint64_t(1234));
         QCOMPARE(*parseSize("4K"), std::uint64_t(4096));
         QCOMPARE(*parseSize("2T"), std::uint64_t(2) << 40);
-        for (const char* bad :
-             {"", "G", "8g", "8GB", "-1", "1.5G", " 8G", "99999999999T", "18446744073709551616"}) {
+        // What isrctl accepted besides: B, k and the IEC spellings.
+        QCOMPARE(*parseSize("512B"), std::uint64_t(512));
+        QCOMPARE(*parseSize("4k"), std::uint64_t(4096));
+        QCOMPARE(*parseSize("8KiB"), std::uint64_t(8) << 10);
+        QCOMPARE(*parseSize("512MiB"), std::uint64_t(512) << 20);
+        QCOMPARE(*parseSize("8GiB"), std::uint64_t(8) << 30);
+        QCOMPARE(*parseSize("3TiB"), std::uint64_t(3) << 40);
+        QCOMPARE(*parseSize("16777215T"), std::uint64_t(16777215) << 40);
+        QCOMPARE(*parseSize("18446744073709551615"), ~std::uint64_t(0));
+        for (const char* bad : {"",
+                                "G",
+                                "8g",
+                                "8GB",
+                                "-1",
+                                "1.5G",
+                                " 8G",
+                                "99999999999T",
+                                "18446744073709551616",
+                                "B",
+                                "KiB",
+                                "8 G",
+                                "8G ",
+                                "+8G",
+                                "8Gi",
+                                "8GiBB",
+                                "8iB",
+                                "8KB",
+                                "8kiB",
+                                "16777216T",
+                                "0x10",
+                                "8b"}) {
             auto s = parseSize(bad);
             QVERIFY2(!s.ok(), bad);
             QCOMPARE(s.error().code, Errc::InvalidArgument);
         }
+        QVERIFY2(parseSize("99999999999T").error().message.find("too large") != std::string::npos,
+                 parseSize("99999999999T").error().message.c_str());
+    }
+
+    // kiosk.conf refused "8GiB" while isrctl took it; now both do.
+    void iecSizesInTheFile() {
+        auto f = parseKioskConfig("cache_size = 8GiB\nhoard_bandwidth = 512KiB\n", "kiosk.conf");
+        QVERIFY2(f.ok(), f.ok() ? "" : f.error().message.c_str());
+        QCOMPARE(f->session.cacheCapBytes, std::uint64_t(8) << 30);
+        QCOMPARE(f->session.hoardBandwidth, std::uint64_t(512) << 10);
+        auto big = parseKioskConfig("cache_size = 99999999999TiB\n", "x.conf");
+        QVERIFY(!big.ok());
+        QVERIFY2(big.error().message.find("x.conf:1: cache_size: '99999999999TiB' is too large") !=
+                     std::string::npos,
+                 big.error().message.c_str());
     }
 
     void badLines_data() {
@@ -174,6 +220,153 @@ private slots:
         auto none = loadKioskConfig(dir.path() + "/nope.conf");
         QVERIFY(!none.ok());
         QCOMPARE(none.error().code, Errc::Io);
+    }
+
+    // Which file: --config, else $ISR_KIOSK_CONFIG, else the default if it
+    // exists. A named file that is missing is an error; a missing default is not.
+    void locateTheFile() {
+        TempDir dir;
+        const std::string explicitConf = dir.path() + "/explicit.conf";
+        const std::string envConf = dir.path() + "/env.conf";
+        const std::string defaultConf = dir.path() + "/default.conf";
+        writeFile(explicitConf, "kiosk_id = from-explicit\n");
+        writeFile(envConf, "kiosk_id = from-env\n");
+        writeFile(defaultConf, "kiosk_id = from-default\n");
+        qunsetenv(kKioskConfigEnv);
+
+        KioskConfigLocation where;
+        where.defaultPath = defaultConf;
+        auto f = locateAndLoadKioskConfig(where);
+        QVERIFY(f.ok());
+        QCOMPARE(f->session.kioskId, std::string("from-default"));
+        QCOMPARE(f->path, defaultConf);
+
+        qputenv(kKioskConfigEnv, QByteArray::fromStdString(envConf));
+        f = locateAndLoadKioskConfig(where);
+        QVERIFY(f.ok());
+        QCOMPARE(f->session.kioskId, std::string("from-env"));
+
+        where.explicitPath = explicitConf;
+        f = locateAndLoadKioskConfig(where);
+        QVERIFY(f.ok());
+        QCOMPARE(f->session.kioskId, std::string("from-explicit"));
+        QCOMPARE(f->path, explicitConf);
+
+        // A named file that is missing stops; the env's error says where it came from.
+        where.explicitPath = dir.path() + "/absent.conf";
+        f = locateAndLoadKioskConfig(where);
+        QVERIFY(!f.ok());
+        QCOMPARE(f.error().code, Errc::Io);
+        where.explicitPath.reset();
+        qputenv(kKioskConfigEnv, QByteArray::fromStdString(dir.path() + "/absent.conf"));
+        f = locateAndLoadKioskConfig(where);
+        QVERIFY(!f.ok());
+        QVERIFY2(f.error().message.find("ISR_KIOSK_CONFIG") != std::string::npos,
+                 f.error().message.c_str());
+        qunsetenv(kKioskConfigEnv);
+
+        // A missing default, or none at all, is the built-in defaults.
+        where.defaultPath = dir.path() + "/absent.conf";
+        f = locateAndLoadKioskConfig(where);
+        QVERIFY(f.ok());
+        QVERIFY(f->keys.empty());
+        QVERIFY(f->path.empty());
+        where.defaultPath.clear();
+        QVERIFY(locateAndLoadKioskConfig(where)->path.empty());
+
+        // A default that exists but is bad is an error too.
+        writeFile(defaultConf, "frobnicate = 1\n");
+        where.defaultPath = defaultConf;
+        f = locateAndLoadKioskConfig(where);
+        QVERIFY(!f.ok());
+        QCOMPARE(f.error().code, Errc::InvalidArgument);
+    }
+
+    // The command line over the file over the environment over the fallbacks.
+    void overridesOverTheFile() {
+        qunsetenv("ISR_STORE");
+        auto file = parseKioskConfig("store = /srv/file-store\n"
+                                     "state_dir = /var/lib/isr\n"
+                                     "accelerator = tcg\n"
+                                     "kiosk_id = gate-23\n"
+                                     "cache_size = 2G\n"
+                                     "parcel = work\n",
+                                     "kiosk.conf");
+        QVERIFY(file.ok());
+
+        // Nothing on the command line: the file, then the fallbacks.
+        KioskOverrides none;
+        none.defaultStateDir = "/default/state";
+        none.defaultGuestDir = "/default/guest";
+        none.fallbackStoreUrl = "file:///demo";
+        KioskFile a = *file;
+        applyKioskOverrides(a, none);
+        QCOMPARE(a.session.storeUrl, std::string("/srv/file-store"));
+        QCOMPARE(a.session.stateDir, std::string("/var/lib/isr"));
+        QCOMPARE(a.session.guestDir, std::string("/default/guest")); // the file has none
+        QCOMPARE(a.session.accelerator, std::string("tcg"));
+        QCOMPARE(a.session.kioskId, std::string("gate-23"));
+        QCOMPARE(a.session.cacheCapBytes, std::uint64_t(2) << 30);
+        QCOMPARE(a.ui.parcel, std::string("work"));
+
+        // Everything on the command line wins; relative paths become absolute.
+        KioskOverrides all = none;
+        all.storeUrl = "s3://rgw/isr";
+        all.stateDir = "rel/state";
+        all.guestDir = "/cli/guest";
+        all.accelerator = "kvm";
+        all.kioskId = "desk-1";
+        all.cacheCapBytes = 1u << 20;
+        all.parcel = "play";
+        KioskFile b = *file;
+        applyKioskOverrides(b, all);
+        QCOMPARE(b.session.storeUrl, std::string("s3://rgw/isr"));
+        QVERIFY2(b.session.stateDir.front() == '/' && b.session.stateDir.ends_with("/rel/state"),
+                 b.session.stateDir.c_str());
+        QCOMPARE(b.session.guestDir, std::string("/cli/guest"));
+        QCOMPARE(b.session.accelerator, std::string("kvm"));
+        QCOMPARE(b.session.kioskId, std::string("desk-1"));
+        QCOMPARE(b.session.cacheCapBytes, std::uint64_t(1) << 20);
+        QCOMPARE(b.ui.parcel, std::string("play"));
+
+        // The store: --store > the file > $ISR_STORE > the fallback; an
+        // empty --store counts as not given.
+        qputenv("ISR_STORE", "file:///from-env");
+        KioskFile c = *file;
+        KioskOverrides emptyStore = none;
+        emptyStore.storeUrl = "";
+        applyKioskOverrides(c, emptyStore);
+        QCOMPARE(c.session.storeUrl, std::string("/srv/file-store"));
+        KioskFile d; // no file
+        applyKioskOverrides(d, none);
+        QCOMPARE(d.session.storeUrl, std::string("file:///from-env"));
+        QCOMPARE(d.session.stateDir, std::string("/default/state"));
+        qunsetenv("ISR_STORE");
+        KioskFile e;
+        applyKioskOverrides(e, none);
+        QCOMPARE(e.session.storeUrl, std::string("file:///demo"));
+        KioskFile g;
+        applyKioskOverrides(g, KioskOverrides{});
+        QVERIFY(g.session.storeUrl.empty()); // the caller says how to name one
+    }
+
+    // Both steps in one, as `isrctl session resume` does.
+    void resolveInOneCall() {
+        TempDir dir;
+        const std::string conf = dir.path() + "/kiosk.conf";
+        writeFile(conf, "store = /srv/s\ncache_size = 8GiB\n");
+        KioskConfigLocation where;
+        where.explicitPath = conf;
+        where.defaultPath.clear();
+        KioskOverrides o;
+        o.kioskId = "k";
+        auto f = resolveKioskConfig(where, o);
+        QVERIFY2(f.ok(), f.ok() ? "" : f.error().message.c_str());
+        QCOMPARE(f->session.storeUrl, std::string("/srv/s"));
+        QCOMPARE(f->session.cacheCapBytes, std::uint64_t(8) << 30);
+        QCOMPARE(f->session.kioskId, std::string("k"));
+        where.explicitPath = conf + ".absent";
+        QVERIFY(!resolveKioskConfig(where, o).ok());
     }
 
     void exampleFileParses() {
