@@ -57,11 +57,11 @@ bool LockLease::beat() {
         // with a conflict if the other kiosk saved first).
         lost_ = true;
         lostDetail_ = st.error().message;
-        ISR_LOG_WARN("parcel") << "lock of " << parcel_ << " lost: " << st.error().describe();
+        ISR_LOG_WARN("parcel") << "heartbeat: the lock is lost: " << st.error().describe();
         return false;
     }
     // The store may be down (the VM runs on cached data): try at the next beat.
-    ISR_LOG_WARN("parcel") << "heartbeat of " << parcel_ << ": " << st.error().describe();
+    ISR_LOG_WARN("parcel") << "heartbeat: " << st.error().describe();
     return true;
 }
 
