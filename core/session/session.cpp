@@ -1,33 +1,34 @@
-// The session state machine (see session.h for the stages and transitions).
+// The session state machine (see session.h for the stages and transitions):
+// the resume and suspend sequences, and the facts each failure reports. The
+// helpers it drives each have a room of their own: the lock lease
+// (parcel/lock_lease.h), the byte counter (store/counting_store.h), the stage
+// and timeline bookkeeping (stage_tracker.h), the VM watcher (vm_watcher.h),
+// the streaming restore (restore_stream.h), the memory image upload
+// (memory_upload.h) and the session's files (workspace.h); the tables are in
+// stages.cpp.
 #include "session/session.h"
 
 #include "cache/cache.h"
 #include "cache/chunk_source.h"
-#include "crypto/crypto.h"
 #include "disk/nbd_server.h"
 #include "disk/parcel_disk.h"
-#include "memimg/memimg.h"
+#include "parcel/lock_lease.h"
+#include "session/legacy_messages.h"
+#include "session/memory_upload.h"
+#include "session/restore_stream.h"
+#include "session/stage_tracker.h"
+#include "session/vm_spec.h"
+#include "session/vm_watcher.h"
+#include "session/workspace.h"
+#include "store/counting_store.h"
 #include "util/fault.h"
 #include "util/log.h"
 #include "vm/vm.h"
 
 #include <algorithm>
 #include <atomic>
-#include <cctype>
-#include <cerrno>
-#include <condition_variable>
-#include <cstring>
-#include <ctime>
-#include <fcntl.h>
 #include <filesystem>
-#include <fstream>
 #include <mutex>
-#include <set>
-#include <sstream>
-#include <sys/stat.h>
-#include <sys/statvfs.h>
-#include <sys/types.h>
-#include <thread>
 #include <unistd.h>
 
 namespace isr::session {
@@ -35,206 +36,7 @@ namespace isr::session {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-const char* stageName(Stage stage) {
-    switch (stage) {
-    case Stage::SignedOut:
-        return "signed out";
-    case Stage::Authenticating:
-        return "authenticating";
-    case Stage::CheckingOut:
-        return "checking out";
-    case Stage::Fetching:
-        return "fetching";
-    case Stage::Restoring:
-        return "restoring";
-    case Stage::Running:
-        return "running";
-    case Stage::Suspending:
-        return "suspending";
-    case Stage::Wiping:
-        return "wiping";
-    case Stage::Failed:
-        return "failed";
-    }
-    return "?";
-}
-
-bool isLegalTransition(Stage from, Stage to) {
-    switch (from) {
-    case Stage::SignedOut:
-        return to == Stage::Authenticating;
-    case Stage::Authenticating:
-        return to == Stage::CheckingOut || to == Stage::Failed || to == Stage::SignedOut;
-    case Stage::CheckingOut:
-        return to == Stage::Fetching || to == Stage::Failed || to == Stage::Wiping;
-    case Stage::Fetching:
-        return to == Stage::Restoring || to == Stage::Failed || to == Stage::Wiping;
-    case Stage::Restoring:
-        return to == Stage::Running || to == Stage::Failed || to == Stage::Wiping;
-    case Stage::Running:
-        return to == Stage::Suspending || to == Stage::Failed || to == Stage::Wiping;
-    case Stage::Suspending:
-        return to == Stage::Wiping || to == Stage::Failed;
-    case Stage::Wiping:
-        return to == Stage::SignedOut || to == Stage::Failed;
-    case Stage::Failed:
-        return to == Stage::CheckingOut || to == Stage::Suspending || to == Stage::Wiping ||
-               to == Stage::Authenticating || to == Stage::SignedOut;
-    }
-    return false;
-}
-
-const char* errorKindName(ErrorKind kind) {
-    switch (kind) {
-    case ErrorKind::None:
-        return "none";
-    case ErrorKind::WrongCredentials:
-        return "wrong credentials";
-    case ErrorKind::StoreUnreachable:
-        return "store unreachable";
-    case ErrorKind::LockedElsewhere:
-        return "locked elsewhere";
-    case ErrorKind::Corrupt:
-        return "corrupt";
-    case ErrorKind::NoSpace:
-        return "no space";
-    case ErrorKind::VmFailed:
-        return "VM failed";
-    case ErrorKind::Internal:
-        return "internal";
-    }
-    return "?";
-}
-
-const char* failureCauseName(FailureCause cause) {
-    switch (cause) {
-    case FailureCause::Generic:
-        return "generic";
-    case FailureCause::StoreUnreachable:
-        return "store-unreachable";
-    case FailureCause::WrongCredentials:
-        return "wrong-credentials";
-    case FailureCause::NoParcel:
-        return "no-parcel";
-    case FailureCause::SeveralParcels:
-        return "several-parcels";
-    case FailureCause::ParcelNotFound:
-        return "parcel-not-found";
-    case FailureCause::LockedElsewhere:
-        return "locked-elsewhere";
-    case FailureCause::DamagedVersion:
-        return "damaged-version";
-    case FailureCause::BootProfileUnavailable:
-        return "boot-profile-unavailable";
-    case FailureCause::KioskStorage:
-        return "kiosk-storage";
-    case FailureCause::MemoryImageFetch:
-        return "memory-image-fetch";
-    case FailureCause::VmStart:
-        return "vm-start";
-    case FailureCause::VmRestore:
-        return "vm-restore";
-    case FailureCause::VmStopped:
-        return "vm-stopped";
-    case FailureCause::GuestPoweredOff:
-        return "guest-powered-off";
-    case FailureCause::VmGoneAtSave:
-        return "vm-gone-at-save";
-    case FailureCause::SaveFailed:
-        return "save-failed";
-    case FailureCause::MemoryUpload:
-        return "memory-upload";
-    case FailureCause::DiskUpload:
-        return "disk-upload";
-    case FailureCause::CommitConflict:
-        return "commit-conflict";
-    case FailureCause::Commit:
-        return "commit";
-    }
-    return "?";
-}
-
-ErrorKind classify(const Error& error) {
-    switch (error.code) {
-    case Errc::AuthFailed:
-        return ErrorKind::WrongCredentials;
-    case Errc::Transient:
-    case Errc::AccessDenied:
-        return ErrorKind::StoreUnreachable;
-    case Errc::Locked:
-        return ErrorKind::LockedElsewhere;
-    case Errc::Corrupt:
-        return ErrorKind::Corrupt;
-    case Errc::NoSpace:
-        return ErrorKind::NoSpace;
-    default:
-        return ErrorKind::Internal;
-    }
-}
-
 namespace {
-
-// Counts the bytes that cross to and from the store, for the timeline and
-// the benchmarks (what must cross the network is the figure that matters).
-class CountingStore : public store::Store {
-public:
-    // The counters outlive the store (they belong to the Session), so the
-    // timeline can difference them across sign-ins.
-    CountingStore(std::unique_ptr<store::Store> inner, std::atomic<std::uint64_t>& down,
-                  std::atomic<std::uint64_t>& up)
-        : down(down), up(up), inner_(std::move(inner)) {}
-    std::atomic<std::uint64_t>& down;
-    std::atomic<std::uint64_t>& up;
-
-    std::string url() const override { return inner_->url(); }
-    Result<Bytes> get(const std::string& key) override { return count(inner_->get(key)); }
-    Result<Bytes> getRange(const std::string& key, std::uint64_t offset,
-                           std::uint64_t length) override {
-        return count(inner_->getRange(key, offset, length));
-    }
-    Status put(const std::string& key, ByteView data) override {
-        auto st = inner_->put(key, data);
-        if (st.ok())
-            up += data.size();
-        return st;
-    }
-    Status putIfAbsent(const std::string& key, ByteView data) override {
-        auto st = inner_->putIfAbsent(key, data);
-        if (st.ok())
-            up += data.size();
-        return st;
-    }
-    Status remove(const std::string& key) override { return inner_->remove(key); }
-    Result<std::vector<store::ObjectInfo>> list(const std::string& prefix) override {
-        return inner_->list(prefix);
-    }
-    Result<bool> exists(const std::string& key) override { return inner_->exists(key); }
-    std::vector<Result<Bytes>> getMany(const std::vector<std::string>& keys) override {
-        auto results = inner_->getMany(keys);
-        for (auto& r : results)
-            if (r.ok())
-                down += r->size();
-        return results;
-    }
-    std::vector<Status> putMany(const std::vector<store::PutItem>& items) override {
-        auto results = inner_->putMany(items);
-        for (std::size_t i = 0; i < results.size(); ++i)
-            if (results[i].ok())
-                up += items[i].data.size();
-        return results;
-    }
-    void setWriteCredentials(const store::Credentials& c) override {
-        inner_->setWriteCredentials(c);
-    }
-
-private:
-    Result<Bytes> count(Result<Bytes> r) {
-        if (r.ok())
-            down += r->size();
-        return r;
-    }
-    std::unique_ptr<store::Store> inner_;
-};
 
 std::string hostName() {
     char buf[256] = {};
@@ -243,156 +45,111 @@ std::string hostName() {
     return buf;
 }
 
-// A stable per-parcel VM identity: libvirt checks the UUID of a restored
-// image against the domain XML, so every kiosk must derive the same one.
-std::string parcelUuid(const std::string& user, const std::string& parcel) {
-    auto h = crypto::hash(asBytes("isr-vm-uuid:" + user + "/" + parcel));
-    h[6] = std::uint8_t((h[6] & 0x0f) | 0x50); // version 5-style (name-based)
-    h[8] = std::uint8_t((h[8] & 0x3f) | 0x80);
-    std::string hex = toHex(ByteView(h.data(), 16));
-    return hex.substr(0, 8) + "-" + hex.substr(8, 4) + "-" + hex.substr(12, 4) + "-" +
-           hex.substr(16, 4) + "-" + hex.substr(20, 12);
+// The facts of one failure, as its site knows them; fail() adds the rest.
+Failure facts(Stage stage, FailureCause cause, ErrorKind kind = ErrorKind::None) {
+    Failure f;
+    f.stage = stage;
+    f.cause = cause;
+    f.kind = kind;
+    return f;
 }
 
-// Wipes the scratch directory each leftover session recorded (makeDirectories
-// writes <session dir>/scratch). Only directories memimg created
-// (isr-memimg-*) are touched, whatever the record says.
-void wipeCrashedSessions(const std::string& sessionsDir) {
-    std::error_code ec;
-    for (const auto& entry : fs::directory_iterator(sessionsDir, ec)) {
-        std::ifstream record(entry.path() / "scratch");
-        std::string scratch;
-        if (!record || !std::getline(record, scratch))
-            continue;
-        fs::path p(scratch);
-        if (!p.is_absolute() || p.filename().string().rfind("isr-memimg-", 0) != 0 ||
-            !fs::is_directory(fs::symlink_status(p, ec)))
-            continue;
-        ISR_LOG_WARN("session") << "wiping the scratch of a crashed session: " << scratch;
-        if (auto st = memimg::wipeScratchDir(scratch); !st.ok()) {
-            ISR_LOG_WARN("session") << "wiping " << scratch << ": " << st.error().describe();
-        }
-    }
+// The kiosk's own storage at `where` is full or unusable.
+Failure storageFacts(Stage stage, const std::string& where) {
+    Failure f = facts(stage, FailureCause::KioskStorage);
+    f.where = where;
+    f.freeBytes = freeBytesAt(where);
+    return f;
+}
+
+// A VM that could not start or be restored: out of space is the kiosk's
+// problem (NoSpace), anything else is the VM's.
+ErrorKind vmKind(const Error& error) {
+    return error.code == Errc::NoSpace ? ErrorKind::NoSpace : ErrorKind::VmFailed;
 }
 
 } // namespace
 
 struct Session::Impl {
-    KioskConfig config;
-    Listener listener;
+    Impl(KioskConfig c, Listener listener) : config(std::move(c)), tracker(std::move(listener)) {}
+
+    const KioskConfig config;
     std::unique_ptr<vm::Hypervisor> hypervisor;
     std::unique_ptr<cache::ChunkCache> cache;
-
-    mutable std::mutex mutex; // guards stage, failure, timeline, names
-    Stage stage = Stage::SignedOut;
-    std::optional<Failure> failure;
-    std::vector<TimelineEntry> timeline;
-    Clock::time_point stageStart = Clock::now();
-    std::atomic<std::uint64_t> totalDown{0}, totalUp{0}; // bytes to/from the store, ever
-    std::uint64_t stageDown = 0, stageUp = 0;
+    StageTracker tracker;                     // stage, failure, timeline; any thread
     std::atomic<bool> cancelRequested{false}; // requestCancel() during a resume
 
-    // The active session. Only the controlling thread touches these.
+    // The active session. Only the controlling thread touches these, and
+    // the VM watcher's callback while Running (every public operation stops
+    // the watcher before it changes anything).
     std::string user, parcelName;
-    std::unique_ptr<CountingStore> store;
+    std::unique_ptr<store::CountingStore> store;
     std::unique_ptr<parcel::Parcels> parcels;
-    parcel::LockInfo lock;
-    bool haveLock = false;
+    // From the first checkout to sign-out, kept across a retry of a failed
+    // resume (declared after parcels, which it uses: destroyed before them).
+    std::unique_ptr<parcel::LockLease> lease;
     parcel::Manifest base;
     std::uint64_t committed = 0;
-    std::string sessionDir, scratchDir, savePath;
+    std::optional<SavedVersion> committedSave; // what this sign-in's suspend committed
+    Workspace workspace;
     // The one road for this user's chunks (cache, then the store, one
     // download per name): the disk, its hoard and the memory streamer
     // share it. Made in openDisk(); the disk holds it too.
     std::shared_ptr<cache::ChunkSource> chunks;
-    std::unique_ptr<disk::ParcelDisk> disk; // replaced only under diskMutex
-    mutable std::mutex diskMutex;           // lets hoard() run on any thread
+    const std::string& sessionDir = workspace.sessionDir();
+    // Replaced only under diskMutex, so hoard() can read it from any thread;
+    // never destroyed under it (see destroyDisk).
+    std::unique_ptr<disk::ParcelDisk> disk;
+    mutable std::mutex diskMutex;
     std::unique_ptr<disk::NbdServer> nbd;
     std::optional<vm::Vm> machine;
-    bool memorySaved = false;                           // savePath holds this session's saved VM
+    VmWatcher watcher;                                  // while Running
+    bool memorySaved = false;                           // the scratch holds this session's saved VM
     std::optional<std::vector<chunk::ChunkRef>> recipe; // memory image uploaded
-    std::set<chunk::ChunkName> baseMemoryNames;         // filled at the first suspend
 
-    // The VM watcher, alive only while Running (see startWatcher).
-    std::thread watcherThread;
-    std::mutex watcherMutex;
-    std::condition_variable watcherWake;
-    bool watcherStop = false;
+    void enter(Stage next) { tracker.enter(next); }
+    Stage stage() const { return tracker.stage(); }
 
-    std::thread heartbeatThread;
-    std::mutex heartbeatMutex;
-    std::condition_variable heartbeatWake;
-    bool heartbeatStop = false;
-
-    // ---- stage bookkeeping ----
-
-    void closeTimelineEntry() {
-        std::uint64_t down = totalDown.load();
-        std::uint64_t up = totalUp.load();
-        if (stage != Stage::SignedOut && stage != Stage::Failed) {
-            double secs = std::chrono::duration<double>(Clock::now() - stageStart).count();
-            timeline.push_back({stage, secs, down - stageDown, up - stageUp});
-        }
-        stageStart = Clock::now();
-        stageDown = down;
-        stageUp = up;
+    // The committed version that is safe whatever happens next: the one this
+    // sign-in's suspend committed, else the one it started from.
+    std::optional<SavedVersion> lastSave() const {
+        if (committedSave)
+            return committedSave;
+        if (base.version == 0)
+            return std::nullopt;
+        return SavedVersion{base.version, base.created, base.kiosk};
     }
 
-    void enter(Stage next) {
-        {
-            std::lock_guard lock_(mutex);
-            if (!isLegalTransition(stage, next)) {
-                ISR_LOG_ERROR("session")
-                    << "illegal transition " << stageName(stage) << " -> " << stageName(next);
-            }
-            closeTimelineEntry();
-            stage = next;
-            if (next != Stage::Failed)
-                failure.reset();
-        }
-        ISR_LOG_INFO("session") << "stage: " << stageName(next);
-        if (listener.stageChanged)
-            listener.stageChanged(next);
-    }
-
-    Error fail(Stage failedStage, const Error& error, std::string advice,
-               std::optional<parcel::LockInfo> holder = std::nullopt,
-               std::optional<ErrorKind> kind = std::nullopt) {
-        Failure f;
-        f.stage = failedStage;
-        f.kind = kind ? *kind : classify(error);
+    // Records the failure and enters Failed. The site gives the stage, the
+    // cause and what else it knows; fail() adds the kind (from the error
+    // unless the site chose), the last save, the error's own words as detail,
+    // and the transitional English message: the error's text, then the
+    // site's advice (legacy_messages.h).
+    Error fail(Failure f, const Error& error, const std::string& advice) {
+        if (f.kind == ErrorKind::None)
+            f.kind = classify(error);
+        if (!f.lastSave)
+            f.lastSave = lastSave();
+        if (f.detail.empty())
+            f.detail = error.describe();
         f.message = error.message.empty() ? std::string(errcName(error.code)) : error.message;
         if (!advice.empty())
             f.message += ". " + advice;
-        f.holder = std::move(holder);
-        {
-            std::lock_guard lock_(mutex);
-            failure = f;
-        }
-        ISR_LOG_WARN("session") << stageName(failedStage) << " failed: " << f.message;
-        // The failure first, then the stage: a UI switching to its error page
-        // on the stage change finds the message already there.
-        if (listener.failed)
-            listener.failed(f);
-        enter(Stage::Failed);
+        tracker.fail(f);
         return error;
+    }
+
+    // A fault injected at a named point (util/fault.h) fails the stage like
+    // the I/O error it stands for.
+    Status injected(Status point, Stage at) {
+        if (point.ok())
+            return {};
+        return fail(facts(at, FailureCause::Generic), point.error(), advice::kTryAgain);
     }
 
     void report(const std::string& what, std::uint64_t done, std::uint64_t total,
                 Clock::time_point since) {
-        if (!listener.progress)
-            return;
-        double secs = std::chrono::duration<double>(Clock::now() - since).count();
-        Progress p;
-        {
-            std::lock_guard lock_(mutex);
-            p.stage = stage;
-        }
-        p.what = what;
-        p.done = done;
-        p.total = total;
-        p.bytesPerSecond = secs > 0 ? double(done) / secs : 0;
-        listener.progress(p);
+        tracker.progress(what, done, total, since);
     }
 
     // ---- pieces ----
@@ -405,232 +162,74 @@ struct Session::Impl {
         return st.ok() && (st->state == vm::VmState::Running || st->state == vm::VmState::Paused);
     }
 
-    std::uint64_t scratchFree() const {
-        struct statvfs vfs {};
-        if (scratchDir.empty() || ::statvfs(scratchDir.c_str(), &vfs) != 0)
-            return ~std::uint64_t(0);
-        return std::uint64_t(vfs.f_bavail) * vfs.f_frsize;
-    }
-
-    // A VM that could not start or be restored: out of space is the kiosk's
-    // problem (NoSpace), anything else is the VM's.
-    static ErrorKind vmKind(const Error& error) {
-        return error.code == Errc::NoSpace ? ErrorKind::NoSpace : ErrorKind::VmFailed;
-    }
-
-    // ---- the VM watcher ----
-    //
-    // A status poll (virDomainGetState, an in-process call under the
-    // embedded driver) every half second, not libvirt's lifecycle events:
-    // with the embedded QEMU driver of libvirt 9.0 a domain lifecycle
-    // callback registered fine (virConnectDomainEventRegisterAny on the
-    // default event loop core/vm runs) but was never called, neither for a
-    // SIGKILLed QEMU nor for a guest power-off, while the poll saw both
-    // within a second. A transient domain that stopped is gone at once, so
-    // the poll learns *why* from the "shutting down, reason=" line libvirt
-    // writes to the domain log first (Vm::lastStopReason). A paused VM
-    // (disk error) is alive and not an end.
-    //
-    // The watcher never takes a lock the controlling thread holds while
-    // waiting for it; every public operation stops (joins) it before it
-    // changes the stage, so the two never race on a transition.
-    static constexpr std::chrono::milliseconds kWatchPoll{500};
-
-    void startWatcher() {
-        {
-            std::lock_guard lk(watcherMutex);
-            watcherStop = false;
-        }
-        watcherThread = std::thread([this] { watchVm(); });
-    }
-
-    void stopWatcher() {
-        {
-            std::lock_guard lk(watcherMutex);
-            watcherStop = true;
-        }
-        watcherWake.notify_all();
-        if (watcherThread.joinable())
-            watcherThread.join();
-    }
-
-    void watchVm() {
-        bool pausedSeen = false;
-        std::unique_lock lk(watcherMutex);
-        while (!watcherWake.wait_for(lk, kWatchPoll, [this] { return watcherStop; })) {
-            lk.unlock();
-            auto st = machine->status();
-            lk.lock();
-            if (watcherStop || !st.ok())
-                continue; // a libvirt hiccup is not an end: ask again
-            if (st->state == vm::VmState::Paused) {
-                if (st->ioError && !pausedSeen) {
-                    ISR_LOG_WARN("session") << "the VM paused on a disk error (alive, kept)";
-                }
-                pausedSeen = true;
-                continue;
-            }
-            pausedSeen = false;
-            if (st->state != vm::VmState::ShutOff && st->state != vm::VmState::Crashed)
-                continue;
-            lk.unlock();
-            vmEnded(machine->lastStopReason(), st->reason);
+    // On the watcher's thread: the VM is gone while Running.
+    void vmEnded(vm::VmStopReason reason, const std::string& stateReason) {
+        if (stage() != Stage::Running)
             return;
-        }
-    }
-
-    // "version 3, saved 2026-11-26 05:01 UTC"
-    std::string lastSaveText() const {
-        std::string text = "version " + std::to_string(base.version);
-        if (base.created > 0) {
-            std::time_t t = std::time_t(base.created);
-            std::tm tm{};
-            char when[64];
-            if (::gmtime_r(&t, &tm) && std::strftime(when, sizeof when, "%Y-%m-%d %H:%M UTC", &tm))
-                text += std::string(", saved ") + when;
-        }
-        return text;
-    }
-
-    // On the watcher thread: the VM is gone while Running.
-    void vmEnded(vm::VmStopReason reason, const std::string& detail) {
-        {
-            std::lock_guard lk(mutex);
-            if (stage != Stage::Running)
-                return;
-        }
         ISR_LOG_WARN("session") << "the VM ended while running: " << vm::vmStopReasonName(reason)
-                                << " (state reason " << detail << ")";
+                                << " (state reason " << stateReason << ")";
         // A guest that powered itself off left a consistent disk, but this
         // kiosk keeps a computer only as a suspended VM (memory image +
         // disk) through Suspend & Leave: it is treated like any other end of
         // the VM, and the message says so plainly.
         bool poweredOff = reason == vm::VmStopReason::GuestShutdown;
-        Error what(Errc::Internal, poweredOff ? "Your computer was shut down from inside"
-                                              : "Your computer stopped unexpectedly (its virtual "
-                                                "machine ended)");
-        std::string advice =
-            std::string(poweredOff ? "Changes since your last save were not kept (only Suspend & "
-                                     "Leave saves)"
-                                   : "What you did since your last save is lost") +
-            ". Your last saved version (" + lastSaveText() +
-            ") is safe: start again from your last save";
-        fail(Stage::Running, what, advice, std::nullopt, ErrorKind::VmFailed);
+        Failure f = facts(Stage::Running,
+                          poweredOff ? FailureCause::GuestPoweredOff : FailureCause::VmStopped,
+                          ErrorKind::VmFailed);
+        f.lastSave = lastSave();
+        f.detail = std::string("the VM ended: ") + vm::vmStopReasonName(reason) +
+                   " (libvirt state reason " + stateReason + ")";
+        auto advice = advice::vmEndedAdvice(poweredOff, f.lastSave.value_or(SavedVersion{}));
+        fail(std::move(f), Error(Errc::Internal, advice::vmEnded(poweredOff)), advice);
         // Nothing of this VM will be committed: stop sending its disk writes.
         if (disk)
             disk->stopTrickle();
     }
 
-    Status makeDirectories() {
-        std::string id = toHex(crypto::randomBytes(6));
-        sessionDir = config.stateDir + "/sessions/" + id;
-        std::error_code ec;
-        fs::create_directories(sessionDir, ec);
-        if (ec)
-            return Error(Errc::Io, "cannot create " + sessionDir + ": " + ec.message());
-        ::chmod(sessionDir.c_str(), 0700);
-        memimg::ScratchOptions so;
-        so.parent = config.scratchDir;
-        ISR_TRY_ASSIGN(scratchDir, memimg::createScratchDir(so));
-        savePath = scratchDir + "/memory.save";
-        // The scratch holds the saved VM (guest RAM in clear) outside the
-        // state directory; name it here so that the next start of a kiosk
-        // that crashed can wipe it (see wipeCrashedSessions).
-        std::ofstream record(sessionDir + "/scratch", std::ios::trunc);
-        record << scratchDir << "\n";
-        record.close();
-        if (!record)
-            return Error(Errc::NoSpace, "cannot record the scratch directory in " + sessionDir);
-        return {};
-    }
-
-    vm::VmSpec vmSpec() const {
-        vm::VmSpec spec;
-        spec.name = "isr-" + user + "-" + parcelName;
-        for (char& c : spec.name)
-            if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.'))
-                c = '_';
-        if (spec.name.size() > 64)
-            spec.name.resize(64);
-        spec.uuid = parcelUuid(user, parcelName);
-        spec.memoryMiB = base.vm.memoryMiB;
-        spec.vcpus = base.vm.vcpus;
-        spec.machine = base.vm.machine;
-        spec.cpuModel = base.vm.cpu;
-        spec.kernelPath = config.guestDir + "/vmlinuz";
-        spec.initrdPath = config.guestDir + "/initrd.img";
-        spec.diskSocketPath = sessionDir + "/disk.sock";
-        if (config.serialConsole)
-            spec.serialSocketPath = sessionDir + "/serial.sock";
-        return spec;
-    }
-
     Status checkOut(bool takeOver) {
-        // A retry after a failed resume still holds its own lock: keep it
-        // (locking again would find it and call it another kiosk's).
-        if (!haveLock) {
-            auto attempt = parcels->lock(parcelName, config.kioskId, takeOver);
-            if (!attempt.ok())
-                return fail(Stage::CheckingOut, attempt.error(),
-                            "The store is unreachable; try again in a moment");
-            if (!attempt->acquired) {
-                const auto& h = attempt->lock;
-                return fail(Stage::CheckingOut,
-                            Error(Errc::Locked, "your computer is open at another kiosk (" +
-                                                    h.kiosk + ") since " + std::to_string(h.since)),
-                            "Take it over to continue here (unsaved work there is lost), or cancel",
-                            h);
-            }
-            lock = attempt->lock;
-            haveLock = true;
+        // A retry after a failed resume still holds its own lock: the lease
+        // keeps it (locking again would find it and call it another kiosk's).
+        if (!lease)
+            lease = std::make_unique<parcel::LockLease>(*parcels, parcelName, config.kioskId);
+        auto attempt = lease->acquire(takeOver);
+        if (!attempt.ok())
+            return fail(facts(Stage::CheckingOut, FailureCause::StoreUnreachable), attempt.error(),
+                        advice::kStoreUnreachableMoment);
+        if (!attempt->acquired) {
+            const auto& h = attempt->lock;
+            Failure f = facts(Stage::CheckingOut, FailureCause::LockedElsewhere);
+            f.holder = h;
+            return fail(std::move(f),
+                        Error(Errc::Locked, "your computer is open at another kiosk (" + h.kiosk +
+                                                ") since " + std::to_string(h.since)),
+                        advice::kTakeOver);
         }
         auto latest = parcels->latest(parcelName);
         if (!latest.ok())
-            return fail(Stage::CheckingOut, latest.error(),
-                        "Check the parcel name or ask an administrator");
+            return fail(
+                facts(Stage::CheckingOut, classify(latest.error()) == ErrorKind::StoreUnreachable
+                                              ? FailureCause::StoreUnreachable
+                                              : FailureCause::ParcelNotFound),
+                latest.error(), advice::kCheckParcelName);
         auto m = parcels->manifest(parcelName, *latest);
         if (!m.ok())
-            return fail(Stage::CheckingOut, m.error(),
-                        "The store's copy is damaged; an administrator can roll back to an earlier "
-                        "version");
+            return fail(facts(Stage::CheckingOut, classify(m.error()) == ErrorKind::StoreUnreachable
+                                                      ? FailureCause::StoreUnreachable
+                                                      : FailureCause::DamagedVersion),
+                        m.error(), advice::kDamagedVersion);
         base = std::move(*m);
-        if (auto st = ISR_FAULT_POINT("session.checkout.after-manifest"); !st.ok())
-            return fail(Stage::CheckingOut, st.error(), "Try again");
-        if (base.vm.boot != "demo-guest")
-            return fail(Stage::CheckingOut,
+        ISR_TRY_STATUS(
+            injected(ISR_FAULT_POINT("session.checkout.after-manifest"), Stage::CheckingOut));
+        if (base.vm.boot != "demo-guest") {
+            Failure f = facts(Stage::CheckingOut, FailureCause::BootProfileUnavailable);
+            f.bootProfile = base.vm.boot;
+            return fail(std::move(f),
                         Error(Errc::Unsupported,
                               "boot profile '" + base.vm.boot + "' is not available on this kiosk"),
-                        "Use a kiosk with that profile");
-        startHeartbeat();
-        return {};
-    }
-
-    void startHeartbeat() {
-        heartbeatStop = false;
-        heartbeatThread = std::thread([this] {
-            std::unique_lock lk(heartbeatMutex);
-            while (!heartbeatWake.wait_for(lk, config.heartbeatInterval,
-                                           [this] { return heartbeatStop; })) {
-                lk.unlock();
-                auto st = parcels->heartbeat(parcelName, lock);
-                if (!st.ok()) {
-                    // The store may be down (the VM runs on cached data) or
-                    // someone took the parcel over; the commit will tell.
-                    ISR_LOG_WARN("session") << "heartbeat: " << st.error().describe();
-                }
-                lk.lock();
-            }
-        });
-    }
-
-    void stopHeartbeat() {
-        {
-            std::lock_guard lk(heartbeatMutex);
-            heartbeatStop = true;
+                        advice::kOtherKiosk);
         }
-        heartbeatWake.notify_all();
-        if (heartbeatThread.joinable())
-            heartbeatThread.join();
+        lease->startHeartbeat(config.heartbeatInterval);
+        return {};
     }
 
     Status openDisk() {
@@ -668,84 +267,53 @@ struct Session::Impl {
     Result<Bytes> fetchCached(const chunk::ChunkName& name) { return chunks->get(name); }
 
     Status bringUpVm() {
-        vm::VmSpec spec = vmSpec();
+        vm::VmSpec spec = sessionVmSpec(user, parcelName, base.vm, config.guestDir, sessionDir,
+                                        config.serialConsole);
         if (base.memory.empty()) {
             // First resume of this parcel (or after an import): boot.
             enter(Stage::Restoring);
-            if (auto st = ISR_FAULT_POINT("session.restore.before"); !st.ok())
-                return fail(Stage::Restoring, st.error(), "Try again");
+            ISR_TRY_STATUS(injected(ISR_FAULT_POINT("session.restore.before"), Stage::Restoring));
             auto booted = hypervisor->boot(spec);
             if (!booted.ok())
-                return fail(Stage::Restoring, booted.error(),
-                            "The virtual machine could not start; try again", std::nullopt,
-                            vmKind(booted.error()));
+                return fail(facts(Stage::Restoring, FailureCause::VmStart, vmKind(booted.error())),
+                            booted.error(), advice::kVmStart);
             machine.emplace(std::move(*booted));
-            if (auto st = ISR_FAULT_POINT("session.restore.after"); !st.ok())
-                return fail(Stage::Restoring, st.error(), "Try again");
+            ISR_TRY_STATUS(injected(ISR_FAULT_POINT("session.restore.after"), Stage::Restoring));
             return {};
         }
         // Stream the memory image into a FIFO that libvirt restores from, so
         // download, verification and loading overlap.
-        if (auto st = ISR_FAULT_POINT("session.restore.before"); !st.ok())
-            return fail(Stage::Restoring, st.error(), "Try again");
-        std::string fifo = scratchDir + "/restore.fifo";
-        ::unlink(fifo.c_str());
-        if (::mkfifo(fifo.c_str(), 0600) != 0)
-            return fail(Stage::Fetching,
-                        Error(Errc::Io, std::string("mkfifo: ") + std::strerror(errno)), "");
-        std::uint64_t total = 0;
-        for (const auto& r : base.memory)
-            total += r.length;
+        ISR_TRY_STATUS(injected(ISR_FAULT_POINT("session.restore.before"), Stage::Restoring));
         auto started = Clock::now();
-        Status streamed;
-        std::atomic<bool> cancel{false};
-        std::thread streamer([&] {
-            memimg::StreamOptions so;
-            so.cancel = &cancel;
-            // Enough requests in flight to fill a link with tens of ms of
-            // round trip (64 KiB chunks: 4 in flight cap 20 ms at ~13 MB/s).
-            so.threads = 16;
-            so.chunksAhead = 64;
-            auto r = memimg::streamImage(
-                base.memory, [this](const chunk::ChunkName& n) { return fetchCached(n); }, fifo, so,
-                [&](const memimg::Progress& p) {
-                    if (cancelRequested)
-                        cancel = true;
-                    report("memory image", p.done, total, started);
-                });
-            if (!r.ok())
-                streamed = std::move(r).error();
-        });
+        RestoreStream::Options options;
+        options.cancelled = [this] { return cancelRequested.load(); };
+        options.progress = [this, started](std::uint64_t done, std::uint64_t total) {
+            report("memory image", done, total, started);
+        };
+        auto stream = RestoreStream::start(
+            base.memory, workspace.scratchDir() + "/restore.fifo",
+            [this](const chunk::ChunkName& n) { return fetchCached(n); }, std::move(options));
+        if (!stream.ok())
+            return fail(storageFacts(Stage::Fetching, workspace.scratchDir()), stream.error(),
+                        advice::kNone);
         // libvirt opens the FIFO and reads it while the streamer writes; the
         // Restoring stage begins when QEMU starts loading.
         enter(Stage::Restoring);
-        auto restored = hypervisor->restore(fifo, spec);
-        if (!restored.ok())
-            cancel = true;
-        // Unblock a streamer still waiting for a reader.
-        if (!restored.ok()) {
-            int fd = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK);
-            if (fd >= 0)
-                ::close(fd);
-        }
-        streamer.join();
-        ::unlink(fifo.c_str());
+        auto restored = hypervisor->restore((*stream)->path(), spec);
+        Status streamed = (*stream)->finish(restored.ok());
         if (cancelRequested) {
             if (restored.ok())
                 machine.emplace(std::move(*restored)); // wiped with the rest
             return Error(Errc::Cancelled, "resume cancelled");
         }
         if (!streamed.ok())
-            return fail(Stage::Fetching, streamed.error(),
-                        "The saved memory image could not be fetched; try again, or an "
-                        "administrator can roll back");
+            return fail(facts(Stage::Fetching, FailureCause::MemoryImageFetch), streamed.error(),
+                        advice::kMemoryImageFetch);
         if (!restored.ok())
-            return fail(Stage::Restoring, restored.error(),
-                        "The virtual machine could not be restored; try again", std::nullopt,
-                        vmKind(restored.error()));
+            return fail(facts(Stage::Restoring, FailureCause::VmRestore, vmKind(restored.error())),
+                        restored.error(), advice::kVmRestore);
         machine.emplace(std::move(*restored));
-        if (auto st = ISR_FAULT_POINT("session.restore.after"); !st.ok())
-            return fail(Stage::Restoring, st.error(), "Try again");
+        ISR_TRY_STATUS(injected(ISR_FAULT_POINT("session.restore.after"), Stage::Restoring));
         if (auto t = machine->syncGuestTime(); !t.ok()) {
             ISR_LOG_INFO("session") << "guest clock not set: " << t.error().describe();
         }
@@ -763,100 +331,74 @@ struct Session::Impl {
                            });
     }
 
-    // Chunks the base version's memory image names are in the store (that
-    // version is committed), so they are skipped without asking the store:
-    // asking is one round trip a chunk, and an image has thousands. The
-    // rest is almost always new, so it goes with put-if-absent unasked.
-    Result<memimg::Uploaded> uploadMemoryChunks(const std::vector<chunk::EncodedChunk>& batch) {
-        parcel::Parcels::UploadOptions options;
-        options.askStore = false;
-        options.dedup = config.memoryDedup;
-        if (config.memoryDedup) {
-            if (baseMemoryNames.empty())
-                for (const auto& r : base.memory)
-                    baseMemoryNames.insert(r.name);
-            options.knownPresent = &baseMemoryNames;
+    // Saves the VM into scratch; the first step of a suspend.
+    Status saveVm() {
+        if (!machine)
+            return fail(facts(Stage::Suspending, FailureCause::VmGoneAtSave, ErrorKind::VmFailed),
+                        Error(Errc::Internal, "no VM is running"), advice::kResumeLastSave);
+        ISR_TRY_STATUS(injected(ISR_FAULT_POINT("session.save.before"), Stage::Suspending));
+        const std::string& savePath = workspace.savePath();
+        if (auto st = machine->save(savePath); !st.ok()) {
+            if (!vmAlive()) {
+                // QEMU is gone (crashed or killed): nothing to save, and
+                // retrying cannot help. Drop the dead VM so abandon()
+                // releases the parcel for the next resume.
+                machine.reset();
+                return fail(
+                    facts(Stage::Suspending, FailureCause::VmGoneAtSave, ErrorKind::VmFailed),
+                    st.error(), advice::kVmGoneAtSave);
+            }
+            // libvirt does not always say why a save failed; a scratch
+            // with less room than the VM's memory is the likely reason.
+            const std::string& scratch = workspace.scratchDir();
+            Error why = st.error();
+            std::uint64_t scratchFree = freeBytesAt(scratch).value_or(~std::uint64_t(0));
+            if (why.code != Errc::NoSpace && scratchFree < (std::uint64_t(base.vm.memoryMiB) << 20))
+                why = Error(Errc::NoSpace, why.message + " (the memory-backed scratch " + scratch +
+                                               " has " + std::to_string(scratchFree >> 20) +
+                                               " MiB free)");
+            if (why.code != Errc::NoSpace)
+                return fail(facts(Stage::Suspending, FailureCause::SaveFailed), why,
+                            advice::kSaveFailed);
+            ::unlink(savePath.c_str()); // a partial save only takes space
+            return fail(storageFacts(Stage::Suspending, scratch), why, advice::kScratchFull);
         }
-        ISR_TRY_ASSIGN(auto sent, parcels->uploadChunks(batch, options));
-        return memimg::Uploaded{sent.chunks, sent.bytes};
+        machine.reset();
+        memorySaved = true;
+        ISR_TRY_STATUS(injected(ISR_FAULT_POINT("session.save.after"), Stage::Suspending));
+        return {};
     }
 
-    // Suspend, resumable: each step is skipped if a previous attempt did it.
-    Status suspendSteps() {
-        if (disk)
-            disk->stopTrickle();
-        auto started = Clock::now();
-        if (!memorySaved) {
-            if (!machine)
-                return fail(Stage::Suspending, Error(Errc::Internal, "no VM is running"),
-                            "Your last saved version is intact: resume it again", std::nullopt,
-                            ErrorKind::VmFailed);
-            if (auto st = ISR_FAULT_POINT("session.save.before"); !st.ok())
-                return fail(Stage::Suspending, st.error(), "Try again");
-            auto st = machine->save(savePath);
-            if (!st.ok()) {
-                if (!vmAlive()) {
-                    // QEMU is gone (crashed or killed): nothing to save, and
-                    // retrying cannot help. Drop the dead VM so abandon()
-                    // releases the parcel for the next resume.
-                    machine.reset();
-                    return fail(Stage::Suspending, st.error(),
-                                "The virtual machine stopped unexpectedly and its unsaved work "
-                                "is lost; your last saved version is intact: resume it again",
-                                std::nullopt, ErrorKind::VmFailed);
-                }
-                // libvirt does not always say why a save failed; a scratch
-                // with less room than the VM's memory is the likely reason.
-                Error why = st.error();
-                if (why.code != Errc::NoSpace &&
-                    scratchFree() < (std::uint64_t(base.vm.memoryMiB) << 20))
-                    why = Error(Errc::NoSpace,
-                                why.message + " (the memory-backed scratch " + scratchDir +
-                                    " has " + std::to_string(scratchFree() >> 20) + " MiB free)");
-                if (why.code == Errc::NoSpace)
-                    ::unlink(savePath.c_str()); // a partial save only takes space
-                return fail(Stage::Suspending, why,
-                            why.code == Errc::NoSpace
-                                ? "The kiosk ran out of memory-backed space for your memory "
-                                  "image; tell staff, then try again"
-                                : "The virtual machine could not be saved; try again");
-            }
-            machine.reset();
-            memorySaved = true;
-            if (auto fst = ISR_FAULT_POINT("session.save.after"); !fst.ok())
-                return fail(Stage::Suspending, fst.error(), "Try again");
-        }
-        if (!recipe) {
-            auto chunker = memimg::Chunker::create(parcels->secrets().convergence.view());
-            if (!chunker.ok())
-                return fail(Stage::Suspending, chunker.error(), "");
-            auto chunked = memimg::chunkImage(
-                savePath, parcels->secrets().convergence.view(), *chunker,
-                [this](const std::vector<chunk::EncodedChunk>& batch) -> Result<memimg::Uploaded> {
-                    ISR_TRY_STATUS(ISR_FAULT_POINT("session.memimg.batch"));
-                    return uploadMemoryChunks(batch);
-                },
-                {},
-                [&](const memimg::Progress& p) {
-                    report("memory image", p.done, p.total, started);
-                });
-            if (!chunked.ok())
-                return fail(Stage::Suspending, chunked.error(),
-                            "Could not send your memory image; check the network and try again");
-            recipe = chunked->recipe;
-        }
-        if (auto st = ISR_FAULT_POINT("session.disk.upload.before"); !st.ok())
-            return fail(Stage::Suspending, st.error(), "Try again");
+    // Chunks the saved VM and sends what the store lacks; sets recipe.
+    Status uploadMemoryImage(Clock::time_point started) {
+        auto upload = MemoryImageUpload::create(*parcels, base.memory, config.memoryDedup);
+        if (!upload.ok())
+            return fail(facts(Stage::Suspending, FailureCause::Generic), upload.error(),
+                        advice::kNone);
+        auto sent = upload->upload(workspace.savePath(), [&](const memimg::Progress& p) {
+            report("memory image", p.done, p.total, started);
+        });
+        if (!sent.ok())
+            return fail(facts(Stage::Suspending, FailureCause::MemoryUpload), sent.error(),
+                        advice::kMemoryUpload);
+        recipe = std::move(*sent);
+        return {};
+    }
+
+    // Sends the disk's new chunks and commits the next version.
+    Status uploadDiskAndCommit(Clock::time_point started) {
+        ISR_TRY_STATUS(injected(ISR_FAULT_POINT("session.disk.upload.before"), Stage::Suspending));
         auto table = disk->finalChunkTable();
         if (!table.ok())
-            return fail(Stage::Suspending, table.error(), "");
+            return fail(facts(Stage::Suspending, FailureCause::Generic), table.error(),
+                        advice::kNone);
         auto uploaded = parcels->uploadChunks(
             table->newChunks, [&](std::string_view, std::uint64_t d, std::uint64_t t) {
                 report("disk", d, t, started);
             });
         if (!uploaded.ok())
-            return fail(Stage::Suspending, uploaded.error(),
-                        "Could not send your disk changes; check the network and try again");
+            return fail(facts(Stage::Suspending, FailureCause::DiskUpload), uploaded.error(),
+                        advice::kDiskUpload);
         parcel::Manifest next = base;
         next.parent = base.version;
         next.created = 0;
@@ -870,24 +412,33 @@ struct Session::Impl {
         auto n = parcels->commit(parcelName, next, {});
         if (!n.ok()) {
             if (n.error().code == Errc::Conflict)
-                return fail(Stage::Suspending, n.error(),
-                            "Another kiosk saved this computer after you took it; your session "
-                            "here cannot be saved over it");
-            return fail(Stage::Suspending, n.error(),
-                        "Could not save; check the network and try again");
+                return fail(facts(Stage::Suspending, FailureCause::CommitConflict), n.error(),
+                            advice::kCommitConflict);
+            return fail(facts(Stage::Suspending, FailureCause::Commit), n.error(), advice::kCommit);
         }
         committed = *n;
-        stopHeartbeat();
-        if (auto st = ISR_FAULT_POINT("session.unlock.before"); !st.ok())
-            return fail(Stage::Suspending, st.error(), "Try again");
+        committedSave = SavedVersion{*n, next.created, next.kiosk};
+        return {};
+    }
+
+    // Suspend, resumable: each step is skipped if a previous attempt did it.
+    Status suspendSteps() {
+        if (disk)
+            disk->stopTrickle();
+        auto started = Clock::now();
+        if (!memorySaved)
+            ISR_TRY_STATUS(saveVm());
+        if (!recipe)
+            ISR_TRY_STATUS(uploadMemoryImage(started));
+        ISR_TRY_STATUS(uploadDiskAndCommit(started));
+        lease->stopHeartbeat();
+        ISR_TRY_STATUS(injected(ISR_FAULT_POINT("session.unlock.before"), Stage::Suspending));
         // The version is committed whatever happens to the lock now. A
-        // failed unlock keeps haveLock so signOut() tries once more; if that
-        // fails too, the next kiosk can take the parcel over.
-        if (auto st = parcels->unlock(parcelName, lock); !st.ok()) {
+        // failed release keeps the lease held so signOut() tries once more;
+        // if that fails too, the next kiosk can take the parcel over.
+        if (auto st = lease->release(); !st.ok()) {
             ISR_LOG_WARN("session")
                 << "unlock failed (trying again at sign-out): " << st.error().describe();
-        } else {
-            haveLock = false;
         }
         return {};
     }
@@ -902,8 +453,7 @@ struct Session::Impl {
 
     Status wipeAndSignOut() {
         enter(Stage::Wiping);
-        if (auto st = ISR_FAULT_POINT("session.wipe.before"); !st.ok())
-            return fail(Stage::Wiping, st.error(), "Try again");
+        ISR_TRY_STATUS(injected(ISR_FAULT_POINT("session.wipe.before"), Stage::Wiping));
         wipeLocal();
         signOut();
         enter(Stage::SignedOut);
@@ -913,8 +463,8 @@ struct Session::Impl {
     // After requestCancel(): undo the resume so far (VM, disk, scratch,
     // lock) and end SignedOut. Nothing was committed by this resume.
     Error endCancelled() {
-        ISR_LOG_INFO("session") << "resume cancelled at " << stageName(stage);
-        if (stage == Stage::Authenticating) {
+        ISR_LOG_INFO("session") << "resume cancelled at " << stageName(stage());
+        if (stage() == Stage::Authenticating) {
             signOut();
             enter(Stage::SignedOut);
         } else {
@@ -927,9 +477,22 @@ struct Session::Impl {
         return Error(Errc::Cancelled, "resume cancelled");
     }
 
+    // The disk leaves hoard()'s sight under diskMutex and is destroyed
+    // outside it: destroying it waits for in-flight downloads (a hoard
+    // worker's fetch from a slow store), and hoard() is polled by the GUI
+    // thread every second, which must never wait for that.
+    void destroyDisk() {
+        std::unique_ptr<disk::ParcelDisk> dying;
+        {
+            std::lock_guard lk(diskMutex);
+            dying = std::move(disk);
+        }
+        dying.reset(); // stops its threads, deletes the overlay
+    }
+
     // Drops every local trace of the session. Idempotent.
     void wipeLocal() {
-        stopWatcher();
+        watcher.stop();
         if (disk)
             disk->stopTrickle();
         if (machine) {
@@ -941,42 +504,30 @@ struct Session::Impl {
         if (nbd)
             nbd->stop();
         nbd.reset();
-        {
-            std::lock_guard lk(diskMutex);
-            disk.reset(); // deletes the overlay
-        }
-        if (!scratchDir.empty()) {
+        destroyDisk();
+        chunks.reset(); // its fetch function points into this user's parcels
+        if (!workspace.scratchDir().empty()) {
             if (auto st = ISR_FAULT_POINT("session.wipe.after-vm"); !st.ok()) {
                 // A wipe never stops half-way: the fault is only reported.
                 ISR_LOG_WARN("session") << "wipe: " << st.error().describe();
             }
-            if (auto st = memimg::wipeScratchDir(scratchDir); !st.ok()) {
-                ISR_LOG_WARN("session") << "wiping scratch: " << st.error().describe();
-            }
         }
-        scratchDir.clear();
-        savePath.clear();
-        if (!sessionDir.empty()) {
-            std::error_code ec;
-            fs::remove_all(sessionDir, ec);
-        }
-        sessionDir.clear();
+        workspace.wipe();
         memorySaved = false;
         recipe.reset();
-        baseMemoryNames.clear();
     }
 
     void signOut() {
-        stopHeartbeat();
-        if (haveLock && parcels) {
-            if (auto st = parcels->unlock(parcelName, lock); !st.ok()) {
+        if (lease) {
+            if (auto st = lease->release(); !st.ok()) {
                 ISR_LOG_WARN("session") << "unlock: " << st.error().describe();
             }
+            lease.reset();
         }
-        haveLock = false;
         parcels.reset(); // wipes the user's secrets (sodium_free)
         store.reset();
         base = {};
+        committedSave.reset();
     }
 };
 
@@ -998,28 +549,15 @@ Result<std::unique_ptr<Session>> Session::create(KioskConfig config, Listener li
     fs::create_directories(config.stateDir + "/cache", ec);
     if (ec)
         return Error(Errc::Io, "cannot create " + config.stateDir + ": " + ec.message());
-    // Sessions of a crashed previous run: their overlays are ciphertext under
-    // keys that died with that process, so they are useless; remove them.
-    // Their scratch directories may hold a saved VM (guest RAM in clear):
-    // wipe those first.
-    wipeCrashedSessions(config.stateDir + "/sessions");
-    fs::remove_all(config.stateDir + "/sessions", ec);
-    auto impl = std::make_unique<Impl>();
-    impl->config = config;
-    impl->listener = std::move(listener);
+    // Sessions of a crashed previous run: their scratch may hold a saved VM
+    // (guest RAM in clear), their overlays are useless ciphertext.
+    Workspace::wipeCrashed(config.stateDir);
+    auto impl = std::make_unique<Impl>(config, std::move(listener));
     ISR_TRY_ASSIGN(impl->cache,
                    cache::ChunkCache::open(config.stateDir + "/cache", config.cacheCapBytes));
-    vm::HostConfig hc;
-    hc.stateDir = config.stateDir;
-    if (!config.guestDir.empty())
-        hc.bootDirs.push_back(config.guestDir);
-    if (config.accelerator == "kvm")
-        hc.accelerator = vm::Accelerator::Kvm;
-    else if (config.accelerator == "tcg")
-        hc.accelerator = vm::Accelerator::Tcg;
-    else if (!config.accelerator.empty())
-        return Error(Errc::InvalidArgument, "accelerator must be kvm or tcg");
-    ISR_TRY_ASSIGN(impl->hypervisor, vm::Hypervisor::open(hc));
+    ISR_TRY_ASSIGN(auto host,
+                   kioskHostConfig(config.stateDir, config.guestDir, config.accelerator));
+    ISR_TRY_ASSIGN(impl->hypervisor, vm::Hypervisor::open(host));
     if (impl->hypervisor->reapedAtOpen() > 0) {
         ISR_LOG_WARN("session") << "reaped " << impl->hypervisor->reapedAtOpen()
                                 << " VM(s) left by a previous run";
@@ -1027,6 +565,8 @@ Result<std::unique_ptr<Session>> Session::create(KioskConfig config, Listener li
     return std::unique_ptr<Session>(new Session(std::move(impl)));
 }
 
+// SignedOut/Failed -> Authenticating -> CheckingOut -> Fetching -> Restoring
+// -> Running; every step can fail (Failed) or be cancelled (SignedOut).
 Status Session::resume(const std::string& user, const std::string& password,
                        const std::string& parcelName, bool takeOver) {
     Impl& s = *impl_;
@@ -1051,19 +591,24 @@ Status Session::resume(const std::string& user, const std::string& password,
             Error e = opened.error();
             if (e.code == Errc::NotFound || e.code == Errc::Io)
                 e.code = Errc::Transient;
-            return s.fail(Stage::Authenticating, e,
-                          "The store is unreachable; try again in a moment");
+            return s.fail(facts(Stage::Authenticating, FailureCause::StoreUnreachable), e,
+                          advice::kStoreUnreachableMoment);
         }
-        s.store = std::make_unique<CountingStore>(std::move(*opened), s.totalDown, s.totalUp);
+        s.store = std::make_unique<store::CountingStore>(std::move(*opened), s.tracker.bytesDown(),
+                                                         s.tracker.bytesUp());
         auto secrets = [&]() -> Result<parcel::UserSecrets> {
             ISR_TRY_STATUS(ISR_FAULT_POINT("session.signin.before"));
             return parcel::signIn(*s.store, user, password);
         }();
         if (!secrets.ok()) {
             s.store.reset();
-            return s.fail(Stage::Authenticating, secrets.error(),
-                          secrets.error().code == Errc::AuthFailed ? "Check them and try again"
-                                                                   : "Try again in a moment");
+            bool wrong = secrets.error().code == Errc::AuthFailed;
+            FailureCause cause = wrong ? FailureCause::WrongCredentials
+                                 : classify(secrets.error()) == ErrorKind::StoreUnreachable
+                                     ? FailureCause::StoreUnreachable
+                                     : FailureCause::Generic;
+            return s.fail(facts(Stage::Authenticating, cause), secrets.error(),
+                          wrong ? advice::kCheckCredentials : advice::kTryAgainInAMoment);
         }
         if (!secrets->s3.accessKey.empty())
             s.store->setWriteCredentials(secrets->s3);
@@ -1071,8 +616,9 @@ Status Session::resume(const std::string& user, const std::string& password,
         if (s.cancelRequested)
             return s.endCancelled();
     } else {
-        s.wipeLocal();     // a failed resume leaves nothing worth keeping
-        s.stopHeartbeat(); // checkOut starts it again
+        s.wipeLocal(); // a failed resume leaves nothing worth keeping
+        if (s.lease)
+            s.lease->stopHeartbeat(); // checkOut starts it again
     }
     s.enter(Stage::CheckingOut);
     if (s.parcelName.empty()) {
@@ -1080,31 +626,34 @@ Status Session::resume(const std::string& user, const std::string& password,
         // or the one called "default".
         auto names = s.parcels->list();
         if (!names.ok())
-            return s.fail(Stage::CheckingOut, names.error(), "The store is unreachable; try again");
+            return s.fail(facts(Stage::CheckingOut, FailureCause::StoreUnreachable), names.error(),
+                          advice::kStoreUnreachable);
         if (names->size() == 1)
             s.parcelName = names->front();
         else if (std::find(names->begin(), names->end(), "default") != names->end())
             s.parcelName = "default";
         else
-            return s.fail(Stage::CheckingOut,
+            return s.fail(facts(Stage::CheckingOut, names->empty() ? FailureCause::NoParcel
+                                                                   : FailureCause::SeveralParcels),
                           Error(Errc::NotFound, names->empty()
                                                     ? "you have no computer in this store"
                                                     : "you have several computers"),
-                          "Ask an administrator which one this kiosk should open");
+                          advice::kWhichParcel);
     }
     ISR_TRY_STATUS(s.checkOut(takeOver));
     if (s.cancelRequested)
         return s.endCancelled();
     s.enter(Stage::Fetching);
-    if (auto st = s.makeDirectories(); !st.ok())
-        return s.fail(Stage::Fetching, st.error(),
-                      "The kiosk is out of space or misconfigured; tell staff");
-    if (auto st = ISR_FAULT_POINT("session.fetch.before-disk"); !st.ok())
-        return s.fail(Stage::Fetching, st.error(), "Try again");
-    if (auto st = s.openDisk(); !st.ok())
-        return s.fail(Stage::Fetching, st.error(),
-                      st.error().code == Errc::NoSpace ? "The kiosk is out of space; tell staff"
-                                                       : "");
+    if (auto st = s.workspace.create(s.config.stateDir, s.config.scratchDir); !st.ok())
+        return s.fail(storageFacts(Stage::Fetching, s.workspace.failedAt()), st.error(),
+                      advice::kKioskMisconfigured);
+    ISR_TRY_STATUS(s.injected(ISR_FAULT_POINT("session.fetch.before-disk"), Stage::Fetching));
+    if (auto st = s.openDisk(); !st.ok()) {
+        bool full = st.error().code == Errc::NoSpace;
+        return s.fail(full ? storageFacts(Stage::Fetching, s.sessionDir)
+                           : facts(Stage::Fetching, FailureCause::Generic),
+                      st.error(), full ? advice::kKioskFull : advice::kNone);
+    }
     if (s.cancelRequested)
         return s.endCancelled();
     if (auto st = s.bringUpVm(); !st.ok())
@@ -1114,14 +663,16 @@ Status Session::resume(const std::string& user, const std::string& password,
     s.disk->startHoard();
     s.startTrickle();
     s.enter(Stage::Running);
-    s.startWatcher();
+    s.watcher.start(*s.machine, [&s](vm::VmStopReason reason, const std::string& stateReason) {
+        s.vmEnded(reason, stateReason);
+    });
     return {};
 }
 
 Status Session::suspendAndLeave() {
     Impl& s = *impl_;
     // From here on a VM that ends is noticed by the save failing.
-    s.stopWatcher();
+    s.watcher.stop();
     if (stage() != Stage::Running) {
         auto f = failure();
         if (f && f->stage == Stage::Running)
@@ -1148,7 +699,7 @@ Status Session::retry() {
 
 Status Session::abandon() {
     Impl& s = *impl_;
-    s.stopWatcher();
+    s.watcher.stop();
     Stage now = stage();
     if (now == Stage::SignedOut)
         return {};
@@ -1167,13 +718,13 @@ void Session::requestCancel() {
 }
 
 Stage Session::stage() const {
-    std::lock_guard lock(impl_->mutex);
-    return impl_->stage;
+    return impl_->tracker.stage();
 }
 std::optional<Failure> Session::failure() const {
-    std::lock_guard lock(impl_->mutex);
-    return impl_->failure;
+    return impl_->tracker.failure();
 }
+// Never waits on the disk's work: diskMutex is held only to read the disk's
+// progress (a leaf lock inside the disk), never while a disk is destroyed.
 HoardStatus Session::hoard() const {
     HoardStatus h;
     std::lock_guard lock(impl_->diskMutex);
@@ -1197,8 +748,7 @@ HoardStatus Session::hoard() const {
     return h;
 }
 std::vector<TimelineEntry> Session::timeline() const {
-    std::lock_guard lock(impl_->mutex);
-    return impl_->timeline;
+    return impl_->tracker.timeline();
 }
 std::string Session::userName() const {
     return impl_->user;
@@ -1218,10 +768,10 @@ std::string Session::serialSocketPath() const {
                : "";
 }
 std::string Session::sessionDirectory() const {
-    return impl_->sessionDir;
+    return impl_->workspace.sessionDir();
 }
 std::string Session::scratchDirectory() const {
-    return impl_->scratchDir;
+    return impl_->workspace.scratchDir();
 }
 std::string Session::accelerator() const {
     return vm::acceleratorName(impl_->hypervisor->accelerator());
@@ -1232,27 +782,6 @@ Result<int> Session::openDisplay() {
         return Error(Errc::InvalidArgument, "no VM is running");
     ISR_TRY_ASSIGN(UniqueFd fd, impl_->machine->openGraphicsFd());
     return fd.release();
-}
-
-std::string formatTimeline(const std::vector<TimelineEntry>& timeline) {
-    std::ostringstream out;
-    char line[160];
-    std::snprintf(line, sizeof line, "%-16s %9s %12s %12s\n", "stage", "seconds", "down", "up");
-    out << line;
-    double total = 0;
-    std::uint64_t down = 0, up = 0;
-    for (const auto& e : timeline) {
-        std::snprintf(line, sizeof line, "%-16s %9.2f %12llu %12llu\n", stageName(e.stage),
-                      e.seconds, (unsigned long long)e.bytesDown, (unsigned long long)e.bytesUp);
-        out << line;
-        total += e.seconds;
-        down += e.bytesDown;
-        up += e.bytesUp;
-    }
-    std::snprintf(line, sizeof line, "%-16s %9.2f %12llu %12llu\n", "total", total,
-                  (unsigned long long)down, (unsigned long long)up);
-    out << line;
-    return out.str();
 }
 
 } // namespace isr::session

@@ -36,12 +36,16 @@
 // error (error_policy=stop, e.g. the overlay's file system full) is alive and
 // not a failure.
 //
-// Threads: resume(), suspendAndLeave(), retry() and abandon() block and must
-// be called from one controlling thread at a time (the CLI's main thread, the
-// UI's worker thread). Listener callbacks run on that thread or on internal
-// worker threads (progress, and stageChanged/failed from the VM watcher when
-// the VM ends while Running); they must not call back into the Session.
-// status() and the accessors are safe from any thread.
+// Threads: resume(), suspendAndLeave(), retry(), abandon() and openDisplay()
+// block and must be called from one controlling thread at a time (the CLI's
+// main thread, the UI's worker thread). Listener callbacks run on that thread
+// or on internal worker threads (progress, and stageChanged/failed from the VM
+// watcher when the VM ends while Running); they must not call back into the
+// Session (requestCancel() excepted). stage(), failure(), hoard(), timeline()
+// and requestCancel() are safe from any thread; hoard() never waits on the
+// disk's work (the GUI polls it every second, also while a wipe destroys the
+// disk). The other accessors (names, versions, directories) read what the
+// controlling thread set: call them from it, or while it is not in a call.
 
 #include "parcel/parcel.h"
 #include "store/store.h"

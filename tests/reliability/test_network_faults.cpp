@@ -678,6 +678,13 @@ private slots:
         QCOMPARE(failure->stage, session::Stage::Suspending);
         QCOMPARE(failure->kind, session::ErrorKind::StoreUnreachable);
         QVERIFY2(failure->message.find("network") != std::string::npos, failure->message.c_str());
+        // As facts: sending (memory, disk or the commit) failed; version 2 is safe.
+        QVERIFY2(failure->cause == session::FailureCause::MemoryUpload ||
+                     failure->cause == session::FailureCause::DiskUpload ||
+                     failure->cause == session::FailureCause::Commit,
+                 session::failureCauseName(failure->cause));
+        QVERIFY(failure->lastSave.has_value());
+        QCOMPARE(failure->lastSave->version, std::uint64_t(2));
         outageMessage_ = failure->message;
         const int retries = logs_->count(mark, "; retry ");
         const int heartbeats = logs_->count(mark, "heartbeat:");

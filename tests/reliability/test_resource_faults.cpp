@@ -119,6 +119,10 @@ private slots:
         QCOMPARE(sess.stage(), session::Stage::Failed);
         QCOMPARE(sess.failure()->stage, session::Stage::Suspending);
         QVERIFY2(sess.failure()->kind == session::ErrorKind::NoSpace, describe(sess).c_str());
+        // As facts: the kiosk's memory-backed scratch is full (where, how full).
+        QCOMPARE(sess.failure()->cause, session::FailureCause::KioskStorage);
+        QCOMPARE(sess.failure()->where, sess.scratchDirectory());
+        QVERIFY(sess.failure()->freeBytes.has_value());
         qInfo("scratch full: %s", describe(sess).c_str());
         test::unfill(scratchMount_);
         auto retried = sess.retry();

@@ -219,6 +219,12 @@ private slots:
         QVERIFY2(f->kind == session::ErrorKind::VmFailed, describe(sess).c_str());
         QVERIFY2(f->message.find("version 2") != std::string::npos, f->message.c_str());
         QVERIFY2(f->message.find("unexpectedly") != std::string::npos, f->message.c_str());
+        // The same, as facts: the VM stopped, version 2 is the safe one.
+        QCOMPARE(f->cause, session::FailureCause::VmStopped);
+        QVERIFY(f->lastSave.has_value());
+        QCOMPARE(f->lastSave->version, std::uint64_t(2));
+        QVERIFY(f->lastSave->created > 0);
+        QVERIFY(!f->detail.empty());
         qInfo("QEMU killed: noticed after %.2f s: %s", noticed, describe(sess).c_str());
         // Suspend & Leave has nothing left to save.
         QVERIFY(!sess.suspendAndLeave().ok());
@@ -247,6 +253,9 @@ private slots:
         QVERIFY2(f->kind == session::ErrorKind::VmFailed, describe(sess).c_str());
         QVERIFY2(f->message.find("shut down from inside") != std::string::npos, f->message.c_str());
         QVERIFY2(f->message.find("version 2") != std::string::npos, f->message.c_str());
+        QCOMPARE(f->cause, session::FailureCause::GuestPoweredOff);
+        QVERIFY(f->lastSave.has_value());
+        QCOMPARE(f->lastSave->version, std::uint64_t(2));
         qInfo("guest powered off: noticed after %.2f s: %s", noticed, describe(sess).c_str());
         QVERIFY(sess.abandon().ok());
         QCOMPARE(sess.stage(), session::Stage::SignedOut);

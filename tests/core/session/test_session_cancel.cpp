@@ -8,10 +8,17 @@
 #include "testsupport.h"
 #include "vmguest.h"
 
+#include <QElapsedTimer>
 #include <QTest>
+#include <QThread>
 #include <algorithm>
 #include <atomic>
+#include <fcntl.h>
 #include <filesystem>
+#include <functional>
+#include <sys/stat.h>
+#include <thread>
+#include <unistd.h>
 
 using namespace isr;
 namespace fs = std::filesystem;
@@ -157,6 +164,121 @@ private slots:
         QVERIFY(sess.abandon().ok());
         QVERIFY(!qemuRunning());
         session_ = nullptr;
+    }
+
+    // The GUI polls hoard() every second, also while a wipe destroys the
+    // disk, and destroying the disk waits for the hoard's download in flight.
+    // The poll must not wait with it (it did while the wipe destroyed the
+    // disk under the mutex hoard() takes). A chunk whose download hangs: its
+    // store object is made a FIFO, whose open(2) waits for a writer.
+    void hoardPollDoesNotWaitForAWipe() {
+        // A user of its own: its chunks (convergent per user) are in no cache.
+        auto s = store::openStore("file://" + storeDir_);
+        QVERIFY(s.ok());
+        QVERIFY(parcel::createAccount(**s, "carol", "pw").ok());
+        auto secrets = parcel::signIn(**s, "carol", "pw");
+        QVERIFY(secrets.ok());
+        parcel::Parcels parcels(**s, std::move(*secrets));
+        parcel::ImportOptions opts;
+        opts.vm.boot = "demo-guest";
+        opts.vm.memoryMiB = 256;
+        auto imported = parcel::importImage(parcels, "desk", guest_.homeImage, opts);
+        QVERIFY2(imported.ok(), imported.ok() ? "" : imported.error().describe().c_str());
+        auto m = parcels.manifest("desk", 1);
+        QVERIFY(m.ok());
+        // The highest chunk: the hoard gets to it, a booting guest hardly.
+        std::optional<chunk::ChunkName> slow;
+        for (auto it = m->disk.rbegin(); it != m->disk.rend() && !slow; ++it)
+            if (*it)
+                slow = (*it)->name;
+        QVERIFY(slow);
+        const std::string object = storeDir_ + "/" + parcel::chunkKey("carol", *slow);
+        const std::string saved = object + ".saved", fifo = object + ".fifo";
+        QCOMPARE(::rename(object.c_str(), saved.c_str()), 0);
+        QCOMPARE(::mkfifo(fifo.c_str(), 0600), 0);
+        QCOMPARE(::link(fifo.c_str(), object.c_str()), 0); // `fifo` keeps it reachable
+        bool unblocked = false;
+        auto unblock = [&] {
+            if (unblocked)
+                return;
+            unblocked = true;
+            ::rename(saved.c_str(), object.c_str()); // later reads find the chunk
+            // A writer wakes a reader waiting in open(); it then finds no
+            // regular file (NotFound) and the download ends.
+            int fd = ::open(fifo.c_str(), O_RDWR | O_NONBLOCK);
+            if (fd >= 0)
+                ::close(fd);
+            ::unlink(fifo.c_str());
+        };
+
+        session::KioskConfig config;
+        config.kioskId = "kiosk-a";
+        config.stateDir = stateDir_;
+        config.storeUrl = "file://" + storeDir_;
+        config.guestDir = guest_.dir;
+        config.cacheCapBytes = 1ull << 30;
+        auto created = session::Session::create(config, {});
+        QVERIFY2(created.ok(), created.ok() ? "" : created.error().describe().c_str());
+        auto& sess = **created;
+        // Declared after the session, so it runs first on any early return:
+        // the session's destructor would otherwise wait for the download.
+        struct AtExit {
+            std::function<void()> run;
+            ~AtExit() { run(); }
+        } unblockAtExit{unblock};
+        auto r = sess.resume("carol", "pw", "desk");
+        QVERIFY2(r.ok(), r.ok() ? "" : r.error().describe().c_str());
+
+        // The hoard gets everything but the hanging chunk.
+        QElapsedTimer waited;
+        waited.start();
+        session::HoardStatus h = sess.hoard();
+        while (!(h.chunksTotal > 0 && h.chunksDone + 1 >= h.chunksTotal) &&
+               waited.elapsed() < 240000) {
+            QThread::msleep(200);
+            h = sess.hoard();
+        }
+        qInfo("hoard before the wipe: %llu/%llu chunks", (unsigned long long)h.chunksDone,
+              (unsigned long long)h.chunksTotal);
+        QVERIFY2(h.chunksTotal > 0 && h.chunksDone < h.chunksTotal,
+                 "the hoard finished: the hanging chunk was never asked for");
+        QThread::msleep(500); // its download is in flight by now
+
+        // Leave; the wipe waits for that download. Meanwhile the "GUI" polls.
+        std::atomic<bool> wiped{false};
+        std::thread leaving([&] {
+            (void)sess.abandon();
+            wiped = true;
+        });
+        std::atomic<bool> sawNoDisk{false};
+        std::atomic<long long> slowestPollMs{0};
+        std::atomic<bool> stopPolling{false};
+        std::thread gui([&] {
+            while (!stopPolling) {
+                QElapsedTimer t;
+                t.start();
+                auto p = sess.hoard();
+                slowestPollMs = std::max<long long>(slowestPollMs, t.elapsed());
+                // The disk is out of hoard()'s sight while the wipe still waits.
+                if (p.chunksTotal == 0 && !wiped)
+                    sawNoDisk = true;
+                QThread::msleep(50);
+            }
+        });
+        waited.restart();
+        while (!sawNoDisk && !wiped && waited.elapsed() < 60000)
+            QThread::msleep(50);
+        QThread::msleep(1000); // a few more polls while the wipe waits
+        const bool wipeWasWaiting = !wiped;
+        unblock(); // in every case, so nothing hangs
+        leaving.join();
+        stopPolling = true;
+        gui.join();
+        qInfo("slowest hoard() during the wipe: %lld ms", slowestPollMs.load());
+        QVERIFY2(wipeWasWaiting, "the wipe did not wait for the download (no test)");
+        QVERIFY2(sawNoDisk, "hoard() never answered while the wipe waited");
+        QVERIFY2(slowestPollMs < 500, "hoard() waited for the wipe");
+        QCOMPARE(sess.stage(), session::Stage::SignedOut);
     }
 };
 

@@ -88,6 +88,7 @@ private slots:
         QCOMPARE(sess.stage(), session::Stage::Failed);
         QCOMPARE(sess.failure()->kind, session::ErrorKind::WrongCredentials);
         QCOMPARE(sess.failure()->stage, session::Stage::Authenticating);
+        QCOMPARE(sess.failure()->cause, session::FailureCause::WrongCredentials);
 
         // ---- the dead kiosk's lock: a clear message, then explicit take-over ----
         QVERIFY(!sess.resume("alice", "pw", "desk").ok());
@@ -95,6 +96,8 @@ private slots:
         QVERIFY(sess.failure()->holder.has_value());
         QCOMPARE(sess.failure()->holder->kiosk, std::string("kiosk-dead"));
         QVERIFY(sess.failure()->message.find("kiosk-dead") != std::string::npos);
+        QCOMPARE(sess.failure()->cause, session::FailureCause::LockedElsewhere);
+        QCOMPARE(sess.failure()->stage, session::Stage::CheckingOut);
         auto taken = sess.resume("alice", "pw", "desk", /*takeOver=*/true);
         QVERIFY2(taken.ok(), taken.ok() ? "" : taken.error().describe().c_str());
         QCOMPARE(sess.stage(), session::Stage::Running);
@@ -110,6 +113,17 @@ private slots:
         QCOMPARE(sess.stage(), session::Stage::Failed);
         QCOMPARE(sess.failure()->stage, session::Stage::Suspending);
         QVERIFY(!sess.failure()->message.empty());
+        // As facts: a step that talks to the store failed, version 1 is safe.
+        {
+            auto f = *sess.failure();
+            QVERIFY2(f.cause == session::FailureCause::MemoryUpload ||
+                         f.cause == session::FailureCause::DiskUpload ||
+                         f.cause == session::FailureCause::Commit,
+                     session::failureCauseName(f.cause));
+            QVERIFY(!f.detail.empty());
+            QVERIFY(f.lastSave.has_value());
+            QCOMPARE(f.lastSave->version, std::uint64_t(1));
+        }
         // Nothing was committed and the saved state is kept for the retry.
         fs::rename(away, storeDir_);
         auto retried = sess.retry();

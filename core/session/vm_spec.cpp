@@ -1,0 +1,56 @@
+#include "session/vm_spec.h"
+
+#include "crypto/crypto.h"
+
+#include <cctype>
+
+namespace isr::session {
+
+std::string parcelUuid(const std::string& user, const std::string& parcel) {
+    auto h = crypto::hash(asBytes("isr-vm-uuid:" + user + "/" + parcel));
+    h[6] = std::uint8_t((h[6] & 0x0f) | 0x50); // version 5-style (name-based)
+    h[8] = std::uint8_t((h[8] & 0x3f) | 0x80);
+    std::string hex = toHex(ByteView(h.data(), 16));
+    return hex.substr(0, 8) + "-" + hex.substr(8, 4) + "-" + hex.substr(12, 4) + "-" +
+           hex.substr(16, 4) + "-" + hex.substr(20, 12);
+}
+
+vm::VmSpec sessionVmSpec(const std::string& user, const std::string& parcel,
+                         const parcel::VmSpec& vm, const std::string& guestDir,
+                         const std::string& sessionDir, bool serialConsole) {
+    vm::VmSpec spec;
+    spec.name = "isr-" + user + "-" + parcel;
+    for (char& c : spec.name)
+        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.'))
+            c = '_';
+    if (spec.name.size() > 64)
+        spec.name.resize(64);
+    spec.uuid = parcelUuid(user, parcel);
+    spec.memoryMiB = vm.memoryMiB;
+    spec.vcpus = vm.vcpus;
+    spec.machine = vm.machine;
+    spec.cpuModel = vm.cpu;
+    spec.kernelPath = guestDir + "/vmlinuz";
+    spec.initrdPath = guestDir + "/initrd.img";
+    spec.diskSocketPath = sessionDir + "/disk.sock";
+    if (serialConsole)
+        spec.serialSocketPath = sessionDir + "/serial.sock";
+    return spec;
+}
+
+Result<vm::HostConfig> kioskHostConfig(const std::string& stateDir, const std::string& guestDir,
+                                       const std::string& accelerator) {
+    vm::HostConfig hc;
+    hc.stateDir = stateDir;
+    if (!guestDir.empty())
+        hc.bootDirs.push_back(guestDir);
+    if (accelerator == "kvm")
+        hc.accelerator = vm::Accelerator::Kvm;
+    else if (accelerator == "tcg")
+        hc.accelerator = vm::Accelerator::Tcg;
+    else if (!accelerator.empty())
+        return Error(Errc::InvalidArgument, "accelerator must be kvm or tcg");
+    return hc;
+}
+
+} // namespace isr::session
