@@ -11,6 +11,47 @@ namespace isr::ui {
 namespace {
 constexpr int kStepsPerStage = 4;
 constexpr int kHoardSteps = 8;
+
+// The cause core/session names for a failure of `kind` at `stage`.
+session::Failure failureFor(session::Stage stage, session::ErrorKind kind) {
+    using session::ErrorKind;
+    using session::FailureCause;
+    using session::Stage;
+    session::Failure f;
+    f.stage = stage;
+    f.kind = kind;
+    switch (kind) {
+    case ErrorKind::WrongCredentials:
+        f.cause = FailureCause::WrongCredentials;
+        break;
+    case ErrorKind::StoreUnreachable:
+        f.cause = FailureCause::StoreUnreachable;
+        break;
+    case ErrorKind::LockedElsewhere:
+        f.cause = FailureCause::LockedElsewhere;
+        break;
+    case ErrorKind::Corrupt:
+        f.cause = FailureCause::DamagedVersion;
+        break;
+    case ErrorKind::NoSpace:
+        f.cause = FailureCause::KioskStorage;
+        f.where = stage == Stage::Suspending ? "/dev/shm" : "/var/lib/isr";
+        f.freeBytes = 3ull << 20;
+        break;
+    case ErrorKind::VmFailed:
+        f.cause = stage == Stage::Running      ? FailureCause::VmStopped
+                  : stage == Stage::Restoring  ? FailureCause::VmRestore
+                  : stage == Stage::Suspending ? FailureCause::SaveFailed
+                                               : FailureCause::VmStart;
+        break;
+    case ErrorKind::None:
+    case ErrorKind::Internal:
+        break;
+    }
+    f.detail = std::string("injected by FakeSessionBackend: ") + session::errorKindName(kind);
+    return f;
+}
+
 } // namespace
 
 FakeSessionBackend::FakeSessionBackend(QObject* parent) : SessionBackend(parent) {
@@ -18,7 +59,10 @@ FakeSessionBackend::FakeSessionBackend(QObject* parent) : SessionBackend(parent)
 }
 
 void FakeSessionBackend::addUser(const QString& user, const QString& password) {
-    users_[user].password = password;
+    User& u = users_[user];
+    u.password = password;
+    if (u.lastSave.version == 0)
+        u.lastSave = {1, QDateTime::currentSecsSinceEpoch() - 24 * 3600, "kiosk-1"};
 }
 
 void FakeSessionBackend::lockParcel(const QString& user, const QString& holder,
@@ -27,9 +71,30 @@ void FakeSessionBackend::lockParcel(const QString& user, const QString& holder,
     users_[user].lockSince = since;
 }
 
+void FakeSessionBackend::setLastSave(const QString& user, qint64 version, const QDateTime& saved,
+                                     const QString& kiosk) {
+    users_[user].lastSave = {std::uint64_t(version), saved.toSecsSinceEpoch(), kiosk.toStdString()};
+}
+
 void FakeSessionBackend::failAt(const QString& user, Stage stage, ErrorKind kind) {
-    users_[user].failStage = stage;
-    users_[user].failKind = kind;
+    if (kind == None) {
+        users_[user].failure.reset();
+        return;
+    }
+    failWith(user, failureFor(toCore(stage), toCore(kind)));
+}
+
+void FakeSessionBackend::failWith(const QString& user, const session::Failure& failure) {
+    users_[user].failure = failure;
+}
+
+void FakeSessionBackend::holdHoard(ErrorKind problem) {
+    hoard_.problem = toCore(problem);
+    publishHoard();
+}
+
+void FakeSessionBackend::publishHoard() {
+    setHoard(hoard_);
 }
 
 void FakeSessionBackend::setStepIntervalMs(int ms) {
@@ -52,8 +117,14 @@ void FakeSessionBackend::transition(Stage to) {
     setStage(to);
 }
 
-void FakeSessionBackend::fail(ErrorKind kind) {
-    setError(stage(), kind, defaultMessage(kind));
+void FakeSessionBackend::fail(session::Failure failure) {
+    // Past sign-in the core knows the user's last committed version.
+    const auto it = users_.constFind(currentUser_);
+    if (!failure.lastSave && it != users_.constEnd() &&
+        failure.stage != session::Stage::SignedOut &&
+        failure.stage != session::Stage::Authenticating && it->lastSave.version > 0)
+        failure.lastSave = it->lastSave;
+    setFailure(failure);
     transition(Failed);
 }
 
@@ -61,10 +132,20 @@ void FakeSessionBackend::stepBytes(qint64 total, Stage next) {
     const double secondsPerStep = stepIntervalMs() > 0 ? stepIntervalMs() / 1000.0 : 0.25;
     const qint64 done = std::min(total, bytesDone() + total / kStepsPerStage);
     if (done >= total && bytesDone() >= total) {
-        transition(next);
+        if (next == Running)
+            enterRunning();
+        else
+            transition(next);
         return;
     }
     setProgress(done, total, double(total / kStepsPerStage) / secondsPerStep);
+}
+
+void FakeSessionBackend::enterRunning() {
+    // As SessionController does: the display is open before Running shows.
+    if (UniqueFd fd = connectDisplay(); fd.valid())
+        display()->offerAhead(std::move(fd));
+    transition(Running);
 }
 
 void FakeSessionBackend::step() {
@@ -72,54 +153,68 @@ void FakeSessionBackend::step() {
     if (current == SignedOut || current == Failed)
         return;
     User* user = users_.contains(currentUser_) ? &users_[currentUser_] : nullptr;
-    if (user && user->failKind != None && user->failStage == current) {
-        const ErrorKind kind = user->failKind;
-        user->failKind = None; // once
-        fail(kind);
+    if (user && user->failure && fromCore(user->failure->stage) == current) {
+        session::Failure f = *user->failure;
+        user->failure.reset(); // once
+        fail(std::move(f));
         return;
     }
     switch (current) {
     case Authenticating:
         if (!user || user->password != attemptedPassword_) {
             attemptedPassword_.clear();
-            fail(WrongCredentials);
+            fail(failureFor(session::Stage::Authenticating, session::ErrorKind::WrongCredentials));
         } else {
             transition(CheckingOut);
         }
         break;
     case CheckingOut:
         if (!user->lockHolder.isEmpty()) {
-            setLock(user->lockHolder, user->lockSince);
-            setError(CheckingOut, LockedElsewhere, defaultMessage(LockedElsewhere));
-            transition(Failed);
+            session::Failure f =
+                failureFor(session::Stage::CheckingOut, session::ErrorKind::LockedElsewhere);
+            parcel::LockInfo holder;
+            holder.kiosk = user->lockHolder.toStdString();
+            holder.since = user->lockSince.toSecsSinceEpoch();
+            holder.heartbeat = holder.since;
+            f.holder = holder;
+            fail(std::move(f));
         } else {
-            setHoard(0, hoardChunks_);
+            hoard_.chunksDone = 0;
+            hoard_.chunksTotal = std::uint64_t(hoardChunks_);
+            publishHoard();
             transition(Fetching);
         }
         break;
     case Fetching:
         // The hoard starts with the memory image.
-        setHoard(std::min(hoardChunks_, hoardChunksCached() + hoardChunks_ / (2 * kHoardSteps)),
-                 hoardChunks_);
+        if (hoard_.problem == session::ErrorKind::None)
+            hoard_.chunksDone = std::min<std::uint64_t>(
+                hoard_.chunksTotal,
+                hoard_.chunksDone + std::uint64_t(hoardChunks_) / (2 * kHoardSteps));
+        publishHoard();
         stepBytes(memoryImageBytes_, Restoring);
         break;
     case Restoring:
         stepBytes(memoryImageBytes_, Running);
-        if (stage() == Running)
-            openDisplay();
         break;
     case Running:
-        setHoard(std::min(hoardChunks_, hoardChunksCached() + hoardChunks_ / kHoardSteps),
-                 hoardChunks_);
+        if (hoard_.problem == session::ErrorKind::None)
+            hoard_.chunksDone = std::min<std::uint64_t>(
+                hoard_.chunksTotal, hoard_.chunksDone + std::uint64_t(hoardChunks_) / kHoardSteps);
+        publishHoard();
         break;
     case Suspending:
         stepBytes(uploadBytes_, Wiping);
+        if (stage() == Wiping && user) // committed: the new last save
+            user->lastSave = {user->lastSave.version + 1, QDateTime::currentSecsSinceEpoch(),
+                              kioskId_.toStdString()};
         break;
     case Wiping:
         currentUser_.clear();
         attemptedPassword_.clear();
         setUserName({});
-        setHoard(0, 0);
+        hoard_ = {};
+        publishHoard();
         transition(SignedOut);
         break;
     case SignedOut:
@@ -135,26 +230,37 @@ SessionBackend::Stage FakeSessionBackend::stepToNextStage(int maxSteps) {
     return stage();
 }
 
-void FakeSessionBackend::openDisplay() {
+UniqueFd FakeSessionBackend::connectDisplay() {
     if (displaySocket_.isEmpty())
-        return;
+        return UniqueFd();
     const QByteArray path = displaySocket_.toLocal8Bit();
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
     if (size_t(path.size()) >= sizeof addr.sun_path) {
         qWarning("FakeSessionBackend: display socket path too long");
-        return;
+        return UniqueFd();
     }
     std::memcpy(addr.sun_path, path.constData(), size_t(path.size()));
-    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return;
-    if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd.valid())
+        return fd;
+    if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
         qWarning("FakeSessionBackend: cannot connect to display socket %s", path.constData());
-        ::close(fd);
-        return;
+        return UniqueFd();
     }
-    setDisplayFd(fd);
+    return fd;
+}
+
+void FakeSessionBackend::openDisplay() {
+    // Without a socket there is no screen to show: no answer, so the page
+    // keeps saying "Its screen appears here" rather than an error.
+    if (displaySocket_.isEmpty())
+        return;
+    UniqueFd fd = connectDisplay();
+    if (fd.valid())
+        display()->offer(std::move(fd));
+    else
+        display()->refuse(tr("cannot connect to %1").arg(displaySocket_));
 }
 
 void FakeSessionBackend::signIn(const QString& user, const QString& password) {
@@ -201,8 +307,26 @@ void FakeSessionBackend::suspendAndLeave() {
 void FakeSessionBackend::retry() {
     if (stage() != Failed || !canRetry())
         return;
-    // A VM that died while running is restored again from what was fetched.
-    transition(failedStage() == Running ? Restoring : failedStage());
+    const Stage failed = failedStage();
+    if (failed == Suspending || failed == Wiping) {
+        transition(failed); // the saved state is still here: finish it
+        return;
+    }
+    // Session::retry() resumes again: check out (the lock is ours), fetch,
+    // restore. The memory image fetched before is still cached here, so the
+    // fake passes the stages that had succeeded at once and stops where the
+    // failure was (a VM that died while Running is restored again).
+    transition(CheckingOut);
+    const Stage target = failed == Running ? Restoring : failed;
+    for (Stage next : {Fetching, Restoring}) {
+        if (stage() == target || target == CheckingOut)
+            break;
+        if (next == Fetching) {
+            hoard_.chunksTotal = std::uint64_t(hoardChunks_);
+            publishHoard();
+        }
+        transition(next);
+    }
 }
 
 void FakeSessionBackend::acknowledge() {

@@ -1,78 +1,95 @@
 #include "sessionbackend.h"
 
+#include "failuretext.h"
+
 #include <QMetaEnum>
-#include <unistd.h>
 
 namespace isr::ui {
 
-SessionBackend::SessionBackend(QObject* parent) : QObject(parent) {}
+// One stage table: QML's enums are the core's, value for value.
+#define ISR_PIN_STAGE(name)                                                                        \
+    static_assert(int(SessionBackend::name) == int(session::Stage::name), "Stage::" #name)
+ISR_PIN_STAGE(SignedOut);
+ISR_PIN_STAGE(Authenticating);
+ISR_PIN_STAGE(CheckingOut);
+ISR_PIN_STAGE(Fetching);
+ISR_PIN_STAGE(Restoring);
+ISR_PIN_STAGE(Running);
+ISR_PIN_STAGE(Suspending);
+ISR_PIN_STAGE(Wiping);
+ISR_PIN_STAGE(Failed);
+#undef ISR_PIN_STAGE
+#define ISR_PIN_KIND(name)                                                                         \
+    static_assert(int(SessionBackend::name) == int(session::ErrorKind::name), "ErrorKind::" #name)
+ISR_PIN_KIND(None);
+ISR_PIN_KIND(WrongCredentials);
+ISR_PIN_KIND(StoreUnreachable);
+ISR_PIN_KIND(LockedElsewhere);
+ISR_PIN_KIND(Corrupt);
+ISR_PIN_KIND(NoSpace);
+ISR_PIN_KIND(VmFailed);
+ISR_PIN_KIND(Internal);
+#undef ISR_PIN_KIND
 
-SessionBackend::~SessionBackend() {
-    if (displayFd_ >= 0)
-        ::close(displayFd_);
+SessionBackend::SessionBackend(QObject* parent)
+    : QObject(parent), display_(new DisplaySource(this)) {
+    display_->setOpener([this] { openDisplay(); });
 }
 
+SessionBackend::~SessionBackend() = default;
+
 bool SessionBackend::isLegalTransition(Stage from, Stage to) {
-    switch (from) {
-    case SignedOut:
-        return to == Authenticating;
-    case Authenticating:
-        return to == CheckingOut || to == Failed || to == SignedOut;
-    case CheckingOut:
-        return to == Fetching || to == Failed || to == Wiping;
-    case Fetching:
-        return to == Restoring || to == Failed || to == Wiping;
-    case Restoring:
-        return to == Running || to == Failed;
-    case Running:
-        return to == Suspending || to == Failed;
-    case Suspending:
-        return to == Wiping || to == Failed;
-    case Wiping:
-        return to == SignedOut || to == Failed;
-    case Failed:
-        return to == Authenticating || to == CheckingOut || to == Fetching || to == Restoring ||
-               to == Suspending || to == Wiping || to == SignedOut;
-    }
-    return false;
+    return session::isLegalTransition(toCore(from), toCore(to));
 }
 
 QString SessionBackend::stageName(Stage stage) {
     return QString::fromLatin1(QMetaEnum::fromType<Stage>().valueToKey(stage));
 }
 
-QString SessionBackend::defaultMessage(ErrorKind kind) {
-    switch (kind) {
-    case None:
+QString SessionBackend::failureCauseName() const {
+    return failure_ ? QString::fromLatin1(session::failureCauseName(failure_->cause)) : QString();
+}
+
+QString SessionBackend::errorDetail() const {
+    if (!failure_)
         return {};
-    case WrongCredentials:
-        return tr("The user name or password is not right. Check them and try again.");
-    case StoreUnreachable:
-        return tr("The kiosk cannot reach the place where your computer is stored. "
-                  "Check that the kiosk is online and try again in a moment.");
-    case LockedElsewhere:
-        return tr("Your computer is open at another kiosk. Take it over here, or leave it "
-                  "there.");
-    case Corrupt:
-        return tr("Part of your stored computer could not be read back intact. Nothing was "
-                  "changed; please ask the kiosk's administrator for help.");
-    case NoSpace:
-        return tr("This kiosk has run out of space. Try again, or use another kiosk.");
-    case VmFailed:
-        return tr("Your computer could not be started on this kiosk. Try again; if it keeps "
-                  "happening, use another kiosk.");
-    case Internal:
-        return tr("Something went wrong inside the kiosk. Try again; your saved work is safe.");
-    }
-    return {};
+    // Transitional: until the core fills `detail` everywhere, its English
+    // sentence is the best technical account there is.
+    return QString::fromStdString(failure_->detail.empty() ? failure_->message : failure_->detail);
+}
+
+QString SessionBackend::lockHolder() const {
+    return failure_ && failure_->holder ? QString::fromStdString(failure_->holder->kiosk)
+                                        : QString();
+}
+
+QDateTime SessionBackend::lockSince() const {
+    if (!failure_ || !failure_->holder)
+        return {};
+    return QDateTime::fromSecsSinceEpoch(failure_->holder->since).toLocalTime();
+}
+
+qint64 SessionBackend::lastSavedVersion() const {
+    return failure_ && failure_->lastSave ? qint64(failure_->lastSave->version) : 0;
+}
+
+QDateTime SessionBackend::lastSavedAt() const {
+    if (!failure_ || !failure_->lastSave || failure_->lastSave->created == 0)
+        return {};
+    return QDateTime::fromSecsSinceEpoch(failure_->lastSave->created).toLocalTime();
+}
+
+QString SessionBackend::lastSavedKiosk() const {
+    return failure_ && failure_->lastSave ? QString::fromStdString(failure_->lastSave->kiosk)
+                                          : QString();
 }
 
 bool SessionBackend::canRetry() const {
     // Signing in again needs the password, which the kiosk does not keep:
     // the way on is "Back to sign-in".
-    if (failedStage_ == Authenticating)
+    if (failedStage() == Authenticating)
         return false;
-    switch (errorKind_) {
+    switch (errorKind()) {
     case StoreUnreachable:
     case NoSpace:
     case VmFailed:
@@ -87,43 +104,30 @@ bool SessionBackend::canRetry() const {
     return false;
 }
 
-int SessionBackend::takeDisplayFd() {
-    const int fd = displayFd_;
-    displayFd_ = -1;
-    return fd;
-}
-
 void SessionBackend::setStage(Stage stage) {
     if (stage == stage_)
         return;
     stage_ = stage;
     emit stageChanged(stage);
+    // After the stage: a display bound to the source sees Running first.
+    display_->setAvailable(stage == Running);
 }
 
 void SessionBackend::setUserName(const QString& user) {
     userName_ = user;
 }
 
-void SessionBackend::setError(Stage failedStage, ErrorKind kind, const QString& message) {
-    failedStage_ = failedStage;
-    errorKind_ = kind;
-    errorMessage_ = message;
+void SessionBackend::setFailure(const session::Failure& failure) {
+    failure_ = failure;
+    errorMessage_ = text::failure(failure);
     emit errorChanged();
 }
 
 void SessionBackend::clearError() {
-    if (errorKind_ == None && errorMessage_.isEmpty() && lockHolder_.isEmpty())
+    if (!failure_)
         return;
-    errorKind_ = None;
+    failure_.reset();
     errorMessage_.clear();
-    lockHolder_.clear();
-    lockSince_ = {};
-    emit errorChanged();
-}
-
-void SessionBackend::setLock(const QString& holder, const QDateTime& since) {
-    lockHolder_ = holder;
-    lockSince_ = since;
     emit errorChanged();
 }
 
@@ -134,17 +138,20 @@ void SessionBackend::setProgress(qint64 done, qint64 total, double rate) {
     emit progressChanged();
 }
 
-void SessionBackend::setHoard(qint64 cached, qint64 total) {
-    hoardCached_ = cached;
-    hoardTotal_ = total;
+void SessionBackend::setHoard(const session::HoardStatus& hoard) {
+    hoardCached_ = qint64(hoard.chunksDone);
+    hoardTotal_ = qint64(hoard.chunksTotal);
     emit progressChanged();
+    const ErrorKind kind = fromCore(hoard.problem);
+    if (kind != hoardProblemKind_) {
+        hoardProblemKind_ = kind;
+        hoardProblem_ = text::hoardProblem(hoard);
+        emit hoardProblemChanged();
+    }
 }
 
-void SessionBackend::setDisplayFd(int fd) {
-    if (displayFd_ >= 0 && displayFd_ != fd)
-        ::close(displayFd_);
-    displayFd_ = fd;
-    emit displayReady(fd);
+void SessionBackend::openDisplay() {
+    display_->refuse(tr("this kiosk has no display to show"));
 }
 
 } // namespace isr::ui

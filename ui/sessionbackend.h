@@ -1,39 +1,38 @@
 #pragma once
 // SessionBackend: what the kiosk's QML sees of a session. An abstract QObject
-// with one enum of stages, one enum of error kinds, progress properties and a
-// handful of invokables. QML binds to properties and signals only.
+// with the stages and error kinds, the current failure (rendered into words
+// and as the facts QML needs), progress, the hoard, the VM's display source
+// and a handful of invokables. QML binds to properties and signals only.
 //
 // Exposure to QML: the type is registered uncreatable (QML_UNCREATABLE); the
-// concrete backend (FakeSessionBackend now, an adapter over core/session
-// later) is handed to Main.qml as its required property `backend` by
-// showKioskWindow(). Tests create a FakeSessionBackend in QML directly.
+// concrete backend (SessionController over core/session, or the
+// FakeSessionBackend) is handed to Main.qml as its required property
+// `backend` by showKioskWindow(). Tests create a FakeSessionBackend in QML
+// directly.
 //
-// Legal stage transitions (KRDC's RemoteView style). Anything else is a bug
-// in the backend; FakeSessionBackend aborts on it.
-//
-//   SignedOut      -> Authenticating                         signIn()
-//   Authenticating -> CheckingOut | Failed | SignedOut        (cancel)
-//   CheckingOut    -> Fetching | Failed | Wiping              (cancel)
-//   Fetching       -> Restoring | Failed | Wiping             (cancel)
-//   Restoring      -> Running | Failed
-//   Running        -> Suspending | Failed                     suspendAndLeave()
-//   Suspending     -> Wiping | Failed
-//   Wiping         -> SignedOut | Failed
-//   Failed         -> Authenticating                          signIn() again / retry() of sign-in
-//                   | CheckingOut                             takeOver() (LockedElsewhere) /
-//                   retry() | Fetching | Restoring | Suspending       retry() of that stage |
-//                   Wiping                                  acknowledge()/cancel() with state to
-//                   wipe | SignedOut                               acknowledge()/cancel(), nothing
-//                   to wipe
+// Stages, error kinds and the legal transitions are core/session's
+// (session::Stage, session::ErrorKind, session::isLegalTransition, documented
+// in core/session/session.h). The Q_ENUMs below exist because QML needs them;
+// every value is pinned to the core's by a static_assert in
+// sessionbackend.cpp, and isLegalTransition() asks the core. Backends must
+// only make legal transitions; FakeSessionBackend aborts on an illegal one.
 //
 // Failed always remembers failedStage. LockedElsewhere is reported as Failed
 // with failedStage == CheckingOut and lockHolder/lockSince set; the UI offers
 // take over (takeOver()) or cancel (cancel()).
+//
+// Words: errorMessage and hoardProblem are rendered from the core's facts by
+// ui/text/failuretext.h (tr(), local times) when a backend reports them, so
+// the fake and the real backend show the same sentences for the same facts.
+
+#include "displaysource.h"
+#include "session/session.h"
 
 #include <QDateTime>
 #include <QObject>
 #include <QString>
 #include <QtQml/qqmlregistration.h>
+#include <optional>
 
 namespace isr::ui {
 
@@ -45,19 +44,27 @@ class SessionBackend : public QObject {
     Q_PROPERTY(Stage stage READ stage NOTIFY stageChanged)
     Q_PROPERTY(Stage failedStage READ failedStage NOTIFY errorChanged)
     Q_PROPERTY(ErrorKind errorKind READ errorKind NOTIFY errorChanged)
+    Q_PROPERTY(QString failureCause READ failureCauseName NOTIFY errorChanged)
     Q_PROPERTY(QString errorMessage READ errorMessage NOTIFY errorChanged)
+    Q_PROPERTY(QString errorDetail READ errorDetail NOTIFY errorChanged)
     Q_PROPERTY(bool canRetry READ canRetry NOTIFY errorChanged)
     Q_PROPERTY(QString lockHolder READ lockHolder NOTIFY errorChanged)
     Q_PROPERTY(QDateTime lockSince READ lockSince NOTIFY errorChanged)
+    Q_PROPERTY(qint64 lastSavedVersion READ lastSavedVersion NOTIFY errorChanged)
+    Q_PROPERTY(QDateTime lastSavedAt READ lastSavedAt NOTIFY errorChanged)
+    Q_PROPERTY(QString lastSavedKiosk READ lastSavedKiosk NOTIFY errorChanged)
     Q_PROPERTY(QString userName READ userName NOTIFY stageChanged)
     Q_PROPERTY(qint64 bytesDone READ bytesDone NOTIFY progressChanged)
     Q_PROPERTY(qint64 bytesTotal READ bytesTotal NOTIFY progressChanged)
     Q_PROPERTY(double rate READ rate NOTIFY progressChanged)
     Q_PROPERTY(qint64 hoardChunksCached READ hoardChunksCached NOTIFY progressChanged)
     Q_PROPERTY(qint64 hoardChunksTotal READ hoardChunksTotal NOTIFY progressChanged)
-    Q_PROPERTY(int displayFd READ displayFd NOTIFY displayReady)
+    Q_PROPERTY(ErrorKind hoardProblemKind READ hoardProblemKind NOTIFY hoardProblemChanged)
+    Q_PROPERTY(QString hoardProblem READ hoardProblem NOTIFY hoardProblemChanged)
+    Q_PROPERTY(isr::ui::DisplaySource* display READ display CONSTANT)
 
 public:
+    // session::Stage, for QML (pinned in sessionbackend.cpp).
     enum Stage {
         SignedOut,
         Authenticating,
@@ -71,6 +78,7 @@ public:
     };
     Q_ENUM(Stage)
 
+    // session::ErrorKind, for QML (pinned in sessionbackend.cpp).
     enum ErrorKind {
         None,
         WrongCredentials,
@@ -86,33 +94,45 @@ public:
     explicit SessionBackend(QObject* parent = nullptr);
     ~SessionBackend() override;
 
-    // The table above, as code. Same-stage "transitions" are not transitions.
+    static Stage fromCore(session::Stage stage) { return Stage(int(stage)); }
+    static ErrorKind fromCore(session::ErrorKind kind) { return ErrorKind(int(kind)); }
+    static session::Stage toCore(Stage stage) { return session::Stage(int(stage)); }
+    static session::ErrorKind toCore(ErrorKind kind) { return session::ErrorKind(int(kind)); }
+
+    // session::isLegalTransition. Same-stage "transitions" are not transitions.
     static bool isLegalTransition(Stage from, Stage to);
     Q_INVOKABLE static QString stageName(Stage stage);
-    // Human text for an error kind: what happened and what to do. Backends
-    // may add detail; the UI shows errorMessage as is.
-    static QString defaultMessage(ErrorKind kind);
 
     Stage stage() const { return stage_; }
-    Stage failedStage() const { return failedStage_; }
-    ErrorKind errorKind() const { return errorKind_; }
+    Stage failedStage() const { return failure_ ? fromCore(failure_->stage) : SignedOut; }
+    ErrorKind errorKind() const { return failure_ ? fromCore(failure_->kind) : None; }
+    // The facts of the current failure, if any (for C++ callers and tests).
+    const std::optional<session::Failure>& failure() const { return failure_; }
+    QString failureCauseName() const;
+    // What happened and what to do, rendered from the failure's facts.
     QString errorMessage() const { return errorMessage_; }
+    // The underlying technical error (the store's or libvirt's words), for
+    // the log and a details line; never the main text.
+    QString errorDetail() const;
     // Whether retry() makes sense for the current error (network, space,
     // a VM that failed to start) as opposed to needing the user or an admin.
     bool canRetry() const;
-    QString lockHolder() const { return lockHolder_; }
-    QDateTime lockSince() const { return lockSince_; }
+    QString lockHolder() const;
+    QDateTime lockSince() const;
+    qint64 lastSavedVersion() const;
+    QDateTime lastSavedAt() const;
+    QString lastSavedKiosk() const;
     QString userName() const { return userName_; }
     qint64 bytesDone() const { return bytesDone_; }
     qint64 bytesTotal() const { return bytesTotal_; }
     double rate() const { return rate_; }
     qint64 hoardChunksCached() const { return hoardCached_; }
     qint64 hoardChunksTotal() const { return hoardTotal_; }
-    // The VM display: a connected socket fd speaking RFB (from
-    // virDomainOpenGraphicsFD), or -1. Ownership passes to whoever takes it
-    // with takeDisplayFd(); displayReady is emitted when a new one is ready.
-    int displayFd() const { return displayFd_; }
-    Q_INVOKABLE int takeDisplayFd();
+    ErrorKind hoardProblemKind() const { return hoardProblemKind_; }
+    // One quiet line for the running page, or empty.
+    QString hoardProblem() const { return hoardProblem_; }
+    // The VM's screen: available while Running; the display item binds to it.
+    DisplaySource* display() const { return display_; }
 
     Q_INVOKABLE virtual void signIn(const QString& user, const QString& password) = 0;
     Q_INVOKABLE virtual void takeOver() = 0;
@@ -120,43 +140,42 @@ public:
     Q_INVOKABLE virtual void suspendAndLeave() = 0;
     Q_INVOKABLE virtual void retry() = 0;
     Q_INVOKABLE virtual void acknowledge() = 0;
-    // Asks for a fresh display connection while Running (the VM's VNC server
-    // may drop a client, e.g. while a booting guest switches video modes);
-    // displayReady follows. The fake backend has nothing to reconnect.
-    Q_INVOKABLE virtual void reconnectDisplay() {}
 
 signals:
     void stageChanged(isr::ui::SessionBackend::Stage stage);
     void progressChanged();
     void errorChanged();
-    void displayReady(int fd);
+    void hoardProblemChanged();
 
 protected:
     // For implementations: they change state only through these, so the
-    // signals always fire. setStage() does not check legality (see the fake).
+    // signals always fire. setStage() does not check legality (see the fake);
+    // it makes the display source available exactly while Running.
     void setStage(Stage stage);
     void setUserName(const QString& user);
-    void setError(Stage failedStage, ErrorKind kind, const QString& message);
+    // Records the failure's facts and renders errorMessage from them.
+    void setFailure(const session::Failure& failure);
     void clearError();
-    void setLock(const QString& holder, const QDateTime& since);
     void setProgress(qint64 done, qint64 total, double rate);
-    void setHoard(qint64 cached, qint64 total);
-    void setDisplayFd(int fd); // takes ownership; closes a previous untaken fd
+    // Chunk counts and the hoard's problem (rendered into hoardProblem).
+    void setHoard(const session::HoardStatus& hoard);
+    // How display()->request() is served: answer with display()->offer()
+    // or display()->refuse(), on the GUI thread. Default: no display.
+    virtual void openDisplay();
 
 private:
     Stage stage_ = SignedOut;
-    Stage failedStage_ = SignedOut;
-    ErrorKind errorKind_ = None;
+    std::optional<session::Failure> failure_;
     QString errorMessage_;
-    QString lockHolder_;
-    QDateTime lockSince_;
     QString userName_;
     qint64 bytesDone_ = 0;
     qint64 bytesTotal_ = 0;
     double rate_ = 0;
     qint64 hoardCached_ = 0;
     qint64 hoardTotal_ = 0;
-    int displayFd_ = -1;
+    ErrorKind hoardProblemKind_ = None;
+    QString hoardProblem_;
+    DisplaySource* display_; // child
 };
 
 } // namespace isr::ui

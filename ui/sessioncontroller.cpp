@@ -1,60 +1,8 @@
 #include "sessioncontroller.h"
 
-#include <QDateTime>
 #include <QMetaObject>
-#include <QPointer>
 
 namespace isr::ui {
-
-namespace {
-
-SessionBackend::Stage toUi(session::Stage s) {
-    switch (s) {
-    case session::Stage::SignedOut:
-        return SessionBackend::SignedOut;
-    case session::Stage::Authenticating:
-        return SessionBackend::Authenticating;
-    case session::Stage::CheckingOut:
-        return SessionBackend::CheckingOut;
-    case session::Stage::Fetching:
-        return SessionBackend::Fetching;
-    case session::Stage::Restoring:
-        return SessionBackend::Restoring;
-    case session::Stage::Running:
-        return SessionBackend::Running;
-    case session::Stage::Suspending:
-        return SessionBackend::Suspending;
-    case session::Stage::Wiping:
-        return SessionBackend::Wiping;
-    case session::Stage::Failed:
-        return SessionBackend::Failed;
-    }
-    return SessionBackend::Failed;
-}
-
-SessionBackend::ErrorKind toUi(session::ErrorKind k) {
-    switch (k) {
-    case session::ErrorKind::None:
-        return SessionBackend::None;
-    case session::ErrorKind::WrongCredentials:
-        return SessionBackend::WrongCredentials;
-    case session::ErrorKind::StoreUnreachable:
-        return SessionBackend::StoreUnreachable;
-    case session::ErrorKind::LockedElsewhere:
-        return SessionBackend::LockedElsewhere;
-    case session::ErrorKind::Corrupt:
-        return SessionBackend::Corrupt;
-    case session::ErrorKind::NoSpace:
-        return SessionBackend::NoSpace;
-    case session::ErrorKind::VmFailed:
-        return SessionBackend::VmFailed;
-    case session::ErrorKind::Internal:
-        return SessionBackend::Internal;
-    }
-    return SessionBackend::Internal;
-}
-
-} // namespace
 
 SessionController::SessionController(session::KioskConfig config, QString parcel, QObject* parent)
     : SessionBackend(parent), config_(std::move(config)), parcel_(std::move(parcel)) {
@@ -76,10 +24,8 @@ SessionController::SessionController(session::KioskConfig config, QString parcel
     connect(&hoardTimer_, &QTimer::timeout, this, [this] {
         // Session::hoard() is safe from any thread.
         std::lock_guard lock(mutex_);
-        if (session_) {
-            auto h = session_->hoard();
-            setHoard(qint64(h.chunksDone), qint64(h.chunksTotal));
-        }
+        if (session_)
+            setHoard(session_->hoard());
     });
 }
 
@@ -91,7 +37,13 @@ SessionController::~SessionController() {
         // Pending jobs are dropped; the session's destructor abandons
         // whatever is active (nothing committed is touched).
         jobs_.clear();
-        jobs_.push_back([this] { session_.reset(); });
+        jobs_.push_back([this] {
+            std::unique_ptr<session::Session> gone;
+            {
+                std::lock_guard lock(mutex_);
+                gone = std::move(session_);
+            }
+        });
     }
     wake_.notify_all();
     if (worker_.joinable())
@@ -114,7 +66,11 @@ bool SessionController::ensureSession() {
     if (session_)
         return true;
     session::Listener listener;
-    listener.stageChanged = [this](session::Stage s) { onGui([this, s] { applyStage(s); }); };
+    listener.stageChanged = [this](session::Stage s) {
+        // Running is announced by announceRunning(), once the display is open.
+        if (s != session::Stage::Running)
+            onGui([this, s] { applyStage(s); });
+    };
     listener.progress = [this](const session::Progress& p) {
         onGui([this, p] { setProgress(qint64(p.done), qint64(p.total), p.bytesPerSecond); });
     };
@@ -124,10 +80,10 @@ bool SessionController::ensureSession() {
         session::Failure f;
         f.stage = session::Stage::Authenticating;
         f.kind = session::ErrorKind::Internal;
-        f.message =
-            "This kiosk cannot start sessions: " + created.error().describe() + ". Tell staff.";
+        f.detail = "This kiosk cannot start sessions: " + created.error().describe();
+        f.message = f.detail + ". Tell staff.";
         // Through Authenticating, as a session would: SignedOut -> Failed is
-        // not a legal transition for the UI.
+        // not a legal transition.
         onGui([this, f] {
             setUserName(user_);
             setStage(Authenticating);
@@ -141,32 +97,62 @@ bool SessionController::ensureSession() {
     return true;
 }
 
+void SessionController::announceRunning() {
+    if (!session_ || session_->stage() != session::Stage::Running)
+        return;
+    // The display first, so the running page has a screen the moment it
+    // shows. If it cannot be opened now, Running is announced anyway and the
+    // display item asks again (with backoff) through the display source.
+    auto opened = session_->openDisplay();
+    std::shared_ptr<UniqueFd> fd =
+        std::make_shared<UniqueFd>(opened.ok() ? *opened : -1); // closed if never delivered
+    onGui([this, fd] {
+        // The VM watcher may have reported the VM gone in the meantime
+        // (Restoring -> Failed already shown): then there is no Running.
+        if (!isLegalTransition(stage(), Running))
+            return;
+        display()->offerAhead(std::move(*fd));
+        applyStage(session::Stage::Running);
+    });
+}
+
 void SessionController::applyStage(session::Stage s) {
-    Stage stage = toUi(s);
+    const Stage stage = fromCore(s);
     if (stage != Failed)
         clearError();
     if (stage == Authenticating)
         setUserName(user_);
     setStage(stage);
-    if (stage == Running) {
+    if (stage == Running)
         hoardTimer_.start();
-        post([this] {
-            auto fd = session_->openDisplay();
-            if (fd.ok())
-                onGui([this, f = *fd] { setDisplayFd(f); });
-        });
-    } else {
+    else
         hoardTimer_.stop();
-    }
-    if (stage == SignedOut)
+    if (stage == SignedOut) {
         setProgress(0, 0, 0);
+        setHoard({});
+    }
 }
 
 void SessionController::applyFailure(const session::Failure& f) {
-    if (f.holder)
-        setLock(QString::fromStdString(f.holder->kiosk),
-                QDateTime::fromSecsSinceEpoch(f.holder->since));
-    setError(toUi(f.stage), toUi(f.kind), QString::fromStdString(f.message));
+    setFailure(f);
+}
+
+void SessionController::openDisplay() {
+    post([this] {
+        if (!session_ || session_->stage() != session::Stage::Running) {
+            onGui([this] { display()->refuse(tr("your computer is not running")); });
+            return;
+        }
+        auto opened = session_->openDisplay();
+        if (!opened.ok()) {
+            onGui([this, why = QString::fromStdString(opened.error().describe())] {
+                display()->refuse(why);
+            });
+            return;
+        }
+        auto fd = std::make_shared<UniqueFd>(*opened);
+        onGui([this, fd] { display()->offer(std::move(*fd)); });
+    });
 }
 
 void SessionController::signIn(const QString& user, const QString& password) {
@@ -175,13 +161,16 @@ void SessionController::signIn(const QString& user, const QString& password) {
         if (!ensureSession())
             return;
         (void)session_->resume(u, p, parcel_.toStdString(), false);
+        announceRunning();
     });
 }
 
 void SessionController::takeOver() {
     post([this] {
-        if (session_)
-            (void)session_->resume(session_->userName(), "", session_->parcelName(), true);
+        if (!session_)
+            return;
+        (void)session_->resume(session_->userName(), "", session_->parcelName(), true);
+        announceRunning();
     });
 }
 
@@ -220,23 +209,15 @@ void SessionController::suspendAndLeave() {
 
 void SessionController::retry() {
     post([this] {
-        if (session_)
-            (void)session_->retry();
+        if (!session_)
+            return;
+        (void)session_->retry();
+        announceRunning();
     });
 }
 
 void SessionController::acknowledge() {
     cancel();
-}
-
-void SessionController::reconnectDisplay() {
-    post([this] {
-        if (!session_ || session_->stage() != session::Stage::Running)
-            return;
-        auto fd = session_->openDisplay();
-        if (fd.ok())
-            onGui([this, f = *fd] { setDisplayFd(f); });
-    });
 }
 
 } // namespace isr::ui

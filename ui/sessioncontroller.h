@@ -3,10 +3,23 @@
 //
 // core's Session methods block (fetching, restoring, uploading), so they run
 // on one worker thread that executes jobs in order; the GUI thread never
-// blocks. Listener callbacks from core arrive on worker or core threads and
-// are posted to the GUI thread (Qt::QueuedConnection) before they touch any
-// property. Never a BlockingQueuedConnection: the worker must not wait on
-// the GUI (KRDC's comment about exit deadlocks applies here too).
+// blocks on them. Listener callbacks from core arrive on worker or core
+// threads and are posted to the GUI thread (Qt::QueuedConnection) before they
+// touch any property. Never a BlockingQueuedConnection: the worker must not
+// wait on the GUI (KRDC's comment about exit deadlocks applies here too).
+//
+// Running is announced only after the display is open: core's
+// stageChanged(Running) is held back, and the worker, once resume()/retry()
+// has returned with the session Running, opens the display
+// (Session::openDisplay, a connected RFB socket from virDomainOpenGraphicsFD),
+// hands it to the display source and then announces Running. Later display
+// requests (after a drop) are worker jobs too; their fd goes to the display
+// source in C++, never through QML.
+//
+// Locking: mutex_ guards jobs_, stopping_ and the session_ pointer for
+// readers outside the worker (the hoard poll, requestCancel). The worker
+// assigns and resets session_ under it; Session's own methods are called
+// without it (Session::hoard() and requestCancel() are safe from any thread).
 
 #include "session/session.h"
 #include "sessionbackend.h"
@@ -37,18 +50,21 @@ public:
     void suspendAndLeave() override;
     void retry() override;
     void acknowledge() override;
-    void reconnectDisplay() override;
+
+protected:
+    void openDisplay() override;
 
 private:
     void post(std::function<void()> job);         // runs on the worker, in order
     void onGui(std::function<void()> fn);         // runs on the GUI thread
     bool ensureSession();                         // worker thread
+    void announceRunning();                       // worker thread, after resume()/retry()
     void applyStage(session::Stage stage);        // GUI thread
     void applyFailure(const session::Failure& f); // GUI thread
 
     session::KioskConfig config_;
     QString parcel_;
-    std::unique_ptr<session::Session> session_; // worker thread only (hoard(): any)
+    std::unique_ptr<session::Session> session_; // see the locking note above
     QString user_;
     QTimer hoardTimer_;
 

@@ -11,9 +11,21 @@ namespace isr::ui {
 namespace {
 constexpr int kButtonLeft = 1, kButtonMiddle = 2, kButtonRight = 4;
 constexpr int kWheelUp = 8, kWheelDown = 16, kWheelLeft = 32, kWheelRight = 64;
+constexpr int kFirstBackoffMs = 250;
+constexpr int kMaxBackoffMs = 8000;
+constexpr qint64 kHeldConnectionMs = 10000; // a connection this old resets the backoff
 } // namespace
 
-VncDisplay::VncDisplay(QQuickItem* parent) : QQuickPaintedItem(parent) {
+VncDisplay::VncDisplay(QQuickItem* parent)
+    : QQuickPaintedItem(parent), backoffMs_(kFirstBackoffMs) {
+    reconnectTimer_.setSingleShot(true);
+    connect(&reconnectTimer_, &QTimer::timeout, this, [this] {
+        if (!source_ || !source_->isAvailable())
+            return;
+        ++reconnects_;
+        setState(Connecting);
+        source_->request();
+    });
     setFlag(ItemIsFocusScope, false);
     setFlag(ItemAcceptsInputMethod, false);
     setAcceptedMouseButtons(Qt::AllButtons);
@@ -28,12 +40,92 @@ VncDisplay::~VncDisplay() {
     detach();
 }
 
+void VncDisplay::setState(ConnectionState state) {
+    if (state == state_)
+        return;
+    state_ = state;
+    emit stateChanged();
+}
+
+void VncDisplay::setSource(DisplaySource* source) {
+    if (source == source_)
+        return;
+    if (source_)
+        disconnect(source_, nullptr, this, nullptr);
+    source_ = source;
+    reconnectTimer_.stop();
+    detach();
+    setState(Idle);
+    if (source_) {
+        connect(source_, &DisplaySource::availableChanged, this, &VncDisplay::onSourceAvailability);
+        connect(source_, &DisplaySource::ready, this, &VncDisplay::onSourceReady);
+        connect(source_, &DisplaySource::failed, this, &VncDisplay::onSourceFailed);
+        onSourceAvailability();
+    }
+    emit sourceChanged();
+}
+
+void VncDisplay::onSourceAvailability() {
+    reconnectTimer_.stop();
+    backoffMs_ = kFirstBackoffMs;
+    if (!source_ || !source_->isAvailable()) {
+        detach();
+        lastError_.clear();
+        setState(Idle);
+        return;
+    }
+    setState(Connecting);
+    // The backend usually opened one before it announced Running.
+    if (source_->hasPendingFd())
+        onSourceReady();
+    else
+        source_->request();
+}
+
+void VncDisplay::onSourceReady() {
+    if (!source_ || !source_->hasPendingFd())
+        return;
+    reconnectTimer_.stop();
+    attach(source_->takeFd());
+}
+
+void VncDisplay::onSourceFailed(const QString& reason) {
+    if (!source_ || !source_->isAvailable() || state_ != Connecting)
+        return;
+    lastError_ = reason;
+    emit connectedChanged();
+    scheduleReconnect();
+}
+
+void VncDisplay::onDisconnected(const QString& reason) {
+    lastError_ = reason;
+    connected_ = false;
+    emit connectedChanged();
+    // The dead connection stays until the next attach(): its last frame
+    // stays on screen while a fresh one is asked for.
+    if (source_ && source_->isAvailable()) {
+        if (connectedFor_.isValid() && connectedFor_.elapsed() >= kHeldConnectionMs)
+            backoffMs_ = kFirstBackoffMs;
+        scheduleReconnect();
+    } else {
+        setState(Idle);
+    }
+}
+
+void VncDisplay::scheduleReconnect() {
+    setState(Reconnecting);
+    reconnectTimer_.start(backoffMs_);
+    backoffMs_ = std::min(backoffMs_ * 2, kMaxBackoffMs);
+}
+
 void VncDisplay::attach(int socketFd) {
     detach();
     if (socketFd < 0)
         return;
     connection_ = std::make_unique<VncConnection>(socketFd);
     pointerSent_ = false;
+    connectedFor_.invalidate();
+    setState(Connecting);
     VncConnection* conn = connection_.get();
     // Queued: the signals come from the VNC thread; `conn` is checked against
     // the current connection so late signals from a replaced one are dropped.
@@ -45,6 +137,8 @@ void VncDisplay::attach(int socketFd) {
             connected_ = true;
             lastError_.clear();
             fbSize_ = size;
+            connectedFor_.start();
+            setState(Connected);
             emit framebufferSizeChanged();
             emit connectedChanged();
         },
@@ -79,9 +173,7 @@ void VncDisplay::attach(int socketFd) {
         [this, conn](const QString& reason) {
             if (conn != connection_.get())
                 return;
-            lastError_ = reason;
-            connected_ = false;
-            emit connectedChanged();
+            onDisconnected(reason);
         },
         Qt::QueuedConnection);
     conn->start();
@@ -96,6 +188,8 @@ void VncDisplay::detach() {
     connected_ = false;
     if (was)
         emit connectedChanged();
+    if (!source_)
+        setState(Idle);
 }
 
 QRectF VncDisplay::displayRect() const {

@@ -4,6 +4,7 @@
 // Progress goes to the terminal and to <kiosk dir>/status.json, which
 // `session status` reads; nothing listens on any socket.
 #include "cli.h"
+#include "failuretext.h"
 #include "session/kioskconfig.h"
 #include "session/session.h"
 #include "session_status.h"
@@ -172,13 +173,20 @@ int resume(const std::vector<std::string>& argv) {
         });
     };
     listener.failed = [&](const session::Failure& f) {
+        // The kiosk's own sentences (ui/text), in English; the technical
+        // detail after them for the operator.
+        const std::string text = ui::text::failure(f, QLocale::c()).toStdString();
+        const std::string& detail = f.detail.empty() ? f.message : f.detail;
         std::fprintf(stderr, "%s%s failed (%s): %s\n", tty ? "\r\033[K" : "",
-                     session::stageName(f.stage), session::errorKindName(f.kind),
-                     f.message.c_str());
+                     session::stageName(f.stage), session::errorKindName(f.kind), text.c_str());
+        if (!detail.empty())
+            std::fprintf(stderr, "  detail: %s\n", detail.c_str());
         status.update([&](json::Object& o) {
             o["error"] = json::Object{{"stage", session::stageName(f.stage)},
                                       {"kind", session::errorKindName(f.kind)},
-                                      {"message", f.message}};
+                                      {"cause", session::failureCauseName(f.cause)},
+                                      {"message", text},
+                                      {"detail", detail}};
         });
     };
 

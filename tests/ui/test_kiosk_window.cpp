@@ -278,8 +278,12 @@ private slots:
         QVERIFY(kiosk.item("retryButton")->isEnabled());
         QVERIFY(kiosk.item("backButton")->isEnabled());
         kiosk.shot("10-error-retry");
+        QSignalSpy stages(&kiosk.fake, &SessionBackend::stageChanged);
         QVERIFY(kiosk.click("retryButton"));
         QCOMPARE(kiosk.fake.stage(), SessionBackend::Fetching);
+        // As Session::retry() does: check out again (the lock is ours), fetch.
+        QCOMPARE(stages.count(), 2);
+        QCOMPARE(stages.at(0).at(0).value<Stage>(), SessionBackend::CheckingOut);
         QCOMPARE(kiosk.visiblePage(), QStringLiteral("progressPage"));
         QCOMPARE(kiosk.fake.stepToNextStage(), SessionBackend::Restoring);
     }

@@ -1,13 +1,44 @@
 // SessionController without a VM: when core cannot create a session (here a
 // state directory that is not absolute), the kiosk shows a typed failure and
 // acknowledging it returns to sign-in instead of leaving the error page up
-// for good. The VM paths are in test_session_display.
+// for good. And the real backend's failures — a real core Session against a
+// FileStore: a wrong password, a user with no computer, the store gone — are
+// shown in the words of ui/text, through tr(): a translator installed here
+// marks every sentence it translates, and errorMessage carries the marks.
+// The VM paths are in test_session_display.
+#include "failuretext.h"
+#include "parcel/parcel.h"
 #include "sessioncontroller.h"
+#include "store/store.h"
+#include "testsupport.h"
 
+#include <QCoreApplication>
 #include <QSignalSpy>
 #include <QTest>
+#include <QTranslator>
+#include <filesystem>
 
 using B = isr::ui::SessionBackend;
+namespace fs = std::filesystem;
+
+namespace {
+
+// Translates the FailureText context into "«xx»" + the English source, so a
+// test can see that a string went through tr() with this translator.
+class MarkingTranslator : public QTranslator {
+public:
+    QString translate(const char* context, const char* source, const char* /*disambiguation*/,
+                      int /*n*/) const override {
+        if (qstrcmp(context, "FailureText") != 0)
+            return {};
+        return QStringLiteral("\u00abxx\u00bb") + QString::fromUtf8(source);
+    }
+    bool isEmpty() const override { return false; }
+};
+
+const QString kMark = QStringLiteral("\u00abxx\u00bb");
+
+} // namespace
 
 class TestSessionController : public QObject {
     Q_OBJECT
@@ -40,6 +71,71 @@ private slots:
         QTRY_COMPARE_WITH_TIMEOUT(controller.stage(), B::SignedOut, 30000);
         QCOMPARE(controller.errorKind(), B::None);
         QVERIFY(B::isLegalTransition(B::Failed, B::SignedOut));
+    }
+
+    void realFailuresAreShownTranslated() {
+        isr::test::requirePrograms({"qemu-system-x86_64"});
+        isr::test::TempDir dir;
+        const std::string storeDir = dir.file("store");
+        fs::create_directories(storeDir);
+        {
+            auto store = isr::store::openStore("file://" + storeDir);
+            QVERIFY(store.ok());
+            QVERIFY(isr::parcel::initStore(**store, isr::crypto::KdfParams::minimal()).ok());
+            QVERIFY(isr::parcel::createAccount(**store, "nobox", "right").ok());
+        }
+        MarkingTranslator marks;
+        QVERIFY(QCoreApplication::installTranslator(&marks));
+
+        isr::session::KioskConfig config;
+        config.kioskId = "test-kiosk";
+        config.stateDir = dir.file("kiosk");
+        config.storeUrl = "file://" + storeDir;
+        isr::ui::SessionController controller(config, QString());
+        auto failWith = [&](const QString& user, const QString& password) {
+            controller.signIn(user, password);
+            QTRY_COMPARE_WITH_TIMEOUT(controller.stage(), B::Failed, 120000);
+            QVERIFY(controller.failure().has_value());
+            // The backend's words are the renderer's for the core's facts,
+            // translated: never the core's own English sentence.
+            QCOMPARE(controller.errorMessage(), isr::ui::text::failure(*controller.failure()));
+            QVERIFY2(controller.errorMessage().startsWith(kMark),
+                     qPrintable(controller.errorMessage()));
+            QVERIFY(!controller.errorDetail().isEmpty());
+        };
+        auto backToSignIn = [&] {
+            controller.acknowledge();
+            QTRY_COMPARE_WITH_TIMEOUT(controller.stage(), B::SignedOut, 60000);
+        };
+
+        failWith("nobox", "wrong");
+        if (QTest::currentTestFailed())
+            return;
+        QCOMPARE(controller.errorKind(), B::WrongCredentials);
+        QCOMPARE(controller.failedStage(), B::Authenticating);
+        QVERIFY2(controller.errorMessage().contains("password"),
+                 qPrintable(controller.errorMessage()));
+        backToSignIn();
+
+        // Signed in, but there is no computer to open.
+        failWith("nobox", "right");
+        if (QTest::currentTestFailed())
+            return;
+        QCOMPARE(controller.failedStage(), B::CheckingOut);
+        QVERIFY(controller.errorKind() != B::None);
+        backToSignIn();
+
+        // The store's directory is gone (an unmounted share): unreachable.
+        fs::rename(storeDir, storeDir + ".away");
+        failWith("nobox", "right");
+        if (QTest::currentTestFailed())
+            return;
+        QCOMPARE(controller.errorKind(), B::StoreUnreachable);
+        QVERIFY2(controller.errorMessage().contains("cannot reach"),
+                 qPrintable(controller.errorMessage()));
+        backToSignIn();
+
+        QCoreApplication::removeTranslator(&marks);
     }
 };
 

@@ -1,7 +1,8 @@
 // The display item against a real VM through the real backend: the demo
 // parcel (`isrctl demo init`) resumed in this process by SessionController
-// over core/session, its display fd (virDomainOpenGraphicsFD through
-// Session::openDisplay) shown by VncDisplay. Keys typed into the item reach
+// over core/session, its display (virDomainOpenGraphicsFD through
+// Session::openDisplay, opened before Running is announced) shown by
+// VncDisplay bound to the backend's DisplaySource. Keys typed into the item reach
 // the guest's tty1 shell (checked over the serial console), the framebuffer
 // changes, a pointer click is delivered; Suspend & Leave commits a version
 // and leaves no session behind.
@@ -81,7 +82,15 @@ private slots:
         config.guestDir = guest_.dir;
         config.serialConsole = true;
         isr::ui::SessionController controller(config, QString());
-        QSignalSpy ready(&controller, &B::displayReady);
+        // The display is open before Running is announced: when the page
+        // would show, a connection already waits in the display source.
+        int runningAnnounced = 0, displayWaiting = 0;
+        connect(&controller, &B::stageChanged, this, [&](B::Stage s) {
+            if (s == B::Running) {
+                ++runningAnnounced;
+                displayWaiting += controller.display()->hasPendingFd();
+            }
+        });
 
         // A wrong password is a typed failure, and the kiosk can go on.
         controller.signIn("demo", "not-the-password");
@@ -96,9 +105,9 @@ private slots:
             controller.stage() == B::Running || controller.stage() == B::Failed, 600000);
         QVERIFY2(controller.stage() == B::Running, qPrintable(controller.errorMessage()));
         QCOMPARE(controller.userName(), QStringLiteral("demo"));
-        QTRY_VERIFY_WITH_TIMEOUT(ready.count() >= 1, 60000);
-        const int fd = controller.takeDisplayFd();
-        QVERIFY(fd >= 0);
+        QCOMPARE(runningAnnounced, 1);
+        QCOMPARE(displayWaiting, 1);
+        QVERIFY(controller.display()->isAvailable());
 
         QQuickWindow window;
         window.resize(1024, 768);
@@ -106,22 +115,17 @@ private slots:
         display.setSize(QSizeF(1024, 768));
         window.show();
         QVERIFY(QTest::qWaitForWindowExposed(&window));
-        display.attach(fd);
+        // Bound as RunningPage.qml binds it: the fd goes from the source to
+        // the item in C++.
+        display.setSource(controller.display());
+        QVERIFY(!controller.display()->hasPendingFd()); // taken at once
         // QEMU may drop a VNC client while the freshly booted guest switches
-        // video modes; the kiosk then asks for a new connection
-        // (reconnectDisplay), and so does this test.
+        // video modes; the display then asks its source for a new connection
+        // by itself (with backoff). Wait until one holds.
         bool stable = false;
         for (int attempt = 0; attempt < 5 && !stable; ++attempt) {
-            if (attempt > 0) {
-                const int before = ready.count();
-                controller.reconnectDisplay();
-                QTRY_VERIFY_WITH_TIMEOUT(ready.count() > before, 60000);
-                const int again = controller.takeDisplayFd();
-                QVERIFY(again >= 0);
-                display.attach(again);
-            }
-            QTRY_VERIFY_WITH_TIMEOUT(display.isConnected() || !display.lastError().isEmpty(),
-                                     30000);
+            QTRY_VERIFY_WITH_TIMEOUT(display.isConnected(), 60000);
+            QCOMPARE(display.state(), isr::ui::VncDisplay::Connected);
             QTest::qWait(3000);
             stable = display.isConnected();
         }
@@ -181,6 +185,8 @@ private slots:
             controller.stage() == B::SignedOut || controller.stage() == B::Failed, 900000);
         QVERIFY2(controller.stage() == B::SignedOut, qPrintable(controller.errorMessage()));
         QTRY_VERIFY_WITH_TIMEOUT(!display.isConnected(), 30000);
+        QCOMPARE(display.state(), isr::ui::VncDisplay::Idle); // no reconnecting to a gone VM
+        QVERIFY(!controller.display()->isAvailable());
         QDir sessions(QString::fromStdString(config.stateDir) + "/sessions");
         QVERIFY(!sessions.exists() ||
                 sessions.entryList(QDir::NoDotAndDotDot | QDir::AllEntries).isEmpty());

@@ -4,6 +4,7 @@
 // from virDomainOpenGraphicsFD.
 //
 // Typed text reaching a real guest's console: test_session_display.
+#include "displaysource.h"
 #include "testsupport.h"
 #include "vncdisplay.h"
 #include "vnckeymap.h"
@@ -110,6 +111,49 @@ private slots:
         QKeyEvent x11(QEvent::KeyPress, Qt::Key_A, Qt::NoModifier, 38, 0x61, 0, "a");
         QCOMPARE(isr::ui::xtScancodeForKeyEvent(x11), 0x1eu);
         QCOMPARE(isr::ui::keysymForKeyEvent(x11), 0x61u);
+    }
+
+    // Bound to a DisplaySource, the item gets its fd in C++ and reconnects
+    // by itself: the first connection the source gives is not RFB at all
+    // (it fails), the next is QEMU's; leaving Running (the source no longer
+    // available) disconnects and does not reconnect.
+    void reconnectsThroughItsSource() {
+        isr::ui::DisplaySource source;
+        int opened = 0;
+        source.setOpener([&] {
+            ++opened;
+            if (opened == 1) {
+                int fds[2];
+                QCOMPARE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+                QVERIFY(::write(fds[1], "HTTP/1.1 400 Bad\r\n", 18) == 18);
+                ::close(fds[1]);
+                source.offer(isr::UniqueFd(fds[0]));
+                return;
+            }
+            const int fd = connectUnix(dir_->file("vnc.sock"));
+            if (fd < 0)
+                source.refuse(QString::fromLocal8Bit(strerror(errno)));
+            else
+                source.offer(isr::UniqueFd(fd));
+        });
+        QQuickWindow window;
+        isr::ui::VncDisplay display(window.contentItem());
+        display.setSource(&source);
+        QCOMPARE(display.state(), isr::ui::VncDisplay::Idle); // not Running yet
+        QCOMPARE(opened, 0);
+
+        source.setAvailable(true);
+        QTRY_VERIFY_WITH_TIMEOUT(display.isConnected(), 20000);
+        QCOMPARE(display.state(), isr::ui::VncDisplay::Connected);
+        QCOMPARE(opened, 2);
+        QCOMPARE(display.reconnects(), 1);
+        QVERIFY(!display.framebufferSize().isEmpty());
+
+        source.setAvailable(false);
+        QCOMPARE(display.isConnected(), false);
+        QCOMPARE(display.state(), isr::ui::VncDisplay::Idle);
+        QTest::qWait(600); // longer than the first backoff: nothing is asked for
+        QCOMPARE(opened, 2);
     }
 
     void showsTheGuestScreenAndSendsInput() {

@@ -16,51 +16,22 @@ Rectangle {
     readonly property real hoardFraction: backend && backend.hoardChunksTotal > 0
                                           ? backend.hoardChunksCached / backend.hoardChunksTotal : 0
 
-    function attachDisplay() {
-        if (backend && backend.displayFd >= 0)
-            display.attach(backend.takeDisplayFd())
-    }
-
     onVisibleChanged: {
         barOpen = false
-        if (visible) {
-            attachDisplay()
+        if (visible)
             display.forceActiveFocus()
-        }
     }
 
-    Connections {
-        target: page.backend
-        function onDisplayReady() { page.attachDisplay() }
-        function onStageChanged() {
-            if (page.backend.stage !== SessionBackend.Running)
-                display.detach()
-        }
-    }
-
+    // The screen comes from the backend's display source: the fd is handed
+    // over in C++, and the item reconnects by itself (with backoff) when
+    // QEMU drops it, e.g. while a booting guest switches video modes.
     VncDisplay {
         id: display
         objectName: "vncDisplay"
         anchors.fill: parent
         focus: true
+        source: page.backend ? page.backend.display : null
         Accessible.name: qsTr("Your computer's screen")
-        // QEMU may drop the client while a booting guest switches video
-        // modes: ask for a new connection rather than leave a dead screen.
-        onConnectedChanged: {
-            if (!connected && page.visible && page.backend
-                    && page.backend.stage === SessionBackend.Running)
-                reconnectTimer.restart()
-        }
-    }
-
-    Timer {
-        id: reconnectTimer
-        interval: 1000
-        onTriggered: {
-            if (!display.connected && page.backend
-                    && page.backend.stage === SessionBackend.Running)
-                page.backend.reconnectDisplay()
-        }
     }
 
     Label {
@@ -68,7 +39,9 @@ Rectangle {
         anchors.centerIn: parent
         visible: !display.connected
         text: display.lastError.length > 0
-              ? qsTr("The screen of your computer is not reachable (%1).").arg(display.lastError)
+              ? (display.state === VncDisplay.Reconnecting || display.state === VncDisplay.Connecting
+                 ? qsTr("Reconnecting to the screen of your computer (%1)…").arg(display.lastError)
+                 : qsTr("The screen of your computer is not reachable (%1).").arg(display.lastError))
               : qsTr("Your computer is running. Its screen appears here.")
         color: Theme.mutedText
         font.pixelSize: Theme.bodySize
@@ -192,5 +165,35 @@ Rectangle {
             }
         }
     }
+    // The background download is held back (the kiosk's disk nearly full, the
+    // store unreachable): one quiet line under the handle or the bar. The
+    // computer keeps running; nothing for the person to do.
+    Rectangle {
+        id: hoardNotice
+        objectName: "hoardNotice"
+        anchors.top: page.barOpen ? bar.bottom : handle.bottom
+        anchors.topMargin: 6
+        anchors.horizontalCenter: parent.horizontalCenter
+        width: Math.min(page.width - 2 * Theme.spacing,
+                        hoardProblemLabel.implicitWidth + 2 * Theme.spacing)
+        height: hoardProblemLabel.implicitHeight + 8
+        radius: height / 2
+        color: Theme.panel
+        opacity: 0.85
+        border.color: Theme.panelBorder
+        visible: page.backend !== null && page.backend.hoardProblem.length > 0
+
+        Label {
+            id: hoardProblemLabel
+            objectName: "hoardProblemLabel"
+            anchors.centerIn: parent
+            width: Math.min(implicitWidth, parent.width - 2 * Theme.spacing)
+            elide: Text.ElideRight
+            text: page.backend ? page.backend.hoardProblem : ""
+            color: Theme.mutedText
+            font.pixelSize: Theme.smallSize
+        }
+    }
+
     onBarOpenChanged: if (barOpen) suspendButton.forceActiveFocus()
 }

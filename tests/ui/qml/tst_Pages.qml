@@ -147,6 +147,13 @@ Item {
             compare(fake.errorKind, SessionBackend.VmFailed)
             show(error)
             compare(findByName(error, "errorTitle").text, "Your computer stopped")
+            // The renderer's words for the facts: the last save is named.
+            compare(fake.failureCause, "vm-stopped")
+            compare(fake.lastSavedVersion, 1)
+            compare(fake.lastSavedKiosk, "kiosk-1")
+            var message = findByName(error, "errorMessage").text
+            verify(message.indexOf("Your last saved version (version 1, saved ") >= 0, message)
+            verify(message.indexOf("at kiosk-1) is safe.") >= 0, message)
             var retry = findByName(error, "retryButton")
             verify(retry.enabled)
             compare(retry.text, "Start again from your last save")
@@ -170,6 +177,33 @@ Item {
             verify(findByName(error, "backButton").activeFocus)
             keyClick(Qt.Key_Return)
             compare(fake.stage, SessionBackend.SignedOut)
+        }
+
+        // The hoard held back: one quiet line on the running page, which
+        // goes away when the hoard gets through again.
+        function test_hoardProblemIsAQuietLine() {
+            reach("bob", SessionBackend.Running)
+            show(running)
+            var notice = findByName(running, "hoardNotice")
+            compare(notice.visible, false)
+            fake.holdHoard(SessionBackend.NoSpace)
+            compare(fake.hoardProblemKind, SessionBackend.NoSpace)
+            verify(notice.visible)
+            var line = findByName(running, "hoardProblemLabel").text
+            verify(line.indexOf("disk is nearly full") >= 0, line)
+            verify(line.indexOf("keeps running") >= 0, line)
+            // Held back: the hoard does not move.
+            var cached = fake.hoardChunksCached
+            fake.step()
+            compare(fake.hoardChunksCached, cached)
+            compare(fake.stage, SessionBackend.Running)
+            save(running, "running-hoard-problem")
+            fake.holdHoard(SessionBackend.StoreUnreachable)
+            verify(findByName(running, "hoardProblemLabel").text.indexOf("store") >= 0)
+            fake.holdHoard(SessionBackend.None)
+            compare(notice.visible, false)
+            fake.step()
+            verify(fake.hoardChunksCached > cached)
         }
 
         function test_leavingDoneFinishesOnTap() {
