@@ -108,8 +108,9 @@ void SessionController::announceRunning() {
         std::make_shared<UniqueFd>(opened.ok() ? *opened : -1); // closed if never delivered
     onGui([this, fd] {
         // The VM watcher may have reported the VM gone in the meantime
-        // (Restoring -> Failed already shown): then there is no Running.
-        if (!isLegalTransition(stage(), Running))
+        // (Restoring -> Failed already shown, or its failure already here
+        // with the stage change on its way): then there is no Running.
+        if (failure() || !isLegalTransition(stage(), Running))
             return;
         display()->offerAhead(std::move(*fd));
         applyStage(session::Stage::Running);
