@@ -53,9 +53,7 @@ QString SessionBackend::failureCauseName() const {
 QString SessionBackend::errorDetail() const {
     if (!failure_)
         return {};
-    // Transitional: until the core fills `detail` everywhere, its English
-    // sentence is the best technical account there is.
-    return QString::fromStdString(failure_->detail.empty() ? failure_->message : failure_->detail);
+    return QString::fromStdString(failure_->detail);
 }
 
 QString SessionBackend::lockHolder() const {

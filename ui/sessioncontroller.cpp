@@ -81,7 +81,6 @@ bool SessionController::ensureSession() {
         f.stage = session::Stage::Authenticating;
         f.kind = session::ErrorKind::Internal;
         f.detail = "This kiosk cannot start sessions: " + created.error().describe();
-        f.message = f.detail + ". Tell staff.";
         // Through Authenticating, as a session would: SignedOut -> Failed is
         // not a legal transition.
         onGui([this, f] {

@@ -176,7 +176,7 @@ int resume(const std::vector<std::string>& argv) {
         // The kiosk's own sentences (ui/text), in English; the technical
         // detail after them for the operator.
         const std::string text = ui::text::failure(f, QLocale::c()).toStdString();
-        const std::string& detail = f.detail.empty() ? f.message : f.detail;
+        const std::string& detail = f.detail;
         std::fprintf(stderr, "%s%s failed (%s): %s\n", tty ? "\r\033[K" : "",
                      session::stageName(f.stage), session::errorKindName(f.kind), text.c_str());
         if (!detail.empty())

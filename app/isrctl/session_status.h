@@ -11,6 +11,7 @@
 //   problem_message  HoardStatus::problemMessage (the core's detail, for logs)
 // The two problem keys are absent while the hoard runs normally.
 
+#include "failuretext.h"
 #include "session/session.h"
 #include "util/json.h"
 
@@ -32,13 +33,18 @@ inline json::Object hoardStatusJson(const session::HoardStatus& h) {
 }
 
 // One sentence for a person at a terminal: what is wrong and that the
-// computer keeps running (the hoard is optional work, never a failure).
+// computer keeps running (the hoard is optional work, never a failure). The
+// kiosk's renderer words it (ui/text/failuretext.h), so isrctl and the
+// running page say the same thing; `kindName` is session::errorKindName.
 inline std::string hoardProblemSentence(const std::string& kindName) {
-    if (kindName == session::errorKindName(session::ErrorKind::NoSpace))
-        return "the kiosk's disk is nearly full; the computer keeps running";
-    if (kindName == session::errorKindName(session::ErrorKind::StoreUnreachable))
-        return "the store is unreachable; the computer keeps running on what is cached";
-    return "the background download is held back (" + kindName + "); the computer keeps running";
+    session::HoardStatus h;
+    for (auto kind : {session::ErrorKind::NoSpace, session::ErrorKind::StoreUnreachable,
+                      session::ErrorKind::Corrupt, session::ErrorKind::Internal})
+        if (kindName == session::errorKindName(kind))
+            h.problem = kind;
+    if (h.problem == session::ErrorKind::None)
+        h.problem = session::ErrorKind::Internal; // a kind this isrctl does not know
+    return ui::text::hoardProblem(h).toStdString();
 }
 
 // The lines `session status` prints for status.json's "hoard" object:

@@ -13,7 +13,6 @@
 #include "disk/nbd_server.h"
 #include "disk/parcel_disk.h"
 #include "parcel/lock_lease.h"
-#include "session/legacy_messages.h"
 #include "session/memory_upload.h"
 #include "session/restore_stream.h"
 #include "session/stage_tracker.h"
@@ -122,19 +121,16 @@ struct Session::Impl {
 
     // Records the failure and enters Failed. The site gives the stage, the
     // cause and what else it knows; fail() adds the kind (from the error
-    // unless the site chose), the last save, the error's own words as detail,
-    // and the transitional English message: the error's text, then the
-    // site's advice (legacy_messages.h).
-    Error fail(Failure f, const Error& error, const std::string& advice) {
+    // unless the site chose), the last save and the error's own words as
+    // detail. The words a person reads are the renderer's
+    // (ui/text/failuretext.h), from these facts.
+    Error fail(Failure f, const Error& error) {
         if (f.kind == ErrorKind::None)
             f.kind = classify(error);
         if (!f.lastSave)
             f.lastSave = lastSave();
         if (f.detail.empty())
             f.detail = error.describe();
-        f.message = error.message.empty() ? std::string(errcName(error.code)) : error.message;
-        if (!advice.empty())
-            f.message += ". " + advice;
         tracker.fail(f);
         return error;
     }
@@ -144,7 +140,7 @@ struct Session::Impl {
     Status injected(Status point, Stage at) {
         if (point.ok())
             return {};
-        return fail(facts(at, FailureCause::Generic), point.error(), advice::kTryAgain);
+        return fail(facts(at, FailureCause::Generic), point.error());
     }
 
     void report(const std::string& what, std::uint64_t done, std::uint64_t total,
@@ -179,8 +175,7 @@ struct Session::Impl {
         f.lastSave = lastSave();
         f.detail = std::string("the VM ended: ") + vm::vmStopReasonName(reason) +
                    " (libvirt state reason " + stateReason + ")";
-        auto advice = advice::vmEndedAdvice(poweredOff, f.lastSave.value_or(SavedVersion{}));
-        fail(std::move(f), Error(Errc::Internal, advice::vmEnded(poweredOff)), advice);
+        fail(std::move(f), Error(Errc::Internal, f.detail));
         // Nothing of this VM will be committed: stop sending its disk writes.
         if (disk)
             disk->stopTrickle();
@@ -193,16 +188,14 @@ struct Session::Impl {
             lease = std::make_unique<parcel::LockLease>(*parcels, parcelName, config.kioskId);
         auto attempt = lease->acquire(takeOver);
         if (!attempt.ok())
-            return fail(facts(Stage::CheckingOut, FailureCause::StoreUnreachable), attempt.error(),
-                        advice::kStoreUnreachableMoment);
+            return fail(facts(Stage::CheckingOut, FailureCause::StoreUnreachable), attempt.error());
         if (!attempt->acquired) {
             const auto& h = attempt->lock;
             Failure f = facts(Stage::CheckingOut, FailureCause::LockedElsewhere);
             f.holder = h;
             return fail(std::move(f),
                         Error(Errc::Locked, "your computer is open at another kiosk (" + h.kiosk +
-                                                ") since " + std::to_string(h.since)),
-                        advice::kTakeOver);
+                                                ") since " + std::to_string(h.since)));
         }
         auto latest = parcels->latest(parcelName);
         if (!latest.ok())
@@ -210,13 +203,13 @@ struct Session::Impl {
                 facts(Stage::CheckingOut, classify(latest.error()) == ErrorKind::StoreUnreachable
                                               ? FailureCause::StoreUnreachable
                                               : FailureCause::ParcelNotFound),
-                latest.error(), advice::kCheckParcelName);
+                latest.error());
         auto m = parcels->manifest(parcelName, *latest);
         if (!m.ok())
             return fail(facts(Stage::CheckingOut, classify(m.error()) == ErrorKind::StoreUnreachable
                                                       ? FailureCause::StoreUnreachable
                                                       : FailureCause::DamagedVersion),
-                        m.error(), advice::kDamagedVersion);
+                        m.error());
         base = std::move(*m);
         ISR_TRY_STATUS(
             injected(ISR_FAULT_POINT("session.checkout.after-manifest"), Stage::CheckingOut));
@@ -224,9 +217,8 @@ struct Session::Impl {
             Failure f = facts(Stage::CheckingOut, FailureCause::BootProfileUnavailable);
             f.bootProfile = base.vm.boot;
             return fail(std::move(f),
-                        Error(Errc::Unsupported,
-                              "boot profile '" + base.vm.boot + "' is not available on this kiosk"),
-                        advice::kOtherKiosk);
+                        Error(Errc::Unsupported, "boot profile '" + base.vm.boot +
+                                                     "' is not available on this kiosk"));
         }
         lease->startHeartbeat(config.heartbeatInterval);
         return {};
@@ -276,7 +268,7 @@ struct Session::Impl {
             auto booted = hypervisor->boot(spec);
             if (!booted.ok())
                 return fail(facts(Stage::Restoring, FailureCause::VmStart, vmKind(booted.error())),
-                            booted.error(), advice::kVmStart);
+                            booted.error());
             machine.emplace(std::move(*booted));
             ISR_TRY_STATUS(injected(ISR_FAULT_POINT("session.restore.after"), Stage::Restoring));
             return {};
@@ -294,8 +286,7 @@ struct Session::Impl {
             base.memory, workspace.scratchDir() + "/restore.fifo",
             [this](const chunk::ChunkName& n) { return fetchCached(n); }, std::move(options));
         if (!stream.ok())
-            return fail(storageFacts(Stage::Fetching, workspace.scratchDir()), stream.error(),
-                        advice::kNone);
+            return fail(storageFacts(Stage::Fetching, workspace.scratchDir()), stream.error());
         // libvirt opens the FIFO and reads it while the streamer writes; the
         // Restoring stage begins when QEMU starts loading.
         enter(Stage::Restoring);
@@ -307,11 +298,10 @@ struct Session::Impl {
             return Error(Errc::Cancelled, "resume cancelled");
         }
         if (!streamed.ok())
-            return fail(facts(Stage::Fetching, FailureCause::MemoryImageFetch), streamed.error(),
-                        advice::kMemoryImageFetch);
+            return fail(facts(Stage::Fetching, FailureCause::MemoryImageFetch), streamed.error());
         if (!restored.ok())
             return fail(facts(Stage::Restoring, FailureCause::VmRestore, vmKind(restored.error())),
-                        restored.error(), advice::kVmRestore);
+                        restored.error());
         machine.emplace(std::move(*restored));
         ISR_TRY_STATUS(injected(ISR_FAULT_POINT("session.restore.after"), Stage::Restoring));
         if (auto t = machine->syncGuestTime(); !t.ok()) {
@@ -335,7 +325,7 @@ struct Session::Impl {
     Status saveVm() {
         if (!machine)
             return fail(facts(Stage::Suspending, FailureCause::VmGoneAtSave, ErrorKind::VmFailed),
-                        Error(Errc::Internal, "no VM is running"), advice::kResumeLastSave);
+                        Error(Errc::Internal, "no VM is running"));
         ISR_TRY_STATUS(injected(ISR_FAULT_POINT("session.save.before"), Stage::Suspending));
         const std::string& savePath = workspace.savePath();
         if (auto st = machine->save(savePath); !st.ok()) {
@@ -346,7 +336,7 @@ struct Session::Impl {
                 machine.reset();
                 return fail(
                     facts(Stage::Suspending, FailureCause::VmGoneAtSave, ErrorKind::VmFailed),
-                    st.error(), advice::kVmGoneAtSave);
+                    st.error());
             }
             // libvirt does not always say why a save failed; a scratch
             // with less room than the VM's memory is the likely reason.
@@ -358,10 +348,9 @@ struct Session::Impl {
                                                " has " + std::to_string(scratchFree >> 20) +
                                                " MiB free)");
             if (why.code != Errc::NoSpace)
-                return fail(facts(Stage::Suspending, FailureCause::SaveFailed), why,
-                            advice::kSaveFailed);
+                return fail(facts(Stage::Suspending, FailureCause::SaveFailed), why);
             ::unlink(savePath.c_str()); // a partial save only takes space
-            return fail(storageFacts(Stage::Suspending, scratch), why, advice::kScratchFull);
+            return fail(storageFacts(Stage::Suspending, scratch), why);
         }
         machine.reset();
         memorySaved = true;
@@ -373,14 +362,12 @@ struct Session::Impl {
     Status uploadMemoryImage(Clock::time_point started) {
         auto upload = MemoryImageUpload::create(*parcels, base.memory, config.memoryDedup);
         if (!upload.ok())
-            return fail(facts(Stage::Suspending, FailureCause::Generic), upload.error(),
-                        advice::kNone);
+            return fail(facts(Stage::Suspending, FailureCause::Generic), upload.error());
         auto sent = upload->upload(workspace.savePath(), [&](const memimg::Progress& p) {
             report("memory image", p.done, p.total, started);
         });
         if (!sent.ok())
-            return fail(facts(Stage::Suspending, FailureCause::MemoryUpload), sent.error(),
-                        advice::kMemoryUpload);
+            return fail(facts(Stage::Suspending, FailureCause::MemoryUpload), sent.error());
         recipe = std::move(*sent);
         return {};
     }
@@ -390,15 +377,13 @@ struct Session::Impl {
         ISR_TRY_STATUS(injected(ISR_FAULT_POINT("session.disk.upload.before"), Stage::Suspending));
         auto table = disk->finalChunkTable();
         if (!table.ok())
-            return fail(facts(Stage::Suspending, FailureCause::Generic), table.error(),
-                        advice::kNone);
+            return fail(facts(Stage::Suspending, FailureCause::Generic), table.error());
         auto uploaded = parcels->uploadChunks(
             table->newChunks, [&](std::string_view, std::uint64_t d, std::uint64_t t) {
                 report("disk", d, t, started);
             });
         if (!uploaded.ok())
-            return fail(facts(Stage::Suspending, FailureCause::DiskUpload), uploaded.error(),
-                        advice::kDiskUpload);
+            return fail(facts(Stage::Suspending, FailureCause::DiskUpload), uploaded.error());
         parcel::Manifest next = base;
         next.parent = base.version;
         next.created = 0;
@@ -412,9 +397,8 @@ struct Session::Impl {
         auto n = parcels->commit(parcelName, next, {});
         if (!n.ok()) {
             if (n.error().code == Errc::Conflict)
-                return fail(facts(Stage::Suspending, FailureCause::CommitConflict), n.error(),
-                            advice::kCommitConflict);
-            return fail(facts(Stage::Suspending, FailureCause::Commit), n.error(), advice::kCommit);
+                return fail(facts(Stage::Suspending, FailureCause::CommitConflict), n.error());
+            return fail(facts(Stage::Suspending, FailureCause::Commit), n.error());
         }
         committed = *n;
         committedSave = SavedVersion{*n, next.created, next.kiosk};
@@ -591,8 +575,7 @@ Status Session::resume(const std::string& user, const std::string& password,
             Error e = opened.error();
             if (e.code == Errc::NotFound || e.code == Errc::Io)
                 e.code = Errc::Transient;
-            return s.fail(facts(Stage::Authenticating, FailureCause::StoreUnreachable), e,
-                          advice::kStoreUnreachableMoment);
+            return s.fail(facts(Stage::Authenticating, FailureCause::StoreUnreachable), e);
         }
         s.store = std::make_unique<store::CountingStore>(std::move(*opened), s.tracker.bytesDown(),
                                                          s.tracker.bytesUp());
@@ -607,8 +590,7 @@ Status Session::resume(const std::string& user, const std::string& password,
                                  : classify(secrets.error()) == ErrorKind::StoreUnreachable
                                      ? FailureCause::StoreUnreachable
                                      : FailureCause::Generic;
-            return s.fail(facts(Stage::Authenticating, cause), secrets.error(),
-                          wrong ? advice::kCheckCredentials : advice::kTryAgainInAMoment);
+            return s.fail(facts(Stage::Authenticating, cause), secrets.error());
         }
         if (!secrets->s3.accessKey.empty())
             s.store->setWriteCredentials(secrets->s3);
@@ -626,8 +608,7 @@ Status Session::resume(const std::string& user, const std::string& password,
         // or the one called "default".
         auto names = s.parcels->list();
         if (!names.ok())
-            return s.fail(facts(Stage::CheckingOut, FailureCause::StoreUnreachable), names.error(),
-                          advice::kStoreUnreachable);
+            return s.fail(facts(Stage::CheckingOut, FailureCause::StoreUnreachable), names.error());
         if (names->size() == 1)
             s.parcelName = names->front();
         else if (std::find(names->begin(), names->end(), "default") != names->end())
@@ -637,22 +618,20 @@ Status Session::resume(const std::string& user, const std::string& password,
                                                                    : FailureCause::SeveralParcels),
                           Error(Errc::NotFound, names->empty()
                                                     ? "you have no computer in this store"
-                                                    : "you have several computers"),
-                          advice::kWhichParcel);
+                                                    : "you have several computers"));
     }
     ISR_TRY_STATUS(s.checkOut(takeOver));
     if (s.cancelRequested)
         return s.endCancelled();
     s.enter(Stage::Fetching);
     if (auto st = s.workspace.create(s.config.stateDir, s.config.scratchDir); !st.ok())
-        return s.fail(storageFacts(Stage::Fetching, s.workspace.failedAt()), st.error(),
-                      advice::kKioskMisconfigured);
+        return s.fail(storageFacts(Stage::Fetching, s.workspace.failedAt()), st.error());
     ISR_TRY_STATUS(s.injected(ISR_FAULT_POINT("session.fetch.before-disk"), Stage::Fetching));
     if (auto st = s.openDisk(); !st.ok()) {
         bool full = st.error().code == Errc::NoSpace;
         return s.fail(full ? storageFacts(Stage::Fetching, s.sessionDir)
                            : facts(Stage::Fetching, FailureCause::Generic),
-                      st.error(), full ? advice::kKioskFull : advice::kNone);
+                      st.error());
     }
     if (s.cancelRequested)
         return s.endCancelled();
@@ -676,7 +655,7 @@ Status Session::suspendAndLeave() {
     if (stage() != Stage::Running) {
         auto f = failure();
         if (f && f->stage == Stage::Running)
-            return Error(Errc::InvalidArgument, f->message);
+            return Error(Errc::InvalidArgument, "nothing to suspend: " + f->detail);
         return Error(Errc::InvalidArgument,
                      std::string("nothing to suspend while ") + stageName(stage()));
     }

@@ -136,9 +136,6 @@ struct Failure {
     // The underlying error in technical English (the store's or libvirt's own
     // words) for the log and a "details" line; never the main text.
     std::string detail;
-    // Transitional: the core's English sentence. Removed once every reader
-    // renders from the facts above (ui/text/failuretext.h).
-    std::string message;
 };
 
 struct Progress {

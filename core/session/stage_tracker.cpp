@@ -39,7 +39,7 @@ void StageTracker::fail(const Failure& failure) {
         failure_ = failure;
     }
     ISR_LOG_WARN("session") << stageName(failure.stage) << " failed ("
-                            << failureCauseName(failure.cause) << "): " << failure.message;
+                            << failureCauseName(failure.cause) << "): " << failure.detail;
     if (listener_.failed)
         listener_.failed(failure);
     enter(Stage::Failed);

@@ -120,16 +120,16 @@ private slots:
         h.problemMessage = "hoard paused, the kiosk's disk is (nearly) full: 3 MiB free";
         const std::string line = isr::cli::formatHoardStatus(isr::cli::hoardStatusJson(h));
         QVERIFY2(line.find("hoard: 12 / 640 chunks\n") == 0, line.c_str());
-        QVERIFY2(line.find("hoard held back: the kiosk's disk is nearly full; the computer keeps "
-                           "running\n") != std::string::npos,
+        QVERIFY2(line.find("hoard held back: The kiosk's disk is nearly full; your computer keeps "
+                           "running.\n") != std::string::npos,
                  line.c_str());
         QVERIFY2(line.find("3 MiB free") != std::string::npos, line.c_str());
 
         isr::session::HoardStatus unreachable = h;
         unreachable.problem = isr::session::ErrorKind::StoreUnreachable;
         QVERIFY(isr::cli::formatHoardStatus(isr::cli::hoardStatusJson(unreachable))
-                    .find("hoard held back: the store is unreachable; the computer keeps "
-                          "running") != std::string::npos);
+                    .find("hoard held back: The store cannot be reached right now; your "
+                          "computer keeps running") != std::string::npos);
         isr::session::HoardStatus fine = h;
         fine.problem = isr::session::ErrorKind::None;
         const auto fineJson = isr::cli::hoardStatusJson(fine);
@@ -149,7 +149,7 @@ private slots:
             isrctl_, {"session", "status", "--kiosk-dir", QString::fromStdString(dir.path())});
         QCOMPARE(text.exitCode, 0);
         QVERIFY2(text.out.find("stage: Running\n") != std::string::npos, text.out.c_str());
-        QVERIFY2(text.out.find("hoard held back: the kiosk's disk is nearly full; the computer "
+        QVERIFY2(text.out.find("hoard held back: The kiosk's disk is nearly full; your computer "
                                "keeps running") != std::string::npos,
                  text.out.c_str());
         auto json = runProcess(isrctl_, {"session", "status", "--json", "--kiosk-dir",

@@ -26,6 +26,7 @@
 #include "ceph_rgw.h"
 #include "chunk/chunk.h"
 #include "crypto/crypto.h"
+#include "failuretext.h"
 #include "parcel/parcel.h"
 #include "session/session.h"
 #include "store/store.h"
@@ -677,7 +678,12 @@ private slots:
         QVERIFY(failure.has_value());
         QCOMPARE(failure->stage, session::Stage::Suspending);
         QCOMPARE(failure->kind, session::ErrorKind::StoreUnreachable);
-        QVERIFY2(failure->message.find("network") != std::string::npos, failure->message.c_str());
+        // What the person reads: sending failed, try again when the store
+        // can be reached (the renderer the kiosk and isrctl use).
+        const std::string text = isr::ui::text::failure(*failure).toStdString();
+        QVERIFY2(text.find("store can be reached") != std::string::npos ||
+                     text.find("cannot reach") != std::string::npos,
+                 text.c_str());
         // As facts: sending (memory, disk or the commit) failed; version 2 is safe.
         QVERIFY2(failure->cause == session::FailureCause::MemoryUpload ||
                      failure->cause == session::FailureCause::DiskUpload ||
@@ -685,7 +691,7 @@ private slots:
                  session::failureCauseName(failure->cause));
         QVERIFY(failure->lastSave.has_value());
         QCOMPARE(failure->lastSave->version, std::uint64_t(2));
-        outageMessage_ = failure->message;
+        outageMessage_ = text;
         const int retries = logs_->count(mark, "; retry ");
         const int heartbeats = logs_->count(mark, "heartbeat:");
         const double outage = secondsSince(downAt);

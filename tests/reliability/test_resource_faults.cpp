@@ -14,6 +14,7 @@
 //    (Failed(Running, VmFailed), see also test_vm_health), abandon()
 //    releases the parcel, and the next resume gets the last committed
 //    version with its counter intact.
+#include "failuretext.h"
 #include "parcel/parcel.h"
 #include "session/session.h"
 #include "testsupport.h"
@@ -46,7 +47,7 @@ class TestResourceFaults : public QObject {
         if (!f)
             return std::string("stage ") + session::stageName(s.stage());
         return std::string(session::stageName(f->stage)) + " / " + session::errorKindName(f->kind) +
-               ": " + f->message;
+               ": " + isr::ui::text::failure(*f).toStdString();
     }
 
     test::GuestCounter readGuest(session::Session& s) {

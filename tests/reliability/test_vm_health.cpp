@@ -13,6 +13,7 @@
 //
 // No timed assertion: waits are generous, and how long the session took to
 // notice is printed.
+#include "failuretext.h"
 #include "session/session.h"
 #include "testsupport.h"
 #include "vm/vm.h"
@@ -60,7 +61,7 @@ class TestVmHealth : public QObject {
         if (!f)
             return std::string("stage ") + session::stageName(s.stage());
         return std::string(session::stageName(f->stage)) + " / " + session::errorKindName(f->kind) +
-               ": " + f->message;
+               ": " + isr::ui::text::failure(*f).toStdString();
     }
 
     test::GuestCounter readGuest(session::Session& s) {
@@ -217,8 +218,10 @@ private slots:
         QVERIFY(f);
         QCOMPARE(f->stage, session::Stage::Running);
         QVERIFY2(f->kind == session::ErrorKind::VmFailed, describe(sess).c_str());
-        QVERIFY2(f->message.find("version 2") != std::string::npos, f->message.c_str());
-        QVERIFY2(f->message.find("unexpectedly") != std::string::npos, f->message.c_str());
+        // What the person reads (the renderer the kiosk and isrctl use).
+        std::string text = isr::ui::text::failure(*f).toStdString();
+        QVERIFY2(text.find("version 2") != std::string::npos, text.c_str());
+        QVERIFY2(text.find("unexpectedly") != std::string::npos, text.c_str());
         // The same, as facts: the VM stopped, version 2 is the safe one.
         QCOMPARE(f->cause, session::FailureCause::VmStopped);
         QVERIFY(f->lastSave.has_value());
@@ -251,8 +254,9 @@ private slots:
         QVERIFY(f);
         QCOMPARE(f->stage, session::Stage::Running);
         QVERIFY2(f->kind == session::ErrorKind::VmFailed, describe(sess).c_str());
-        QVERIFY2(f->message.find("shut down from inside") != std::string::npos, f->message.c_str());
-        QVERIFY2(f->message.find("version 2") != std::string::npos, f->message.c_str());
+        text = isr::ui::text::failure(*f).toStdString();
+        QVERIFY2(text.find("shut itself down") != std::string::npos, text.c_str());
+        QVERIFY2(text.find("version 2") != std::string::npos, text.c_str());
         QCOMPARE(f->cause, session::FailureCause::GuestPoweredOff);
         QVERIFY(f->lastSave.has_value());
         QCOMPARE(f->lastSave->version, std::uint64_t(2));

@@ -33,7 +33,7 @@ QString savedVersion(const session::SavedVersion& saved, const QLocale& locale =
 
 // What happened and what the person can do. Rendered from f.cause and its
 // facts; when the cause is Generic, from f.kind and f.stage. Never empty, never
-// f.detail (that is for the log) and never the core's transitional f.message.
+// f.detail (that is for the log).
 QString failure(const session::Failure& f, const QLocale& locale = QLocale(),
                 const QDateTime& now = QDateTime::currentDateTime());
 

@@ -4,6 +4,7 @@
 // open at another kiosk, and the store vanishing while the VM runs (the VM
 // keeps running on cached data; suspend fails, reports, keeps its state and
 // finishes on retry once the store is back).
+#include "failuretext.h"
 #include "parcel/parcel.h"
 #include "session/session.h"
 #include "testsupport.h"
@@ -95,7 +96,7 @@ private slots:
         QCOMPARE(sess.failure()->kind, session::ErrorKind::LockedElsewhere);
         QVERIFY(sess.failure()->holder.has_value());
         QCOMPARE(sess.failure()->holder->kiosk, std::string("kiosk-dead"));
-        QVERIFY(sess.failure()->message.find("kiosk-dead") != std::string::npos);
+        QVERIFY(isr::ui::text::failure(*sess.failure()).contains("kiosk-dead"));
         QCOMPARE(sess.failure()->cause, session::FailureCause::LockedElsewhere);
         QCOMPARE(sess.failure()->stage, session::Stage::CheckingOut);
         auto taken = sess.resume("alice", "pw", "desk", /*takeOver=*/true);
@@ -112,7 +113,7 @@ private slots:
         QVERIFY(!sess.suspendAndLeave().ok());
         QCOMPARE(sess.stage(), session::Stage::Failed);
         QCOMPARE(sess.failure()->stage, session::Stage::Suspending);
-        QVERIFY(!sess.failure()->message.empty());
+        QVERIFY(!isr::ui::text::failure(*sess.failure()).isEmpty());
         // As facts: a step that talks to the store failed, version 1 is safe.
         {
             auto f = *sess.failure();
