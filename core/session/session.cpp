@@ -254,10 +254,6 @@ struct Session::Impl {
         return {};
     }
 
-    // The memory streamer's reads take the disk's road: cache first, then
-    // the store, sharing any download in flight.
-    Result<Bytes> fetchCached(const chunk::ChunkName& name) { return chunks->get(name); }
-
     Status bringUpVm() {
         vm::VmSpec spec = sessionVmSpec(user, parcelName, base.vm, config.guestDir, sessionDir,
                                         config.serialConsole);
@@ -282,9 +278,12 @@ struct Session::Impl {
         options.progress = [this, started](std::uint64_t done, std::uint64_t total) {
             report("memory image", done, total, started);
         };
+        // The memory streamer reads the disk's road: cache first, then the
+        // store, sharing any download in flight; it never calls back here.
         auto stream = RestoreStream::start(
             base.memory, workspace.scratchDir() + "/restore.fifo",
-            [this](const chunk::ChunkName& n) { return fetchCached(n); }, std::move(options));
+            [source = chunks](const chunk::ChunkName& n) { return source->get(n); },
+            std::move(options));
         if (!stream.ok())
             return fail(storageFacts(Stage::Fetching, workspace.scratchDir()), stream.error());
         // libvirt opens the FIFO and reads it while the streamer writes; the
