@@ -136,6 +136,22 @@ void appendWrapped(std::string& out, std::size_t& column, std::string_view text,
     }
 }
 
+// "  term      text wrapped at `textColumn`": the term, then the text from
+// textColumn (on the next line when the term leaves no two-space gap).
+void appendEntry(std::string& out, const std::string& term, std::string_view text,
+                 std::size_t textColumn) {
+    out += term;
+    std::size_t column = term.size();
+    if (column + 2 > textColumn) {
+        out += "\n";
+        column = 0;
+    }
+    out += std::string(textColumn - column, ' ');
+    column = textColumn;
+    appendWrapped(out, column, text, textColumn);
+    out += "\n";
+}
+
 // Optional options are those not already spelled out in the arguments.
 bool isOptional(const Command& c, const CommandOption& o) {
     return c.args.find(o.spelling) == std::string::npos;
@@ -212,17 +228,7 @@ void printHelp() {
     const std::size_t summaryColumn = 2 + width + 2;
     std::string out = "Commands:\n";
     for (const auto& c : table) {
-        std::string head = "  " + shortUsage(c);
-        out += head;
-        std::size_t column = head.size();
-        if (column + 2 > summaryColumn) {
-            out += "\n";
-            column = 0;
-        }
-        out += std::string(summaryColumn - column, ' ');
-        column = summaryColumn;
-        appendWrapped(out, column, c.summary, summaryColumn);
-        out += "\n";
+        appendEntry(out, "  " + shortUsage(c), c.summary, summaryColumn);
     }
     std::fputs(out.c_str(), stdout);
 }
@@ -283,16 +289,7 @@ void printCommandHelp(const Command& c) {
             width = std::max(width, std::min<std::size_t>(o.spelling.size(), 28));
         const std::size_t helpColumn = 2 + width + 2;
         for (const auto& o : c.options) {
-            out += "  " + o.spelling;
-            column = 2 + o.spelling.size();
-            if (column + 2 > helpColumn) {
-                out += "\n";
-                column = 0;
-            }
-            out += std::string(helpColumn - column, ' ');
-            column = helpColumn;
-            appendWrapped(out, column, o.help, helpColumn);
-            out += "\n";
+            appendEntry(out, "  " + o.spelling, o.help, helpColumn);
         }
     }
     std::fputs(out.c_str(), stdout);
