@@ -1,5 +1,8 @@
 #include "cli.h"
 
+#include <chrono>
+#include <memory>
+
 #include "session/kioskconfig.h"
 #include "util/version.h"
 
@@ -414,10 +417,37 @@ static bool gProgressShown = false;
 parcel::ProgressFn terminalProgress() {
     if (!isatty(STDERR_FILENO))
         return {};
-    return [](std::string_view stage, std::uint64_t done, std::uint64_t total) {
+    // Rate and time left from the stage's start; redrawn at most 10 times a
+    // second (a chunk a call would otherwise flood the terminal).
+    struct State {
+        std::string stage;
+        std::chrono::steady_clock::time_point start, lastDraw;
+    };
+    auto state = std::make_shared<State>();
+    return [state](std::string_view stage, std::uint64_t done, std::uint64_t total) {
+        const auto now = std::chrono::steady_clock::now();
+        if (state->stage != stage) {
+            state->stage = std::string(stage);
+            state->start = now;
+            state->lastDraw = {};
+        } else if (done < total && now - state->lastDraw < std::chrono::milliseconds(100)) {
+            return;
+        }
+        state->lastDraw = now;
         int pct = total ? int(done * 100 / total) : 100;
-        std::fprintf(stderr, "\r%-8.*s %3d%% (%llu/%llu)   ", int(stage.size()), stage.data(), pct,
-                     (unsigned long long)done, (unsigned long long)total);
+        const double seconds = std::chrono::duration<double>(now - state->start).count();
+        std::string rate, left;
+        if (seconds > 0.5 && done > 0) {
+            const double perSecond = double(done) / seconds;
+            // Byte stages say so by their totals; chunk counts stay plain.
+            rate = total > (1u << 20) ? formatBytes(std::uint64_t(perSecond)) + "/s"
+                                      : std::to_string(std::uint64_t(perSecond)) + "/s";
+            if (total > done)
+                left = std::to_string(std::uint64_t((total - done) / perSecond + 0.5)) + " s left";
+        }
+        std::fprintf(stderr, "\r%-8.*s %3d%% (%llu/%llu) %s %s   ", int(stage.size()), stage.data(),
+                     pct, (unsigned long long)done, (unsigned long long)total, rate.c_str(),
+                     left.c_str());
         std::fflush(stderr);
         gProgressShown = true;
     };

@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 
 namespace isr::cli {
@@ -177,8 +178,27 @@ int gc(const std::vector<std::string>& argv) {
     auto args = Args::parse(argv, kFlags);
     if (!args.ok())
         return fail(args.error().message, kExitUsage);
-    if (int rc = checkUsage(*args, 0, 0, {"store", "user", "grace"}, "gc"))
+    if (int rc = checkUsage(*args, 0, 0, {"store", "user", "grace", "keep-last", "keep-within"},
+                            "gc"))
         return rc;
+    parcel::Retention retention;
+    if (auto keep = args->option("keep-last")) {
+        char* end = nullptr;
+        unsigned long long n = std::strtoull(keep->c_str(), &end, 10);
+        // 0 would ask to keep no version at all, which the newest always
+        // escapes: refused as the mistake it almost certainly is.
+        if (keep->empty() || *end || (*keep)[0] == '-' || n == 0)
+            return fail("--keep-last needs a whole number of versions, at least 1", kExitUsage);
+        retention.keepLast = n;
+    }
+    if (auto within = args->option("keep-within")) {
+        auto d = parseDuration(*within);
+        if (!d.ok())
+            return fail(d.error().message, kExitUsage);
+        if (*d <= 0)
+            return fail("--keep-within needs a duration greater than 0", kExitUsage);
+        retention.keepWithin = *d;
+    }
     auto user = args->option("user");
     if (!user)
         return fail("gc needs --user USER: only the user's keys can tell which chunks the "
@@ -194,16 +214,34 @@ int gc(const std::vector<std::string>& argv) {
     if (!secrets.ok())
         return fail(secrets.error());
     parcel::Parcels parcels(**s, std::move(*secrets));
-    auto report = parcel::collectGarbage(parcels, *grace, args->flag("dry-run"));
+    std::vector<parcel::PruneReport> pruned;
+    auto report =
+        parcel::collectGarbage(parcels, *grace, args->flag("dry-run"), retention, &pruned);
     if (!report.ok())
         return fail(report.error());
     if (args->flag("json")) {
+        json::Array versions;
+        for (const auto& p : pruned) {
+            json::Array removed(p.removed.begin(), p.removed.end());
+            versions.push_back(json::Object{{"parcel", p.parcel},
+                                            {"removed", removed},
+                                            {"kept", std::uint64_t(p.kept.size())}});
+        }
         printJson(json::Object{{"referenced", report->referenced},
                                {"removed", report->removed},
                                {"removed_bytes", report->removedBytes},
                                {"kept_young", report->keptYoung},
+                               {"versions_removed", report->versionsRemoved},
+                               {"versions", versions},
                                {"dry_run", args->flag("dry-run")}});
     } else {
+        for (const auto& p : pruned)
+            if (!p.removed.empty())
+                std::printf("%s %s: %zu version%s (%llu..%llu), keeping %zu\n",
+                            args->flag("dry-run") ? "would prune" : "pruned", p.parcel.c_str(),
+                            p.removed.size(), p.removed.size() == 1 ? "" : "s",
+                            (unsigned long long)p.removed.front(),
+                            (unsigned long long)p.removed.back(), p.kept.size());
         std::printf("%s %llu unreferenced chunks (%s); kept %llu younger than the grace period; "
                     "%llu referenced\n",
                     args->flag("dry-run") ? "would remove" : "removed",
@@ -261,10 +299,14 @@ CommandRegistration regFsck({
 CommandRegistration regGc({
     .name = "gc",
     .args = "--user USER",
-    .summary = "remove chunks no version references",
+    .summary = "remove old versions and unreferenced chunks",
     .run = gc,
     .options = {{"--user USER", "whose chunks (only the user's keys open the manifests)"},
                 {"--grace DURATION", "keep unreferenced chunks younger than this (default 24h)"},
+                {"--keep-last N", "also remove versions older than the newest N"},
+                {"--keep-within DURATION",
+                 "also remove versions saved longer ago than this (e.g. 30d); with --keep-last, "
+                 "a version either rule keeps stays"},
                 {"--dry-run", "count what would go, remove nothing"},
                 {"--store URL", "the parcel store (default $ISR_STORE)"},
                 {"--password-stdin",

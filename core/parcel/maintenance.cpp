@@ -105,26 +105,56 @@ Result<FsckReport> fsckUser(Parcels& parcels, const ProgressFn& progress) {
 }
 
 Result<GcReport> collectGarbage(Parcels& parcels, std::int64_t graceSeconds, bool dryRun) {
+    return collectGarbage(parcels, graceSeconds, dryRun, Retention{}, nullptr);
+}
+
+Result<GcReport> collectGarbage(Parcels& parcels, std::int64_t graceSeconds, bool dryRun,
+                                const Retention& retention, std::vector<PruneReport>* pruned) {
     const std::int64_t now = std::time(nullptr);
     GcReport report;
     ISR_TRY_ASSIGN(auto names, parcels.list());
-    std::set<chunk::ChunkName> referenced;
+    // Every lock first: nothing is removed while a session may be writing.
     for (const auto& parcel : names) {
         ISR_TRY_ASSIGN(auto lock, parcels.readLock(parcel));
         if (lock && now - lock->heartbeat < graceSeconds)
             return Error(Errc::Locked, "parcel '" + parcel + "' is checked out at " + lock->kiosk +
                                            "; its session's chunks are not committed yet");
+    }
+    std::set<chunk::ChunkName> referenced;
+    for (const auto& parcel : names) {
         ISR_TRY_ASSIGN(auto versions, parcels.versions(parcel));
-        for (auto n : versions) {
+        PruneReport prune{parcel, {}, {}};
+        // Newest first, so "the newest N" is the first N seen.
+        for (auto it = versions.rbegin(); it != versions.rend(); ++it) {
+            const std::uint64_t n = *it;
             // A manifest we cannot read might reference anything: stop rather
-            // than delete chunks it may need.
+            // than delete chunks it may need (or prune around it).
             ISR_TRY_ASSIGN(Manifest m, parcels.manifest(parcel, n));
+            const bool newest = it == versions.rbegin();
+            const bool keep =
+                !retention.active() || newest ||
+                (retention.keepLast > 0 && prune.kept.size() < retention.keepLast) ||
+                (retention.keepWithin > 0 && now - m.created < retention.keepWithin);
+            if (!keep) {
+                prune.removed.push_back(n);
+                continue;
+            }
+            prune.kept.push_back(n);
             for (const auto& e : m.disk)
                 if (e)
                     referenced.insert(e->name);
             for (const auto& r : m.memory)
                 referenced.insert(r.name);
         }
+        // Oldest first: an interruption leaves the newest versions, which
+        // still resume, and the next run finishes the job.
+        std::sort(prune.removed.begin(), prune.removed.end());
+        if (!dryRun)
+            for (auto n : prune.removed)
+                ISR_TRY_STATUS(parcels.store().remove(versionKey(parcels.user(), parcel, n)));
+        report.versionsRemoved += prune.removed.size();
+        if (pruned)
+            pruned->push_back(std::move(prune));
     }
     report.referenced = referenced.size();
     ISR_TRY_ASSIGN(auto chunks, parcels.store().list(chunkPrefix(parcels.user())));

@@ -281,11 +281,32 @@ struct GcReport {
     std::uint64_t removed = 0;
     std::uint64_t removedBytes = 0;
     std::uint64_t keptYoung = 0; // unreferenced but inside the grace period
+    std::uint64_t versionsRemoved = 0;
 };
 
 // Removes the user's chunks no version of any parcel references and that are
 // older than graceSeconds. Refuses (Locked) while any parcel of the user is
 // locked by a live session: its trickled chunks are not referenced yet.
 Result<GcReport> collectGarbage(Parcels& parcels, std::int64_t graceSeconds, bool dryRun);
+
+// Which versions of a parcel to keep. A version is kept if any rule keeps
+// it; the newest version is always kept. keepLast 0 and keepWithin 0 mean
+// "rule off"; with both off nothing is pruned.
+struct Retention {
+    std::uint64_t keepLast = 0;   // the newest N versions
+    std::int64_t keepWithin = 0;  // versions created less than this many seconds ago
+    bool active() const { return keepLast > 0 || keepWithin > 0; }
+};
+struct PruneReport {
+    std::string parcel;
+    std::vector<std::uint64_t> removed; // versions removed (or that would be, dry run)
+    std::vector<std::uint64_t> kept;
+};
+// Applies `retention` to every parcel of the user (removing old version
+// objects, oldest first), then collects garbage: the chunks only the removed
+// versions referenced go too. A dry run removes nothing and reports what
+// would go, chunks included. Refuses (Locked) like collectGarbage.
+Result<GcReport> collectGarbage(Parcels& parcels, std::int64_t graceSeconds, bool dryRun,
+                                const Retention& retention, std::vector<PruneReport>* pruned);
 
 } // namespace isr::parcel
