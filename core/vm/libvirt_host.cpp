@@ -85,6 +85,17 @@ namespace {
 
 // ---- the event loop -------------------------------------------------------
 
+// libvirt's own log (the embedded driver runs in this process) goes to
+// stderr by default: an "info : libvirt version" banner and warnings such as
+// "tainted: high-privileges" on the kiosk's and isrctl's output at every
+// resume. Route it before virInitialize reads the environment: warnings and
+// errors to the journal when there is one (the kiosk under systemd), else
+// errors only to stderr. An operator's own LIBVIRT_LOG_OUTPUTS wins.
+void routeLibvirtLog() {
+    const bool journal = ::access("/run/systemd/journal/socket", W_OK) == 0;
+    ::setenv("LIBVIRT_LOG_OUTPUTS", journal ? "3:journald" : "4:stderr", 0);
+}
+
 // libvirt needs an event loop for the embedded driver's monitor I/O and
 // keepalives. It is process-wide: registered once before the first
 // connection and run on one thread until exit.
@@ -106,6 +117,7 @@ public:
 
 private:
     EventLoop() {
+        routeLibvirtLog();
         virSetErrorFunc(nullptr, silentErrorHandler);
         if (virInitialize() < 0 || virEventRegisterDefaultImpl() < 0) {
             status_ = libvirtError("registering the libvirt event loop");
