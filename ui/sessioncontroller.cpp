@@ -1,5 +1,7 @@
 #include "sessioncontroller.h"
 
+#include "session/kioskconfig.h"
+
 #include <QMetaObject>
 
 namespace isr::ui {
@@ -81,6 +83,10 @@ bool SessionController::ensureSession() {
         f.stage = session::Stage::Authenticating;
         f.kind = session::ErrorKind::Internal;
         f.detail = "This kiosk cannot start sessions: " + created.error().describe();
+        if (auto host = session::checkKioskHost(config_); !host.ok()) { // unencrypted swap
+            f.cause = session::FailureCause::UnsafeKiosk;
+            f.where = session::unsafeSwapAreas();
+        }
         // Through Authenticating, as a session would: SignedOut -> Failed is
         // not a legal transition.
         onGui([this, f] {

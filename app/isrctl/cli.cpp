@@ -377,7 +377,12 @@ Result<parcel::UserSecrets> signInFromArgs(store::Store& store, const std::strin
                                            const Args& args) {
     ISR_TRY_ASSIGN(std::string password,
                    readPassword("Password for " + user + ": ", args.flag("password-stdin")));
-    return parcel::signIn(store, user, password);
+    auto secrets = parcel::signIn(store, user, password);
+    // The typed password is not needed past here: zero it before the heap
+    // reuses it (issue #16 item 8; copies made while reading may remain).
+    crypto::wipe(
+        MutableByteView(reinterpret_cast<std::uint8_t*>(password.data()), password.size()));
+    return secrets;
 }
 
 Result<std::int64_t> parseDuration(const std::string& text) {

@@ -15,8 +15,14 @@ Result<crypto::KdfParams> kdfByName(const std::string& name) {
         return crypto::KdfParams::moderate();
     if (name == "interactive")
         return crypto::KdfParams::interactive();
-    if (name == "minimal") // for tests and demos only: weak against offline guessing
+    if (name == "minimal") { // for tests only: weak against offline guessing
+        if (!crypto::weakKdfAllowedForTests())
+            return Error(Errc::InvalidArgument,
+                         "--kdf minimal is below this isr's floor (interactive) and only for "
+                         "the test suite (" +
+                             std::string(crypto::kInsecureTestKdfEnv) + "=1)");
         return crypto::KdfParams::minimal();
+    }
     return Error(Errc::InvalidArgument,
                  "unknown --kdf '" + name + "' (moderate, interactive or minimal)");
 }

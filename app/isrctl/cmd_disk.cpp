@@ -5,6 +5,7 @@
 #include "cli.h"
 #include "disk/nbd_server.h"
 #include "disk/parcel_disk.h"
+#include "util/hardening.h"
 
 #include <algorithm>
 #include <csignal>
@@ -54,12 +55,14 @@ int serve(const std::vector<std::string>& argv) {
         return fail(manifest.error());
 
     // The overlay and the cache sit next to the socket unless told otherwise;
-    // both hold ciphertext only.
-    fs::path work = fs::path(*socket).parent_path() / ("isr-disk-" + std::to_string(::getpid()));
+    // both hold ciphertext only. mkdtemp: a fresh 0700 directory with an
+    // unpredictable name, so nobody can prepare (or link) it beforehand.
     std::error_code ec;
-    fs::create_directories(work, ec);
-    if (ec)
-        return fail("cannot create " + work.string() + ": " + ec.message());
+    auto made =
+        hardening::makePrivateTempDirectory(fs::path(*socket).parent_path().string(), "isr-disk-");
+    if (!made.ok())
+        return fail(made.error());
+    fs::path work = *made;
     struct Cleanup {
         fs::path dir;
         ~Cleanup() {

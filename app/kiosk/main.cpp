@@ -6,6 +6,7 @@
 #include "kioskwindow.h"
 #include "session/kioskconfig.h"
 #include "sessioncontroller.h"
+#include "util/hardening.h"
 #include "util/version.h"
 
 #include <QCommandLineParser>
@@ -57,6 +58,7 @@ isr::session::KioskFile loadConfig(int argc, char** argv) {
 } // namespace
 
 int main(int argc, char** argv) {
+    (void)isr::hardening::disableCoreDumps(); // keys and plaintext: no core file, no ptrace
     isr::session::KioskFile file = loadConfig(argc, argv);
     // The virtual keyboard must be chosen before the application exists.
     // The configuration's choice (default auto: only when no hardware

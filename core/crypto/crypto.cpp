@@ -1,7 +1,9 @@
 // libsodium-backed implementation of core/crypto/crypto.h.
 #include "crypto/crypto.h"
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <new>
 #include <sodium.h>
@@ -24,9 +26,17 @@ static_assert(kSaltSize == crypto_pwhash_SALTBYTES);
 static_assert(kHashSize >= crypto_generichash_BYTES_MIN &&
               kHashSize <= crypto_generichash_BYTES_MAX);
 
-// Sane ceilings for parameters read from an (untrusted) account blob.
-constexpr std::uint64_t kMaxMemLimit = 4ull << 30; // 4 GiB
-constexpr std::uint64_t kMaxOpsLimit = 64;
+static_assert(kKdfFloorOps >= crypto_pwhash_OPSLIMIT_INTERACTIVE);
+static_assert(kKdfFloorMem >= crypto_pwhash_MEMLIMIT_INTERACTIVE);
+static_assert(kKdfCeilingOps >= crypto_pwhash_OPSLIMIT_MODERATE);
+static_assert(kKdfCeilingMem >= crypto_pwhash_MEMLIMIT_MODERATE);
+
+std::uint64_t floorOps() {
+    return weakKdfAllowedForTests() ? crypto_pwhash_argon2id_OPSLIMIT_MIN : kKdfFloorOps;
+}
+std::uint64_t floorMem() {
+    return weakKdfAllowedForTests() ? crypto_pwhash_argon2id_MEMLIMIT_MIN : kKdfFloorMem;
+}
 
 // The convergent scheme's nonce: all zero. Safe only because each key
 // encrypts exactly one message (the key is derived from that message).
@@ -116,21 +126,35 @@ Status validateKdfParams(const KdfParams& params) {
     if (params.salt.size() != kSaltSize)
         return Error(Errc::InvalidArgument, "KDF salt is " + std::to_string(params.salt.size()) +
                                                 " bytes, expected " + std::to_string(kSaltSize));
-    if (params.opsLimit < crypto_pwhash_argon2id_OPSLIMIT_MIN)
-        return Error(Errc::InvalidArgument,
-                     "KDF opsLimit " + std::to_string(params.opsLimit) + " below minimum " +
-                         std::to_string(crypto_pwhash_argon2id_OPSLIMIT_MIN));
-    if (params.memLimit < crypto_pwhash_argon2id_MEMLIMIT_MIN)
-        return Error(Errc::InvalidArgument,
-                     "KDF memLimit " + std::to_string(params.memLimit) + " below minimum " +
-                         std::to_string(crypto_pwhash_argon2id_MEMLIMIT_MIN));
-    if (params.opsLimit > kMaxOpsLimit)
+    if (params.opsLimit < floorOps())
         return Error(Errc::InvalidArgument, "KDF opsLimit " + std::to_string(params.opsLimit) +
-                                                " above maximum " + std::to_string(kMaxOpsLimit));
-    if (params.memLimit > kMaxMemLimit)
+                                                " below the floor " + std::to_string(floorOps()));
+    if (params.memLimit < floorMem())
         return Error(Errc::InvalidArgument, "KDF memLimit " + std::to_string(params.memLimit) +
-                                                " above maximum " + std::to_string(kMaxMemLimit));
+                                                " below the floor " + std::to_string(floorMem()));
+    if (params.opsLimit > kKdfCeilingOps)
+        return Error(Errc::InvalidArgument, "KDF opsLimit " + std::to_string(params.opsLimit) +
+                                                " above the ceiling " +
+                                                std::to_string(kKdfCeilingOps));
+    if (params.memLimit > kKdfCeilingMem)
+        return Error(Errc::InvalidArgument, "KDF memLimit " + std::to_string(params.memLimit) +
+                                                " above the ceiling " +
+                                                std::to_string(kKdfCeilingMem));
     return {};
+}
+
+bool weakKdfAllowedForTests() {
+    const char* v = std::getenv(kInsecureTestKdfEnv);
+    return v && std::string_view(v) == "1";
+}
+
+KdfParams clampKdfParams(KdfParams params, bool* adjusted) {
+    const KdfParams before = params;
+    params.opsLimit = std::clamp<std::uint64_t>(params.opsLimit, floorOps(), kKdfCeilingOps);
+    params.memLimit = std::clamp<std::uint64_t>(params.memLimit, floorMem(), kKdfCeilingMem);
+    if (adjusted)
+        *adjusted = params.opsLimit != before.opsLimit || params.memLimit != before.memLimit;
+    return params;
 }
 
 Result<Secret> deriveKey(std::string_view password, const KdfParams& params) {

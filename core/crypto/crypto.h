@@ -72,13 +72,41 @@ struct KdfParams {
     static KdfParams moderate();
     // INTERACTIVE limits (2 passes, 64 MiB).
     static KdfParams interactive();
-    // The minimum libsodium accepts; only for tests, never for real accounts.
+    // The minimum libsodium accepts; only for tests, never for real accounts:
+    // below the policy floor, so refused unless weakKdfAllowedForTests().
     static KdfParams minimal();
 };
 
-// Refuses parameters below libsodium's minimums or absurdly high (a tampered
-// account asking for 1 TiB of memory): InvalidArgument/Corrupt.
+// The built-in KDF policy. No store object (isr-store.json, an account) can
+// move these; they are compiled in.
+//  - Floor: libsodium's INTERACTIVE limits (2 passes, 64 MiB). Below that an
+//    account copied off the store is cheap to guess offline.
+//  - Ceiling: 10 passes, 1 GiB. A kiosk signs in with at most this much work
+//    (SENSITIVE, 4 x 1 GiB, still fits; 10 x 1 GiB is about 10-20 s on a
+//    kiosk-class CPU, the most a person at a sign-in screen should wait). A
+//    hostile account asking for 64 passes x 4 GiB is refused before any work.
+inline constexpr std::uint64_t kKdfFloorOps = 2;
+inline constexpr std::uint64_t kKdfFloorMem = 64ull << 20;
+inline constexpr std::uint64_t kKdfCeilingOps = 10;
+inline constexpr std::uint64_t kKdfCeilingMem = 1ull << 30;
+
+// The one way to go below the floor: the environment variable
+// ISR_INSECURE_TEST_KDF=1 (the test suite sets it for every test so that
+// its accounts made with KdfParams::minimal() stay fast). Not a kiosk.conf
+// key and not an isrctl flag, so a kiosk configuration cannot set it. Read
+// on every call (tests toggle it).
+inline constexpr const char* kInsecureTestKdfEnv = "ISR_INSECURE_TEST_KDF";
+bool weakKdfAllowedForTests();
+
+// Refuses a salt that is not 16 bytes, parameters below the floor (below
+// libsodium's minimums when weakKdfAllowedForTests()) and above the ceiling
+// (a tampered account asking for 4 GiB or 1 TiB): InvalidArgument.
 Status validateKdfParams(const KdfParams& params);
+
+// For new accounts and password changes: the limits raised to the floor
+// and lowered to the ceiling (the salt is kept). `adjusted` says whether
+// anything moved, so the caller can say so.
+KdfParams clampKdfParams(KdfParams params, bool* adjusted = nullptr);
 
 // Argon2id(password, salt) -> 32-byte key. NoSpace if the memory limit cannot
 // be allocated.

@@ -8,6 +8,10 @@
 
 namespace isr::parcel {
 
+// The store's size table (store.h) must admit the largest chunk the codec
+// makes: a tag byte, the plaintext stored raw when zstd does not help, the MAC.
+static_assert(chunk::kMaxChunkSize + 1 + crypto::kMacSize <= store::kMaxChunkObjectSize);
+
 Status validateName(std::string_view what, std::string_view name) {
     auto bad = [&](const std::string& why) {
         return Error(Errc::InvalidArgument, std::string(what) + " '" +
@@ -111,10 +115,17 @@ Result<crypto::KdfParams> storeDefaultKdf(store::Store& store) {
         p.memLimit = std::uint64_t(*mem);
     }
     p.salt = crypto::randomBytes(crypto::kSaltSize);
-    auto valid = crypto::validateKdfParams(p);
-    if (!valid.ok())
-        return Error(Errc::Corrupt,
-                     "isr-store.json: kdf defaults refused: " + valid.error().message);
+    // The store suggests, the built-in policy decides: a store asking for
+    // less than the floor (cheap offline guessing of every new account) or
+    // more than the ceiling gets the nearest allowed limits, and says so.
+    bool adjusted = false;
+    const std::uint64_t askedOps = p.opsLimit, askedMem = p.memLimit;
+    p = crypto::clampKdfParams(std::move(p), &adjusted);
+    if (adjusted) {
+        ISR_LOG_WARN("parcel") << "isr-store.json asks for Argon2id " << askedOps << " passes x "
+                               << askedMem << " bytes, outside this isr's policy; using "
+                               << p.opsLimit << " x " << p.memLimit;
+    }
     return p;
 }
 

@@ -17,24 +17,64 @@ namespace isr::parcel {
 
 namespace {
 
-
-
-struct ImageInfo {
-    std::string format;
-    std::uint64_t virtualSize = 0;
+// Image formats recognised by their first bytes. Only qcow2 and raw are
+// imported; the others are named so that the refusal says what the file is.
+struct Magic {
+    std::size_t offset;
+    std::string_view bytes;
+    const char* format;
+};
+constexpr std::string_view kQcowMagic{"QFI\xfb", 4};
+const Magic kOtherFormats[] = {
+    {0, "KDMV", "vmdk"},
+    {0, "COWD", "vmdk (version 3)"},
+    {0, "# Disk DescriptorFile", "vmdk (descriptor)"},
+    {0, "vhdxfile", "vhdx"},
+    {0, "conectix", "vpc (vhd)"},
+    {0, "<<< ", "vdi"},
+    {0, {"QED\0", 4}, "qed"},
+    {0, {"LUKS\xba\xbe", 6}, "luks"},
+    {0, "WithoutFreeSpace", "parallels"},
+    {0, "WithouFreSpacExt", "parallels"},
+    {0, "cloop", "cloop"},
 };
 
-Result<ImageInfo> probeImage(const std::string& path) {
-    ISR_TRY_ASSIGN(std::string out,
-                   runProgramChecked({"qemu-img", "info", "--output=json", "--", path}));
-    auto doc = json::parse(out);
-    if (!doc.ok())
+std::uint32_t bigEndian32(const std::uint8_t* p) {
+    return std::uint32_t(p[0]) << 24 | std::uint32_t(p[1]) << 16 | std::uint32_t(p[2]) << 8 |
+           std::uint32_t(p[3]);
+}
+
+// What `qemu-img info -f qcow2` says, checked for references to other files.
+Result<ImportImageInfo> inspectQcow2(const std::string& path) {
+    auto out = runProgramChecked({"qemu-img", "info", "-f", "qcow2", "--output=json", "--", path});
+    if (!out.ok())
+        return Error(
+            Errc::InvalidArgument,
+            path + " has a qcow2 header but is not a valid qcow2 image: " + out.error().message);
+    auto doc = json::parse(*out);
+    if (!doc.ok() || !doc->isObject())
         return Error(Errc::Io, "qemu-img info printed something unexpected");
-    ISR_TRY_ASSIGN(std::string format, doc->getString("format"));
+    for (const char* field :
+         {"backing-filename", "full-backing-filename", "backing-filename-format"})
+        if (const json::Value* v = doc->find(field)) {
+            return Error(Errc::InvalidArgument,
+                         path + " is a qcow2 image with a backing file (" +
+                             (v->isString() ? v->asString() : std::string("?")) +
+                             "): refused, it would read another file of this host. "
+                             "Flatten it first (qemu-img convert) on the machine it came from");
+        }
+    if (const json::Value* specific = doc->find("format-specific"))
+        if (const json::Value* data = specific->find("data"))
+            if (const json::Value* file = data->find("data-file")) {
+                return Error(Errc::InvalidArgument,
+                             path + " is a qcow2 image with an external data file (" +
+                                 (file->isString() ? file->asString() : std::string("?")) +
+                                 "): refused, it would read another file of this host");
+            }
     ISR_TRY_ASSIGN(std::int64_t size, doc->getInt("virtual-size"));
     if (size <= 0)
         return Error(Errc::InvalidArgument, path + " is an empty image");
-    return ImageInfo{format, std::uint64_t(size)};
+    return ImportImageInfo{"qcow2", std::uint64_t(size)};
 }
 
 // True if [offset, offset+length) of fd is entirely a hole (reads as zeros
@@ -54,11 +94,50 @@ Status readFully(int fd, std::uint8_t* buf, std::size_t len, std::uint64_t offse
 
 } // namespace
 
+Result<ImportImageInfo> inspectImportImage(const std::string& path) {
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+    if (!fd.valid())
+        return errnoError(errno, "opening " + path);
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0)
+        return errnoError(errno, "stat " + path);
+    if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+        return Error(Errc::InvalidArgument, path + " is not a regular file");
+    std::uint8_t head[512] = {};
+    ISR_TRY_ASSIGN(std::size_t got, preadAll(fd.get(), {head, sizeof head}, 0, "reading " + path));
+    const std::string_view start(reinterpret_cast<const char*>(head), got);
+    if (start.substr(0, kQcowMagic.size()) == kQcowMagic) {
+        const std::uint32_t version = got >= 8 ? bigEndian32(head + 4) : 0;
+        if (version != 2 && version != 3)
+            return Error(Errc::InvalidArgument, path + " is a qcow (version " +
+                                                    std::to_string(version) +
+                                                    ") image: only raw and qcow2 are imported");
+        return inspectQcow2(path);
+    }
+    for (const Magic& m : kOtherFormats)
+        if (start.substr(m.offset, m.bytes.size()) == m.bytes)
+            return Error(Errc::InvalidArgument,
+                         path + " looks like a " + m.format +
+                             " image: only raw and qcow2 are imported (convert it to one of "
+                             "them on the machine it came from)");
+    // Raw: its bytes are the disk; it cannot name another file.
+    std::uint64_t size = std::uint64_t(st.st_size);
+    if (S_ISBLK(st.st_mode)) {
+        off_t end = ::lseek(fd.get(), 0, SEEK_END);
+        if (end < 0)
+            return errnoError(errno, "size of " + path);
+        size = std::uint64_t(end);
+    }
+    if (size == 0)
+        return Error(Errc::InvalidArgument, path + " is an empty image");
+    return ImportImageInfo{"raw", size};
+}
+
 Result<ImportStats> importImage(Parcels& parcels, const std::string& parcel,
                                 const std::string& imagePath, const ImportOptions& options,
                                 const ProgressFn& progress) {
     ISR_TRY_STATUS(validateName("parcel name", parcel));
-    ISR_TRY_ASSIGN(ImageInfo info, probeImage(imagePath));
+    ISR_TRY_ASSIGN(ImportImageInfo info, inspectImportImage(imagePath));
 
     // Non-raw images become a sparse raw scratch file first; qemu-img writes
     // holes for zero runs (-S), so all-zero chunks cost neither disk nor time.
@@ -69,8 +148,9 @@ Result<ImportStats> importImage(Parcels& parcels, const std::string& parcel,
                               ? std::filesystem::temp_directory_path().string()
                               : options.scratchDir;
         scratch = dir + "/isr-import-" + toHex(crypto::randomBytes(8)) + ".raw";
-        ISR_TRY_STATUS(runProgramChecked(
-            {"qemu-img", "convert", "-O", "raw", "-S", "4k", "--", imagePath, scratch}));
+        // -f: the format inspectImportImage decided, never qemu-img's probe.
+        ISR_TRY_STATUS(runProgramChecked({"qemu-img", "convert", "-f", info.format, "-O", "raw",
+                                          "-S", "4k", "--", imagePath, scratch}));
         rawPath = scratch;
     }
     struct Cleanup {
@@ -152,7 +232,18 @@ Status exportImage(Parcels& parcels, const std::string& parcel, std::uint64_t n,
                    const std::string& outPath, const ProgressFn& progress) {
     ISR_TRY_ASSIGN(Manifest m, parcels.manifest(parcel, n));
     std::string tmp = outPath + ".part";
-    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    // O_EXCL|O_NOFOLLOW: never write through a symlink someone planted at
+    // OUT.part (the export may run as root in a shared directory). A
+    // leftover regular file from an interrupted export is removed first.
+    struct stat leftover {};
+    if (::lstat(tmp.c_str(), &leftover) == 0) {
+        if (!S_ISREG(leftover.st_mode))
+            return Error(Errc::InvalidArgument,
+                         tmp + " exists and is not a regular file (a symbolic link?): refused");
+        if (::unlink(tmp.c_str()) != 0)
+            return errnoError(errno, "removing the leftover " + tmp);
+    }
+    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
     if (fd.get() < 0)
         return errnoError(errno, "creating " + tmp);
     auto fail = [&](Error e) {

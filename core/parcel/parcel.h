@@ -249,13 +249,38 @@ struct ImportStats {
     std::uint64_t newBytes = 0;  // ciphertext bytes uploaded
 };
 
-// Imports a raw or qcow2 (anything qemu-img reads) image as a new version of
-// the parcel's disk, creating the parcel if it does not exist. The memory
-// image is dropped (the new disk needs a fresh boot).
+// What inspectImportImage found: the format (only "raw" or "qcow2") and the
+// size of the disk the image holds.
+struct ImportImageInfo {
+    std::string format;
+    std::uint64_t virtualSize = 0;
+};
+
+// The one gate for disk images a user hands an administrator (parcel import,
+// parcel create --from-image). A hostile qcow2 or VMDK can name other files
+// of the admin's host -- a backing file, an external data file, an extent --
+// that qemu-img would read into the parcel. So:
+//  - the format is decided here from the file's own first bytes, never by
+//    qemu-img's probing: a qcow2 header means qcow2; a header of any other
+//    image format (VMDK, VHD(X), VDI, QED, qcow1, LUKS, Parallels) is refused;
+//    anything else is raw (raw never refers to another file);
+//  - qcow2 is then examined with `qemu-img info -f qcow2` and refused if it
+//    has a backing file or an external data file, or does not parse;
+//  - callers pass the returned format explicitly (-f) to every qemu-img or
+//    qemu-nbd they run on the image.
+// InvalidArgument (refused, with the reason) or Io/NotFound (unreadable).
+Result<ImportImageInfo> inspectImportImage(const std::string& path);
+
+// Imports a raw or qcow2 image (checked by inspectImportImage first) as a new
+// version of the parcel's disk, creating the parcel if it does not exist.
+// The memory image is dropped (the new disk needs a fresh boot).
 Result<ImportStats> importImage(Parcels& parcels, const std::string& parcel,
                                 const std::string& imagePath, const ImportOptions& options,
                                 const ProgressFn& progress = {});
-// Writes version n's disk as a sparse raw file.
+// Writes version n's disk as a sparse raw file: first to outPath + ".part",
+// created with O_EXCL|O_NOFOLLOW (a symlink planted there is refused, a
+// leftover regular file from an interrupted export is replaced), then
+// renamed over outPath.
 Status exportImage(Parcels& parcels, const std::string& parcel, std::uint64_t n,
                    const std::string& outPath, const ProgressFn& progress = {});
 

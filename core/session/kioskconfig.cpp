@@ -1,6 +1,7 @@
 #include "session/kioskconfig.h"
 
 #include "parcel/parcel.h"
+#include "util/hardening.h"
 #include "util/size.h"
 
 #include <charconv>
@@ -105,6 +106,15 @@ Status apply(KioskFile& f, const std::string& key, std::string_view v) {
         if (v.empty())
             return Error(Errc::InvalidArgument, "must not be empty");
         c.kioskId = std::string(v);
+    } else if (key == "allow_plain_http_store" || key == "allow_unencrypted_swap") {
+        bool& flag =
+            key == "allow_plain_http_store" ? f.policy.allowPlainHttpStore : c.allowUnencryptedSwap;
+        if (v == "yes")
+            flag = true;
+        else if (v == "no")
+            flag = false;
+        else
+            return Error(Errc::InvalidArgument, "must be yes or no");
     } else if (key == "parcel") {
         ISR_TRY_STATUS(parcel::validateName("parcel name", v));
         f.ui.parcel = std::string(v);
@@ -229,7 +239,35 @@ Result<KioskFile> resolveKioskConfig(const KioskConfigLocation& where,
                                      const KioskOverrides& overrides) {
     ISR_TRY_ASSIGN(auto file, locateAndLoadKioskConfig(where));
     applyKioskOverrides(file, overrides);
+    ISR_TRY_STATUS(checkStoreTransport(file.session.storeUrl, file.policy));
     return file;
+}
+
+Status checkStoreTransport(const std::string& storeUrl, const KioskHostPolicy& policy) {
+    if (storeUrl.rfind("s3://", 0) == 0 && !policy.allowPlainHttpStore)
+        return Error(Errc::InvalidArgument,
+                     "the store " + storeUrl +
+                         " is plain HTTP: a kiosk needs TLS (s3s://...), or "
+                         "allow_plain_http_store = yes in kiosk.conf for a trusted network");
+    return {};
+}
+
+std::string unsafeSwapAreas(const std::string& procSwaps, const std::string& sysRoot) {
+    std::string out;
+    auto areas = hardening::activeSwap(procSwaps, sysRoot);
+    if (!areas.ok())
+        return out;
+    for (const auto& a : *areas)
+        if (!a.safe)
+            out += (out.empty() ? "" : ", ") + a.path;
+    return out;
+}
+
+Status checkKioskHost(const KioskConfig& config, const std::string& procSwaps,
+                      const std::string& sysRoot) {
+    if (config.allowUnencryptedSwap)
+        return {};
+    return hardening::checkSwapEncrypted(procSwaps, sysRoot);
 }
 
 } // namespace isr::session

@@ -16,6 +16,10 @@
 //   device_allow_list       reserved: must be empty (no device pass-through yet)
 //   virtual_keyboard        yes | no | auto (default: shown when no hardware keyboard)
 //   kiosk_id, parcel        names
+//   allow_plain_http_store  yes | no (default no): accept an s3:// (plain HTTP)
+//                           store; without it only s3s:// (TLS) and file stores
+//   allow_unencrypted_swap  yes | no (default no): start sessions although
+//                           swap that is not encrypted is active
 // Anything else (unknown key, bad value, duplicate, missing '=') is refused
 // with an InvalidArgument error naming the file, line and key.
 #include "session/session.h"
@@ -46,9 +50,19 @@ struct KioskUiOptions {
     std::string parcel; // empty: the user's only parcel, or "default"
 };
 
+// Risks a kiosk refuses unless its configuration accepts them (issue #16).
+struct KioskHostPolicy {
+    bool allowPlainHttpStore = false; // s3:// sends credentials' signatures and
+                                      // ciphertext in clear, and a network attacker
+                                      // can answer for the store
+    // allow_unencrypted_swap is KioskConfig::allowUnencryptedSwap: Session
+    // checks it itself.
+};
+
 struct KioskFile {
     KioskConfig session;
     KioskUiOptions ui;
+    KioskHostPolicy policy;
     std::string readCredentialsPath;
     std::set<std::string> keys; // the keys the file set
     std::string path;           // the file read; empty when there was none
@@ -107,6 +121,22 @@ void applyKioskOverrides(KioskFile& file, const KioskOverrides& overrides);
 // virtual_keyboard before Qt parses its command line.
 Result<KioskFile> resolveKioskConfig(const KioskConfigLocation& where,
                                      const KioskOverrides& overrides);
+
+// The store's transport: InvalidArgument for an s3:// (plain HTTP) store
+// unless policy.allowPlainHttpStore. resolveKioskConfig applies it, so
+// isr-kiosk and `isrctl session resume` both refuse one.
+Status checkStoreTransport(const std::string& storeUrl, const KioskHostPolicy& policy);
+// The kiosk host itself, before a session can start (Session::create calls
+// it): Unsupported when unencrypted swap is active
+// (hardening::checkSwapEncrypted) unless config.allowUnencryptedSwap.
+// procSwaps/sysRoot are for tests.
+Status checkKioskHost(const KioskConfig& config, const std::string& procSwaps = "/proc/swaps",
+                      const std::string& sysRoot = "/sys");
+
+// The unsafe swap areas' paths, ", "-separated (empty: none, or unreadable):
+// what the kiosk's error page names (FailureCause::UnsafeKiosk, Failure::where).
+std::string unsafeSwapAreas(const std::string& procSwaps = "/proc/swaps",
+                            const std::string& sysRoot = "/sys");
 
 // Line 1: access key, line 2: secret key (trailing CR/LF and blanks trimmed).
 Result<store::Credentials> readCredentialsFile(const std::string& path);

@@ -13,6 +13,7 @@
 #include "disk/nbd_server.h"
 #include "disk/parcel_disk.h"
 #include "parcel/lock_lease.h"
+#include "session/kioskconfig.h"
 #include "session/memory_upload.h"
 #include "session/restore_stream.h"
 #include "session/stage_tracker.h"
@@ -526,6 +527,7 @@ Session::~Session() {
 Result<std::unique_ptr<Session>> Session::create(KioskConfig config, Listener listener) {
     if (config.stateDir.empty() || config.stateDir[0] != '/')
         return Error(Errc::InvalidArgument, "the kiosk state directory must be an absolute path");
+    ISR_TRY_STATUS(checkKioskHost(config)); // unencrypted swap (issue #16)
     if (config.kioskId.empty())
         config.kioskId = hostName();
     std::error_code ec;

@@ -113,6 +113,7 @@ enum class FailureCause {
     DiskUpload,       // the disk changes could not be sent
     CommitConflict,   // another kiosk saved this computer after this one took it
     Commit,           // the new version could not be created
+    UnsafeKiosk,      // the kiosk refuses sessions: unencrypted swap is active (see where)
 };
 const char* failureCauseName(FailureCause cause);
 
@@ -199,6 +200,9 @@ struct KioskConfig {
     // has it, i.e. the whole compressed memory image as OpenISR did. Only the
     // walk-up benchmark's anchor (tests/bench/walkup) turns dedup off.
     bool memoryDedup = true;
+    // kiosk.conf allow_unencrypted_swap: create() refuses a host with
+    // unencrypted swap unless set (checkKioskHost, kioskconfig.h).
+    bool allowUnencryptedSwap = false;
 };
 
 class Session {

@@ -23,7 +23,7 @@ constexpr const char* kLog = "store";
 
 
 // Unlinks a temp file on scope exit unless released.
-class TempFile {
+class [[maybe_unused]] TempFile {
 public:
     explicit TempFile(std::string path) : path_(std::move(path)) {}
     ~TempFile() {
@@ -39,14 +39,14 @@ private:
     std::string path_;
 };
 
-std::string parentOf(const std::string& path) {
+[[maybe_unused]] std::string parentOf(const std::string& path) {
     auto slash = path.rfind('/');
     return slash == 0 ? "/" : path.substr(0, slash);
 }
 
 // Makes a directory entry durable. Some file systems refuse fsync on a
 // directory (EINVAL); there is nothing more we can do there.
-Status fsyncDir(const std::string& dir) {
+[[maybe_unused]] Status fsyncDir(const std::string& dir) {
     UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!fd.valid())
         return errnoError(errno, "open directory " + dir);
@@ -76,6 +76,19 @@ Result<Bytes> readAt(int fd, std::uint64_t offset, std::uint64_t length, const s
     ISR_TRY_ASSIGN(std::size_t done, preadAll(fd, out, offset, "read " + path));
     out.resize(done);
     return out;
+}
+
+// "a/b/c" -> {"a/b", "c"}; "c" -> {"", "c"}.
+std::pair<std::string, std::string> splitKey(const std::string& key) {
+    auto slash = key.rfind('/');
+    if (slash == std::string::npos)
+        return {"", key};
+    return {key.substr(0, slash), key.substr(slash + 1)};
+}
+
+Error symlinkRefused(const std::string& what) {
+    return Error(Errc::Corrupt, what + " is a symbolic link in the store: refused, not followed "
+                                       "(a file store holds only directories and files)");
 }
 
 // The first segment "tmp" belongs to FileStore's in-flight writes.
@@ -115,13 +128,7 @@ Result<Bytes> FileStore::get(const std::string& key) {
 Result<Bytes> FileStore::getRange(const std::string& key, std::uint64_t offset,
                                   std::uint64_t length) {
     ISR_TRY_STATUS(checkKey(key));
-    const std::string path = pathOf(key);
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd.valid()) {
-        // A file where a directory would be ("a" exists, asked for "a/b").
-        int err = errno == ENOTDIR ? ENOENT : errno;
-        return errnoError(err, "get " + key);
-    }
+    ISR_TRY_ASSIGN(UniqueFd fd, openObject(key, "get " + key));
     struct stat st {};
     if (::fstat(fd.get(), &st) != 0)
         return errnoError(errno, "stat " + key);
@@ -131,77 +138,158 @@ Result<Bytes> FileStore::getRange(const std::string& key, std::uint64_t offset,
     if (offset > size)
         return Error(Errc::InvalidArgument, "get " + key + ": offset " + std::to_string(offset) +
                                                 " past the end (" + std::to_string(size) + ")");
-    return readAt(fd.get(), offset, std::min(length, size - offset), key);
+    const std::uint64_t want = std::min(length, size - offset);
+    // Before allocating: a hostile store must not choose how much we read.
+    ISR_TRY_STATUS(checkObjectSize(key, want));
+    return readAt(fd.get(), offset, want, key);
 }
 
-Result<std::string> FileStore::writeTemp(ByteView data) {
+Result<UniqueFd> FileStore::openDirBeneath(const std::string& relDir, bool create) const {
+    // The root itself is the administrator's choice (it may be a symlink);
+    // below it, no component may be one.
+    UniqueFd dir(::open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!dir.valid())
+        return errnoError(errno, "open store root " + root_);
+    std::size_t start = 0;
+    while (start < relDir.size()) {
+        std::size_t end = relDir.find('/', start);
+        if (end == std::string::npos)
+            end = relDir.size();
+        const std::string name = relDir.substr(start, end - start);
+        const std::string sofar = relDir.substr(0, end);
+        int fd = ::openat(dir.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0 && errno == ENOENT && create) {
+            if (::mkdirat(dir.get(), name.c_str(), 0700) == 0) {
+                // The new directory's own name must survive a crash too.
+                if (::fsync(dir.get()) != 0 && errno != EINVAL)
+                    return errnoError(errno, "fsync directory of " + sofar);
+            } else if (errno != EEXIST) {
+                return errnoError(errno, "create directory " + root_ + "/" + sofar);
+            }
+            fd = ::openat(dir.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        }
+        if (fd < 0) {
+            const int err = errno;
+            struct stat st {};
+            if ((err == ELOOP || err == ENOTDIR) &&
+                ::fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                S_ISLNK(st.st_mode))
+                return symlinkRefused(sofar);
+            // A file where a directory would be ("a" exists, asked for "a/b").
+            return errnoError(err == ENOTDIR ? ENOENT : err, "open directory " + sofar);
+        }
+        dir = UniqueFd(fd);
+        start = end + 1;
+    }
+    return dir;
+}
+
+Result<UniqueFd> FileStore::openObject(const std::string& key, const std::string& what) const {
+    auto [parent, leaf] = splitKey(key);
+    auto dir = openDirBeneath(parent, /*create=*/false);
+    if (!dir.ok())
+        return std::move(dir).error().context(what);
+    // O_NOFOLLOW: a symlink planted as an object is refused; O_NONBLOCK: a
+    // FIFO planted as one cannot hang the reader (S_ISREG is checked next).
+    int fd = ::openat(dir->get(), leaf.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ELOOP)
+            return symlinkRefused(key);
+        return errnoError(errno == ENOTDIR ? ENOENT : errno, what);
+    }
+    return UniqueFd(fd);
+}
+
+Result<std::string> FileStore::writeTempIn(int tmpDirFd, ByteView data) {
     static std::atomic<std::uint64_t> counter{0};
-    const std::string tmpDir = root_ + "/" + kTmpDir;
     // pid + counter make it unique within a host, random bytes across hosts.
-    const std::string path = tmpDir + "/" + std::to_string(::getpid()) + "-" +
+    const std::string name = std::to_string(::getpid()) + "-" +
                              std::to_string(counter.fetch_add(1)) + "-" +
                              toHex(crypto::randomBytes(8));
-    int raw = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (raw < 0 && errno == ENOENT) {
-        if (::mkdir(tmpDir.c_str(), 0755) != 0 && errno != EEXIST)
-            return errnoError(errno, "create " + tmpDir);
-        raw = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    }
+    const std::string path = root_ + "/" + kTmpDir + "/" + name;
+    // 0600: objects are ciphertext, but their sizes and presence are still
+    // nobody else's business on this host.
+    int raw = ::openat(tmpDirFd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                       0600);
     if (raw < 0)
-        return errnoError(errno, "create temp file in " + tmpDir);
+        return errnoError(errno, "create temp file in " + root_ + "/" + kTmpDir);
     UniqueFd fd(raw);
-    TempFile temp(path);
+    struct Unlink {
+        int dir;
+        const std::string* name;
+        ~Unlink() {
+            if (name)
+                ::unlinkat(dir, name->c_str(), 0);
+        }
+    } cleanup{tmpDirFd, &name};
     ISR_TRY_STATUS(writeAll(fd.get(), data, path));
     if (::fsync(fd.get()) != 0)
         return errnoError(errno, "fsync " + path);
     if (fd.close() != 0)
         return errnoError(errno, "close " + path);
-    temp.release();
-    return path;
+    cleanup.name = nullptr;
+    return name;
+}
+
+Result<std::string> FileStore::writeTemp(ByteView data) {
+    ISR_TRY_ASSIGN(UniqueFd tmpDir, openDirBeneath(kTmpDir, /*create=*/true));
+    ISR_TRY_ASSIGN(std::string name, writeTempIn(tmpDir.get(), data));
+    return root_ + "/" + kTmpDir + "/" + name;
 }
 
 Status FileStore::makeParents(const std::string& key) {
-    std::size_t pos = 0;
-    while ((pos = key.find('/', pos)) != std::string::npos) {
-        const std::string dir = root_ + "/" + key.substr(0, pos);
-        if (::mkdir(dir.c_str(), 0755) == 0) {
-            // The new directory's own name must survive a crash too.
-            ISR_TRY_STATUS(fsyncDir(parentOf(dir)));
-        } else if (errno != EEXIST) {
-            return errnoError(errno, "create directory " + dir);
-        }
-        ++pos;
-    }
+    ISR_TRY_STATUS(openDirBeneath(splitKey(key).first, /*create=*/true));
     return {};
 }
 
 Status FileStore::put(const std::string& key, ByteView data) {
     ISR_TRY_STATUS(checkKey(key));
-    ISR_TRY_STATUS(makeParents(key));
-    ISR_TRY_ASSIGN(std::string tempPath, writeTemp(data));
-    TempFile temp(tempPath);
+    auto [parent, leaf] = splitKey(key);
+    ISR_TRY_ASSIGN(UniqueFd dir, openDirBeneath(parent, /*create=*/true));
+    ISR_TRY_ASSIGN(UniqueFd tmpDir, openDirBeneath(kTmpDir, /*create=*/true));
+    ISR_TRY_ASSIGN(std::string tempName, writeTempIn(tmpDir.get(), data));
+    struct Unlink {
+        int dir;
+        const std::string* name;
+        ~Unlink() {
+            if (name)
+                ::unlinkat(dir, name->c_str(), 0);
+        }
+    } temp{tmpDir.get(), &tempName};
     ISR_TRY_STATUS(ISR_FAULT_POINT("store.file.before-rename"));
-    const std::string path = pathOf(key);
-    if (::rename(tempPath.c_str(), path.c_str()) != 0)
+    // renameat replaces whatever is at the name (a planted symlink
+    // included) without following it.
+    if (::renameat(tmpDir.get(), tempName.c_str(), dir.get(), leaf.c_str()) != 0)
         return errnoError(errno, "put " + key);
-    temp.release();
-    return fsyncDir(parentOf(path));
+    temp.name = nullptr;
+    if (::fsync(dir.get()) != 0 && errno != EINVAL)
+        return errnoError(errno, "fsync directory of " + key);
+    return {};
 }
 
 Status FileStore::putIfAbsent(const std::string& key, ByteView data) {
     ISR_TRY_STATUS(checkKey(key));
-    ISR_TRY_STATUS(makeParents(key));
-    ISR_TRY_ASSIGN(std::string tempPath, writeTemp(data));
-    TempFile temp(tempPath); // unlinked in every case: the object keeps its own link
+    auto [parent, leaf] = splitKey(key);
+    ISR_TRY_ASSIGN(UniqueFd dir, openDirBeneath(parent, /*create=*/true));
+    ISR_TRY_ASSIGN(UniqueFd tmpDir, openDirBeneath(kTmpDir, /*create=*/true));
+    ISR_TRY_ASSIGN(std::string tempName, writeTempIn(tmpDir.get(), data));
+    // Unlinked in every case: the object keeps its own link.
+    struct Unlink {
+        int dir;
+        const std::string& name;
+        ~Unlink() { ::unlinkat(dir, name.c_str(), 0); }
+    } temp{tmpDir.get(), tempName};
     ISR_TRY_STATUS(ISR_FAULT_POINT("store.file.before-rename"));
-    const std::string path = pathOf(key);
-    if (::link(tempPath.c_str(), path.c_str()) != 0) {
+    // linkat without AT_SYMLINK_FOLLOW; a name that exists (a planted
+    // symlink too) is EEXIST.
+    if (::linkat(tmpDir.get(), tempName.c_str(), dir.get(), leaf.c_str(), 0) != 0) {
         const int err = errno;
         // NFS: a retransmitted LINK can report failure (even EEXIST) although
         // the first attempt succeeded. The temp file's link count tells the
         // truth (the recipe in open(2)).
         struct stat st {};
-        if (::stat(tempPath.c_str(), &st) != 0 || st.st_nlink != 2) {
+        if (::fstatat(tmpDir.get(), tempName.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+            st.st_nlink != 2) {
             if (err == EEXIST)
                 return Error(Errc::AlreadyExists, "put-if-absent " + key + ": already exists");
             return errnoError(err, "put-if-absent " + key);
@@ -209,13 +297,22 @@ Status FileStore::putIfAbsent(const std::string& key, ByteView data) {
         ISR_LOG_INFO(kLog) << "link reported " << std::strerror(err) << " for " << key
                            << " but succeeded";
     }
-    return fsyncDir(parentOf(path));
+    if (::fsync(dir.get()) != 0 && errno != EINVAL)
+        return errnoError(errno, "fsync directory of " + key);
+    return {};
 }
 
 Status FileStore::remove(const std::string& key) {
     ISR_TRY_STATUS(checkKey(key));
-    const std::string path = pathOf(key);
-    if (::unlink(path.c_str()) != 0) {
+    auto [parent, leaf] = splitKey(key);
+    auto dir = openDirBeneath(parent, /*create=*/false);
+    if (!dir.ok()) {
+        if (dir.error().code == Errc::NotFound)
+            return {};
+        return std::move(dir).error().context("remove " + key);
+    }
+    // unlinkat removes a planted symlink itself, never what it points to.
+    if (::unlinkat(dir->get(), leaf.c_str(), 0) != 0) {
         if (errno == ENOENT || errno == ENOTDIR)
             return {};
         if (errno == EISDIR)
@@ -225,17 +322,28 @@ Status FileStore::remove(const std::string& key) {
     }
     // Empty parent directories stay: removing them would race with a
     // concurrent put that just created them.
-    return fsyncDir(parentOf(path));
+    if (::fsync(dir->get()) != 0 && errno != EINVAL)
+        return errnoError(errno, "fsync directory of " + key);
+    return {};
 }
 
 Result<bool> FileStore::exists(const std::string& key) {
     ISR_TRY_STATUS(checkKey(key));
+    auto [parent, leaf] = splitKey(key);
+    auto dir = openDirBeneath(parent, /*create=*/false);
+    if (!dir.ok()) {
+        if (dir.error().code == Errc::NotFound)
+            return false;
+        return std::move(dir).error().context("exists " + key);
+    }
     struct stat st {};
-    if (::stat(pathOf(key).c_str(), &st) != 0) {
+    if (::fstatat(dir->get(), leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
         if (errno == ENOENT || errno == ENOTDIR)
             return false;
         return errnoError(errno, "stat " + key);
     }
+    if (S_ISLNK(st.st_mode))
+        return symlinkRefused(key);
     return S_ISREG(st.st_mode);
 }
 
@@ -259,12 +367,16 @@ Result<std::vector<ObjectInfo>> FileStore::list(const std::string& prefix) {
         const std::string rel = std::move(pending.back());
         pending.pop_back();
         const std::string dirPath = rel.empty() ? root_ : root_ + "/" + rel;
-        DIR* dir = ::opendir(dirPath.c_str());
-        if (!dir) {
-            if (errno == ENOENT || errno == ENOTDIR)
+        auto dirFd = openDirBeneath(rel, /*create=*/false);
+        if (!dirFd.ok()) {
+            if (dirFd.error().code == Errc::NotFound)
                 continue; // nothing under this prefix, or removed meanwhile
-            return errnoError(errno, "list " + dirPath);
+            return std::move(dirFd).error().context("list " + dirPath);
         }
+        DIR* dir = ::fdopendir(dirFd->get());
+        if (!dir)
+            return errnoError(errno, "list " + dirPath);
+        dirFd->release(); // closedir closes it
         struct Closer {
             DIR* d;
             ~Closer() { ::closedir(d); }

@@ -15,9 +15,16 @@
 // The root must exist (NotFound otherwise); the store marker isr-store.json is
 // the parcel layer's business. tmp/ is created on demand.
 //
+// Hostile contents: every file and directory below the root is opened with
+// openat(O_NOFOLLOW) one component at a time from the root, so a symlink
+// planted in the store (as an object or as a folder) is refused (Corrupt),
+// never followed. Objects are created 0600 and folders 0700. Reads refuse an
+// object larger than store::maxObjectSize(key) before reading it.
+//
 // Thread safety: no shared mutable state; every call is safe concurrently.
 
 #include "store/store.h"
+#include "util/posix.h"
 
 #include <string>
 
@@ -46,7 +53,18 @@ public:
 private:
     explicit FileStore(std::string root) : root_(std::move(root)) {}
     std::string pathOf(const std::string& key) const { return root_ + "/" + key; }
-    // Writes data to a fresh temp file, fsynced; returns its path.
+    // Opens <root>/<relDir> ("" = the root) one component at a time with
+    // openat(O_NOFOLLOW|O_DIRECTORY): a symlink anywhere below the root is
+    // refused (Corrupt), never followed. create: missing directories are made
+    // 0700 and their parent fsynced. NotFound if a component is missing.
+    Result<UniqueFd> openDirBeneath(const std::string& relDir, bool create) const;
+    // The object's file, opened O_NOFOLLOW|O_NONBLOCK beneath the root.
+    Result<UniqueFd> openObject(const std::string& key, const std::string& what) const;
+    // Writes data to a fresh 0600 temp file in the tmp/ directory open at
+    // tmpDirFd, fsynced; returns its name there.
+    Result<std::string> writeTempIn(int tmpDirFd, ByteView data);
+    // Path-based forms of the above (tmp/ and the key's parents checked and
+    // made as above); prefer the fd forms with renameat/linkat.
     Result<std::string> writeTemp(ByteView data);
     Status makeParents(const std::string& key);
 

@@ -72,6 +72,7 @@ public:
         ISR_TRY_STATUS(validateKey(key));
         S3Request req;
         req.objectKey = fullKey(key);
+        req.maxBody = bodyLimit(key);
         Response resp = runOne(req);
         ISR_TRY_STATUS(check(req, resp, "get " + key));
         return std::move(resp.body);
@@ -85,6 +86,9 @@ public:
             return emptyRangeAt(key, offset, what);
         S3Request req;
         req.objectKey = fullKey(key);
+        // A server that ignores Range sends the whole object: the limit of
+        // its kind bounds that too.
+        req.maxBody = bodyLimit(key);
         std::optional<std::uint64_t> last;
         if (length - 1 <= UINT64_MAX - offset - 1 && offset < UINT64_MAX)
             last = offset + length - 1;
@@ -188,6 +192,7 @@ public:
             }
             S3Request req;
             req.objectKey = fullKey(keys[i]);
+            req.maxBody = bodyLimit(keys[i]);
             reqs.push_back(std::move(req));
             slotOf.push_back(i);
         }
@@ -308,7 +313,9 @@ private:
                                     (resp.curlError.empty() ? "" : " (" + resp.curlError + ")") +
                                     tries;
             if (resp.tooLarge)
-                return Error(Errc::Corrupt, msg);
+                return Error(Errc::Corrupt, what + ": the object is larger than the " +
+                                                std::to_string(req.maxBody) +
+                                                " bytes an object of its kind may have");
             if (curl::networkFailure(resp.curlCode))
                 return Error(Errc::Transient, msg);
             if (resp.curlCode == CURLE_PEER_FAILED_VERIFICATION ||
@@ -342,6 +349,12 @@ private:
         if (s3::retryableAnswer(resp.status, req.method == Method::Put, asString(resp.body)))
             return Error(Errc::Transient, msg);
         return Error(Errc::InvalidArgument, msg);
+    }
+
+    // store.h's one size table, as a body limit for the transfer engine.
+    static std::size_t bodyLimit(const std::string& key) {
+        return std::size_t(
+            std::min<std::uint64_t>(maxObjectSize(key), std::numeric_limits<std::size_t>::max()));
     }
 
     Response runOne(const S3Request& req) {

@@ -64,6 +64,41 @@ Status validatePrefix(std::string_view prefix) {
     return validateKey(trimmed);
 }
 
+std::uint64_t maxObjectSize(std::string_view key) {
+    if (key == "isr-store.json")
+        return 64u << 10;
+    std::vector<std::string_view> seg;
+    for (std::size_t start = 0; start <= key.size();) {
+        std::size_t end = key.find('/', start);
+        if (end == std::string_view::npos)
+            end = key.size();
+        seg.push_back(key.substr(start, end - start));
+        start = end + 1;
+    }
+    if (seg.size() < 3 || seg[0] != "users")
+        return UINT64_MAX;
+    if (seg.size() == 3 && seg[2] == "account")
+        return 64u << 10;
+    if (seg.size() == 5 && seg[2] == "chunks")
+        return kMaxChunkObjectSize;
+    if (seg.size() == 5 && seg[2] == "parcels" && seg[4] == "head")
+        return 4u << 10;
+    if (seg.size() == 5 && seg[2] == "parcels" && seg[4] == "lock")
+        return 64u << 10;
+    if (seg.size() == 6 && seg[2] == "parcels" && seg[4] == "versions")
+        return 512ull << 20;
+    return UINT64_MAX;
+}
+
+Status checkObjectSize(std::string_view key, std::uint64_t size) {
+    const std::uint64_t limit = maxObjectSize(key);
+    if (size <= limit)
+        return {};
+    return Error(Errc::Corrupt, "object " + std::string(key) + " is " + std::to_string(size) +
+                                    " bytes, more than the " + std::to_string(limit) +
+                                    " an object of its kind may have");
+}
+
 std::vector<Result<Bytes>> Store::getMany(const std::vector<std::string>& keys) {
     std::vector<Result<Bytes>> out;
     out.reserve(keys.size());

@@ -91,6 +91,24 @@ struct StoreOptions {
 };
 
 Status validateKey(std::string_view key);
+
+// The one table of object size limits, by the kind of object a key names
+// (core/parcel/FORMAT.md's layout): every backend refuses to read an object
+// larger than this -- FileStore checks fstat before reading, S3Store aborts
+// the transfer when the body passes it -- so a hostile store cannot make a
+// kiosk or isrctl allocate without bound (a 128 MiB `head` once made isrctl
+// use 270 MiB). The refusal is Errc::Corrupt naming the key and both sizes.
+//   isr-store.json, users/<u>/account       64 KiB
+//   .../head                                 4 KiB
+//   .../lock                                64 KiB
+//   .../versions/<n> (a sealed manifest)   512 MiB  (a 1 TiB disk at 128 KiB chunks)
+//   users/<u>/chunks/...                    16 MiB + 64 KiB (the chunk codec's maximum)
+//   any other key                           no limit (tests, future kinds)
+// For getRange the limit applies to the bytes returned.
+inline constexpr std::uint64_t kMaxChunkObjectSize = (16ull << 20) + (64u << 10);
+std::uint64_t maxObjectSize(std::string_view key);
+// Corrupt if `size` bytes is over maxObjectSize(key).
+Status checkObjectSize(std::string_view key, std::uint64_t size);
 // A list() prefix: empty, or a valid key optionally followed by "/".
 Status validatePrefix(std::string_view prefix);
 

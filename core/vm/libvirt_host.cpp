@@ -2,12 +2,14 @@
 // libvirt_host.h; the Hypervisor (vm.cpp) is the only user.
 #include "vm/libvirt_host.h"
 
+#include "util/hardening.h"
 #include "util/log.h"
 #include "vm/vm.h"
 
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -15,6 +17,7 @@
 #include <libvirt/virterror.h>
 #include <mutex>
 #include <pwd.h>
+#include <sys/stat.h>
 #include <thread>
 #include <unistd.h>
 
@@ -196,18 +199,27 @@ Status bindEmbeddedRoot(const std::string& root) {
 }
 
 // Declared in vm.h: callers outside core/vm need it to find the root.
-std::string embeddedRootFor(const std::string& stateDir) {
+Result<std::string> embeddedRootFor(const std::string& stateDir) {
     // libvirt puts UNIX sockets deep under its root (e.g.
     // <root>/lib/qemu/channel/target/domain-N-<20 chars>/org.qemu.guest_agent.0,
     // 71 characters past the root), and sun_path holds 107. A state directory
     // deep in a home directory would make QEMU fail to start, so a long one
-    // gets its root in a short runtime directory named after it instead. That
+    // gets its root in a short private runtime directory instead. That
     // directory is per state dir, so leftover domains are still found and
     // reaped; only libvirt's capability cache is lost at reboot.
+    //
+    // libvirt trusts what is in its root (its sockets, QEMU's pid files, the
+    // qemu.conf we write), so a root someone else made first -- a
+    // predictable /tmp name, once -- would hand them the VM: every directory
+    // on the way is checked to be ours and writable by nobody else.
     constexpr std::size_t kMaxRoot = 34;
     std::string inside = stateDir + "/libvirt";
-    if (inside.size() <= kMaxRoot)
+    if (inside.size() <= kMaxRoot) {
+        std::error_code ec;
+        std::filesystem::create_directories(stateDir, ec);
+        ISR_TRY_STATUS(hardening::ensurePrivateDirectory(inside));
         return inside;
+    }
     std::string hex;
     std::uint64_t h = 1469598103934665603ull; // FNV-1a: stable, no crypto needed here
     for (unsigned char c : stateDir) {
@@ -217,8 +229,43 @@ std::string embeddedRootFor(const std::string& stateDir) {
     static const char digits[] = "0123456789abcdef";
     for (int i = 0; i < 16; ++i)
         hex += digits[(h >> (60 - 4 * i)) & 0xf];
-    std::string base = ::geteuid() == 0 ? "/run" : "/tmp";
-    return base + "/isr-lv-" + hex;
+
+    if (::geteuid() == 0) {
+        // /run is root's own tmpfs: /run/isr/<hash>, both private.
+        ISR_TRY_STATUS(hardening::ensurePrivateDirectory("/run/isr"));
+        const std::string root = "/run/isr/" + hex;
+        ISR_TRY_STATUS(hardening::ensurePrivateDirectory(root));
+        return root;
+    }
+    // A user's runtime directory, if the session manager made it properly.
+    if (const char* xdg = std::getenv("XDG_RUNTIME_DIR"); xdg && xdg[0] == '/') {
+        const std::string base = xdg;
+        const std::string root = base + "/isr-" + hex.substr(0, 12);
+        if (hardening::checkPrivateDirectory(base).ok() && root.size() <= kMaxRoot) {
+            ISR_TRY_STATUS(hardening::ensurePrivateDirectory(root));
+            return root;
+        }
+    }
+    // Else an unpredictable mkdtemp'd directory under /tmp, its name kept in
+    // the state directory so that the next start finds the same root.
+    const std::string record = stateDir + "/libvirt-root";
+    {
+        std::ifstream in(record);
+        std::string recorded;
+        if (in && std::getline(in, recorded) && !recorded.empty()) {
+            struct stat st {};
+            if (::lstat(recorded.c_str(), &st) == 0) {
+                ISR_TRY_STATUS(hardening::checkPrivateDirectory(recorded));
+                return recorded;
+            }
+            // Gone (a reboot cleaned /tmp): make a new one.
+        }
+    }
+    std::error_code ec;
+    std::filesystem::create_directories(stateDir, ec);
+    ISR_TRY_ASSIGN(std::string root, hardening::makePrivateTempDirectory("/tmp", "isr-lv-"));
+    ISR_TRY_STATUS(writeFileAtomically(record, root + "\n"));
+    return root;
 }
 
 } // namespace isr::vm

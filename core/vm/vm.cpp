@@ -105,7 +105,7 @@ Result<std::unique_ptr<Hypervisor>> Hypervisor::open(HostConfig config) {
     std::string uri = config.uri;
     bool embedded = uri.empty();
     if (embedded) {
-        std::string root = embeddedRootFor(config.stateDir);
+        ISR_TRY_ASSIGN(std::string root, embeddedRootFor(config.stateDir));
         ISR_TRY_STATUS(bindEmbeddedRoot(root));
         ISR_TRY_STATUS(writeQemuConf(root));
         uri = "qemu:///embed?root=" + root;
@@ -248,8 +248,11 @@ Result<int> Hypervisor::reapAll() {
 std::string Hypervisor::domainLogPath(const std::string& name) const {
     // Where the QEMU driver puts a domain's log: <root>/log/qemu under the
     // embedded driver, the system's directory under qemu:///system.
-    if (config_.uri.empty())
-        return embeddedRootFor(config_.stateDir) + "/log/qemu/" + name + ".log";
+    if (config_.uri.empty()) {
+        // open() made and checked the root already; this finds the same one.
+        auto root = embeddedRootFor(config_.stateDir);
+        return (root.ok() ? *root : config_.stateDir + "/libvirt") + "/log/qemu/" + name + ".log";
+    }
     return "/var/log/libvirt/qemu/" + name + ".log";
 }
 

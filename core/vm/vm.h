@@ -52,10 +52,15 @@ struct VmSpec {
     std::string serialSocketPath; // optional: ttyS0 on a UNIX socket QEMU listens on
 };
 
-// Where the embedded driver's root goes for a state directory:
-// <stateDir>/libvirt when short enough for libvirt's socket paths, else a
-// short per-state-dir directory under /run (root) or /tmp.
-std::string embeddedRootFor(const std::string& stateDir);
+// Where the embedded driver's root goes for a state directory, created if
+// missing: <stateDir>/libvirt when short enough for libvirt's socket paths,
+// else a short private per-state-dir directory: /run/isr/<hash> for root;
+// $XDG_RUNTIME_DIR/isr-<hash> when that is set, ours and not writable by
+// others; else a mkdtemp'd /tmp/isr-lv-XXXXXX recorded in
+// <stateDir>/libvirt-root. Every directory used is checked to be ours
+// (owner = our euid, no group/world write, not a symlink): AccessDenied
+// otherwise, so a directory someone else made first is refused.
+Result<std::string> embeddedRootFor(const std::string& stateDir);
 
 // A fresh random UUID for a new parcel's VM.
 std::string newUuid();

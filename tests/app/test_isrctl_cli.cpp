@@ -4,9 +4,14 @@
 #include "testsupport.h"
 #include "util/version.h"
 
+#include <QElapsedTimer>
 #include <QFile>
+#include <QProcess>
 #include <QTest>
+#include <QThread>
 #include <fstream>
+#include <sys/stat.h>
+#include <unistd.h>
 
 using isr::test::runProcess;
 
@@ -163,6 +168,77 @@ private slots:
         QCOMPARE(hoard->getString("problem_message").valueOr(""), h.problemMessage);
         QCOMPARE(hoard->getInt("chunks_total").valueOr(0), std::int64_t(640));
     }
+    // Issue #16 item 8: a running isrctl (waiting for a password here) is not
+    // dumpable and has no core limit. The kernel shows it from outside: the
+    // /proc/PID files of a non-dumpable process belong to root, not to the
+    // process's user. As root, isrctl runs as nobody (setpriv) so that the
+    // two differ.
+    void runningIsrctlIsNotDumpable() {
+        isr::test::TempDir dir;
+        const std::string store = dir.file("store");
+        QVERIFY(::mkdir(store.c_str(), 0700) == 0);
+        QStringList prefix;
+        uid_t runAs = ::geteuid();
+        if (runAs == 0) {
+            runAs = 65534;
+            QVERIFY(::chown(store.c_str(), runAs, runAs) == 0);
+            QVERIFY(::chmod(dir.path().c_str(), 0755) == 0);
+            prefix = {"--reuid=65534", "--regid=65534", "--clear-groups", "--", isrctl_};
+        }
+        const QString program = prefix.isEmpty() ? isrctl_ : QStringLiteral("setpriv");
+        auto init =
+            runProcess(program, prefix + QStringList{"store", "init", QString::fromStdString(store),
+                                                     "--kdf", "minimal"});
+        if (init.exitCode != 0 && !prefix.isEmpty() &&
+            init.err.find("Permission denied") != std::string::npos)
+            QSKIP("nobody cannot run the built isrctl here");
+        QVERIFY2(init.exitCode == 0, init.err.c_str());
+        QProcess p;
+        p.start(program, prefix + QStringList{"user", "add", "u", "--store",
+                                              QString::fromStdString(store), "--password-stdin"});
+        QVERIFY(p.waitForStarted(10000));
+        const std::string proc = "/proc/" + std::to_string(p.processId());
+        // Wait for isrctl (after setpriv's exec) to run as its user and sit
+        // at the password prompt.
+        QElapsedTimer timer;
+        timer.start();
+        bool blocked = false;
+        while (timer.elapsed() < 20000 && !blocked) {
+            std::ifstream status(proc + "/status");
+            std::string line, name, state, uid;
+            while (std::getline(status, line)) {
+                if (line.rfind("Name:", 0) == 0)
+                    name = line;
+                if (line.rfind("State:", 0) == 0)
+                    state = line;
+                if (line.rfind("Uid:", 0) == 0)
+                    uid = line;
+            }
+            blocked = name.find("isrctl") != std::string::npos &&
+                      state.find("S (sleeping)") != std::string::npos &&
+                      uid.find(std::to_string(runAs)) != std::string::npos;
+            if (!blocked)
+                QThread::msleep(50);
+        }
+        QVERIFY2(blocked, "isrctl did not reach the password prompt");
+        QThread::msleep(200);
+        struct stat st {};
+        QVERIFY(::stat((proc + "/status").c_str(), &st) == 0);
+        QVERIFY2(st.st_uid == 0, "the running isrctl is dumpable");
+        std::ifstream limits(proc + "/limits");
+        std::string line, core;
+        while (std::getline(limits, line))
+            if (line.rfind("Max core file size", 0) == 0)
+                core = line;
+        QVERIFY2(core.find(" 0 ") != std::string::npos &&
+                     core.find("unlimited") == std::string::npos,
+                 core.c_str());
+        p.write("pw\n");
+        p.closeWriteChannel();
+        QVERIFY(p.waitForFinished(60000));
+        QCOMPARE(p.exitCode(), 0);
+    }
+
     // Store credentials come from a file (never argv), and a bad file is an
     // error that names it, before anything touches the store.
     void storeCredentialsFile() {

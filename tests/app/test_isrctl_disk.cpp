@@ -2,12 +2,14 @@
 // disk, write to it, and with --commit the writes become a new version.
 #include "testsupport.h"
 
+#include <QDir>
 #include <QFile>
 #include <QProcess>
 #include <QTest>
 #include <csignal>
 #include <fstream>
 #include <random>
+#include <sys/stat.h>
 
 using isr::test::runProcess;
 
@@ -89,6 +91,22 @@ private slots:
                                     store_, "--password-stdin"},
                                    "pw\n");
         QVERIFY(versions.out.find("\"version\":2") == std::string::npos);
+    }
+    // Issue #16 item 12: the work folder next to the socket is a fresh
+    // mkdtemp directory (0700, unpredictable name), not isr-disk-<pid>.
+    void workFolderIsPrivateAndUnpredictable() {
+        const QString sockDir = path("serve-here");
+        QVERIFY(QDir().mkpath(sockDir));
+        QString socket = sockDir + "/w.sock";
+        auto p = serve(socket, {"--no-hoard"});
+        const QStringList work = QDir(sockDir).entryList({"isr-disk-*"}, QDir::Dirs);
+        QCOMPARE(work.size(), 1);
+        QVERIFY2(work[0] != "isr-disk-" + QString::number(p->processId()), qPrintable(work[0]));
+        struct stat st {};
+        QVERIFY(::stat((sockDir + "/" + work[0]).toUtf8().constData(), &st) == 0);
+        QCOMPARE(st.st_mode & 0777, mode_t(0700));
+        stop(*p);
+        QVERIFY(QDir(sockDir).entryList({"isr-disk-*"}, QDir::Dirs).isEmpty()); // removed at exit
     }
     void commitKeepsWrites() {
         QString socket = path("b.sock");

@@ -76,8 +76,10 @@ void checkParsed(const Result<parcel::AccountObject>& parsed) {
 // An account built from fuzzed fields, then one byte of its text changed.
 void fuzzBuilt(fuzz::FieldReader& in) {
     parcel::AccountObject account;
-    account.kdf.opsLimit = crypto_pwhash_argon2id_OPSLIMIT_MIN + in.u8() % 8;
-    account.kdf.memLimit = crypto_pwhash_argon2id_MEMLIMIT_MIN + std::uint64_t(in.u16()) * 1024;
+    // Inside the built-in policy (floor..ceiling) with or without the test
+    // suite's weak-KDF option.
+    account.kdf.opsLimit = crypto::kKdfFloorOps + in.u8() % 8;
+    account.kdf.memLimit = crypto::kKdfFloorMem + std::uint64_t(in.u16()) * 1024;
     account.kdf.salt.resize(crypto::kSaltSize);
     in.bytes(account.kdf.salt.data(), account.kdf.salt.size());
     std::size_t userLength = in.u8() % 65;

@@ -382,6 +382,8 @@ private slots:
             std::ofstream c(credentialsPath_);
             c << rgw.user1.accessKey << "\n" << rgw.user1.secretKey << "\n";
             conf << "store_read_credentials = " << credentialsPath_ << "\n";
+            // The suite's radosgw is plain HTTP on loopback.
+            conf << "allow_plain_http_store = yes\n";
         }
     }
 

@@ -84,7 +84,8 @@ class TestVmHealth : public QObject {
     // (not pgrep: a QEMU left by an aborted run of this test elsewhere
     // would match too). -1 when there is none.
     pid_t qemuPid() {
-        std::ifstream in(vm::embeddedRootFor(stateMount_ + "/kiosk") + "/run/qemu/isr-vh-desk.pid");
+        std::ifstream in(*vm::embeddedRootFor(stateMount_ + "/kiosk") +
+                         "/run/qemu/isr-vh-desk.pid");
         long pid = -1;
         if (!(in >> pid) || pid <= 0 || ::kill(pid_t(pid), 0) != 0)
             return -1;

@@ -140,6 +140,17 @@ QString byCause(const session::Failure& f, const QLocale& locale, const QDateTim
     case FailureCause::Commit:
         return FailureText::tr("The new version of your computer could not be created in the "
                                "store. Your computer is still on this kiosk: try again.");
+    case FailureCause::UnsafeKiosk:
+        // For staff as much as for the user: what to fix is in the log
+        // (f.detail) and in kiosk.conf's allow_unencrypted_swap.
+        if (f.where.empty())
+            return FailureText::tr("This kiosk is not safe to use: its swap space is not "
+                                   "encrypted, so your computer's memory could be left on its "
+                                   "disk. Please tell staff and use another kiosk.");
+        return FailureText::tr("This kiosk is not safe to use: its swap space (%1) is not "
+                               "encrypted, so your computer's memory could be left on its "
+                               "disk. Please tell staff and use another kiosk.")
+            .arg(fromUtf8(f.where));
     }
     return byKindAndStage(f.kind, f.stage);
 }

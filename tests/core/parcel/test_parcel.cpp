@@ -6,12 +6,18 @@
 #include "teststore.h"
 #include "testsupport.h"
 
+#include <QElapsedTimer>
 #include <QTest>
 #include <QThread>
 #include <algorithm>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
+#include <optional>
 #include <random>
+#include <sys/stat.h>
 #include <thread>
+#include <unistd.h>
 
 using namespace isr;
 using namespace isr::parcel;
@@ -30,6 +36,31 @@ Bytes randomData(std::size_t n, unsigned seed) {
 std::string describe(const Error& e) {
     return e.describe();
 }
+
+// Sets (value) or unsets (nullptr) an environment variable for a scope.
+class EnvGuard {
+public:
+    EnvGuard(const char* name, const char* value) : name_(name) {
+        if (const char* old = std::getenv(name))
+            old_ = old;
+        if (value)
+            ::setenv(name, value, 1);
+        else
+            ::unsetenv(name);
+    }
+    ~EnvGuard() {
+        if (old_)
+            ::setenv(name_, old_->c_str(), 1);
+        else
+            ::unsetenv(name_);
+    }
+    EnvGuard(const EnvGuard&) = delete;
+    EnvGuard& operator=(const EnvGuard&) = delete;
+
+private:
+    const char* name_;
+    std::optional<std::string> old_;
+};
 } // namespace
 
 class TestParcel : public QObject {
@@ -186,6 +217,62 @@ private slots:
         auto r = signIn(*store_, user, kPassword);
         QVERIFY(!r.ok());
         QCOMPARE(r.error().code, Errc::Corrupt);
+    }
+
+    // Issue #16 item 6: the store does not control the hashing strength.
+    void hostileStoreDefaultsAreClampedToTheFloor() {
+        // Without the test suite's weak-KDF option, as on a kiosk.
+        EnvGuard strict(crypto::kInsecureTestKdfEnv, nullptr);
+        auto other = ts_->emptyLocation();
+        QVERIFY(other
+                    ->put("isr-store.json",
+                          asBytes(R"({"format":1,"created":0,"kdf":{"ops":1,"mem":8192}})"))
+                    .ok());
+        auto defaults = storeDefaultKdf(*other);
+        QVERIFY2(defaults.ok(), defaults.ok() ? "" : defaults.error().describe().c_str());
+        QVERIFY(defaults->opsLimit >= crypto::kKdfFloorOps);
+        QVERIFY(defaults->memLimit >= crypto::kKdfFloorMem);
+        QVERIFY(createAccount(*other, "victim", kPassword).ok());
+        auto account = parseAccountObject(*other->get(accountKey("victim")));
+        QVERIFY(account.ok());
+        QVERIFY(account->kdf.opsLimit >= crypto::kKdfFloorOps);
+        QVERIFY(account->kdf.memLimit >= crypto::kKdfFloorMem);
+        // A store asking for more than the ceiling is brought down to it.
+        QVERIFY(other
+                    ->put("isr-store.json",
+                          asBytes(R"({"format":1,"created":0,"kdf":{"ops":64,"mem":4294967296}})"))
+                    .ok());
+        defaults = storeDefaultKdf(*other);
+        QVERIFY(defaults.ok());
+        QCOMPARE(defaults->opsLimit, crypto::kKdfCeilingOps);
+        QCOMPARE(defaults->memLimit, crypto::kKdfCeilingMem);
+        // A new store cannot be made below the floor either.
+        QCOMPARE(initStore(*ts_->emptyLocation(), crypto::KdfParams::minimal()).error().code,
+                 Errc::InvalidArgument);
+    }
+    void accountAskingAboveTheCeilingIsRefusedQuickly() {
+        std::string user = makeUser();
+        std::string key = accountKey(user);
+        auto account = parseAccountObject(*store_->get(key));
+        QVERIFY(account.ok());
+        account->kdf.opsLimit = 64;
+        account->kdf.memLimit = 4ull << 30; // 64 passes x 4 GiB: minutes per sign-in
+        QVERIFY(store_->put(key, asBytes(encodeAccountObject(*account))).ok());
+        QElapsedTimer timer;
+        timer.start();
+        auto r = signIn(*store_, user, kPassword);
+        QVERIFY(!r.ok());
+        QCOMPARE(r.error().code, Errc::Corrupt);
+        QVERIFY2(r.error().message.find("ceiling") != std::string::npos, r.error().message.c_str());
+        QVERIFY2(timer.elapsed() < 2000, "refused only after the work");
+    }
+    void accountBelowTheFloorIsRefusedOutsideTests() {
+        std::string user = makeUser(); // the suite's minimal limits
+        EnvGuard strict(crypto::kInsecureTestKdfEnv, nullptr);
+        auto r = signIn(*store_, user, kPassword);
+        QVERIFY(!r.ok());
+        QCOMPARE(r.error().code, Errc::Corrupt);
+        QVERIFY2(r.error().message.find("floor") != std::string::npos, r.error().message.c_str());
     }
 
     // ---- versions and commit ----
@@ -583,6 +670,134 @@ private slots:
                      .exitCode,
                  0);
     }
+    // Issue #16 item 10: a user's image cannot make the import read other
+    // files of the admin's host.
+    void hostileImportImagesAreRefused() {
+        test::requirePrograms({"qemu-img"});
+        test::TempDir dir;
+        std::string user = makeUser();
+        Parcels p = signedIn(user);
+        const std::string secret = dir.file("host-secret");
+        {
+            std::ofstream f(secret, std::ios::binary);
+            f << "root:$y$j9T$hostsecret:19000:0:99999:7:::\n";
+            f.seekp((1 << 20) - 1);
+            f.put(0);
+        }
+        auto qemuImg = [](const QStringList& args) {
+            auto r = test::runProcess("qemu-img", args);
+            if (r.exitCode != 0)
+                qFatal("qemu-img %s: %s", qPrintable(args.join(' ')), r.err.c_str());
+        };
+        auto refused = [&](const std::string& image, const char* says) {
+            auto info = inspectImportImage(image);
+            QVERIFY2(!info.ok(), image.c_str());
+            QCOMPARE(info.error().code, Errc::InvalidArgument);
+            QVERIFY2(info.error().message.find(says) != std::string::npos,
+                     info.error().message.c_str());
+            auto st = importImage(p, "hostile", image, {});
+            QVERIFY(!st.ok());
+            QCOMPARE(p.versions("hostile").error().code, Errc::NotFound);
+        };
+        // qcow2 with a backing file: the host's file would become the disk.
+        const std::string backed = dir.file("backed.qcow2");
+        qemuImg({"create", "-f", "qcow2", "-F", "raw", "-b", QString::fromStdString(secret),
+                 QString::fromStdString(backed)});
+        refused(backed, "backing file");
+        for (const char* target : {"/etc/shadow", "/etc/passwd"}) {
+            const std::string etc = dir.file(std::string("etc-") + (target + 5) + ".qcow2");
+            qemuImg({"create", "-f", "qcow2", "-F", "raw", "-u", "-b", target,
+                     QString::fromStdString(etc), "1M"});
+            refused(etc, "backing file");
+        }
+        // qcow2 with an external data file.
+        const std::string dataFile = dir.file("datafile.qcow2");
+        qemuImg({"create", "-f", "qcow2", "-o",
+                 QString::fromStdString("data_file=" + dir.file("data.raw")),
+                 QString::fromStdString(dataFile), "1M"});
+        refused(dataFile, "external data file");
+        // A raw file that starts like a qcow2 header: qcow2 rules, and it is
+        // not one.
+        const std::string fakeQcow = dir.file("fake.raw");
+        {
+            std::ofstream f(fakeQcow, std::ios::binary);
+            f.write("QFI\xfb\0\0\0\3", 8);
+            f << std::string(4096, 'x');
+        }
+        refused(fakeQcow, "not a valid qcow2");
+        // A VMDK whose extent is the host's file (descriptor and binary forms).
+        const std::string vmdk = dir.file("extent.vmdk");
+        {
+            std::ofstream f(vmdk);
+            f << "# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\n"
+                 "createType=\"monolithicFlat\"\n\nRW 2048 FLAT \""
+              << secret << "\" 0\n";
+        }
+        refused(vmdk, "vmdk");
+        const std::string sparseVmdk = dir.file("sparse.vmdk");
+        qemuImg({"create", "-f", "vmdk", QString::fromStdString(sparseVmdk), "1M"});
+        refused(sparseVmdk, "vmdk");
+        // What stays allowed: a plain qcow2 and raw.
+        const std::string plain = dir.file("plain.qcow2");
+        qemuImg({"create", "-f", "qcow2", QString::fromStdString(plain), "1M"});
+        auto info = inspectImportImage(plain);
+        QVERIFY2(info.ok(), info.ok() ? "" : describe(info.error()).c_str());
+        QCOMPARE(info->format, std::string("qcow2"));
+        QCOMPARE(info->virtualSize, std::uint64_t(1 << 20));
+        info = inspectImportImage(secret);
+        QVERIFY(info.ok() && info->format == "raw");
+    }
+
+    // Issue #16 item 12: on every backend, an object larger than its kind
+    // may be is refused before its body is taken in (S3: the transfer stops).
+    void oversizedObjectsAreRefusedOnEveryBackend() {
+        std::string user = makeUser();
+        const std::string head = headKey(user, "big");
+        QVERIFY(store_->put(head, Bytes(8192, '7')).ok());
+        auto r = store_->get(head);
+        QVERIFY(!r.ok());
+        QCOMPARE(r.error().code, Errc::Corrupt);
+        auto many = store_->getMany({head});
+        QCOMPARE(many.at(0).error().code, Errc::Corrupt);
+        QVERIFY(store_->put(head, asBytes("1")).ok());
+        QVERIFY(store_->get(head).ok());
+        QVERIFY(store_->remove(head).ok());
+    }
+
+    // Issue #16 item 12: export does not write through a symlink at OUT.part.
+    void exportRefusesASymlinkAtPart() {
+        test::TempDir dir;
+        std::string user = makeUser();
+        Parcels p = signedIn(user);
+        Manifest m = smallParcel(p, "exp");
+        const std::string victim = dir.file("victim");
+        {
+            std::ofstream f(victim);
+            f << "precious";
+        }
+        const std::string out = dir.file("out.raw");
+        QVERIFY(::symlink(victim.c_str(), (out + ".part").c_str()) == 0);
+        auto st = exportImage(p, "exp", m.version, out);
+        QVERIFY(!st.ok());
+        QCOMPARE(st.error().code, Errc::InvalidArgument);
+        std::ifstream in(victim);
+        std::string text;
+        std::getline(in, text);
+        QCOMPARE(text, std::string("precious"));
+        QVERIFY(!std::filesystem::exists(out));
+        // A leftover regular .part (an interrupted export) is replaced.
+        QVERIFY(::unlink((out + ".part").c_str()) == 0);
+        {
+            std::ofstream f(out + ".part");
+            f << "half";
+        }
+        QVERIFY(exportImage(p, "exp", m.version, out).ok());
+        QVERIFY(!std::filesystem::exists(out + ".part"));
+        struct stat sb {};
+        QVERIFY(::stat(out.c_str(), &sb) == 0);
+        QCOMPARE(std::uint64_t(sb.st_size), m.diskSize);
+    }
+
     void importOfMissingFileFailsCleanly() {
         std::string user = makeUser();
         Parcels p = signedIn(user);

@@ -369,6 +369,52 @@ private slots:
         QVERIFY(!resolveKioskConfig(where, o).ok());
     }
 
+    // Issue #16 item 12: a kiosk refuses a plain-HTTP store unless told.
+    void plainHttpStoreNeedsTheOption() {
+        TempDir dir;
+        const std::string conf = dir.path() + "/kiosk.conf";
+        KioskConfigLocation where;
+        where.explicitPath = conf;
+        where.defaultPath.clear();
+        writeFile(conf, "store = s3://rgw:8000/isr\n");
+        auto f = resolveKioskConfig(where, {});
+        QVERIFY(!f.ok());
+        QCOMPARE(f.error().code, Errc::InvalidArgument);
+        QVERIFY2(f.error().message.find("allow_plain_http_store") != std::string::npos,
+                 f.error().message.c_str());
+        // Given on the command line: the same rule.
+        writeFile(conf, "kiosk_id = k\n");
+        KioskOverrides o;
+        o.storeUrl = "s3://rgw:8000/isr";
+        QVERIFY(!resolveKioskConfig(where, o).ok());
+        writeFile(conf, "allow_plain_http_store = yes\n");
+        QVERIFY(resolveKioskConfig(where, o).ok());
+        writeFile(conf, "store = s3s://rgw/isr\n");
+        QVERIFY(resolveKioskConfig(where, {}).ok());
+        writeFile(conf, "allow_plain_http_store = maybe\n");
+        QCOMPARE(resolveKioskConfig(where, {}).error().code, Errc::InvalidArgument);
+    }
+
+    // Issue #16 item 8: unencrypted swap stops a kiosk unless accepted.
+    void unencryptedSwapNeedsTheOption() {
+        TempDir dir;
+        const std::string swaps = dir.path() + "/swaps";
+        const std::string sys = dir.path() + "/sys";
+        writeFile(swaps, "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n"
+                         "/dev/nonexistent-sda3                   partition\t1000\t0\t-2\n");
+        auto f = parseKioskConfig("", "kiosk.conf");
+        QVERIFY(f.ok());
+        auto st = checkKioskHost(f->session, swaps, sys);
+        QVERIFY(!st.ok());
+        QCOMPARE(st.error().code, Errc::Unsupported);
+        QVERIFY2(st.error().message.find("/dev/nonexistent-sda3") != std::string::npos,
+                 st.error().message.c_str());
+        QCOMPARE(unsafeSwapAreas(swaps, sys), std::string("/dev/nonexistent-sda3"));
+        f = parseKioskConfig("allow_unencrypted_swap = yes\n", "kiosk.conf");
+        QVERIFY(f.ok() && f->session.allowUnencryptedSwap);
+        QVERIFY(checkKioskHost(f->session, swaps, sys).ok());
+    }
+
     void exampleFileParses() {
         auto f = parseKioskConfig(
             [] {

@@ -324,6 +324,106 @@ private slots:
         QVERIFY(*got[2] == toBytes("one"));
     }
 
+    // Issue #16 item 9: a symlink planted in a file store (as an object or a
+    // folder) is refused, never followed; objects 0600, folders 0700.
+    void plantedSymlinksAreRefusedNotFollowed() {
+        test::TempDir dir;
+        const std::string root = dir.path() + "/store";
+        const std::string outside = dir.path() + "/outside";
+        QVERIFY(::mkdir(root.c_str(), 0700) == 0);
+        QVERIFY(::mkdir(outside.c_str(), 0700) == 0);
+        {
+            std::ofstream secret(outside + "/secret");
+            secret << "the admin host's secret";
+        }
+        auto s = openOrFail(root);
+        QVERIFY(s->put("users/a/parcels/p/head", asBytes("1")).ok());
+        // Modes of what FileStore made.
+        struct stat st {};
+        QVERIFY(::stat((root + "/users/a/parcels/p/head").c_str(), &st) == 0);
+        QCOMPARE(st.st_mode & 07777, mode_t(0600));
+        for (const char* d :
+             {"/users", "/users/a", "/users/a/parcels", "/users/a/parcels/p", "/tmp"}) {
+            QVERIFY(::stat((root + d).c_str(), &st) == 0);
+            QVERIFY2((st.st_mode & 07777) == 0700, d);
+        }
+
+        // An object that is a symlink to a file of the host.
+        const std::string account = root + "/users/a/account";
+        QVERIFY(::symlink((outside + "/secret").c_str(), account.c_str()) == 0);
+        auto got = s->get("users/a/account");
+        QVERIFY(!got.ok());
+        QCOMPARE(got.error().code, Errc::Corrupt);
+        QVERIFY2(got.error().message.find("symbolic link") != std::string::npos,
+                 got.error().message.c_str());
+        QCOMPARE(s->getRange("users/a/account", 0, 4).error().code, Errc::Corrupt);
+        QCOMPARE(s->exists("users/a/account").error().code, Errc::Corrupt);
+        // put-if-absent does not write through it; put replaces the link itself.
+        QCOMPARE(s->putIfAbsent("users/a/account", asBytes("x")).error().code, Errc::AlreadyExists);
+        QVERIFY(s->put("users/a/account", asBytes("mine")).ok());
+        QVERIFY(*s->get("users/a/account") == toBytes("mine"));
+        QVERIFY(::symlink((outside + "/secret").c_str(), (root + "/users/a/lnk").c_str()) == 0);
+        QVERIFY(s->remove("users/a/lnk").ok()); // the link goes, not its target
+        std::ifstream still(outside + "/secret");
+        std::string text;
+        std::getline(still, text);
+        QCOMPARE(text, std::string("the admin host's secret"));
+
+        // A folder that is a symlink to a directory of the host.
+        QVERIFY(::symlink(outside.c_str(), (root + "/users/b").c_str()) == 0);
+        QCOMPARE(s->get("users/b/secret").error().code, Errc::Corrupt);
+        QCOMPARE(s->exists("users/b/secret").error().code, Errc::Corrupt);
+        QCOMPARE(s->put("users/b/planted", asBytes("x")).error().code, Errc::Corrupt);
+        QCOMPARE(s->putIfAbsent("users/b/c/planted", asBytes("x")).error().code, Errc::Corrupt);
+        QVERIFY(!std::filesystem::exists(outside + "/planted"));
+        QVERIFY(!std::filesystem::exists(outside + "/c"));
+        QCOMPARE(s->list("users/b/").error().code, Errc::Corrupt);
+        // A walk from above skips it: nothing of outside/ is listed.
+        for (const auto& k : keysOf(*s->list("")))
+            QVERIFY2(k.rfind("users/b/", 0) != 0, k.c_str());
+
+        // The in-flight folder as a symlink: writes refuse to go there.
+        std::filesystem::remove_all(root + "/tmp");
+        QVERIFY(::symlink(outside.c_str(), (root + "/tmp").c_str()) == 0);
+        QCOMPARE(s->put("users/a/x", asBytes("x")).error().code, Errc::Corrupt);
+        QCOMPARE(std::distance(std::filesystem::directory_iterator(outside),
+                               std::filesystem::directory_iterator{}),
+                 1);
+        QVERIFY(::unlink((root + "/tmp").c_str()) == 0);
+
+        // A FIFO planted as an object cannot hang a reader.
+        QVERIFY(::mkfifo((root + "/users/a/parcels/p/lock").c_str(), 0600) == 0);
+        QCOMPARE(s->get("users/a/parcels/p/lock").error().code, Errc::NotFound);
+    }
+
+    // Issue #16 item 12: no object is read past the size its kind may have.
+    void oversizedObjectsAreRefusedBeforeReading() {
+        QCOMPARE(maxObjectSize("users/a/parcels/p/head"), std::uint64_t(4096));
+        QCOMPARE(maxObjectSize("users/a/account"), std::uint64_t(64 << 10));
+        QCOMPARE(maxObjectSize("isr-store.json"), std::uint64_t(64 << 10));
+        QCOMPARE(maxObjectSize("users/a/parcels/p/lock"), std::uint64_t(64 << 10));
+        QCOMPARE(maxObjectSize("users/a/parcels/p/versions/7"), std::uint64_t(512) << 20);
+        QCOMPARE(maxObjectSize("users/a/chunks/ab/abcd"), kMaxChunkObjectSize);
+        QCOMPARE(maxObjectSize("users/chunks/account"), std::uint64_t(64 << 10));
+        QCOMPARE(maxObjectSize("some/test/key"), UINT64_MAX);
+
+        test::TempDir dir;
+        auto s = openOrFail(dir.path());
+        QVERIFY(s->put("users/a/parcels/p/head", asBytes("12")).ok());
+        // A 128 MiB head, sparse: made without writing it, refused without reading it.
+        const std::string head = dir.path() + "/users/a/parcels/p/head";
+        QVERIFY(::truncate(head.c_str(), 128 << 20) == 0);
+        auto r = s->get("users/a/parcels/p/head");
+        QVERIFY(!r.ok());
+        QCOMPARE(r.error().code, Errc::Corrupt);
+        QVERIFY2(r.error().message.find("134217728") != std::string::npos,
+                 r.error().message.c_str());
+        // A range within the limit still reads.
+        QVERIFY(s->getRange("users/a/parcels/p/head", 0, 2).ok());
+        QVERIFY(s->put("isr-store.json", Bytes((64 << 10) + 1, '{')).ok());
+        QCOMPARE(s->get("isr-store.json").error().code, Errc::Corrupt);
+    }
+
     void errnoMapping() {
         QCOMPARE(errnoError(ENOENT, "x").code, Errc::NotFound);
         QCOMPARE(errnoError(ENOSPC, "x").code, Errc::NoSpace);

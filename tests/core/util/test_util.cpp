@@ -1,14 +1,21 @@
 // Tests for core/util: typed results, hex, zero detection, logging.
 #include "util/bytes.h"
+#include "util/hardening.h"
 #include "util/json.h"
 #include "util/log.h"
 #include "util/periodic.h"
 #include "util/result.h"
 
+#include <QTemporaryDir>
 #include <QTest>
 #include <atomic>
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <limits>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <thread>
 
 using namespace isr;
@@ -27,11 +34,86 @@ Status check(int v) {
     ISR_TRY_STATUS(parsePositive(v));
     return {};
 }
+
+void writeText(const std::string& path, const std::string& text) {
+    std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+    std::ofstream out(path);
+    out << text;
+}
 } // namespace
 
 class TestUtil : public QObject {
     Q_OBJECT
 private slots:
+    // Issue #16 item 8: the swap rule, on a fake /proc/swaps and /sys.
+    void swapIsJudgedByWhatIsBelowIt() {
+        QTemporaryDir tmp;
+        const std::string root = tmp.path().toStdString();
+        const std::string swaps = root + "/swaps", sys = root + "/sys";
+        const std::string header = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n";
+        // dm-0: LUKS; dm-1: LVM on dm-0; dm-2: plain LVM on a disk; zram0.
+        writeText(sys + "/block/dm-0/dm/uuid", "CRYPT-LUKS2-0123-cryptswap\n");
+        writeText(sys + "/block/dm-1/dm/uuid", "LVM-abcdef\n");
+        std::filesystem::create_directories(sys + "/block/dm-1/slaves/dm-0");
+        writeText(sys + "/block/dm-2/dm/uuid", "LVM-plain\n");
+        std::filesystem::create_directories(sys + "/block/dm-2/slaves/vda3");
+
+        auto judge = [&](const std::string& line) {
+            writeText(swaps, header + line + "\n");
+            auto areas = hardening::activeSwap(swaps, sys);
+            if (!areas.ok() || areas->size() != 1)
+                qFatal("activeSwap: %s", line.c_str());
+            return (*areas)[0];
+        };
+        QVERIFY(judge("/dev/dm-0    partition\t1048572\t0\t-2").safe);
+        QVERIFY(judge("/dev/dm-1    partition\t1048572\t0\t-2").safe);  // LVM on LUKS
+        QVERIFY(!judge("/dev/dm-2   partition\t1048572\t0\t-2").safe);  // LVM, no crypt
+        QVERIFY(!judge("/dev/vda3   partition\t1048572\t0\t-2").safe);  // a bare disk
+        QVERIFY(judge("/dev/zram0   partition\t1048572\t0\t100").safe); // RAM
+        auto file = judge("/swap\\040file  file\t1048572\t0\t-2");      // escaped blank
+        QCOMPARE(file.path, std::string("/swap file"));
+        QVERIFY(!file.safe);
+
+        writeText(swaps, header);
+        QVERIFY(hardening::checkSwapEncrypted(swaps, sys).ok()); // no swap at all
+        writeText(swaps, header + "/dev/zram0 partition 1 0 100\n/dev/dm-2 partition 1 0 -2\n");
+        auto st = hardening::checkSwapEncrypted(swaps, sys);
+        QVERIFY(!st.ok());
+        QCOMPARE(st.error().code, Errc::Unsupported);
+        QVERIFY2(st.error().message.find("/dev/dm-2") != std::string::npos &&
+                     st.error().message.find("zram0") == std::string::npos,
+                 st.error().message.c_str());
+        QVERIFY(!hardening::activeSwap(root + "/absent", sys).ok());
+    }
+
+    void coreDumpsOff() {
+        QVERIFY(hardening::disableCoreDumps().ok());
+        QCOMPARE(::prctl(PR_GET_DUMPABLE, 0, 0, 0, 0), 0);
+        struct rlimit lim {};
+        QVERIFY(::getrlimit(RLIMIT_CORE, &lim) == 0);
+        QCOMPARE(lim.rlim_cur, rlim_t(0));
+        QCOMPARE(lim.rlim_max, rlim_t(0));
+    }
+
+    void privateDirectories() {
+        QTemporaryDir tmp;
+        const std::string root = tmp.path().toStdString();
+        QVERIFY(hardening::ensurePrivateDirectory(root + "/mine").ok());
+        struct stat st {};
+        QVERIFY(::stat((root + "/mine").c_str(), &st) == 0);
+        QCOMPARE(st.st_mode & 0777, mode_t(0700));
+        QVERIFY(::mkdir((root + "/open").c_str(), 0700) == 0 &&
+                ::chmod((root + "/open").c_str(), 0777) == 0);
+        QCOMPARE(hardening::ensurePrivateDirectory(root + "/open").error().code,
+                 Errc::AccessDenied);
+        QVERIFY(::symlink((root + "/mine").c_str(), (root + "/link").c_str()) == 0);
+        QCOMPARE(hardening::checkPrivateDirectory(root + "/link").error().code, Errc::AccessDenied);
+        auto a = hardening::makePrivateTempDirectory(root, "isr-x-");
+        auto b = hardening::makePrivateTempDirectory(root, "isr-x-");
+        QVERIFY(a.ok() && b.ok() && *a != *b);
+        QVERIFY(hardening::checkPrivateDirectory(*a).ok());
+    }
+
     void resultCarriesValueOrError() {
         auto good = doubled(21);
         QVERIFY(good.ok());

@@ -1,7 +1,13 @@
 // core/vm without a VM: spec validation and the generated domain XML.
+#include "util/hardening.h"
 #include "vm/vm.h"
 
+#include <QTemporaryDir>
 #include <QTest>
+#include <cstdlib>
+#include <filesystem>
+#include <sys/stat.h>
+#include <unistd.h>
 
 using namespace isr;
 using namespace isr::vm;
@@ -41,15 +47,63 @@ private slots:
     // Regression: a state directory under ~/.local/share made libvirt's
     // guest-agent socket path too long and every boot failed.
     void embeddedRootKeepsSocketPathsShort() {
-        const std::string shortDir = "/var/lib/isr";
-        QCOMPARE(vm::embeddedRootFor(shortDir), shortDir + "/libvirt");
-        const std::string longDir = "/root/.local/share/isr/demo/kiosk-a";
-        std::string root = vm::embeddedRootFor(longDir);
-        std::string agent = root + "/lib/qemu/channel/target/domain-12-isr-demo-demo-abcd/"
-                                   "org.qemu.guest_agent.0";
+        // Short: <stateDir>/libvirt. (A short path of our own: /tmp/<6 chars>.)
+        char shortTempl[] = "/tmp/isXXXXXX";
+        QVERIFY(::mkdtemp(shortTempl));
+        const std::string shortDir = shortTempl;
+        QCOMPARE(*vm::embeddedRootFor(shortDir), shortDir + "/libvirt");
+        QTemporaryDir longTmp;
+        const std::string longDir = longTmp.path().toStdString() + "/.local/share/isr/demo/kiosk-a";
+        auto root = vm::embeddedRootFor(longDir);
+        QVERIFY2(root.ok(), root.ok() ? "" : root.error().describe().c_str());
+        std::string agent = *root + "/lib/qemu/channel/target/domain-12-isr-demo-demo-abcd/"
+                                    "org.qemu.guest_agent.0";
         QVERIFY2(agent.size() < 108, agent.c_str());
-        QCOMPARE(vm::embeddedRootFor(longDir), root);         // stable
-        QVERIFY(vm::embeddedRootFor(longDir + "-b") != root); // per state dir
+        QCOMPARE(*vm::embeddedRootFor(longDir), *root); // stable
+        auto other = vm::embeddedRootFor(longDir + "-b");
+        QVERIFY(other.ok() && *other != *root); // per state dir
+        QVERIFY(hardening::checkPrivateDirectory(*root).ok());
+        std::filesystem::remove_all(*other);
+        std::filesystem::remove_all(*root);
+        std::filesystem::remove_all(shortDir);
+    }
+
+    // Issue #16 item 11: a runtime directory someone else prepared is refused.
+    void hostileRuntimeDirectoryIsRefused() {
+        QTemporaryDir tmp;
+        const std::string stateDir =
+            tmp.path().toStdString() + "/a-state-directory-long-enough-for-the-runtime-root";
+        auto expected = vm::embeddedRootFor(stateDir);
+        QVERIFY(expected.ok());
+        std::filesystem::remove_all(*expected);
+        // World-writable, as anyone could have made it first.
+        QVERIFY(::mkdir(expected->c_str(), 0777) == 0);
+        QVERIFY(::chmod(expected->c_str(), 0777) == 0);
+        auto r = vm::embeddedRootFor(stateDir);
+        QVERIFY(!r.ok());
+        QCOMPARE(r.error().code, Errc::AccessDenied);
+        QVERIFY(::rmdir(expected->c_str()) == 0);
+        // A symlink to a directory of the attacker's.
+        QTemporaryDir theirs;
+        QVERIFY(::symlink(theirs.path().toUtf8().constData(), expected->c_str()) == 0);
+        r = vm::embeddedRootFor(stateDir);
+        QVERIFY(!r.ok());
+        QCOMPARE(r.error().code, Errc::AccessDenied);
+        QVERIFY(::unlink(expected->c_str()) == 0);
+        // Owned by someone else (as root: chown to nobody).
+        if (::geteuid() == 0) {
+            QVERIFY(::mkdir(expected->c_str(), 0700) == 0);
+            QVERIFY(::chown(expected->c_str(), 65534, 65534) == 0);
+            r = vm::embeddedRootFor(stateDir);
+            QVERIFY(!r.ok());
+            QCOMPARE(r.error().code, Errc::AccessDenied);
+            QVERIFY(::rmdir(expected->c_str()) == 0);
+        }
+        // Once gone, a fresh private one is made.
+        r = vm::embeddedRootFor(stateDir);
+        QVERIFY(r.ok());
+        QVERIFY(hardening::checkPrivateDirectory(*r).ok());
+        std::filesystem::remove_all(*r);
     }
 
     void stopReasonFromTheDomainLog() {
