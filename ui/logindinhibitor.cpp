@@ -45,26 +45,24 @@ void LogindInhibitor::hold() {
     if (!available_ || pending_ || fd_.isValid())
         return;
     pending_ = true;
-    QDBusMessage call = QDBusMessage::createMethodCall(kService, kPath, kManager,
-                                                       QStringLiteral("Inhibit"));
+    QDBusMessage call =
+        QDBusMessage::createMethodCall(kService, kPath, kManager, QStringLiteral("Inhibit"));
     call << QStringLiteral("shutdown:sleep") << QStringLiteral("isr-kiosk")
          << QStringLiteral("Saving the user's computer to the store first")
          << QStringLiteral("delay");
-    auto* watcher =
-        new QDBusPendingCallWatcher(QDBusConnection::systemBus().asyncCall(call), this);
-    connect(watcher, &QDBusPendingCallWatcher::finished, this,
-            [this](QDBusPendingCallWatcher* w) {
-                w->deleteLater();
-                pending_ = false;
-                QDBusPendingReply<QDBusUnixFileDescriptor> reply = *w;
-                if (reply.isError()) {
-                    unavailable(reply.error().message());
-                    return;
-                }
-                if (wanted_)
-                    fd_ = reply.value(); // held while open
-                // else: released meanwhile; the reply's fd closes with it.
-            });
+    auto* watcher = new QDBusPendingCallWatcher(QDBusConnection::systemBus().asyncCall(call), this);
+    connect(watcher, &QDBusPendingCallWatcher::finished, this, [this](QDBusPendingCallWatcher* w) {
+        w->deleteLater();
+        pending_ = false;
+        QDBusPendingReply<QDBusUnixFileDescriptor> reply = *w;
+        if (reply.isError()) {
+            unavailable(reply.error().message());
+            return;
+        }
+        if (wanted_)
+            fd_ = reply.value(); // held while open
+        // else: released meanwhile; the reply's fd closes with it.
+    });
 }
 
 void LogindInhibitor::release() {

@@ -1,5 +1,7 @@
 #include "shutdownsignals.h"
 
+#include "session/workspace.h"
+
 #include <QMetaObject>
 #include <cerrno>
 #include <chrono>
@@ -98,8 +100,8 @@ void ShutdownSignals::watch() {
     for (;;) {
         int timeoutMs = -1;
         if (received > 0) {
-            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline -
-                                                                              Clock::now());
+            auto left =
+                std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
             if (left.count() <= 0)
                 hardEnd(SIGTERM, "the stop timeout passed before the session was saved");
             timeoutMs = int(left.count()) + 1;
@@ -133,7 +135,14 @@ void ShutdownSignals::watch() {
 
 void ShutdownSignals::hardEnd(int signo, const char* why) {
     const int killed = killQemus(stateDir_);
-    std::fprintf(stderr, "isr-kiosk: %s: ending at once, %d QEMU process(es) killed\n", why,
+    // The saved memory image (guest RAM in clear) must not wait in /dev/shm
+    // for the next sign-in here: the next start's crash recovery, now. It
+    // only unlinks (tmpfs frees the pages once the last fd closes), so the
+    // worker still inside a save cannot fault on it before we exit.
+    if (!stateDir_.isEmpty())
+        session::Workspace::wipeCrashed(stateDir_.toStdString());
+    std::fprintf(stderr,
+                 "isr-kiosk: %s: ending at once, %d QEMU process(es) killed, scratch wiped\n", why,
                  killed);
     std::fflush(stderr);
     ::signal(signo, SIG_DFL);

@@ -11,10 +11,12 @@
 //   - a second signal, or the deadline, ends the process hard at once from
 //     the watchdog thread: every QEMU of this kiosk is killed (SIGKILL; the
 //     processes started under the kiosk's state directory, or children of
-//     this process) and the process dies of the signal (SIGTERM for the
+//     this process), the sessions' memory-backed scratch is wiped (the
+//     crash recovery of session::Workspace, run now rather than at the next
+//     sign-in) and the process dies of the signal (SIGTERM for the
 //     deadline). Nothing is saved then; what the fault matrix guarantees
 //     holds (the last committed version stands, the next sign-in takes the
-//     lock over, the next start wipes the leftover scratch).
+//     lock over).
 // signalfd is not used on purpose: it needs the signals blocked in every
 // thread, and libvirt's threads and the QEMUs it starts would inherit the
 // mask.

@@ -261,8 +261,8 @@ int runKiosk(int argc, char** argv) {
         }
         const isr::session::KioskConfig& config = file.session;
         const QString parcel = QString::fromStdString(file.ui.parcel);
-        shutdown = std::make_unique<isr::ui::KioskShutdown>(
-            QString::fromStdString(config.stateDir), stopTimeoutSeconds);
+        shutdown = std::make_unique<isr::ui::KioskShutdown>(QString::fromStdString(config.stateDir),
+                                                            stopTimeoutSeconds);
         controller = std::make_unique<isr::ui::SessionController>(config, parcel);
         shutdown->attach(
             controller.get(), [c = controller.get()] { c->kioskStopping(true); },

@@ -86,8 +86,8 @@ private slots:
         if (fake)
             args << "--fake-backend";
         else
-            args << "--store" << QString::fromStdString("file://" + dir.file("store")) << "--state-dir"
-                 << QString::fromStdString(dir.file("kiosk"));
+            args << "--store" << QString::fromStdString("file://" + dir.file("store"))
+                 << "--state-dir" << QString::fromStdString(dir.file("kiosk"));
         QProcess proc;
         proc.setProcessChannelMode(QProcess::MergedChannels);
         proc.start(kiosk_, args);

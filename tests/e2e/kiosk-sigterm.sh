@@ -9,10 +9,10 @@
 #   fetching       -> resume cancelled, no new version
 #   restoring      -> resume cancelled, no new version
 #   suspending     -> the save finishes, a new version
-#   second SIGTERM during the save -> ends hard: no QEMU left, the last
-#                     committed version stands; the next start wipes the
-#                     leftover scratch and the next sign-in takes the lock
-#                     over, resumes, and a SIGTERM then saves (running, restored)
+#   second SIGTERM during the save -> ends hard: no QEMU left, scratch
+#                     wiped, the last committed version stands; the next
+#                     sign-in takes the lock over, resumes, and a SIGTERM
+#                     then saves (running, restored)
 # Signals that must land inside a short stage are sent by the reader of the
 # kiosk's log the moment the stage's log line appears ("stage: fetching").
 # Prints the table (stage, what the person sees, committed, seconds to stop)
@@ -230,14 +230,14 @@ stop_s=$(secs "$first" "$(now)")
 [ "$rc" = 143 ] || fail "second SIGTERM: the kiosk ended with status $rc"
 logged "ending at once" || fail "second SIGTERM: the kiosk did not end hard"
 qemu_left && fail "second SIGTERM: a QEMU is left running"
+if [ -n "$scratch" ] && [ -e "$scratch" ]; then fail "second SIGTERM: the scratch $scratch is left"; fi
 hard_versions=$(versions)
 [ "$hard_versions" = 3 ] || [ "$hard_versions" = 4 ] || fail "second SIGTERM: $hard_versions versions"
 row "second SIGTERM during the save" "it closes at once" \
     "the last committed version stands ($hard_versions)" "$stop_s"
 
-# ---- 7. the next start wipes the leftovers; sign-in takes the lock over ----
+# ---- 7. the next sign-in takes the lock over and resumes the last commit ----
 start_kiosk
-if [ -n "$scratch" ] && [ -e "$scratch" ]; then fail "the next start left the hard end's scratch $scratch"; fi
 locked=yes
 lock_free && locked=no # the save may have released it just before the hard end
 sign_in

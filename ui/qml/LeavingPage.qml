@@ -56,6 +56,9 @@ Rectangle {
             color: page.done ? Theme.success : Theme.text
             font.pixelSize: Theme.titleSize
             font.bold: true
+            wrapMode: Text.WordWrap // the shutting-down title is two lines
+            horizontalAlignment: Text.AlignHCenter
+            Layout.fillWidth: true
             Layout.alignment: Qt.AlignHCenter
         }
         Label {
