@@ -165,7 +165,7 @@ row "sign-in page" "the kiosk closes" "nothing (version 1 stands)" "$stop_s"
 start_kiosk
 sign_in
 wait_running
-sleep 8 # the display opens and the guest gets going
+sleep 3 # the display opens
 scratch=$(scratch_of_session)
 term_now
 sleep 1.5
@@ -204,7 +204,9 @@ row "restoring" "progress page (\"This kiosk is shutting down …\"), then it cl
 start_kiosk
 sign_in
 wait_running
-sleep 8
+# The handle is on the running page, shown once the display is open.
+wait_for 120 logged "Connected to VNC server" || fail "suspending: the display never opened"
+sleep 2
 scratch=$(scratch_of_session)
 trigger_on "stage: suspending"
 xdotool mousemove 640 12 click 1 # the handle at the top edge
@@ -220,7 +222,7 @@ row "suspending" "saving page, then it closes" "a new version (3)" "$stop_s"
 start_kiosk
 sign_in
 wait_running
-sleep 8
+sleep 3
 scratch=$(scratch_of_session)
 trigger_on "stage: suspending" # the second one, as soon as the save began
 term_now
@@ -248,7 +250,7 @@ if [ "$locked" = yes ]; then
     xdotool key Return # "Take over here" has the focus
 fi
 wait_running
-sleep 8
+sleep 3
 scratch=$(scratch_of_session)
 term_now
 wait_end
