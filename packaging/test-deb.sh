@@ -40,12 +40,13 @@ listed() { grep -qx "$1" <<<"$files" && [ -e "$1" ]; }
 for f in /usr/bin/isrctl /usr/bin/isr-kiosk /usr/share/isr/guest/build-guest.sh \
     /usr/share/man/man1/isrctl.1 /usr/share/man/man1/isr-kiosk.1 \
     /usr/share/doc/isr/kiosk.conf.example /etc/isr/kiosk.conf \
-    /lib/systemd/system/isr-kiosk.service; do
+    /lib/systemd/system/isr-kiosk.service /usr/lib/isr/isr-kiosk-stop \
+    /usr/lib/systemd/logind.conf.d/isr-kiosk.conf; do
     check "installed by the package: $f" listed "$f"
 done
 # Every absolute path the unit executes, and every file the man pages name.
 unit=/lib/systemd/system/isr-kiosk.service
-for exe in $(sed -n 's/^ExecStart=//p' "$unit" | tr ' ' '\n' | grep '^/'); do
+for exe in $(sed -n 's/^Exec\(Start\|Stop\)=//p' "$unit" | tr ' ' '\n' | grep '^/'); do
     check "the unit's $exe exists and is executable" test -x "$exe"
 done
 for page in /usr/share/man/man1/isrctl.1 /usr/share/man/man1/isr-kiosk.1; do
@@ -57,6 +58,34 @@ for page in /usr/share/man/man1/isrctl.1 /usr/share/man/man1/isr-kiosk.1; do
     done
 done
 check "grep finds the unit's settings" grep -q '^ExecStart=/usr/bin/cage -- /usr/bin/isr-kiosk$' "$unit"
+check "the unit hands the stop to isr-kiosk" \
+    grep -q '^ExecStop=/usr/lib/isr/isr-kiosk-stop \$MAINPID [0-9]*$' "$unit"
+check "the unit waits for the save" grep -q '^TimeoutStopSec=120$' "$unit"
+check "logind waits for the save" \
+    grep -q '^InhibitDelayMaxSec=100$' /usr/lib/systemd/logind.conf.d/isr-kiosk.conf
+# The unit's ExecStop against the installed kiosk, with a shell standing in
+# for cage as its parent: SIGTERM reaches isr-kiosk, which exits (at the
+# sign-in page: at once), and the helper returns once it is gone.
+stop_helper() {
+    local parent
+    env QT_QPA_PLATFORM=offscreen sh -c '/usr/bin/isr-kiosk --fake-backend --no-virtual-keyboard & wait' \
+        >/tmp/test-deb.kiosk 2>&1 &
+    parent=$!
+    sleep 3
+    /usr/lib/isr/isr-kiosk-stop "$parent" 20 || return 1
+    wait "$parent" || true
+    grep -q "stopping" /tmp/test-deb.kiosk && ! pgrep -x -P "$parent" isr-kiosk
+}
+check "isr-kiosk-stop stops the kiosk under its parent" stop_helper
+# systemctl stop of the installed unit while a session runs needs systemd as
+# PID 1 (and a seat for cage); elsewhere say why it is not exercised.
+if [ "$(cat /proc/1/comm 2>/dev/null)" = systemd ]; then
+    echo "skip: systemctl stop of isr-kiosk.service with a session running: not automated yet" \
+        "(needs a seat for cage); do it by hand, see packaging/README.md"
+else
+    echo "skip: systemctl stop of isr-kiosk.service: systemd is not PID 1 here" \
+        "(PID 1 is $(cat /proc/1/comm 2>/dev/null || echo unknown))"
+fi
 check "isrctl --version from /usr/bin" /usr/bin/isrctl --version
 check "isr-kiosk --help from /usr/bin" env QT_QPA_PLATFORM=offscreen /usr/bin/isr-kiosk --help
 check "isr-kiosk reads the shipped /etc/isr/kiosk.conf" \

@@ -62,6 +62,9 @@ class SessionBackend : public QObject {
     Q_PROPERTY(ErrorKind hoardProblemKind READ hoardProblemKind NOTIFY hoardProblemChanged)
     Q_PROPERTY(QString hoardProblem READ hoardProblem NOTIFY hoardProblemChanged)
     Q_PROPERTY(isr::ui::DisplaySource* display READ display CONSTANT)
+    // The kiosk is going away (a stop signal, or logind announced a
+    // shutdown): the leaving and progress pages say why.
+    Q_PROPERTY(bool shuttingDown READ shuttingDown NOTIFY shuttingDownChanged)
 
 public:
     // session::Stage, for QML (pinned in sessionbackend.cpp).
@@ -133,6 +136,7 @@ public:
     QString hoardProblem() const { return hoardProblem_; }
     // The VM's screen: available while Running; the display item binds to it.
     DisplaySource* display() const { return display_; }
+    bool shuttingDown() const { return shuttingDown_; }
 
     Q_INVOKABLE virtual void signIn(const QString& user, const QString& password) = 0;
     Q_INVOKABLE virtual void takeOver() = 0;
@@ -146,6 +150,7 @@ signals:
     void progressChanged();
     void errorChanged();
     void hoardProblemChanged();
+    void shuttingDownChanged();
 
 protected:
     // For implementations: they change state only through these, so the
@@ -162,6 +167,12 @@ protected:
     // How display()->request() is served: answer with display()->offer()
     // or display()->refuse(), on the GUI thread. Default: no display.
     virtual void openDisplay();
+    void setShuttingDown(bool on) {
+        if (on != shuttingDown_) {
+            shuttingDown_ = on;
+            emit shuttingDownChanged();
+        }
+    }
 
 private:
     Stage stage_ = SignedOut;
@@ -176,6 +187,7 @@ private:
     ErrorKind hoardProblemKind_ = None;
     QString hoardProblem_;
     DisplaySource* display_; // child
+    bool shuttingDown_ = false;
 };
 
 } // namespace isr::ui

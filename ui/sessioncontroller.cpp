@@ -162,6 +162,8 @@ void SessionController::openDisplay() {
 }
 
 void SessionController::signIn(const QString& user, const QString& password) {
+    if (shuttingDown())
+        return; // the kiosk is going away: no new session
     user_ = user;
     post([this, u = user.toStdString(), p = password.toStdString()] {
         if (!ensureSession())
@@ -224,6 +226,44 @@ void SessionController::retry() {
 
 void SessionController::acknowledge() {
     cancel();
+}
+
+void SessionController::kioskStopping(bool stopping) {
+    setShuttingDown(stopping);
+    if (!stopping)
+        return;
+    // A resume in progress stops at its next step (as Cancel does); nothing
+    // happens to a session in any other stage.
+    {
+        std::lock_guard lock(mutex_);
+        if (session_)
+            session_->requestCancel();
+    }
+    // Decided on the worker, behind whatever is running there, by the core's
+    // stage (the GUI may not show Running yet while the display opens).
+    post([this] {
+        if (!session_) {
+            onGui([this] {
+                if (stage() == Failed) { // no session could be created
+                    clearError();
+                    setStage(SignedOut);
+                }
+            });
+            return;
+        }
+        switch (session_->stage()) {
+        case session::Stage::SignedOut:
+            return;
+        case session::Stage::Running:
+            (void)session_->suspendAndLeave();
+            return;
+        default:
+            // Failed (also a failed save: its image is dropped, the last
+            // commit stands) or a resume that ended otherwise: wipe, unlock.
+            (void)session_->abandon();
+            return;
+        }
+    });
 }
 
 } // namespace isr::ui

@@ -51,6 +51,15 @@ public:
     void retry() override;
     void acknowledge() override;
 
+    // The kiosk is going away (a stop signal, logind's PrepareForShutdown):
+    // Running -> Suspend & Leave; resuming (Authenticating .. Restoring) ->
+    // cancelled (lock released, scratch wiped); Suspending -> it finishes;
+    // Failed -> abandoned (keys wiped, the last commit stands); SignedOut ->
+    // nothing. shuttingDown turns true and sign-in is refused until
+    // kioskStopping(false) (the announced shutdown or sleep did not happen).
+    // The caller quits once the stage is SignedOut (see KioskShutdown).
+    void kioskStopping(bool stopping = true);
+
 protected:
     void openDisplay() override;
 

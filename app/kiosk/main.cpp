@@ -3,6 +3,7 @@
 #include "escapechord.h"
 #include "fakesessionbackend.h"
 #include "inputdevices.h"
+#include "kioskshutdown.h"
 #include "kioskwindow.h"
 #include "session/kioskconfig.h"
 #include "sessioncontroller.h"
@@ -15,6 +16,7 @@
 #include <QQmlApplicationEngine>
 #include <QStandardPaths>
 #include <QtQml/qqmlextensionplugin.h>
+#include <csignal>
 #include <cstdio>
 #include <memory>
 #include <optional>
@@ -55,10 +57,33 @@ isr::session::KioskFile loadConfig(int argc, char** argv) {
     return std::move(file).value();
 }
 
+// How long a stop (SIGTERM, SIGINT, SIGHUP) may take before the kiosk ends
+// itself hard. Below the unit's TimeoutStopSec and logind's
+// InhibitDelayMaxSec (packaging/README.md, "Stopping a kiosk").
+constexpr int kDefaultStopTimeoutSeconds = 90;
+
+int runKiosk(int argc, char** argv);
+
 } // namespace
 
+// A stop signal ends the kiosk after the session is saved (or cancelled) and
+// everything is torn down: the Session's destructor destroys its VM. Then the
+// process dies of that same signal, as it would without a handler, so a
+// shell sees 143 and systemd a clean "terminated by SIGTERM".
 int main(int argc, char** argv) {
     (void)isr::hardening::disableCoreDumps(); // keys and plaintext: no core file, no ptrace
+    const int rc = runKiosk(argc, argv);
+    if (const int signo = isr::ui::ShutdownSignals::firstSignal(); signo != 0) {
+        std::fflush(nullptr);
+        std::signal(signo, SIG_DFL);
+        std::raise(signo);
+    }
+    return rc;
+}
+
+namespace {
+
+int runKiosk(int argc, char** argv) {
     isr::session::KioskFile file = loadConfig(argc, argv);
     // The virtual keyboard must be chosen before the application exists.
     // The configuration's choice (default auto: only when no hardware
@@ -146,9 +171,15 @@ int main(int argc, char** argv) {
     QCommandLineOption accel(QStringLiteral("accel"),
                              QStringLiteral("kvm or tcg (default: probe)."),
                              QStringLiteral("accel"));
+    QCommandLineOption stopTimeout(
+        QStringLiteral("stop-timeout"),
+        QStringLiteral("Seconds a stop signal may take to save the session before the kiosk "
+                       "ends hard (default %1).")
+            .arg(kDefaultStopTimeoutSeconds),
+        QStringLiteral("seconds"));
     parser.addOptions({configFile, windowed, demo, fakeBackend, fakeDisplay, idleTimeout,
                        idleWarning, escapeChord, virtualKeyboard, noVirtualKeyboard, storeUrl,
-                       stateDir, guestDir, parcelName, accel});
+                       stateDir, guestDir, parcelName, accel, stopTimeout});
     if (!parser.parse(arguments)) {
         // Name what we were given: see the note above about argv.
         std::fprintf(stderr, "isr-kiosk: %s\nisr-kiosk: arguments: %s\n",
@@ -175,6 +206,7 @@ int main(int argc, char** argv) {
     options.idleTimeoutSeconds = positive(idleTimeout, file.ui.idleTimeoutSeconds);
     options.idleWarningSeconds = positive(idleWarning, file.ui.idleWarningSeconds);
     options.virtualKeyboard = wantKeyboard;
+    const int stopTimeoutSeconds = positive(stopTimeout, kDefaultStopTimeoutSeconds);
 
     QKeySequence chord = isr::ui::EscapeChordFilter::defaultChord();
     if (parser.isSet(escapeChord)) {
@@ -196,6 +228,9 @@ int main(int argc, char** argv) {
     isr::ui::EscapeChordFilter escape(chord);
     QObject::connect(&escape, &isr::ui::EscapeChordFilter::triggered, &app, &QGuiApplication::quit);
 
+    // Declared first: the stop signals stay handled (a second one ends it
+    // hard) while the controller below tears the session down.
+    std::unique_ptr<isr::ui::KioskShutdown> shutdown;
     // Declared before the engine so it outlives the QML that binds to it.
     std::unique_ptr<isr::ui::SessionController> controller;
     QQmlApplicationEngine engine;
@@ -228,13 +263,21 @@ int main(int argc, char** argv) {
         }
         const isr::session::KioskConfig& config = file.session;
         const QString parcel = QString::fromStdString(file.ui.parcel);
+        shutdown = std::make_unique<isr::ui::KioskShutdown>(QString::fromStdString(config.stateDir),
+                                                            stopTimeoutSeconds);
         controller = std::make_unique<isr::ui::SessionController>(config, parcel);
+        shutdown->attach(
+            controller.get(), [c = controller.get()] { c->kioskStopping(true); },
+            [c = controller.get()] { c->kioskStopping(false); });
         if (!isr::ui::showKioskWindow(engine, controller.get(), options))
             return 1;
         return QGuiApplication::exec();
     }
+    // Nothing to save: a stop signal quits at once.
+    shutdown = std::make_unique<isr::ui::KioskShutdown>(QString(), stopTimeoutSeconds);
     isr::ui::FakeSessionBackend fake;
     scriptDemo(fake);
+    shutdown->attach(&fake, {});
     fake.setProperty("displaySocket", parser.value(fakeDisplay));
     options.demo = true;
 
@@ -242,3 +285,5 @@ int main(int argc, char** argv) {
         return 1;
     return QGuiApplication::exec();
 }
+
+} // namespace

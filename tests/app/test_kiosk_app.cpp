@@ -1,11 +1,16 @@
 // isr-kiosk as a process: --version and --help work, and it starts and stays
-// up on the offscreen platform until asked to quit.
+// up on the offscreen platform until asked to quit. A stop signal at the
+// sign-in page ends it at once, and it dies of that signal (status 128+n to
+// a shell), as without a handler; the stages with a VM are in
+// tests/e2e/kiosk-sigterm.sh.
 #include "testsupport.h"
 #include "util/version.h"
 
+#include <QElapsedTimer>
 #include <QFile>
 #include <QProcess>
 #include <QTest>
+#include <csignal>
 
 class TestKioskApp : public QObject {
     Q_OBJECT
@@ -64,6 +69,40 @@ private slots:
         QCOMPARE(proc.state(), QProcess::Running);
         proc.terminate();
         QVERIFY(proc.waitForFinished(10000));
+    }
+    void stopSignalAtSignInEndsAtOnce_data() {
+        QTest::addColumn<int>("signo");
+        QTest::addColumn<bool>("fake");
+        QTest::newRow("SIGTERM, fake backend") << int(SIGTERM) << true;
+        QTest::newRow("SIGTERM, real session") << int(SIGTERM) << false;
+        QTest::newRow("SIGINT, real session") << int(SIGINT) << false;
+        QTest::newRow("SIGHUP, real session") << int(SIGHUP) << false;
+    }
+    void stopSignalAtSignInEndsAtOnce() {
+        QFETCH(int, signo);
+        QFETCH(bool, fake);
+        isr::test::TempDir dir;
+        QStringList args{"--no-virtual-keyboard"};
+        if (fake)
+            args << "--fake-backend";
+        else
+            args << "--store" << QString::fromStdString("file://" + dir.file("store"))
+                 << "--state-dir" << QString::fromStdString(dir.file("kiosk"));
+        QProcess proc;
+        proc.setProcessChannelMode(QProcess::MergedChannels);
+        proc.start(kiosk_, args);
+        QVERIFY(proc.waitForStarted());
+        QVERIFY2(!proc.waitForFinished(3000), proc.readAll().constData());
+        QElapsedTimer stopping;
+        stopping.start();
+        QCOMPARE(::kill(pid_t(proc.processId()), signo), 0);
+        QVERIFY(proc.waitForFinished(10000));
+        const qint64 ms = stopping.elapsed();
+        const QByteArray output = proc.readAll();
+        QCOMPARE(proc.exitStatus(), QProcess::CrashExit); // died of the signal
+        QCOMPARE(proc.exitCode(), signo);
+        QVERIFY2(ms < 5000, qPrintable(QStringLiteral("took %1 ms").arg(ms)));
+        QVERIFY2(output.contains("stopping"), output.constData());
     }
     // Under X11 (the platform Qt picks itself, as on a real kiosk) our options
     // must survive: once they were reported unknown (exit 1) or lost (exit 2,

@@ -5,8 +5,12 @@
 // FileStore: a wrong password, a user with no computer, the store gone — are
 // shown in the words of ui/text, through tr(): a translator installed here
 // marks every sentence it translates, and errorMessage carries the marks.
-// The VM paths are in test_session_display.
+// The kiosk told to stop (issue #19) on the pages without a VM: an error
+// page is left for SignedOut at once, sign-in is refused while stopping; a
+// real SIGTERM reaches the controller through KioskShutdown.
+// The VM paths are in test_session_display and tests/e2e/kiosk-sigterm.sh.
 #include "failuretext.h"
+#include "kioskshutdown.h"
 #include "parcel/parcel.h"
 #include "sessioncontroller.h"
 #include "store/store.h"
@@ -16,6 +20,7 @@
 #include <QSignalSpy>
 #include <QTest>
 #include <QTranslator>
+#include <csignal>
 #include <filesystem>
 
 using B = isr::ui::SessionBackend;
@@ -136,6 +141,54 @@ private slots:
         backToSignIn();
 
         QCoreApplication::removeTranslator(&marks);
+    }
+    // kioskStopping() on the error page abandons (keys wiped) and ends at
+    // SignedOut; sign-in is refused until the stop is withdrawn. Then a real
+    // SIGTERM through KioskShutdown: the controller is told to stop, and the
+    // signal is remembered for main() to re-raise.
+    void kioskStoppingWithoutAVm() {
+        // A kiosk that cannot create sessions (one libvirt root per process:
+        // the tests above own it): its error page is the one without a VM.
+        isr::session::KioskConfig config;
+        config.stateDir = "not/absolute";
+        config.storeUrl = "file:///nonexistent/store";
+        isr::ui::SessionController controller(config, QString());
+        QSignalSpy shutdownChanges(&controller, &B::shuttingDownChanged);
+
+        controller.signIn("demo", "demo");
+        QTRY_COMPARE_WITH_TIMEOUT(controller.stage(), B::Failed, 30000);
+        controller.kioskStopping(true);
+        QVERIFY(controller.shuttingDown());
+        QCOMPARE(shutdownChanges.count(), 1);
+        QTRY_COMPARE_WITH_TIMEOUT(controller.stage(), B::SignedOut, 60000);
+        QCOMPARE(controller.errorKind(), B::None);
+
+        // Going away: no new session.
+        controller.signIn("demo", "demo");
+        QTest::qWait(1500);
+        QCOMPARE(controller.stage(), B::SignedOut);
+
+        // The announced shutdown did not happen: sign-in works again.
+        controller.kioskStopping(false);
+        QVERIFY(!controller.shuttingDown());
+        controller.signIn("demo", "demo");
+        QTRY_COMPARE_WITH_TIMEOUT(controller.stage(), B::Failed, 30000);
+        QCOMPARE(controller.errorKind(), B::Internal);
+
+        // A real SIGTERM: the handler, the watchdog thread, the GUI thread.
+        // (The stop timeout is far away: no hard end in this test.)
+        {
+            isr::ui::KioskShutdown shutdown(QString(), 3600);
+            shutdown.attach(&controller, [&] { controller.kioskStopping(true); });
+            QVERIFY(!shutdown.quitting());
+            QCOMPARE(std::raise(SIGTERM), 0);
+            QTRY_VERIFY_WITH_TIMEOUT(shutdown.quitting(), 10000);
+            QVERIFY(controller.shuttingDown());
+            QTRY_COMPARE_WITH_TIMEOUT(controller.stage(), B::SignedOut, 60000);
+            QCOMPARE(isr::ui::ShutdownSignals::firstSignal(), SIGTERM);
+            // No system bus here: no inhibitor, and no harm done.
+            QVERIFY(!shutdown.inhibitor().held());
+        }
     }
 };
 

@@ -6,6 +6,7 @@ import "Format.js" as Format
 
 // Suspend & Leave: saving and uploading with progress, cleaning the kiosk,
 // then "You can leave now" — back to sign-in after noticeSeconds or a tap.
+// When the kiosk is shutting down the title says so while it saves.
 Rectangle {
     id: page
     color: Theme.background
@@ -15,6 +16,8 @@ Rectangle {
     property int noticeSeconds: 8
     readonly property int stage: backend ? backend.stage : SessionBackend.SignedOut
     readonly property bool haveBytes: backend && backend.bytesTotal > 0
+    // The kiosk was told to stop (a stop signal, a shutdown): say why.
+    readonly property bool shuttingDown: backend ? backend.shuttingDown : false
 
     signal finished()
 
@@ -48,10 +51,14 @@ Rectangle {
             objectName: "leavingTitle"
             text: page.done ? qsTr("You can leave now")
                             : page.stage === SessionBackend.Wiping ? qsTr("Clearing this kiosk…")
-                                                                   : qsTr("Saving your computer…")
+                            : page.shuttingDown ? qsTr("This kiosk is shutting down — saving your computer")
+                                                : qsTr("Saving your computer…")
             color: page.done ? Theme.success : Theme.text
             font.pixelSize: Theme.titleSize
             font.bold: true
+            wrapMode: Text.WordWrap // the shutting-down title is two lines
+            horizontalAlignment: Text.AlignHCenter
+            Layout.fillWidth: true
             Layout.alignment: Qt.AlignHCenter
         }
         Label {

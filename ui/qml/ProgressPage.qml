@@ -23,6 +23,8 @@ Rectangle {
         { stage: SessionBackend.Restoring, label: qsTr("Resuming where you left off") },
     ]
     readonly property bool haveBytes: backend && backend.bytesTotal > 0
+    // The kiosk was told to stop: the resume is being cancelled.
+    readonly property bool shuttingDown: backend ? backend.shuttingDown : false
     readonly property real secondsLeft: backend && backend.rate > 0
                                         ? (backend.bytesTotal - backend.bytesDone) / backend.rate : -1
 
@@ -106,12 +108,23 @@ Rectangle {
             font.pixelSize: Theme.bodySize
             Layout.alignment: Qt.AlignHCenter
         }
+        Label {
+            objectName: "shuttingDownLabel"
+            visible: page.shuttingDown
+            text: qsTr("This kiosk is shutting down — your computer stays as you last saved it")
+            color: Theme.text
+            font.pixelSize: Theme.bodySize
+            wrapMode: Text.WordWrap
+            horizontalAlignment: Text.AlignHCenter
+            Layout.fillWidth: true
+        }
         Button {
             id: cancelButton
             objectName: "cancelButton"
             text: qsTr("Cancel")
             Accessible.name: qsTr("Cancel and return to sign-in")
-            enabled: page.stage === SessionBackend.CheckingOut || page.stage === SessionBackend.Fetching
+            enabled: !page.shuttingDown
+                     && (page.stage === SessionBackend.CheckingOut || page.stage === SessionBackend.Fetching)
             font.pixelSize: Theme.bodySize
             Layout.alignment: Qt.AlignHCenter
             Layout.preferredHeight: Theme.touchTarget
