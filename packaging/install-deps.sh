@@ -69,6 +69,19 @@ guest=(
   xz-utils
   zstd
 )
+# resources/bootdisk/assemble-disk.sh: bootable GPT disks without root
+# (SYSLINUX for SeaBIOS, systemd-boot for OVMF); resources/guest-desktop:
+# the reference desktop's root file system (mmdebstrap); ovmf: UEFI guests.
+bootdisk=(
+  gdisk               # sgdisk
+  dosfstools          # mkfs.vfat
+  mtools              # mcopy/mmd into the ESP image, used by syslinux too
+  syslinux            # syslinux --offset on the image file
+  syslinux-common     # gptmbr.bin, ldlinux.c32
+  systemd-boot-efi    # systemd-bootx64.efi as /EFI/BOOT/BOOTX64.EFI
+  mmdebstrap
+  ovmf
+)
 test_tools=(
   xvfb
   xauth
@@ -91,7 +104,7 @@ bench=(
   gnuplot-nox
 )
 
-all=("${build[@]}" "${fuzz[@]}" "${libs[@]}" "${qt[@]}" "${vm[@]}" "${guest[@]}" "${test_tools[@]}" "${bench[@]}")
+all=("${build[@]}" "${fuzz[@]}" "${libs[@]}" "${qt[@]}" "${vm[@]}" "${guest[@]}" "${bootdisk[@]}" "${test_tools[@]}" "${bench[@]}")
 
 SUDO=
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
