@@ -58,6 +58,13 @@ vm=(
   libvirt-daemon
   libvirt-daemon-driver-qemu
   libvirt-clients
+  # Firmware-booted parcels (core/vm, session/firmware_state): SeaBIOS and
+  # OVMF (UEFI, Secure Boot), swtpm for a parcel's TPM 2.0 (libvirt runs
+  # swtpm_setup from swtpm-tools to manufacture a new TPM).
+  seabios
+  ovmf
+  swtpm
+  swtpm-tools
 )
 # The demo/test guest is built from these at run time (kernel + busybox
 # initramfs, ext4 home disk made with mke2fs -d, no loop mounts).
