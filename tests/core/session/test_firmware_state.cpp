@@ -10,6 +10,7 @@
 
 #include <QTemporaryDir>
 #include <QTest>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -58,12 +59,11 @@ Bytes withHeader(const Bytes& encoded, const std::string& from, const std::strin
     if (at == std::string::npos)
         qFatal("'%s' not in header %s", from.c_str(), h.c_str());
     h.replace(at, from.size(), to);
-    Bytes out(encoded.begin(), encoded.begin() + 8);
-    std::uint8_t b[4];
-    putBe32(b, std::uint32_t(h.size()));
-    out.insert(out.end(), b, b + 4);
-    out.insert(out.end(), h.begin(), h.end());
-    out.insert(out.end(), encoded.begin() + 12 + len, encoded.end());
+    Bytes out(encoded.size() - len + h.size());
+    std::memcpy(out.data(), encoded.data(), 8);
+    putBe32(out.data() + 8, std::uint32_t(h.size()));
+    std::memcpy(out.data() + 12, h.data(), h.size());
+    std::memcpy(out.data() + 12 + h.size(), encoded.data() + 12 + len, encoded.size() - 12 - len);
     return out;
 }
 
