@@ -63,6 +63,9 @@ Status apply(KioskFile& f, const std::string& key, std::string_view v) {
     } else if (key == "scratch_dir") {
         ISR_TRY_STATUS(checkAbsolutePath(v));
         c.scratchDir = std::string(v);
+    } else if (key == "metrics_file") {
+        ISR_TRY_STATUS(checkAbsolutePath(v));
+        c.metricsFile = std::string(v);
     } else if (key == "guest_dir") {
         ISR_TRY_STATUS(checkAbsolutePath(v));
         c.guestDir = std::string(v);

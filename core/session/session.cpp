@@ -13,10 +13,11 @@
 #include "disk/nbd_server.h"
 #include "disk/parcel_disk.h"
 #include "parcel/lock_lease.h"
-#include "session/kioskconfig.h"
 #include "session/firmware_state.h"
 #include "session/guest_clock.h"
+#include "session/kioskconfig.h"
 #include "session/memory_upload.h"
+#include "session/metrics.h"
 #include "session/restore_stream.h"
 #include "session/stage_tracker.h"
 #include "session/vm_spec.h"
@@ -78,6 +79,8 @@ struct Session::Impl {
     const KioskConfig config;
     std::unique_ptr<vm::Hypervisor> hypervisor;
     std::unique_ptr<cache::ChunkCache> cache;
+    // Before the tracker, which points at it: destroyed after it.
+    std::unique_ptr<KioskMetrics> metrics;    // the operators' textfile; set at create()
     StageTracker tracker;                     // stage, failure, timeline; any thread
     std::atomic<bool> cancelRequested{false}; // requestCancel() during a resume
 
@@ -105,10 +108,10 @@ struct Session::Impl {
     mutable std::mutex diskMutex;
     std::unique_ptr<disk::NbdServer> nbd;
     std::optional<vm::Vm> machine;
-    VmWatcher watcher;                                  // while Running
-    GuestClock clock;                                   // after a restore, until the agent answers
-    FirmwareState firmware; // NVRAM / TPM state of a firmware parcel (firmware_state.h)
-    bool memorySaved = false;                           // the scratch holds this session's saved VM
+    VmWatcher watcher;        // while Running
+    GuestClock clock;         // after a restore, until the agent answers
+    FirmwareState firmware;   // NVRAM / TPM state of a firmware parcel (firmware_state.h)
+    bool memorySaved = false; // the scratch holds this session's saved VM
     std::optional<std::vector<chunk::ChunkRef>> recipe; // memory image uploaded
 
     void enter(Stage next) { tracker.enter(next); }
@@ -558,6 +561,8 @@ Result<std::unique_ptr<Session>> Session::create(KioskConfig config, Listener li
     // (guest RAM in clear), their overlays are useless ciphertext.
     Workspace::wipeCrashed(config.stateDir);
     auto impl = std::make_unique<Impl>(config, std::move(listener));
+    impl->metrics = std::make_unique<KioskMetrics>(config.metricsFile);
+    impl->tracker.setMetrics(impl->metrics.get());
     ISR_TRY_ASSIGN(impl->cache,
                    cache::ChunkCache::open(config.stateDir + "/cache", config.cacheCapBytes));
     ISR_TRY_ASSIGN(auto host,
@@ -727,22 +732,34 @@ std::optional<Failure> Session::failure() const {
 // progress (a leaf lock inside the disk), never while a disk is destroyed.
 HoardStatus Session::hoard() const {
     HoardStatus h;
-    std::lock_guard lock(impl_->diskMutex);
-    if (impl_->disk) {
-        auto p = impl_->disk->hoardProgress();
-        h.chunksDone = p.chunksDone;
-        h.chunksTotal = p.chunksTotal;
-        h.bytesDone = p.bytesDone;
-        h.bytesTotal = p.bytesTotal;
-        if (p.stalled) {
-            bool space = p.stalled->code == Errc::NoSpace || p.stalled->code == Errc::Io;
-            h.problem = space ? ErrorKind::NoSpace : ErrorKind::StoreUnreachable;
-            h.problemMessage =
-                (space ? "hoard paused, the kiosk's disk is (nearly) full: " + p.stalled->message +
-                             "; the computer keeps running and fetches what it reads"
-                       : "hoard paused, the store is unreachable: " + p.stalled->message +
-                             "; the computer keeps running on what is cached") +
-                "; retrying with backoff";
+    {
+        std::lock_guard lock(impl_->diskMutex);
+        if (impl_->disk) {
+            auto p = impl_->disk->hoardProgress();
+            h.chunksDone = p.chunksDone;
+            h.chunksTotal = p.chunksTotal;
+            h.bytesDone = p.bytesDone;
+            h.bytesTotal = p.bytesTotal;
+            if (p.stalled) {
+                bool space = p.stalled->code == Errc::NoSpace || p.stalled->code == Errc::Io;
+                h.problem = space ? ErrorKind::NoSpace : ErrorKind::StoreUnreachable;
+                h.problemMessage =
+                    (space ? "hoard paused, the kiosk's disk is (nearly) full: " +
+                                 p.stalled->message +
+                                 "; the computer keeps running and fetches what it reads"
+                           : "hoard paused, the store is unreachable: " + p.stalled->message +
+                                 "; the computer keeps running on what is cached") +
+                    "; retrying with backoff";
+            }
+        }
+    }
+    // The kiosk polls this every few seconds: the metrics file follows
+    // (outside diskMutex: the file is written here).
+    if (impl_->metrics) {
+        impl_->metrics->hoard(h);
+        if (impl_->cache) {
+            auto c = impl_->cache->stats();
+            impl_->metrics->cache(c.bytes, c.capBytes, c.hits, c.misses);
         }
     }
     return h;

@@ -197,6 +197,7 @@ struct KioskConfig {
     std::uint64_t cacheCapBytes = 8ull << 30;
     std::string scratchDir;     // memory-backed; empty: /dev/shm
     std::string guestDir;       // the "demo-guest" boot profile: vmlinuz, initrd.img
+    std::string metricsFile;    // Prometheus textfile (session/metrics.h); empty: none
     std::string accelerator;    // "", "kvm" or "tcg"
     bool serialConsole = false; // ttyS0 on <session dir>/serial.sock (tests, debugging)
     DesktopOptions desktop;     // firmware-booted parcels' display and sound

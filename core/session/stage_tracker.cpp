@@ -17,6 +17,7 @@ void StageTracker::closeTimelineRow() {
 }
 
 void StageTracker::enter(Stage next) {
+    std::optional<std::pair<double, std::uint64_t>> resumed, suspended;
     {
         std::lock_guard lock(mutex_);
         if (!isLegalTransition(stage_, next)) {
@@ -24,9 +25,35 @@ void StageTracker::enter(Stage next) {
                 << "illegal transition " << stageName(stage_) << " -> " << stageName(next);
         }
         closeTimelineRow();
+        const Stage from = stage_;
+        const auto now = Clock::now();
+        // A resume runs from sign-in (or a retry out of Failed) to Running;
+        // a save from Suspending to the wipe after the commit.
+        if (next == Stage::Authenticating ||
+            (next == Stage::CheckingOut && from == Stage::Failed)) {
+            resumeStart_ = now;
+            resumeDown_ = down_.load();
+        } else if (next == Stage::Running && from == Stage::Restoring) {
+            resumed.emplace(std::chrono::duration<double>(now - resumeStart_).count(),
+                            down_.load() - resumeDown_);
+        } else if (next == Stage::Suspending) {
+            suspendStart_ = now;
+            suspendUp_ = up_.load();
+        } else if (next == Stage::Wiping && from == Stage::Suspending) {
+            suspended.emplace(std::chrono::duration<double>(now - suspendStart_).count(),
+                              up_.load() - suspendUp_);
+        }
         stage_ = next;
         if (next != Stage::Failed)
             failure_.reset();
+    }
+    if (metrics_) {
+        if (resumed)
+            metrics_->resumed(resumed->first, resumed->second);
+        if (suspended)
+            metrics_->suspended(suspended->first, suspended->second);
+        if (next == Stage::Running || next == Stage::SignedOut)
+            metrics_->sessionActive(next == Stage::Running);
     }
     ISR_LOG_INFO("session") << "stage: " << stageName(next);
     if (listener_.stageChanged)
@@ -40,6 +67,8 @@ void StageTracker::fail(const Failure& failure) {
     }
     ISR_LOG_WARN("session") << stageName(failure.stage) << " failed ("
                             << failureCauseName(failure.cause) << "): " << failure.detail;
+    if (metrics_)
+        metrics_->failed(failure.stage, failure.kind);
     if (listener_.failed)
         listener_.failed(failure);
     enter(Stage::Failed);

@@ -16,6 +16,7 @@
 // by the tracker's own mutex; Listener callbacks run outside it, on the
 // calling thread. stage(), failure() and timeline() are safe from any thread.
 
+#include "session/metrics.h"
 #include "session/session.h"
 
 #include <atomic>
@@ -55,6 +56,10 @@ public:
     std::atomic<std::uint64_t>& bytesDown() { return down_; }
     std::atomic<std::uint64_t>& bytesUp() { return up_; }
 
+    // Resumes, saves and failures are counted into `metrics` (may be null;
+    // set once, before the first transition).
+    void setMetrics(KioskMetrics* metrics) { metrics_ = metrics; }
+
 private:
     void closeTimelineRow(); // under mutex_
 
@@ -67,6 +72,10 @@ private:
     std::vector<TimelineEntry> timeline_;
     Clock::time_point stageStart_ = Clock::now();
     std::uint64_t stageDown_ = 0, stageUp_ = 0; // the counters when the stage began
+    KioskMetrics* metrics_ = nullptr;
+    // Where the resume (sign-in or retry) and the save began, for metrics_.
+    Clock::time_point resumeStart_, suspendStart_;
+    std::uint64_t resumeDown_ = 0, suspendUp_ = 0;
 };
 
 } // namespace isr::session
