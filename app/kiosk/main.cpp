@@ -172,6 +172,7 @@ int main(int argc, char** argv) {
     options.demo = parser.isSet(demo);
     options.idleTimeoutSeconds = positive(idleTimeout, file.ui.idleTimeoutSeconds);
     options.idleWarningSeconds = positive(idleWarning, file.ui.idleWarningSeconds);
+    options.failureIdleSeconds = file.ui.failureIdleSeconds;
     options.virtualKeyboard = wantKeyboard;
 
     QKeySequence chord = isr::ui::EscapeChordFilter::defaultChord();

@@ -123,6 +123,8 @@ const char* failureCauseName(FailureCause cause) {
         return "commit-conflict";
     case FailureCause::Commit:
         return "commit";
+    case FailureCause::LockTakenOver:
+        return "lock-taken-over";
     }
     return "?";
 }

@@ -140,6 +140,13 @@ QString byCause(const session::Failure& f, const QLocale& locale, const QDateTim
     case FailureCause::Commit:
         return FailureText::tr("The new version of your computer could not be created in the "
                                "store. Your computer is still on this kiosk: try again.");
+    case FailureCause::LockTakenOver:
+        if (!f.holder)
+            return FailureText::tr("Your computer was opened at another kiosk, so this kiosk "
+                                   "stopped it without saving. Your work continues there.");
+        return FailureText::tr("Your computer was opened at %1 (%2), so this kiosk stopped it "
+                               "without saving. Your work continues there.")
+            .arg(fromUtf8(f.holder->kiosk), localTime(f.holder->since, locale, now));
     }
     return byKindAndStage(f.kind, f.stage);
 }
