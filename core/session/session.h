@@ -20,8 +20,6 @@
 //   Failed         -> Authenticating                     resume(..., takeOver) / retry(password)
 //                   | Suspending                         retry(password) after a failed suspend
 //                   | Wiping                             abandon(): drop unsaved state, unlock
-//                   | CheckingOut                        (legal, no longer used: every way
-//                                                         back signs in afresh)
 //                   | SignedOut                          nothing left to wipe
 //
 // Nothing committed is ever lost: a failure before the commit leaves the

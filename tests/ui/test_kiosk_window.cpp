@@ -123,8 +123,12 @@ private slots:
             !SessionBackend::isLegalTransition(SessionBackend::Running, SessionBackend::SignedOut));
         QVERIFY(
             !SessionBackend::isLegalTransition(SessionBackend::Failed, SessionBackend::Running));
-        QVERIFY(
-            SessionBackend::isLegalTransition(SessionBackend::Failed, SessionBackend::CheckingOut));
+        // Every way back from a failure signs in again (issue #16): Failed
+        // goes to Authenticating, never straight to CheckingOut.
+        QVERIFY(SessionBackend::isLegalTransition(SessionBackend::Failed,
+                                                  SessionBackend::Authenticating));
+        QVERIFY(!SessionBackend::isLegalTransition(SessionBackend::Failed,
+                                                   SessionBackend::CheckingOut));
         QVERIFY(!SessionBackend::isLegalTransition(SessionBackend::Suspending,
                                                    SessionBackend::SignedOut));
         // Every stage but SignedOut can fail.

@@ -74,6 +74,8 @@ private slots:
         QVERIFY(B::isLegalTransition(B::Restoring, B::Wiping)); // cancel while restoring
         QVERIFY(B::isLegalTransition(B::Running, B::Wiping));   // abandon()
         QVERIFY(!B::isLegalTransition(B::Failed, B::Fetching)); // retry() checks out again
+        // Every way back from a failure signs in again (issue #16).
+        QVERIFY(!B::isLegalTransition(B::Failed, B::CheckingOut));
         QVERIFY(!B::isLegalTransition(B::Failed, B::Restoring));
     }
 

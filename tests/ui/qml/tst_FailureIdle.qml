@@ -36,8 +36,9 @@ Item {
             if (item.objectName === name)
                 return item
             const kids = item.contentItem ? [item.contentItem] : []
-            for (var i = 0; i < item.children.length; ++i)
-                kids.push(item.children[i])
+            const children = item.children ? item.children : []
+            for (var i = 0; i < children.length; ++i)
+                kids.push(children[i])
             for (const kid of kids) {
                 var found = findByName(kid, name)
                 if (found)
