@@ -163,8 +163,12 @@ void FakeSessionBackend::step() {
     case Authenticating:
         if (!user || user->password != attemptedPassword_) {
             attemptedPassword_.clear();
+            takingOver_ = false;
             fail(failureFor(session::Stage::Authenticating, session::ErrorKind::WrongCredentials));
         } else {
+            if (takingOver_)
+                user->lockHolder.clear(); // the take-over, after the password
+            takingOver_ = false;
             transition(CheckingOut);
         }
         break;
@@ -275,11 +279,14 @@ void FakeSessionBackend::signIn(const QString& user, const QString& password) {
     transition(Authenticating);
 }
 
-void FakeSessionBackend::takeOver() {
+// As Session::resume(..., takeOver): a fresh sign-in, the password checked
+// before the lock is touched.
+void FakeSessionBackend::takeOver(const QString& password) {
     if (stage() != Failed || errorKind() != LockedElsewhere)
         return;
-    users_[currentUser_].lockHolder.clear();
-    transition(CheckingOut);
+    attemptedPassword_ = password;
+    takingOver_ = true;
+    transition(Authenticating);
 }
 
 void FakeSessionBackend::cancel() {
@@ -304,29 +311,28 @@ void FakeSessionBackend::suspendAndLeave() {
         transition(Suspending);
 }
 
-void FakeSessionBackend::retry() {
+void FakeSessionBackend::retry(const QString& password) {
     if (stage() != Failed || !canRetry())
         return;
     const Stage failed = failedStage();
-    if (failed == Suspending || failed == Wiping) {
-        transition(failed); // the saved state is still here: finish it
+    if (failed == Wiping) {
+        transition(failed); // finishing a wipe needs no password
         return;
     }
-    // Session::retry() resumes again: check out (the lock is ours), fetch,
-    // restore. The memory image fetched before is still cached here, so the
-    // fake passes the stages that had succeeded at once and stops where the
-    // failure was (a VM that died while Running is restored again).
-    transition(CheckingOut);
-    const Stage target = failed == Running ? Restoring : failed;
-    for (Stage next : {Fetching, Restoring}) {
-        if (stage() == target || target == CheckingOut)
-            break;
-        if (next == Fetching) {
-            hoard_.chunksTotal = std::uint64_t(hoardChunks_);
-            publishHoard();
+    if (failed == Suspending) {
+        // The saved state is still here: finish it, the password checked
+        // first (a wrong one changes nothing), as Session::retry does.
+        if (!users_.contains(currentUser_) || users_[currentUser_].password != password) {
+            emit passwordRefused();
+            return;
         }
-        transition(next);
+        transition(failed);
+        return;
     }
+    // Session::retry(password) holds no keys any more: it signs in afresh
+    // and resumes the last committed version, stage by stage.
+    attemptedPassword_ = password;
+    transition(Authenticating);
 }
 
 void FakeSessionBackend::acknowledge() {

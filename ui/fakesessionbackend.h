@@ -15,8 +15,10 @@
 // Fetching, Restoring and Suspending move a quarter of their bytes; Running
 // caches an eighth of the hoard (none while the hoard is held back); Wiping
 // finishes. An injected failure fires on the first step inside its stage,
-// once. retry() goes the core's way: Failed -> CheckingOut, then (the lock is
-// held, what was fetched is still here) on to the stage that failed.
+// once. retry(password) and takeOver(password) go the core's way: a fresh
+// sign-in (Failed -> Authenticating, the password checked before the lock),
+// except a failed suspend, which checks the password and finishes
+// (passwordRefused() on a wrong one, nothing changed).
 //
 // If displaySocket is set, the display is that UNIX socket (for example
 // QEMU's `-vnc unix:PATH`): connected before Running is announced, and again
@@ -69,10 +71,10 @@ public:
     void setStepIntervalMs(int ms);
 
     void signIn(const QString& user, const QString& password) override;
-    void takeOver() override;
+    void takeOver(const QString& password) override;
     void cancel() override;
     void suspendAndLeave() override;
-    void retry() override;
+    void retry(const QString& password) override;
     void acknowledge() override;
 
 signals:
@@ -99,6 +101,7 @@ private:
     QHash<QString, User> users_;
     QString currentUser_;
     QString attemptedPassword_;
+    bool takingOver_ = false; // the sign-in in progress is a take-over
     QTimer stepTimer_;
     QString displaySocket_;
     QString kioskId_ = QStringLiteral("this kiosk");

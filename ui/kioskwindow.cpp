@@ -17,6 +17,7 @@ bool showKioskWindow(QQmlApplicationEngine& engine, SessionBackend* backend,
         {"idleTimeoutSeconds", options.idleTimeoutSeconds},
         {"idleWarningSeconds", options.idleWarningSeconds},
         {"leaveNoticeSeconds", options.leaveNoticeSeconds},
+        {"failureIdleSeconds", options.failureIdleSeconds},
         {"virtualKeyboard", options.virtualKeyboard},
     });
     engine.load(QUrl(QStringLiteral("qrc:/qt/qml/Isr/Ui/Main.qml")));

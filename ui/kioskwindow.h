@@ -17,6 +17,7 @@ struct KioskOptions {
     int idleTimeoutSeconds = 600; // quiet time in a running session before suspend & leave
     int idleWarningSeconds = 30;  // the last part of it shows a countdown
     int leaveNoticeSeconds = 8;   // "You can leave now" before sign-in comes back
+    int failureIdleSeconds = 60;  // quiet time on a failure page before wipe and sign-in
     bool virtualKeyboard = false; // show Qt Virtual Keyboard's InputPanel (needs
                                   // QT_IM_MODULE=qtvirtualkeyboard set before the app)
 };

@@ -19,7 +19,14 @@
 //
 // Failed always remembers failedStage. LockedElsewhere is reported as Failed
 // with failedStage == CheckingOut and lockHolder/lockSince set; the UI offers
-// take over (takeOver()) or cancel (cancel()).
+// take over (takeOver(password)) or cancel (cancel()).
+//
+// Every way back from Failed asks for the password again (the core holds no
+// keys after a failure, or checks the password before it finishes a failed
+// suspend): retry(password) and takeOver(password). A wrong password that
+// changes nothing in the core (a failed suspend kept for its retry) is
+// reported by passwordRefused(); one that fails a fresh sign-in shows as
+// Failed/WrongCredentials like any sign-in.
 //
 // Words: errorMessage and hoardProblem are rendered from the core's facts by
 // ui/text/failuretext.h (tr(), local times) when a backend reports them, so
@@ -139,10 +146,10 @@ public:
     bool shuttingDown() const { return shuttingDown_; }
 
     Q_INVOKABLE virtual void signIn(const QString& user, const QString& password) = 0;
-    Q_INVOKABLE virtual void takeOver() = 0;
+    Q_INVOKABLE virtual void takeOver(const QString& password) = 0;
     Q_INVOKABLE virtual void cancel() = 0;
     Q_INVOKABLE virtual void suspendAndLeave() = 0;
-    Q_INVOKABLE virtual void retry() = 0;
+    Q_INVOKABLE virtual void retry(const QString& password) = 0;
     Q_INVOKABLE virtual void acknowledge() = 0;
 
 signals:
@@ -151,6 +158,9 @@ signals:
     void errorChanged();
     void hoardProblemChanged();
     void shuttingDownChanged();
+    // retry(password)/takeOver(password) refused the password and changed
+    // nothing: the page says so and asks again.
+    void passwordRefused();
 
 protected:
     // For implementations: they change state only through these, so the

@@ -136,6 +136,7 @@ void SessionController::applyStage(session::Stage s) {
     if (stage == SignedOut) {
         setProgress(0, 0, 0);
         setHoard({});
+        setUserName({}); // nothing of the last user stays on screen
     }
 }
 
@@ -173,11 +174,17 @@ void SessionController::signIn(const QString& user, const QString& password) {
     });
 }
 
-void SessionController::takeOver() {
-    post([this] {
+// The password again: Session::resume signs in afresh and checks it before
+// it touches the lock (a wrong one fails the sign-in, the lock untouched).
+void SessionController::takeOver(const QString& password) {
+    post([this, p = password.toStdString()] {
         if (!session_)
             return;
-        (void)session_->resume(session_->userName(), "", session_->parcelName(), true);
+        auto st = session_->resume(session_->userName(), p, session_->parcelName(), true);
+        if (!st.ok() && st.error().code == Errc::AuthFailed &&
+            session_->stage() == session::Stage::Failed &&
+            session_->failure()->cause != session::FailureCause::WrongCredentials)
+            onGui([this] { emit passwordRefused(); });
         announceRunning();
     });
 }
@@ -215,11 +222,17 @@ void SessionController::suspendAndLeave() {
     });
 }
 
-void SessionController::retry() {
-    post([this] {
+void SessionController::retry(const QString& password) {
+    post([this, p = password.toStdString()] {
         if (!session_)
             return;
-        (void)session_->retry();
+        auto st = session_->retry(p);
+        // A failed suspend kept for its retry refuses a wrong password and
+        // stays as it was: say so (a fresh sign-in reports its own failure).
+        if (!st.ok() && st.error().code == Errc::AuthFailed &&
+            session_->stage() == session::Stage::Failed &&
+            session_->failure()->cause != session::FailureCause::WrongCredentials)
+            onGui([this] { emit passwordRefused(); });
         announceRunning();
     });
 }

@@ -45,10 +45,10 @@ public:
     ~SessionController() override; // abandons an active session (the last commit stays)
 
     void signIn(const QString& user, const QString& password) override;
-    void takeOver() override;
+    void takeOver(const QString& password) override;
     void cancel() override;
     void suspendAndLeave() override;
-    void retry() override;
+    void retry(const QString& password) override;
     void acknowledge() override;
 
     // The kiosk is going away (a stop signal, logind's PrepareForShutdown):

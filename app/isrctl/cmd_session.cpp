@@ -259,13 +259,18 @@ int resume(const std::vector<std::string>& argv) {
     // A failed suspend keeps its state; retry a few times (the store may be
     // back), then give up loudly: the last committed version stays intact.
     // A VM that died cannot be saved however often we try.
+    // Only a failed suspend that kept its state is worth another try: any
+    // other failure (a dead VM, a take-over by another kiosk) left nothing
+    // to save, and retry() would resume the parcel again.
     auto retryable = [&] {
         auto f = sess.failure();
-        return !f || f->kind != session::ErrorKind::VmFailed;
+        return !f ||
+               (f->stage == session::Stage::Suspending && f->kind != session::ErrorKind::VmFailed &&
+                f->cause != session::FailureCause::LockTakenOver);
     };
     for (int attempt = 0; !suspended.ok() && retryable() && attempt < 3; ++attempt) {
         std::this_thread::sleep_for(std::chrono::seconds(2 << attempt));
-        suspended = sess.retry();
+        suspended = sess.retry(*password);
     }
     if (!suspended.ok()) {
         (void)sess.abandon();

@@ -205,6 +205,7 @@ int runKiosk(int argc, char** argv) {
     options.demo = parser.isSet(demo);
     options.idleTimeoutSeconds = positive(idleTimeout, file.ui.idleTimeoutSeconds);
     options.idleWarningSeconds = positive(idleWarning, file.ui.idleWarningSeconds);
+    options.failureIdleSeconds = file.ui.failureIdleSeconds;
     options.virtualKeyboard = wantKeyboard;
     const int stopTimeoutSeconds = positive(stopTimeout, kDefaultStopTimeoutSeconds);
 

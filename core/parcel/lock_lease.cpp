@@ -28,8 +28,34 @@ Result<LockAttempt> LockLease::acquire(bool takeOver) {
     return attempt;
 }
 
-void LockLease::startHeartbeat(std::chrono::milliseconds interval) {
+void LockLease::startHeartbeat(std::chrono::milliseconds interval,
+                               std::function<void(const std::string&)> onLost) {
+    heartbeat_.stop();
+    onLost_ = std::move(onLost);
     heartbeat_.start(interval, [this] { return beat(); });
+}
+
+Status LockLease::confirm() {
+    LockInfo mine;
+    {
+        std::lock_guard lock(mutex_);
+        if (!held_)
+            return Error(Errc::Locked, "parcel '" + parcel_ + "' is not locked by this kiosk");
+        if (lost_)
+            return Error(Errc::Locked, lostDetail_);
+        mine = mine_;
+    }
+    auto st = parcels_.confirmLock(parcel_, mine);
+    std::lock_guard lock(mutex_);
+    if (st.ok()) {
+        mine_ = mine;
+        return {};
+    }
+    if (st.error().code == Errc::Locked) {
+        lost_ = true;
+        lostDetail_ = st.error().message;
+    }
+    return st;
 }
 
 void LockLease::stopHeartbeat() {
@@ -46,18 +72,22 @@ bool LockLease::beat() {
     }
     // Store I/O without the mutex: held()/lost() never wait for the store.
     auto st = parcels_.heartbeat(parcel_, mine);
-    std::lock_guard lock(mutex_);
+    std::unique_lock lock(mutex_);
     if (st.ok()) {
         mine_.heartbeat = mine.heartbeat;
+        mine_.tag = mine.tag;
         return true;
     }
     if (st.error().code == Errc::Locked) {
-        // Another kiosk took the parcel over. Only recorded here: what the
-        // session does about it is its decision (today: the commit will fail
-        // with a conflict if the other kiosk saved first).
+        // Another kiosk took the parcel over. What the session does about it
+        // (stop the VM, wipe without committing) is its decision: onLost.
         lost_ = true;
         lostDetail_ = st.error().message;
         ISR_LOG_WARN("parcel") << "heartbeat: the lock is lost: " << st.error().describe();
+        std::string detail = lostDetail_;
+        lock.unlock();
+        if (onLost_)
+            onLost_(detail);
         return false;
     }
     // The store may be down (the VM runs on cached data): try at the next beat.

@@ -12,9 +12,11 @@
 //   if (lease.lost()) ...                      // noticed by a heartbeat
 //   lease.release();                           // unlock if still ours
 //
-// Safety never rests on the lock (versions are put-if-absent, see README):
-// a lost lease is recorded and logged, nothing more; the commit tells the
-// rest.
+// Every write of the lock is conditional (Parcels::lock: put-if-absent or
+// put-if-match on the tag last seen), so two kiosks never both hold it. A
+// lost lease is recorded, logged and reported once to the onLost callback
+// (the session stops its VM and wipes without committing); confirm() lets a
+// commit check that the lease still holds just before it writes.
 //
 // Threads: acquire(), startHeartbeat(), stopHeartbeat() and release() from
 // one owning thread. held(), lost(), lostDetail() and info() are safe from any
@@ -25,6 +27,7 @@
 #include "util/periodic.h"
 
 #include <chrono>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -53,13 +56,22 @@ public:
     // taken over (then lost() is true and the thread ends: there is nothing
     // left to refresh). A store that does not answer is only logged: the VM
     // runs on cached data and the next beat tries again.
-    void startHeartbeat(std::chrono::milliseconds interval);
+    // onLost, if set, is called once on the heartbeat thread when a beat
+    // finds the lock taken over (after lost() became true); it must not call
+    // back into the lease's stopHeartbeat()/release() (they join that thread).
+    void startHeartbeat(std::chrono::milliseconds interval,
+                        std::function<void(const std::string& detail)> onLost = {});
     void stopHeartbeat(); // joins; idempotent
 
     // Stops the heartbeat and deletes the lock if it is still ours (a lock
     // another kiosk took over is left alone). On success held() is false; on
     // a store error it stays true so a later release() tries again.
     Status release();
+
+    // Checks, with a conditional write of our lock (a heartbeat), that we
+    // still hold it: Locked (and lost() true) if another kiosk took it over.
+    // From the owning thread, with the heartbeat stopped.
+    Status confirm();
 
     bool held() const;
     // True once a heartbeat found the lock held by another kiosk (or gone).
@@ -84,6 +96,7 @@ private:
     bool lost_ = false;
     std::string lostDetail_;
 
+    std::function<void(const std::string&)> onLost_; // set before the thread starts
     PeriodicThread heartbeat_;
 };
 

@@ -148,6 +148,10 @@ struct LockInfo {
     std::string session; // random per checkout
     std::int64_t since = 0;
     std::int64_t heartbeat = 0;
+    // The store's tag of the lock object as last read or written (not part
+    // of the JSON): every change to the lock is a putIfMatch on it, so two
+    // kiosks can never both believe they hold the lock.
+    std::string tag;
 
     // A holder that has not refreshed its heartbeat for this long has most
     // likely crashed; the UI offers take-over more prominently then.
@@ -228,12 +232,26 @@ public:
     Result<Bytes> fetchChunk(const chunk::ChunkName& name);
     Result<Bytes> readChunk(const chunk::ChunkRef& ref); // fetch + decode + verify
 
-    // put-if-absent of the lock; with takeOver, overwrite another holder's.
+    // Every write of the lock is conditional (put-if-absent, or put-if-match
+    // on the tag just read), so of any number of kiosks racing for it exactly
+    // one holds it. A released lock is a "released" object, not a deleted
+    // one (the S3 stores ignore If-Match on DELETE): readLock() reads it as
+    // no lock.
+    //
+    // Takes a free (absent or released) lock; with takeOver, also replaces
+    // the holder's. Not acquired (lock = the holder) if another kiosk holds
+    // it or won a race for it.
     Result<LockAttempt> lock(const std::string& parcel, const std::string& kiosk, bool takeOver);
     Result<std::optional<LockInfo>> readLock(const std::string& parcel);
-    // Refreshes our heartbeat; Locked if someone took the parcel over.
+    // Refreshes our heartbeat (mine.tag and heartbeat updated); Locked if
+    // someone took the parcel over (or released it) since.
     Status heartbeat(const std::string& parcel, LockInfo& mine);
-    // Deletes the lock if it is still ours (no-op if it is gone).
+    // Locked unless the lock is still ours exactly as last written (a
+    // conditional write of the same lock with a fresh heartbeat): the check
+    // a commit makes just before it writes.
+    Status confirmLock(const std::string& parcel, LockInfo& mine);
+    // Releases the lock if it is still ours (no-op if another kiosk holds
+    // it or it is free).
     Status unlock(const std::string& parcel, const LockInfo& mine);
 
 private:

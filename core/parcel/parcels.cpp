@@ -275,36 +275,79 @@ Result<Bytes> Parcels::readChunk(const chunk::ChunkRef& ref) {
 }
 
 // ---- locks -------------------------------------------------------------------
+// Every write is conditional: putIfAbsent for a lock never taken, putIfMatch
+// on the tag just read for everything else (take a released lock, take
+// over, heartbeat, confirm, release). Of any number of writers that read the
+// same tag, exactly one succeeds (store.h), so two kiosks can never both
+// believe they hold a parcel.
 
 static json::Value lockToJson(const LockInfo& l) {
     return json::Object{
         {"kiosk", l.kiosk}, {"session", l.session}, {"since", l.since}, {"heartbeat", l.heartbeat}};
 }
 
-Result<std::optional<LockInfo>> Parcels::readLock(const std::string& parcel) {
-    ISR_TRY_STATUS(validateName("parcel name", parcel));
-    auto raw = store_.get(lockKey(user(), parcel));
+static std::string lockBody(const LockInfo& l) {
+    return lockToJson(l).dump() + "\n";
+}
+
+// A released lock: the session that released it and when, for the curious.
+static std::string releasedBody(const LockInfo& l) {
+    return json::Value(json::Object{{"released", std::int64_t(std::time(nullptr))},
+                                    {"kiosk", l.kiosk},
+                                    {"session", l.session}})
+               .dump() +
+           "\n";
+}
+
+namespace {
+// The lock object as read: absent, released, or held (maybe unreadably).
+struct ReadLock {
+    bool present = false;  // the object exists (tag is valid)
+    bool released = false; // it says "released": nobody holds the parcel
+    LockInfo holder;       // when present and not released; tag = the object's
+    std::string tag;
+};
+} // namespace
+
+static Result<ReadLock> readLockObject(store::Store& store, const std::string& key) {
+    ReadLock out;
+    auto raw = store.getTagged(key);
     if (!raw.ok()) {
         if (raw.error().code == Errc::NotFound)
-            return std::optional<LockInfo>();
+            return out;
         return std::move(raw).error();
     }
-    auto doc = json::parse(asString(*raw));
-    LockInfo l;
+    out.present = true;
+    out.tag = raw->tag;
+    auto doc = json::parse(asString(raw->data));
+    if (doc.ok() && doc->getInt("released").ok()) {
+        out.released = true;
+        return out;
+    }
+    LockInfo& l = out.holder;
     if (doc.ok()) {
         auto kiosk = doc->getString("kiosk");
         auto session = doc->getString("session");
         auto since = doc->getInt("since");
         auto beat = doc->getInt("heartbeat");
         if (kiosk.ok() && session.ok() && since.ok() && beat.ok()) {
-            l = {*kiosk, *session, *since, *beat};
-            return std::optional<LockInfo>(l);
+            l = {*kiosk, *session, *since, *beat, raw->tag};
+            return out;
         }
     }
     // A damaged lock still means "someone may hold this": report it as held
     // by an unknown kiosk so the user can take it over explicitly.
     l.kiosk = "(unreadable lock)";
-    return std::optional<LockInfo>(l);
+    l.tag = raw->tag;
+    return out;
+}
+
+Result<std::optional<LockInfo>> Parcels::readLock(const std::string& parcel) {
+    ISR_TRY_STATUS(validateName("parcel name", parcel));
+    ISR_TRY_ASSIGN(ReadLock l, readLockObject(store_, lockKey(user(), parcel)));
+    if (!l.present || l.released)
+        return std::optional<LockInfo>();
+    return std::optional<LockInfo>(l.holder);
 }
 
 Result<LockAttempt> Parcels::lock(const std::string& parcel, const std::string& kiosk,
@@ -314,48 +357,95 @@ Result<LockAttempt> Parcels::lock(const std::string& parcel, const std::string& 
     mine.kiosk = kiosk;
     mine.session = toHex(crypto::randomBytes(16));
     mine.since = mine.heartbeat = std::time(nullptr);
-    std::string body = lockToJson(mine).dump() + "\n";
-    std::string key = lockKey(user(), parcel);
+    const std::string body = lockBody(mine);
+    const std::string key = lockKey(user(), parcel);
     ISR_TRY_STATUS(ISR_FAULT_POINT("parcel.lock.before"));
-    if (takeOver) {
-        ISR_TRY_STATUS(store_.put(key, asBytes(body)));
-        ISR_TRY_STATUS(ISR_FAULT_POINT("parcel.lock.after"));
-        return LockAttempt{true, mine};
+    // A few rounds: a lock released or created between our read and our
+    // write sends us round again; a holder that won a race is reported.
+    std::optional<std::string> seenHolderSession;
+    for (int round = 0; round < 4; ++round) {
+        ISR_TRY_ASSIGN(ReadLock current, readLockObject(store_, key));
+        if (current.present && !current.released) {
+            // Take over only the holder the caller saw (or the first one we
+            // see): a kiosk that took it meanwhile is reported, not replaced.
+            bool sameHolder = !seenHolderSession || *seenHolderSession == current.holder.session;
+            if (!takeOver || !sameHolder)
+                return LockAttempt{false, current.holder};
+            seenHolderSession = current.holder.session;
+        }
+        Result<std::string> tag = current.present
+                                      ? store_.putIfMatch(key, asBytes(body), current.tag)
+                                      : [&]() -> Result<std::string> {
+            ISR_TRY_STATUS(store_.putIfAbsent(key, asBytes(body)));
+            // Our own object's tag: read back (FileStore and S3 alike).
+            ISR_TRY_ASSIGN(ReadLock now, readLockObject(store_, key));
+            if (!now.present || now.released || now.holder.session != mine.session)
+                return Error(Errc::Conflict, "the lock changed right after we took it");
+            return now.tag;
+        }();
+        if (tag.ok()) {
+            mine.tag = *tag;
+            ISR_TRY_STATUS(ISR_FAULT_POINT("parcel.lock.after"));
+            return LockAttempt{true, mine};
+        }
+        const Errc code = tag.error().code;
+        if (code != Errc::Conflict && code != Errc::AlreadyExists)
+            return std::move(tag).error().context("locking parcel '" + parcel + "'");
     }
-    auto st = store_.putIfAbsent(key, asBytes(body));
-    if (st.ok()) {
-        ISR_TRY_STATUS(ISR_FAULT_POINT("parcel.lock.after"));
-        return LockAttempt{true, mine};
-    }
-    if (st.error().code != Errc::AlreadyExists)
-        return std::move(st).error().context("locking parcel '" + parcel + "'");
-    ISR_TRY_ASSIGN(auto holder, readLock(parcel));
-    if (!holder) // released between our attempt and the read: try once more
-        return lock(parcel, kiosk, false);
-    return LockAttempt{false, *holder};
+    ISR_TRY_ASSIGN(ReadLock last, readLockObject(store_, key));
+    if (last.present && !last.released)
+        return LockAttempt{false, last.holder};
+    return Error(Errc::Transient, "locking parcel '" + parcel + "': the lock kept changing");
 }
 
 Status Parcels::heartbeat(const std::string& parcel, LockInfo& mine) {
-    ISR_TRY_ASSIGN(auto current, readLock(parcel));
-    if (!current || current->session != mine.session)
-        return Error(Errc::Locked, "parcel '" + parcel + "' was taken over by " +
-                                       (current ? current->kiosk : std::string("nobody")));
     ISR_TRY_STATUS(ISR_FAULT_POINT("parcel.heartbeat.before"));
-    mine.heartbeat = std::time(nullptr);
-    return store_.put(lockKey(user(), parcel), asBytes(lockToJson(mine).dump() + "\n"));
+    LockInfo next = mine;
+    next.heartbeat = std::time(nullptr);
+    const std::string key = lockKey(user(), parcel);
+    auto tag = store_.putIfMatch(key, asBytes(lockBody(next)), mine.tag);
+    if (tag.ok()) {
+        next.tag = *tag;
+        mine = next;
+        return {};
+    }
+    if (tag.error().code != Errc::Conflict)
+        return std::move(tag).error();
+    auto current = readLock(parcel);
+    std::string by = current.ok() && current->has_value() ? (*current)->kiosk : "nobody";
+    if (current.ok() && current->has_value() && (*current)->session == mine.session) {
+        // Our own lock under another tag (a retried write we lost the answer
+        // to): adopt it and beat again next time.
+        mine.tag = (*current)->tag;
+        return {};
+    }
+    return Error(Errc::Locked, "parcel '" + parcel + "' was taken over by " + by);
+}
+
+Status Parcels::confirmLock(const std::string& parcel, LockInfo& mine) {
+    return heartbeat(parcel, mine);
 }
 
 Status Parcels::unlock(const std::string& parcel, const LockInfo& mine) {
-    ISR_TRY_ASSIGN(auto current, readLock(parcel));
-    if (!current)
+    const std::string key = lockKey(user(), parcel);
+    ISR_TRY_ASSIGN(ReadLock current, readLockObject(store_, key));
+    if (!current.present || current.released)
         return {};
-    if (current->session != mine.session) {
+    if (current.holder.session != mine.session) {
         ISR_LOG_WARN("parcel") << "not releasing lock of " << parcel << ": now held by "
-                               << current->kiosk;
+                               << current.holder.kiosk;
         return {};
     }
     ISR_TRY_STATUS(ISR_FAULT_POINT("parcel.unlock.before-remove"));
-    return store_.remove(lockKey(user(), parcel));
+    auto st = store_.putIfMatch(key, asBytes(releasedBody(mine)), current.tag);
+    if (!st.ok() && st.error().code == Errc::Conflict) {
+        ISR_LOG_WARN("parcel") << "not releasing lock of " << parcel
+                               << ": it changed while we released it";
+        return {};
+    }
+    if (!st.ok())
+        return std::move(st).error();
+    return {};
 }
 
 } // namespace isr::parcel

@@ -81,6 +81,8 @@ Status apply(KioskFile& f, const std::string& key, std::string_view v) {
         ISR_TRY_ASSIGN(f.ui.idleTimeoutSeconds, parseSeconds(v));
     } else if (key == "idle_warning") {
         ISR_TRY_ASSIGN(f.ui.idleWarningSeconds, parseSeconds(v));
+    } else if (key == "failure_idle_timeout") {
+        ISR_TRY_ASSIGN(f.ui.failureIdleSeconds, parseSeconds(v));
     } else if (key == "escape_chord") {
         if (v.empty())
             return Error(Errc::InvalidArgument, "must name a key chord, e.g. Ctrl+Alt+Shift+Q");

@@ -43,6 +43,9 @@ inline constexpr const char* kKioskConfigEnv = "ISR_KIOSK_CONFIG";
 struct KioskUiOptions {
     int idleTimeoutSeconds = 600;
     int idleWarningSeconds = 30;
+    // Quiet time on a failure page (error, take-over) before the kiosk
+    // wipes and returns to an empty sign-in page (`failure_idle_timeout`).
+    int failureIdleSeconds = 60;
     std::string escapeChord;       // empty: the UI's default
     std::string escapeChordOrigin; // "file:line" for the UI's error message
     // The on-screen keyboard: Auto shows it when no hardware keyboard is

@@ -10,6 +10,7 @@
 
 #include "cache/cache.h"
 #include "cache/chunk_source.h"
+#include "crypto/crypto.h"
 #include "disk/nbd_server.h"
 #include "disk/parcel_disk.h"
 #include "parcel/lock_lease.h"
@@ -108,10 +109,14 @@ struct Session::Impl {
     mutable std::mutex diskMutex;
     std::unique_ptr<disk::NbdServer> nbd;
     std::optional<vm::Vm> machine;
-    VmWatcher watcher;        // while Running
-    GuestClock clock;         // after a restore, until the agent answers
-    FirmwareState firmware;   // NVRAM / TPM state of a firmware parcel (firmware_state.h)
-    bool memorySaved = false; // the scratch holds this session's saved VM
+    VmWatcher watcher;      // while Running
+    GuestClock clock;       // after a restore, until the agent answers
+    FirmwareState firmware; // NVRAM / TPM state of a firmware parcel (firmware_state.h)
+    // Serialises leaving Running (suspendAndLeave, abandon) with the lease's
+    // heartbeat thread stopping the VM of a parcel taken over (lockLost).
+    std::mutex leaveMutex;
+    std::atomic<bool> takenOver{false}; // the lease found the lock taken over
+    bool memorySaved = false;           // the scratch holds this session's saved VM
     std::optional<std::vector<chunk::ChunkRef>> recipe; // memory image uploaded
 
     void enter(Stage next) { tracker.enter(next); }
@@ -132,6 +137,14 @@ struct Session::Impl {
     // unless the site chose), the last save and the error's own words as
     // detail. The words a person reads are the renderer's
     // (ui/text/failuretext.h), from these facts.
+    //
+    // Failed holds nothing of the user unless it must (see README, "Failed
+    // holds no keys"): a failure that leaves nothing to save wipes the VM,
+    // the disk and the scratch, releases the lock if this kiosk holds it and
+    // drops the user's keys BEFORE it is announced, so every way back asks
+    // for the password again. Only a failed suspend with something left to
+    // save (the saved VM, or a VM still alive) keeps its state and keys so
+    // that retry(password) can finish it.
     Error fail(Failure f, const Error& error) {
         if (f.kind == ErrorKind::None)
             f.kind = classify(error);
@@ -139,8 +152,65 @@ struct Session::Impl {
             f.lastSave = lastSave();
         if (f.detail.empty())
             f.detail = error.describe();
+        if (f.stage != Stage::Wiping && !keepsStateAfter(f)) {
+            wipeLocal();
+            signOut();
+        }
         tracker.fail(f);
         return error;
+    }
+
+    // A failed suspend that still has something to save (and was not
+    // taken over) keeps it for retry(password); nothing else does.
+    bool keepsStateAfter(const Failure& f) {
+        if (f.stage != Stage::Suspending || f.cause == FailureCause::LockTakenOver)
+            return false;
+        return memorySaved || vmAlive();
+    }
+
+    // True while this session holds a user's keys (a failed suspend kept
+    // for retry(password)).
+    bool holdsKeys() const { return parcels != nullptr; }
+
+    // The password again, checked against the account of the user this
+    // session holds, before anything is touched. AuthFailed if it is wrong.
+    Status verifyPassword(const std::string& password) {
+        if (!parcels || !store)
+            return Error(Errc::InvalidArgument, "sign in again");
+        auto again = parcel::signIn(*store, user, password);
+        if (!again.ok())
+            return std::move(again).error();
+        if (!crypto::equalConstantTime(again->master.view(), parcels->secrets().master.view()))
+            return Error(Errc::AuthFailed, "authentication failed");
+        return {};
+    }
+
+    // On the lease's heartbeat thread: another kiosk took the parcel over.
+    // While Running the VM is destroyed at once (no save: its state is no
+    // longer this kiosk's to commit); the VM watcher then sees it end and
+    // vmEnded() fails the session with LockTakenOver. In any other stage the
+    // flag is enough: the resume checks it between stages, and a suspend
+    // confirms the lock before it commits.
+    void lockLost(const std::string& detail) {
+        takenOver = true;
+        std::lock_guard lk(leaveMutex);
+        if (stage() != Stage::Running || !machine)
+            return;
+        ISR_LOG_WARN("session") << "the parcel was taken over (" << detail
+                                << "): stopping the VM without saving";
+        if (auto st = machine->destroy(); !st.ok()) {
+            ISR_LOG_WARN("session") << "destroy: " << st.error().describe();
+        }
+    }
+
+    // The failure for a lock another kiosk now holds: who, when known.
+    Failure takenOverFacts(Stage at) {
+        Failure f = facts(at, FailureCause::LockTakenOver, ErrorKind::LockedElsewhere);
+        if (parcels) {
+            if (auto holder = parcels->readLock(parcelName); holder.ok() && holder->has_value())
+                f.holder = **holder;
+        }
+        return f;
     }
 
     // A fault injected at a named point (util/fault.h) fails the stage like
@@ -177,23 +247,45 @@ struct Session::Impl {
         // disk) through Suspend & Leave: it is treated like any other end of
         // the VM, and the message says so plainly.
         bool poweredOff = reason == vm::VmStopReason::GuestShutdown;
-        Failure f = facts(Stage::Running,
-                          poweredOff ? FailureCause::GuestPoweredOff : FailureCause::VmStopped,
-                          ErrorKind::VmFailed);
+        Failure f =
+            takenOver ? takenOverFacts(Stage::Running)
+                      : facts(Stage::Running,
+                              poweredOff ? FailureCause::GuestPoweredOff : FailureCause::VmStopped,
+                              ErrorKind::VmFailed);
         f.lastSave = lastSave();
-        f.detail = std::string("the VM ended: ") + vm::vmStopReasonName(reason) +
-                   " (libvirt state reason " + stateReason + ")";
-        fail(std::move(f), Error(Errc::Internal, f.detail));
-        // Nothing of this VM will be committed: stop sending its disk writes.
+        f.detail = takenOver ? "the parcel was taken over by another kiosk; the VM was stopped"
+                             : std::string("the VM ended: ") + vm::vmStopReasonName(reason) +
+                                   " (libvirt state reason " + stateReason + ")";
+        // Nothing of this VM can be saved any more: wipe, unlock (unless
+        // taken over) and drop the keys here, on the watcher's thread (every
+        // public operation joins it first). The VM object stays until the
+        // next call: openDisplay() may be reading it on the UI's worker.
         if (disk)
             disk->stopTrickle();
+        if (machine)
+            (void)machine->destroy();
+        dropOnWatcherThread();
+        tracker.fail(f);
+    }
+
+    // wipeLocal() and signOut() without stopping the watcher (we are on
+    // its thread) and without resetting the dead VM object.
+    void dropOnWatcherThread() {
+        if (nbd)
+            nbd->stop();
+        destroyDisk();
+        chunks.reset();
+        workspace.wipe();
+        memorySaved = false;
+        recipe.reset();
+        signOut();
     }
 
     Status checkOut(bool takeOver) {
-        // A retry after a failed resume still holds its own lock: the lease
-        // keeps it (locking again would find it and call it another kiosk's).
-        if (!lease)
-            lease = std::make_unique<parcel::LockLease>(*parcels, parcelName, config.kioskId);
+        // Every checkout is a fresh sign-in (a failure drops the lease with
+        // the keys), so the lease is new here.
+        takenOver = false;
+        lease = std::make_unique<parcel::LockLease>(*parcels, parcelName, config.kioskId);
         auto attempt = lease->acquire(takeOver);
         if (!attempt.ok())
             return fail(facts(Stage::CheckingOut, FailureCause::StoreUnreachable), attempt.error());
@@ -229,7 +321,8 @@ struct Session::Impl {
             f.missingPackage = missingPackage;
             return fail(std::move(f), st.error());
         }
-        lease->startHeartbeat(config.heartbeatInterval);
+        lease->startHeartbeat(config.heartbeatInterval,
+                              [this](const std::string& detail) { lockLost(detail); });
         return {};
     }
 
@@ -412,6 +505,14 @@ struct Session::Impl {
         std::sort(next.workingSet.begin(), next.workingSet.end());
         next.workingSet.erase(std::unique(next.workingSet.begin(), next.workingSet.end()),
                               next.workingSet.end());
+        // Still ours? A conditional write of our lock, just before the
+        // version: a kiosk that was taken over writes nothing.
+        lease->stopHeartbeat();
+        if (auto held = lease->confirm(); !held.ok()) {
+            if (held.error().code == Errc::Locked)
+                return fail(takenOverFacts(Stage::Suspending), held.error());
+            return fail(facts(Stage::Suspending, FailureCause::Commit), held.error());
+        }
         auto n = parcels->commit(parcelName, next, {});
         if (!n.ok()) {
             if (n.error().code == Errc::Conflict)
@@ -436,7 +537,6 @@ struct Session::Impl {
         if (auto st = firmware.collect(*parcels); !st.ok())
             return fail(facts(Stage::Suspending, FailureCause::Generic), st.error());
         ISR_TRY_STATUS(uploadDiskAndCommit(started));
-        lease->stopHeartbeat();
         ISR_TRY_STATUS(injected(ISR_FAULT_POINT("session.unlock.before"), Stage::Suspending));
         // The version is committed whatever happens to the lock now. A
         // failed release keeps the lease held so signOut() tries once more;
@@ -450,8 +550,9 @@ struct Session::Impl {
 
     // Suspending -> Wiping -> SignedOut; a failure stops in Failed with the
     // saved state kept, so retry() comes back here.
-    Status suspendAndWipe() {
-        enter(Stage::Suspending);
+    Status suspendAndWipe(bool entered = false) {
+        if (!entered)
+            enter(Stage::Suspending);
         ISR_TRY_STATUS(suspendSteps());
         return wipeAndSignOut();
     }
@@ -542,6 +643,11 @@ Session::Session(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Session::~Session() {
     if (impl_) {
+        // The watcher first (its thread may be dropping the lease), then
+        // the heartbeat (no lockLost() may destroy the VM the wipe drops).
+        impl_->watcher.stop();
+        if (impl_->lease)
+            impl_->lease->stopHeartbeat();
         impl_->wipeLocal();
         impl_->signOut();
     }
@@ -582,52 +688,51 @@ Status Session::resume(const std::string& user, const std::string& password,
     Impl& s = *impl_;
     Stage now = stage();
     s.cancelRequested = false;
-    bool continuing =
-        now == Stage::Failed && s.parcels && s.user == user && s.parcelName == parcelName;
-    if (!continuing) {
-        if (now != Stage::SignedOut && now != Stage::Failed)
-            return Error(Errc::InvalidArgument,
-                         std::string("cannot resume while ") + stageName(now));
-        s.wipeLocal();
-        s.signOut();
-        s.enter(Stage::Authenticating);
-        s.user = user;
-        s.parcelName = parcelName;
-        auto opened = store::openStore(s.config.storeUrl, s.config.storeOptions);
-        if (!opened.ok()) {
-            // A file store whose mount is gone reads as NotFound/Io here: to
-            // the person at the kiosk that is an unreachable store, not an
-            // internal error (a malformed URL stays what it is).
-            Error e = opened.error();
-            if (e.code == Errc::NotFound || e.code == Errc::Io)
-                e.code = Errc::Transient;
-            return s.fail(facts(Stage::Authenticating, FailureCause::StoreUnreachable), e);
-        }
-        s.store = std::make_unique<store::CountingStore>(std::move(*opened), s.tracker.bytesDown(),
-                                                         s.tracker.bytesUp());
-        auto secrets = [&]() -> Result<parcel::UserSecrets> {
-            ISR_TRY_STATUS(ISR_FAULT_POINT("session.signin.before"));
-            return parcel::signIn(*s.store, user, password);
-        }();
-        if (!secrets.ok()) {
-            s.store.reset();
-            bool wrong = secrets.error().code == Errc::AuthFailed;
-            FailureCause cause = wrong ? FailureCause::WrongCredentials
-                                 : classify(secrets.error()) == ErrorKind::StoreUnreachable
-                                     ? FailureCause::StoreUnreachable
-                                     : FailureCause::Generic;
-            return s.fail(facts(Stage::Authenticating, cause), secrets.error());
-        }
-        if (!secrets->s3.accessKey.empty())
-            s.store->setWriteCredentials(secrets->s3);
-        s.parcels = std::make_unique<parcel::Parcels>(*s.store, std::move(*secrets));
-        if (s.cancelRequested)
-            return s.endCancelled();
-    } else {
-        s.wipeLocal(); // a failed resume leaves nothing worth keeping
-        if (s.lease)
-            s.lease->stopHeartbeat(); // checkOut starts it again
+    if (now != Stage::SignedOut && now != Stage::Failed)
+        return Error(Errc::InvalidArgument, std::string("cannot resume while ") + stageName(now));
+    // A failed suspend of this user that kept its state is given up only
+    // for the right password: a wrong one changes nothing (not the lock,
+    // not the saved state). Another user's resume abandons it, as the
+    // kiosk's idle timeout would.
+    if (now == Stage::Failed && s.holdsKeys() && s.user == user)
+        ISR_TRY_STATUS(s.verifyPassword(password));
+    // Every resume signs in afresh: the password is checked (Argon2id and
+    // the account's seal) before the lock is touched, take-over included.
+    s.wipeLocal();
+    s.signOut();
+    s.enter(Stage::Authenticating);
+    s.user = user;
+    s.parcelName = parcelName;
+    auto opened = store::openStore(s.config.storeUrl, s.config.storeOptions);
+    if (!opened.ok()) {
+        // A file store whose mount is gone reads as NotFound/Io here: to
+        // the person at the kiosk that is an unreachable store, not an
+        // internal error (a malformed URL stays what it is).
+        Error e = opened.error();
+        if (e.code == Errc::NotFound || e.code == Errc::Io)
+            e.code = Errc::Transient;
+        return s.fail(facts(Stage::Authenticating, FailureCause::StoreUnreachable), e);
     }
+    s.store = std::make_unique<store::CountingStore>(std::move(*opened), s.tracker.bytesDown(),
+                                                     s.tracker.bytesUp());
+    auto secrets = [&]() -> Result<parcel::UserSecrets> {
+        ISR_TRY_STATUS(ISR_FAULT_POINT("session.signin.before"));
+        return parcel::signIn(*s.store, user, password);
+    }();
+    if (!secrets.ok()) {
+        s.store.reset();
+        bool wrong = secrets.error().code == Errc::AuthFailed;
+        FailureCause cause = wrong ? FailureCause::WrongCredentials
+                             : classify(secrets.error()) == ErrorKind::StoreUnreachable
+                                 ? FailureCause::StoreUnreachable
+                                 : FailureCause::Generic;
+        return s.fail(facts(Stage::Authenticating, cause), secrets.error());
+    }
+    if (!secrets->s3.accessKey.empty())
+        s.store->setWriteCredentials(secrets->s3);
+    s.parcels = std::make_unique<parcel::Parcels>(*s.store, std::move(*secrets));
+    if (s.cancelRequested)
+        return s.endCancelled();
     s.enter(Stage::CheckingOut);
     if (s.parcelName.empty()) {
         // The kiosk asks only for a user name: take the user's one parcel,
@@ -665,12 +770,23 @@ Status Session::resume(const std::string& user, const std::string& password,
         return s.cancelRequested ? s.endCancelled() : st;
     if (s.cancelRequested)
         return s.endCancelled();
-    s.disk->startHoard();
-    s.startTrickle();
-    s.enter(Stage::Running);
-    s.watcher.start(*s.machine, [&s](vm::VmStopReason reason, const std::string& stateReason) {
-        s.vmEnded(reason, stateReason);
-    });
+    {
+        // With the heartbeat's lockLost(): a take-over noticed before this
+        // point fails the resume, one noticed after it finds Running and
+        // stops the VM.
+        std::unique_lock lk(s.leaveMutex);
+        if (s.takenOver) {
+            lk.unlock();
+            return s.fail(s.takenOverFacts(Stage::Restoring),
+                          Error(Errc::Locked, "the parcel was taken over by another kiosk"));
+        }
+        s.disk->startHoard();
+        s.startTrickle();
+        s.enter(Stage::Running);
+        s.watcher.start(*s.machine, [&s](vm::VmStopReason reason, const std::string& stateReason) {
+            s.vmEnded(reason, stateReason);
+        });
+    }
     return {};
 }
 
@@ -678,28 +794,47 @@ Status Session::suspendAndLeave() {
     Impl& s = *impl_;
     // From here on a VM that ends is noticed by the save failing.
     s.watcher.stop();
-    if (stage() != Stage::Running) {
-        auto f = failure();
-        if (f && f->stage == Stage::Running)
-            return Error(Errc::InvalidArgument, "nothing to suspend: " + f->detail);
-        return Error(Errc::InvalidArgument,
-                     std::string("nothing to suspend while ") + stageName(stage()));
+    {
+        std::unique_lock lk(s.leaveMutex);
+        if (stage() != Stage::Running) {
+            auto f = failure();
+            if (f && f->stage == Stage::Running)
+                return Error(Errc::InvalidArgument, "nothing to suspend: " + f->detail);
+            return Error(Errc::InvalidArgument,
+                         std::string("nothing to suspend while ") + stageName(stage()));
+        }
+        if (s.takenOver) {
+            // Taken over, and the VM stopped, before the watcher said so.
+            lk.unlock();
+            Failure f = s.takenOverFacts(Stage::Running);
+            f.detail = "the parcel was taken over by another kiosk; the VM was stopped";
+            return s.fail(std::move(f), Error(Errc::Locked, f.detail));
+        }
+        s.enter(Stage::Suspending);
     }
-    return s.suspendAndWipe();
+    return s.suspendAndWipe(true);
 }
 
-Status Session::retry() {
+Status Session::retry(const std::string& password) {
     Impl& s = *impl_;
+    s.watcher.stop();
     auto f = failure();
     if (stage() != Stage::Failed || !f)
         return Error(Errc::InvalidArgument, "nothing to retry");
-    if (f->stage == Stage::Suspending)
-        return s.suspendAndWipe();
+    // Finishing a wipe reaches nothing of the user: no password.
     if (f->stage == Stage::Wiping)
         return s.wipeAndSignOut();
-    if (!s.parcels)
+    // A failed suspend that kept its state finishes with the password
+    // checked first (a wrong one changes nothing).
+    if (f->stage == Stage::Suspending && s.holdsKeys()) {
+        ISR_TRY_STATUS(s.verifyPassword(password));
+        return s.suspendAndWipe();
+    }
+    // Everything else holds no keys any more: resume the last committed
+    // version, signing in afresh.
+    if (s.user.empty())
         return Error(Errc::InvalidArgument, "sign in again");
-    return resume(s.user, "", s.parcelName, false);
+    return resume(s.user, password, s.parcelName, false);
 }
 
 Status Session::abandon() {
@@ -708,9 +843,14 @@ Status Session::abandon() {
     Stage now = stage();
     if (now == Stage::SignedOut)
         return {};
-    s.enter(Stage::Wiping);
+    {
+        std::lock_guard lk(s.leaveMutex); // a heartbeat's lockLost() is not stopping the VM now
+        s.enter(Stage::Wiping);
+    }
     s.wipeLocal();
     s.signOut();
+    s.user.clear();
+    s.parcelName.clear();
     s.enter(Stage::SignedOut);
     return {};
 }

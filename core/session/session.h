@@ -17,24 +17,36 @@
 //   Wiping         -> SignedOut | Failed
 //   Authenticating -> SignedOut                          requestCancel()
 //   CheckingOut, Fetching, Restoring -> Wiping           requestCancel()
-//   Failed         -> CheckingOut                        resume(..., takeOver) / retry()
-//                   | Suspending                         retry() after a failed suspend
+//   Failed         -> Authenticating                     resume(..., takeOver) / retry(password)
+//                   | Suspending                         retry(password) after a failed suspend
 //                   | Wiping                             abandon(): drop unsaved state, unlock
-//                   | Authenticating                     resume() with other credentials
 //                   | SignedOut                          nothing left to wipe
 //
 // Nothing committed is ever lost: a failure before the commit leaves the
-// previous version as it was; a failed suspend keeps the saved memory image
-// (in memory-backed scratch) and the disk overlay so retry() can finish it.
+// previous version as it was; a failed suspend with something left to save
+// keeps the saved memory image (in memory-backed scratch), the disk overlay,
+// the keys and the lock so retry(password) can finish it.
+//
+// Failed holds no keys otherwise: every other failure wipes the VM, the
+// disk and the scratch, releases the lock if this kiosk holds it (never
+// another kiosk's) and drops the user's keys before it is announced. Every
+// way back asks for the password again and checks it before the lock is
+// touched: retry(password) and resume(..., takeOver) sign in afresh; a
+// failed suspend's retry(password) checks the password against the account
+// first. A wrong password changes nothing.
 //
 // The VM ending while Running (QEMU killed or crashed, or the guest powering
 // itself off) is noticed within about a second by a watcher thread: Failed
-// with stage Running, ErrorKind::VmFailed and a message naming the last saved
-// version, which is safe. The lock stays held and the user's keys in memory
-// until the next call: retry() resumes the last committed version (no
-// password needed), abandon() releases the parcel. A VM paused on a disk
+// with stage Running, ErrorKind::VmFailed, wiped and unlocked as above;
+// retry(password) resumes the last committed version. A VM paused on a disk
 // error (error_policy=stop, e.g. the overlay's file system full) is alive and
 // not a failure.
+//
+// A take-over: the lease's heartbeat finds the lock held by another kiosk;
+// the VM is destroyed (no save), and the session fails with LockTakenOver
+// (holder: the new holder), wiped, without touching the lock. A suspend
+// confirms the lock (a conditional write) just before it commits, so a kiosk
+// taken over writes no version.
 //
 // Threads: resume(), suspendAndLeave(), retry(), abandon() and openDisplay()
 // block and must be called from one controlling thread at a time (the CLI's
@@ -116,6 +128,8 @@ enum class FailureCause {
     CommitConflict,   // another kiosk saved this computer after this one took it
     Commit,           // the new version could not be created
     UnsafeKiosk,      // the kiosk refuses sessions: unencrypted swap is active (see where)
+    LockTakenOver,    // another kiosk took the parcel over: this one stopped without saving
+                      // (holder: the new holder, when known)
 };
 const char* failureCauseName(FailureCause cause);
 
@@ -131,7 +145,7 @@ struct Failure {
     Stage stage = Stage::SignedOut; // the stage that failed
     ErrorKind kind = ErrorKind::None;
     FailureCause cause = FailureCause::Generic;
-    std::optional<parcel::LockInfo> holder; // LockedElsewhere: who holds the parcel
+    std::optional<parcel::LockInfo> holder; // LockedElsewhere, LockTakenOver: who holds it
     std::optional<SavedVersion> lastSave;   // the committed version that is safe, when known
     std::string where;                      // KioskStorage: the path that is full or unusable
     std::optional<std::uint64_t> freeBytes; // KioskStorage: free bytes there, when known
@@ -226,18 +240,27 @@ public:
     static Result<std::unique_ptr<Session>> create(KioskConfig config, Listener listener);
     ~Session(); // abandons an active session without saving (the last commit stays)
 
-    // SignedOut/Failed -> ... -> Running. On LockedElsewhere, call again with
-    // takeOver = true (or abandon()). An empty parcel name picks the user's
-    // only parcel, or the one named "default".
+    // SignedOut/Failed -> ... -> Running, always through a fresh sign-in
+    // (the password is checked before the lock is touched). On
+    // LockedElsewhere, call again with takeOver = true and the password (or
+    // abandon()). An empty parcel name picks the user's only parcel, or the
+    // one named "default". From a failed suspend of the same user that kept
+    // its state, a wrong password is refused (AuthFailed) with nothing
+    // changed; the right one gives that state up.
     Status resume(const std::string& user, const std::string& password, const std::string& parcel,
                   bool takeOver = false);
     // Running -> Suspending -> Wiping -> SignedOut.
     Status suspendAndLeave();
-    // Failed -> repeats the failed stage (a failed suspend resumes where it stopped).
-    Status retry();
+    // Failed -> with the user's password again: a failed suspend that kept
+    // its state resumes where it stopped (the password checked first: a
+    // wrong one is AuthFailed and changes nothing); anything else resumes
+    // the last committed version with a fresh sign-in. A failed wipe is
+    // finished (password not needed: it only wipes).
+    Status retry(const std::string& password);
     // Failed/Running -> Wiping -> SignedOut without saving: the VM is
-    // destroyed, local state wiped, the lock released. The last committed
-    // version is what the next resume gets.
+    // destroyed, local state wiped, the lock released (if still ours), the
+    // keys and the user and parcel names dropped. The last committed version
+    // is what the next resume gets.
     Status abandon();
     // Asks a resume() in progress on another thread to stop: it returns
     // Cancelled at its next step (between stages, or within a chunk of the

@@ -51,8 +51,10 @@ bool isLegalTransition(Stage from, Stage to) {
     case Stage::Wiping:
         return to == Stage::SignedOut || to == Stage::Failed;
     case Stage::Failed:
-        return to == Stage::CheckingOut || to == Stage::Suspending || to == Stage::Wiping ||
-               to == Stage::Authenticating || to == Stage::SignedOut;
+        // Not CheckingOut: every way back from a failure signs in again
+        // (the keys are gone, or the password is checked first).
+        return to == Stage::Suspending || to == Stage::Wiping || to == Stage::Authenticating ||
+               to == Stage::SignedOut;
     }
     return false;
 }
@@ -127,6 +129,8 @@ const char* failureCauseName(FailureCause cause) {
         return "commit";
     case FailureCause::UnsafeKiosk:
         return "unsafe-kiosk";
+    case FailureCause::LockTakenOver:
+        return "lock-taken-over";
     }
     return "?";
 }

@@ -37,6 +37,21 @@ Status CountingStore::remove(const std::string& key) {
     return inner_->remove(key);
 }
 
+Result<TaggedObject> CountingStore::getTagged(const std::string& key) {
+    auto r = inner_->getTagged(key);
+    if (r.ok())
+        down_ += r->data.size();
+    return r;
+}
+
+Result<std::string> CountingStore::putIfMatch(const std::string& key, ByteView data,
+                                              const std::string& expectedTag) {
+    auto r = inner_->putIfMatch(key, data, expectedTag);
+    if (r.ok())
+        up_ += data.size();
+    return r;
+}
+
 Result<std::vector<ObjectInfo>> CountingStore::list(const std::string& prefix) {
     return inner_->list(prefix);
 }

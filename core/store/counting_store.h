@@ -32,6 +32,9 @@ public:
     Status put(const std::string& key, ByteView data) override;
     Status putIfAbsent(const std::string& key, ByteView data) override;
     Status remove(const std::string& key) override;
+    Result<TaggedObject> getTagged(const std::string& key) override;
+    Result<std::string> putIfMatch(const std::string& key, ByteView data,
+                                   const std::string& expectedTag) override;
     Result<std::vector<ObjectInfo>> list(const std::string& prefix) override;
     Result<bool> exists(const std::string& key) override;
     std::vector<Result<Bytes>> getMany(const std::vector<std::string>& keys) override;

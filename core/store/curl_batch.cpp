@@ -293,6 +293,17 @@ void CurlBatch::finished(CURLMsg* msg) {
         curl_easy_getinfo(easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length);
         resp.contentLength = length;
     }
+    resp.etag.clear();
+    if (code == CURLE_OK) {
+        // Conditional writes name an object by its ETag (S3Store::putIfMatch).
+        struct curl_header* h = nullptr;
+        if (curl_easy_header(easy, "ETag", 0, CURLH_HEADER, -1, &h) == CURLHE_OK && h && h->value) {
+            std::string v = h->value;
+            if (v.size() >= 2 && v.front() == '"' && v.back() == '"')
+                v = v.substr(1, v.size() - 2);
+            resp.etag = std::move(v);
+        }
+    }
     curl_multi_remove_handle(multi_.get(), easy);
     pool_.push_back(std::move(t.easy));
     t.headers.reset();

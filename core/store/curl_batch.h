@@ -52,6 +52,7 @@ struct Response {
     std::string curlError;
     Bytes body;
     std::int64_t contentLength = -1; // HEAD only
+    std::string etag;                // the ETag header, quotes removed; "" if none
     int attempts = 0;
     bool tooLarge = false; // the body passed Request::maxBody
 };

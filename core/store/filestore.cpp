@@ -12,6 +12,7 @@
 #include <cstring>
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -418,6 +419,89 @@ Result<std::vector<ObjectInfo>> FileStore::list(const std::string& prefix) {
     std::sort(out.begin(), out.end(),
               [](const ObjectInfo& a, const ObjectInfo& b) { return a.key < b.key; });
     return out;
+}
+
+
+// ---- conditional writes (the parcel lock) -------------------------------------
+// See filestore.h for why flock on the object's own file plus a re-check of
+// the name makes these atomic against each other and against putIfAbsent.
+
+static std::string contentTag(ByteView data) {
+    crypto::Hash h = crypto::hash(data);
+    return toHex(ByteView(h.data(), 16));
+}
+
+// The object at path, opened and read through one descriptor: the content
+// and its tag belong to the same file even if the name is replaced meanwhile.
+static Result<std::pair<UniqueFd, Bytes>> openObject(const std::string& path,
+                                                     const std::string& key) {
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (!fd.valid()) {
+        int err = errno == ENOTDIR ? ENOENT : errno;
+        return errnoError(err, "get " + key);
+    }
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0)
+        return errnoError(errno, "stat " + key);
+    if (!S_ISREG(st.st_mode))
+        return Error(Errc::NotFound, "get " + key + ": not an object");
+    ISR_TRY_ASSIGN(Bytes data, readAt(fd.get(), 0, std::uint64_t(st.st_size), key));
+    return std::make_pair(std::move(fd), std::move(data));
+}
+
+Result<TaggedObject> FileStore::getTagged(const std::string& key) {
+    ISR_TRY_STATUS(checkKey(key));
+    ISR_TRY_ASSIGN(auto opened, openObject(pathOf(key), key));
+    TaggedObject out;
+    out.tag = contentTag(opened.second);
+    out.data = std::move(opened.second);
+    return out;
+}
+
+Result<std::string> FileStore::putIfMatch(const std::string& key, ByteView data,
+                                          const std::string& expectedTag) {
+    ISR_TRY_STATUS(checkKey(key));
+    const std::string path = pathOf(key);
+    const std::string what = "put-if-match " + key;
+    // The new content is written (and fsynced) before the flock is taken,
+    // so the lock is held only for the check and the rename.
+    ISR_TRY_ASSIGN(std::string tempPath, writeTemp(data));
+    TempFile temp(tempPath);
+    for (;;) {
+        auto opened = openObject(path, key);
+        if (!opened.ok()) {
+            if (opened.error().code == Errc::NotFound)
+                return Error(Errc::Conflict, what + ": the object is gone");
+            return std::move(opened).error();
+        }
+        int fd = opened->first.get();
+        while (::flock(fd, LOCK_EX) != 0) {
+            if (errno != EINTR)
+                return errnoError(errno, "flock " + key);
+        }
+        // Did another writer replace or remove the name while we waited?
+        // Then the file we hold is history: look again.
+        struct stat held {}, now {};
+        if (::fstat(fd, &held) != 0)
+            return errnoError(errno, "stat " + key);
+        if (::lstat(path.c_str(), &now) != 0) {
+            if (errno == ENOENT)
+                continue; // removed: the next open says so
+            return errnoError(errno, "stat " + key);
+        }
+        if (held.st_dev != now.st_dev || held.st_ino != now.st_ino)
+            continue;
+        // The file we hold is the object; what we read before the flock is
+        // its content (objects are replaced, never written in place).
+        if (contentTag(opened->second) != expectedTag)
+            return Error(Errc::Conflict, what + ": the object was changed by another writer");
+        ISR_TRY_STATUS(ISR_FAULT_POINT("store.file.before-rename"));
+        if (::rename(temp.path().c_str(), path.c_str()) != 0)
+            return errnoError(errno, what);
+        temp.release();
+        ISR_TRY_STATUS(fsyncDir(parentOf(path)));
+        return contentTag(data); // the flock goes with the old file's descriptor
+    }
 }
 
 } // namespace isr::store

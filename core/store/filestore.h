@@ -12,6 +12,23 @@
 //    and is still emulated by some servers), so exactly one of many racing
 //    writers on any number of hosts wins; the others get AlreadyExists.
 //
+//  - getTagged/putIfMatch: the tag is a digest of the content
+//    (BLAKE2b-128, hex). A conditional write opens the object, takes an
+//    exclusive flock(2) on that file, checks that the name still points at
+//    the locked file (a writer that got there first replaced or removed it:
+//    start over), compares the digest of what it reads, and only then
+//    renames the new temp file over the name while still
+//    holding the flock. Every conditional writer of a key serialises on the
+//    file the name points to, and the check after locking means nobody acts
+//    on a file that is no longer the object, so of two writers that read the
+//    same tag exactly one succeeds. putIfAbsent (link) only succeeds while
+//    the name is free, and a conditional writer needs the name taken: they
+//    cannot both succeed. flock is per host on local file systems and is
+//    mapped to NFS byte-range locks by Linux's NFS client (NFSv4 leases), so
+//    this holds across the hosts of one NFS export too. An unconditional
+//    put/remove of the same key is not part of the protocol (the parcel layer
+//    uses only the conditional calls for its lock).
+//
 // The root must exist (NotFound otherwise); the store marker isr-store.json is
 // the parcel layer's business. tmp/ is created on demand.
 //
@@ -46,6 +63,9 @@ public:
     Status remove(const std::string& key) override;
     Result<std::vector<ObjectInfo>> list(const std::string& prefix) override;
     Result<bool> exists(const std::string& key) override;
+    Result<TaggedObject> getTagged(const std::string& key) override;
+    Result<std::string> putIfMatch(const std::string& key, ByteView data,
+                                   const std::string& expectedTag) override;
 
     // Name of the directory (under the root) holding in-flight writes.
     static constexpr const char* kTmpDir = "tmp";

@@ -33,6 +33,7 @@ struct S3Request {
     ByteView body;
     std::optional<std::pair<std::uint64_t, std::optional<std::uint64_t>>> range; // first, last
     bool ifNoneMatch = false;
+    std::string ifMatch; // an unquoted ETag: Ceph 16 compares it unquoted
     std::size_t maxBody = std::numeric_limits<std::size_t>::max();
 };
 
@@ -131,6 +132,52 @@ public:
             s3::errorCode(asString(resp.body)) != "NoSuchBucket")
             return {};
         return check(req, resp, "remove " + key);
+    }
+
+    Result<TaggedObject> getTagged(const std::string& key) override {
+        ISR_TRY_STATUS(validateKey(key));
+        S3Request req;
+        req.objectKey = fullKey(key);
+        Response resp = runOne(req);
+        ISR_TRY_STATUS(check(req, resp, "get " + key));
+        if (resp.etag.empty())
+            return Error(Errc::Corrupt, "get " + key + ": the answer has no ETag");
+        return TaggedObject{std::move(resp.body), std::move(resp.etag)};
+    }
+
+    // PUT with If-Match: radosgw (Ceph 16, tried with curl) answers 412 to a
+    // tag that does not match and to an object that is gone, and compares
+    // the tag without its quotes (a quoted one never matches there).
+    Result<std::string> putIfMatch(const std::string& key, ByteView data,
+                                   const std::string& expectedTag) override {
+        ISR_TRY_STATUS(validateKey(key));
+        if (expectedTag.empty()) // matches no object
+            return Error(Errc::Conflict, "put-if-match " + key + ": no tag to match");
+        if (expectedTag.find_first_of("\"\r\n") != std::string::npos)
+            return Error(Errc::InvalidArgument, "put-if-match " + key + ": bad tag");
+        S3Request req;
+        req.method = Method::Put;
+        req.objectKey = fullKey(key);
+        req.body = data;
+        req.ifMatch = expectedTag;
+        Response resp = runOne(req);
+        const std::string what = "put-if-match " + key;
+        if (resp.curlCode == CURLE_OK && (resp.status == 412 || resp.status == 404)) {
+            // After a retry, 412 may mean our own earlier attempt landed
+            // but its answer was lost. Same bytes there: it was us.
+            if (resp.attempts > 1) {
+                auto there = getTagged(key);
+                if (there.ok() && there->data.size() == data.size() &&
+                    std::equal(there->data.begin(), there->data.end(), data.begin()))
+                    return std::move(there->tag);
+            }
+            return Error(Errc::Conflict, what + ": the object was changed or is gone");
+        }
+        ISR_TRY_STATUS(check(req, resp, what));
+        if (!resp.etag.empty())
+            return std::move(resp.etag);
+        ISR_TRY_ASSIGN(TaggedObject now, getTagged(key));
+        return std::move(now.tag);
     }
 
     Result<bool> exists(const std::string& key) override {
@@ -394,6 +441,8 @@ private:
             }
             if (call.ifNoneMatch)
                 req.headers.push_back("If-None-Match: *");
+            if (!call.ifMatch.empty())
+                req.headers.push_back("If-Match: " + call.ifMatch);
             reqs.push_back(std::move(req));
         }
         return curl::CurlBatch(batch_, share_, creds, reqs).run();

@@ -35,6 +35,14 @@ struct PutItem {
     bool ifAbsent = false; // put-if-absent semantics; AlreadyExists is then reported
 };
 
+// An object with the tag a conditional write names it by. The tag is
+// opaque and compared for equality only: S3Store uses the server's ETag,
+// FileStore a digest of the content. Equal tags mean equal content.
+struct TaggedObject {
+    Bytes data;
+    std::string tag;
+};
+
 struct Credentials {
     std::string accessKey;
     std::string secretKey;
@@ -61,6 +69,21 @@ public:
     virtual Status putIfAbsent(const std::string& key, ByteView data) = 0;
     // Idempotent: removing a missing object succeeds.
     virtual Status remove(const std::string& key) = 0;
+
+    // Conditional writes: what the parcel lock is made of, so that two
+    // kiosks can never both believe they hold it. Each is atomic against
+    // every other conditional write and putIfAbsent on the same key, across
+    // processes and hosts sharing the store (see each backend for why).
+    //
+    // The object and its tag; NotFound if missing.
+    virtual Result<TaggedObject> getTagged(const std::string& key) = 0;
+    // Replace the object only if it is there with this tag: the new tag on
+    // success, Conflict if it is gone or was changed (nothing is written).
+    virtual Result<std::string> putIfMatch(const std::string& key, ByteView data,
+                                           const std::string& expectedTag) = 0;
+    // There is no remove-if-match: Ceph 16's radosgw ignores If-Match on
+    // DELETE (tried: a DELETE with a wrong tag removed the object), so a
+    // conditional release is a putIfMatch of a "released" object instead.
     // Every object whose key starts with prefix, sorted by key.
     virtual Result<std::vector<ObjectInfo>> list(const std::string& prefix) = 0;
     virtual Result<bool> exists(const std::string& key) = 0;

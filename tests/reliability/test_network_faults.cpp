@@ -620,7 +620,7 @@ private slots:
                 QCOMPARE(sess.failure()->kind, session::ErrorKind::StoreUnreachable);
                 outcome = "StoreUnreachable after " + std::to_string(retries) + " retries; ";
                 timeToError = seconds(secs);
-                st = sess.retry();
+                st = sess.retry("pw");
                 QVERIFY2(st.ok(), describe(st).c_str());
                 outcome += "retry() ok";
             }
@@ -700,7 +700,7 @@ private slots:
         auto latest = parcels_->latest("desk");
         QVERIFY2(latest.ok(), describe(latest).c_str());
         QCOMPARE(*latest, std::uint64_t(2));
-        st = sess.retry();
+        st = sess.retry("pw");
         QVERIFY2(st.ok(), describe(st).c_str());
         QCOMPARE(sess.committedVersion(), std::uint64_t(3));
         rows_.push_back({"c. link down, session running, hoard complete",
@@ -762,7 +762,7 @@ private slots:
                 outcome =
                     "StoreUnreachable after " + std::to_string(retries2) + " retries; retry() ok";
                 timeToError = seconds(secs);
-                st = sess.retry();
+                st = sess.retry("pw");
                 QVERIFY2(st.ok(), describe(st).c_str());
             }
             QCOMPARE(sess.committedVersion(), std::uint64_t(4));

@@ -126,7 +126,7 @@ private slots:
         QVERIFY(sess.failure()->freeBytes.has_value());
         qInfo("scratch full: %s", describe(sess).c_str());
         test::unfill(scratchMount_);
-        auto retried = sess.retry();
+        auto retried = sess.retry("pw");
         QVERIFY2(retried.ok(), describe(sess).c_str());
         QCOMPARE(sess.committedVersion(), std::uint64_t(2));
 
@@ -136,7 +136,7 @@ private slots:
         QVERIFY2(sess.failure()->kind == session::ErrorKind::NoSpace, describe(sess).c_str());
         qInfo("state dir full at resume: %s", describe(sess).c_str());
         test::unfill(stateMount_);
-        QVERIFY2(sess.retry().ok(), describe(sess).c_str());
+        QVERIFY2(sess.retry("pw").ok(), describe(sess).c_str());
         QCOMPARE(sess.stage(), session::Stage::Running);
         QCOMPARE(sess.baseVersion(), std::uint64_t(2));
         test::GuestCounter second = readGuest(sess);
@@ -160,7 +160,7 @@ private slots:
             QVERIFY2(sess.failure()->kind == session::ErrorKind::NoSpace, describe(sess).c_str());
             qInfo("suspend with the kiosk disk full: %s", describe(sess).c_str());
             test::unfill(stateMount_);
-            QVERIFY2(sess.retry().ok(), describe(sess).c_str());
+            QVERIFY2(sess.retry("pw").ok(), describe(sess).c_str());
         } else {
             qInfo("suspend with the kiosk disk full: ok (nothing it needs is on that disk)");
         }

@@ -233,7 +233,7 @@ private slots:
         // Suspend & Leave has nothing left to save.
         QVERIFY(!sess.suspendAndLeave().ok());
         // "Start again from your last save": retry() resumes version 2.
-        QVERIFY2(sess.retry().ok(), describe(sess).c_str());
+        QVERIFY2(sess.retry("pw").ok(), describe(sess).c_str());
         QCOMPARE(sess.stage(), session::Stage::Running);
         QCOMPARE(sess.baseVersion(), std::uint64_t(2));
         test::GuestCounter d = readGuest(sess);

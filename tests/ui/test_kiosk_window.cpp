@@ -123,8 +123,12 @@ private slots:
             !SessionBackend::isLegalTransition(SessionBackend::Running, SessionBackend::SignedOut));
         QVERIFY(
             !SessionBackend::isLegalTransition(SessionBackend::Failed, SessionBackend::Running));
-        QVERIFY(
-            SessionBackend::isLegalTransition(SessionBackend::Failed, SessionBackend::CheckingOut));
+        // Every way back from a failure signs in again (issue #16): Failed
+        // goes to Authenticating, never straight to CheckingOut.
+        QVERIFY(SessionBackend::isLegalTransition(SessionBackend::Failed,
+                                                  SessionBackend::Authenticating));
+        QVERIFY(!SessionBackend::isLegalTransition(SessionBackend::Failed,
+                                                   SessionBackend::CheckingOut));
         QVERIFY(!SessionBackend::isLegalTransition(SessionBackend::Suspending,
                                                    SessionBackend::SignedOut));
         // Every stage but SignedOut can fail.
@@ -245,9 +249,15 @@ private slots:
             kiosk.text("takeOverTitle").startsWith("Your computer is open at another kiosk since"));
         QVERIFY(kiosk.text("takeOverHolder").contains("kiosk-7 (hall B)"));
         kiosk.shot("09-take-over");
+        // Take over asks for the password (issue #16): without one, nothing.
+        QCOMPARE(kiosk.item("takeOverButton")->isEnabled(), false);
+        QVERIFY(kiosk.item("takeOverPasswordField")->hasActiveFocus());
+        kiosk.item("takeOverPasswordField")->setProperty("text", "secret");
         QVERIFY(kiosk.click("takeOverButton"));
-        QCOMPARE(kiosk.fake.stage(), SessionBackend::CheckingOut);
+        // A fresh sign-in, the password checked before the lock is touched.
+        QCOMPARE(kiosk.fake.stage(), SessionBackend::Authenticating);
         QCOMPARE(kiosk.item("takeOverDialog")->isVisible(), false);
+        QCOMPARE(kiosk.fake.stepToNextStage(), SessionBackend::CheckingOut);
         QCOMPARE(kiosk.fake.stepToNextStage(), SessionBackend::Fetching);
     }
 
@@ -257,7 +267,8 @@ private slots:
         kiosk.fake.signIn("alice", "secret");
         kiosk.fake.stepToNextStage();
         QCOMPARE(kiosk.fake.stepToNextStage(), SessionBackend::Failed);
-        // Keyboard: the take-over button has focus; Tab to Cancel, Enter.
+        // Keyboard: the password field has focus; with nothing typed, Tab
+        // goes to Cancel; Enter.
         QTest::keyClick(kiosk.window, Qt::Key_Tab);
         QTest::keyClick(kiosk.window, Qt::Key_Return);
         QCOMPARE(kiosk.fake.stage(), SessionBackend::SignedOut);
@@ -275,16 +286,23 @@ private slots:
         QCOMPARE(kiosk.visiblePage(), QStringLiteral("errorPage"));
         QCOMPARE(kiosk.text("errorTitle"), QStringLiteral("Your computer could not be fetched"));
         QVERIFY(kiosk.text("errorMessage").contains("cannot reach"));
+        // Try again asks for the password first (issue #16).
+        QCOMPARE(kiosk.item("retryButton")->isEnabled(), false);
+        QVERIFY(kiosk.item("retryPasswordField")->hasActiveFocus());
+        kiosk.item("retryPasswordField")->setProperty("text", "secret");
         QVERIFY(kiosk.item("retryButton")->isEnabled());
         QVERIFY(kiosk.item("backButton")->isEnabled());
         kiosk.shot("10-error-retry");
         QSignalSpy stages(&kiosk.fake, &SessionBackend::stageChanged);
         QVERIFY(kiosk.click("retryButton"));
-        QCOMPARE(kiosk.fake.stage(), SessionBackend::Fetching);
-        // As Session::retry() does: check out again (the lock is ours), fetch.
-        QCOMPARE(stages.count(), 2);
-        QCOMPARE(stages.at(0).at(0).value<Stage>(), SessionBackend::CheckingOut);
+        // As Session::retry(password) does: sign in again, check out, fetch.
+        QCOMPARE(kiosk.fake.stage(), SessionBackend::Authenticating);
+        QCOMPARE(kiosk.fake.stepToNextStage(), SessionBackend::CheckingOut);
         QCOMPARE(kiosk.visiblePage(), QStringLiteral("progressPage"));
+        QCOMPARE(kiosk.fake.stepToNextStage(), SessionBackend::Fetching);
+        QCOMPARE(stages.count(), 3);
+        QCOMPARE(stages.at(0).at(0).value<Stage>(), SessionBackend::Authenticating);
+        QCOMPARE(stages.at(1).at(0).value<Stage>(), SessionBackend::CheckingOut);
         QCOMPARE(kiosk.fake.stepToNextStage(), SessionBackend::Restoring);
     }
 
@@ -304,7 +322,11 @@ private slots:
         QCOMPARE(kiosk.text("errorTitle"), QStringLiteral("Your computer stopped"));
         QCOMPARE(kiosk.text("retryButton"), QStringLiteral("Start again from your last save"));
         kiosk.shot("12-error-vm-ended");
+        QCOMPARE(kiosk.item("retryButton")->isEnabled(), false); // the password first
+        kiosk.item("retryPasswordField")->setProperty("text", "secret");
         QVERIFY(kiosk.click("retryButton"));
+        QCOMPARE(kiosk.fake.stage(), SessionBackend::Authenticating);
+        QCOMPARE(kiosk.fake.stepToNextStage(), SessionBackend::CheckingOut);
         QCOMPARE(kiosk.visiblePage(), QStringLiteral("progressPage"));
     }
 

@@ -74,6 +74,8 @@ private slots:
         QVERIFY(B::isLegalTransition(B::Restoring, B::Wiping)); // cancel while restoring
         QVERIFY(B::isLegalTransition(B::Running, B::Wiping));   // abandon()
         QVERIFY(!B::isLegalTransition(B::Failed, B::Fetching)); // retry() checks out again
+        // Every way back from a failure signs in again (issue #16).
+        QVERIFY(!B::isLegalTransition(B::Failed, B::CheckingOut));
         QVERIFY(!B::isLegalTransition(B::Failed, B::Restoring));
     }
 
@@ -112,17 +114,27 @@ private slots:
         fake.lockParcel("d", "kiosk-9", QDateTime::currentDateTime());
         fake.signIn("d", "pw");
         stepUntil(fake, B::Failed);
-        fake.takeOver();
+        fake.takeOver("wrong"); // the password is checked before the lock
+        QCOMPARE(fake.stage(), B::Authenticating);
+        stepUntil(fake, B::Failed);
+        QCOMPARE(fake.errorKind(), B::WrongCredentials);
+        fake.signIn("d", "pw");
+        stepUntil(fake, B::Failed);
+        QCOMPARE(fake.errorKind(), B::LockedElsewhere);
+        fake.takeOver("pw");
+        QCOMPARE(fake.stage(), B::Authenticating);
+        fake.step();
         QCOMPARE(fake.stage(), B::CheckingOut);
         stepUntil(fake, B::Running);
         fake.suspendAndLeave();
         stepUntil(fake, B::SignedOut);
-        // Fetching fails; retry checks out again and fetches.
+        // Fetching fails; retry signs in again, checks out and fetches.
         fake.failAt("e", B::Fetching, B::StoreUnreachable);
         fake.signIn("e", "pw");
         stepUntil(fake, B::Failed);
-        fake.retry();
-        QCOMPARE(fake.stage(), B::Fetching);
+        fake.retry("pw");
+        QCOMPARE(fake.stage(), B::Authenticating);
+        stepUntil(fake, B::Fetching);
         stepUntil(fake, B::Running);
         fake.suspendAndLeave();
         stepUntil(fake, B::SignedOut);
@@ -139,8 +151,9 @@ private slots:
         stepUntil(fake, B::Running);
         fake.step();
         QCOMPARE(fake.stage(), B::Failed);
-        fake.retry();
-        QCOMPARE(fake.stage(), B::Restoring);
+        fake.retry("pw");
+        QCOMPARE(fake.stage(), B::Authenticating);
+        stepUntil(fake, B::Restoring);
         stepUntil(fake, B::Running);
         fake.suspendAndLeave();
         stepUntil(fake, B::SignedOut);
@@ -150,7 +163,9 @@ private slots:
         stepUntil(fake, B::Running);
         fake.suspendAndLeave();
         stepUntil(fake, B::Failed);
-        fake.retry();
+        fake.retry("wrong"); // refused, nothing changes
+        QCOMPARE(fake.stage(), B::Failed);
+        fake.retry("pw");
         QCOMPARE(fake.stage(), B::Suspending);
         stepUntil(fake, B::SignedOut);
         // Wiping fails; retry wipes.
@@ -159,7 +174,7 @@ private slots:
         stepUntil(fake, B::Running);
         fake.suspendAndLeave();
         stepUntil(fake, B::Failed);
-        fake.retry();
+        fake.retry("");
         QCOMPARE(fake.stage(), B::Wiping);
         stepUntil(fake, B::SignedOut);
         // Sign-in fails for another reason than the password.

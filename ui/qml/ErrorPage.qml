@@ -4,13 +4,44 @@ import QtQuick.Controls
 import QtQuick.Layouts
 
 // A failure: what happened, what to do, and the ways on — Retry (when it can
-// help) or Back to sign-in.
+// help) or Back to sign-in. The kiosk holds no keys after a failure, so
+// Retry asks for the password again, on this page: the person who was just
+// using the computer types it and goes on; the next person at the kiosk
+// cannot. Main.qml returns to sign-in after a short idle time.
 Rectangle {
     id: page
     color: Theme.background
 
     property SessionBackend backend
     readonly property int failedStage: backend ? backend.failedStage : SessionBackend.SignedOut
+    // Finishing a failed wipe reaches nothing of the user: no password.
+    readonly property bool needsPassword: failedStage !== SessionBackend.Wiping
+    readonly property bool canSubmit: backend && backend.canRetry
+                                      && (!needsPassword || passwordField.text.length > 0)
+    property string refusedText: ""
+
+    function submitRetry() {
+        if (!canSubmit)
+            return
+        const password = passwordField.text
+        passwordField.text = ""
+        refusedText = ""
+        backend.retry(password)
+    }
+
+    // Back to an empty page: called when the page shows and when it leaves.
+    function reset() {
+        passwordField.text = ""
+        refusedText = ""
+    }
+
+    Connections {
+        target: page.backend
+        function onPasswordRefused() {
+            page.refusedText = qsTr("That password is not right. Type it again.")
+            passwordField.forceActiveFocus()
+        }
+    }
 
     function titleFor(stage) {
         switch (stage) {
@@ -25,7 +56,11 @@ Rectangle {
         return qsTr("Something went wrong")
     }
 
-    onVisibleChanged: if (visible) (retryButton.enabled ? retryButton : backButton).forceActiveFocus()
+    onVisibleChanged: {
+        reset()
+        if (visible)
+            (passwordField.visible ? passwordField : backButton).forceActiveFocus()
+    }
 
     ColumnLayout {
         anchors.centerIn: parent
@@ -49,6 +84,31 @@ Rectangle {
             font.pixelSize: Theme.bodySize
             wrapMode: Text.WordWrap
             horizontalAlignment: Text.AlignHCenter
+            Layout.fillWidth: true
+        }
+        TextField {
+            id: passwordField
+            objectName: "retryPasswordField"
+            visible: page.backend && page.backend.canRetry && page.needsPassword
+            placeholderText: qsTr("Your password, to try again")
+            Accessible.name: qsTr("Password")
+            echoMode: TextInput.Password
+            font.pixelSize: Theme.bodySize
+            inputMethodHints: Qt.ImhSensitiveData | Qt.ImhNoPredictiveText
+            Layout.fillWidth: true
+            Layout.preferredHeight: Theme.touchTarget
+            Layout.topMargin: Theme.spacing
+            KeyNavigation.tab: retryButton
+            onAccepted: page.submitRetry()
+            onActiveFocusChanged: if (activeFocus) Qt.inputMethod.show()
+        }
+        Label {
+            objectName: "retryRefused"
+            text: page.refusedText
+            visible: text.length > 0
+            color: Theme.error
+            font.pixelSize: Theme.bodySize
+            wrapMode: Text.WordWrap
             Layout.fillWidth: true
         }
         RowLayout {
@@ -77,13 +137,13 @@ Rectangle {
                 text: restart ? qsTr("Start again from your last save") : qsTr("Try again")
                 Accessible.name: text
                 highlighted: enabled
-                enabled: page.backend && page.backend.canRetry
+                enabled: page.canSubmit
                 font.pixelSize: Theme.bodySize
                 Layout.fillWidth: true
                 Layout.preferredHeight: Theme.touchTarget
                 KeyNavigation.left: backButton
                 KeyNavigation.tab: backButton
-                onClicked: page.backend.retry()
+                onClicked: page.submitRetry()
                 Keys.onReturnPressed: clicked()
             }
         }

@@ -15,6 +15,10 @@ ApplicationWindow {
     property int idleTimeoutSeconds: 600
     property int idleWarningSeconds: 30
     property int leaveNoticeSeconds: 8
+    // Quiet time on a failure (the error page, the take-over dialog, a
+    // refused sign-in) before the kiosk wipes and returns to an empty
+    // sign-in page: the next person must not find the last one's way back.
+    property int failureIdleSeconds: 60
     property bool virtualKeyboard: false
 
     // True from Suspending until the "You can leave now" notice is gone:
@@ -155,6 +159,21 @@ ApplicationWindow {
         timeoutMs: window.idleTimeoutSeconds * 1000
         warningMs: Math.min(window.idleWarningSeconds, window.idleTimeoutSeconds) * 1000
         onTimedOut: window.backend.suspendAndLeave()
+    }
+
+    // On any failure: after failureIdleSeconds of quiet, abandon (the core
+    // wipes what it still holds and releases the lock) and clear the
+    // sign-in page, user name included.
+    IdleWatcher {
+        id: failureIdle
+        objectName: "failureIdleWatcher"
+        active: window.stage === SessionBackend.Failed
+        timeoutMs: window.failureIdleSeconds * 1000
+        warningMs: 0
+        onTimedOut: {
+            signIn.reset(false)
+            window.backend.acknowledge()
+        }
     }
 
     IdleOverlay {

@@ -3,8 +3,10 @@ import Isr.Ui
 import QtQuick.Controls
 import QtQuick.Layouts
 
-// "Your computer is open at another kiosk since …": take it over here, or
+// "Your computer is open at another kiosk since …": take it over here (with
+// the password again: the kiosk checks it before it touches the lock), or
 // cancel. An overlay inside the kiosk window (modal: it eats input below).
+// Main.qml returns to sign-in after a short idle time.
 Item {
     id: dialog
 
@@ -13,7 +15,31 @@ Item {
                                         ? backend.lockSince.toLocaleString(Qt.locale(), Locale.ShortFormat)
                                         : qsTr("some time")
 
-    onVisibleChanged: if (visible) takeOverButton.forceActiveFocus()
+    property string refusedText: ""
+
+    function submit() {
+        if (passwordField.text.length === 0)
+            return
+        const password = passwordField.text
+        passwordField.text = ""
+        refusedText = ""
+        backend.takeOver(password)
+    }
+
+    Connections {
+        target: dialog.backend
+        function onPasswordRefused() {
+            if (dialog.visible)
+                dialog.refusedText = qsTr("That password is not right. Type it again.")
+        }
+    }
+
+    onVisibleChanged: {
+        passwordField.text = ""
+        refusedText = ""
+        if (visible)
+            passwordField.forceActiveFocus()
+    }
 
     Rectangle {
         anchors.fill: parent
@@ -60,6 +86,29 @@ Item {
                 wrapMode: Text.WordWrap
                 Layout.fillWidth: true
             }
+            TextField {
+                id: passwordField
+                objectName: "takeOverPasswordField"
+                placeholderText: qsTr("Your password, to take it over")
+                Accessible.name: qsTr("Password")
+                echoMode: TextInput.Password
+                font.pixelSize: Theme.bodySize
+                inputMethodHints: Qt.ImhSensitiveData | Qt.ImhNoPredictiveText
+                Layout.fillWidth: true
+                Layout.preferredHeight: Theme.touchTarget
+                KeyNavigation.tab: takeOverButton.enabled ? takeOverButton : cancelButton
+                onAccepted: dialog.submit()
+                onActiveFocusChanged: if (activeFocus) Qt.inputMethod.show()
+            }
+            Label {
+                objectName: "takeOverRefused"
+                text: dialog.refusedText
+                visible: text.length > 0
+                color: Theme.error
+                font.pixelSize: Theme.bodySize
+                wrapMode: Text.WordWrap
+                Layout.fillWidth: true
+            }
             RowLayout {
                 spacing: Theme.spacing
                 Layout.fillWidth: true
@@ -82,13 +131,14 @@ Item {
                     objectName: "takeOverButton"
                     text: qsTr("Take over here")
                     Accessible.name: qsTr("Take over here")
-                    highlighted: true
+                    highlighted: enabled
+                    enabled: passwordField.text.length > 0
                     font.pixelSize: Theme.bodySize
                     Layout.fillWidth: true
                     Layout.preferredHeight: Theme.touchTarget
                     KeyNavigation.left: cancelButton
                     KeyNavigation.tab: cancelButton
-                    onClicked: dialog.backend.takeOver()
+                    onClicked: dialog.submit()
                     Keys.onReturnPressed: clicked()
                 }
             }

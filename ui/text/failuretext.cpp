@@ -161,6 +161,13 @@ QString byCause(const session::Failure& f, const QLocale& locale, const QDateTim
                                "encrypted, so your computer's memory could be left on its "
                                "disk. Please tell staff and use another kiosk.")
             .arg(fromUtf8(f.where));
+    case FailureCause::LockTakenOver:
+        if (!f.holder)
+            return FailureText::tr("Your computer was opened at another kiosk, so this kiosk "
+                                   "stopped it without saving. Your work continues there.");
+        return FailureText::tr("Your computer was opened at %1 (%2), so this kiosk stopped it "
+                               "without saving. Your work continues there.")
+            .arg(fromUtf8(f.holder->kiosk), localTime(f.holder->since, locale, now));
     }
     return byKindAndStage(f.kind, f.stage);
 }

@@ -1,13 +1,19 @@
 // parcel::LockLease against a real store (ISR_TEST_STORE_BACKEND, FileStore by
 // default): acquire, a second kiosk sees the holder, take-over, the old
 // holder's heartbeat notices (lost()), the heartbeat refreshes the lock, and
-// release only ever deletes our own lock.
+// release only ever deletes our own lock. Every lock write is conditional:
+// races of many concurrent acquires (threads, each its own kiosk) have exactly
+// one winner; the store's putIfMatch has exactly one winner per tag; a lost
+// lease calls onLost and confirm() refuses.
 #include "parcel/lock_lease.h"
 #include "teststore.h"
 #include "testsupport.h"
 
 #include <QTest>
+#include <atomic>
 #include <chrono>
+#include <mutex>
+#include <set>
 #include <thread>
 
 using namespace isr;
@@ -153,6 +159,163 @@ private slots:
         auto l = a.readLock("keep");
         QVERIFY(l.ok() && l->has_value());
         QCOMPARE((*l)->session, session);
+    }
+
+    // ---- conditional writes: races ----
+
+    // The store primitive itself: of many writers that read the same tag,
+    // exactly one replaces the object; the others get Conflict and nothing
+    // of theirs is written.
+    void putIfMatchHasOneWinnerPerTag() {
+        store::Store& st = ts_->store();
+        const std::string key = "race/putifmatch";
+        (void)st.put(key, asBytes("start"));
+        auto first = st.getTagged(key);
+        QVERIFY2(first.ok(), first.ok() ? "" : first.error().describe().c_str());
+        QCOMPARE(asString(first->data), std::string("start"));
+        constexpr int kWriters = 12;
+        std::atomic<int> wins{0}, conflicts{0}, others{0};
+        std::vector<std::thread> threads;
+        for (int i = 0; i < kWriters; ++i)
+            threads.emplace_back([&, i] {
+                auto r = st.putIfMatch(key, asBytes("writer-" + std::to_string(i)), first->tag);
+                if (r.ok())
+                    ++wins;
+                else if (r.error().code == Errc::Conflict)
+                    ++conflicts;
+                else
+                    ++others;
+            });
+        for (auto& t : threads)
+            t.join();
+        QCOMPARE(wins.load(), 1);
+        QCOMPARE(conflicts.load(), kWriters - 1);
+        QCOMPARE(others.load(), 0);
+        // The winner's tag names what is there now; the old one no longer works.
+        auto now = st.getTagged(key);
+        QVERIFY(now.ok());
+        QVERIFY(now->tag != first->tag);
+        QCOMPARE(st.putIfMatch(key, asBytes("late"), first->tag).error().code, Errc::Conflict);
+        auto next = st.putIfMatch(key, asBytes("next"), now->tag);
+        QVERIFY(next.ok());
+        auto after = st.getTagged(key);
+        QVERIFY(after.ok());
+        QCOMPARE(after->tag, *next);
+        QCOMPARE(asString(after->data), std::string("next"));
+        // A gone object is a conflict, never a create.
+        QVERIFY(st.remove(key).ok());
+        QCOMPARE(st.putIfMatch(key, asBytes("again"), *next).error().code, Errc::Conflict);
+        QVERIFY(!*st.exists(key));
+    }
+
+    // Many kiosks acquire one free parcel at once: exactly one holds it;
+    // then all of them take it over at once: at the end exactly one lease's
+    // lock is in the store, and every other heartbeat finds it lost.
+    void concurrentAcquiresHaveExactlyOneWinner() {
+        std::string user = makeUserWithParcel("race");
+        constexpr int kKiosks = 10;
+        std::vector<std::unique_ptr<Parcels>> parcels;
+        std::vector<std::unique_ptr<LockLease>> leases;
+        for (int i = 0; i < kKiosks; ++i) {
+            parcels.push_back(std::make_unique<Parcels>(ts_->signedIn(user, kPassword)));
+            leases.push_back(
+                std::make_unique<LockLease>(*parcels.back(), "race", "kiosk-" + std::to_string(i)));
+        }
+        auto race = [&](bool takeOver) {
+            std::vector<int> acquired(kKiosks, 0);
+            std::atomic<int> errors{0};
+            std::atomic<bool> go{false};
+            std::vector<std::thread> threads;
+            for (int i = 0; i < kKiosks; ++i)
+                threads.emplace_back([&, i] {
+                    while (!go)
+                        std::this_thread::yield();
+                    auto r = leases[std::size_t(i)]->acquire(takeOver);
+                    if (!r.ok())
+                        ++errors;
+                    else
+                        acquired[std::size_t(i)] = r->acquired ? 1 : 0;
+                });
+            go = true;
+            for (auto& t : threads)
+                t.join();
+            return std::make_pair(acquired, errors.load());
+        };
+        auto [first, firstErrors] = race(false);
+        QCOMPARE(firstErrors, 0);
+        int winners = 0;
+        for (int a : first)
+            winners += a;
+        QCOMPARE(winners, 1);
+        auto holder = parcels[0]->readLock("race");
+        QVERIFY(holder.ok() && holder->has_value());
+        int held = 0;
+        for (auto& l : leases)
+            if (l->held()) {
+                ++held;
+                QCOMPARE(l->info().session, (*holder)->session);
+            }
+        QCOMPARE(held, 1);
+
+        // Everyone takes over at once (the holder gets its own lock back).
+        auto [second, secondErrors] = race(true);
+        QCOMPARE(secondErrors, 0);
+        holder = parcels[0]->readLock("race");
+        QVERIFY(holder.ok() && holder->has_value());
+        int stillHolding = 0;
+        for (auto& l : leases) {
+            if (!l->held())
+                continue;
+            if (l->confirm().ok()) {
+                ++stillHolding;
+                QCOMPARE(l->info().session, (*holder)->session);
+            } else {
+                QVERIFY(l->lost());
+            }
+        }
+        QCOMPARE(stillHolding, 1);
+        for (auto& l : leases)
+            QVERIFY(l->release().ok());
+        holder = parcels[0]->readLock("race");
+        QVERIFY(holder.ok() && !holder->has_value());
+    }
+
+    // A lease that loses its lock says so once through onLost; confirm()
+    // (the commit's check) refuses from then on.
+    void lostLeaseCallsOnLostAndConfirmRefuses() {
+        std::string user = makeUserWithParcel("cb");
+        Parcels a = ts_->signedIn(user, kPassword);
+        Parcels b = ts_->signedIn(user, kPassword);
+        LockLease leaseA(a, "cb", "kiosk-a");
+        LockLease leaseB(b, "cb", "kiosk-b");
+        QVERIFY(leaseA.acquire(false)->acquired);
+        QVERIFY(leaseA.confirm().ok()); // ours: a conditional write succeeds
+        std::atomic<int> calls{0};
+        std::string detail;
+        std::mutex detailMutex;
+        leaseA.startHeartbeat(50ms, [&](const std::string& d) {
+            std::lock_guard lk(detailMutex);
+            detail = d;
+            ++calls;
+        });
+        QVERIFY(leaseB.acquire(true)->acquired);
+        QVERIFY2(eventually([&] { return calls.load() > 0; }), "onLost was not called");
+        std::this_thread::sleep_for(200ms);
+        QCOMPARE(calls.load(), 1);
+        {
+            std::lock_guard lk(detailMutex);
+            QVERIFY2(detail.find("kiosk-b") != std::string::npos, detail.c_str());
+        }
+        leaseA.stopHeartbeat();
+        auto refused = leaseA.confirm();
+        QVERIFY(!refused.ok());
+        QCOMPARE(refused.error().code, Errc::Locked);
+        // B still holds it: A's confirm wrote nothing.
+        QVERIFY(leaseB.confirm().ok());
+        auto l = b.readLock("cb");
+        QCOMPARE((*l)->kiosk, std::string("kiosk-b"));
+        QVERIFY(leaseA.release().ok());
+        QVERIFY(leaseB.release().ok());
     }
 };
 

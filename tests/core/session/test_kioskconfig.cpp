@@ -37,7 +37,8 @@ private slots:
                                   "hoard_bandwidth = 10M\n"
                                   "virtual_keyboard = yes\n"
                                   "kiosk_id = library-2\n"
-                                  "parcel = work\n",
+                                  "parcel = work\n"
+                                  "failure_idle_timeout = 20\n",
                                   "kiosk.conf");
         QVERIFY2(f.ok(), f.ok() ? "" : f.error().message.c_str());
         QCOMPARE(f->session.storeUrl, std::string("s3s://rgw.example.org/isr"));
@@ -50,6 +51,7 @@ private slots:
         QCOMPARE(f->session.kioskId, std::string("library-2"));
         QCOMPARE(f->ui.idleTimeoutSeconds, 900);
         QCOMPARE(f->ui.idleWarningSeconds, 45);
+        QCOMPARE(f->ui.failureIdleSeconds, 20);
         QCOMPARE(f->ui.escapeChord, std::string("Ctrl+Alt+Shift+Q"));
         QCOMPARE(f->ui.escapeChordOrigin, std::string("kiosk.conf:10"));
         QVERIFY(f->ui.virtualKeyboard == KioskUiOptions::OnScreenKeyboard::Always);
@@ -64,6 +66,7 @@ private slots:
         QVERIFY(f->keys.empty());
         QCOMPARE(f->ui.idleTimeoutSeconds, 600);
         QCOMPARE(f->ui.idleWarningSeconds, 30);
+        QCOMPARE(f->ui.failureIdleSeconds, 60);
         QVERIFY(f->ui.virtualKeyboard == KioskUiOptions::OnScreenKeyboard::Auto);
         QVERIFY(parseKioskConfig("virtual_keyboard = auto\n", "x")->ui.virtualKeyboard ==
                 KioskUiOptions::OnScreenKeyboard::Auto);

@@ -127,7 +127,7 @@ private slots:
         }
         // Nothing was committed and the saved state is kept for the retry.
         fs::rename(away, storeDir_);
-        auto retried = sess.retry();
+        auto retried = sess.retry("pw");
         QVERIFY2(retried.ok(), retried.ok() ? "" : retried.error().describe().c_str());
         QCOMPARE(sess.stage(), session::Stage::SignedOut);
         QCOMPARE(sess.committedVersion(), std::uint64_t(2));

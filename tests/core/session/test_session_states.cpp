@@ -27,7 +27,9 @@ private slots:
         for (Stage s : {Stage::Authenticating, Stage::CheckingOut, Stage::Fetching,
                         Stage::Restoring, Stage::Running, Stage::Suspending, Stage::Wiping})
             QVERIFY2(isLegalTransition(s, Stage::Failed), stageName(s));
-        QVERIFY(isLegalTransition(Stage::Failed, Stage::CheckingOut)); // take over / retry
+        // Take over / retry sign in again (issue #16): never straight to CheckingOut.
+        QVERIFY(isLegalTransition(Stage::Failed, Stage::Authenticating));
+        QVERIFY(!isLegalTransition(Stage::Failed, Stage::CheckingOut));
         QVERIFY(isLegalTransition(Stage::Failed, Stage::Suspending));  // retry a suspend
         QVERIFY(isLegalTransition(Stage::Failed, Stage::Wiping));      // abandon
     }

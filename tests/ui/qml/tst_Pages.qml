@@ -101,8 +101,18 @@ Item {
             verify(title.text.indexOf("2026") >= 0 || title.text.indexOf("26") >= 0, title.text)
             verify(findByName(takeOver, "takeOverHolder").text.indexOf("kiosk-2") >= 0)
             save(takeOver, "take-over")
-            mouseClick(findByName(takeOver, "takeOverButton"))
-            compare(fake.stage, SessionBackend.CheckingOut)
+            // Take over asks for the password: no password, no take-over.
+            var button = findByName(takeOver, "takeOverButton")
+            compare(button.enabled, false)
+            mouseClick(button)
+            compare(fake.stage, SessionBackend.Failed)
+            findByName(takeOver, "takeOverPasswordField").text = "pw"
+            verify(button.enabled)
+            mouseClick(button)
+            // A fresh sign-in, the password checked before the lock.
+            compare(fake.stage, SessionBackend.Authenticating)
+            compare(fake.stepToNextStage(), SessionBackend.CheckingOut)
+            compare(findByName(takeOver, "takeOverPasswordField").text, "")
         }
 
         function test_runningHandleOpensBarAndSuspends() {
@@ -130,8 +140,18 @@ Item {
             compare(findByName(error, "errorTitle").text, "Your computer could not be saved")
             verify(findByName(error, "errorMessage").text.length > 20)
             var retry = findByName(error, "retryButton")
+            var password = findByName(error, "retryPasswordField")
+            verify(password.visible)
+            compare(retry.enabled, false) // the password first
+            password.text = "wrong"
             verify(retry.enabled)
             save(error, "error")
+            mouseClick(retry)
+            // Refused: nothing changed, the page says so.
+            compare(fake.stage, SessionBackend.Failed)
+            verify(findByName(error, "retryRefused").visible)
+            compare(password.text, "")
+            password.text = "pw"
             mouseClick(retry)
             compare(fake.stage, SessionBackend.Suspending)
         }
@@ -155,12 +175,18 @@ Item {
             verify(message.indexOf("Your last saved version (version 1, saved ") >= 0, message)
             verify(message.indexOf("at kiosk-1) is safe.") >= 0, message)
             var retry = findByName(error, "retryButton")
+            compare(retry.enabled, false) // the kiosk holds no keys: the password first
+            findByName(error, "retryPasswordField").text = "pw"
             verify(retry.enabled)
             compare(retry.text, "Start again from your last save")
             compare(findByName(error, "backButton").text, "Back to sign-in")
             save(error, "error-vm-ended")
             mouseClick(retry)
-            compare(fake.stage, SessionBackend.Restoring)
+            // A fresh sign-in, then the stages up to the VM again.
+            compare(fake.stage, SessionBackend.Authenticating)
+            compare(fake.stepToNextStage(), SessionBackend.CheckingOut)
+            compare(fake.stepToNextStage(), SessionBackend.Fetching)
+            compare(fake.stepToNextStage(), SessionBackend.Restoring)
             // Running again (the injected failure fired once), which the
             // next test's reach() can leave.
             compare(fake.stepToNextStage(), SessionBackend.Running)
