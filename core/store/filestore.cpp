@@ -1,10 +1,10 @@
 // FileStore: see filestore.h for the on-disk protocol.
-#include "util/posix.h"
 #include "store/filestore.h"
 
 #include "crypto/crypto.h"
 #include "util/fault.h"
 #include "util/log.h"
+#include "util/posix.h"
 
 #include <algorithm>
 #include <atomic>
@@ -21,40 +21,6 @@ namespace isr::store {
 namespace {
 
 constexpr const char* kLog = "store";
-
-
-// Unlinks a temp file on scope exit unless released.
-class [[maybe_unused]] TempFile {
-public:
-    explicit TempFile(std::string path) : path_(std::move(path)) {}
-    ~TempFile() {
-        if (!path_.empty())
-            ::unlink(path_.c_str());
-    }
-    TempFile(const TempFile&) = delete;
-    TempFile& operator=(const TempFile&) = delete;
-    const std::string& path() const { return path_; }
-    void release() { path_.clear(); }
-
-private:
-    std::string path_;
-};
-
-[[maybe_unused]] std::string parentOf(const std::string& path) {
-    auto slash = path.rfind('/');
-    return slash == 0 ? "/" : path.substr(0, slash);
-}
-
-// Makes a directory entry durable. Some file systems refuse fsync on a
-// directory (EINVAL); there is nothing more we can do there.
-[[maybe_unused]] Status fsyncDir(const std::string& dir) {
-    UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!fd.valid())
-        return errnoError(errno, "open directory " + dir);
-    if (::fsync(fd.get()) != 0 && errno != EINVAL)
-        return errnoError(errno, "fsync directory " + dir);
-    return {};
-}
 
 Status writeAll(int fd, ByteView data, const std::string& path) {
     std::size_t done = 0;
@@ -102,7 +68,6 @@ Status checkKey(const std::string& key) {
 }
 
 } // namespace
-
 
 Result<std::unique_ptr<FileStore>> FileStore::open(const std::string& rootIn) {
     if (rootIn.empty() || rootIn.front() != '/')
@@ -230,17 +195,6 @@ Result<std::string> FileStore::writeTempIn(int tmpDirFd, ByteView data) {
         return errnoError(errno, "close " + path);
     cleanup.name = nullptr;
     return name;
-}
-
-Result<std::string> FileStore::writeTemp(ByteView data) {
-    ISR_TRY_ASSIGN(UniqueFd tmpDir, openDirBeneath(kTmpDir, /*create=*/true));
-    ISR_TRY_ASSIGN(std::string name, writeTempIn(tmpDir.get(), data));
-    return root_ + "/" + kTmpDir + "/" + name;
-}
-
-Status FileStore::makeParents(const std::string& key) {
-    ISR_TRY_STATUS(openDirBeneath(splitKey(key).first, /*create=*/true));
-    return {};
 }
 
 Status FileStore::put(const std::string& key, ByteView data) {
@@ -421,7 +375,6 @@ Result<std::vector<ObjectInfo>> FileStore::list(const std::string& prefix) {
     return out;
 }
 
-
 // ---- conditional writes (the parcel lock) -------------------------------------
 // See filestore.h for why flock on the object's own file plus a re-check of
 // the name makes these atomic against each other and against putIfAbsent.
@@ -431,27 +384,24 @@ static std::string contentTag(ByteView data) {
     return toHex(ByteView(h.data(), 16));
 }
 
-// The object at path, opened and read through one descriptor: the content
-// and its tag belong to the same file even if the name is replaced meanwhile.
-static Result<std::pair<UniqueFd, Bytes>> openObject(const std::string& path,
-                                                     const std::string& key) {
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-    if (!fd.valid()) {
-        int err = errno == ENOTDIR ? ENOENT : errno;
-        return errnoError(err, "get " + key);
-    }
+// The object, opened and read through one descriptor (E's openObject: no
+// symlink anywhere below the root): the content and its tag belong to the
+// same file even if the name is replaced meanwhile.
+Result<std::pair<UniqueFd, Bytes>> FileStore::readHeld(const std::string& key) const {
+    ISR_TRY_ASSIGN(UniqueFd fd, openObject(key, "get " + key));
     struct stat st {};
     if (::fstat(fd.get(), &st) != 0)
         return errnoError(errno, "stat " + key);
     if (!S_ISREG(st.st_mode))
         return Error(Errc::NotFound, "get " + key + ": not an object");
+    ISR_TRY_STATUS(checkObjectSize(key, std::uint64_t(st.st_size)));
     ISR_TRY_ASSIGN(Bytes data, readAt(fd.get(), 0, std::uint64_t(st.st_size), key));
     return std::make_pair(std::move(fd), std::move(data));
 }
 
 Result<TaggedObject> FileStore::getTagged(const std::string& key) {
     ISR_TRY_STATUS(checkKey(key));
-    ISR_TRY_ASSIGN(auto opened, openObject(pathOf(key), key));
+    ISR_TRY_ASSIGN(auto opened, readHeld(key));
     TaggedObject out;
     out.tag = contentTag(opened.second);
     out.data = std::move(opened.second);
@@ -461,14 +411,29 @@ Result<TaggedObject> FileStore::getTagged(const std::string& key) {
 Result<std::string> FileStore::putIfMatch(const std::string& key, ByteView data,
                                           const std::string& expectedTag) {
     ISR_TRY_STATUS(checkKey(key));
-    const std::string path = pathOf(key);
     const std::string what = "put-if-match " + key;
+    auto [parent, leaf] = splitKey(key);
+    auto dirOpened = openDirBeneath(parent, /*create=*/false);
+    if (!dirOpened.ok()) {
+        if (dirOpened.error().code == Errc::NotFound)
+            return Error(Errc::Conflict, what + ": the object is gone");
+        return std::move(dirOpened).error();
+    }
+    UniqueFd dir = std::move(*dirOpened);
     // The new content is written (and fsynced) before the flock is taken,
     // so the lock is held only for the check and the rename.
-    ISR_TRY_ASSIGN(std::string tempPath, writeTemp(data));
-    TempFile temp(tempPath);
+    ISR_TRY_ASSIGN(UniqueFd tmpDir, openDirBeneath(kTmpDir, /*create=*/true));
+    ISR_TRY_ASSIGN(std::string tempName, writeTempIn(tmpDir.get(), data));
+    struct Unlink {
+        int dir;
+        const std::string* name;
+        ~Unlink() {
+            if (name)
+                ::unlinkat(dir, name->c_str(), 0);
+        }
+    } temp{tmpDir.get(), &tempName};
     for (;;) {
-        auto opened = openObject(path, key);
+        auto opened = readHeld(key);
         if (!opened.ok()) {
             if (opened.error().code == Errc::NotFound)
                 return Error(Errc::Conflict, what + ": the object is gone");
@@ -481,10 +446,11 @@ Result<std::string> FileStore::putIfMatch(const std::string& key, ByteView data,
         }
         // Did another writer replace or remove the name while we waited?
         // Then the file we hold is history: look again.
-        struct stat held {}, now {};
+        struct stat held {
+        }, now{};
         if (::fstat(fd, &held) != 0)
             return errnoError(errno, "stat " + key);
-        if (::lstat(path.c_str(), &now) != 0) {
+        if (::fstatat(dir.get(), leaf.c_str(), &now, AT_SYMLINK_NOFOLLOW) != 0) {
             if (errno == ENOENT)
                 continue; // removed: the next open says so
             return errnoError(errno, "stat " + key);
@@ -496,10 +462,11 @@ Result<std::string> FileStore::putIfMatch(const std::string& key, ByteView data,
         if (contentTag(opened->second) != expectedTag)
             return Error(Errc::Conflict, what + ": the object was changed by another writer");
         ISR_TRY_STATUS(ISR_FAULT_POINT("store.file.before-rename"));
-        if (::rename(temp.path().c_str(), path.c_str()) != 0)
+        if (::renameat(tmpDir.get(), tempName.c_str(), dir.get(), leaf.c_str()) != 0)
             return errnoError(errno, what);
-        temp.release();
-        ISR_TRY_STATUS(fsyncDir(parentOf(path)));
+        temp.name = nullptr;
+        if (::fsync(dir.get()) != 0 && errno != EINVAL)
+            return errnoError(errno, "fsync directory of " + key);
         return contentTag(data); // the flock goes with the old file's descriptor
     }
 }

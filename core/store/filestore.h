@@ -72,7 +72,6 @@ public:
 
 private:
     explicit FileStore(std::string root) : root_(std::move(root)) {}
-    std::string pathOf(const std::string& key) const { return root_ + "/" + key; }
     // Opens <root>/<relDir> ("" = the root) one component at a time with
     // openat(O_NOFOLLOW|O_DIRECTORY): a symlink anywhere below the root is
     // refused (Corrupt), never followed. create: missing directories are made
@@ -80,16 +79,13 @@ private:
     Result<UniqueFd> openDirBeneath(const std::string& relDir, bool create) const;
     // The object's file, opened O_NOFOLLOW|O_NONBLOCK beneath the root.
     Result<UniqueFd> openObject(const std::string& key, const std::string& what) const;
+    // openObject + fstat + the size cap + read: the descriptor and what it held.
+    Result<std::pair<UniqueFd, Bytes>> readHeld(const std::string& key) const;
     // Writes data to a fresh 0600 temp file in the tmp/ directory open at
     // tmpDirFd, fsynced; returns its name there.
     Result<std::string> writeTempIn(int tmpDirFd, ByteView data);
-    // Path-based forms of the above (tmp/ and the key's parents checked and
-    // made as above); prefer the fd forms with renameat/linkat.
-    Result<std::string> writeTemp(ByteView data);
-    Status makeParents(const std::string& key);
 
     std::string root_;
 };
-
 
 } // namespace isr::store

@@ -61,8 +61,10 @@ versions() {
 # does not depend on the host's input devices (its default, auto, shows it
 # when no hardware keyboard is attached). ISR_LOG=info: the log names each
 # stage as it begins (the mid-fetch screenshot waits for "stage: restoring").
+# The operators' metrics file (issue #18): checked at the end.
+printf 'metrics_file = %s\n' "$work/isr-kiosk.prom" >"$work/kiosk.conf"
 start_kiosk() {
-    ISR_LOG=info "$kiosk" --demo --state-dir "$state" --store "$store" --guest-dir "$guest" \
+    ISR_KIOSK_CONFIG="$work/kiosk.conf" ISR_LOG=info "$kiosk" --demo --state-dir "$state" --store "$store" --guest-dir "$guest" \
         "${@:---no-virtual-keyboard}" >>"$work/kiosk.log" 2>&1 &
     kiosk_pid=$!
     pids+=($kiosk_pid)
@@ -199,6 +201,14 @@ xdotool key Return
 wait_for 900 sessions_gone || fail "second Suspend & Leave did not finish"
 sleep 2
 [ "$(versions)" = 3 ] || fail "the second Suspend & Leave did not commit a version"
+# The metrics file moved with what this kiosk process did: two resumes, two
+# saves, the failed sign-in while the store was away, nothing active now.
+prom=$work/isr-kiosk.prom
+grep -qx 'isr_resume_seconds_count 2' "$prom" || fail "metrics: resumes not counted: $(grep _count "$prom")"
+grep -qx 'isr_suspend_seconds_count 2' "$prom" || fail "metrics: saves not counted: $(grep _count "$prom")"
+grep -q '^isr_session_failures_total{stage="authenticating",kind="[a-z_]*"} 1$' "$prom" ||
+    fail "metrics: the failure is not counted: $(grep failures "$prom")"
+grep -qx 'isr_session_active 0' "$prom" || fail "metrics: a session is still counted as active"
 stop_kiosk
 vm_running && fail "a VM is left running"
 echo "PASS"
