@@ -58,6 +58,13 @@ vm=(
   libvirt-daemon
   libvirt-daemon-driver-qemu
   libvirt-clients
+  # Firmware-booted parcels (core/vm, session/firmware_state): SeaBIOS and
+  # OVMF (UEFI, Secure Boot), swtpm for a parcel's TPM 2.0 (libvirt runs
+  # swtpm_setup from swtpm-tools to manufacture a new TPM).
+  seabios
+  ovmf
+  swtpm
+  swtpm-tools
 )
 # The demo/test guest is built from these at run time (kernel + busybox
 # initramfs, ext4 home disk made with mke2fs -d, no loop mounts).
@@ -71,7 +78,7 @@ guest=(
 )
 # resources/bootdisk/assemble-disk.sh: bootable GPT disks without root
 # (SYSLINUX for SeaBIOS, systemd-boot for OVMF); resources/guest-desktop:
-# the reference desktop's root file system (mmdebstrap); ovmf: UEFI guests.
+# the reference desktop's root file system (mmdebstrap). OVMF is in vm above.
 bootdisk=(
   gdisk               # sgdisk
   dosfstools          # mkfs.vfat
@@ -80,7 +87,6 @@ bootdisk=(
   syslinux-common     # gptmbr.bin, ldlinux.c32
   systemd-boot-efi    # systemd-bootx64.efi as /EFI/BOOT/BOOTX64.EFI
   mmdebstrap
-  ovmf
 )
 test_tools=(
   xvfb

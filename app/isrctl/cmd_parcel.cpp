@@ -7,7 +7,7 @@
 namespace isr::cli {
 namespace {
 
-const std::vector<std::string> kFlags = {"json", "password-stdin"};
+const std::vector<std::string> kFlags = {"json", "password-stdin", "tpm"};
 
 // Parses args, checks usage, opens the store and signs USER in.
 struct Context {
@@ -72,6 +72,15 @@ Result<parcel::VmSpec> vmSpecFromArgs(const Args& args) {
         vm.boot = *boot;
     if (auto cpu = args.option("cpu"))
         vm.cpu = *cpu;
+    // A firmware or a TPM only make sense for a disk that boots itself.
+    if (auto fw = args.option("firmware")) {
+        vm.firmware = *fw;
+        vm.boot = "firmware";
+    }
+    if (args.flag("tpm")) {
+        vm.tpm = true;
+        vm.boot = "firmware";
+    }
     ISR_TRY_STATUS(vm.validate());
     return vm;
 }
@@ -84,10 +93,10 @@ Result<std::uint32_t> chunkSizeFromArgs(const Args& args) {
 }
 
 int create(const std::vector<std::string>& argv) {
-    ISR_PREPARE(
-        ctx, argv, 2, 2,
-        (std::vector<std::string>{"disk-size", "memory", "vcpus", "boot", "cpu", "chunk-size"}),
-        "parcel create");
+    ISR_PREPARE(ctx, argv, 2, 2,
+                (std::vector<std::string>{"disk-size", "memory", "vcpus", "boot", "cpu",
+                                          "chunk-size", "firmware", "from-image"}),
+                "parcel create");
     auto diskSize = parseSize(ctx.args.optionOr("disk-size", "8G"));
     auto vm = vmSpecFromArgs(ctx.args);
     auto chunkSize = chunkSizeFromArgs(ctx.args);
@@ -96,6 +105,37 @@ int create(const std::vector<std::string>& argv) {
           chunkSize.ok() ? nullptr : &chunkSize.error()})
         if (e)
             return fail(e->message, kExitUsage);
+    if (auto image = ctx.args.option("from-image")) {
+        // A new parcel whose first version is the image: a computer for the
+        // user in one command. The image is read by parcel::importImage (the
+        // one place that checks its format and refuses backing files).
+        if (ctx.args.option("disk-size"))
+            return fail("--disk-size and --from-image exclude each other: the image sets the size",
+                        kExitUsage);
+        const std::string& name = ctx.args.positional()[1];
+        auto existing = ctx.parcels->latest(name);
+        if (existing.ok())
+            return fail("parcel " + name +
+                            " already exists (use `parcel import` for a new version)",
+                        kExitUsage);
+        if (existing.error().code != Errc::NotFound)
+            return fail(existing.error());
+        parcel::ImportOptions options;
+        options.vm = *vm;
+        options.chunkSize = *chunkSize;
+        auto stats = parcel::importImage(*ctx.parcels, name, *image, options, terminalProgress());
+        endProgress();
+        if (!stats.ok())
+            return fail(stats.error());
+        std::printf("created parcel %s/%s from %s: %u MiB memory, %u vCPUs, boot %s%s%s, "
+                    "version %llu (%s uploaded)\n",
+                    ctx.args.positional()[0].c_str(), name.c_str(), image->c_str(), vm->memoryMiB,
+                    vm->vcpus, vm->boot.c_str(),
+                    vm->boot == "firmware" ? (" " + vm->firmware).c_str() : "",
+                    vm->tpm ? " with TPM" : "", (unsigned long long)stats->version,
+                    formatBytes(stats->newBytes).c_str());
+        return kExitOk;
+    }
     auto m = ctx.parcels->create(ctx.args.positional()[1], *vm, *diskSize, *chunkSize, "isrctl");
     if (!m.ok())
         return fail(m.error());
@@ -106,9 +146,10 @@ int create(const std::vector<std::string>& argv) {
 }
 
 int import(const std::vector<std::string>& argv) {
-    ISR_PREPARE(ctx, argv, 3, 3,
-                (std::vector<std::string>{"memory", "vcpus", "boot", "cpu", "chunk-size"}),
-                "parcel import");
+    ISR_PREPARE(
+        ctx, argv, 3, 3,
+        (std::vector<std::string>{"memory", "vcpus", "boot", "cpu", "chunk-size", "firmware"}),
+        "parcel import");
     parcel::ImportOptions options;
     auto vm = vmSpecFromArgs(ctx.args);
     auto chunkSize = chunkSizeFromArgs(ctx.args);
@@ -242,12 +283,17 @@ int rollback(const std::vector<std::string>& argv) {
 CommandRegistration regCreate({
     .name = "parcel create",
     .args = "USER PARCEL",
-    .summary = "create an empty parcel (first resume boots it)",
+    .summary = "create a parcel, empty or from a disk image (first resume boots it)",
     .run = create,
-    .options = {{"--disk-size SIZE", "virtual disk size (default 8G)"},
+    .options = {{"--from-image IMAGE",
+                 "the parcel's disk: a raw or qcow2 image with an operating system"},
+                {"--disk-size SIZE", "virtual disk size of an empty parcel (default 8G)"},
                 {"--memory SIZE", "guest memory (default 1G)"},
                 {"--vcpus N", "virtual CPUs (default 1)"},
                 {"--boot firmware|demo-guest", "boot profile (default firmware)"},
+                {"--firmware bios|uefi|uefi-secure",
+                 "firmware of a firmware-booted parcel (default bios)"},
+                {"--tpm", "an emulated TPM 2.0 whose state travels with the parcel"},
                 {"--cpu MODEL", "CPU model both TCG and KVM provide (default qemu64)"},
                 {"--chunk-size SIZE", "disk chunk size, at most 16M (default 128K)"},
                 {"--store URL", "the parcel store (default $ISR_STORE)"},
@@ -262,6 +308,9 @@ CommandRegistration regImport({
     .options = {{"--memory SIZE", "guest memory (default 1G)"},
                 {"--vcpus N", "virtual CPUs (default 1)"},
                 {"--boot firmware|demo-guest", "boot profile (default firmware)"},
+                {"--firmware bios|uefi|uefi-secure",
+                 "firmware of a firmware-booted parcel (default bios)"},
+                {"--tpm", "an emulated TPM 2.0 whose state travels with the parcel"},
                 {"--cpu MODEL", "CPU model both TCG and KVM provide (default qemu64)"},
                 {"--chunk-size SIZE", "disk chunk size, at most 16M (default 128K)"},
                 {"--store URL", "the parcel store (default $ISR_STORE)"},

@@ -89,6 +89,9 @@ Result<FsckReport> fsckUser(Parcels& parcels, const ProgressFn& progress) {
                     refs.emplace(e->name, *e);
             for (const auto& r : m->memory)
                 refs.emplace(r.name, r);
+            for (const auto& r : {m->nvram, m->tpmState})
+                if (r)
+                    refs.emplace(r->name, *r);
         }
     }
     std::uint64_t i = 0;
@@ -124,6 +127,9 @@ Result<GcReport> collectGarbage(Parcels& parcels, std::int64_t graceSeconds, boo
                     referenced.insert(e->name);
             for (const auto& r : m.memory)
                 referenced.insert(r.name);
+            for (const auto& r : {m.nvram, m.tpmState})
+                if (r)
+                    referenced.insert(r->name);
         }
     }
     report.referenced = referenced.size();

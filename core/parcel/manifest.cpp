@@ -17,6 +17,7 @@ const char* const kMachines[] = {"pc-q35-7.2", "q35", "pc-i440fx-7.2"};
 const char* const kCpus[] = {"qemu64",   "max",         "Nehalem",
                              "Westmere", "SandyBridge", "Skylake-Client"};
 const char* const kBootProfiles[] = {"firmware", "demo-guest"};
+const char* const kFirmwares[] = {"bios", "uefi", "uefi-secure"};
 
 template <std::size_t N> bool oneOf(const std::string& v, const char* const (&set)[N]) {
     return std::any_of(std::begin(set), std::end(set), [&](const char* s) { return v == s; });
@@ -36,15 +37,31 @@ Status VmSpec::validate() const {
         return Error(Errc::InvalidArgument, "VM CPU model '" + cpu + "' is not allowed");
     if (!oneOf(boot, kBootProfiles))
         return Error(Errc::InvalidArgument, "VM boot profile '" + boot + "' is not allowed");
+    if (!oneOf(firmware, kFirmwares))
+        return Error(Errc::InvalidArgument, "VM firmware '" + firmware + "' is not allowed");
+    // The demo guest's virtual hardware is fixed (its saved memory images
+    // must keep restoring): firmware and TPM belong to the firmware profile.
+    if (boot != "firmware" && (firmware != "bios" || tpm))
+        return Error(Errc::InvalidArgument,
+                     "VM firmware and TPM are for boot profile 'firmware' only");
+    if (firmware == "uefi-secure" && machine.rfind("pc-q35", 0) != 0 && machine != "q35")
+        return Error(Errc::InvalidArgument, "UEFI Secure Boot needs a q35 machine (SMM)");
     return {};
 }
 
 json::Value VmSpec::toJson() const {
-    return json::Object{{"memory_mib", std::int64_t(memoryMiB)},
-                        {"vcpus", std::int64_t(vcpus)},
-                        {"machine", machine},
-                        {"cpu", cpu},
-                        {"boot", boot}};
+    json::Object o{{"memory_mib", std::int64_t(memoryMiB)},
+                   {"vcpus", std::int64_t(vcpus)},
+                   {"machine", machine},
+                   {"cpu", cpu},
+                   {"boot", boot}};
+    // Written only for the firmware profile, so a demo-guest spec reads
+    // exactly as before these keys existed.
+    if (boot == "firmware") {
+        o["firmware"] = firmware;
+        o["tpm"] = tpm;
+    }
+    return o;
 }
 
 Result<VmSpec> VmSpec::fromJson(const json::Value& value) {
@@ -53,7 +70,7 @@ Result<VmSpec> VmSpec::fromJson(const json::Value& value) {
     for (const auto& [key, v] : value.asObject()) {
         (void)v;
         if (key != "memory_mib" && key != "vcpus" && key != "machine" && key != "cpu" &&
-            key != "boot")
+            key != "boot" && key != "firmware" && key != "tpm")
             return Error(Errc::Corrupt, "VM spec has an unknown field '" + key + "'");
     }
     VmSpec spec;
@@ -66,6 +83,13 @@ Result<VmSpec> VmSpec::fromJson(const json::Value& value) {
     ISR_TRY_ASSIGN(spec.machine, value.getString("machine"));
     ISR_TRY_ASSIGN(spec.cpu, value.getString("cpu"));
     ISR_TRY_ASSIGN(spec.boot, value.getString("boot"));
+    // Optional (absent in manifests written before firmware boot existed).
+    if (value.find("firmware")) {
+        ISR_TRY_ASSIGN(spec.firmware, value.getString("firmware"));
+    }
+    if (value.find("tpm")) {
+        ISR_TRY_ASSIGN(spec.tpm, value.getBool("tpm"));
+    }
     auto valid = spec.validate();
     if (!valid.ok())
         return Error(Errc::Corrupt, "VM spec refused: " + valid.error().message);
@@ -146,16 +170,45 @@ Error corrupt(const std::string& what) {
     return Error(Errc::Corrupt, "manifest: " + what);
 }
 
+// A chunk reference in the header JSON: {"name":hex,"key":hex,"length":n}.
+json::Value refToJson(const chunk::ChunkRef& r) {
+    return json::Object{{"name", toHex(ByteView(r.name.data(), r.name.size()))},
+                        {"key", toHex(ByteView(r.key.data(), r.key.size()))},
+                        {"length", std::int64_t(r.length)}};
+}
+
+Result<chunk::ChunkRef> refFromJson(const json::Value& v, const std::string& what) {
+    if (!v.isObject() || v.asObject().size() != 3)
+        return corrupt(what + " is not a chunk reference");
+    ISR_TRY_ASSIGN(std::string name, v.getString("name"));
+    ISR_TRY_ASSIGN(std::string key, v.getString("key"));
+    ISR_TRY_ASSIGN(std::int64_t length, v.getInt("length"));
+    auto n = fromHex(name);
+    auto k = fromHex(key);
+    if (!n.ok() || !k.ok() || n->size() != 32 || k->size() != 32)
+        return corrupt(what + " has a bad name or key");
+    if (length <= 0 || length > std::int64_t(chunk::kMaxChunkSize))
+        return corrupt(what + " length out of range");
+    chunk::ChunkRef r;
+    std::memcpy(r.name.data(), n->data(), 32);
+    std::memcpy(r.key.data(), k->data(), 32);
+    r.length = std::uint32_t(length);
+    return r;
+}
+
 } // namespace
 
 Bytes encodeManifest(const Manifest& m) {
-    json::Value header(json::Object{{"version", m.version},
-                                    {"parent", m.parent},
-                                    {"created", m.created},
-                                    {"kiosk", m.kiosk},
-                                    {"disk_size", m.diskSize},
-                                    {"chunk_size", std::int64_t(m.chunkSize)},
-                                    {"vm", m.vm.toJson()}});
+    json::Object fields{{"version", m.version},    {"parent", m.parent},
+                        {"created", m.created},    {"kiosk", m.kiosk},
+                        {"disk_size", m.diskSize}, {"chunk_size", std::int64_t(m.chunkSize)},
+                        {"vm", m.vm.toJson()}};
+    // Present only when there is such state, so other manifests read as before.
+    if (m.nvram)
+        fields.emplace("nvram", refToJson(*m.nvram));
+    if (m.tpmState)
+        fields.emplace("tpm_state", refToJson(*m.tpmState));
+    json::Value header(std::move(fields));
     std::string h = header.dump();
     Bytes out;
     out.reserve(16 + h.size() + m.disk.size() * (1 + kRefSize) + m.memory.size() * kRefSize);
@@ -218,6 +271,16 @@ Result<Manifest> decodeManifest(ByteView plaintext) {
     if (!vm)
         return corrupt("no VM spec");
     ISR_TRY_ASSIGN(m.vm, VmSpec::fromJson(*vm));
+    if (const json::Value* nv = header->find("nvram")) {
+        if (!m.vm.uefi())
+            return corrupt("NVRAM state for a parcel without UEFI firmware");
+        ISR_TRY_ASSIGN(m.nvram, refFromJson(*nv, "nvram"));
+    }
+    if (const json::Value* tp = header->find("tpm_state")) {
+        if (!m.vm.tpm)
+            return corrupt("TPM state for a parcel without a TPM");
+        ISR_TRY_ASSIGN(m.tpmState, refFromJson(*tp, "tpm_state"));
+    }
 
     std::uint64_t diskCount = 0;
     if (!r.be64(diskCount))

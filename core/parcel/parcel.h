@@ -101,6 +101,11 @@ struct VmSpec {
     std::string machine = "pc-q35-7.2";
     std::string cpu = "qemu64";
     std::string boot = "firmware"; // boot profile the kiosk provides: "firmware" | "demo-guest"
+    // boot "firmware" only (demo-guest keeps its fixed hardware):
+    std::string firmware = "bios"; // "bios" (SeaBIOS) | "uefi" (OVMF) | "uefi-secure" (OVMF + SB)
+    bool tpm = false;              // an emulated TPM 2.0 (swtpm) whose state travels sealed
+
+    bool uefi() const { return firmware == "uefi" || firmware == "uefi-secure"; }
 
     // Refuses anything outside the documented bounds and allow-lists.
     Status validate() const;
@@ -120,6 +125,12 @@ struct Manifest {
     std::vector<std::optional<chunk::ChunkRef>> disk; // nullopt: all-zero chunk
     std::vector<chunk::ChunkRef> memory;              // memory image recipe, in order
     std::vector<std::uint64_t> workingSet;            // disk chunks the last session touched
+    // Firmware state that travels with the parcel, each one sealed chunk
+    // (FORMAT.md): the UEFI variable store, and swtpm's state directory
+    // packed as an archive. nullopt: none yet (a new parcel gets the
+    // firmware's template; the TPM manufactures itself at first boot).
+    std::optional<chunk::ChunkRef> nvram;
+    std::optional<chunk::ChunkRef> tpmState;
 
     std::uint64_t chunkCount() const { return (diskSize + chunkSize - 1) / chunkSize; }
 };

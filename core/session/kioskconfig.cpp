@@ -4,6 +4,7 @@
 #include "util/size.h"
 
 #include <charconv>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -101,6 +102,20 @@ Status apply(KioskFile& f, const std::string& key, std::string_view v) {
             f.ui.virtualKeyboard = K::Never;
         else
             return Error(Errc::InvalidArgument, "must be yes, no or auto");
+    } else if (key == "screen_size") {
+        // WIDTHxHEIGHT: the preferred display mode desktop parcels see.
+        unsigned w = 0, h = 0;
+        char x = 0, extra = 0;
+        std::string t(v);
+        if (std::sscanf(t.c_str(), "%u%c%u%c", &w, &x, &h, &extra) != 3 || x != 'x' || w < 320 ||
+            h < 200 || w > 8192 || h > 8192)
+            return Error(Errc::InvalidArgument, "must be WIDTHxHEIGHT, e.g. 1920x1080");
+        c.desktop.screenWidth = w;
+        c.desktop.screenHeight = h;
+    } else if (key == "audio") {
+        if (v != "none" && v != "pulseaudio" && v != "alsa")
+            return Error(Errc::InvalidArgument, "must be none, pulseaudio or alsa");
+        c.desktop.audio = std::string(v);
     } else if (key == "kiosk_id") {
         if (v.empty())
             return Error(Errc::InvalidArgument, "must not be empty");

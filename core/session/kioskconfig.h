@@ -15,6 +15,8 @@
 //   accelerator             auto | kvm | tcg
 //   device_allow_list       reserved: must be empty (no device pass-through yet)
 //   virtual_keyboard        yes | no | auto (default: shown when no hardware keyboard)
+//   screen_size             WIDTHxHEIGHT: desktop parcels' preferred display mode
+//   audio                   none | pulseaudio | alsa: desktop parcels' sound output
 //   kiosk_id, parcel        names
 // Anything else (unknown key, bad value, duplicate, missing '=') is refused
 // with an InvalidArgument error naming the file, line and key.

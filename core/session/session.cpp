@@ -13,6 +13,8 @@
 #include "disk/nbd_server.h"
 #include "disk/parcel_disk.h"
 #include "parcel/lock_lease.h"
+#include "session/firmware_state.h"
+#include "session/guest_clock.h"
 #include "session/memory_upload.h"
 #include "session/restore_stream.h"
 #include "session/stage_tracker.h"
@@ -103,6 +105,8 @@ struct Session::Impl {
     std::unique_ptr<disk::NbdServer> nbd;
     std::optional<vm::Vm> machine;
     VmWatcher watcher;                                  // while Running
+    GuestClock clock;                                   // after a restore, until the agent answers
+    FirmwareState firmware; // NVRAM / TPM state of a firmware parcel (firmware_state.h)
     bool memorySaved = false;                           // the scratch holds this session's saved VM
     std::optional<std::vector<chunk::ChunkRef>> recipe; // memory image uploaded
 
@@ -213,12 +217,13 @@ struct Session::Impl {
         base = std::move(*m);
         ISR_TRY_STATUS(
             injected(ISR_FAULT_POINT("session.checkout.after-manifest"), Stage::CheckingOut));
-        if (base.vm.boot != "demo-guest") {
+        std::string missingPackage;
+        if (auto st = bootProfileAvailable(base.vm, &missingPackage); !st.ok()) {
             Failure f = facts(Stage::CheckingOut, FailureCause::BootProfileUnavailable);
-            f.bootProfile = base.vm.boot;
-            return fail(std::move(f),
-                        Error(Errc::Unsupported, "boot profile '" + base.vm.boot +
-                                                     "' is not available on this kiosk"));
+            f.bootProfile =
+                base.vm.boot == "firmware" ? "firmware/" + base.vm.firmware : base.vm.boot;
+            f.missingPackage = missingPackage;
+            return fail(std::move(f), st.error());
         }
         lease->startHeartbeat(config.heartbeatInterval);
         return {};
@@ -256,10 +261,21 @@ struct Session::Impl {
 
     Status bringUpVm() {
         vm::VmSpec spec = sessionVmSpec(user, parcelName, base.vm, config.guestDir, sessionDir,
-                                        config.serialConsole);
+                                        config.serialConsole, config.desktop);
+        // A firmware parcel's NVRAM and TPM state go in place first.
+        firmware.configure(spec.firmware, spec.tpm, sessionDir, hypervisor->tpmStateDir(spec.uuid));
+        if (auto st = firmware.restore(base, *parcels); !st.ok())
+            return fail(facts(Stage::Fetching, st.error().code == Errc::Corrupt
+                                                   ? FailureCause::DamagedVersion
+                                                   : FailureCause::Generic),
+                        st.error());
         if (base.memory.empty()) {
             // First resume of this parcel (or after an import): boot.
             enter(Stage::Restoring);
+            if (auto st = checkDiskBootable(*disk, spec.firmware); !st.ok())
+                return fail(
+                    facts(Stage::Restoring, FailureCause::NoBootLoader, ErrorKind::VmFailed),
+                    st.error());
             ISR_TRY_STATUS(injected(ISR_FAULT_POINT("session.restore.before"), Stage::Restoring));
             auto booted = hypervisor->boot(spec);
             if (!booted.ok())
@@ -303,9 +319,7 @@ struct Session::Impl {
                         restored.error());
         machine.emplace(std::move(*restored));
         ISR_TRY_STATUS(injected(ISR_FAULT_POINT("session.restore.after"), Stage::Restoring));
-        if (auto t = machine->syncGuestTime(); !t.ok()) {
-            ISR_LOG_INFO("session") << "guest clock not set: " << t.error().describe();
-        }
+        clock.start(*machine); // in the background: Running does not wait for the agent
         return {};
     }
 
@@ -389,6 +403,7 @@ struct Session::Impl {
         next.kiosk = config.kioskId;
         next.disk = std::move(table->table);
         next.memory = *recipe;
+        firmware.applyTo(next);
         next.workingSet = table->workingSet;
         std::sort(next.workingSet.begin(), next.workingSet.end());
         next.workingSet.erase(std::unique(next.workingSet.begin(), next.workingSet.end()),
@@ -409,10 +424,13 @@ struct Session::Impl {
         if (disk)
             disk->stopTrickle();
         auto started = Clock::now();
+        clock.stop();
         if (!memorySaved)
             ISR_TRY_STATUS(saveVm());
         if (!recipe)
             ISR_TRY_STATUS(uploadMemoryImage(started));
+        if (auto st = firmware.collect(*parcels); !st.ok())
+            return fail(facts(Stage::Suspending, FailureCause::Generic), st.error());
         ISR_TRY_STATUS(uploadDiskAndCommit(started));
         lease->stopHeartbeat();
         ISR_TRY_STATUS(injected(ISR_FAULT_POINT("session.unlock.before"), Stage::Suspending));
@@ -476,6 +494,7 @@ struct Session::Impl {
     // Drops every local trace of the session. Idempotent.
     void wipeLocal() {
         watcher.stop();
+        clock.stop();
         if (disk)
             disk->stopTrickle();
         if (machine) {
@@ -484,6 +503,7 @@ struct Session::Impl {
             }
             machine.reset();
         }
+        firmware.wipe(); // the TPM state lives in libvirt's root, not the session dir
         if (nbd)
             nbd->stop();
         nbd.reset();

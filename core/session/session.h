@@ -100,7 +100,9 @@ enum class FailureCause {
     ParcelNotFound,         // the parcel's versions cannot be found
     LockedElsewhere,        // open at another kiosk: see holder
     DamagedVersion,         // the newest version does not verify
-    BootProfileUnavailable, // the parcel boots in a way this kiosk cannot: see bootProfile
+    BootProfileUnavailable, // the parcel boots in a way this kiosk cannot: see bootProfile,
+                            // missingPackage
+    NoBootLoader,           // a firmware parcel's disk has nothing the firmware can boot
     KioskStorage,     // the kiosk's own disk/scratch is full or unusable: see where, freeBytes
     MemoryImageFetch, // the saved memory image could not be fetched
     VmStart,          // the VM could not start (first boot)
@@ -133,6 +135,7 @@ struct Failure {
     std::string where;                      // KioskStorage: the path that is full or unusable
     std::optional<std::uint64_t> freeBytes; // KioskStorage: free bytes there, when known
     std::string bootProfile;                // BootProfileUnavailable: the parcel's profile
+    std::string missingPackage; // BootProfileUnavailable: the Debian package the kiosk lacks
     // The underlying error in technical English (the store's or libvirt's own
     // words) for the log and a "details" line; never the main text.
     std::string detail;
@@ -176,6 +179,15 @@ struct Listener {
     std::function<void(const Failure&)> failed;
 };
 
+// The devices a firmware-booted (desktop) parcel gets from this kiosk.
+struct DesktopOptions {
+    // The display's preferred mode: the kiosk's screen. 0x0: QEMU's default.
+    std::uint32_t screenWidth = 0;
+    std::uint32_t screenHeight = 0;
+    // The sound device's output: "none" (silent), "pulseaudio", "alsa".
+    std::string audio = "none";
+};
+
 struct KioskConfig {
     std::string kioskId;  // shown to other kiosks in the lock; default: host name
     std::string stateDir; // cache, libvirt root, per-session dirs (sockets, overlay)
@@ -186,6 +198,7 @@ struct KioskConfig {
     std::string guestDir;       // the "demo-guest" boot profile: vmlinuz, initrd.img
     std::string accelerator;    // "", "kvm" or "tcg"
     bool serialConsole = false; // ttyS0 on <session dir>/serial.sock (tests, debugging)
+    DesktopOptions desktop;     // firmware-booted parcels' display and sound
     std::chrono::milliseconds trickleQuiet{15000};
     std::chrono::milliseconds trickleInterval{5000};
     std::chrono::milliseconds heartbeatInterval{60000};

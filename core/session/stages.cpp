@@ -99,6 +99,8 @@ const char* failureCauseName(FailureCause cause) {
         return "damaged-version";
     case FailureCause::BootProfileUnavailable:
         return "boot-profile-unavailable";
+    case FailureCause::NoBootLoader:
+        return "no-boot-loader";
     case FailureCause::KioskStorage:
         return "kiosk-storage";
     case FailureCause::MemoryImageFetch:

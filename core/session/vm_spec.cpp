@@ -3,6 +3,7 @@
 #include "crypto/crypto.h"
 
 #include <cctype>
+#include <unistd.h>
 
 namespace isr::session {
 
@@ -15,9 +16,48 @@ std::string parcelUuid(const std::string& user, const std::string& parcel) {
            hex.substr(16, 4) + "-" + hex.substr(20, 12);
 }
 
+vm::Firmware parcelFirmware(const parcel::VmSpec& vm) {
+    if (vm.boot != "firmware")
+        return vm::Firmware::DirectKernel;
+    if (vm.firmware == "uefi")
+        return vm::Firmware::Uefi;
+    if (vm.firmware == "uefi-secure")
+        return vm::Firmware::UefiSecure;
+    return vm::Firmware::Bios;
+}
+
+Status bootProfileAvailable(const parcel::VmSpec& vm, std::string* missingPackage,
+                            const std::string& firmwareRoot) {
+    if (vm.boot == "demo-guest")
+        return {};
+    if (vm.boot != "firmware")
+        return Error(Errc::Unsupported,
+                     "boot profile '" + vm.boot + "' is not available on this kiosk");
+    vm::Firmware fw = parcelFirmware(vm);
+    if (auto st = vm::checkFirmwareInstalled(fw, firmwareRoot); !st.ok()) {
+        if (missingPackage)
+            *missingPackage = vm::firmwareFiles(fw).package;
+        return Error(Errc::Unsupported, st.error().message);
+    }
+    if (vm.tpm) {
+        for (const char* tool : {"/usr/bin/swtpm", "/usr/bin/swtpm_setup"}) {
+            if (::access((firmwareRoot + tool).c_str(), X_OK) != 0) {
+                if (missingPackage)
+                    *missingPackage = std::string(tool).find("setup") != std::string::npos
+                                          ? "swtpm-tools"
+                                          : "swtpm";
+                return Error(Errc::Unsupported, std::string("the parcel has a TPM and ") + tool +
+                                                    " is missing on this kiosk");
+            }
+        }
+    }
+    return {};
+}
+
 vm::VmSpec sessionVmSpec(const std::string& user, const std::string& parcel,
                          const parcel::VmSpec& vm, const std::string& guestDir,
-                         const std::string& sessionDir, bool serialConsole) {
+                         const std::string& sessionDir, bool serialConsole,
+                         const DesktopOptions& desktop) {
     vm::VmSpec spec;
     spec.name = "isr-" + user + "-" + parcel;
     for (char& c : spec.name)
@@ -30,8 +70,21 @@ vm::VmSpec sessionVmSpec(const std::string& user, const std::string& parcel,
     spec.vcpus = vm.vcpus;
     spec.machine = vm.machine;
     spec.cpuModel = vm.cpu;
-    spec.kernelPath = guestDir + "/vmlinuz";
-    spec.initrdPath = guestDir + "/initrd.img";
+    spec.firmware = parcelFirmware(vm);
+    if (spec.firmware == vm::Firmware::DirectKernel) {
+        spec.kernelPath = guestDir + "/vmlinuz";
+        spec.initrdPath = guestDir + "/initrd.img";
+    } else {
+        if (spec.firmware == vm::Firmware::Uefi || spec.firmware == vm::Firmware::UefiSecure) {
+            spec.loaderPath = vm::firmwareFiles(spec.firmware).code;
+            spec.nvramPath = sessionDir + "/nvram.fd";
+        }
+        spec.tpm = vm.tpm;
+        spec.displayWidth = desktop.screenWidth;
+        spec.displayHeight = desktop.screenHeight;
+        spec.audio = desktop.audio;
+        spec.agentSocketPath = sessionDir + "/agent.sock";
+    }
     spec.diskSocketPath = sessionDir + "/disk.sock";
     if (serialConsole)
         spec.serialSocketPath = sessionDir + "/serial.sock";

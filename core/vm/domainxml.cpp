@@ -161,9 +161,43 @@ Status validateSpec(const VmSpec& spec, const HostConfig& config) {
             return invalid(what + " '" + p + "' is outside the state and boot directories");
         return {};
     };
-    ISR_TRY_STATUS(checkBootFile("kernel", spec.kernelPath));
-    if (!spec.initrdPath.empty())
-        ISR_TRY_STATUS(checkBootFile("initrd", spec.initrdPath));
+    if (spec.firmware == Firmware::DirectKernel) {
+        ISR_TRY_STATUS(checkBootFile("kernel", spec.kernelPath));
+        if (!spec.initrdPath.empty())
+            ISR_TRY_STATUS(checkBootFile("initrd", spec.initrdPath));
+        // The demo guest's hardware is fixed: firmware-only devices are refused.
+        if (spec.tpm || !spec.nvramPath.empty() || !spec.loaderPath.empty() ||
+            !spec.agentSocketPath.empty())
+            return invalid("TPM, NVRAM, loader and agent socket need firmware boot");
+    } else {
+        if (!spec.kernelPath.empty() || !spec.initrdPath.empty())
+            return invalid("firmware boot takes no kernel or initrd");
+        bool uefi = spec.firmware == Firmware::Uefi || spec.firmware == Firmware::UefiSecure;
+        if (uefi) {
+            // The loader comes from the kiosk's firmware package, the
+            // variable store from the session directory.
+            if (!cleanAbsolutePath(spec.loaderPath) ||
+                !(isUnder(spec.loaderPath, "/usr/share/OVMF") ||
+                  isUnder(spec.loaderPath, "/usr/share/qemu") ||
+                  isUnder(spec.loaderPath, config.stateDir)))
+                return invalid("UEFI loader '" + spec.loaderPath +
+                               "' is not firmware of this kiosk");
+            if (!cleanAbsolutePath(spec.nvramPath) || !isUnder(spec.nvramPath, config.stateDir))
+                return invalid("NVRAM '" + spec.nvramPath +
+                               "' is outside the kiosk state directory");
+        } else if (!spec.loaderPath.empty() || !spec.nvramPath.empty()) {
+            return invalid("BIOS boot takes no loader or NVRAM");
+        }
+        if (spec.firmware == Firmware::UefiSecure && spec.machine.rfind("pc-q35-", 0) != 0)
+            return invalid("Secure Boot needs a q35 machine (SMM)");
+        if (spec.displayWidth > 8192 || spec.displayHeight > 8192 ||
+            (spec.displayWidth == 0) != (spec.displayHeight == 0) ||
+            (spec.displayWidth != 0 && (spec.displayWidth < 320 || spec.displayHeight < 200)))
+            return invalid("display size " + std::to_string(spec.displayWidth) + "x" +
+                           std::to_string(spec.displayHeight) + " is out of range");
+        if (spec.audio != "none" && spec.audio != "pulseaudio" && spec.audio != "alsa")
+            return invalid("audio backend '" + spec.audio + "' is not none, pulseaudio or alsa");
+    }
     auto checkSocket = [&](const std::string& what, const std::string& p) -> Status {
         if (!cleanAbsolutePath(p))
             return invalid(what + " '" + p + "' is not a clean absolute path");
@@ -174,6 +208,12 @@ Status validateSpec(const VmSpec& spec, const HostConfig& config) {
         return {};
     };
     ISR_TRY_STATUS(checkSocket("disk socket", spec.diskSocketPath));
+    if (!spec.agentSocketPath.empty()) {
+        ISR_TRY_STATUS(checkSocket("agent socket", spec.agentSocketPath));
+        if (spec.agentSocketPath == spec.diskSocketPath ||
+            spec.agentSocketPath == spec.serialSocketPath)
+            return invalid("agent socket shares a path with another socket");
+    }
     if (!spec.serialSocketPath.empty()) {
         ISR_TRY_STATUS(checkSocket("serial socket", spec.serialSocketPath));
         if (spec.serialSocketPath == spec.diskSocketPath)
@@ -182,7 +222,155 @@ Status validateSpec(const VmSpec& spec, const HostConfig& config) {
     return {};
 }
 
+namespace {
+
+// The firmware profile: the parcel's own disk booted by SeaBIOS or OVMF, and
+// the devices a desktop needs. The demo guest's XML (below) is untouched:
+// its saved memory images must keep restoring, and a restore checks that
+// the virtual hardware is the same.
+std::string buildFirmwareDomainXml(const VmSpec& spec, Accelerator accel) {
+    const bool uefi = spec.firmware == Firmware::Uefi || spec.firmware == Firmware::UefiSecure;
+    const bool secure = spec.firmware == Firmware::UefiSecure;
+    const bool q35 = spec.machine.rfind("pc-q35-", 0) == 0;
+    std::ostringstream x;
+    x << "<domain type='" << (accel == Accelerator::Kvm ? "kvm" : "qemu") << "'>\n"
+      << "  <name>" << xmlEscape(spec.name) << "</name>\n"
+      << "  <uuid>" << xmlEscape(spec.uuid) << "</uuid>\n"
+      << "  <memory unit='MiB'>" << spec.memoryMiB << "</memory>\n"
+      << "  <currentMemory unit='MiB'>" << spec.memoryMiB << "</currentMemory>\n"
+      << "  <vcpu placement='static'>" << spec.vcpus << "</vcpu>\n"
+      << "  <os>\n"
+      << "    <type arch='x86_64' machine='" << xmlEscape(spec.machine) << "'>hvm</type>\n";
+    if (uefi) {
+        // Explicit files, no firmware auto-selection: the loader is the
+        // kiosk's (Debian's ovmf), the variable store the parcel's own.
+        x << "    <loader readonly='yes' secure='" << (secure ? "yes" : "no") << "' type='pflash'>"
+          << xmlEscape(spec.loaderPath) << "</loader>\n"
+          << "    <nvram>" << xmlEscape(spec.nvramPath) << "</nvram>\n";
+    }
+    x << "  </os>\n"
+      << "  <features><acpi/>";
+    if (secure)
+        x << "<smm state='on'/>"; // OVMF's Secure Boot build protects its variables with SMM
+    x << "</features>\n"
+      << "  <cpu mode='custom' match='exact' check='none'>\n"
+      << "    <model fallback='forbid'>" << xmlEscape(spec.cpuModel) << "</model>\n"
+      << "  </cpu>\n"
+      // The guest keeps UTC in its RTC (Linux); the guest agent sets the
+      // system clock after a restore (syncGuestTime).
+      << "  <clock offset='utc'/>\n"
+      << "  <on_poweroff>destroy</on_poweroff>\n"
+      << "  <on_reboot>restart</on_reboot>\n"
+      << "  <on_crash>destroy</on_crash>\n"
+      << "  <devices>\n"
+      << "    <disk type='network' device='disk'>\n"
+      << "      <driver name='qemu' type='raw' discard='unmap' error_policy='stop'/>\n"
+      << "      <source protocol='nbd'>\n"
+      << "        <host transport='unix' socket='" << xmlEscape(spec.diskSocketPath) << "'/>\n"
+      << "      </source>\n"
+      << "      <target dev='vda' bus='virtio'/>\n"
+      // The only boot device: no PXE, no CD-ROM.
+      << "      <boot order='1'/>\n"
+      << "    </disk>\n"
+      << "    <interface type='user'>\n"
+      << "      <mac address='" << macFromUuid(spec.uuid) << "'/>\n"
+      << "      <model type='virtio'/>\n"
+      << "      <rom enabled='no'/>\n"
+      << "    </interface>\n"
+      << "    <input type='tablet' bus='usb'><address type='usb' bus='0' port='1'/></input>\n"
+      << "    <input type='keyboard' bus='ps2'/>\n"
+      << "    <input type='mouse' bus='ps2'/>\n"
+      // VNC only through openGraphicsFd(); QEMU's VNC server speaks the
+      // extended key event, so keys arrive as scancodes, layout-free.
+      << "    <graphics type='vnc'><listen type='none'/></graphics>\n"
+      // virtio-vga: VGA for SeaBIOS and OVMF's GOP, then virtio-gpu with
+      // EDID; the resolution is the preferred mode the guest sees.
+      << "    <video><model type='virtio' heads='1' primary='yes'>";
+    if (spec.displayWidth != 0)
+        x << "<resolution x='" << spec.displayWidth << "' y='" << spec.displayHeight << "'/>";
+    x << "</model></video>\n";
+    if (!spec.serialSocketPath.empty()) {
+        x << "    <serial type='unix'>\n"
+          << "      <source mode='bind' path='" << xmlEscape(spec.serialSocketPath) << "'/>\n"
+          << "      <target port='0'/>\n"
+          << "    </serial>\n";
+    }
+    x << "    <channel type='unix'>\n";
+    if (!spec.agentSocketPath.empty())
+        x << "      <source mode='bind' path='" << xmlEscape(spec.agentSocketPath) << "'/>\n";
+    x << "      <target type='virtio' name='org.qemu.guest_agent.0'/>\n"
+      << "    </channel>\n"
+      // ich9 HDA on q35 (ich6 on i440fx); its output goes to the kiosk's
+      // audio, or nowhere ('none': silent, not an error).
+      << "    <sound model='" << (q35 ? "ich9" : "ich6") << "'><audio id='1'/></sound>\n"
+      << "    <audio id='1' type='" << xmlEscape(spec.audio) << "'/>\n"
+      << "    <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>\n";
+    if (spec.tpm) {
+        // libvirt runs swtpm; persistent_state keeps its state directory
+        // when the transient domain stops (saved), so the session can read
+        // it back (session/firmware_state.h).
+        x << "    <tpm model='" << (q35 ? "tpm-crb" : "tpm-tis") << "'>\n"
+          << "      <backend type='emulator' version='2.0' persistent_state='yes'/>\n"
+          << "    </tpm>\n";
+    }
+    x << "    <memballoon model='virtio' freePageReporting='on'/>\n"
+      << "  </devices>\n"
+      << "</domain>\n";
+    return x.str();
+}
+
+} // namespace
+
+const char* firmwareName(Firmware firmware) {
+    switch (firmware) {
+    case Firmware::DirectKernel:
+        return "direct-kernel";
+    case Firmware::Bios:
+        return "bios";
+    case Firmware::Uefi:
+        return "uefi";
+    case Firmware::UefiSecure:
+        return "uefi-secure";
+    }
+    return "?";
+}
+
+FirmwareFiles firmwareFiles(Firmware firmware, const std::string& root) {
+    switch (firmware) {
+    case Firmware::DirectKernel:
+        return {};
+    case Firmware::Bios:
+        // QEMU loads SeaBIOS itself (bios-256k.bin, a symlink into seabios).
+        return {root + "/usr/share/seabios/bios-256k.bin", "", "seabios"};
+    case Firmware::Uefi:
+        return {root + "/usr/share/OVMF/OVMF_CODE_4M.fd", root + "/usr/share/OVMF/OVMF_VARS_4M.fd",
+                "ovmf"};
+    case Firmware::UefiSecure:
+        // Secure Boot build with Microsoft's keys enrolled in the template
+        // (Windows 11, distributions with a signed shim).
+        return {root + "/usr/share/OVMF/OVMF_CODE_4M.ms.fd",
+                root + "/usr/share/OVMF/OVMF_VARS_4M.ms.fd", "ovmf"};
+    }
+    return {};
+}
+
+Status checkFirmwareInstalled(Firmware firmware, const std::string& root) {
+    FirmwareFiles f = firmwareFiles(firmware, root);
+    for (const std::string& p : {f.code, f.varsTemplate}) {
+        if (p.empty())
+            continue;
+        std::error_code ec;
+        if (!std::filesystem::exists(p, ec))
+            return Error(Errc::NotFound, std::string(firmwareName(firmware)) + " firmware file " +
+                                             p + " is missing: install the Debian package '" +
+                                             f.package + "'");
+    }
+    return {};
+}
+
 std::string buildDomainXml(const VmSpec& spec, Accelerator accel) {
+    if (spec.firmware != Firmware::DirectKernel)
+        return buildFirmwareDomainXml(spec, accel);
     std::ostringstream x;
     x << "<domain type='" << (accel == Accelerator::Kvm ? "kvm" : "qemu") << "'>\n"
       << "  <name>" << xmlEscape(spec.name) << "</name>\n"

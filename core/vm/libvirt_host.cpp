@@ -165,6 +165,9 @@ Status writeQemuConf(const std::string& root) {
         // Run QEMU as the calling user; the DAC driver then needs no chown of
         // the sockets and the kernel.
         conf += "user = \"root\"\ngroup = \"root\"\n";
+        // swtpm (a parcel's TPM) runs as this account too; libvirt's default
+        // is "tss", which need not exist on a kiosk.
+        conf += "swtpm_user = \"root\"\nswtpm_group = \"root\"\n";
     }
     return writeFileAtomically(root + "/etc/qemu.conf", conf);
 }

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
@@ -132,6 +133,10 @@ Result<std::unique_ptr<Hypervisor>> Hypervisor::open(HostConfig config) {
         if (reaped > 0) {
             ISR_LOG_WARN(kLog) << "destroyed " << reaped << " VM(s) left over from a previous run";
         }
+        // TPM state a crashed session left (persistent_state keeps it past
+        // the domain): a parcel's secrets, and no VM of this root runs now.
+        std::error_code ec;
+        std::filesystem::remove_all(embeddedRootFor(hv->config_.stateDir) + "/lib/swtpm", ec);
     }
     return hv;
 }
@@ -145,11 +150,26 @@ Result<std::string> Hypervisor::domainXml(const VmSpec& spec) const {
     return buildDomainXml(spec, accel_);
 }
 
+// A missing firmware package is NotFound naming it, before libvirt's own
+// less helpful error; the UEFI variable store must be in place.
+Status Hypervisor::checkFirmwareFiles(const VmSpec& spec) const {
+    if (spec.firmware == Firmware::DirectKernel)
+        return {};
+    ISR_TRY_STATUS(checkFirmwareInstalled(spec.firmware));
+    if (!spec.loaderPath.empty() && access(spec.loaderPath.c_str(), R_OK) != 0)
+        return Error(Errc::NotFound,
+                     "UEFI loader " + spec.loaderPath + ": " + std::strerror(errno));
+    if (!spec.nvramPath.empty() && access(spec.nvramPath.c_str(), R_OK | W_OK) != 0)
+        return Error(Errc::NotFound, "NVRAM " + spec.nvramPath + ": " + std::strerror(errno));
+    return {};
+}
+
 Result<Vm> Hypervisor::boot(const VmSpec& spec) {
     ISR_TRY_ASSIGN(std::string xml, domainXml(spec));
     for (const std::string* p : {&spec.kernelPath, &spec.initrdPath})
         if (!p->empty() && access(p->c_str(), R_OK) != 0)
             return Error(Errc::NotFound, "boot file " + *p + ": " + std::strerror(errno));
+    ISR_TRY_STATUS(checkFirmwareFiles(spec));
     ISR_TRY_STATUS(refuseRunning(spec.name));
     DomainPtr dom(virDomainCreateXML(conn_->conn, xml.c_str(), VIR_DOMAIN_NONE));
     if (!dom)
@@ -169,6 +189,7 @@ Result<Vm> Hypervisor::restore(const std::string& savePath, const VmSpec& spec) 
                      "save file " + savePath + ": " + std::strerror(errno));
     if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode))
         return Error(Errc::InvalidArgument, "save file " + savePath + " is not a file or FIFO");
+    ISR_TRY_STATUS(checkFirmwareFiles(spec));
     ISR_TRY_STATUS(refuseRunning(spec.name));
     if (virDomainRestoreFlags(conn_->conn, savePath.c_str(), xml.c_str(), VIR_DOMAIN_SAVE_RUNNING) <
         0)
@@ -244,6 +265,14 @@ Result<int> Hypervisor::reapAll() {
 }
 
 // ---- Vm -------------------------------------------------------------------
+
+std::string Hypervisor::tpmStateDir(const std::string& uuid) const {
+    // libvirt keeps swtpm's state in <swtpm storage dir>/<uuid>/tpm2/; the
+    // storage dir is <root>/lib/swtpm under the embedded driver.
+    if (config_.uri.empty())
+        return embeddedRootFor(config_.stateDir) + "/lib/swtpm/" + uuid;
+    return "/var/lib/libvirt/swtpm/" + uuid;
+}
 
 std::string Hypervisor::domainLogPath(const std::string& name) const {
     // Where the QEMU driver puts a domain's log: <root>/log/qemu under the
@@ -440,8 +469,23 @@ Status Vm::typeText(std::string_view text) {
     return {};
 }
 
+bool Vm::guestAgentAnswers() {
+    long long seconds = 0;
+    unsigned int nseconds = 0;
+    if (virDomainGetTime(handle_->dom.get(), &seconds, &nseconds, 0) < 0) {
+        virResetLastError();
+        return false;
+    }
+    return true;
+}
+
 Status Vm::syncGuestTime() {
-    if (virDomainSetTime(handle_->dom.get(), 0, 0, VIR_DOMAIN_TIME_SYNC) < 0) {
+    // The host's time, given explicitly: the agent sets the guest's system
+    // clock to it (and its RTC). libvirt bounds the agent's answer (5 s).
+    struct timespec now {};
+    ::clock_gettime(CLOCK_REALTIME, &now);
+    if (virDomainSetTime(handle_->dom.get(), now.tv_sec, static_cast<unsigned>(now.tv_nsec), 0) <
+        0) {
         Error err = libvirtError("setting the clock of VM " + name_);
         err.code = Errc::Unsupported;
         return err;

@@ -34,6 +34,24 @@ namespace isr::vm {
 enum class Accelerator { Kvm, Tcg };
 const char* acceleratorName(Accelerator accel);
 
+// How the VM boots. DirectKernel: the kiosk's kernel/initrd (the demo
+// guest's profile, with its fixed hardware). The others boot the parcel's
+// own disk through firmware from Debian's packages and get the desktop
+// devices (display with the kiosk's screen size, sound, rng, agent socket).
+enum class Firmware { DirectKernel, Bios, Uefi, UefiSecure };
+const char* firmwareName(Firmware firmware);
+
+// Where Debian keeps the firmware, and which package brings it.
+struct FirmwareFiles {
+    std::string code;         // loader (UEFI: pflash code, read-only); empty for BIOS
+    std::string varsTemplate; // UEFI: the variable store a new parcel starts from
+    std::string package;      // Debian package that provides them
+};
+// The files for a firmware under `root` ("" = /, tests may point elsewhere).
+FirmwareFiles firmwareFiles(Firmware firmware, const std::string& root = "");
+// NotFound naming the Debian package when a file is missing on this kiosk.
+Status checkFirmwareInstalled(Firmware firmware, const std::string& root = "");
+
 // Everything the parcel says about its VM, plus this kiosk's paths. Two specs
 // that differ only in paths describe the same virtual hardware.
 struct VmSpec {
@@ -50,6 +68,20 @@ struct VmSpec {
     std::string cmdline = "console=tty0 console=ttyS0 quiet";
     std::string diskSocketPath;   // NBD server on a UNIX socket (export name "")
     std::string serialSocketPath; // optional: ttyS0 on a UNIX socket QEMU listens on
+
+    // ---- firmware boot (firmware != DirectKernel; kernel fields unused) ----
+    Firmware firmware = Firmware::DirectKernel;
+    std::string loaderPath; // UEFI code, from firmwareFiles() (never from a store)
+    std::string nvramPath;  // UEFI: this parcel's variable store, under stateDir
+    bool tpm = false;       // TPM 2.0 emulated by swtpm (libvirt runs it)
+    // The display's preferred mode (EDID), the kiosk's screen; 0 = QEMU's default.
+    std::uint32_t displayWidth = 0;
+    std::uint32_t displayHeight = 0;
+    // QEMU audio backend for the sound device: "none" (silent), "pulseaudio", "alsa".
+    std::string audio = "none";
+    // org.qemu.guest_agent.0 on this UNIX socket (under stateDir); empty:
+    // libvirt picks the path (the demo guest's profile).
+    std::string agentSocketPath;
 };
 
 // Where the embedded driver's root goes for a state directory:
@@ -149,6 +181,9 @@ public:
     // Sets the guest clock to the host's (needs a guest agent; Unsupported if
     // the guest has none — see README for what the demo guest does instead).
     Status syncGuestTime();
+    // Asks the guest agent for a ping-like answer (virDomainGetTime): true
+    // when an agent answered. Never blocks longer than libvirt's agent timeout.
+    bool guestAgentAnswers();
 
 private:
     friend class Hypervisor;
@@ -195,9 +230,16 @@ public:
     // root, which belongs to this kiosk alone.
     Result<int> reapAll();
 
+    // Where libvirt keeps the swtpm state of the domain with this UUID
+    // (<root>/lib/swtpm/<uuid>, state files in its tpm2/ subdirectory). It
+    // outlives the domain (persistent_state='yes'): the caller fills it
+    // before the VM starts and empties it when the session ends.
+    std::string tpmStateDir(const std::string& uuid) const;
+
 private:
     struct Connection;
     Status refuseRunning(const std::string& name);
+    Status checkFirmwareFiles(const VmSpec& spec) const;
     std::string domainLogPath(const std::string& name) const;
     Hypervisor(HostConfig config, std::unique_ptr<Connection> conn, std::string uri,
                Accelerator accel);

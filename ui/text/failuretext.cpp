@@ -86,12 +86,22 @@ QString byCause(const session::Failure& f, const QLocale& locale, const QDateTim
                                "changed; ask an administrator for help (they can go back to an "
                                "earlier version).");
     case FailureCause::BootProfileUnavailable:
+        if (!f.missingPackage.empty())
+            return FailureText::tr(
+                       "Your computer starts in a way this kiosk cannot offer (\"%1\"): "
+                       "the kiosk lacks the package %2. Use another kiosk, or ask an "
+                       "administrator to install it.")
+                .arg(fromUtf8(f.bootProfile), fromUtf8(f.missingPackage));
         if (f.bootProfile.empty())
             return FailureText::tr("Your computer starts in a way this kiosk cannot offer. Use "
                                    "another kiosk, or ask an administrator.");
         return FailureText::tr("Your computer starts in a way this kiosk cannot offer (\"%1\"). "
                                "Use another kiosk, or ask an administrator.")
             .arg(fromUtf8(f.bootProfile));
+    case FailureCause::NoBootLoader:
+        return FailureText::tr("Your computer's disk has nothing this kiosk can start: it has no "
+                               "boot loader. Nothing was changed; ask an administrator to check "
+                               "the computer's disk image.");
     case FailureCause::KioskStorage: {
         QString text = FailureText::tr("This kiosk has run out of space for your session.");
         if (f.freeBytes && !f.where.empty())

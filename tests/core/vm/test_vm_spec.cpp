@@ -29,6 +29,22 @@ VmSpec goodSpec() {
     return s;
 }
 
+VmSpec firmwareSpec(Firmware fw) {
+    VmSpec s = goodSpec();
+    s.kernelPath.clear();
+    s.initrdPath.clear();
+    s.firmware = fw;
+    if (fw != Firmware::Bios) {
+        s.loaderPath = firmwareFiles(fw).code;
+        s.nvramPath = "/var/lib/isr/sessions/1/nvram.fd";
+    }
+    s.tpm = true;
+    s.displayWidth = 1920;
+    s.displayHeight = 1080;
+    s.agentSocketPath = "/var/lib/isr/sessions/1/agent.sock";
+    return s;
+}
+
 Errc rejectionOf(const VmSpec& s) {
     auto st = validateSpec(s, host());
     return st.ok() ? Errc::Internal : st.error().code;
@@ -204,6 +220,135 @@ private slots:
         auto mac = [](const std::string& x) { return x.substr(x.find("<mac address="), 40); };
         QCOMPARE(mac(buildDomainXml(goodSpec(), Accelerator::Tcg)),
                  mac(buildDomainXml(b, Accelerator::Tcg)));
+    }
+
+    // The demo guest's XML must not change: its saved memory images restore
+    // only onto the same virtual hardware. Pinned by the devices it has and
+    // the ones it must not get.
+    void demoGuestHardwareIsUnchanged() {
+        std::string xml = buildDomainXml(goodSpec(), Accelerator::Tcg);
+        auto has = [&](const char* needle) { return xml.find(needle) != std::string::npos; };
+        QVERIFY(has("<video><model type='vga' vram='16384' heads='1' primary='yes'/></video>"));
+        QVERIFY(has("<kernel>/usr/share/isr/guest/vmlinuz</kernel>"));
+        QVERIFY(!has("<sound"));
+        QVERIFY(!has("<rng"));
+        QVERIFY(!has("<tpm"));
+        QVERIFY(!has("<loader"));
+        QVERIFY(!has("<audio"));
+        QVERIFY(!has("<boot "));
+    }
+
+    void firmwareXmlHasTheDesktopDevices_data() {
+        QTest::addColumn<int>("firmware");
+        QTest::newRow("bios") << int(Firmware::Bios);
+        QTest::newRow("uefi") << int(Firmware::Uefi);
+        QTest::newRow("uefi-secure") << int(Firmware::UefiSecure);
+    }
+    void firmwareXmlHasTheDesktopDevices() {
+        QFETCH(int, firmware);
+        VmSpec s = firmwareSpec(Firmware(firmware));
+        QVERIFY2(validateSpec(s, host()).ok(), validateSpec(s, host()).error().describe().c_str());
+        std::string xml = buildDomainXml(s, Accelerator::Tcg);
+        auto has = [&](const std::string& needle) { return xml.find(needle) != std::string::npos; };
+        bool uefi = Firmware(firmware) != Firmware::Bios;
+        bool secure = Firmware(firmware) == Firmware::UefiSecure;
+        QVERIFY(!has("<kernel>"));
+        QVERIFY(!has("<cmdline>"));
+        QVERIFY(has("<boot order='1'/>")); // the parcel's own disk
+        QCOMPARE(has("<loader readonly='yes' secure='" + std::string(secure ? "yes" : "no") +
+                     "' type='pflash'>" + s.loaderPath + "</loader>"),
+                 uefi);
+        QCOMPARE(has("<nvram>/var/lib/isr/sessions/1/nvram.fd</nvram>"), uefi);
+        QCOMPARE(has("<smm state='on'/>"), secure);
+        QVERIFY(
+            has("<model type='virtio' heads='1' primary='yes'><resolution x='1920' y='1080'/>"));
+        QVERIFY(has("<input type='tablet' bus='usb'><address type='usb' bus='0' port='1'/>"));
+        QVERIFY(has("<input type='keyboard' bus='ps2'/>"));
+        QVERIFY(has("<interface type='user'>"));
+        QVERIFY(has("<rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>"));
+        QVERIFY(has("<memballoon model='virtio' freePageReporting='on'/>"));
+        QVERIFY(has("<sound model='ich9'><audio id='1'/></sound>"));
+        QVERIFY(has("<audio id='1' type='none'/>"));
+        QVERIFY(has("<source mode='bind' path='/var/lib/isr/sessions/1/agent.sock'/>"));
+        QVERIFY(has("name='org.qemu.guest_agent.0'"));
+        QVERIFY(has("<tpm model='tpm-crb'>"));
+        QVERIFY(has("<backend type='emulator' version='2.0' persistent_state='yes'/>"));
+        QVERIFY(!has("hostdev"));
+        QVERIFY(!has("filesystem"));
+        s.tpm = false;
+        s.audio = "pulseaudio";
+        s.displayWidth = s.displayHeight = 0;
+        xml = buildDomainXml(s, Accelerator::Tcg);
+        QVERIFY(!has("<tpm"));
+        QVERIFY(!has("<resolution"));
+        QVERIFY(has("<audio id='1' type='pulseaudio'/>"));
+    }
+
+    void firmwareSpecRefusals_data() {
+        QTest::addColumn<int>("which");
+        QTest::newRow("kernel with firmware") << 0;
+        QTest::newRow("loader from elsewhere") << 1;
+        QTest::newRow("nvram outside state dir") << 2;
+        QTest::newRow("secure boot on i440fx") << 3;
+        QTest::newRow("bad audio backend") << 4;
+        QTest::newRow("absurd display") << 5;
+        QTest::newRow("tpm on the demo guest") << 6;
+        QTest::newRow("agent socket outside state dir") << 7;
+        QTest::newRow("nvram for bios") << 8;
+        QTest::newRow("half a display size") << 9;
+        QTest::newRow("xml injection in audio") << 10;
+    }
+    void firmwareSpecRefusals() {
+        QFETCH(int, which);
+        VmSpec s = firmwareSpec(Firmware::UefiSecure);
+        switch (which) {
+        case 0:
+            s.kernelPath = "/usr/share/isr/guest/vmlinuz";
+            break;
+        case 1:
+            s.loaderPath = "/home/evil/OVMF.fd";
+            break;
+        case 2:
+            s.nvramPath = "/etc/nvram.fd";
+            break;
+        case 3:
+            s.machine = "pc-i440fx-7.2";
+            break;
+        case 4:
+            s.audio = "jack";
+            break;
+        case 5:
+            s.displayWidth = 100000;
+            break;
+        case 6:
+            s = goodSpec();
+            s.tpm = true;
+            break;
+        case 7:
+            s.agentSocketPath = "/tmp/agent.sock";
+            break;
+        case 8:
+            s.firmware = Firmware::Bios;
+            break;
+        case 9:
+            s.displayHeight = 0;
+            break;
+        case 10:
+            s.audio = "none'/><hostdev";
+            break;
+        }
+        QCOMPARE(rejectionOf(s), Errc::InvalidArgument);
+    }
+
+    void firmwareFilesNameTheirPackage() {
+        QCOMPARE(firmwareFiles(Firmware::Uefi).package, std::string("ovmf"));
+        QCOMPARE(firmwareFiles(Firmware::Bios).package, std::string("seabios"));
+        QCOMPARE(firmwareFiles(Firmware::UefiSecure).code,
+                 std::string("/usr/share/OVMF/OVMF_CODE_4M.ms.fd"));
+        auto missing = checkFirmwareInstalled(Firmware::Uefi, "/nonexistent-root");
+        QVERIFY(!missing.ok());
+        QCOMPARE(missing.error().code, Errc::NotFound);
+        QVERIFY(missing.error().message.find("'ovmf'") != std::string::npos);
     }
 
     void newUuidIsValidAndFresh() {

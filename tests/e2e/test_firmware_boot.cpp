@@ -1,0 +1,290 @@
+// Firmware-booted parcels end to end, headless (isrctl as the kiosk, real
+// QEMU under libvirt's embedded driver): the demo guest's kernel and initrd
+// on a disk with its own boot loaders (resources/bootdisk/assemble-disk.sh:
+// SYSLINUX for SeaBIOS, systemd-boot for OVMF), made a parcel with
+// `isrctl parcel create --from-image`.
+//
+//  - UEFI (+ TPM when swtpm is installed): boots through OVMF at kiosk A,
+//    Suspend & Leave; the manifest now references an NVRAM that differs
+//    from OVMF's template (OVMF wrote its boot entries: a change made by the
+//    firmware, not the host); resume at kiosk B restores the same VM (same
+//    boot id) with A's NVRAM and TPM state; Suspend & Leave at B reads back
+//    the same NVRAM (same reference: dedup). Then the NVRAM object is
+//    damaged in the store: the next resume fails Corrupt, nothing is lost.
+//  - BIOS: boots through SeaBIOS at A, resumes at B with the same boot id.
+//  - A disk without a boot loader fails at once with cause no-boot-loader.
+// The demo guest mounts /dev/vda on /home; on these disks that mount fails
+// (vda is partitioned) and the guest runs without /home, which is all
+// these tests need (serial shell, counter, boot id).
+#include "chunk/chunk.h"
+#include "parcel/parcel.h"
+#include "store/store.h"
+#include "testsupport.h"
+#include "util/json.h"
+#include "vm/vm.h"
+#include "vmguest.h"
+
+#include <QElapsedTimer>
+#include <QFile>
+#include <QProcess>
+#include <QTest>
+#include <QThread>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+using namespace isr;
+using namespace std::chrono_literals;
+
+class TestFirmwareBoot : public QObject {
+    Q_OBJECT
+    QString isrctl_;
+    std::unique_ptr<test::TempDir> dir_;
+    test::GuestImage guest_;
+    std::string storeDir_;
+    QString store_;
+    QString disk_;
+    bool haveTpm_ = false;
+
+    QString path(const std::string& name) { return QString::fromStdString(dir_->file(name)); }
+
+    test::ProcessResult ctl(QStringList args) {
+        args << "--store" << store_ << "--password-stdin";
+        return test::runProcess(isrctl_, args, "pw\n", 600000);
+    }
+
+    json::Value status(const QString& kiosk) {
+        QFile f(kiosk + "/status.json");
+        if (!f.open(QIODevice::ReadOnly))
+            return {};
+        auto v = json::parse(f.readAll().toStdString());
+        return v.ok() ? *v : json::Value();
+    }
+
+    // `isrctl session resume`; returns the process once Running, or nullptr
+    // when it ended first (then status.json says why).
+    std::unique_ptr<QProcess> resumeAt(const QString& kiosk, const QString& parcel) {
+        auto proc = std::make_unique<QProcess>();
+        proc->setProcessChannelMode(QProcess::ForwardedChannels);
+        proc->start(isrctl_, {"session", "resume", "fw", parcel, "--store", store_, "--kiosk-dir",
+                              kiosk, "--kiosk-id", QFileInfoName(kiosk), "--serial",
+                              "--password-stdin", "--trickle-quiet", "2s"});
+        if (!proc->waitForStarted(30000))
+            return nullptr;
+        proc->write("pw\n");
+        proc->waitForBytesWritten(30000);
+        proc->closeWriteChannel();
+        QElapsedTimer t;
+        t.start();
+        while (t.elapsed() < 900000) {
+            auto st = status(kiosk);
+            if (st.isObject() && st.getString("stage").valueOr("") == "running" &&
+                !st.getString("serial_socket").valueOr("").empty())
+                return proc;
+            if (proc->waitForFinished(200))
+                break;
+        }
+        qWarning("resume did not reach running; status: %s", status(kiosk).dump().c_str());
+        return nullptr;
+    }
+    static QString QFileInfoName(const QString& p) { return p.section('/', -1); }
+
+    test::GuestCounter counterAt(const QString& kiosk) {
+        std::string sock = status(kiosk).getString("serial_socket").valueOr("");
+        auto c = test::SerialConsole::connect(sock, 60s);
+        if (!c.ok())
+            qFatal("serial: %s", c.error().describe().c_str());
+        // Firmware, boot loader and kernel under TCG: give it time.
+        auto shell = (*c)->waitForShell(420s);
+        if (!shell.ok())
+            qFatal("shell: %s", shell.error().describe().c_str());
+        return test::readCounter(**c, 30s);
+    }
+
+    bool suspendAt(const QString& kiosk, QProcess& proc) {
+        auto r =
+            test::runProcess(isrctl_, {"session", "suspend", "--kiosk-dir", kiosk}, {}, 900000);
+        proc.waitForFinished(120000);
+        if (r.exitCode != 0)
+            qWarning("suspend: %s %s", r.out.c_str(), r.err.c_str());
+        return r.exitCode == 0 && proc.exitCode() == 0;
+    }
+
+    std::unique_ptr<parcel::Parcels> signedIn(std::unique_ptr<store::Store>& store) {
+        auto s = store::openStore("file://" + storeDir_);
+        if (!s.ok())
+            qFatal("store: %s", s.error().describe().c_str());
+        store = std::move(*s);
+        auto secrets = parcel::signIn(*store, "fw", "pw");
+        if (!secrets.ok())
+            qFatal("sign in: %s", secrets.error().describe().c_str());
+        return std::make_unique<parcel::Parcels>(*store, std::move(*secrets));
+    }
+
+    parcel::Manifest manifest(const std::string& parcel, std::uint64_t n) {
+        std::unique_ptr<store::Store> store;
+        auto p = signedIn(store);
+        auto m = p->manifest(parcel, n);
+        if (!m.ok())
+            qFatal("manifest: %s", m.error().describe().c_str());
+        return *m;
+    }
+
+    Bytes readChunk(const chunk::ChunkRef& ref) {
+        std::unique_ptr<store::Store> store;
+        auto p = signedIn(store);
+        auto b = p->readChunk(ref);
+        if (!b.ok())
+            qFatal("chunk: %s", b.error().describe().c_str());
+        return *b;
+    }
+
+private slots:
+    void initTestCase() {
+        isrctl_ = qEnvironmentVariable("ISRCTL");
+        QVERIFY(!isrctl_.isEmpty());
+        test::requirePrograms({"qemu-system-x86_64", "qemu-img", "sgdisk", "mkfs.vfat", "mcopy",
+                               "syslinux", "mke2fs"});
+        if (!vm::checkFirmwareInstalled(vm::Firmware::Uefi).ok() ||
+            !vm::checkFirmwareInstalled(vm::Firmware::Bios).ok())
+            test::skipAll("ovmf or seabios is not installed (packaging/install-deps.sh)");
+        if (!QFile::exists("/usr/lib/systemd/boot/efi/systemd-bootx64.efi"))
+            test::skipAll("systemd-boot-efi is not installed (packaging/install-deps.sh)");
+        haveTpm_ = QFile::exists("/usr/bin/swtpm") && QFile::exists("/usr/bin/swtpm_setup");
+        guest_ = test::requireGuest();
+        dir_ = std::make_unique<test::TempDir>();
+        storeDir_ = dir_->file("store");
+        store_ = QString::fromStdString("file://" + storeDir_);
+        std::filesystem::create_directories(storeDir_);
+        {
+            auto s = store::openStore(store_.toStdString());
+            QVERIFY(s.ok());
+            QVERIFY(parcel::initStore(**s, crypto::KdfParams::minimal()).ok());
+            QVERIFY(parcel::createAccount(**s, "fw", "pw").ok());
+        }
+        disk_ = path("boot.img");
+        QElapsedTimer t;
+        t.start();
+        auto made =
+            test::runProcess("sh",
+                             {QString(ISR_SOURCE_DIR) + "/resources/bootdisk/assemble-disk.sh",
+                              disk_, "--kernel", QString::fromStdString(guest_.kernel), "--initrd",
+                              QString::fromStdString(guest_.initrd), "--cmdline",
+                              "console=tty0 console=ttyS0 quiet"},
+                             {}, 300000);
+        QVERIFY2(made.exitCode == 0, (made.out + made.err).c_str());
+        qInfo("assembled the boot disk in %lld ms", (long long)t.elapsed());
+    }
+
+    void uefiParcelTravelsWithItsNvram() {
+        QStringList create = {"parcel", "create",   "fw",   "uefi",       "--from-image",
+                              disk_,    "--memory", "256M", "--firmware", "uefi"};
+        if (haveTpm_)
+            create << "--tpm";
+        auto made = ctl(create);
+        QVERIFY2(made.exitCode == 0, (made.out + made.err).c_str());
+        QString a = path("kiosk-a"), b = path("kiosk-b");
+
+        auto procA = resumeAt(a, "uefi");
+        QVERIFY(procA);
+        auto atA = counterAt(a);
+        QVERIFY(atA.counter >= 0);
+        QVERIFY(suspendAt(a, *procA));
+
+        parcel::Manifest v2 = manifest("uefi", 2);
+        QVERIFY2(v2.nvram.has_value(), "no NVRAM in the manifest after a UEFI session");
+        Bytes vars = readChunk(*v2.nvram);
+        std::ifstream in("/usr/share/OVMF/OVMF_VARS_4M.fd", std::ios::binary);
+        Bytes tmpl((std::istreambuf_iterator<char>(in)), {});
+        QCOMPARE(vars.size(), tmpl.size());
+        QVERIFY2(vars != tmpl, "OVMF's boot entries did not reach the parcel's NVRAM");
+        if (haveTpm_) {
+            QVERIFY2(v2.tpmState.has_value(), "no TPM state in the manifest");
+            Bytes tpm = readChunk(*v2.tpmState);
+            QVERIFY2(tpm.size() > 1000, "the TPM state archive holds no permanent state");
+        }
+
+        auto procB = resumeAt(b, "uefi");
+        QVERIFY(procB);
+        auto atB = counterAt(b);
+        QCOMPARE(atB.bootId, atA.bootId); // restored, not rebooted
+        QVERIFY(atB.counter >= atA.counter);
+        QVERIFY(suspendAt(b, *procB));
+        parcel::Manifest v3 = manifest("uefi", 3);
+        QVERIFY(v3.nvram.has_value());
+        // B started from A's NVRAM, not the template, and the restored guest
+        // did not change it: the same sealed object.
+        QVERIFY(v3.nvram->name == v2.nvram->name);
+        if (haveTpm_)
+            QVERIFY(v3.tpmState.has_value());
+        // No TPM state left in either kiosk's libvirt root.
+        for (const QString& k : {a, b}) {
+            QString root = QString::fromStdString(vm::embeddedRootFor(k.toStdString()));
+            auto r = test::runProcess("find", {root, "-name", "tpm2-00.permall"});
+            QVERIFY2(r.out.empty(), r.out.c_str());
+        }
+
+        // A damaged NVRAM object: Corrupt before the VM starts, nothing lost.
+        std::string key = parcel::chunkKey("fw", v3.nvram->name);
+        std::string file = storeDir_ + "/" + key;
+        Bytes good;
+        {
+            std::ifstream f(file, std::ios::binary);
+            QVERIFY2(f.good(), file.c_str());
+            good.assign(std::istreambuf_iterator<char>(f), {});
+        }
+        Bytes bad = good;
+        bad[bad.size() / 2] ^= 1;
+        std::ofstream(file, std::ios::binary | std::ios::trunc)
+            .write(reinterpret_cast<const char*>(bad.data()), std::streamsize(bad.size()));
+        QString c = path("kiosk-c");
+        auto procC = resumeAt(c, "uefi");
+        QVERIFY(!procC);
+        auto err = status(c).find("error");
+        QVERIFY(err);
+        QCOMPARE(err->getString("kind").valueOr(""), std::string("corrupt"));
+        std::ofstream(file, std::ios::binary | std::ios::trunc)
+            .write(reinterpret_cast<const char*>(good.data()), std::streamsize(good.size()));
+        auto versions = ctl({"parcel", "versions", "fw", "uefi", "--json"});
+        QVERIFY(versions.out.find("\"version\":4") == std::string::npos);
+    }
+
+    void biosParcelBootsAndTravels() {
+        auto made = ctl({"parcel", "create", "fw", "bios", "--from-image", disk_, "--memory",
+                         "256M", "--firmware", "bios"});
+        QVERIFY2(made.exitCode == 0, (made.out + made.err).c_str());
+        QString a = path("bios-a"), b = path("bios-b");
+        auto procA = resumeAt(a, "bios");
+        QVERIFY(procA);
+        auto atA = counterAt(a);
+        QVERIFY(atA.counter >= 0);
+        QVERIFY(suspendAt(a, *procA));
+        QVERIFY(!manifest("bios", 2).nvram.has_value());
+        auto procB = resumeAt(b, "bios");
+        QVERIFY(procB);
+        auto atB = counterAt(b);
+        QCOMPARE(atB.bootId, atA.bootId);
+        QVERIFY(suspendAt(b, *procB));
+    }
+
+    void diskWithoutBootLoaderFailsClearly() {
+        QString blank = path("blank.img");
+        auto r = test::runProcess("qemu-img", {"create", "-f", "raw", blank, "64M"});
+        QVERIFY(r.exitCode == 0);
+        auto made = ctl({"parcel", "create", "fw", "blank", "--from-image", blank, "--memory",
+                         "256M", "--firmware", "uefi"});
+        QVERIFY2(made.exitCode == 0, (made.out + made.err).c_str());
+        QString k = path("blank-a");
+        QElapsedTimer t;
+        t.start();
+        auto proc = resumeAt(k, "blank");
+        QVERIFY(!proc);
+        auto err = status(k).find("error");
+        QVERIFY(err);
+        QCOMPARE(err->getString("cause").valueOr(""), std::string("no-boot-loader"));
+        QVERIFY(t.elapsed() < 120000);
+    }
+};
+
+QTEST_GUILESS_MAIN(TestFirmwareBoot)
+#include "test_firmware_boot.moc"
