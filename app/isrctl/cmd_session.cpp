@@ -28,8 +28,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const std::vector<std::string> kFlags = {"json",      "password-stdin", "take-over",
-                                         "serial",    "no-suspend",     "desktop"};
+const std::vector<std::string> kFlags = {"json",   "password-stdin", "take-over",
+                                         "serial", "no-suspend",     "desktop"};
 
 std::string defaultDataDir() {
     if (const char* x = std::getenv("XDG_DATA_HOME"); x && *x)
