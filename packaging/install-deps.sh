@@ -78,7 +78,7 @@ guest=(
 )
 # resources/bootdisk/assemble-disk.sh: bootable GPT disks without root
 # (SYSLINUX for SeaBIOS, systemd-boot for OVMF); resources/guest-desktop:
-# the reference desktop's root file system (mmdebstrap); ovmf: UEFI guests.
+# the reference desktop's root file system (mmdebstrap). OVMF is in vm above.
 bootdisk=(
   gdisk               # sgdisk
   dosfstools          # mkfs.vfat
@@ -87,7 +87,6 @@ bootdisk=(
   syslinux-common     # gptmbr.bin, ldlinux.c32
   systemd-boot-efi    # systemd-bootx64.efi as /EFI/BOOT/BOOTX64.EFI
   mmdebstrap
-  ovmf
 )
 test_tools=(
   xvfb

@@ -28,8 +28,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const std::vector<std::string> kFlags = {"json", "password-stdin", "take-over", "serial",
-                                         "no-suspend"};
+const std::vector<std::string> kFlags = {"json",   "password-stdin", "take-over",
+                                         "serial", "no-suspend",     "desktop"};
 
 std::string defaultDataDir() {
     if (const char* x = std::getenv("XDG_DATA_HOME"); x && *x)
@@ -369,23 +369,61 @@ std::string findGuestBuilder() {
     return {};
 }
 
+// The reference desktop's builder sits next to the demo guest's: installed
+// under share/isr/guest-desktop, in a build tree at resources/guest-desktop.
+std::string findDesktopBuilder() {
+    if (const char* env = std::getenv("ISR_DESKTOP_BUILDER"))
+        return env;
+    std::error_code ec;
+    fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+    for (const fs::path& candidate :
+         {exe.parent_path() / "../share/isr/guest-desktop/build-desktop.sh",
+          fs::path(ISR_SOURCE_GUEST_BUILDER).parent_path().parent_path() /
+              "guest-desktop/build-desktop.sh"})
+        if (fs::exists(candidate, ec))
+            return candidate.lexically_normal().string();
+    return {};
+}
+
 int demoInit(const std::vector<std::string>& argv) {
     auto args = Args::parse(argv, kFlags);
     if (!args.ok())
         return fail(args.error().message, kExitUsage);
-    if (int rc = checkUsage(*args, 0, 0, {"data-dir", "memory", "guest-dir"}, "demo init"))
+    if (int rc = checkUsage(*args, 0, 0, {"data-dir", "memory", "guest-dir", "desktop-dir"},
+                            "demo init"))
         return rc;
+    // --desktop: the reference desktop (resources/guest-desktop) as parcel
+    // "desktop" of the same user, booting its own disk through UEFI.
+    const bool desktop = args->flag("desktop");
+    const std::string parcelName = desktop ? "desktop" : "demo";
     std::string dir = absolute(args->optionOr("data-dir", defaultDataDir() + "/demo"));
-    // build-guest.sh skips work when its inputs are unchanged, so pointing
-    // --guest-dir at a shared cache makes repeated demo setups cheap.
+    // build-guest.sh and build-desktop.sh skip work when their inputs are
+    // unchanged, so pointing --guest-dir/--desktop-dir at a shared cache makes
+    // repeated demo setups cheap.
     std::string guestDir = absolute(args->optionOr("guest-dir", dir + "/guest"));
-    std::string builder = findGuestBuilder();
-    if (builder.empty())
-        return fail("cannot find build-guest.sh (set ISR_GUEST_BUILDER)");
-    std::fprintf(stderr, "building the demo guest in %s ...\n", guestDir.c_str());
-    auto built = runProgramChecked({"bash", builder, guestDir});
-    if (!built.ok())
-        return fail(built.error());
+    std::string desktopDir = absolute(args->optionOr("desktop-dir", dir + "/desktop"));
+    std::string image;
+    if (desktop) {
+        std::string builder = findDesktopBuilder();
+        if (builder.empty())
+            return fail("cannot find build-desktop.sh (set ISR_DESKTOP_BUILDER)");
+        std::fprintf(stderr,
+                     "building the reference desktop in %s (the first time takes minutes) ...\n",
+                     desktopDir.c_str());
+        auto built = runProgramChecked({"sh", builder, desktopDir});
+        if (!built.ok())
+            return fail(built.error());
+        image = desktopDir + "/desktop.img";
+    } else {
+        std::string builder = findGuestBuilder();
+        if (builder.empty())
+            return fail("cannot find build-guest.sh (set ISR_GUEST_BUILDER)");
+        std::fprintf(stderr, "building the demo guest in %s ...\n", guestDir.c_str());
+        auto built = runProgramChecked({"bash", builder, guestDir});
+        if (!built.ok())
+            return fail(built.error());
+        image = guestDir + "/home.ext4";
+    }
     std::string storeDir = dir + "/store";
     std::string url = "file://" + storeDir;
     std::error_code ec;
@@ -405,14 +443,22 @@ int demoInit(const std::vector<std::string>& argv) {
     if (!secrets.ok())
         return fail(secrets.error());
     parcel::Parcels parcels(**s, std::move(*secrets));
-    if (parcels.latest("demo").ok()) {
-        std::printf("demo already set up: store %s, user demo, password demo, parcel demo\n",
-                    url.c_str());
+    if (parcels.latest(parcelName).ok()) {
+        std::printf("demo already set up: store %s, user demo, password demo, parcel %s\n",
+                    url.c_str(), parcelName.c_str());
         return kExitOk;
     }
     parcel::ImportOptions options;
-    options.vm.boot = "demo-guest";
-    options.vm.memoryMiB = 256;
+    if (desktop) {
+        // 2 GiB: what the reference desktop is measured with (README).
+        options.vm.boot = "firmware";
+        options.vm.firmware = "uefi";
+        options.vm.tpm = true;
+        options.vm.memoryMiB = 2048;
+    } else {
+        options.vm.boot = "demo-guest";
+        options.vm.memoryMiB = 256;
+    }
     if (auto m = args->option("memory")) {
         auto bytes = parseSize(*m);
         if (!bytes.ok())
@@ -420,13 +466,13 @@ int demoInit(const std::vector<std::string>& argv) {
         options.vm.memoryMiB = std::uint32_t(*bytes >> 20);
     }
     options.kiosk = "demo-init";
-    auto stats =
-        parcel::importImage(parcels, "demo", guestDir + "/home.ext4", options, terminalProgress());
+    auto stats = parcel::importImage(parcels, parcelName, image, options, terminalProgress());
     endProgress();
     if (!stats.ok())
         return fail(stats.error());
-    std::printf("demo ready: store %s, user demo, password demo, parcel demo (guest in %s)\n",
-                url.c_str(), guestDir.c_str());
+    std::printf("demo ready: store %s, user demo, password demo, parcel %s (%s in %s)\n",
+                url.c_str(), parcelName.c_str(), desktop ? "desktop" : "guest",
+                desktop ? desktopDir.c_str() : guestDir.c_str());
     return kExitOk;
 }
 
@@ -482,9 +528,12 @@ CommandRegistration regDemo({
     .run = demoInit,
     .options = {{"--data-dir DIR", "where the demo goes (default ~/.local/share/isr/demo)"},
                 {"--guest-dir DIR", "where the guest is built (default DATA-DIR/guest)"},
-                {"--memory SIZE", "the demo parcel's memory (default 256M)"}},
+                {"--desktop", "make parcel \"desktop\": the reference Debian desktop (UEFI, TPM)"},
+                {"--desktop-dir DIR", "where the desktop is built (default DATA-DIR/desktop)"},
+                {"--memory SIZE", "the parcel's memory (default 256M; 2G with --desktop)"}},
     .details = "The store is a local one in DATA-DIR/store, with user demo (password demo) and "
-               "parcel demo.",
+               "parcel demo, or with --desktop parcel desktop. Building the desktop needs root "
+               "and Debian's archive (mmdebstrap); it is cached like the demo guest.",
 });
 
 } // namespace

@@ -70,8 +70,9 @@ for tool in sgdisk mkfs.vfat mcopy mmd mke2fs syslinux; do
 done
 SYSLINUX_MBR=/usr/lib/syslinux/mbr/gptmbr.bin
 SYSTEMD_BOOT=/usr/lib/systemd/boot/efi/systemd-bootx64.efi
-SHIM=/usr/lib/shim/shimx64.efi.signed
-SIGNED_GRUB=/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed
+# Overridable to use files unpacked from the .debs (apt-get download + dpkg-deb -x).
+SHIM=${ISR_SHIM:-/usr/lib/shim/shimx64.efi.signed}
+SIGNED_GRUB=${ISR_SIGNED_GRUB:-/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed}
 [ -r "$SYSLINUX_MBR" ] || die "missing $SYSLINUX_MBR (install syslinux-common)"
 if [ "$SECURE_BOOT" = 1 ]; then
     [ -r "$SHIM" ] || die "missing $SHIM (install shim-signed)"
