@@ -136,7 +136,8 @@ Result<std::unique_ptr<Hypervisor>> Hypervisor::open(HostConfig config) {
         // TPM state a crashed session left (persistent_state keeps it past
         // the domain): a parcel's secrets, and no VM of this root runs now.
         std::error_code ec;
-        std::filesystem::remove_all(embeddedRootFor(hv->config_.stateDir) + "/lib/swtpm", ec);
+        if (auto root = embeddedRootFor(hv->config_.stateDir); root.ok())
+            std::filesystem::remove_all(*root + "/lib/swtpm", ec);
     }
     return hv;
 }
@@ -269,8 +270,11 @@ Result<int> Hypervisor::reapAll() {
 std::string Hypervisor::tpmStateDir(const std::string& uuid) const {
     // libvirt keeps swtpm's state in <swtpm storage dir>/<uuid>/tpm2/; the
     // storage dir is <root>/lib/swtpm under the embedded driver.
-    if (config_.uri.empty())
-        return embeddedRootFor(config_.stateDir) + "/lib/swtpm/" + uuid;
+    if (config_.uri.empty()) {
+        // open() made and checked the root already; this finds the same one.
+        auto root = embeddedRootFor(config_.stateDir);
+        return (root.ok() ? *root : config_.stateDir + "/libvirt") + "/lib/swtpm/" + uuid;
+    }
     return "/var/lib/libvirt/swtpm/" + uuid;
 }
 
