@@ -283,7 +283,7 @@ int rollback(const std::vector<std::string>& argv) {
 CommandRegistration regCreate({
     .name = "parcel create",
     .args = "USER PARCEL",
-    .summary = "create a parcel, empty or from a disk image (first resume boots it)",
+    .summary = "create a parcel, empty or from a disk image",
     .run = create,
     .options = {{"--from-image IMAGE",
                  "the parcel's disk: a raw or qcow2 image with an operating system"},

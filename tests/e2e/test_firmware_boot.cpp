@@ -268,7 +268,9 @@ private slots:
             QVERIFY(v3.tpmState.has_value());
         // No TPM state left in either kiosk's libvirt root.
         for (const QString& k : {a, b}) {
-            QString root = QString::fromStdString(vm::embeddedRootFor(k.toStdString()));
+            auto rootDir = vm::embeddedRootFor(k.toStdString());
+            QVERIFY2(rootDir.ok(), rootDir.ok() ? "" : rootDir.error().describe().c_str());
+            QString root = QString::fromStdString(*rootDir);
             auto r = test::runProcess("find", {root, "-name", "tpm2-00.permall"});
             QVERIFY2(r.out.empty(), r.out.c_str());
         }
