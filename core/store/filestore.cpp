@@ -114,8 +114,14 @@ Result<UniqueFd> FileStore::openDirBeneath(const std::string& relDir, bool creat
     // The root itself is the administrator's choice (it may be a symlink);
     // below it, no component may be one.
     UniqueFd dir(::open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!dir.valid())
+    if (!dir.valid()) {
+        // The store itself is gone (an unmounted share, a renamed folder):
+        // that is an unreachable store, not a missing object -- a lock
+        // heartbeat must not read "nobody holds it" into it.
+        if (errno == ENOENT)
+            return Error(Errc::Transient, "store root " + root_ + " is gone");
         return errnoError(errno, "open store root " + root_);
+    }
     std::size_t start = 0;
     while (start < relDir.size()) {
         std::size_t end = relDir.find('/', start);
