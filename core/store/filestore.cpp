@@ -22,6 +22,24 @@ namespace {
 
 constexpr const char* kLog = "store";
 
+// Unlinks `name` in the directory open at `dir` on scope exit, unless
+// release()d (the temp file became the object by rename).
+class UnlinkAtExit {
+public:
+    UnlinkAtExit(int dir, const std::string& name) : dir_(dir), name_(&name) {}
+    ~UnlinkAtExit() {
+        if (name_)
+            ::unlinkat(dir_, name_->c_str(), 0);
+    }
+    UnlinkAtExit(const UnlinkAtExit&) = delete;
+    UnlinkAtExit& operator=(const UnlinkAtExit&) = delete;
+    void release() { name_ = nullptr; }
+
+private:
+    int dir_;
+    const std::string* name_;
+};
+
 Status writeAll(int fd, ByteView data, const std::string& path) {
     std::size_t done = 0;
     while (done < data.size()) {
@@ -186,20 +204,13 @@ Result<std::string> FileStore::writeTempIn(int tmpDirFd, ByteView data) {
     if (raw < 0)
         return errnoError(errno, "create temp file in " + root_ + "/" + kTmpDir);
     UniqueFd fd(raw);
-    struct Unlink {
-        int dir;
-        const std::string* name;
-        ~Unlink() {
-            if (name)
-                ::unlinkat(dir, name->c_str(), 0);
-        }
-    } cleanup{tmpDirFd, &name};
+    UnlinkAtExit cleanup(tmpDirFd, name);
     ISR_TRY_STATUS(writeAll(fd.get(), data, path));
     if (::fsync(fd.get()) != 0)
         return errnoError(errno, "fsync " + path);
     if (fd.close() != 0)
         return errnoError(errno, "close " + path);
-    cleanup.name = nullptr;
+    cleanup.release();
     return name;
 }
 
@@ -209,20 +220,13 @@ Status FileStore::put(const std::string& key, ByteView data) {
     ISR_TRY_ASSIGN(UniqueFd dir, openDirBeneath(parent, /*create=*/true));
     ISR_TRY_ASSIGN(UniqueFd tmpDir, openDirBeneath(kTmpDir, /*create=*/true));
     ISR_TRY_ASSIGN(std::string tempName, writeTempIn(tmpDir.get(), data));
-    struct Unlink {
-        int dir;
-        const std::string* name;
-        ~Unlink() {
-            if (name)
-                ::unlinkat(dir, name->c_str(), 0);
-        }
-    } temp{tmpDir.get(), &tempName};
+    UnlinkAtExit temp(tmpDir.get(), tempName);
     ISR_TRY_STATUS(ISR_FAULT_POINT("store.file.before-rename"));
     // renameat replaces whatever is at the name (a planted symlink
     // included) without following it.
     if (::renameat(tmpDir.get(), tempName.c_str(), dir.get(), leaf.c_str()) != 0)
         return errnoError(errno, "put " + key);
-    temp.name = nullptr;
+    temp.release();
     if (::fsync(dir.get()) != 0 && errno != EINVAL)
         return errnoError(errno, "fsync directory of " + key);
     return {};
@@ -235,11 +239,7 @@ Status FileStore::putIfAbsent(const std::string& key, ByteView data) {
     ISR_TRY_ASSIGN(UniqueFd tmpDir, openDirBeneath(kTmpDir, /*create=*/true));
     ISR_TRY_ASSIGN(std::string tempName, writeTempIn(tmpDir.get(), data));
     // Unlinked in every case: the object keeps its own link.
-    struct Unlink {
-        int dir;
-        const std::string& name;
-        ~Unlink() { ::unlinkat(dir, name.c_str(), 0); }
-    } temp{tmpDir.get(), tempName};
+    UnlinkAtExit temp(tmpDir.get(), tempName);
     ISR_TRY_STATUS(ISR_FAULT_POINT("store.file.before-rename"));
     // linkat without AT_SYMLINK_FOLLOW; a name that exists (a planted
     // symlink too) is EEXIST.
@@ -430,14 +430,7 @@ Result<std::string> FileStore::putIfMatch(const std::string& key, ByteView data,
     // so the lock is held only for the check and the rename.
     ISR_TRY_ASSIGN(UniqueFd tmpDir, openDirBeneath(kTmpDir, /*create=*/true));
     ISR_TRY_ASSIGN(std::string tempName, writeTempIn(tmpDir.get(), data));
-    struct Unlink {
-        int dir;
-        const std::string* name;
-        ~Unlink() {
-            if (name)
-                ::unlinkat(dir, name->c_str(), 0);
-        }
-    } temp{tmpDir.get(), &tempName};
+    UnlinkAtExit temp(tmpDir.get(), tempName);
     for (;;) {
         auto opened = readHeld(key);
         if (!opened.ok()) {
@@ -470,7 +463,7 @@ Result<std::string> FileStore::putIfMatch(const std::string& key, ByteView data,
         ISR_TRY_STATUS(ISR_FAULT_POINT("store.file.before-rename"));
         if (::renameat(tmpDir.get(), tempName.c_str(), dir.get(), leaf.c_str()) != 0)
             return errnoError(errno, what);
-        temp.name = nullptr;
+        temp.release();
         if (::fsync(dir.get()) != 0 && errno != EINVAL)
             return errnoError(errno, "fsync directory of " + key);
         return contentTag(data); // the flock goes with the old file's descriptor
