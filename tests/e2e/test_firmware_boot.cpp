@@ -19,6 +19,7 @@
 #include "chunk/chunk.h"
 #include "parcel/parcel.h"
 #include "store/store.h"
+#include "session_process.h"
 #include "testsupport.h"
 #include "util/json.h"
 #include "vm/vm.h"
@@ -69,28 +70,13 @@ class TestFirmwareBoot : public QObject {
     // `isrctl session resume`; returns the process once Running, or nullptr
     // when it ended first (then status.json says why).
     std::unique_ptr<QProcess> resumeAt(const QString& kiosk, const QString& parcel) {
-        auto proc = std::make_unique<QProcess>();
-        proc->setProcessChannelMode(QProcess::ForwardedChannels);
-        proc->start(isrctl_, {"session", "resume", "fw", parcel, "--store", store_, "--kiosk-dir",
-                              kiosk, "--kiosk-id", QFileInfoName(kiosk), "--serial",
-                              "--password-stdin", "--trickle-quiet", "2s"});
-        if (!proc->waitForStarted(30000))
-            return nullptr;
-        proc->write("pw\n");
-        proc->waitForBytesWritten(30000);
-        proc->closeWriteChannel();
-        QElapsedTimer t;
-        t.start();
-        while (t.elapsed() < 900000) {
-            auto st = status(kiosk);
-            if (st.isObject() && st.getString("stage").valueOr("") == "running" &&
-                !st.getString("serial_socket").valueOr("").empty())
-                return proc;
-            if (proc->waitForFinished(200))
-                break;
-        }
-        qWarning("resume did not reach running; status: %s", status(kiosk).dump().c_str());
-        return nullptr;
+        return test::resumeSession({isrctl_,
+                                    {"fw", parcel, "--store", store_, "--kiosk-dir", kiosk,
+                                     "--kiosk-id", QFileInfoName(kiosk), "--serial",
+                                     "--password-stdin", "--trickle-quiet", "2s"},
+                                    "pw",
+                                    kiosk,
+                                    std::chrono::seconds(900)});
     }
     static QString QFileInfoName(const QString& p) { return p.section('/', -1); }
 

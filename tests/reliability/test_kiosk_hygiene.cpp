@@ -12,6 +12,7 @@
 //  - the scratch directory itself is gone.
 #include "crypto/crypto.h"
 #include "parcel/parcel.h"
+#include "session_process.h"
 #include "testsupport.h"
 #include "util/json.h"
 #include "vmguest.h"
@@ -55,27 +56,12 @@ class TestKioskHygiene : public QObject {
     }
 
     std::unique_ptr<QProcess> resume() {
-        auto p = std::make_unique<QProcess>();
-        p->setProcessChannelMode(QProcess::ForwardedChannels);
-        p->start(isrctl_, {"session", "resume", "hy", "desk", "--config",
-                           QString::fromStdString(configPath_), "--serial", "--password-stdin",
-                           "--trickle-quiet", "2s"});
-        if (!p->waitForStarted(30000))
-            return nullptr;
-        p->write(QByteArray(kPassword) + "\n");
-        p->waitForBytesWritten(30000);
-        p->closeWriteChannel();
-        QElapsedTimer t;
-        t.start();
-        while (t.elapsed() < 600000) {
-            auto st = status();
-            if (st.isObject() && st.getString("stage").valueOr("") == "running" &&
-                !st.getString("serial_socket").valueOr("").empty())
-                return p;
-            if (p->waitForFinished(200))
-                break;
-        }
-        return nullptr;
+        return test::resumeSession({isrctl_,
+                                    {"hy", "desk", "--config", QString::fromStdString(configPath_),
+                                     "--serial", "--password-stdin", "--trickle-quiet", "2s"},
+                                    kPassword,
+                                    QString::fromStdString(kioskDir_),
+                                    std::chrono::seconds(600)});
     }
 
     std::unique_ptr<test::SerialConsole> console() {
