@@ -60,8 +60,8 @@ class TestE2eSuspendResume : public QObject {
         return test::resumeSession(
             {isrctl_,
              {"demo", "demo", "--store", store_, "--kiosk-dir", kiosk, "--guest-dir",
-              QString::fromStdString(guest_.dir), "--kiosk-id", id, "--serial",
-              "--password-stdin", "--trickle-quiet", "2s"},
+              QString::fromStdString(guest_.dir), "--kiosk-id", id, "--serial", "--password-stdin",
+              "--trickle-quiet", "2s"},
              "demo",
              kiosk,
              std::chrono::seconds(420)});

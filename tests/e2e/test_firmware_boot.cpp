@@ -18,8 +18,8 @@
 // these tests need (serial shell, counter, boot id).
 #include "chunk/chunk.h"
 #include "parcel/parcel.h"
-#include "store/store.h"
 #include "session_process.h"
+#include "store/store.h"
 #include "testsupport.h"
 #include "util/json.h"
 #include "vm/vm.h"
@@ -70,13 +70,13 @@ class TestFirmwareBoot : public QObject {
     // `isrctl session resume`; returns the process once Running, or nullptr
     // when it ended first (then status.json says why).
     std::unique_ptr<QProcess> resumeAt(const QString& kiosk, const QString& parcel) {
-        return test::resumeSession({isrctl_,
-                                    {"fw", parcel, "--store", store_, "--kiosk-dir", kiosk,
-                                     "--kiosk-id", QFileInfoName(kiosk), "--serial",
-                                     "--password-stdin", "--trickle-quiet", "2s"},
-                                    "pw",
-                                    kiosk,
-                                    std::chrono::seconds(900)});
+        return test::resumeSession(
+            {isrctl_,
+             {"fw", parcel, "--store", store_, "--kiosk-dir", kiosk, "--kiosk-id",
+              QFileInfoName(kiosk), "--serial", "--password-stdin", "--trickle-quiet", "2s"},
+             "pw",
+             kiosk,
+             std::chrono::seconds(900)});
     }
     static QString QFileInfoName(const QString& p) { return p.section('/', -1); }
 

@@ -17,26 +17,31 @@
 
 namespace isr::test {
 
-// A QProcess started in its own process group; the destructor SIGKILLs the
-// group if the leader is still running.
+// A QProcess started in its own process group. Stopping it (the destructor,
+// when the leader still runs) sends SIGTERM first (isrctl then suspends or
+// cancels and destroys its VM), SIGKILL to the whole group after 30 s, and
+// then kills what libvirt daemonized out of the group: QEMU processes whose
+// command line names the session's libvirt root (`stateDir`'s). A leader
+// that exited by itself with an empty group is left alone: it cleaned up,
+// and a later session may already run in the same state dir.
 class GroupProcess : public QProcess {
 public:
-    GroupProcess();
+    explicit GroupProcess(QString stateDir = {});
     ~GroupProcess() override;
-    // SIGKILL to every process of the group, then waits for the leader.
-    void killGroup();
-    // `ps` of the group, one process a line.
+    void stop();
+    // `ps` of the group and of the QEMUs under the session's libvirt root.
     std::string describeGroup() const;
 
 private:
+    QString stateDir_;
     qint64 group_ = 0;
 };
 
 struct ResumeRequest {
     QString isrctl;
-    QStringList args;         // after "session resume"; --password-stdin etc. included
-    QByteArray password;      // written to stdin with a newline, then stdin closed
-    QString kioskDir;         // where status.json says which stage the session is in
+    QStringList args;    // after "session resume"; --password-stdin etc. included
+    QByteArray password; // written to stdin with a newline, then stdin closed
+    QString kioskDir;    // the state dir: status.json, and the libvirt root its QEMUs name
     std::chrono::seconds bound{600};
 };
 
