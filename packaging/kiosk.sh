@@ -33,5 +33,7 @@ if [ "$headless" = yes ]; then
 fi
 
 "$isrctl" demo init --data-dir "$data/demo"
+# The demo on a developer's own display gets a way out (a kiosk has none
+# unless kiosk.conf names one): Ctrl+Alt+Shift+Q saves and quits.
 exec "$kiosk" --demo --store "file://$data/demo/store" --state-dir "$data/kiosk" \
-  --guest-dir "$data/demo/guest"
+  --guest-dir "$data/demo/guest" --escape-chord Ctrl+Alt+Shift+Q

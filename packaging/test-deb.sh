@@ -41,7 +41,7 @@ for f in /usr/bin/isrctl /usr/bin/isr-kiosk /usr/share/isr/guest/build-guest.sh 
     /usr/share/man/man1/isrctl.1 /usr/share/man/man1/isr-kiosk.1 \
     /usr/share/doc/isr/kiosk.conf.example /etc/isr/kiosk.conf \
     /lib/systemd/system/isr-kiosk.service /usr/lib/isr/isr-kiosk-stop \
-    /usr/lib/systemd/logind.conf.d/isr-kiosk.conf; do
+    /usr/lib/systemd/logind.conf.d/isr-kiosk.conf /usr/lib/sysctl.d/90-isr-kiosk.conf; do
     check "installed by the package: $f" listed "$f"
 done
 # Every absolute path the unit executes, and every file the man pages name.
@@ -63,6 +63,12 @@ check "the unit hands the stop to isr-kiosk" \
 check "the unit waits for the save" grep -q '^TimeoutStopSec=120$' "$unit"
 check "logind waits for the save" \
     grep -q '^InhibitDelayMaxSec=100$' /usr/lib/systemd/logind.conf.d/isr-kiosk.conf
+# Issue #16 item 12: SysRq off, no start limit that leaves tty1 empty, no
+# quit chord unless staff configure one.
+check "the package turns SysRq off" grep -qx 'kernel.sysrq = 0' /usr/lib/sysctl.d/90-isr-kiosk.conf
+check "the unit has no start limit (in [Unit])" \
+    bash -c "sed -n '/^\[Unit\]/,/^\[Service\]/p' $unit | grep -qx StartLimitIntervalSec=0"
+check "the shipped kiosk.conf has no quit chord" grep -qx 'escape_chord = none' /etc/isr/kiosk.conf
 # The unit's ExecStop against the installed kiosk, with a shell standing in
 # for cage as its parent: SIGTERM reaches isr-kiosk, which exits (at the
 # sign-in page: at once), and the helper returns once it is gone.

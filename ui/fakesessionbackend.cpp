@@ -1,5 +1,6 @@
 #include "fakesessionbackend.h"
 
+#include <QMetaObject>
 #include <QtGlobal>
 #include <cstring>
 #include <sys/socket.h>
@@ -333,6 +334,15 @@ void FakeSessionBackend::retry(const QString& password) {
     // and resumes the last committed version, stage by stage.
     attemptedPassword_ = password;
     transition(Authenticating);
+}
+
+void FakeSessionBackend::checkPassword(const QString& password) {
+    const auto it = users_.constFind(currentUser_);
+    const ErrorKind problem = stage() == Running ? passwordCheckProblem_ : Internal;
+    const bool right = problem == None && it != users_.constEnd() && it->password == password;
+    QMetaObject::invokeMethod(
+        this, [this, right, problem] { emit passwordChecked(right, problem); },
+        Qt::QueuedConnection);
 }
 
 void FakeSessionBackend::acknowledge() {

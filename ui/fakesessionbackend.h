@@ -20,6 +20,10 @@
 // except a failed suspend, which checks the password and finishes
 // (passwordRefused() on a wrong one, nothing changed).
 //
+// checkPassword(password) answers passwordChecked() on the next turn of the
+// event loop, as the real backend's worker does: right only while Running
+// and for the signed-in user's password.
+//
 // If displaySocket is set, the display is that UNIX socket (for example
 // QEMU's `-vnc unix:PATH`): connected before Running is announced, and again
 // whenever the display item asks.
@@ -76,6 +80,13 @@ public:
     void suspendAndLeave() override;
     void retry(const QString& password) override;
     void acknowledge() override;
+    // Against the user table, answered from the event loop (the real one
+    // answers from its worker). failPasswordCheck(kind) makes the next
+    // checks answer "could not check" with that kind (None: check again).
+    void checkPassword(const QString& password) override;
+    Q_INVOKABLE void failPasswordCheck(isr::ui::SessionBackend::ErrorKind kind) {
+        passwordCheckProblem_ = kind;
+    }
 
 signals:
     void stepIntervalMsChanged();
@@ -109,6 +120,7 @@ private:
     qint64 uploadBytes_ = 96ll << 20;
     qint64 hoardChunks_ = 4096;
     session::HoardStatus hoard_;
+    ErrorKind passwordCheckProblem_ = None;
 };
 
 } // namespace isr::ui

@@ -67,7 +67,8 @@ bool IdleWatcher::eventFilter(QObject* watched, QEvent* event) {
     case QEvent::TouchBegin:
     case QEvent::TouchUpdate:
     case QEvent::TouchEnd:
-        poke();
+        if (resetByInput_)
+            poke();
         break;
     default:
         break;

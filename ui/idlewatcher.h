@@ -5,6 +5,9 @@
 // After timeoutMs - warningMs of quiet, `warning` turns true and
 // `remainingSeconds` counts down; at timeoutMs it emits timedOut() once and
 // stops until activity or re-activation. Inactive watchers do nothing.
+// With resetByInput false, input does not restart the count (only poke()
+// and re-activation do): the lock screen's deadline, which a person typing
+// wrong passwords must not push back.
 
 #include <QElapsedTimer>
 #include <QObject>
@@ -21,6 +24,7 @@ class IdleWatcher : public QObject {
     Q_PROPERTY(int warningMs READ warningMs WRITE setWarningMs NOTIFY configChanged)
     Q_PROPERTY(bool warning READ isWarning NOTIFY warningChanged)
     Q_PROPERTY(int remainingSeconds READ remainingSeconds NOTIFY remainingSecondsChanged)
+    Q_PROPERTY(bool resetByInput MEMBER resetByInput_ NOTIFY configChanged)
 
 public:
     explicit IdleWatcher(QObject* parent = nullptr);
@@ -56,6 +60,7 @@ private:
     bool active_ = false;
     bool fired_ = false;
     bool warning_ = false;
+    bool resetByInput_ = true;
     int timeoutMs_ = 300000;
     int warningMs_ = 30000;
     int remainingSeconds_ = 0;

@@ -14,8 +14,9 @@ class SessionBackend;
 struct KioskOptions {
     bool windowed = false;        // for development only: a normal window instead of fullscreen
     bool demo = false;            // the sign-in page shows the demo credentials
-    int idleTimeoutSeconds = 600; // quiet time in a running session before suspend & leave
+    int idleTimeoutSeconds = 300; // quiet time in a running session before suspend & leave
     int idleWarningSeconds = 30;  // the last part of it shows a countdown
+    int lockTimeoutSeconds = 120; // quiet time in a running session before the lock screen
     int leaveNoticeSeconds = 8;   // "You can leave now" before sign-in comes back
     int failureIdleSeconds = 60;  // quiet time on a failure page before wipe and sign-in
     bool virtualKeyboard = false; // show Qt Virtual Keyboard's InputPanel (needs

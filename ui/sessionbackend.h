@@ -28,6 +28,14 @@
 // reported by passwordRefused(); one that fails a fresh sign-in shows as
 // Failed/WrongCredentials like any sign-in.
 //
+// The lock screen (issue #16, item 12): while Running, checkPassword(password)
+// checks the signed-in user's password off the GUI thread (the real backend:
+// Session::checkPassword, the account's Argon2id as at sign-in) and answers
+// with passwordChecked(right, problem): problem is None for a wrong password,
+// the ErrorKind that kept it from being checked otherwise (StoreUnreachable:
+// the account could not be read). Nothing else changes either way. Whether
+// the screen is locked is the QML's (Main.qml); the backend only checks.
+//
 // Words: errorMessage and hoardProblem are rendered from the core's facts by
 // ui/text/failuretext.h (tr(), local times) when a backend reports them, so
 // the fake and the real backend show the same sentences for the same facts.
@@ -151,6 +159,8 @@ public:
     Q_INVOKABLE virtual void suspendAndLeave() = 0;
     Q_INVOKABLE virtual void retry(const QString& password) = 0;
     Q_INVOKABLE virtual void acknowledge() = 0;
+    // While Running: answered by passwordChecked() (see the lock screen above).
+    Q_INVOKABLE virtual void checkPassword(const QString& password) = 0;
 
 signals:
     void stageChanged(isr::ui::SessionBackend::Stage stage);
@@ -161,6 +171,9 @@ signals:
     // retry(password)/takeOver(password) refused the password and changed
     // nothing: the page says so and asks again.
     void passwordRefused();
+    // The answer to checkPassword(): right, or why not (None: the password
+    // is wrong; another kind: it could not be checked).
+    void passwordChecked(bool right, isr::ui::SessionBackend::ErrorKind problem);
 
 protected:
     // For implementations: they change state only through these, so the

@@ -1,5 +1,6 @@
 #include "sessioncontroller.h"
 
+#include "crypto/crypto.h"
 #include "session/kioskconfig.h"
 
 #include <QMetaObject>
@@ -239,6 +240,28 @@ void SessionController::retry(const QString& password) {
 
 void SessionController::acknowledge() {
     cancel();
+}
+
+// The lock screen's check. The password goes to the worker in a Secret
+// (sodium_malloc'ed, wiped when the job is done) and the UTF-8 copy made
+// here is wiped at once; the QString is QML's (the lock screen clears its
+// field before calling). Argon2id runs on the worker, as at sign-in, so the
+// GUI keeps painting; it queues behind nothing else while Running.
+void SessionController::checkPassword(const QString& password) {
+    QByteArray utf8 = password.toUtf8();
+    auto secret = std::make_shared<crypto::Secret>(crypto::Secret::copyOf(
+        asBytes(std::string_view(utf8.constData(), std::size_t(utf8.size())))));
+    crypto::wipe(
+        MutableByteView(reinterpret_cast<std::uint8_t*>(utf8.data()), std::size_t(utf8.size())));
+    post([this, secret] {
+        Status checked = session_ ? session_->checkPassword(asString(secret->view()))
+                                  : Status(Error(Errc::InvalidArgument, "no session to unlock"));
+        const bool right = checked.ok();
+        const ErrorKind problem = right || checked.error().code == Errc::AuthFailed
+                                      ? None
+                                      : fromCore(session::classify(checked.error()));
+        onGui([this, right, problem] { emit passwordChecked(right, problem); });
+    });
 }
 
 void SessionController::kioskStopping(bool stopping) {

@@ -50,6 +50,8 @@ public:
     void suspendAndLeave() override;
     void retry(const QString& password) override;
     void acknowledge() override;
+    // Session::checkPassword on the worker, the password in a Secret.
+    void checkPassword(const QString& password) override;
 
     // The kiosk is going away (a stop signal, logind's PrepareForShutdown):
     // Running -> Suspend & Leave; resuming (Authenticating .. Restoring) ->

@@ -137,15 +137,19 @@ int runKiosk(int argc, char** argv) {
                                    QStringLiteral("socket"));
     QCommandLineOption idleTimeout(QStringLiteral("idle-timeout"),
                                    QStringLiteral("Seconds without input before a running "
-                                                  "session is suspended (default 600)."),
+                                                  "session is suspended (default 300)."),
                                    QStringLiteral("seconds"));
     QCommandLineOption idleWarning(QStringLiteral("idle-warning"),
                                    QStringLiteral("Seconds of countdown shown before that "
                                                   "(default 30)."),
                                    QStringLiteral("seconds"));
+    QCommandLineOption lockTimeout(QStringLiteral("lock-timeout"),
+                                   QStringLiteral("Seconds without input before a running "
+                                                  "session is locked (default 120)."),
+                                   QStringLiteral("seconds"));
     QCommandLineOption escapeChord(
         QStringLiteral("escape-chord"),
-        QStringLiteral("The operator's key chord that quits the shell (default %1).")
+        QStringLiteral("The operator's key chord that stops the shell, e.g. %1 (default: none).")
             .arg(isr::ui::EscapeChordFilter::defaultChord().toString()),
         QStringLiteral("keys"));
     QCommandLineOption virtualKeyboard(
@@ -178,8 +182,8 @@ int runKiosk(int argc, char** argv) {
             .arg(kDefaultStopTimeoutSeconds),
         QStringLiteral("seconds"));
     parser.addOptions({configFile, windowed, demo, fakeBackend, fakeDisplay, idleTimeout,
-                       idleWarning, escapeChord, virtualKeyboard, noVirtualKeyboard, storeUrl,
-                       stateDir, guestDir, parcelName, accel, stopTimeout});
+                       idleWarning, lockTimeout, escapeChord, virtualKeyboard, noVirtualKeyboard,
+                       storeUrl, stateDir, guestDir, parcelName, accel, stopTimeout});
     if (!parser.parse(arguments)) {
         // Name what we were given: see the note above about argv.
         std::fprintf(stderr, "isr-kiosk: %s\nisr-kiosk: arguments: %s\n",
@@ -205,12 +209,19 @@ int runKiosk(int argc, char** argv) {
     options.demo = parser.isSet(demo);
     options.idleTimeoutSeconds = positive(idleTimeout, file.ui.idleTimeoutSeconds);
     options.idleWarningSeconds = positive(idleWarning, file.ui.idleWarningSeconds);
+    options.lockTimeoutSeconds = positive(lockTimeout, file.ui.lockTimeoutSeconds);
     options.failureIdleSeconds = file.ui.failureIdleSeconds;
     options.virtualKeyboard = wantKeyboard;
     const int stopTimeoutSeconds = positive(stopTimeout, kDefaultStopTimeoutSeconds);
 
-    QKeySequence chord = isr::ui::EscapeChordFilter::defaultChord();
-    if (parser.isSet(escapeChord)) {
+    // No chord unless staff configure one: whoever stands at the kiosk
+    // could use it (issue #16, item 12). One that is configured stops the
+    // kiosk as SIGTERM does (a running session is saved first) and
+    // isr-kiosk.service starts a fresh one.
+    QKeySequence chord;
+    if (parser.isSet(escapeChord) && parser.value(escapeChord) == QLatin1String("none")) {
+        // none, as in kiosk.conf
+    } else if (parser.isSet(escapeChord)) {
         chord = QKeySequence::fromString(parser.value(escapeChord), QKeySequence::PortableText);
         if (chord.isEmpty() || chord.count() != 1) {
             std::fprintf(stderr, "isr-kiosk: --escape-chord: '%s' is not one key chord\n",
@@ -226,8 +237,12 @@ int runKiosk(int argc, char** argv) {
             return 2;
         }
     }
-    isr::ui::EscapeChordFilter escape(chord);
-    QObject::connect(&escape, &isr::ui::EscapeChordFilter::triggered, &app, &QGuiApplication::quit);
+    std::optional<isr::ui::EscapeChordFilter> escape;
+    if (!chord.isEmpty()) {
+        escape.emplace(chord);
+        QObject::connect(&*escape, &isr::ui::EscapeChordFilter::triggered, &app,
+                         [] { std::raise(SIGTERM); });
+    }
 
     // Declared first: the stop signals stay handled (a second one ends it
     // hard) while the controller below tears the session down.

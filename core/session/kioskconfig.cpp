@@ -83,10 +83,14 @@ Status apply(KioskFile& f, const std::string& key, std::string_view v) {
         ISR_TRY_ASSIGN(f.ui.idleWarningSeconds, parseSeconds(v));
     } else if (key == "failure_idle_timeout") {
         ISR_TRY_ASSIGN(f.ui.failureIdleSeconds, parseSeconds(v));
+    } else if (key == "lock_timeout") {
+        ISR_TRY_ASSIGN(f.ui.lockTimeoutSeconds, parseSeconds(v));
     } else if (key == "escape_chord") {
         if (v.empty())
-            return Error(Errc::InvalidArgument, "must name a key chord, e.g. Ctrl+Alt+Shift+Q");
-        f.ui.escapeChord = std::string(v);
+            return Error(Errc::InvalidArgument,
+                         "must name a key chord, e.g. Ctrl+Alt+Shift+Q, or none");
+        // "none" is the default spelled out: the shell has no way out.
+        f.ui.escapeChord = v == "none" ? std::string() : std::string(v);
     } else if (key == "accelerator") {
         if (v == "auto")
             c.accelerator.clear();

@@ -11,7 +11,9 @@
 //   cache_size              a size (isr::parseSize, util/size.h: 8G, 8GiB, 512M...), > 0
 //   hoard_bandwidth         bytes/s, same size syntax; 0 = unlimited
 //   idle_timeout, idle_warning          positive whole seconds
-//   escape_chord            a key chord, checked by the UI (Qt key sequence syntax)
+//   lock_timeout, failure_idle_timeout  positive whole seconds
+//   escape_chord            a key chord, checked by the UI (Qt key sequence
+//                           syntax), or none (the default: no way out)
 //   accelerator             auto | kvm | tcg
 //   device_allow_list       reserved: must be empty (no device pass-through yet)
 //   virtual_keyboard        yes | no | auto (default: shown when no hardware keyboard)
@@ -41,12 +43,22 @@ inline constexpr const char* kKioskConfigEnv = "ISR_KIOSK_CONFIG";
 
 // What the shell needs besides the session settings (no Qt here).
 struct KioskUiOptions {
-    int idleTimeoutSeconds = 600;
+    // Quiet time in a running session before Suspend & Leave
+    // (`idle_timeout`): 5 minutes, counted from the last input, the lock
+    // screen's minutes included; the last idleWarningSeconds show a
+    // countdown. Short because until then the computer is someone's to
+    // find (locked, after lockTimeoutSeconds).
+    int idleTimeoutSeconds = 300;
     int idleWarningSeconds = 30;
+    // Quiet time in a running session before the lock screen covers it
+    // (`lock_timeout`); at or above idleTimeoutSeconds: no lock screen.
+    int lockTimeoutSeconds = 120;
     // Quiet time on a failure page (error, take-over) before the kiosk
     // wipes and returns to an empty sign-in page (`failure_idle_timeout`).
     int failureIdleSeconds = 60;
-    std::string escapeChord;       // empty: the UI's default
+    // The operator's chord that stops the shell; empty (the default, or
+    // `escape_chord = none`): there is none.
+    std::string escapeChord;
     std::string escapeChordOrigin; // "file:line" for the UI's error message
     // The on-screen keyboard: Auto shows it when no hardware keyboard is
     // found at start (touch-only kiosks, in-seat screens).

@@ -174,7 +174,7 @@ struct Session::Impl {
 
     // The password again, checked against the account of the user this
     // session holds, before anything is touched. AuthFailed if it is wrong.
-    Status verifyPassword(const std::string& password) {
+    Status verifyPassword(std::string_view password) {
         if (!parcels || !store)
             return Error(Errc::InvalidArgument, "sign in again");
         auto again = parcel::signIn(*store, user, password);
@@ -234,6 +234,13 @@ struct Session::Impl {
             return false;
         auto st = machine->status();
         return st.ok() && (st->state == vm::VmState::Running || st->state == vm::VmState::Paused);
+    }
+
+    // While Running: the watcher calls vmEnded() once if the VM ends.
+    void watchVm() {
+        watcher.start(*machine, [this](vm::VmStopReason reason, const std::string& stateReason) {
+            vmEnded(reason, stateReason);
+        });
     }
 
     // On the watcher's thread: the VM is gone while Running.
@@ -783,9 +790,7 @@ Status Session::resume(const std::string& user, const std::string& password,
         s.disk->startHoard();
         s.startTrickle();
         s.enter(Stage::Running);
-        s.watcher.start(*s.machine, [&s](vm::VmStopReason reason, const std::string& stateReason) {
-            s.vmEnded(reason, stateReason);
-        });
+        s.watchVm();
     }
     return {};
 }
@@ -853,6 +858,23 @@ Status Session::abandon() {
     s.parcelName.clear();
     s.enter(Stage::SignedOut);
     return {};
+}
+
+// The lock screen's check. The watcher is paused for it because vmEnded()
+// on the watcher's thread drops `parcels` and `store` (signOut), which
+// verifyPassword reads; the heartbeat's lockLost() touches neither. Once
+// the watcher is stopped nothing else leaves Running while we are here
+// (suspendAndLeave and abandon run on this thread), and a VM that ended
+// meanwhile is seen by the restarted watcher's first poll.
+Status Session::checkPassword(std::string_view password) {
+    Impl& s = *impl_;
+    s.watcher.stop();
+    if (stage() != Stage::Running || !s.machine)
+        return Error(Errc::InvalidArgument,
+                     std::string("no running computer to unlock while ") + stageName(stage()));
+    Status checked = s.verifyPassword(password);
+    s.watchVm();
+    return checked;
 }
 
 void Session::requestCancel() {

@@ -48,16 +48,17 @@
 // confirms the lock (a conditional write) just before it commits, so a kiosk
 // taken over writes no version.
 //
-// Threads: resume(), suspendAndLeave(), retry(), abandon() and openDisplay()
-// block and must be called from one controlling thread at a time (the CLI's
-// main thread, the UI's worker thread). Listener callbacks run on that thread
-// or on internal worker threads (progress, and stageChanged/failed from the VM
-// watcher when the VM ends while Running); they must not call back into the
-// Session (requestCancel() excepted). stage(), failure(), hoard(), timeline()
-// and requestCancel() are safe from any thread; hoard() never waits on the
-// disk's work (the GUI polls it every second, also while a wipe destroys the
-// disk). The other accessors (names, versions, directories) read what the
-// controlling thread set: call them from it, or while it is not in a call.
+// Threads: resume(), suspendAndLeave(), retry(), abandon(), checkPassword()
+// and openDisplay() block and must be called from one controlling thread at
+// a time (the CLI's main thread, the UI's worker thread). Listener callbacks
+// run on that thread or on internal worker threads (progress, and
+// stageChanged/failed from the VM watcher when the VM ends while Running);
+// they must not call back into the Session (requestCancel() excepted).
+// stage(), failure(), hoard(), timeline() and requestCancel() are safe from
+// any thread; hoard() never waits on the disk's work (the GUI polls it every
+// second, also while a wipe destroys the disk). The other accessors (names,
+// versions, directories) read what the controlling thread set: call them
+// from it, or while it is not in a call.
 
 #include "parcel/parcel.h"
 #include "store/store.h"
@@ -69,6 +70,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace isr::session {
@@ -262,6 +264,18 @@ public:
     // keys and the user and parcel names dropped. The last committed version
     // is what the next resume gets.
     Status abandon();
+    // Running: checks `password` against the signed-in user's account the
+    // way a sign-in does (the account object read from the store, Argon2id,
+    // the seal opened and its master key compared with the one held), for
+    // the kiosk's lock screen. Nothing changes either way: the VM, the lock
+    // and the keys stay. AuthFailed if the password is wrong, InvalidArgument
+    // outside Running, the store's error if the account could not be read.
+    // The password is only read (the caller wipes its copy); the derived key
+    // and the opened secrets are sodium_malloc'ed and wiped on return. Blocks
+    // for the key derivation: call it from the controlling thread (the UI's
+    // worker). The VM watcher is paused meanwhile (a VM that ends is then
+    // noticed when the check returns).
+    Status checkPassword(std::string_view password);
     // Asks a resume() in progress on another thread to stop: it returns
     // Cancelled at its next step (between stages, or within a chunk of the
     // memory image), after wiping what it set up and releasing the lock, and

@@ -63,7 +63,7 @@ versions() {
 start_kiosk() { # state dir
     state=$1
     ISR_LOG=info "$kiosk" --demo --state-dir "$state" --store "$store" --parcel desktop \
-        --no-virtual-keyboard --idle-timeout 7200 >>"$work/kiosk.log" 2>&1 &
+        --no-virtual-keyboard --idle-timeout 7200 --lock-timeout 7200 >>"$work/kiosk.log" 2>&1 &
     kiosk_pid=$!
     pids+=($kiosk_pid)
     wait_for 120 painted || fail "the kiosk never painted its window"

@@ -8,6 +8,8 @@
 // The kiosk told to stop (issue #19) on the pages without a VM: an error
 // page is left for SignedOut at once, sign-in is refused while stopping; a
 // real SIGTERM reaches the controller through KioskShutdown.
+// The lock screen's checkPassword() outside Running answers "not checked"
+// and changes nothing (the Running case: core's test_session_security).
 // The VM paths are in test_session_display and tests/e2e/kiosk-sigterm.sh.
 #include "failuretext.h"
 #include "kioskshutdown.h"
@@ -120,6 +122,17 @@ private slots:
         QCOMPARE(controller.failedStage(), B::Authenticating);
         QVERIFY2(controller.errorMessage().contains("password"),
                  qPrintable(controller.errorMessage()));
+        // The lock screen's check answers only for a running computer: even
+        // the right password unlocks nothing here, and nothing changes.
+        {
+            QSignalSpy checked(&controller, &B::passwordChecked);
+            controller.checkPassword("right");
+            QVERIFY(checked.wait(30000));
+            QCOMPARE(checked.at(0).at(0).toBool(), false);
+            QCOMPARE(checked.at(0).at(1).value<B::ErrorKind>(), B::Internal);
+            QCOMPARE(controller.stage(), B::Failed);
+            QCOMPARE(controller.errorKind(), B::WrongCredentials);
+        }
         backToSignIn();
 
         // Signed in, but there is no computer to open.

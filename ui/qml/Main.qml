@@ -12,8 +12,13 @@ ApplicationWindow {
     required property SessionBackend backend
     property bool fullScreenWanted: true
     property bool demoMode: false
-    property int idleTimeoutSeconds: 600
+    // Quiet time in a running session before Suspend & Leave, counted from
+    // the last input (the lock screen's minutes included).
+    property int idleTimeoutSeconds: 300
     property int idleWarningSeconds: 30
+    // Quiet time in a running session before the lock screen covers it; at
+    // or above idleTimeoutSeconds there is no lock screen.
+    property int lockTimeoutSeconds: 120
     property int leaveNoticeSeconds: 8
     // Quiet time on a failure (the error page, the take-over dialog, a
     // refused sign-in) before the kiosk wipes and returns to an empty
@@ -24,12 +29,15 @@ ApplicationWindow {
     // True from Suspending until the "You can leave now" notice is gone:
     // SignedOut then still shows the leaving page.
     property bool leaving: false
+    // The running session is behind the lock screen (only while Running).
+    property bool locked: false
 
     readonly property int stage: backend ? backend.stage : SessionBackend.SignedOut
     readonly property string currentPage: pageFor(stage, backend ? backend.errorKind
-                                                                  : SessionBackend.None, leaving)
+                                                                  : SessionBackend.None, leaving,
+                                                  locked)
 
-    function pageFor(stage, errorKind, leaving) {
+    function pageFor(stage, errorKind, leaving, locked) {
         switch (stage) {
         case SessionBackend.SignedOut:
             return leaving ? "leaving" : "signIn"
@@ -40,7 +48,7 @@ ApplicationWindow {
         case SessionBackend.Restoring:
             return "progress"
         case SessionBackend.Running:
-            return "running"
+            return locked ? "locked" : "running"
         case SessionBackend.Suspending:
         case SessionBackend.Wiping:
             return "leaving"
@@ -88,6 +96,8 @@ ApplicationWindow {
                 window.leaving = true
             else if (window.backend.stage === SessionBackend.Failed)
                 window.leaving = false
+            if (window.backend.stage !== SessionBackend.Running)
+                window.locked = false
         }
     }
 
@@ -123,8 +133,20 @@ ApplicationWindow {
         id: running
         objectName: "runningPage"
         anchors.fill: parent
+        // Not visible while locked: the display item then has no focus and
+        // gets no input, and nothing of the computer's screen shows.
         visible: window.currentPage === "running"
         backend: window.backend
+    }
+
+    LockScreen {
+        objectName: "lockScreen"
+        anchors.fill: parent
+        visible: window.currentPage === "locked"
+        backend: window.backend
+        warning: lockedIdle.warning
+        remainingSeconds: lockedIdle.remainingSeconds
+        onUnlocked: window.locked = false
     }
 
     LeavingPage {
@@ -155,9 +177,37 @@ ApplicationWindow {
     IdleWatcher {
         id: idle
         objectName: "idleWatcher"
-        active: window.stage === SessionBackend.Running
+        active: window.stage === SessionBackend.Running && !window.locked
         timeoutMs: window.idleTimeoutSeconds * 1000
         warningMs: Math.min(window.idleWarningSeconds, window.idleTimeoutSeconds) * 1000
+        onTimedOut: window.backend.suspendAndLeave()
+    }
+
+    // The lock: after lockTimeoutSeconds of quiet the running page gives way
+    // to the lock screen (before the idle warning, which then never shows
+    // over the computer itself).
+    IdleWatcher {
+        id: lockIdle
+        objectName: "lockIdleWatcher"
+        active: window.stage === SessionBackend.Running && !window.locked
+                && window.lockTimeoutSeconds < window.idleTimeoutSeconds
+        timeoutMs: window.lockTimeoutSeconds * 1000
+        warningMs: 0
+        onTimedOut: window.locked = true
+    }
+
+    // Behind the lock the rest of idleTimeoutSeconds runs out whatever is
+    // typed (resetByInput false: wrong passwords do not keep the session
+    // here); only the right password (unlocked) starts the counts again.
+    IdleWatcher {
+        id: lockedIdle
+        objectName: "lockedIdleWatcher"
+        readonly property int seconds: Math.max(1, window.idleTimeoutSeconds
+                                                   - window.lockTimeoutSeconds)
+        active: window.stage === SessionBackend.Running && window.locked
+        resetByInput: false
+        timeoutMs: seconds * 1000
+        warningMs: Math.min(window.idleWarningSeconds, seconds) * 1000
         onTimedOut: window.backend.suspendAndLeave()
     }
 
@@ -174,6 +224,20 @@ ApplicationWindow {
             signIn.reset(false)
             window.backend.acknowledge()
         }
+    }
+
+    // On the sign-in page: whatever was typed (a user name, a password not
+    // yet sent) is cleared after failureIdleSeconds of quiet, so the next
+    // person finds an empty page. A refused sign-in is a failure (Failed,
+    // WrongCredentials): failureIdle above clears it, the error included.
+    IdleWatcher {
+        id: signInIdle
+        objectName: "signInIdleWatcher"
+        active: window.currentPage === "signIn" && window.stage === SessionBackend.SignedOut
+                && signIn.hasInput
+        timeoutMs: window.failureIdleSeconds * 1000
+        warningMs: 0
+        onTimedOut: signIn.reset(false)
     }
 
     IdleOverlay {

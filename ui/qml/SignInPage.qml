@@ -19,6 +19,8 @@ Rectangle {
 
     signal signInRequested(string userName, string password)
 
+    // Something typed that the next person should not find.
+    readonly property bool hasInput: userField.text.length > 0 || passwordField.text.length > 0
     readonly property bool canSubmit: !busy && userField.text.length > 0
                                       && passwordField.text.length > 0
 

@@ -38,7 +38,8 @@ private slots:
                                   "virtual_keyboard = yes\n"
                                   "kiosk_id = library-2\n"
                                   "parcel = work\n"
-                                  "failure_idle_timeout = 20\n",
+                                  "failure_idle_timeout = 20\n"
+                                  "lock_timeout = 90\n",
                                   "kiosk.conf");
         QVERIFY2(f.ok(), f.ok() ? "" : f.error().message.c_str());
         QCOMPARE(f->session.storeUrl, std::string("s3s://rgw.example.org/isr"));
@@ -52,6 +53,7 @@ private slots:
         QCOMPARE(f->ui.idleTimeoutSeconds, 900);
         QCOMPARE(f->ui.idleWarningSeconds, 45);
         QCOMPARE(f->ui.failureIdleSeconds, 20);
+        QCOMPARE(f->ui.lockTimeoutSeconds, 90);
         QCOMPARE(f->ui.escapeChord, std::string("Ctrl+Alt+Shift+Q"));
         QCOMPARE(f->ui.escapeChordOrigin, std::string("kiosk.conf:10"));
         QVERIFY(f->ui.virtualKeyboard == KioskUiOptions::OnScreenKeyboard::Always);
@@ -64,9 +66,13 @@ private slots:
         auto f = parseKioskConfig("", "empty");
         QVERIFY(f.ok());
         QVERIFY(f->keys.empty());
-        QCOMPARE(f->ui.idleTimeoutSeconds, 600);
+        QCOMPARE(f->ui.idleTimeoutSeconds, 300);
         QCOMPARE(f->ui.idleWarningSeconds, 30);
+        QCOMPARE(f->ui.lockTimeoutSeconds, 120);
         QCOMPARE(f->ui.failureIdleSeconds, 60);
+        // No way out of the shell unless staff configure a chord.
+        QVERIFY(f->ui.escapeChord.empty());
+        QVERIFY(parseKioskConfig("escape_chord = none\n", "x")->ui.escapeChord.empty());
         QVERIFY(f->ui.virtualKeyboard == KioskUiOptions::OnScreenKeyboard::Auto);
         QVERIFY(parseKioskConfig("virtual_keyboard = auto\n", "x")->ui.virtualKeyboard ==
                 KioskUiOptions::OnScreenKeyboard::Auto);
@@ -169,6 +175,8 @@ private slots:
                                        << "x.conf:1: hoard_bandwidth: 'fast' is not a size";
         QTest::newRow("zero idle") << "idle_timeout = 0\n"
                                    << "x.conf:1: idle_timeout: needs a positive";
+        QTest::newRow("zero lock") << "lock_timeout = 0\n"
+                                   << "x.conf:1: lock_timeout: needs a positive";
         QTest::newRow("text idle") << "idle_warning = soon\n"
                                    << "x.conf:1: idle_warning: needs a positive";
         QTest::newRow("idle suffix") << "idle_timeout = 10m\n"

@@ -1,5 +1,6 @@
-// Issue #16, items 1 and 2, as attacks on the real parts (Session, FileStore,
-// QEMU under TCG, a second kiosk as an isrctl process):
+// Issue #16, items 1, 2 and 12 (the lock screen's password check), as
+// attacks on the real parts (Session, FileStore, QEMU under TCG, a second
+// kiosk as an isrctl process):
 //
 // 1. The next person at the kiosk finds a failed session. After each failure
 //    kind this test can cause for real -- a wrong password, the parcel open
@@ -9,7 +10,9 @@
 //    take-over with no password or a wrong one are refused with no change to
 //    the lock and no resume; with the right one they resume. Every failure
 //    but the failed suspend releases the lock; abandon() (what the kiosk's
-//    idle timeout calls) leaves SignedOut, no lock, no user name.
+//    idle timeout calls) leaves SignedOut, no lock, no user name. While
+//    Running, checkPassword (the kiosk's lock screen) accepts only the
+//    user's password and changes nothing either way.
 // 2. Two kiosks on one store: kiosk A runs; kiosk B (isrctl) tries a
 //    take-over with a wrong password (A's lock and VM untouched), then with
 //    the right one; A's heartbeat notices, its VM is stopped, it is Failed
@@ -183,6 +186,24 @@ private slots:
         QCOMPARE(sess.stage(), session::Stage::Running);
         QCOMPARE(lockNow()->kiosk, std::string("kiosk-a"));
 
+        // ---- the lock screen's check (item 12): only the user's password ----
+        // A wrong or empty one is AuthFailed and changes nothing: the VM
+        // runs, the lock stays this kiosk's. The right one is accepted.
+        // Both go through the real account (Argon2id, the seal).
+        const std::string runningSession = lockNow()->session;
+        for (const char* pw : {"", "wrong", "PW", "pw "}) {
+            auto refused = sess.checkPassword(pw);
+            QVERIFY2(!refused.ok(), pw);
+            QCOMPARE(refused.error().code, Errc::AuthFailed);
+            QCOMPARE(sess.stage(), session::Stage::Running);
+        }
+        QVERIFY2(sess.checkPassword("pw").ok(), describe(sess).c_str());
+        QCOMPARE(sess.stage(), session::Stage::Running);
+        QCOMPARE(lockNow()->session, runningSession);
+        QVERIFY2(!qemuOf(dir_->file("kiosk-a")).empty(), "the check stopped the VM");
+        // The watcher is watching again after the check: the kill below is
+        // noticed (the next step asserts it).
+
         // ---- QEMU killed while Running ----
         auto pids = qemuOf(dir_->file("kiosk-a"));
         QVERIFY2(!pids.empty(), "no QEMU found for kiosk-a");
@@ -194,6 +215,8 @@ private slots:
         QCOMPARE(sess.failure()->cause, session::FailureCause::VmStopped);
         // Wiped and unlocked before it was announced: no lock, no keys.
         QVERIFY2(!lockNow(), "a VM that died left the lock held");
+        // Nothing to unlock once it is not Running, even with the password.
+        QCOMPARE(sess.checkPassword("pw").error().code, Errc::InvalidArgument);
         QVERIFY(!sess.retry("").ok());
         QVERIFY(sess.stage() != session::Stage::Running);
         QVERIFY(!sess.retry("wrong").ok());

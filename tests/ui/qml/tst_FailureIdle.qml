@@ -6,7 +6,8 @@ import Isr.Ui
 // backend): the error page and the take-over dialog ask for the password
 // before Retry / Take over do anything, and after failureIdleSeconds of
 // quiet the kiosk abandons (wipes) and shows an empty sign-in page, the
-// typed user name cleared.
+// typed user name cleared. The sign-in page itself forgets what was typed
+// (and a refused sign-in's error) after the same quiet time.
 Item {
     id: root
     width: 1024
@@ -18,6 +19,7 @@ Item {
         Component.onCompleted: {
             addUser("carol", "pw")
             lockParcel("carol", "kiosk-2", new Date(2026, 0, 5, 9, 30))
+            addUser("gus", "pw")
             addUser("fran", "pw")
             failAt("fran", SessionBackend.Running, SessionBackend.VmFailed)
         }
@@ -70,6 +72,42 @@ Item {
             tryCompare(w, "currentPage", "signIn", 5000)
             compare(user.text, "")
             compare(fake.userName, "")
+        }
+
+        // Issue #16 item 12: a refused sign-in keeps the user name (so the
+        // person can type the password again) and the error, but only
+        // until failureIdleSeconds of quiet.
+        function test_refusedSignInIsClearedAfterIdle() {
+            var w = makeWindow()
+            var user = findByName(w, "userField")
+            var error = findByName(w, "errorLabel")
+            user.text = "gus"
+            findByName(w, "passwordField").text = "wrong"
+            findByName(w, "signInButton").clicked()
+            tryCompare(fake, "errorKind", SessionBackend.WrongCredentials, 5000)
+            compare(w.currentPage, "signIn")
+            compare(user.text, "gus")
+            verify(error.visible)
+            tryCompare(fake, "stage", SessionBackend.SignedOut, 5000)
+            compare(user.text, "")
+            compare(findByName(w, "passwordField").text, "")
+            compare(error.visible, false)
+        }
+
+        // What someone typed and never sent (a user name, even a password)
+        // is cleared too.
+        function test_typedButNotSentIsClearedAfterIdle() {
+            var w = makeWindow()
+            var user = findByName(w, "userField")
+            var password = findByName(w, "passwordField")
+            compare(fake.stage, SessionBackend.SignedOut)
+            user.text = "gus"
+            password.text = "half a passw"
+            // SignedOut throughout: this is the sign-in page's own watcher,
+            // not the failure one.
+            tryCompare(user, "text", "", 5000)
+            compare(password.text, "")
+            compare(fake.stage, SessionBackend.SignedOut)
         }
 
         function test_takeOverDialogAsksForThePasswordThenTimesOut() {
