@@ -214,17 +214,21 @@ int resume(const std::vector<std::string>& argv) {
         o["user"] = user;
         o["parcel"] = parcelName;
         o["base_version"] = sess.baseVersion();
+        o["base_created"] = sess.baseSave().created;
+        o["base_kiosk"] = sess.baseSave().kiosk;
         o["accelerator"] = sess.accelerator();
         o["session_dir"] = sess.sessionDirectory();
         o["scratch_dir"] = sess.scratchDirectory();
         o["serial_socket"] = sess.serialSocketPath();
         o["timeline"] = timelineJson(sess.timeline());
     });
+    // "Saved Tuesday 14:02 at kiosk gate-23": what the kiosk's progress page says.
+    const std::string savedAt = ui::text::resumingFrom(sess.baseSave(), QLocale::c()).toStdString();
     std::fprintf(stderr,
-                 "running %s/%s (version %llu, %s); send SIGTERM or run 'isrctl session "
+                 "running %s/%s (version %llu%s%s, %s); send SIGTERM or run 'isrctl session "
                  "suspend' to suspend and leave\n",
                  user.c_str(), parcelName.c_str(), (unsigned long long)sess.baseVersion(),
-                 sess.accelerator().c_str());
+                 savedAt.empty() ? "" : ", ", savedAt.c_str(), sess.accelerator().c_str());
 
     // Report the hoard while waiting for the signal, and say on the terminal
     // when it is held back (disk full, store unreachable) and when it goes on.
