@@ -113,6 +113,7 @@ private slots:
         dir_ = std::make_unique<test::TempDir>();
         storeDir_ = dir_->file("store");
         stateDir_ = dir_->file("kiosk");
+        fs::create_directories(storeDir_);
         auto st = openStore();
         QVERIFY(parcel::initStore(*st, crypto::KdfParams::minimal()).ok());
         QVERIFY(parcel::createAccount(*st, "alice", "pw").ok());
