@@ -492,7 +492,8 @@ CommandRegistration regResume({
          {"--guest-dir DIR", "the demo guest's kernel (default ~/.local/share/isr/demo/guest)"},
          {"--accel kvm|tcg", "the accelerator (default: KVM when it works)"},
          {"--cache-size SIZE", "the chunk cache's cap (default 8G)"},
-         {"--kiosk-id ID", "this kiosk's name in the parcel's lock (default: the host name)"},
+         {"--kiosk-id ID", "this kiosk's name in the parcel's lock and in the versions it saves "
+                           "(default: the host name)"},
          {"--take-over", "take the parcel's lock from another kiosk"},
          {"--serial", "put the guest's serial console on a socket in the session directory"},
          {"--trickle-quiet DURATION",
