@@ -187,6 +187,7 @@ void FakeSessionBackend::step() {
             hoard_.chunksDone = 0;
             hoard_.chunksTotal = std::uint64_t(hoardChunks_);
             publishHoard();
+            setResumingFrom(user->lastSave); // as the core announces the checked version
             transition(Fetching);
         }
         break;

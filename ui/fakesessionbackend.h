@@ -11,7 +11,8 @@
 // (cause, stage, lock holder, last saved version), rendered by the same
 // ui/text renderer as the real backend's: UI tests read the real words.
 //
-// Per step: Authenticating checks the password; CheckingOut checks the lock;
+// Per step: Authenticating checks the password; CheckingOut checks the lock
+// (and, passing, announces the user's last save as resumingFrom);
 // Fetching, Restoring and Suspending move a quarter of their bytes; Running
 // caches an eighth of the hoard (none while the hoard is held back); Wiping
 // finishes. An injected failure fires on the first step inside its stage,

@@ -106,6 +106,11 @@ void SessionBackend::setStage(Stage stage) {
     if (stage == stage_)
         return;
     stage_ = stage;
+    // A new sign-in, or none: no version is being opened (yet).
+    if ((stage == SignedOut || stage == Authenticating) && !resumingFrom_.isEmpty()) {
+        resumingFrom_.clear();
+        emit resumingFromChanged();
+    }
     emit stageChanged(stage);
     // After the stage: a display bound to the source sees Running first.
     display_->setAvailable(stage == Running);
@@ -113,6 +118,11 @@ void SessionBackend::setStage(Stage stage) {
 
 void SessionBackend::setUserName(const QString& user) {
     userName_ = user;
+}
+
+void SessionBackend::setResumingFrom(const session::SavedVersion& saved) {
+    resumingFrom_ = text::resumingFrom(saved);
+    emit resumingFromChanged();
 }
 
 void SessionBackend::setFailure(const session::Failure& failure) {

@@ -69,6 +69,11 @@ class SessionBackend : public QObject {
     Q_PROPERTY(QDateTime lastSavedAt READ lastSavedAt NOTIFY errorChanged)
     Q_PROPERTY(QString lastSavedKiosk READ lastSavedKiosk NOTIFY errorChanged)
     Q_PROPERTY(QString userName READ userName NOTIFY stageChanged)
+    // What the resume in progress opens: "Saved Tuesday 14:02 at kiosk
+    // gate-23" (local time), once the version is checked; empty before, and
+    // after sign-out. The person who knows when and where they last saved
+    // sees an older or foreign copy here.
+    Q_PROPERTY(QString resumingFrom READ resumingFrom NOTIFY resumingFromChanged)
     Q_PROPERTY(qint64 bytesDone READ bytesDone NOTIFY progressChanged)
     Q_PROPERTY(qint64 bytesTotal READ bytesTotal NOTIFY progressChanged)
     Q_PROPERTY(double rate READ rate NOTIFY progressChanged)
@@ -141,6 +146,7 @@ public:
     QDateTime lastSavedAt() const;
     QString lastSavedKiosk() const;
     QString userName() const { return userName_; }
+    QString resumingFrom() const { return resumingFrom_; }
     qint64 bytesDone() const { return bytesDone_; }
     qint64 bytesTotal() const { return bytesTotal_; }
     double rate() const { return rate_; }
@@ -168,6 +174,7 @@ signals:
     void errorChanged();
     void hoardProblemChanged();
     void shuttingDownChanged();
+    void resumingFromChanged();
     // retry(password)/takeOver(password) refused the password and changed
     // nothing: the page says so and asks again.
     void passwordRefused();
@@ -181,6 +188,9 @@ protected:
     // it makes the display source available exactly while Running.
     void setStage(Stage stage);
     void setUserName(const QString& user);
+    // The version a resume opens (rendered into resumingFrom); cleared by
+    // setStage(SignedOut) and setStage(Authenticating).
+    void setResumingFrom(const session::SavedVersion& saved);
     // Records the failure's facts and renders errorMessage from them.
     void setFailure(const session::Failure& failure);
     void clearError();
@@ -202,6 +212,7 @@ private:
     std::optional<session::Failure> failure_;
     QString errorMessage_;
     QString userName_;
+    QString resumingFrom_;
     qint64 bytesDone_ = 0;
     qint64 bytesTotal_ = 0;
     double rate_ = 0;

@@ -78,6 +78,9 @@ bool SessionController::ensureSession() {
         onGui([this, p] { setProgress(qint64(p.done), qint64(p.total), p.bytesPerSecond); });
     };
     listener.failed = [this](const session::Failure& f) { onGui([this, f] { applyFailure(f); }); };
+    listener.resuming = [this](const session::SavedVersion& v) {
+        onGui([this, v] { setResumingFrom(v); });
+    };
     auto created = session::Session::create(config_, listener);
     if (!created.ok()) {
         session::Failure f;

@@ -234,14 +234,23 @@ int versions(const std::vector<std::string>& argv) {
     if (!all.ok())
         return fail(all.error());
     json::Array out;
+    // The chain (FORMAT.md): does each version's parent_digest match the
+    // parent listed just before it? "-" when it cannot say (no digest: the
+    // first version, or one older than the chain; parent pruned or damaged).
+    std::optional<parcel::Manifest> previous;
     for (auto n : *all) {
         auto m = ctx.parcels->manifest(parcelName, n);
         if (!m.ok()) {
             std::printf("%-6llu DAMAGED: %s\n", (unsigned long long)n,
                         m.error().describe().c_str());
             out.push_back(json::Object{{"version", n}, {"error", m.error().describe()}});
+            previous.reset();
             continue;
         }
+        json::Value bound; // null: cannot say
+        if (m->parentDigest && previous && previous->version == m->parent)
+            bound = *m->parentDigest == previous->digest;
+        const char* chain = bound.isNull() ? "-" : bound.asBool() ? "ok" : "MISMATCH";
         std::uint64_t stored = 0;
         for (const auto& e : m->disk)
             stored += e ? 1 : 0;
@@ -249,18 +258,21 @@ int versions(const std::vector<std::string>& argv) {
         std::time_t t = m->created;
         std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", std::gmtime(&t));
         if (!ctx.args.flag("json"))
-            std::printf("%-6llu %s UTC  parent %-5llu %-12s disk %s (%llu chunks stored)%s\n",
-                        (unsigned long long)n, when, (unsigned long long)m->parent,
+            std::printf("%-6llu %s UTC  parent %-5llu chain %-8s %-12s disk %s (%llu chunks "
+                        "stored)%s\n",
+                        (unsigned long long)n, when, (unsigned long long)m->parent, chain,
                         m->kiosk.c_str(), formatBytes(m->diskSize).c_str(),
                         (unsigned long long)stored,
                         m->memory.empty() ? "" : ", suspended memory image");
         out.push_back(json::Object{{"version", n},
                                    {"parent", m->parent},
+                                   {"parent_bound", bound},
                                    {"created", m->created},
                                    {"kiosk", m->kiosk},
                                    {"disk_size", m->diskSize},
                                    {"stored_chunks", stored},
                                    {"memory_chunks", std::uint64_t(m->memory.size())}});
+        previous = std::move(*m);
     }
     if (ctx.args.flag("json"))
         printJson(std::move(out));

@@ -214,17 +214,21 @@ int resume(const std::vector<std::string>& argv) {
         o["user"] = user;
         o["parcel"] = parcelName;
         o["base_version"] = sess.baseVersion();
+        o["base_created"] = sess.baseSave().created;
+        o["base_kiosk"] = sess.baseSave().kiosk;
         o["accelerator"] = sess.accelerator();
         o["session_dir"] = sess.sessionDirectory();
         o["scratch_dir"] = sess.scratchDirectory();
         o["serial_socket"] = sess.serialSocketPath();
         o["timeline"] = timelineJson(sess.timeline());
     });
+    // "Saved Tuesday 14:02 at kiosk gate-23": what the kiosk's progress page says.
+    const std::string savedAt = ui::text::resumingFrom(sess.baseSave(), QLocale::c()).toStdString();
     std::fprintf(stderr,
-                 "running %s/%s (version %llu, %s); send SIGTERM or run 'isrctl session "
+                 "running %s/%s (version %llu%s%s, %s); send SIGTERM or run 'isrctl session "
                  "suspend' to suspend and leave\n",
                  user.c_str(), parcelName.c_str(), (unsigned long long)sess.baseVersion(),
-                 sess.accelerator().c_str());
+                 savedAt.empty() ? "" : ", ", savedAt.c_str(), sess.accelerator().c_str());
 
     // Report the hoard while waiting for the signal, and say on the terminal
     // when it is held back (disk full, store unreachable) and when it goes on.
@@ -488,7 +492,8 @@ CommandRegistration regResume({
          {"--guest-dir DIR", "the demo guest's kernel (default ~/.local/share/isr/demo/guest)"},
          {"--accel kvm|tcg", "the accelerator (default: KVM when it works)"},
          {"--cache-size SIZE", "the chunk cache's cap (default 8G)"},
-         {"--kiosk-id ID", "this kiosk's name in the parcel's lock (default: the host name)"},
+         {"--kiosk-id ID", "this kiosk's name in the parcel's lock and in the versions it saves "
+                           "(default: the host name)"},
          {"--take-over", "take the parcel's lock from another kiosk"},
          {"--serial", "put the guest's serial console on a socket in the session directory"},
          {"--trickle-quiet DURATION",

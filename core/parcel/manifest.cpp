@@ -203,6 +203,10 @@ Bytes encodeManifest(const Manifest& m) {
                         {"created", m.created},    {"kiosk", m.kiosk},
                         {"disk_size", m.diskSize}, {"chunk_size", std::int64_t(m.chunkSize)},
                         {"vm", m.vm.toJson()}};
+    // Version 1 has no parent to bind (FORMAT.md, "Chain").
+    if (m.parentDigest)
+        fields.emplace("parent_digest",
+                       toHex(ByteView(m.parentDigest->data(), m.parentDigest->size())));
     // Present only when there is such state, so other manifests read as before.
     if (m.nvram)
         fields.emplace("nvram", refToJson(*m.nvram));
@@ -260,6 +264,19 @@ Result<Manifest> decodeManifest(ByteView plaintext) {
         return corrupt("bad version/parent numbers");
     m.version = std::uint64_t(version);
     m.parent = std::uint64_t(parent);
+    // Optional: absent in version 1 and in manifests older than the chain.
+    if (const json::Value* pd = header->find("parent_digest")) {
+        if (!pd->isString())
+            return corrupt("parent digest is not a string");
+        auto digest = fromHex(pd->asString());
+        if (!digest.ok() || digest->size() != crypto::kHashSize)
+            return corrupt("bad parent digest");
+        if (m.parent == 0)
+            return corrupt("parent digest without a parent");
+        crypto::Hash d;
+        std::memcpy(d.data(), digest->data(), d.size());
+        m.parentDigest = d;
+    }
     if (chunkSize < 4096 || chunkSize > std::int64_t(chunk::kMaxChunkSize) ||
         (chunkSize & (chunkSize - 1)) != 0)
         return corrupt("chunk size " + std::to_string(chunkSize) + " is not allowed");
@@ -332,6 +349,7 @@ Result<Manifest> decodeManifest(ByteView plaintext) {
         if (m.workingSet[i] >= diskCount || (i > 0 && m.workingSet[i] <= m.workingSet[i - 1]))
             return corrupt("working set is not increasing chunk indexes");
     }
+    m.digest = crypto::hash(plaintext);
     return m;
 }
 

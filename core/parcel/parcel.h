@@ -117,8 +117,12 @@ struct VmSpec {
 struct Manifest {
     std::uint64_t version = 0;
     std::uint64_t parent = 0; // 0: none
-    std::int64_t created = 0;
-    std::string kiosk;
+    // BLAKE2b-256 of version `parent`'s manifest plaintext (FORMAT.md,
+    // "Chain"): what this version was made from. nullopt in version 1 and in
+    // manifests written before the chain existed. commit() sets it.
+    std::optional<crypto::Hash> parentDigest;
+    std::int64_t created = 0; // when it was saved, Unix seconds
+    std::string kiosk;        // where: the saving kiosk's configured kiosk_id
     std::uint64_t diskSize = 0;
     std::uint32_t chunkSize = kDefaultChunkSize;
     VmSpec vm;
@@ -131,6 +135,10 @@ struct Manifest {
     // firmware's template; the TPM manufactures itself at first boot).
     std::optional<chunk::ChunkRef> nvram;
     std::optional<chunk::ChunkRef> tpmState;
+    // Not encoded: BLAKE2b-256 of the plaintext this manifest was decoded
+    // from (decodeManifest) or committed as (commit). Its child's
+    // parentDigest; what a kiosk remembers of a version it has seen.
+    std::optional<crypto::Hash> digest;
 
     std::uint64_t chunkCount() const { return (diskSize + chunkSize - 1) / chunkSize; }
 };
@@ -188,6 +196,24 @@ public:
     Result<std::uint64_t> latest(const std::string& parcel);
     Result<Manifest> manifest(const std::string& parcel, std::uint64_t n);
 
+    // One version of a parcel's chain as a reader saw it.
+    struct ChainLink {
+        std::uint64_t version = 0;
+        crypto::Hash digest{};
+    };
+    // Checks that `top` (a manifest of this parcel, read with its digest)
+    // and its ancestors bind each other: walks parent by parent, reading
+    // each parent from the store (one GET each) and comparing its digest
+    // with the parentDigest its child carries, down to version `downTo`
+    // (included) or until `maxReads` parents were read. It stops early, with
+    // no error, at a parent the store no longer has (pruned by gc) or that
+    // fails verification (logged), and at a manifest written before the
+    // chain existed (no parentDigest). Returns
+    // the links it confirmed, `top` first. Corrupt ("forked") if a parent in
+    // the store is not the one its child was made from.
+    Result<std::vector<ChainLink>> verifyChain(const std::string& parcel, const Manifest& top,
+                                               std::uint64_t downTo, unsigned maxReads);
+
     // Version 1 of a new parcel: an all-zero disk, no memory image (first
     // resume boots). AlreadyExists if the parcel exists.
     Result<Manifest> create(const std::string& parcel, const VmSpec& vm, std::uint64_t diskSize,
@@ -220,8 +246,15 @@ public:
     Result<UploadStats> uploadChunks(const std::vector<chunk::EncodedChunk>& chunks,
                                      const UploadOptions& options, const ProgressFn& progress = {});
     // The commit protocol: upload newChunks, then put-if-absent
-    // versions/<parent+1>, then head. Sets manifest.version. Conflict if
-    // another writer created that version first (nothing is damaged).
+    // versions/<parent+1>, then head. Sets manifest.version and .digest.
+    // Conflict if another writer created that version first (nothing is
+    // damaged).
+    //
+    // Binds the parent (manifest.parentDigest): when `manifest` is a copy of
+    // version `parent`'s manifest as read (its version still equals parent,
+    // its digest set: the session, `disk serve`), that digest -- the
+    // version the caller's work started from; otherwise (rollback, import)
+    // the store's versions/<parent> is read for it.
     Result<std::uint64_t> commit(const std::string& parcel, Manifest& manifest,
                                  const std::vector<chunk::EncodedChunk>& newChunks,
                                  const ProgressFn& progress = {});
@@ -347,8 +380,8 @@ Result<GcReport> collectGarbage(Parcels& parcels, std::int64_t graceSeconds, boo
 // it; the newest version is always kept. keepLast 0 and keepWithin 0 mean
 // "rule off"; with both off nothing is pruned.
 struct Retention {
-    std::uint64_t keepLast = 0;   // the newest N versions
-    std::int64_t keepWithin = 0;  // versions created less than this many seconds ago
+    std::uint64_t keepLast = 0;  // the newest N versions
+    std::int64_t keepWithin = 0; // versions created less than this many seconds ago
     bool active() const { return keepLast > 0 || keepWithin > 0; }
 };
 struct PruneReport {

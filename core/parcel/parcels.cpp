@@ -113,6 +113,43 @@ Result<Manifest> Parcels::manifest(const std::string& parcel, std::uint64_t n) {
     return m;
 }
 
+Result<std::vector<Parcels::ChainLink>> Parcels::verifyChain(const std::string& parcel,
+                                                             const Manifest& top,
+                                                             std::uint64_t downTo,
+                                                             unsigned maxReads) {
+    if (!top.digest)
+        return Error(Errc::InvalidArgument,
+                     "verifyChain: the manifest was not read from the store");
+    std::vector<ChainLink> links{{top.version, *top.digest}};
+    Manifest child = top;
+    for (unsigned reads = 0; reads < maxReads && child.version > downTo && child.parent > 0;
+         ++reads) {
+        if (!child.parentDigest)
+            break; // written before the chain existed: nothing to check further down
+        auto parent = manifest(parcel, child.parent);
+        if (!parent.ok()) {
+            // Pruned (gc retention), or damaged: the chain is checked as far
+            // as it goes. A store that hides or garbles a parent hides it;
+            // it cannot put another valid one in its place.
+            if (parent.error().code == Errc::NotFound)
+                break;
+            if (parent.error().code == Errc::Corrupt) {
+                ISR_LOG_WARN("parcel") << "chain check stops at " << parent.error().describe();
+                break;
+            }
+            return std::move(parent).error();
+        }
+        if (parent->digest != child.parentDigest)
+            return Error(Errc::Corrupt, "the store's version " + std::to_string(child.parent) +
+                                            " of parcel '" + parcel + "' is not the one version " +
+                                            std::to_string(child.version) +
+                                            " was saved from (the store forked or replaced it)");
+        links.push_back({parent->version, *parent->digest});
+        child = std::move(*parent);
+    }
+    return links;
+}
+
 Result<Manifest> Parcels::create(const std::string& parcel, const VmSpec& vm,
                                  std::uint64_t diskSize, std::uint32_t chunkSize,
                                  const std::string& kiosk) {
@@ -213,6 +250,18 @@ Result<std::uint64_t> Parcels::commit(const std::string& parcel, Manifest& m,
         return Error(Errc::InvalidArgument, "disk table does not match the disk size");
     ISR_TRY_STATUS(uploadChunks(newChunks, progress));
     std::uint64_t n = m.parent + 1;
+    // Bind the parent (FORMAT.md, "Chain"). A copy of the parent's manifest
+    // as read carries the digest of exactly what the caller worked from (a
+    // session's base, verified at resume); anything else (a rollback's old
+    // version, an import) binds the parent the store has now.
+    if (m.parent == 0) {
+        m.parentDigest.reset();
+    } else if (m.version == m.parent && m.digest) {
+        m.parentDigest = m.digest;
+    } else {
+        ISR_TRY_ASSIGN(Manifest parentManifest, manifest(parcel, m.parent));
+        m.parentDigest = parentManifest.digest;
+    }
     m.version = n;
     if (m.created == 0)
         m.created = std::time(nullptr);
@@ -237,6 +286,7 @@ Result<std::uint64_t> Parcels::commit(const std::string& parcel, Manifest& m,
             return std::move(st).error().context("committing version " + std::to_string(n));
         }
     }
+    m.digest = crypto::hash(encodeManifest(m));
     ISR_TRY_STATUS(ISR_FAULT_POINT("parcel.commit.after-version"));
     // The version exists now; head is only a hint, so a failure here loses nothing.
     if (auto h = store_.put(headKey(user(), parcel), asBytes(std::to_string(n) + "\n")); !h.ok()) {

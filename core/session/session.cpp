@@ -20,6 +20,7 @@
 #include "session/memory_upload.h"
 #include "session/metrics.h"
 #include "session/restore_stream.h"
+#include "session/seen_versions.h"
 #include "session/stage_tracker.h"
 #include "session/vm_spec.h"
 #include "session/vm_watcher.h"
@@ -58,6 +59,15 @@ Failure facts(Stage stage, FailureCause cause, ErrorKind kind = ErrorKind::None)
     return f;
 }
 
+// How many parents a resume reads to check the chain between the version
+// it opens and the newest this kiosk has seen (FORMAT.md, "Chain"): one
+// small GET each; a gap wider than this is checked only at its ends.
+constexpr unsigned kMaxChainReads = 8;
+
+SavedVersion savedOf(const parcel::Manifest& m) {
+    return SavedVersion{m.version, m.created, m.kiosk};
+}
+
 // The kiosk's own storage at `where` is full or unusable.
 Failure storageFacts(Stage stage, const std::string& where) {
     Failure f = facts(stage, FailureCause::KioskStorage);
@@ -75,7 +85,8 @@ ErrorKind vmKind(const Error& error) {
 } // namespace
 
 struct Session::Impl {
-    Impl(KioskConfig c, Listener listener) : config(std::move(c)), tracker(std::move(listener)) {}
+    Impl(KioskConfig c, Listener listener)
+        : config(std::move(c)), tracker(std::move(listener)), seen(config.stateDir + "/seen") {}
 
     const KioskConfig config;
     std::unique_ptr<vm::Hypervisor> hypervisor;
@@ -84,6 +95,7 @@ struct Session::Impl {
     std::unique_ptr<KioskMetrics> metrics;    // the operators' textfile; set at create()
     StageTracker tracker;                     // stage, failure, timeline; any thread
     std::atomic<bool> cancelRequested{false}; // requestCancel() during a resume
+    const SeenVersions seen;                  // the newest version seen, per user and parcel
 
     // The active session. Only the controlling thread touches these, and
     // the VM watcher's callback while Running (every public operation stops
@@ -115,8 +127,8 @@ struct Session::Impl {
     // Serialises leaving Running (suspendAndLeave, abandon) with the lease's
     // heartbeat thread stopping the VM of a parcel taken over (lockLost).
     std::mutex leaveMutex;
-    std::atomic<bool> takenOver{false}; // the lease found the lock taken over
-    bool memorySaved = false;           // the scratch holds this session's saved VM
+    std::atomic<bool> takenOver{false};                 // the lease found the lock taken over
+    bool memorySaved = false;                           // the scratch holds this session's saved VM
     std::optional<std::vector<chunk::ChunkRef>> recipe; // memory image uploaded
 
     void enter(Stage next) { tracker.enter(next); }
@@ -317,6 +329,7 @@ struct Session::Impl {
                                                       ? FailureCause::StoreUnreachable
                                                       : FailureCause::DamagedVersion),
                         m.error());
+        ISR_TRY_STATUS(checkAgainstSeen(*m));
         base = std::move(*m);
         ISR_TRY_STATUS(
             injected(ISR_FAULT_POINT("session.checkout.after-manifest"), Stage::CheckingOut));
@@ -330,7 +343,75 @@ struct Session::Impl {
         }
         lease->startHeartbeat(config.heartbeatInterval,
                               [this](const std::string& detail) { lockLost(detail); });
+        tracker.resuming(savedOf(base));
         return {};
+    }
+
+    // The store can withhold, replay or reorder the sealed manifests, never
+    // forge one (FORMAT.md, "Chain"). Before anything of the served version
+    // runs: refuse a newest version older than one this kiosk has seen (a
+    // rollback), another manifest for a version it has seen, or parents that
+    // are not what their children were made from (a fork). Nothing is
+    // touched on the store, so nothing is lost and no commit can land on top
+    // of a rolled-back head. Passing, the served version becomes the newest
+    // this kiosk has seen.
+    Status checkAgainstSeen(const parcel::Manifest& served) {
+        const crypto::Secret& master = parcels->secrets().master;
+        const std::optional<SeenVersion> known = seen.load(master, user, parcelName);
+        auto refuse = [&](FailureCause cause, const std::string& why) {
+            Failure f = facts(Stage::CheckingOut, cause, ErrorKind::Corrupt);
+            f.served = savedOf(served);
+            if (known)
+                f.seen = SavedVersion{known->version, known->created, known->kiosk};
+            return fail(std::move(f), Error(Errc::Corrupt, why));
+        };
+        const std::string name = "parcel '" + parcelName + "'";
+        if (known && served.version < known->version)
+            return refuse(FailureCause::StoreRolledBack,
+                          "the store served version " + std::to_string(served.version) + " of " +
+                              name + " as its newest, but this kiosk has seen version " +
+                              std::to_string(known->version) + ": an older copy (rolled back)");
+        if (known && served.version == known->version && served.digest != known->digest)
+            return refuse(FailureCause::StoreForked,
+                          "the store's version " + std::to_string(served.version) + " of " + name +
+                              " is not the one this kiosk saw (forked)");
+        // At least the parent (when the store has it); down to the seen
+        // version when it is near enough.
+        std::uint64_t downTo = served.version - 1;
+        if (known)
+            downTo = std::min(downTo, known->version);
+        auto links = parcels->verifyChain(parcelName, served, downTo, kMaxChainReads);
+        if (!links.ok()) {
+            if (links.error().code == Errc::Corrupt)
+                return refuse(FailureCause::StoreForked, links.error().message);
+            return fail(
+                facts(Stage::CheckingOut, classify(links.error()) == ErrorKind::StoreUnreachable
+                                              ? FailureCause::StoreUnreachable
+                                              : FailureCause::Generic),
+                links.error());
+        }
+        if (known && served.version > known->version) {
+            for (const auto& link : *links)
+                if (link.version == known->version && link.digest != known->digest)
+                    return refuse(FailureCause::StoreForked,
+                                  "version " + std::to_string(served.version) + " of " + name +
+                                      " does not descend from version " +
+                                      std::to_string(known->version) +
+                                      " this kiosk saw (the store forked the parcel)");
+        }
+        rememberSeen(served);
+        return {};
+    }
+
+    // Records `m` as the newest version of the parcel this kiosk has seen.
+    // A failure only weakens later checks on this kiosk: logged.
+    void rememberSeen(const parcel::Manifest& m) {
+        if (!m.digest)
+            return;
+        SeenVersion v{m.version, *m.digest, m.created, m.kiosk};
+        if (auto st = seen.record(parcels->secrets().master, user, parcelName, v); !st.ok()) {
+            ISR_LOG_WARN("session") << "cannot record the version seen: " << st.error().describe();
+        }
     }
 
     Status openDisk() {
@@ -527,7 +608,8 @@ struct Session::Impl {
             return fail(facts(Stage::Suspending, FailureCause::Commit), n.error());
         }
         committed = *n;
-        committedSave = SavedVersion{*n, next.created, next.kiosk};
+        committedSave = savedOf(next);
+        rememberSeen(next);
         return {};
     }
 
@@ -937,6 +1019,9 @@ std::string Session::parcelName() const {
 }
 std::uint64_t Session::baseVersion() const {
     return impl_->base.version;
+}
+SavedVersion Session::baseSave() const {
+    return savedOf(impl_->base);
 }
 std::uint64_t Session::committedVersion() const {
     return impl_->committed;

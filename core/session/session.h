@@ -132,6 +132,10 @@ enum class FailureCause {
     UnsafeKiosk,      // the kiosk refuses sessions: unencrypted swap is active (see where)
     LockTakenOver,    // another kiosk took the parcel over: this one stopped without saving
                       // (holder: the new holder, when known)
+    StoreRolledBack,  // the store's newest version is older than one this kiosk has seen
+                      // (served: what it offered; seen: the newer one)
+    StoreForked,      // the store's copy is not the one this kiosk saw, or its versions do not
+                      // bind each other (served, seen when known)
 };
 const char* failureCauseName(FailureCause cause);
 
@@ -153,6 +157,10 @@ struct Failure {
     std::optional<std::uint64_t> freeBytes; // KioskStorage: free bytes there, when known
     std::string bootProfile;                // BootProfileUnavailable: the parcel's profile
     std::string missingPackage; // BootProfileUnavailable: the Debian package the kiosk lacks
+    // StoreRolledBack, StoreForked: the version the store offered, and the
+    // newest this kiosk has seen of the parcel (session/seen_versions.h).
+    std::optional<SavedVersion> served;
+    std::optional<SavedVersion> seen;
     // The underlying error in technical English (the store's or libvirt's own
     // words) for the log and a "details" line; never the main text.
     std::string detail;
@@ -194,6 +202,10 @@ struct Listener {
     std::function<void(Stage)> stageChanged;
     std::function<void(const Progress&)> progress;
     std::function<void(const Failure&)> failed;
+    // The version a resume will open, once checked (CheckingOut, before
+    // Fetching): "saved Tuesday 14:02 at gate-23", for the person who knows
+    // when and where they last saved. On the controlling thread.
+    std::function<void(const SavedVersion&)> resuming;
 };
 
 // The devices a firmware-booted (desktop) parcel gets from this kiosk.
@@ -206,7 +218,14 @@ struct DesktopOptions {
 };
 
 struct KioskConfig {
-    std::string kioskId;  // shown to other kiosks in the lock; default: host name
+    // Shown to other kiosks in the lock, and recorded in every version this
+    // kiosk saves (the resume screen says "saved ... at <kiosk id>"): only
+    // what the operator configured; default: the host name.
+    std::string kioskId;
+    // The stateDir also holds seen/: per user and parcel (file named by a
+    // keyed hash, sealed with the user's key), the newest version this kiosk
+    // has seen, so a store that serves an older or a different copy is
+    // refused (StoreRolledBack, StoreForked; session/seen_versions.h).
     std::string stateDir; // cache, libvirt root, per-session dirs (sockets, overlay)
     std::string storeUrl;
     store::StoreOptions storeOptions;
@@ -290,7 +309,9 @@ public:
     std::vector<TimelineEntry> timeline() const;
     std::string userName() const;
     std::string parcelName() const;
-    std::uint64_t baseVersion() const;      // version this session started from
+    std::uint64_t baseVersion() const; // version this session started from
+    // When and where that version was saved (version 0: none yet).
+    SavedVersion baseSave() const;
     std::uint64_t committedVersion() const; // version the last suspend created, 0 if none
     // <session dir>/serial.sock when KioskConfig::serialConsole, else "".
     std::string serialSocketPath() const;

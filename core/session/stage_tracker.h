@@ -59,6 +59,11 @@ public:
     // Resumes, saves and failures are counted into `metrics` (may be null;
     // set once, before the first transition).
     void setMetrics(KioskMetrics* metrics) { metrics_ = metrics; }
+    // Announces the version a resume opens (Listener::resuming).
+    void resuming(const SavedVersion& saved) const {
+        if (listener_.resuming)
+            listener_.resuming(saved);
+    }
 
 private:
     void closeTimelineRow(); // under mutex_

@@ -131,6 +131,10 @@ const char* failureCauseName(FailureCause cause) {
         return "unsafe-kiosk";
     case FailureCause::LockTakenOver:
         return "lock-taken-over";
+    case FailureCause::StoreRolledBack:
+        return "store-rolled-back";
+    case FailureCause::StoreForked:
+        return "store-forked";
     }
     return "?";
 }

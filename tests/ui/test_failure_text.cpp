@@ -18,7 +18,7 @@ using session::Stage;
 
 namespace {
 
-constexpr int kCauses = int(FailureCause::LockTakenOver) + 1;
+constexpr int kCauses = int(FailureCause::StoreForked) + 1;
 
 // Tuesday 2026-01-06 14:02 local time, and "now" two days later.
 QDateTime saved() {

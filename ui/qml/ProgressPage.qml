@@ -43,6 +43,16 @@ Rectangle {
             font.bold: true
             Layout.alignment: Qt.AlignHCenter
         }
+        // "Saved Tuesday 14:02 at kiosk gate-23": the person who knows when
+        // and where they last saved sees an older or a foreign copy here.
+        Label {
+            objectName: "resumingFromLabel"
+            visible: text.length > 0
+            text: page.backend ? page.backend.resumingFrom : ""
+            color: Theme.text
+            font.pixelSize: Theme.bodySize
+            Layout.alignment: Qt.AlignHCenter
+        }
 
         Repeater {
             model: page.steps

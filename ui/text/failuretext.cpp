@@ -168,6 +168,29 @@ QString byCause(const session::Failure& f, const QLocale& locale, const QDateTim
         return FailureText::tr("Your computer was opened at %1 (%2), so this kiosk stopped it "
                                "without saving. Your work continues there.")
             .arg(fromUtf8(f.holder->kiosk), localTime(f.holder->since, locale, now));
+    case FailureCause::StoreRolledBack:
+        if (!f.served || !f.seen)
+            return FailureText::tr("The store offered an older copy of your computer than this "
+                                   "kiosk has already seen, so this kiosk did not open it. "
+                                   "Nothing was lost or overwritten. Please tell staff: the "
+                                   "store may have been tampered with or restored from a "
+                                   "backup.");
+        return FailureText::tr("The store offered an older copy of your computer (%1) than "
+                               "this kiosk has already seen (%2), so this kiosk did not open "
+                               "it. Nothing was lost or overwritten. Please tell staff: the "
+                               "store may have been tampered with or restored from a backup.")
+            .arg(savedVersion(*f.served, locale, now), savedVersion(*f.seen, locale, now));
+    case FailureCause::StoreForked:
+        if (!f.served)
+            return FailureText::tr("The store offered a copy of your computer that is not the "
+                                   "one this kiosk saw before, so this kiosk did not open it. "
+                                   "Nothing was changed. Please tell staff: the store may have "
+                                   "been tampered with.");
+        return FailureText::tr("The store offered a copy of your computer (%1) that is not the "
+                               "one this kiosk saw before, so this kiosk did not open it. "
+                               "Nothing was changed. Please tell staff: the store may have "
+                               "been tampered with.")
+            .arg(savedVersion(*f.served, locale, now));
     }
     return byKindAndStage(f.kind, f.stage);
 }
@@ -195,6 +218,16 @@ QString savedVersion(const session::SavedVersion& saved, const QLocale& locale,
             .arg(version, localTime(saved.created, locale, now));
     return FailureText::tr("version %1, saved %2 at %3")
         .arg(version, localTime(saved.created, locale, now), fromUtf8(saved.kiosk));
+}
+
+QString resumingFrom(const session::SavedVersion& saved, const QLocale& locale,
+                     const QDateTime& now) {
+    if (saved.created == 0)
+        return {};
+    if (saved.kiosk.empty())
+        return FailureText::tr("Saved %1").arg(localTime(saved.created, locale, now));
+    return FailureText::tr("Saved %1 at kiosk %2")
+        .arg(localTime(saved.created, locale, now), fromUtf8(saved.kiosk));
 }
 
 QString failure(const session::Failure& f, const QLocale& locale, const QDateTime& now) {

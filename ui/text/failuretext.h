@@ -31,6 +31,12 @@ QString localTime(std::int64_t unixSeconds, const QLocale& locale = QLocale(),
 QString savedVersion(const session::SavedVersion& saved, const QLocale& locale = QLocale(),
                      const QDateTime& now = QDateTime::currentDateTime());
 
+// What a resume opens, for the person who knows when and where they last
+// saved: "Saved Tuesday 14:02 at kiosk gate-23" (local time). Empty for a
+// version with no time (never saved by a session).
+QString resumingFrom(const session::SavedVersion& saved, const QLocale& locale = QLocale(),
+                     const QDateTime& now = QDateTime::currentDateTime());
+
 // What happened and what the person can do. Rendered from f.cause and its
 // facts; when the cause is Generic, from f.kind and f.stage. Never empty, never
 // f.detail (that is for the log).

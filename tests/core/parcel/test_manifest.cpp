@@ -4,6 +4,8 @@
 #include "parcel/parcel.h"
 
 #include <QTest>
+#include <cstring>
+#include <functional>
 
 using namespace isr;
 using namespace isr::parcel;
@@ -40,6 +42,27 @@ void putU64At(Bytes& b, std::size_t pos, std::uint64_t v) {
 std::size_t diskCountOffset(const Bytes& b) {
     return 12 + getBe32(b.data() + 8);
 }
+
+// The encoded manifest with its header JSON edited (the length fixed up).
+Bytes withHeader(const Bytes& encoded, const std::function<void(std::string&)>& edit) {
+    const std::size_t len = getBe32(encoded.data() + 8);
+    std::string header(reinterpret_cast<const char*>(encoded.data()) + 12, len);
+    edit(header);
+    const std::size_t rest = encoded.size() - 12 - len;
+    Bytes out(12 + header.size() + rest);
+    std::memcpy(out.data(), encoded.data(), 8);
+    putBe32(out.data() + 8, std::uint32_t(header.size()));
+    std::memcpy(out.data() + 12, header.data(), header.size());
+    std::memcpy(out.data() + 12 + header.size(), encoded.data() + 12 + len, rest);
+    return out;
+}
+
+crypto::Hash someDigest() {
+    crypto::Hash h;
+    for (std::size_t i = 0; i < h.size(); ++i)
+        h[i] = std::uint8_t(i * 7 + 1);
+    return h;
+}
 } // namespace
 
 class TestManifest : public QObject {
@@ -60,6 +83,59 @@ private slots:
         QCOMPARE(back->memory.size(), std::size_t(2));
         QCOMPARE(back->workingSet, m.workingSet);
         QCOMPARE(back->vm.memoryMiB, m.vm.memoryMiB);
+    }
+    // The chain (FORMAT.md): parent_digest round-trips; the digest is of
+    // the plaintext exactly as read.
+    void parentDigestRoundTrip() {
+        Manifest m = sample();
+        m.parentDigest = someDigest();
+        const Bytes encoded = encodeManifest(m);
+        QVERIFY(asString(encoded).find("\"parent_digest\":\"" +
+                                       toHex(ByteView(someDigest().data(), 32)) + "\"") !=
+                std::string::npos);
+        auto back = decodeManifest(encoded);
+        QVERIFY2(back.ok(), back.ok() ? "" : back.error().describe().c_str());
+        QVERIFY(back->parentDigest == someDigest());
+        QVERIFY(back->digest == crypto::hash(encoded));
+        // Any other byte, any other digest.
+        Manifest other = m;
+        other.kiosk = "kiosk-b";
+        QVERIFY(decodeManifest(encodeManifest(other))->digest != back->digest);
+    }
+    // Manifests written before the chain existed (no parent_digest) still
+    // open; they bind nothing.
+    void manifestWithoutParentDigestStillOpens() {
+        Manifest m = sample();
+        const Bytes encoded = encodeManifest(m);
+        QVERIFY(asString(encoded).find("parent_digest") == std::string::npos);
+        auto back = decodeManifest(encoded);
+        QVERIFY(back.ok());
+        QCOMPARE(back->parent, std::uint64_t(2));
+        QVERIFY(!back->parentDigest);
+        QVERIFY(back->digest == crypto::hash(encoded));
+    }
+    void badParentDigestRefused() {
+        Manifest m = sample();
+        m.parentDigest = someDigest();
+        const Bytes encoded = encodeManifest(m);
+        const std::string hex = toHex(ByteView(someDigest().data(), 32));
+        auto edited = [&](const std::string& replacement) {
+            return decodeManifest(withHeader(
+                encoded, [&](std::string& h) { h.replace(h.find(hex), hex.size(), replacement); }));
+        };
+        QVERIFY(edited(hex).ok()); // the helper itself changes nothing
+        QCOMPARE(edited(hex.substr(0, 62)).error().code, Errc::Corrupt);   // short
+        QCOMPARE(edited(hex + "00").error().code, Errc::Corrupt);          // long
+        QCOMPARE(edited("z" + hex.substr(1)).error().code, Errc::Corrupt); // not hex
+        auto notString = decodeManifest(withHeader(encoded, [&](std::string& h) {
+            h.replace(h.find("\"" + hex + "\""), hex.size() + 2, "7");
+        }));
+        QCOMPARE(notString.error().code, Errc::Corrupt);
+        // A parent digest without a parent.
+        Manifest orphan = sample();
+        orphan.parent = 0;
+        orphan.parentDigest = someDigest();
+        QCOMPARE(decodeManifest(encodeManifest(orphan)).error().code, Errc::Corrupt);
     }
     void everyTruncationIsRefused() {
         Bytes full = encodeManifest(sample());

@@ -431,6 +431,106 @@ private slots:
         QVERIFY(m4->disk[7]->name == v2.disk[7]->name);
         QCOMPARE(p.rollback("rb", 9, "k").error().code, Errc::NotFound);
     }
+    // ---- the chain (FORMAT.md, "Chain") ----
+    // Every version after the first binds its parent's manifest; a rollback
+    // (a new version equal to an old one) binds the version it follows.
+    void chainBindsEachParent() {
+        std::string user = makeUser();
+        Parcels p = signedIn(user);
+        Manifest v2 = smallParcel(p, "chain");
+        Manifest next = v2;
+        next.parent = 2;
+        next.disk[7].reset();
+        QCOMPARE(*p.commit("chain", next, {}), std::uint64_t(3));
+        QCOMPARE(*p.rollback("chain", 1, "kiosk-b"), std::uint64_t(4));
+        std::vector<Manifest> m;
+        for (std::uint64_t n = 1; n <= 4; ++n)
+            m.push_back(*p.manifest("chain", n));
+        QVERIFY(!m[0].parentDigest);
+        for (std::size_t i = 1; i < m.size(); ++i) {
+            QVERIFY(m[i].parentDigest);
+            QVERIFY(m[i].parentDigest == m[i - 1].digest);
+        }
+        // The digest commit reports is the one a reader computes.
+        QVERIFY(next.digest == m[2].digest);
+        auto links = p.verifyChain("chain", m[3], 1, 8);
+        QVERIFY2(links.ok(), links.ok() ? "" : links.error().describe().c_str());
+        QCOMPARE(links->size(), std::size_t(4));
+        QCOMPARE(links->back().version, std::uint64_t(1));
+        QVERIFY(links->back().digest == *m[0].digest);
+        // Bounded: one read checks only the parent.
+        QCOMPARE(p.verifyChain("chain", m[3], 1, 1)->size(), std::size_t(2));
+    }
+    // A hostile store forks a parcel: it hides version 3 that one kiosk
+    // wrote, lets another writer make a different version 3 and a version 4
+    // on top, then serves the first version 3 again. Version 4 does not bind
+    // it: Corrupt, naming the fork.
+    void forkedChainIsRefused() {
+        std::string user = makeUser();
+        Parcels p = signedIn(user);
+        Manifest v2 = smallParcel(p, "fork");
+        Manifest a = v2;
+        a.parent = 2;
+        a.kiosk = "kiosk-a";
+        QCOMPARE(*p.commit("fork", a, {}), std::uint64_t(3));
+        const std::string key3 = versionKey(user, "fork", 3);
+        const Bytes hidden = *store_->get(key3);
+        QVERIFY(store_->remove(key3).ok());
+        Manifest b = v2;
+        b.parent = 2;
+        b.kiosk = "kiosk-b";
+        QCOMPARE(*p.commit("fork", b, {}), std::uint64_t(3));
+        Manifest c = b;
+        c.parent = 3;
+        QCOMPARE(*p.commit("fork", c, {}), std::uint64_t(4));
+        QVERIFY(p.verifyChain("fork", *p.manifest("fork", 4), 1, 8).ok());
+        QVERIFY(store_->put(key3, hidden).ok()); // the store serves kiosk-a's version 3 again
+        auto v3 = p.manifest("fork", 3);
+        QVERIFY(v3.ok()); // authentic on its own
+        QCOMPARE(v3->kiosk, std::string("kiosk-a"));
+        auto links = p.verifyChain("fork", *p.manifest("fork", 4), 1, 8);
+        QVERIFY(!links.ok());
+        QCOMPARE(links.error().code, Errc::Corrupt);
+        QVERIFY2(links.error().message.find("forked") != std::string::npos,
+                 links.error().message.c_str());
+    }
+    // A chain that starts before parent_digest existed: the old manifests
+    // still open, the walk stops at the first one without a digest, and the
+    // next commit binds the old manifest by its plaintext's digest. A parent
+    // pruned by gc or damaged ends the walk without an error.
+    void chainOverOldManifestsAndGaps() {
+        std::string user = makeUser();
+        Parcels p = signedIn(user);
+        Manifest v2 = smallParcel(p, "old");
+        // Version 3 as an older isr wrote it: a parent number, no digest.
+        Manifest legacy = v2;
+        legacy.version = 3;
+        legacy.parent = 2;
+        legacy.parentDigest.reset();
+        legacy.kiosk = "old-kiosk";
+        QVERIFY(store_
+                    ->putIfAbsent(versionKey(user, "old", 3),
+                                  crypto::seal(p.secrets().master, encodeManifest(legacy),
+                                               asBytes(manifestAssociatedData(user, "old", 3))))
+                    .ok());
+        auto m3 = p.manifest("old", 3);
+        QVERIFY(m3.ok());
+        QVERIFY(!m3->parentDigest);
+        Manifest next = *m3;
+        next.parent = 3;
+        QCOMPARE(*p.commit("old", next, {}), std::uint64_t(4));
+        auto m4 = *p.manifest("old", 4);
+        QVERIFY(m4.parentDigest == m3->digest);
+        auto links = p.verifyChain("old", m4, 1, 8);
+        QVERIFY(links.ok());
+        QCOMPARE(links->size(), std::size_t(2)); // 4 and 3; 3 binds nothing
+        // Version 3 pruned, or garbled: the walk ends there, no error.
+        const Bytes kept = *store_->get(versionKey(user, "old", 3));
+        QVERIFY(store_->remove(versionKey(user, "old", 3)).ok());
+        QCOMPARE(p.verifyChain("old", m4, 1, 8)->size(), std::size_t(1));
+        QVERIFY(store_->put(versionKey(user, "old", 3), Bytes(kept.size(), 0x55)).ok());
+        QCOMPARE(p.verifyChain("old", m4, 1, 8)->size(), std::size_t(1));
+    }
     void dedupAcrossParcels() {
         std::string user = makeUser();
         Parcels p = signedIn(user);

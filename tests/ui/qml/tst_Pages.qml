@@ -92,6 +92,31 @@ Item {
             compare(fake.stage, SessionBackend.Wiping)
         }
 
+        // Once the version is checked, the page says what it resumes, in
+        // local time and with the kiosk that saved it: the person who knows
+        // when and where they last saved would see an older copy here.
+        function test_progressSaysWhatItResumes() {
+            var saved = new Date()
+            saved.setDate(saved.getDate() - 2)
+            saved.setHours(14, 2, 0, 0)
+            fake.addUser("gina", "pw")
+            fake.setLastSave("gina", 3, saved, "gate-23")
+            reach("gina", SessionBackend.CheckingOut)
+            show(progress)
+            var label = findByName(progress, "resumingFromLabel")
+            compare(label.visible, false) // not checked yet
+            compare(fake.stepToNextStage(), SessionBackend.Fetching)
+            verify(label.visible)
+            verify(label.text.indexOf("Saved ") === 0, label.text)
+            verify(label.text.indexOf("14:02 at kiosk gate-23") > 0, label.text)
+            save(progress, "progress-resuming-from")
+            mouseClick(findByName(progress, "cancelButton"))
+            compare(fake.stage, SessionBackend.Wiping)
+            fake.stepToNextStage()
+            compare(fake.stage, SessionBackend.SignedOut)
+            compare(fake.resumingFrom, "")
+        }
+
         function test_takeOverDialogText() {
             reach("carol", SessionBackend.Failed)
             compare(fake.errorKind, SessionBackend.LockedElsewhere)
