@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <stdexcept>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <vector>
 
@@ -36,6 +37,10 @@ TempDir::TempDir() {
     std::string base = std::filesystem::temp_directory_path().string() + "/isr-test-XXXXXX";
     if (!mkdtemp(base.data()))
         throw std::runtime_error("mkdtemp failed");
+    // As root, core/vm runs QEMU as isr-qemu, which must pass through to the
+    // sockets a test's state directory holds: searchable, not listable.
+    if (::geteuid() == 0)
+        ::chmod(base.c_str(), 0711);
     path_ = base;
 }
 
