@@ -177,9 +177,11 @@ Status writeFileAtomically(const std::string& path, const std::string& content) 
 //   with its own <seclabel relabel='no'> (domainxml.cpp): libvirt would
 //   otherwise chown the shared, root-owned kernel and initrd to QEMU for
 //   the VM's life, i.e. make them writable by it.
-// - seccomp_sandbox = 1: QEMU's -sandbox on with obsolete, elevateprivileges,
-//   spawn and resourcecontrol denied (libvirt's flags for 7.2); measured:
-//   Seccomp 2, NoNewPrivs 1 in QEMU's /proc status.
+// - seccomp_sandbox = 1 (root or not; libvirt's default -1 already means
+//   "when QEMU has it", written down so it cannot be lost): QEMU's
+//   -sandbox on with obsolete, elevateprivileges, spawn and resourcecontrol
+//   denied; measured: Seccomp 2, NoNewPrivs 1 in QEMU's /proc status, as
+//   root and as an unprivileged user.
 // - clear_emulator_capabilities = 1 (default): CapEff 0.
 // - namespaces stay libvirt's default (["mount"]: QEMU gets a private /dev).
 // - security_driver stays libvirt's default: "none" here (no AppArmor or
@@ -196,7 +198,8 @@ Status writeQemuConf(const std::string& root, const std::optional<QemuAccount>& 
         return Error(Errc::Io, "creating " + root + "/etc: " + ec.message());
     std::string conf = "# Written by isr core/vm at every start; edits are lost.\n"
                        "stdio_handler = \"file\"\n"
-                       "remember_owner = 0\n";
+                       "remember_owner = 0\n"
+                       "seccomp_sandbox = 1\n";
     if (geteuid() == 0) {
         // A privileged driver looks up its built-in default account before
         // it reads this file; without it the driver does not start.
@@ -210,7 +213,6 @@ Status writeQemuConf(const std::string& root, const std::optional<QemuAccount>& 
         conf += "user = \"" + qemu + "\"\ngroup = \"" + qemu + "\"\n";
         conf += "swtpm_user = \"" + account->swtpmUser + "\"\nswtpm_group = \"" + qemu + "\"\n";
         conf += "dynamic_ownership = 1\n"
-                "seccomp_sandbox = 1\n"
                 "clear_emulator_capabilities = 1\n";
     }
     return writeFileAtomically(root + "/etc/qemu.conf", conf);
