@@ -1,9 +1,10 @@
 // QEMU's confinement when the kiosk runs as root (issue #16 item 3): the demo
 // guest booted and restored through the Vm API runs as isr-qemu, not root,
-// with no capabilities, under QEMU's seccomp sandbox and no_new_privs; it
-// reaches the NBD socket the kiosk serves but cannot list the state
-// directory or read a root-only file in it; nobody else can connect to the
-// socket; the shared kernel stays root-owned while the VM runs.
+// with no capabilities, under QEMU's seccomp sandbox and no_new_privs, in
+// its own mount namespace; it reaches the NBD socket the kiosk serves but
+// cannot list the state directory or read a root-only file in it; nobody
+// else can connect to the socket; the shared kernel stays root-owned while
+// the VM runs.
 #include "testsupport.h"
 #include "vm/vm.h"
 #include "vmguest.h"
@@ -120,6 +121,13 @@ class TestVmConfinement : public QObject {
         // Set by QEMU's sandbox (libvirt's clear_emulator_capabilities does
         // not set it by itself): measured 1 with libvirt 9.0 / QEMU 7.2.
         QCOMPARE(statusField(pid, "NoNewPrivs"), std::string("1"));
+        // libvirt's default mount namespace: QEMU has its own, with a
+        // private /dev of only the nodes it needs.
+        std::error_code ec;
+        const std::string own = std::filesystem::read_symlink("/proc/self/ns/mnt", ec).string();
+        const std::string qemus =
+            std::filesystem::read_symlink("/proc/" + std::to_string(pid) + "/ns/mnt", ec).string();
+        QVERIFY2(!qemus.empty() && qemus != own, qemus.c_str());
     }
 
 private slots:
