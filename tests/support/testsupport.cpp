@@ -79,7 +79,8 @@ TmpfsMount::TmpfsMount(std::string path, const std::string& size) : path_(std::m
     if (::geteuid() != 0)
         skipAll("mounting a small tmpfs needs root");
     std::filesystem::create_directories(path_);
-    std::string options = "size=" + size + ",mode=0700";
+    // 0711 as TempDir: QEMU (isr-qemu when root) passes through to sockets.
+    std::string options = "size=" + size + ",mode=0711";
     if (::mount("tmpfs", path_.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, options.c_str()) != 0)
         skipAll(std::string("cannot mount a tmpfs: ") + std::strerror(errno));
 }
