@@ -126,8 +126,10 @@ done
 # in tests and CI), looks up its built-in default user "libvirt-qemu" before
 # it reads qemu.conf, and refuses to start without it. libvirt-daemon-system
 # would create it but also brings the system daemons, which isr does not use;
-# create just the account (as that package's postinst does). core/vm then sets
-# user/group = "root" in its own qemu.conf.
+# create just the account (as that package's postinst does). QEMU itself then
+# runs as isr-qemu, the account core/vm names in its qemu.conf (never root;
+# its own, so an escaped QEMU shares a uid with no other service); in group
+# kvm for /dev/kvm.
 ensure_qemu_user() {
   if ! getent group libvirt-qemu >/dev/null; then
     $SUDO groupadd --system libvirt-qemu
@@ -135,6 +137,16 @@ ensure_qemu_user() {
   if ! getent passwd libvirt-qemu >/dev/null; then
     $SUDO useradd --system --gid libvirt-qemu --home-dir /var/lib/libvirt \
       --no-create-home --shell /usr/sbin/nologin --comment "Libvirt Qemu" libvirt-qemu
+  fi
+  if ! getent group isr-qemu >/dev/null; then
+    $SUDO groupadd --system isr-qemu
+  fi
+  if ! getent passwd isr-qemu >/dev/null; then
+    $SUDO useradd --system --gid isr-qemu --home-dir /nonexistent \
+      --no-create-home --shell /usr/sbin/nologin --comment "isr QEMU" isr-qemu
+  fi
+  if getent group kvm >/dev/null; then
+    $SUDO usermod -a -G kvm isr-qemu
   fi
 }
 

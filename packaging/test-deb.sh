@@ -99,6 +99,7 @@ check "isr-kiosk reads the shipped /etc/isr/kiosk.conf" \
 check "man -w isrctl" man -w isrctl
 check "man -w isr-kiosk" man -w isr-kiosk
 check "user isr-kiosk exists" getent passwd isr-kiosk
+check "user isr-qemu exists (QEMU's account for a root kiosk)" getent passwd isr-qemu
 check "/var/lib/isr is owned by isr-kiosk" \
     test "$(stat -c %U:%G /var/lib/isr)" = isr-kiosk:isr-kiosk
 check "/etc/isr/kiosk.conf is a conffile" grep -qx /etc/isr/kiosk.conf \

@@ -368,7 +368,7 @@ Status checkFirmwareInstalled(Firmware firmware, const std::string& root) {
     return {};
 }
 
-std::string buildDomainXml(const VmSpec& spec, Accelerator accel) {
+std::string buildDomainXml(const VmSpec& spec, Accelerator accel, const std::string& dacLabel) {
     if (spec.firmware != Firmware::DirectKernel)
         return buildFirmwareDomainXml(spec, accel);
     std::ostringstream x;
@@ -436,8 +436,18 @@ std::string buildDomainXml(const VmSpec& spec, Accelerator accel) {
     // Free page reporting hands pages the guest freed back to the host, so
     // they are not in the save file.
     x << "    <memballoon model='virtio' freePageReporting='on'/>\n"
-      << "  </devices>\n"
-      << "</domain>\n";
+      << "  </devices>\n";
+    // As root, QEMU runs as isr-qemu (qemu.conf). The kernel and initrd are
+    // shared, root-owned and world-readable: with relabelling on, libvirt
+    // would chown them to QEMU's uid while the VM runs (writable by it). No
+    // relabelling: QEMU reads them as "other", its sockets come to it as
+    // file descriptors libvirt opened, and the NBD socket is granted by
+    // group (confinement.h). Not part of libvirt's ABI check: saved images
+    // restore across this change.
+    if (!dacLabel.empty())
+        x << "  <seclabel type='static' model='dac' relabel='no'><label>" << xmlEscape(dacLabel)
+          << "</label></seclabel>\n";
+    x << "</domain>\n";
     return x.str();
 }
 

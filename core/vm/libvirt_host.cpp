@@ -161,15 +161,45 @@ Status writeFileAtomically(const std::string& path, const std::string& content) 
 
 // The embedded driver reads <root>/etc/qemu.conf. stdio_handler=file: there
 // is no virtlogd, QEMU's stdout/stderr go to <root>/log/qemu/<name>.log.
-// remember_owner=0: no xattrs on the kernel/initrd (which may be shared).
-Status writeQemuConf(const std::string& root) {
+// remember_owner=0: no xattrs on the files libvirt relabels.
+//
+// As root, QEMU never runs as root (issue #16 item 3): user/group are the
+// dedicated account isr-qemu (confinement.h). Why one account in qemu.conf
+// rather than a per-domain <seclabel> with a fresh uid per session: swtpm's
+// account can only be set here (swtpm_user), one kiosk runs one VM at a
+// time, and a uid without a passwd entry would need its own group handling
+// for every file QEMU opens. What it does not give: a process an escaped
+// QEMU leaves behind keeps the uid of the next session's QEMU (README,
+// security model).
+// - dynamic_ownership = 1 (libvirt's default, written down): libvirt hands
+//   the files it creates for the domain (chardev and swtpm sockets, the
+//   UEFI NVRAM copy) to QEMU's uid. The demo guest's domain turns it off
+//   with its own <seclabel relabel='no'> (domainxml.cpp): libvirt would
+//   otherwise chown the shared, root-owned kernel and initrd to QEMU for
+//   the VM's life, i.e. make them writable by it.
+// - seccomp_sandbox = 1 (root or not; libvirt's default -1 already means
+//   "when QEMU has it", written down so it cannot be lost): QEMU's
+//   -sandbox on with obsolete, elevateprivileges, spawn and resourcecontrol
+//   denied; measured: Seccomp 2, NoNewPrivs 1 in QEMU's /proc status, as
+//   root and as an unprivileged user.
+// - clear_emulator_capabilities = 1 (default): CapEff 0.
+// - namespaces stay libvirt's default (["mount"]: QEMU gets a private /dev).
+// - security_driver stays libvirt's default: "none" here (no AppArmor or
+//   SELinux active), AppArmor's libvirt-<uuid> profiles on a host that has
+//   AppArmor and libvirt's profiles installed.
+// - swtpm_user = tss when it exists (it owns Debian's swtpm local CA, which
+//   swtpm_setup needs to manufacture a TPM), else isr-qemu;
+//   swtpm_group = isr-qemu, so swtpm may pass through the root, which only
+//   that group may enter.
+Status writeQemuConf(const std::string& root, const std::optional<QemuAccount>& account) {
     std::error_code ec;
     std::filesystem::create_directories(root + "/etc", ec);
     if (ec)
         return Error(Errc::Io, "creating " + root + "/etc: " + ec.message());
     std::string conf = "# Written by isr core/vm at every start; edits are lost.\n"
                        "stdio_handler = \"file\"\n"
-                       "remember_owner = 0\n";
+                       "remember_owner = 0\n"
+                       "seccomp_sandbox = 1\n";
     if (geteuid() == 0) {
         // A privileged driver looks up its built-in default account before
         // it reads this file; without it the driver does not start.
@@ -177,12 +207,13 @@ Status writeQemuConf(const std::string& root) {
             return Error(Errc::Unsupported,
                          "libvirt's QEMU driver running as root needs the 'libvirt-qemu' account "
                          "(run packaging/install-deps.sh)");
-        // Run QEMU as the calling user; the DAC driver then needs no chown of
-        // the sockets and the kernel.
-        conf += "user = \"root\"\ngroup = \"root\"\n";
-        // swtpm (a parcel's TPM) runs as this account too; libvirt's default
-        // is "tss", which need not exist on a kiosk.
-        conf += "swtpm_user = \"root\"\nswtpm_group = \"root\"\n";
+        if (!account)
+            return Error(Errc::Internal, "no QEMU account for a root libvirt");
+        const std::string qemu = kQemuAccountName;
+        conf += "user = \"" + qemu + "\"\ngroup = \"" + qemu + "\"\n";
+        conf += "swtpm_user = \"" + account->swtpmUser + "\"\nswtpm_group = \"" + qemu + "\"\n";
+        conf += "dynamic_ownership = 1\n"
+                "clear_emulator_capabilities = 1\n";
     }
     return writeFileAtomically(root + "/etc/qemu.conf", conf);
 }

@@ -10,7 +10,9 @@
 // called from any thread.
 
 #include "util/result.h"
+#include "vm/confinement.h"
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -29,7 +31,8 @@ Status ensureEventLoop();
 // earlier call bound another one.
 Status bindEmbeddedRoot(const std::string& root);
 
-// Writes <root>/etc/qemu.conf, where the embedded driver reads it.
-Status writeQemuConf(const std::string& root);
+// Writes <root>/etc/qemu.conf, where the embedded driver reads it. As root,
+// `account` is who QEMU and swtpm run as (qemuAccount(); required).
+Status writeQemuConf(const std::string& root, const std::optional<QemuAccount>& account);
 
 } // namespace isr::vm

@@ -4,6 +4,7 @@
 #include "vm/vm.h"
 
 #include "util/log.h"
+#include "vm/confinement.h"
 #include "vm/libvirt_host.h"
 
 #include <cerrno>
@@ -105,10 +106,31 @@ Result<std::unique_ptr<Hypervisor>> Hypervisor::open(HostConfig config) {
 
     std::string uri = config.uri;
     bool embedded = uri.empty();
+    std::shared_ptr<const QemuAccount> qemu;
     if (embedded) {
         ISR_TRY_ASSIGN(std::string root, embeddedRootFor(config.stateDir));
         ISR_TRY_STATUS(bindEmbeddedRoot(root));
-        ISR_TRY_STATUS(writeQemuConf(root));
+        ISR_TRY_ASSIGN(std::optional<QemuAccount> account, qemuAccount());
+        if (account) {
+            // QEMU (isr-qemu) reads its master key and pid file below the
+            // root: the root and the directories above it up to the state
+            // directory (or /run/isr) let QEMU's group pass, never list.
+            namespace fs = std::filesystem;
+            const fs::path r(root);
+            const fs::path rel = r.lexically_relative(config.stateDir);
+            const bool inside = !rel.empty() && *rel.begin() != "..";
+            const std::string top = inside ? config.stateDir : r.parent_path().string();
+            ISR_TRY_STATUS(grantTraverse(top, account->gid));
+            fs::path dir(top);
+            for (const auto& part : r.lexically_relative(top)) {
+                if (part == ".")
+                    continue;
+                dir /= part;
+                ISR_TRY_STATUS(grantTraverse(dir.string(), account->gid));
+            }
+            qemu = std::make_shared<const QemuAccount>(*account);
+        }
+        ISR_TRY_STATUS(writeQemuConf(root, account));
         uri = "qemu:///embed?root=" + root;
     }
 
@@ -127,6 +149,7 @@ Result<std::unique_ptr<Hypervisor>> Hypervisor::open(HostConfig config) {
     }
     ISR_LOG_INFO(kLog) << "connected to " << uri << ", accelerator " << acceleratorName(accel);
     std::unique_ptr<Hypervisor> hv(new Hypervisor(std::move(config), std::move(conn), uri, accel));
+    hv->qemu_ = std::move(qemu);
     if (embedded) {
         ISR_TRY_ASSIGN(int reaped, hv->reapAll());
         hv->reaped_ = reaped;
@@ -148,7 +171,58 @@ Status Hypervisor::validate(const VmSpec& spec) const {
 
 Result<std::string> Hypervisor::domainXml(const VmSpec& spec) const {
     ISR_TRY_STATUS(validate(spec));
-    return buildDomainXml(spec, accel_);
+    std::string label;
+    if (qemu_)
+        label = "+" + std::to_string(qemu_->uid) + ":+" + std::to_string(qemu_->gid);
+    return buildDomainXml(spec, accel_, label);
+}
+
+// As root, QEMU runs as isr-qemu (confinement.h) and opens some files by
+// path: the NBD socket (we serve it; it connects), the UEFI NVRAM copy,
+// the kernel and initrd. Those below the state directory, and the
+// directories on the way, get QEMU's group (pass through, never list; the
+// socket and NVRAM rw, a kernel r); those elsewhere (the installed demo
+// guest, Debian's OVMF) must already be world-readable, root-owned: they
+// stay as they are. Sockets QEMU listens on (serial, agent) are made by
+// libvirt and handed over as file descriptors; the save file is opened by
+// libvirt (this process) and passed as one.
+Status Hypervisor::prepareQemuAccess(const VmSpec& spec) const {
+    if (!qemu_)
+        return {};
+    const QemuAccount& account = *qemu_;
+    const std::string& top = config_.stateDir;
+    auto below = [&](const std::string& p) {
+        const auto rel = std::filesystem::path(p).lexically_relative(top);
+        return !rel.empty() && *rel.begin() != "..";
+    };
+    auto grant = [&](const std::string& p, mode_t bits) -> Status {
+        if (p.empty() || !below(p))
+            return {};
+        struct stat st {};
+        if (::lstat(p.c_str(), &st) != 0)
+            return {}; // missing: libvirt's own error names it
+        return grantPathBelow(top, p, account.gid, bits);
+    };
+    ISR_TRY_STATUS(grant(spec.diskSocketPath, S_IRGRP | S_IWGRP));
+    ISR_TRY_STATUS(grant(spec.nvramPath, S_IRGRP | S_IWGRP));
+    ISR_TRY_STATUS(grant(spec.kernelPath, S_IRGRP));
+    ISR_TRY_STATUS(grant(spec.initrdPath, S_IRGRP));
+    if (spec.tpm)
+        ISR_TRY_STATUS(handTpmStateToSwtpm(account, tpmStateDir(spec.uuid)));
+    // Say who cannot read what, rather than libvirt's bare EACCES.
+    const std::pair<const std::string*, int> needs[] = {{&spec.kernelPath, R_OK},
+                                                        {&spec.initrdPath, R_OK},
+                                                        {&spec.loaderPath, R_OK},
+                                                        {&spec.diskSocketPath, R_OK | W_OK}};
+    for (const auto& [path, mode] : needs) {
+        std::string why;
+        if (path->empty() || ::access(path->c_str(), F_OK) != 0 ||
+            accountCanAccess(account, *path, mode, &why))
+            continue;
+        return Error(Errc::AccessDenied, "QEMU runs as " + std::string(kQemuAccountName) +
+                                             " and cannot open " + *path + ": " + why);
+    }
+    return {};
 }
 
 // A missing firmware package is NotFound naming it, before libvirt's own
@@ -172,6 +246,7 @@ Result<Vm> Hypervisor::boot(const VmSpec& spec) {
             return Error(Errc::NotFound, "boot file " + *p + ": " + std::strerror(errno));
     ISR_TRY_STATUS(checkFirmwareFiles(spec));
     ISR_TRY_STATUS(refuseRunning(spec.name));
+    ISR_TRY_STATUS(prepareQemuAccess(spec));
     DomainPtr dom(virDomainCreateXML(conn_->conn, xml.c_str(), VIR_DOMAIN_NONE));
     if (!dom)
         return libvirtError("starting VM " + spec.name);
@@ -192,6 +267,7 @@ Result<Vm> Hypervisor::restore(const std::string& savePath, const VmSpec& spec) 
         return Error(Errc::InvalidArgument, "save file " + savePath + " is not a file or FIFO");
     ISR_TRY_STATUS(checkFirmwareFiles(spec));
     ISR_TRY_STATUS(refuseRunning(spec.name));
+    ISR_TRY_STATUS(prepareQemuAccess(spec));
     if (virDomainRestoreFlags(conn_->conn, savePath.c_str(), xml.c_str(), VIR_DOMAIN_SAVE_RUNNING) <
         0)
         return libvirtError("restoring VM " + spec.name + " from " + savePath);

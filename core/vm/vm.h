@@ -147,6 +147,7 @@ struct Screenshot {
 };
 
 class Hypervisor;
+struct QemuAccount; // confinement.h: who QEMU runs as when we are root
 
 // A handle to one domain. Dropping the handle does NOT stop the VM: its
 // lifetime is explicit (save or destroy); a VM left running when the process
@@ -246,6 +247,7 @@ private:
     Status refuseRunning(const std::string& name);
     Status checkFirmwareFiles(const VmSpec& spec) const;
     std::string domainLogPath(const std::string& name) const;
+    Status prepareQemuAccess(const VmSpec& spec) const;
     Hypervisor(HostConfig config, std::unique_ptr<Connection> conn, std::string uri,
                Accelerator accel);
     HostConfig config_;
@@ -253,6 +255,8 @@ private:
     std::string uri_;
     Accelerator accel_ = Accelerator::Tcg;
     int reaped_ = 0;
+    // Set when this process is root and QEMU runs as isr-qemu (embedded root).
+    std::shared_ptr<const QemuAccount> qemu_;
 };
 
 // Probes whether KVM works here: /dev/kvm opens read-write and a short QEMU
@@ -260,8 +264,10 @@ private:
 Accelerator probeAccelerator();
 
 // The generator behind Hypervisor::domainXml, exposed for tests. Does not
-// validate.
-std::string buildDomainXml(const VmSpec& spec, Accelerator accel);
+// validate. `dacLabel` ("+uid:+gid", the QEMU account when we are root):
+// the demo guest's domain then gets a static DAC <seclabel relabel='no'>
+// (libvirt would chown its shared kernel and initrd to QEMU's uid).
+std::string buildDomainXml(const VmSpec& spec, Accelerator accel, const std::string& dacLabel = "");
 // Spec checks behind Hypervisor::validate, exposed for tests.
 Status validateSpec(const VmSpec& spec, const HostConfig& config);
 

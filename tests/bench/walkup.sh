@@ -36,6 +36,8 @@ done
 started=$(date +%s)
 mkdir -p "$results/log"
 work=$(mktemp -d "${TMPDIR:-/tmp}/isr-walkup-XXXXXX")
+# As root QEMU runs as isr-qemu: it must pass through to the sockets inside.
+chmod 711 "$work"
 ns=isrwalk$$
 hdev=iwh$$ # host side
 ndev=iwn$$ # namespace side

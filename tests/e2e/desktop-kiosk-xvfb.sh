@@ -26,6 +26,8 @@ desktop=${ISR_DESKTOP_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/isr/desktop}
 mkdir -p "$out"
 rm -f "$out"/*.png
 work=$(mktemp -d)
+# As root QEMU runs as isr-qemu: it must pass through to the sockets inside.
+chmod 711 "$work"
 pids=()
 kiosk_pid=
 cleanup() {

@@ -27,6 +27,8 @@ guest=${ISR_GUEST_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/isr/guest}
 mkdir -p "$out"
 rm -f "$out"/*.png
 work=$(mktemp -d)
+# As root QEMU runs as isr-qemu: it must pass through to the sockets inside.
+chmod 711 "$work"
 pids=()
 kiosk_pid=
 cleanup() {

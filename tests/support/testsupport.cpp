@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <stdexcept>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <vector>
 
@@ -36,6 +37,10 @@ TempDir::TempDir() {
     std::string base = std::filesystem::temp_directory_path().string() + "/isr-test-XXXXXX";
     if (!mkdtemp(base.data()))
         throw std::runtime_error("mkdtemp failed");
+    // As root, core/vm runs QEMU as isr-qemu, which must pass through to the
+    // sockets a test's state directory holds: searchable, not listable.
+    if (::geteuid() == 0)
+        ::chmod(base.c_str(), 0711);
     path_ = base;
 }
 
@@ -74,7 +79,8 @@ TmpfsMount::TmpfsMount(std::string path, const std::string& size) : path_(std::m
     if (::geteuid() != 0)
         skipAll("mounting a small tmpfs needs root");
     std::filesystem::create_directories(path_);
-    std::string options = "size=" + size + ",mode=0700";
+    // 0711 as TempDir: QEMU (isr-qemu when root) passes through to sockets.
+    std::string options = "size=" + size + ",mode=0711";
     if (::mount("tmpfs", path_.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, options.c_str()) != 0)
         skipAll(std::string("cannot mount a tmpfs: ") + std::strerror(errno));
 }

@@ -32,6 +32,9 @@ using Clock = std::chrono::steady_clock;
 std::string guestCacheDir() {
     if (const char* d = std::getenv("ISR_GUEST_DIR"); d && *d)
         return d;
+    // As root, QEMU runs as isr-qemu, which cannot enter root's home.
+    if (::geteuid() == 0)
+        return std::string(ISR_BINARY_DIR) + "/guest";
     if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x)
         return std::string(x) + "/isr/guest";
     if (const char* h = std::getenv("HOME"); h && *h)

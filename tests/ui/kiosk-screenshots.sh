@@ -13,6 +13,8 @@ for p in Xvfb xdotool import qemu-system-x86_64; do
   command -v "$p" >/dev/null || { echo "SKIP: $p not installed"; exit 77; }
 done
 work=$(mktemp -d)
+# As root QEMU runs as isr-qemu: it must pass through to the sockets inside.
+chmod 711 "$work"
 display=:97
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
