@@ -6,7 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 isrctl=${1:-build/default/app/isrctl/isrctl}
-data=${ISR_DEMO_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/isr/demo}
+default_data=${XDG_DATA_HOME:-$HOME/.local/share}/isr/demo
+# As root QEMU runs as isr-qemu, which cannot pass through root's 0700 home.
+if [ "$(id -u)" = 0 ] && [ -z "${XDG_DATA_HOME:-}" ]; then
+  default_data=/var/lib/isr-demo/demo
+fi
+data=${ISR_DEMO_DIR:-$default_data}
 store="file://$data/store"
 
 "$isrctl" demo init --data-dir "$data"

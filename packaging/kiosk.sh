@@ -18,6 +18,12 @@ cmake --build --preset default
 isrctl=build/default/app/isrctl/isrctl
 kiosk=build/default/app/kiosk/isr-kiosk
 data=${XDG_DATA_HOME:-$HOME/.local/share}/isr
+# As root, QEMU runs as the account isr-qemu (core/vm/README.md,
+# Confinement), which cannot pass through root's 0700 home: the demo's
+# guest and state go where it may.
+if [ "$(id -u)" = 0 ] && [ -z "${XDG_DATA_HOME:-}" ]; then
+  data=/var/lib/isr-demo
+fi
 
 headless=no
 [ "${1:-}" = "--headless" ] && headless=yes
