@@ -7,7 +7,8 @@
 // this tries once a second for at most `bound` and stops at the first
 // success; Running never waits for it. Without an agent every attempt fails
 // at once (libvirt: "agent is not connected") and the guest's clock stays
-// behind until its own NTP (or, for the demo guest, its RTC re-read) fixes it.
+// behind until its own NTP fixes it. The session starts it only for domains
+// with an agent channel (firmware boots); the demo guest re-reads its RTC.
 //
 // Threads: start()/stop() from the owning thread; stop() waits for an
 // attempt in flight (libvirt bounds an agent command to 5 s) and must be

@@ -504,7 +504,12 @@ struct Session::Impl {
                         restored.error());
         machine.emplace(std::move(*restored));
         ISR_TRY_STATUS(injected(ISR_FAULT_POINT("session.restore.after"), Stage::Restoring));
-        clock.start(*machine); // in the background: Running does not wait for the agent
+        // In the background: Running does not wait for the agent. Only a
+        // domain with an agent channel (firmware boots) can have one; asking
+        // the demo guest would only print libvirt's "agent is not connected"
+        // once a second for two minutes.
+        if (!spec.agentSocketPath.empty())
+            clock.start(*machine);
         return {};
     }
 
