@@ -39,7 +39,8 @@ files=$(dpkg -L isr)
 listed() { grep -qx "$1" <<<"$files" && [ -e "$1" ]; }
 for f in /usr/bin/isrctl /usr/bin/isr-kiosk /usr/share/isr/guest/build-guest.sh \
     /usr/share/man/man1/isrctl.1 /usr/share/man/man1/isr-kiosk.1 \
-    /usr/share/doc/isr/kiosk.conf.example /etc/isr/kiosk.conf \
+    /usr/share/doc/isr/kiosk.conf.example /usr/share/doc/isr/examples/isr-kiosk-alerts.yml \
+    /etc/isr/kiosk.conf \
     /lib/systemd/system/isr-kiosk.service /usr/lib/isr/isr-kiosk-stop \
     /usr/lib/systemd/logind.conf.d/isr-kiosk.conf /usr/lib/sysctl.d/90-isr-kiosk.conf; do
     check "installed by the package: $f" listed "$f"
