@@ -75,6 +75,18 @@ ProcessResult runProcess(const QString& program, const QStringList& args,
     return result;
 }
 
+ShmDir::ShmDir(const std::string& prefix) {
+    std::string t = "/dev/shm/" + prefix + "-XXXXXX";
+    if (!mkdtemp(t.data()))
+        throw std::runtime_error("mkdtemp in /dev/shm failed");
+    path = t;
+}
+
+ShmDir::~ShmDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+}
+
 TmpfsMount::TmpfsMount(std::string path, const std::string& size) : path_(std::move(path)) {
     if (::geteuid() != 0)
         skipAll("mounting a small tmpfs needs root");

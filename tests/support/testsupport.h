@@ -33,6 +33,17 @@ private:
     std::string path_;
 };
 
+// A fresh directory in /dev/shm (memory, like a kiosk's scratch), named
+// /dev/shm/<prefix>-XXXXXX, removed at destruction.
+class ShmDir {
+public:
+    explicit ShmDir(const std::string& prefix);
+    ~ShmDir();
+    ShmDir(const ShmDir&) = delete;
+    ShmDir& operator=(const ShmDir&) = delete;
+    std::string path;
+};
+
 // A small tmpfs mounted at `path` (created if missing) for this object's
 // lifetime, so a test can fill a kiosk directory without filling the host.
 // skipAll() if not root or the mount fails.

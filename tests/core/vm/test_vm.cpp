@@ -54,21 +54,6 @@ void copyFile(const std::string& from, const std::string& to) {
     std::filesystem::copy_file(from, to, std::filesystem::copy_options::overwrite_existing);
 }
 
-// A directory in /dev/shm, removed at destruction.
-struct ShmDir {
-    std::string path;
-    ShmDir() {
-        std::string t = "/dev/shm/isr-test-vm-XXXXXX";
-        if (!mkdtemp(t.data()))
-            throw std::runtime_error("mkdtemp in /dev/shm failed");
-        path = t;
-    }
-    ~ShmDir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path, ec);
-    }
-};
-
 } // namespace
 
 class TestVm : public QObject {
@@ -119,7 +104,7 @@ private slots:
         if (!std::filesystem::is_directory("/dev/shm"))
             skipAll("no /dev/shm for save files");
         guest_ = requireGuest();
-        shm_ = std::make_unique<ShmDir>();
+        shm_ = std::make_unique<ShmDir>("isr-test-vm");
         stateA_ = tmp_.file("a");
         stateB_ = tmp_.file("b");
         std::filesystem::create_directories(stateA_);

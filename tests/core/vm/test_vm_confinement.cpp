@@ -72,20 +72,6 @@ int asUser(uid_t uid, gid_t gid, Op op, const std::string& path) {
     return WIFEXITED(status) ? WEXITSTATUS(status) : 255;
 }
 
-struct ShmDir {
-    std::string path;
-    ShmDir() {
-        std::string t = "/dev/shm/isr-test-conf-XXXXXX";
-        if (!mkdtemp(t.data()))
-            throw std::runtime_error("mkdtemp in /dev/shm failed");
-        path = t;
-    }
-    ~ShmDir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path, ec);
-    }
-};
-
 } // namespace
 
 class TestVmConfinement : public QObject {
@@ -191,7 +177,7 @@ private slots:
 
         // Save and restore: libvirt opens the file, the restored QEMU is
         // confined the same way.
-        ShmDir shm;
+        ShmDir shm("isr-test-conf");
         auto st = booted->save(shm.path + "/vm.save");
         QVERIFY2(st.ok(), st.ok() ? "" : st.error().describe().c_str());
         struct stat sst {};
