@@ -404,19 +404,6 @@ Result<std::int64_t> parseDuration(const std::string& text) {
     return std::int64_t(v * mult);
 }
 
-std::string formatBytes(std::uint64_t bytes) {
-    const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    double v = double(bytes);
-    int u = 0;
-    while (v >= 1024 && u < 4) {
-        v /= 1024;
-        ++u;
-    }
-    char buf[32];
-    std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
-    return buf;
-}
-
 static bool gProgressShown = false;
 
 parcel::ProgressFn terminalProgress() {

@@ -113,7 +113,7 @@ Result<parcel::UserSecrets> signInFromArgs(store::Store& store, const std::strin
 // syntax kiosk.conf uses too.
 // "24h", "30m", "90s", "2d", "3600" -> seconds.
 Result<std::int64_t> parseDuration(const std::string& text);
-std::string formatBytes(std::uint64_t bytes);
+using ::isr::formatBytes; // util/size.h
 
 // A progress line on stderr, redrawn in place, only when stderr is a TTY.
 parcel::ProgressFn terminalProgress();

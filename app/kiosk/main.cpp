@@ -6,6 +6,7 @@
 #include "kioskshutdown.h"
 #include "kioskwindow.h"
 #include "session/kioskconfig.h"
+#include "session/kiosk_status.h"
 #include "sessioncontroller.h"
 #include "util/hardening.h"
 #include "util/version.h"
@@ -14,10 +15,12 @@
 #include <QDateTime>
 #include <QGuiApplication>
 #include <QQmlApplicationEngine>
+#include <QScreen>
 #include <QStandardPaths>
 #include <QtQml/qqmlextensionplugin.h>
 #include <csignal>
 #include <cstdio>
+#include <ctime>
 #include <memory>
 #include <optional>
 
@@ -109,10 +112,6 @@ int runKiosk(int argc, char** argv) {
     for (int i = 0; i < argc; ++i)
         arguments << QString::fromLocal8Bit(argv[i]);
 
-    QGuiApplication app(argc, argv);
-    QGuiApplication::setApplicationName(QStringLiteral("isr-kiosk"));
-    QGuiApplication::setApplicationVersion(QString::fromLatin1(isr::kVersion));
-
     QCommandLineParser parser;
     parser.setApplicationDescription(
         QStringLiteral("Internet Suspend/Resume kiosk: sign in and resume your computer."));
@@ -181,15 +180,60 @@ int runKiosk(int argc, char** argv) {
                        "ends hard (default %1).")
             .arg(kDefaultStopTimeoutSeconds),
         QStringLiteral("seconds"));
+    QCommandLineOption status(
+        QStringLiteral("status"),
+        QStringLiteral("Print this kiosk's state for staff (configuration, host checks, the "
+                       "running kiosk's figures from its metrics file) and exit: 0 healthy, 1 "
+                       "something to fix. Needs no display."));
     parser.addOptions({configFile, windowed, demo, fakeBackend, fakeDisplay, idleTimeout,
                        idleWarning, lockTimeout, escapeChord, virtualKeyboard, noVirtualKeyboard,
-                       storeUrl, stateDir, guestDir, parcelName, accel, stopTimeout});
+                       storeUrl, stateDir, guestDir, parcelName, accel, stopTimeout, status});
+    // Parsed before the application exists: --status must work over ssh,
+    // where there is no display to open (process() below, which needs the
+    // application, handles --help and --version).
     if (!parser.parse(arguments)) {
         // Name what we were given: see the note above about argv.
         std::fprintf(stderr, "isr-kiosk: %s\nisr-kiosk: arguments: %s\n",
                      qPrintable(parser.errorText()), qPrintable(arguments.join(' ')));
         return 2;
     }
+    // The real session's configuration: kiosk.conf under the command line.
+    // --demo points everything at what `isrctl demo init` made under the
+    // user's data directory.
+    auto applyOverrides = [&] {
+        const QString data = QStandardPaths::writableLocation(QStandardPaths::GenericDataLocation) +
+                             QStringLiteral("/isr");
+        isr::session::KioskOverrides overrides;
+        auto value = [&](const QCommandLineOption& option) -> std::optional<std::string> {
+            if (!parser.isSet(option))
+                return std::nullopt;
+            return parser.value(option).toStdString();
+        };
+        overrides.storeUrl = value(storeUrl);
+        if (parser.isSet(demo))
+            overrides.fallbackStoreUrl =
+                "file://" + (data + QStringLiteral("/demo/store")).toStdString();
+        overrides.stateDir = value(stateDir);
+        overrides.guestDir = value(guestDir);
+        overrides.defaultStateDir = (data + QStringLiteral("/kiosk")).toStdString();
+        overrides.defaultGuestDir = (data + QStringLiteral("/demo/guest")).toStdString();
+        overrides.accelerator = value(accel);
+        overrides.parcel = value(parcelName);
+        isr::session::applyKioskOverrides(file, overrides);
+        // The kiosk always keeps its metrics file, so --status can read it
+        // (session/kiosk_status.h): metrics_file, else <state_dir>/metrics.prom.
+        file.session.metricsFile = isr::session::metricsPathFor(file.session);
+    };
+    if (parser.isSet(status)) {
+        applyOverrides();
+        const auto report = isr::session::kioskStatus(file, std::time(nullptr));
+        std::fputs(report.text.c_str(), stdout);
+        return report.healthy ? 0 : 1;
+    }
+
+    QGuiApplication app(argc, argv);
+    QGuiApplication::setApplicationName(QStringLiteral("isr-kiosk"));
+    QGuiApplication::setApplicationVersion(QString::fromLatin1(isr::kVersion));
     parser.process(arguments);
 
     auto positive = [&](const QCommandLineOption& option, int fromFile) {
@@ -251,27 +295,20 @@ int runKiosk(int argc, char** argv) {
     std::unique_ptr<isr::ui::SessionController> controller;
     QQmlApplicationEngine engine;
     if (!parser.isSet(fakeBackend)) {
-        // The real session. --demo points everything at what `isrctl demo
-        // init` made under the user's data directory.
-        const QString data = QStandardPaths::writableLocation(QStandardPaths::GenericDataLocation) +
-                             QStringLiteral("/isr");
-        isr::session::KioskOverrides overrides;
-        auto value = [&](const QCommandLineOption& option) -> std::optional<std::string> {
-            if (!parser.isSet(option))
-                return std::nullopt;
-            return parser.value(option).toStdString();
-        };
-        overrides.storeUrl = value(storeUrl);
-        if (options.demo)
-            overrides.fallbackStoreUrl =
-                "file://" + (data + QStringLiteral("/demo/store")).toStdString();
-        overrides.stateDir = value(stateDir);
-        overrides.guestDir = value(guestDir);
-        overrides.defaultStateDir = (data + QStringLiteral("/kiosk")).toStdString();
-        overrides.defaultGuestDir = (data + QStringLiteral("/demo/guest")).toStdString();
-        overrides.accelerator = value(accel);
-        overrides.parcel = value(parcelName);
-        isr::session::applyKioskOverrides(file, overrides);
+        // The real session.
+        applyOverrides();
+        // A desktop parcel's display prefers this kiosk's screen (EDID), in
+        // device pixels, unless kiosk.conf says screen_size. Offscreen and
+        // headless platforms report a nominal screen; that is what they show.
+        if (!file.has("screen_size")) {
+            if (const QScreen* screen = QGuiApplication::primaryScreen()) {
+                const QSize px = screen->size() * screen->devicePixelRatio();
+                if (px.width() >= 320 && px.height() >= 200) {
+                    file.session.desktop.screenWidth = std::uint32_t(px.width());
+                    file.session.desktop.screenHeight = std::uint32_t(px.height());
+                }
+            }
+        }
         if (file.session.storeUrl.empty()) {
             std::fprintf(stderr, "isr-kiosk: no store: use --store URL, ISR_STORE, --demo or "
                                  "--fake-backend\n");

@@ -320,7 +320,11 @@ Result<UserSecrets> signIn(store::Store& store, const std::string& user,
     }
     auto doc = readAccountDoc(store, user);
     if (!doc.ok()) {
-        if (doc.error().code == Errc::NotFound) {
+        // On S3 a kiosk that may not list the bucket gets 403 for a missing
+        // account (store.h, kDeniedOrMissing): the same decoy work and answer
+        // as a 404, so an unknown user still looks like a wrong password
+        // (issue #16, item 12). A credential failure stays an error for staff.
+        if (doc.error().code == Errc::NotFound || store::isDeniedOrMissing(doc.error())) {
             burnEquivalentWork(store, user, password);
             return Error(Errc::AuthFailed, "wrong user name or password");
         }

@@ -4,6 +4,7 @@
 #include "util/hardening.h"
 #include "util/size.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
@@ -47,6 +48,27 @@ Status checkStoreUrl(std::string_view v) {
     return Error(Errc::InvalidArgument,
                  "must be file:///path, /path, s3://host/bucket or s3s://host/bucket");
 }
+
+} // namespace
+
+const std::vector<std::string_view>& kioskConfigKeys() {
+    // Keep in step with apply() below: a key missing here is refused as
+    // unknown, and test_kioskconfig checks that each one is documented in
+    // packaging/kiosk.conf.example.
+    static const std::vector<std::string_view> keys = {
+        "store",          "store_read_credentials", "allow_plain_http_store",
+        "allow_unencrypted_swap", "state_dir",      "scratch_dir",
+        "cache_size",     "metrics_file",           "guest_dir",
+        "lock_timeout",   "idle_timeout",           "idle_warning",
+        "failure_idle_timeout", "escape_chord",     "accelerator",
+        "screen_size",    "audio",                  "device_allow_list",
+        "hoard_bandwidth", "virtual_keyboard",      "kiosk_id",
+        "parcel",
+    };
+    return keys;
+}
+
+namespace {
 
 // Applies one key; the error message is completed with file, line and key by the caller.
 Status apply(KioskFile& f, const std::string& key, std::string_view v) {
@@ -143,7 +165,7 @@ Status apply(KioskFile& f, const std::string& key, std::string_view v) {
         ISR_TRY_STATUS(parcel::validateName("parcel name", v));
         f.ui.parcel = std::string(v);
     } else {
-        return Error(Errc::InvalidArgument, "unknown key");
+        return Error(Errc::Internal, "listed in kioskConfigKeys() but not handled");
     }
     return {};
 }
@@ -171,6 +193,9 @@ Result<KioskFile> parseKioskConfig(std::string_view text, const std::string& ori
             return Error(Errc::InvalidArgument, where + ": missing key before '='");
         if (f.keys.count(key))
             return Error(Errc::InvalidArgument, where + ": " + key + ": set twice");
+        const auto& known = kioskConfigKeys();
+        if (std::find(known.begin(), known.end(), key) == known.end())
+            return Error(Errc::InvalidArgument, where + ": " + key + ": unknown key");
         if (auto st = apply(f, key, value); !st.ok())
             return Error(st.error().code, where + ": " + key + ": " + st.error().message);
         if (key == "escape_chord")

@@ -34,6 +34,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace isr::session {
 
@@ -88,6 +89,9 @@ struct KioskFile {
 
 // Parses the text; `origin` names it in errors. Does not read the credentials file.
 Result<KioskFile> parseKioskConfig(std::string_view text, const std::string& origin);
+
+// Every key kiosk.conf may set (packaging/kiosk.conf.example documents each).
+const std::vector<std::string_view>& kioskConfigKeys();
 // Reads and parses the file, then loads store_read_credentials if set.
 Result<KioskFile> loadKioskConfig(const std::string& path);
 

@@ -26,6 +26,14 @@ void header(std::ostringstream& out, const char* name, const char* type, const c
 
 } // namespace
 
+std::string snakeCase(std::string_view words) {
+    std::string v(words);
+    for (char& c : v)
+        if (c == ' ' || c == '-')
+            c = '_';
+    return v;
+}
+
 void KioskMetrics::Histogram::observe(double v) {
     for (std::size_t i = 0; i < kBounds.size(); ++i)
         if (v <= kBounds[i]) {
@@ -36,7 +44,8 @@ void KioskMetrics::Histogram::observe(double v) {
     sum += v;
 }
 
-KioskMetrics::KioskMetrics(std::string path) : path_(std::move(path)) {
+KioskMetrics::KioskMetrics(std::string path)
+    : path_(std::move(path)), startTime_(std::int64_t(std::time(nullptr))) {
     std::lock_guard lock(mutex_);
     writeLocked(); // the file exists (all zeros) from the kiosk's start
 }
@@ -57,14 +66,7 @@ void KioskMetrics::suspended(double seconds, std::uint64_t bytesUp) {
 
 void KioskMetrics::failed(Stage stage, ErrorKind kind) {
     std::lock_guard lock(mutex_);
-    // Label values in the usual snake case: "store unreachable" -> "store_unreachable".
-    auto label = [](std::string v) {
-        for (char& c : v)
-            if (c == ' ' || c == '-')
-                c = '_';
-        return v;
-    };
-    ++failures_[{label(stageName(stage)), label(errorKindName(kind))}];
+    ++failures_[{snakeCase(stageName(stage)), snakeCase(errorKindName(kind))}];
     writeLocked();
 }
 
@@ -119,6 +121,9 @@ std::string KioskMetrics::renderLocked() const {
     for (const auto& [key, n] : failures_)
         out << "isr_session_failures_total{stage=\"" << key.first << "\",kind=\"" << key.second
             << "\"} " << n << '\n';
+    header(out, "isr_kiosk_start_time_seconds", "gauge",
+           "When this kiosk process started, in Unix seconds (a restart shows here).");
+    out << "isr_kiosk_start_time_seconds " << startTime_ << '\n';
     header(out, "isr_session_active", "gauge", "1 while a computer is resumed at this kiosk.");
     out << "isr_session_active " << (active_ ? 1 : 0) << '\n';
     header(out, "isr_cache_bytes", "gauge", "Bytes in the kiosk's encrypted chunk cache.");

@@ -17,11 +17,17 @@
 
 #include <array>
 #include <cstdint>
+#include <ctime>
 #include <map>
 #include <mutex>
 #include <string>
+#include <string_view>
 
 namespace isr::session {
+
+// Names for machines (metric labels, journal fields): "store unreachable" ->
+// "store_unreachable", "checking out" -> "checking_out".
+std::string snakeCase(std::string_view words);
 
 class KioskMetrics {
 public:
@@ -63,6 +69,7 @@ private:
     std::uint64_t cacheBytes_ = 0, cacheCap_ = 0, cacheHits_ = 0, cacheMisses_ = 0;
     HoardStatus hoard_;
     bool active_ = false;
+    std::int64_t startTime_ = 0; // the process's start, Unix seconds (restarts show)
 };
 
 } // namespace isr::session

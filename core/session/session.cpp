@@ -32,8 +32,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <mutex>
+#include <fcntl.h>
 #include <unistd.h>
 
 namespace isr::session {
@@ -96,6 +99,18 @@ struct Session::Impl {
     StageTracker tracker;                     // stage, failure, timeline; any thread
     std::atomic<bool> cancelRequested{false}; // requestCancel() during a resume
     const SeenVersions seen;                  // the newest version seen, per user and parcel
+    // Keys the log's user and parcel tags (logTag): random, per kiosk, in
+    // <stateDir>/log.key (0600). Tags are stable on one kiosk, so its journal
+    // can follow a user's sessions, and unlinkable across kiosks; without the
+    // kiosk's disk they cannot be tested against a list of names.
+    crypto::Secret logKey;
+
+    std::string logTag(const char* kind, const std::string& name) const {
+        if (logKey.empty())
+            return {};
+        auto h = crypto::keyedHash(logKey.view(), asBytes(std::string(kind) + ":" + name));
+        return toHex(ByteView(h.data(), 8));
+    }
 
     // The active session. Only the controlling thread touches these, and
     // the VM watcher's callback while Running (every public operation stops
@@ -281,8 +296,10 @@ struct Session::Impl {
         // next call: openDisplay() may be reading it on the UI's worker.
         if (disk)
             disk->stopTrickle();
-        if (machine)
+        if (machine) {
             (void)machine->destroy();
+            deleteVmLog(*machine); // the stop reason was read above
+        }
         dropOnWatcherThread();
         tracker.fail(f);
     }
@@ -690,6 +707,21 @@ struct Session::Impl {
         dying.reset(); // stops its threads, deletes the overlay
     }
 
+    // QEMU's log under libvirt's root (<root>/log/qemu/isr-<user>-<parcel>.log)
+    // holds the session's command line and whatever QEMU printed; nothing
+    // naming a user may outlive the session at the kiosk (issue #16, item
+    // 12), so it goes with the VM, once its stop reason has been read.
+    // The domain name itself stays isr-<user>-<parcel>: a saved memory image
+    // carries it and libvirt refuses to restore under another name ("Target
+    // domain name 'x' does not match source 'y'", seen with libvirt 9.0), so
+    // renaming would strand every parcel saved before.
+    static void deleteVmLog(const vm::Vm& vm) {
+        if (!vm.logPath().empty() && ::unlink(vm.logPath().c_str()) != 0 && errno != ENOENT) {
+            ISR_LOG_WARN("session") << "cannot delete " << vm.logPath() << ": "
+                                    << std::strerror(errno);
+        }
+    }
+
     // Drops every local trace of the session. Idempotent.
     void wipeLocal() {
         watcher.stop();
@@ -700,6 +732,7 @@ struct Session::Impl {
             if (auto st = machine->destroy(); !st.ok()) {
                 ISR_LOG_WARN("session") << "destroy: " << st.error().describe();
             }
+            deleteVmLog(*machine);
             machine.reset();
         }
         firmware.wipe(); // the TPM state lives in libvirt's root, not the session dir
@@ -747,6 +780,37 @@ Session::~Session() {
     }
 }
 
+namespace {
+
+// The log tags' key (Impl::logKey): read, or made on first use. Logging is
+// for operators: a key that cannot be read or written means untagged
+// events, never a refused session.
+crypto::Secret loadLogKey(const std::string& path) {
+    constexpr std::size_t kSize = 32;
+    crypto::Secret key(kSize);
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd >= 0) {
+        ssize_t n = ::read(fd, key.data(), kSize);
+        ::close(fd);
+        if (n == ssize_t(kSize))
+            return key;
+    }
+    key = crypto::Secret::random(kSize);
+    const std::string tmp = path + ".tmp";
+    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    bool ok = fd >= 0 && ::write(fd, key.data(), kSize) == ssize_t(kSize);
+    if (fd >= 0)
+        ok = ::close(fd) == 0 && ok;
+    if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
+        ISR_LOG_WARN("session") << "cannot keep " << path << ": " << std::strerror(errno)
+                                << " (log tags change at every start)";
+        ::unlink(tmp.c_str());
+    }
+    return key;
+}
+
+} // namespace
+
 Result<std::unique_ptr<Session>> Session::create(KioskConfig config, Listener listener) {
     if (config.stateDir.empty() || config.stateDir[0] != '/')
         return Error(Errc::InvalidArgument, "the kiosk state directory must be an absolute path");
@@ -761,6 +825,7 @@ Result<std::unique_ptr<Session>> Session::create(KioskConfig config, Listener li
     // (guest RAM in clear), their overlays are useless ciphertext.
     Workspace::wipeCrashed(config.stateDir);
     auto impl = std::make_unique<Impl>(config, std::move(listener));
+    impl->logKey = loadLogKey(config.stateDir + "/log.key");
     impl->metrics = std::make_unique<KioskMetrics>(config.metricsFile);
     impl->tracker.setMetrics(impl->metrics.get());
     ISR_TRY_ASSIGN(impl->cache,
@@ -794,6 +859,7 @@ Status Session::resume(const std::string& user, const std::string& password,
     // the account's seal) before the lock is touched, take-over included.
     s.wipeLocal();
     s.signOut();
+    s.tracker.setSubject({}, {}); // nobody's until the password is checked
     s.enter(Stage::Authenticating);
     s.user = user;
     s.parcelName = parcelName;
@@ -822,6 +888,9 @@ Status Session::resume(const std::string& user, const std::string& password,
                                  : FailureCause::Generic;
         return s.fail(facts(Stage::Authenticating, cause), secrets.error());
     }
+    // Only now is the user name known to be a user's (a refused sign-in may
+    // be a password typed into the name field): tag the log's events.
+    s.tracker.setSubject(s.logTag("user", user), {});
     if (!secrets->s3.accessKey.empty())
         s.store->setWriteCredentials(secrets->s3);
     s.parcels = std::make_unique<parcel::Parcels>(*s.store, std::move(*secrets));
@@ -845,6 +914,7 @@ Status Session::resume(const std::string& user, const std::string& password,
                                                     ? "you have no computer in this store"
                                                     : "you have several computers"));
     }
+    s.tracker.setSubject(s.logTag("user", user), s.logTag("parcel", user + "/" + s.parcelName));
     ISR_TRY_STATUS(s.checkOut(takeOver));
     if (s.cancelRequested)
         return s.endCancelled();

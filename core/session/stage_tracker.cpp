@@ -2,6 +2,8 @@
 
 #include "util/log.h"
 
+#include <cstdio>
+
 namespace isr::session {
 
 void StageTracker::closeTimelineRow() {
@@ -16,8 +18,25 @@ void StageTracker::closeTimelineRow() {
     stageUp_ = up;
 }
 
+namespace {
+
+std::string seconds(double s) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.3f", s);
+    return buf;
+}
+
+} // namespace
+
+void StageTracker::setSubject(std::string userTag, std::string parcelTag) {
+    std::lock_guard lock(mutex_);
+    userTag_ = std::move(userTag);
+    parcelTag_ = std::move(parcelTag);
+}
+
 void StageTracker::enter(Stage next) {
     std::optional<std::pair<double, std::uint64_t>> resumed, suspended;
+    std::vector<log::Field> subject;
     {
         std::lock_guard lock(mutex_);
         if (!isLegalTransition(stage_, next)) {
@@ -46,6 +65,14 @@ void StageTracker::enter(Stage next) {
         stage_ = next;
         if (next != Stage::Failed)
             failure_.reset();
+        if (!userTag_.empty())
+            subject.push_back({"ISR_USER", userTag_});
+        if (!parcelTag_.empty())
+            subject.push_back({"ISR_PARCEL", parcelTag_});
+        if (next == Stage::SignedOut) {
+            userTag_.clear();
+            parcelTag_.clear();
+        }
     }
     if (metrics_) {
         if (resumed)
@@ -55,7 +82,28 @@ void StageTracker::enter(Stage next) {
         if (next == Stage::Running || next == Stage::SignedOut)
             metrics_->sessionActive(next == Stage::Running);
     }
-    ISR_LOG_INFO("session") << "stage: " << stageName(next);
+    // Structured events for the journal (util/log.h): every stage, and a
+    // resume's or a save's duration and bytes.
+    auto fields = [&](std::vector<log::Field> f) {
+        f.insert(f.end(), subject.begin(), subject.end());
+        return f;
+    };
+    if (resumed)
+        log::event(log::Level::Info, "session",
+                   "resumed in " + seconds(resumed->first) + " s, " +
+                       std::to_string(resumed->second) + " bytes from the store",
+                   fields({{"ISR_EVENT", "resumed"},
+                           {"ISR_DURATION_S", seconds(resumed->first)},
+                           {"ISR_BYTES_DOWN", std::to_string(resumed->second)}}));
+    if (suspended)
+        log::event(log::Level::Info, "session",
+                   "saved in " + seconds(suspended->first) + " s, " +
+                       std::to_string(suspended->second) + " bytes to the store",
+                   fields({{"ISR_EVENT", "suspended"},
+                           {"ISR_DURATION_S", seconds(suspended->first)},
+                           {"ISR_BYTES_UP", std::to_string(suspended->second)}}));
+    log::event(log::Level::Info, "session", std::string("stage: ") + stageName(next),
+               fields({{"ISR_EVENT", "stage"}, {"ISR_STAGE", snakeCase(stageName(next))}}));
     if (listener_.stageChanged)
         listener_.stageChanged(next);
 }
@@ -65,8 +113,21 @@ void StageTracker::fail(const Failure& failure) {
         std::lock_guard lock(mutex_);
         failure_ = failure;
     }
-    ISR_LOG_WARN("session") << stageName(failure.stage) << " failed ("
-                            << failureCauseName(failure.cause) << "): " << failure.detail;
+    std::vector<log::Field> fields = {{"ISR_EVENT", "failed"},
+                                      {"ISR_STAGE", snakeCase(stageName(failure.stage))},
+                                      {"ISR_ERROR_KIND", snakeCase(errorKindName(failure.kind))},
+                                      {"ISR_CAUSE", snakeCase(failureCauseName(failure.cause))}};
+    {
+        std::lock_guard lock(mutex_);
+        if (!userTag_.empty())
+            fields.push_back({"ISR_USER", userTag_});
+        if (!parcelTag_.empty())
+            fields.push_back({"ISR_PARCEL", parcelTag_});
+    }
+    log::event(log::Level::Warn, "session",
+               std::string(stageName(failure.stage)) + " failed (" +
+                   failureCauseName(failure.cause) + "): " + failure.detail,
+               fields);
     if (metrics_)
         metrics_->failed(failure.stage, failure.kind);
     if (listener_.failed)

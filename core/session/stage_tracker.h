@@ -56,6 +56,10 @@ public:
     std::atomic<std::uint64_t>& bytesDown() { return down_; }
     std::atomic<std::uint64_t>& bytesUp() { return up_; }
 
+    // Who the events in the log are about: tags (keyed hashes, never names;
+    // session.cpp) of the signed-in user and the parcel, "" for none yet.
+    void setSubject(std::string userTag, std::string parcelTag);
+
     // Resumes, saves and failures are counted into `metrics` (may be null;
     // set once, before the first transition).
     void setMetrics(KioskMetrics* metrics) { metrics_ = metrics; }
@@ -78,6 +82,7 @@ private:
     Clock::time_point stageStart_ = Clock::now();
     std::uint64_t stageDown_ = 0, stageUp_ = 0; // the counters when the stage began
     KioskMetrics* metrics_ = nullptr;
+    std::string userTag_, parcelTag_; // guarded by mutex_
     // Where the resume (sign-in or retry) and the save began, for metrics_.
     Clock::time_point resumeStart_, suspendStart_;
     std::uint64_t resumeDown_ = 0, suspendUp_ = 0;

@@ -383,6 +383,9 @@ private:
             return Error(Errc::NotFound, msg);
         case 401:
         case 403:
+            if (code == "AccessDenied" &&
+                (req.method == Method::Get || req.method == Method::Head))
+                return Error(Errc::AccessDenied, msg + std::string(kDeniedOrMissing));
             return Error(Errc::AccessDenied, msg);
         case 412:
             return Error(Errc::AlreadyExists, msg);

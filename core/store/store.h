@@ -35,6 +35,21 @@ struct PutItem {
     bool ifAbsent = false; // put-if-absent semantics; AlreadyExists is then reported
 };
 
+// S3 answers a GET of a missing object with 403 AccessDenied, not 404, when
+// the caller may not list the bucket there (a kiosk's credentials may read
+// every users/*/account but list nothing): a missing object and one the
+// policy hides look the same. S3Store ends such an error's message with this
+// text; isDeniedOrMissing() tells it from a credential failure
+// (InvalidAccessKeyId, SignatureDoesNotMatch, a skewed clock), which it is
+// not. Sign-in treats it as an unknown user (parcel::signIn).
+inline constexpr std::string_view kDeniedOrMissing =
+    " (no such object, or no permission to read it)";
+inline bool isDeniedOrMissing(const Error& e) {
+    return e.code == Errc::AccessDenied && e.message.size() >= kDeniedOrMissing.size() &&
+           std::string_view(e.message).substr(e.message.size() - kDeniedOrMissing.size()) ==
+               kDeniedOrMissing;
+}
+
 // An object with the tag a conditional write names it by. The tag is
 // opaque and compared for equality only: S3Store uses the server's ETag,
 // FileStore a digest of the content. Equal tags mean equal content.

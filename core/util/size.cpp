@@ -2,6 +2,7 @@
 
 #include <array>
 #include <charconv>
+#include <cstdio>
 #include <limits>
 #include <string>
 #include <utility>
@@ -48,6 +49,19 @@ Result<std::uint64_t> parseSize(std::string_view text) {
     if (ec != std::errc())
         return notASize();
     return value << shift;
+}
+
+std::string formatBytes(std::uint64_t bytes) {
+    const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = double(bytes);
+    int u = 0;
+    while (v >= 1024 && u < 4) {
+        v /= 1024;
+        ++u;
+    }
+    char buf[32];
+    std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
+    return buf;
 }
 
 } // namespace isr

@@ -4,6 +4,7 @@
 #include "util/result.h"
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 namespace isr {
@@ -21,5 +22,9 @@ namespace isr {
 // guessed at. A value that does not fit in 64 bits is an error, never
 // wrapped. Errors are InvalidArgument naming the text.
 Result<std::uint64_t> parseSize(std::string_view text);
+
+// For people: "0 B", "512 B", "1.5 KiB" ... "2.0 TiB" (binary units, one
+// decimal above bytes). Used by isrctl and `isr-kiosk --status`.
+std::string formatBytes(std::uint64_t bytes);
 
 } // namespace isr

@@ -161,6 +161,9 @@ public:
     Vm& operator=(const Vm&) = delete;
 
     const std::string& name() const { return name_; }
+    // libvirt's log of this domain (QEMU's command line and stderr, libvirt's
+    // start/stop notes). The session deletes it at wipe (issue #16, item 12).
+    const std::string& logPath() const { return logPath_; }
     Result<VmStatus> status() const;
 
     // Saves memory and device state to `path` and stops the VM. The directory

@@ -58,6 +58,43 @@ private slots:
         auto good = isr::test::runProcess(kiosk_, {"--config", conf, "--version"});
         QCOMPARE(good.exitCode, 0);
     }
+    // Staff over ssh: --status needs no display (the xcb platform with no
+    // DISPLAY would abort a GUI start), reads kiosk.conf and the metrics file
+    // the kiosk keeps in its state directory, and says 1 when something must
+    // be fixed (here: no store configured).
+    void statusNeedsNoDisplay() {
+        isr::test::TempDir dir;
+        const QString conf = QString::fromStdString(dir.file("kiosk.conf"));
+        auto write = [&](const std::string& text) {
+            QFile f(conf);
+            QVERIFY(f.open(QIODevice::WriteOnly | QIODevice::Truncate));
+            f.write(text.c_str());
+        };
+        write("state_dir = " + dir.path() + "\nallow_unencrypted_swap = yes\nkiosk_id = gate-23\n");
+        auto run = [&](const QStringList& args) {
+            QProcess proc;
+            QProcessEnvironment env = QProcessEnvironment::systemEnvironment();
+            env.insert("QT_QPA_PLATFORM", "xcb");
+            env.remove("DISPLAY");
+            env.remove("WAYLAND_DISPLAY");
+            env.remove("ISR_STORE");
+            proc.setProcessEnvironment(env);
+            proc.start(kiosk_, args);
+            proc.waitForFinished(30000);
+            return std::make_pair(proc.exitCode(), QString::fromLocal8Bit(proc.readAll() +
+                                                                          proc.readAllStandardError()));
+        };
+        auto [noStore, noStoreText] = run({"--config", conf, "--status"});
+        QCOMPARE(noStore, 1);
+        QVERIFY2(noStoreText.contains("NOT SET"), qPrintable(noStoreText));
+
+        auto [ok, text] = run({"--config", conf, "--status", "--store", "file:///srv/isr"});
+        QVERIFY2(ok == 0, qPrintable(text));
+        QVERIFY2(text.contains("gate-23") && text.contains("file:///srv/isr") &&
+                     text.contains(QString::fromStdString(dir.path() + "/metrics.prom")) &&
+                     text.contains("not written yet"),
+                 qPrintable(text));
+    }
     void startsAndKeepsRunning() {
         QProcess proc;
         proc.setProcessChannelMode(QProcess::MergedChannels);

@@ -9,7 +9,9 @@
 //    password, raw or in hex;
 //  - no process of the session remains: no QEMU of the parcel, no process
 //    whose command line names the kiosk's directories, the isrctl exited;
-//  - the scratch directory itself is gone.
+//  - the scratch directory itself is gone;
+//  - no file there is named after, or names, the session's domain
+//    (isr-<user>-<parcel>): QEMU's log goes with the VM.
 #include "crypto/crypto.h"
 #include "parcel/parcel.h"
 #include "session_process.h"
@@ -130,6 +132,20 @@ class TestKioskHygiene : public QObject {
         for (const auto& [name, bytes] : secrets_) {
             auto hits = filesContaining(bytes);
             QVERIFY2(hits.empty(), (std::string(when) + ": " + name + " in " +
+                                    (hits.empty() ? std::string() : hits.front()))
+                                       .c_str());
+        }
+        // Nothing at the kiosk names the user and parcel once they left:
+        // QEMU's log under libvirt's root (log/qemu/isr-hy-desk.log, with
+        // the command line) is deleted with the VM (issue #16, item 12).
+        {
+            auto hits = filesContaining("isr-hy-desk");
+            std::error_code ec;
+            for (auto it = fs::recursive_directory_iterator(kioskDir_, ec);
+                 !ec && it != fs::recursive_directory_iterator(); it.increment(ec))
+                if (it->path().filename().string().find("hy-desk") != std::string::npos)
+                    hits.push_back(it->path().string());
+            QVERIFY2(hits.empty(), (std::string(when) + ": the domain's name in " +
                                     (hits.empty() ? std::string() : hits.front()))
                                        .c_str());
         }

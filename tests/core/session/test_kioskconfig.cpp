@@ -6,6 +6,8 @@
 
 #include <QTest>
 #include <fstream>
+#include <set>
+#include <sstream>
 
 using namespace isr;
 using namespace isr::session;
@@ -436,6 +438,39 @@ private slots:
         QVERIFY2(f.ok(), f.ok() ? "" : f.error().message.c_str());
         QVERIFY(f->has("state_dir"));
         QVERIFY(!f->has("store")); // each kiosk names its own store
+    }
+
+    // The example documents every key (issue #18: "lists every key with its
+    // default"), and every key it shows commented out is a real key whose
+    // example value parses.
+    void exampleFileListsEveryKey() {
+        std::ifstream in(ISR_SOURCE_DIR "/packaging/kiosk.conf.example");
+        const std::string text(std::istreambuf_iterator<char>(in), {});
+        std::set<std::string> documented;
+        std::string uncommented;
+        std::istringstream lines(text);
+        for (std::string line; std::getline(lines, line);) {
+            const bool commented = line.rfind('#', 0) == 0;
+            const std::string body = commented ? line.substr(1) : line;
+            const auto eq = body.find(" =");
+            if (eq == std::string::npos || eq == 0 || body.find(' ') < eq)
+                continue; // prose
+            const std::string key = body.substr(0, eq);
+            if (!documented.insert(key).second)
+                continue; // the first mention is the one that counts
+            uncommented += body + "\n";
+        }
+        for (std::string_view key : kioskConfigKeys())
+            QVERIFY2(documented.count(std::string(key)),
+                     (std::string(key) + " is not in kiosk.conf.example").c_str());
+        auto all = parseKioskConfig(uncommented, "kiosk.conf.example (all keys set)");
+        QVERIFY2(all.ok(), all.ok() ? "" : all.error().message.c_str());
+        QCOMPARE(all->keys.size(), documented.size());
+
+        auto unknown = parseKioskConfig("no_such_key = 1\n", "kiosk.conf");
+        QVERIFY(!unknown.ok());
+        QVERIFY2(unknown.error().message.find("no_such_key: unknown key") != std::string::npos,
+                 unknown.error().message.c_str());
     }
 };
 

@@ -1,6 +1,7 @@
 // The kiosk's metrics file: valid Prometheus text format (checked line by
 // line against the exposition format's grammar, and by promtool when it is
 // installed), written atomically, and moving when sessions happen.
+#include "session/kiosk_status.h"
 #include "session/metrics.h"
 #include "testsupport.h"
 
@@ -8,7 +9,9 @@
 #include <QRegularExpression>
 #include <QStandardPaths>
 #include <QTest>
+#include <cmath>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -167,6 +170,75 @@ private slots:
         } else {
             qInfo("promtool not installed: checked against the format's grammar only");
         }
+    }
+
+    // `isr-kiosk --status` reads what the running kiosk wrote: the figures
+    // a person needs, and exit status 1 only for what staff must fix.
+    void statusReadsTheMetricsFile() {
+        using isr::session::kioskStatus;
+        isr::test::TempDir dir;
+        const std::string noSwap = dir.file("swaps-none");
+        const std::string badSwap = dir.file("swaps-plain");
+        {
+            std::ofstream(noSwap) << "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n";
+            std::ofstream(badSwap)
+                << "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n"
+                << "/dev/nonexistent-sda3                   partition\t1000\t0\t-2\n";
+        }
+        auto file = isr::session::parseKioskConfig("kiosk_id = gate-23\n", "kiosk.conf");
+        QVERIFY(file.ok());
+        file->session.stateDir = dir.path();
+        file->session.storeUrl = "s3s://rgw.example.org/isr";
+        const std::string sys = dir.path(); // no dm-* below: nothing is encrypted
+        QCOMPARE(isr::session::metricsPathFor(file->session), dir.path() + "/metrics.prom");
+
+        // Before the kiosk ever ran: healthy, nothing to show yet.
+        auto before = kioskStatus(*file, std::time(nullptr), noSwap, sys);
+        QVERIFY2(before.healthy, before.text.c_str());
+        QVERIFY2(before.text.find("not written yet") != std::string::npos, before.text.c_str());
+        QVERIFY(before.text.find("gate-23") != std::string::npos);
+
+        {
+            KioskMetrics metrics(isr::session::metricsPathFor(file->session));
+            metrics.sessionActive(true);
+            metrics.resumed(7.5, 3 << 20);
+            metrics.resumed(42, 1 << 20);
+            metrics.suspended(3.25, 1 << 20);
+            metrics.failed(Stage::Fetching, ErrorKind::StoreUnreachable);
+            metrics.cache(10 << 20, 8ull << 30, 90, 10);
+        }
+        auto running = kioskStatus(*file, std::time(nullptr) + 30, noSwap, sys);
+        QVERIFY2(running.healthy, running.text.c_str());
+        for (const char* want :
+             {"a computer is running here", "resumes        2, mean 24.8 s, 1 within 10 s",
+              "suspends       1, mean 3.2 s", "failures       1 (fetching/store_unreachable 1)",
+              "4.0 MiB down, 1.0 MiB up", "10.0 MiB of 8.0 GiB, 90 % of 100 reads were hits",
+              "written 3", "kiosk started  3"})
+            QVERIFY2(running.text.find(want) != std::string::npos,
+                     (std::string(want) + " not in:\n" + running.text).c_str());
+
+        // Unencrypted swap: sessions would be refused, so the kiosk is not healthy.
+        auto swap = kioskStatus(*file, std::time(nullptr), badSwap, sys);
+        QVERIFY(!swap.healthy);
+        QVERIFY2(swap.text.find("REFUSED") != std::string::npos, swap.text.c_str());
+
+        // A damaged metrics file is named, not guessed at.
+        std::ofstream(isr::session::metricsPathFor(file->session)) << "isr_session_active one\n";
+        auto damaged = kioskStatus(*file, std::time(nullptr), noSwap, sys);
+        QVERIFY(!damaged.healthy);
+        QVERIFY2(damaged.text.find("is not a number") != std::string::npos, damaged.text.c_str());
+    }
+
+    void metricsTextParser() {
+        auto ok = isr::session::parseMetricsText(
+            "# HELP a b\n# TYPE a gauge\na 1\nb{x=\"1\",y=\"z\"} 2.5\n\nc +Inf\n");
+        QVERIFY(ok.ok());
+        QCOMPARE(ok->at("a"), 1.0);
+        QCOMPARE(ok->at("b{x=\"1\",y=\"z\"}"), 2.5);
+        QVERIFY(std::isinf(ok->at("c")));
+        QVERIFY(!isr::session::parseMetricsText("a\n").ok());
+        QVERIFY(!isr::session::parseMetricsText("a 1x\n").ok());
+        QVERIFY(!isr::session::parseMetricsText("a \n").ok());
     }
 
     // A folder it cannot write to: the kiosk carries on (metrics are for the

@@ -2,6 +2,7 @@
 // missing bucket, objects deleted behind its back, racing writers, and the
 // server stalling (SIGSTOP) or dying (SIGKILL) in the middle of a batch.
 #include "ceph_rgw.h"
+#include "parcel/parcel.h"
 #include "store/store.h"
 #include "testsupport.h"
 #include "util/log.h"
@@ -274,6 +275,31 @@ private slots:
         QCOMPARE(bob->list("users/alice/").error().code, Errc::AccessDenied);
         QVERIFY(bob->remove("users/bob/account").ok());
         QCOMPARE(std::string(asString(*admin->get("users/alice/account"))), std::string("sealed"));
+
+        // A missing account where bob may read accounts but not list: S3
+        // answers 403, not 404. Sign-in must still answer as for a wrong
+        // password (the decoy work included), never "store unreachable"
+        // (issue #16, item 12).
+        auto missing = bob->get("users/carol/account");
+        QVERIFY(!missing.ok());
+        if (missing.error().code == Errc::NotFound) {
+            qInfo("this radosgw answers 404 for a hidden missing object: the 403 branch is "
+                  "not exercised here");
+        } else {
+            QCOMPARE(missing.error().code, Errc::AccessDenied);
+            QVERIFY2(isDeniedOrMissing(missing.error()), missing.error().message.c_str());
+        }
+        auto carol = parcel::signIn(*bob, "carol", "any password");
+        QVERIFY(!carol.ok());
+        QCOMPARE(carol.error().code, Errc::AuthFailed);
+        // Wrong credentials are an error staff must see, not an unknown user.
+        StoreOptions wrong = rgw_->options();
+        wrong.readCredentials = rgw_->user2;
+        wrong.readCredentials.secretKey = "not-the-secret";
+        auto stranger = open(rgw_->url(root), wrong)->get("users/alice/account");
+        QVERIFY(!stranger.ok());
+        QCOMPARE(stranger.error().code, Errc::AccessDenied);
+        QVERIFY2(!isDeniedOrMissing(stranger.error()), stranger.error().message.c_str());
     }
 
     void tlsVerifiesCertificates() {
