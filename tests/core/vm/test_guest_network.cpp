@@ -1,0 +1,234 @@
+// What the guest's network reaches, tried from inside the guest (issue #16
+// item 4). As root, QEMU runs as isr-qemu and the Hypervisor loads the
+// guest network filter (core/vm/egress.h). This process serves HTTP on every
+// IPv4 address of this host; the demo guest configures its user-mode NIC
+// over its serial shell and connects (busybox nc) to 10.0.2.2 (slirp's name for this
+// host's loopback) and from this host's own LAN address: both refused at
+// once, and nothing reaches the server. Control: with the table deleted, the
+// same fetches from the same running guest arrive, so the filter is what
+// stopped them. (Private hosts other than this one, the store's addresses
+// and the rules' order are checked in test_guest_egress.)
+//
+// Skips unless root, with nft, QEMU and libvirt's QEMU driver. Runs alone
+// (RUN_SERIAL): the control deletes the machine-wide table that a VM boot in
+// another test would load again.
+#include "testsupport.h"
+#include "vm/egress.h"
+#include "vm/vm.h"
+#include "vmguest.h"
+
+#include <QTest>
+#include <arpa/inet.h>
+#include <atomic>
+#include <filesystem>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pwd.h>
+#include <sys/socket.h>
+#include <thread>
+#include <unistd.h>
+
+using namespace isr;
+using namespace isr::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr const char* kMarker = "isr-host-reached";
+
+// A tiny HTTP server on 0.0.0.0:<port> (every IPv4 address of this host,
+// loopback included) answering kMarker; counts the requests it answered.
+class MarkerServer {
+public:
+    MarkerServer() {
+        fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int one = 1;
+        ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_ANY);
+        if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+            ::listen(fd_, 16) != 0)
+            return;
+        socklen_t len = sizeof addr;
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+        port_ = ntohs(addr.sin_port);
+        thread_ = std::thread([this] { serve(); });
+    }
+    ~MarkerServer() {
+        stop_ = true;
+        if (thread_.joinable())
+            thread_.join();
+        if (fd_ >= 0)
+            ::close(fd_);
+    }
+    int port() const { return port_; }
+    int answered() const { return answered_; }
+
+private:
+    void serve() {
+        while (!stop_) {
+            pollfd p{fd_, POLLIN, 0};
+            if (::poll(&p, 1, 100) <= 0)
+                continue;
+            const int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+            if (c < 0)
+                continue;
+            // Read the request's head (or whatever comes within a second).
+            std::string request;
+            char buf[1024];
+            while (request.find("\r\n\r\n") == std::string::npos && request.size() < 8192) {
+                pollfd q{c, POLLIN, 0};
+                if (::poll(&q, 1, 1000) <= 0)
+                    break;
+                const ssize_t n = ::read(c, buf, sizeof buf);
+                if (n <= 0)
+                    break;
+                request.append(buf, std::size_t(n));
+            }
+            const std::string body = std::string(kMarker) + "\n";
+            const std::string reply =
+                "HTTP/1.0 200 OK\r\nContent-Length: " + std::to_string(body.size()) +
+                "\r\nConnection: close\r\n\r\n" + body;
+            if (::write(c, reply.data(), reply.size()) == ssize_t(reply.size()))
+                ++answered_;
+            ::close(c);
+        }
+    }
+    int fd_ = -1;
+    int port_ = 0;
+    std::atomic<bool> stop_{false};
+    std::atomic<int> answered_{0};
+    std::thread thread_;
+};
+
+// This host's first IPv4 address that is not loopback (its LAN address), or "".
+std::string lanAddress() {
+    ifaddrs* list = nullptr;
+    if (::getifaddrs(&list) != 0)
+        return {};
+    std::string found;
+    for (ifaddrs* i = list; i && found.empty(); i = i->ifa_next) {
+        if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET || (i->ifa_flags & IFF_LOOPBACK) ||
+            !(i->ifa_flags & IFF_UP))
+            continue;
+        char text[INET_ADDRSTRLEN] = {};
+        ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, text,
+                    sizeof text);
+        found = text;
+    }
+    ::freeifaddrs(list);
+    return found;
+}
+
+} // namespace
+
+class TestGuestNetwork : public QObject {
+    Q_OBJECT
+
+    TempDir tmp_;
+    GuestImage guest_;
+    std::string state_;
+
+private slots:
+    void initTestCase() {
+        if (::geteuid() != 0)
+            skipAll("not root: QEMU runs as the calling user and the guest network cannot be "
+                    "filtered (README, security model)");
+        if (::access("/usr/sbin/nft", X_OK) != 0)
+            skipAll("no /usr/sbin/nft (package nftables)");
+        requirePrograms({"qemu-system-x86_64", "qemu-nbd"});
+        if (!std::filesystem::exists("/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/"
+                                     "libvirt_driver_qemu.so"))
+            skipAll("libvirt's QEMU driver is not installed (libvirt-daemon-driver-qemu)");
+        if (!::getpwnam("isr-qemu"))
+            skipAll("no isr-qemu account (run packaging/install-deps.sh)");
+        guest_ = requireGuest();
+        state_ = tmp_.file("state");
+        std::filesystem::create_directories(state_);
+        std::filesystem::copy_file(guest_.homeImage, tmp_.file("home.ext4"));
+    }
+
+    void guestReachesNeitherTheKioskNorItsLan() {
+        MarkerServer server;
+        QVERIFY(server.port() > 0);
+        vm::HostConfig host;
+        host.stateDir = state_;
+        host.bootDirs = {guest_.dir};
+        auto hv = vm::Hypervisor::open(host);
+        QVERIFY2(hv.ok(), hv.ok() ? "" : hv.error().describe().c_str());
+        vm::VmSpec spec;
+        spec.name = "isr-guest-net";
+        spec.uuid = vm::newUuid();
+        spec.memoryMiB = 256;
+        spec.kernelPath = guest_.kernel;
+        spec.initrdPath = guest_.initrd;
+        spec.diskSocketPath = state_ + "/disk.sock";
+        spec.serialSocketPath = state_ + "/serial.sock";
+        auto nbd = NbdServer::start(tmp_.file("home.ext4"), spec.diskSocketPath);
+        QVERIFY2(nbd.ok(), nbd.ok() ? "" : nbd.error().describe().c_str());
+
+        auto booted = (*hv)->boot(spec);
+        QVERIFY2(booted.ok(), booted.ok() ? "" : booted.error().describe().c_str());
+        QVERIFY((*hv)->guestNetworkFiltered());
+        QVERIFY(vm::guestEgressInstalled());
+
+        auto console = SerialConsole::connect(spec.serialSocketPath, 30s);
+        QVERIFY2(console.ok(), console.ok() ? "" : console.error().describe().c_str());
+        auto& shell = **console;
+        auto ready = shell.waitForShell(120s);
+        QVERIFY2(ready.ok(), ready.ok() ? "" : ready.error().describe().c_str());
+        // slirp's defaults: the guest is 10.0.2.15/24, the gateway 10.0.2.2.
+        auto up = shell.run("ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 && "
+                            "ip route add default via 10.0.2.2",
+                            30s);
+        QVERIFY2(up.ok() && up->exitStatus == 0, up.ok() ? up->text.c_str() : "no answer");
+
+        const std::string port = std::to_string(server.port());
+        std::vector<std::string> targets{"10.0.2.2:" + port}; // the kiosk's loopback
+        if (const std::string lan = lanAddress(); !lan.empty())
+            targets.push_back(lan + ":" + port); // the kiosk's own LAN address
+        else
+            qInfo("this host has no non-loopback IPv4 address: only 10.0.2.2 is tried");
+        // busybox nc, not wget: the static busybox's wget crashes in this
+        // guest (no NSS files), nc takes the numeric address as it is.
+        auto fetch = [&](const std::string& target) {
+            const auto colon = target.rfind(':');
+            return shell.run("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | timeout 20 nc " +
+                                 target.substr(0, colon) + " " + target.substr(colon + 1) + " 2>&1",
+                             60s);
+        };
+
+        // The filter is loaded: refused at once (a TCP reset, not a timeout).
+        for (const auto& target : targets) {
+            auto r = fetch(target);
+            QVERIFY2(r.ok(), r.ok() ? "" : r.error().describe().c_str());
+            qInfo("with the filter, %s: status %d, %s", target.c_str(), r->exitStatus,
+                  r->text.c_str());
+            QVERIFY2(r->exitStatus != 0, target.c_str());
+            QVERIFY2(r->text.find(kMarker) == std::string::npos, r->text.c_str());
+            QVERIFY2(r->text.find("refused") != std::string::npos, r->text.c_str());
+        }
+        QCOMPARE(server.answered(), 0);
+
+        // Control: without the table the same guest gets through.
+        auto removed = vm::removeGuestEgress();
+        QVERIFY2(removed.ok(), removed.ok() ? "" : removed.error().describe().c_str());
+        QVERIFY(!vm::guestEgressInstalled());
+        for (const auto& target : targets) {
+            auto r = fetch(target);
+            QVERIFY2(r.ok(), r.ok() ? "" : r.error().describe().c_str());
+            qInfo("without the filter, %s: status %d, %s", target.c_str(), r->exitStatus,
+                  r->text.c_str());
+            QVERIFY2(r->exitStatus == 0 && r->text.find(kMarker) != std::string::npos,
+                     r->text.c_str());
+        }
+        QCOMPARE(server.answered(), int(targets.size()));
+        QVERIFY(booted->destroy().ok());
+    }
+};
+
+QTEST_GUILESS_MAIN(TestGuestNetwork)
+#include "test_guest_network.moc"
