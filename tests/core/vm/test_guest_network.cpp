@@ -6,7 +6,8 @@
 // host's loopback) and from this host's own LAN address: both refused at
 // once, and nothing reaches the server. Control: with the table deleted, the
 // same fetches from the same running guest arrive, so the filter is what
-// stopped them. (Private hosts other than this one, the store's addresses
+// stopped them. A filter that cannot be loaded makes Hypervisor::open fail
+// unless allowUnfiltered. (Private hosts other than this one, the store's addresses
 // and the rules' order are checked in test_guest_egress.)
 //
 // Skips unless root, with nft, QEMU and libvirt's QEMU driver. Runs alone
@@ -235,6 +236,46 @@ private slots:
         }
         QCOMPARE(server.answered(), int(targets.size()));
         QVERIFY(booted->destroy().ok());
+    }
+
+    // A filter that cannot be loaded stops the hypervisor (and so the
+    // kiosk) unless the configuration accepts an unfiltered guest; a bad
+    // allowed network is the caller's error. The failure is made real by
+    // a directory where the script file goes.
+    void unloadableFilterStopsVms() {
+        vm::HostConfig host;
+        host.stateDir = state_;
+        host.bootDirs = {guest_.dir};
+        auto root = vm::embeddedRootFor(state_);
+        QVERIFY(root.ok());
+        const std::string script = *root + "/etc/guest-egress.nft";
+        std::filesystem::remove(script);
+        std::filesystem::create_directories(script);
+
+        auto refused = vm::Hypervisor::open(host);
+        QVERIFY(!refused.ok());
+        QCOMPARE(refused.error().code, Errc::Unsupported);
+        qInfo("%s", refused.error().message.c_str());
+        QVERIFY(refused.error().message.find("allow_unfiltered_guest_network") !=
+                std::string::npos);
+
+        host.guestNetwork.allowUnfiltered = true;
+        auto accepted = vm::Hypervisor::open(host);
+        QVERIFY2(accepted.ok(), accepted.ok() ? "" : accepted.error().describe().c_str());
+        QVERIFY(!(*accepted)->guestNetworkFiltered());
+        accepted->reset();
+
+        std::filesystem::remove(script);
+        host.guestNetwork.allowUnfiltered = false;
+        host.guestNetwork.allowedNetworks = {"printer.lan"};
+        auto bad = vm::Hypervisor::open(host);
+        QVERIFY(!bad.ok());
+        QCOMPARE(bad.error().code, Errc::InvalidArgument);
+
+        host.guestNetwork.allowedNetworks = {"10.20.0.0/16"};
+        auto good = vm::Hypervisor::open(host);
+        QVERIFY2(good.ok(), good.ok() ? "" : good.error().describe().c_str());
+        QVERIFY((*good)->guestNetworkFiltered());
     }
 };
 
