@@ -1,14 +1,15 @@
 // What the guest's network reaches, tried from inside the guest (issue #16
 // item 4). As root, QEMU runs as isr-qemu and the Hypervisor loads the
 // guest network filter (core/vm/egress.h). This process serves HTTP on every
-// IPv4 address of this host; the demo guest configures its user-mode NIC
-// over its serial shell and connects (busybox nc) to 10.0.2.2 (slirp's name for this
-// host's loopback) and from this host's own LAN address: both refused at
-// once, and nothing reaches the server. Control: with the table deleted, the
-// same fetches from the same running guest arrive, so the filter is what
+// address of this host; the demo guest configures its user-mode NIC over
+// its serial shell and connects (busybox nc) to 10.0.2.2 and fec0::2
+// (slirp's names for this host's 127.0.0.1 and ::1) and to this host's own
+// LAN addresses (IPv4 and IPv6, when it has them): all refused at once, and
+// nothing reaches the server. Control: with the table deleted, the same
+// connections from the same running guest arrive, so the filter is what
 // stopped them. A filter that cannot be loaded makes Hypervisor::open fail
-// unless allowUnfiltered. (Private hosts other than this one, the store's addresses
-// and the rules' order are checked in test_guest_egress.)
+// unless allowUnfiltered. (Private hosts other than this one, the store's
+// addresses and the rules' order are checked in test_guest_egress.)
 //
 // Skips unless root, with nft, QEMU and libvirt's QEMU driver. Runs alone
 // (RUN_SERIAL): the control deletes the machine-wide table that a VM boot in
@@ -40,23 +41,45 @@ namespace {
 
 constexpr const char* kMarker = "isr-host-reached";
 
-// A tiny HTTP server on 0.0.0.0:<port> (every IPv4 address of this host,
-// loopback included) answering kMarker; counts the requests it answered.
+// A tiny HTTP server on [::]:<port>, dual-stack (every IPv4 and IPv6
+// address of this host, loopback included; IPv4 only when the host has no
+// IPv6), answering kMarker; counts the requests it answered.
 class MarkerServer {
 public:
     MarkerServer() {
-        fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        int one = 1;
-        ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        sockaddr_in addr{};
-        addr.sin_family = AF_INET;
-        addr.sin_addr.s_addr = htonl(INADDR_ANY);
-        if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-            ::listen(fd_, 16) != 0)
-            return;
-        socklen_t len = sizeof addr;
-        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-        port_ = ntohs(addr.sin_port);
+        fd_ = ::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd_ >= 0) {
+            int off = 0, one = 1;
+            ::setsockopt(fd_, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
+            ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+            sockaddr_in6 addr{};
+            addr.sin6_family = AF_INET6;
+            addr.sin6_addr = in6addr_any;
+            if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+                ::listen(fd_, 16) == 0) {
+                socklen_t len = sizeof addr;
+                ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+                port_ = ntohs(addr.sin6_port);
+                ipv6_ = true;
+            } else {
+                ::close(fd_);
+                fd_ = -1;
+            }
+        }
+        if (fd_ < 0) {
+            fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            int one = 1;
+            ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+            sockaddr_in addr{};
+            addr.sin_family = AF_INET;
+            addr.sin_addr.s_addr = htonl(INADDR_ANY);
+            if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+                ::listen(fd_, 16) != 0)
+                return;
+            socklen_t len = sizeof addr;
+            ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+            port_ = ntohs(addr.sin_port);
+        }
         thread_ = std::thread([this] { serve(); });
     }
     ~MarkerServer() {
@@ -67,6 +90,7 @@ public:
             ::close(fd_);
     }
     int port() const { return port_; }
+    bool ipv6() const { return ipv6_; }
     int answered() const { return answered_; }
 
 private:
@@ -101,24 +125,33 @@ private:
     }
     int fd_ = -1;
     int port_ = 0;
+    bool ipv6_ = false;
     std::atomic<bool> stop_{false};
     std::atomic<int> answered_{0};
     std::thread thread_;
 };
 
-// This host's first IPv4 address that is not loopback (its LAN address), or "".
-std::string lanAddress() {
+// This host's first address of `family` that is not loopback or link-local
+// (its LAN address), or "".
+std::string lanAddress(int family) {
     ifaddrs* list = nullptr;
     if (::getifaddrs(&list) != 0)
         return {};
     std::string found;
     for (ifaddrs* i = list; i && found.empty(); i = i->ifa_next) {
-        if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET || (i->ifa_flags & IFF_LOOPBACK) ||
+        if (!i->ifa_addr || i->ifa_addr->sa_family != family || (i->ifa_flags & IFF_LOOPBACK) ||
             !(i->ifa_flags & IFF_UP))
             continue;
-        char text[INET_ADDRSTRLEN] = {};
-        ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, text,
-                    sizeof text);
+        char text[INET6_ADDRSTRLEN] = {};
+        if (family == AF_INET) {
+            ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, text,
+                        sizeof text);
+        } else {
+            const auto* a = &reinterpret_cast<sockaddr_in6*>(i->ifa_addr)->sin6_addr;
+            if (IN6_IS_ADDR_LINKLOCAL(a))
+                continue;
+            ::inet_ntop(AF_INET6, a, text, sizeof text);
+        }
         found = text;
     }
     ::freeifaddrs(list);
@@ -188,18 +221,35 @@ private slots:
                             30s);
         QVERIFY2(up.ok() && up->exitStatus == 0, up.ok() ? up->text.c_str() : "no answer");
 
-        const std::string port = std::to_string(server.port());
-        std::vector<std::string> targets{"10.0.2.2:" + port}; // the kiosk's loopback
-        if (const std::string lan = lanAddress(); !lan.empty())
-            targets.push_back(lan + ":" + port); // the kiosk's own LAN address
+        // The guest's view of the kiosk: slirp's gateway 10.0.2.2 is the
+        // kiosk's 127.0.0.1 (and fec0::2 its ::1); and the kiosk's own
+        // LAN addresses.
+        std::vector<std::string> targets{"10.0.2.2"};
+        if (const std::string lan = lanAddress(AF_INET); !lan.empty())
+            targets.push_back(lan);
         else
-            qInfo("this host has no non-loopback IPv4 address: only 10.0.2.2 is tried");
+            qInfo("this host has no non-loopback IPv4 address");
+        if (server.ipv6()) {
+            // No duplicate address detection: the address is usable at once.
+            auto up6 = shell.run("echo 0 >/proc/sys/net/ipv6/conf/eth0/accept_dad && "
+                                 "ip -6 addr add fec0::15/64 dev eth0 && "
+                                 "ip -6 route add default via fec0::2",
+                                 30s);
+            if (up6.ok() && up6->exitStatus == 0) {
+                targets.push_back("fec0::2");
+                if (const std::string lan6 = lanAddress(AF_INET6); !lan6.empty())
+                    targets.push_back(lan6);
+            } else {
+                qInfo("the guest has no IPv6: only IPv4 is tried (%s)",
+                      up6.ok() ? up6->text.c_str() : "no answer");
+            }
+        }
+        const std::string port = std::to_string(server.port());
         // busybox nc, not wget: the static busybox's wget crashes in this
         // guest (no NSS files), nc takes the numeric address as it is.
-        auto fetch = [&](const std::string& target) {
-            const auto colon = target.rfind(':');
-            return shell.run("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | timeout 20 nc " +
-                                 target.substr(0, colon) + " " + target.substr(colon + 1) + " 2>&1",
+        auto fetch = [&](const std::string& address) {
+            return shell.run("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | timeout 20 nc " + address +
+                                 " " + port + " 2>&1",
                              60s);
         };
 
