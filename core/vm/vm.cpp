@@ -263,9 +263,12 @@ Status Hypervisor::applyGuestNetworkPolicy() {
                            << st.error().message;
         return {};
     }
+    const char* remedy = st.error().code == Errc::Unsupported
+                             ? ". Install nftables (with a kernel that has nf_tables), or set "
+                             : ". Fix that, or set ";
     return Error(Errc::Unsupported,
                  "the guest's network cannot be limited to the internet: " + st.error().message +
-                     ". Install nftables (with a kernel that has nf_tables), or set "
+                     remedy +
                      "allow_unfiltered_guest_network = yes in kiosk.conf to accept that guests "
                      "reach this kiosk's own services and network");
 }

@@ -98,8 +98,8 @@ Result<std::string> embeddedRootFor(const std::string& stateDir);
 // A fresh random UUID for a new parcel's VM.
 std::string newUuid();
 
-// What the guest's user-mode network may reach (issue #16 item 4; README
-// "Guest network", egress.h). Enforced with an nftables table when this
+// What the guest's user-mode network may reach (issue #16 item 4;
+// core/vm/README.md "Guest network", egress.h). Enforced with an nftables table when this
 // process is root (QEMU runs as isr-qemu): the internet, DNS to the kiosk's
 // resolvers, not the kiosk itself, not private ranges or the kiosk's
 // subnets, not the store. Not root: QEMU has the kiosk's own uid and
@@ -110,7 +110,7 @@ struct GuestNetworkPolicy {
     std::vector<std::string> storeHosts;
     bool mayReachStore = false;
     // Private or LAN destinations the guest may reach anyway ("10.1.0.0/16",
-    // "fd12::/48"; parseIpNetwork syntax). Never the kiosk's own addresses.
+    // "fd12::/48"; parseNetworkList's items). Never the kiosk's own addresses.
     std::vector<std::string> allowedNetworks;
     // As root: start VMs although the filter cannot be loaded (no nft, a
     // kernel without nf_tables). Default: open(), boot() and restore() fail
