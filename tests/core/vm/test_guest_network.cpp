@@ -3,13 +3,14 @@
 // guest network filter (core/vm/egress.h). This process serves HTTP on every
 // address of this host; the demo guest configures its user-mode NIC over
 // its serial shell and connects (busybox nc) to 10.0.2.2 and fec0::2
-// (slirp's names for this host's 127.0.0.1 and ::1) and to this host's own
-// LAN addresses (IPv4 and IPv6, when it has them): all refused at once, and
-// nothing reaches the server. Control: with the table deleted, the same
+// (slirp's names for this host's 127.0.0.1 and ::1), to this host's own
+// LAN addresses (IPv4 and IPv6, when it has them) and to another host on a
+// private LAN (a network namespace behind a veth pair, 10.213.N.2, when
+// `ip netns` works): all refused at once, and nothing reaches the servers. Control: with the table deleted, the same
 // connections from the same running guest arrive, so the filter is what
 // stopped them. A filter that cannot be loaded makes Hypervisor::open fail
-// unless allowUnfiltered. (Private hosts other than this one, the store's
-// addresses and the rules' order are checked in test_guest_egress.)
+// unless allowUnfiltered. (The store's addresses, the other ranges and the
+// rules' order are checked in test_guest_egress.)
 //
 // Skips unless root, with nft, QEMU and libvirt's QEMU driver. Runs alone
 // (RUN_SERIAL): the control deletes the machine-wide table that a VM boot in
@@ -23,12 +24,15 @@
 #include <QTest>
 #include <arpa/inet.h>
 #include <atomic>
+#include <fcntl.h>
 #include <filesystem>
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pwd.h>
+#include <sched.h>
+#include <sstream>
 #include <sys/socket.h>
 #include <thread>
 #include <unistd.h>
@@ -158,6 +162,80 @@ std::string lanAddress(int family) {
     return found;
 }
 
+// A host on the kiosk's LAN that is not the kiosk: a network namespace
+// joined to ours by a veth pair (10.213.N.1 on our side, 10.213.N.2 in
+// there) with a MarkerServer inside. Removed at destruction; one a crashed
+// run left behind (its pid gone) is removed by the next create().
+class LanPeer {
+public:
+    static std::unique_ptr<LanPeer> create(std::string* why) {
+        removeStale();
+        std::unique_ptr<LanPeer> peer(new LanPeer);
+        const std::string id = std::to_string(::getpid());
+        peer->ns_ = "isrgn" + id;
+        peer->hostDev_ = "gnh" + id;
+        const QString ns = QString::fromStdString(peer->ns_),
+                      host = QString::fromStdString(peer->hostDev_),
+                      there = QString::fromStdString("gnn" + id);
+        const QString net = QString("10.213.%1.").arg(::getpid() % 250);
+        peer->address = (net + "2").toStdString();
+        for (const QStringList& args : std::vector<QStringList>{
+                 {"netns", "add", ns},
+                 {"link", "add", host, "type", "veth", "peer", "name", there, "netns", ns},
+                 {"addr", "add", net + "1/30", "dev", host},
+                 {"link", "set", host, "up"},
+                 {"-n", ns, "link", "set", "lo", "up"},
+                 {"-n", ns, "addr", "add", net + "2/30", "dev", there},
+                 {"-n", ns, "link", "set", there, "up"}}) {
+            auto r = runProcess("ip", args);
+            if (r.exitCode != 0) {
+                *why = "ip " + args.join(' ').toStdString() + ": " + r.err;
+                return nullptr;
+            }
+        }
+        // The server's socket is made inside the namespace (setns applies
+        // to the calling thread only, so a thread of its own).
+        const int nsFd = ::open(("/run/netns/" + peer->ns_).c_str(), O_RDONLY | O_CLOEXEC);
+        std::thread([&] {
+            if (nsFd >= 0 && ::setns(nsFd, CLONE_NEWNET) == 0)
+                peer->server_ = std::make_unique<MarkerServer>();
+        }).join();
+        if (nsFd >= 0)
+            ::close(nsFd);
+        if (!peer->server_ || peer->server_->port() <= 0) {
+            *why = "cannot listen inside network namespace " + peer->ns_;
+            return nullptr;
+        }
+        return peer;
+    }
+    ~LanPeer() {
+        server_.reset();
+        runProcess("ip", {"link", "del", QString::fromStdString(hostDev_)});
+        runProcess("ip", {"netns", "del", QString::fromStdString(ns_)});
+    }
+    MarkerServer& server() { return *server_; }
+    std::string address;
+
+private:
+    LanPeer() = default;
+    static void removeStale() {
+        std::istringstream list(runProcess("ip", {"netns", "list"}).out);
+        for (std::string line; std::getline(list, line);) {
+            const std::string name = line.substr(0, line.find(' '));
+            if (name.rfind("isrgn", 0) != 0 || name.size() == 5 ||
+                name.find_first_not_of("0123456789", 5) != std::string::npos)
+                continue;
+            const std::string pid = name.substr(5);
+            if (::access(("/proc/" + pid).c_str(), F_OK) == 0)
+                continue;
+            runProcess("ip", {"link", "del", QString::fromStdString("gnh" + pid)});
+            runProcess("ip", {"netns", "del", QString::fromStdString(name)});
+        }
+    }
+    std::string ns_, hostDev_;
+    std::unique_ptr<MarkerServer> server_;
+};
+
 } // namespace
 
 class TestGuestNetwork : public QObject {
@@ -166,6 +244,7 @@ class TestGuestNetwork : public QObject {
     TempDir tmp_;
     GuestImage guest_;
     std::string state_;
+    std::unique_ptr<LanPeer> peer_;
 
 private slots:
     void initTestCase() {
@@ -184,7 +263,16 @@ private slots:
         state_ = tmp_.file("state");
         std::filesystem::create_directories(state_);
         std::filesystem::copy_file(guest_.homeImage, tmp_.file("home.ext4"));
+        std::string why;
+        if (haveProgram("ip"))
+            peer_ = LanPeer::create(&why);
+        else
+            why = "no ip (iproute2)";
+        if (!peer_)
+            qInfo("no other host on a LAN to try: %s", why.c_str());
     }
+
+    void cleanupTestCase() { peer_.reset(); }
 
     void guestReachesNeitherTheKioskNorItsLan() {
         MarkerServer server;
@@ -222,11 +310,15 @@ private slots:
         QVERIFY2(up.ok() && up->exitStatus == 0, up.ok() ? up->text.c_str() : "no answer");
 
         // The guest's view of the kiosk: slirp's gateway 10.0.2.2 is the
-        // kiosk's 127.0.0.1 (and fec0::2 its ::1); and the kiosk's own
-        // LAN addresses.
-        std::vector<std::string> targets{"10.0.2.2"};
+        // kiosk's 127.0.0.1 (and fec0::2 its ::1); the kiosk's own LAN
+        // addresses; another host on the kiosk's LAN (a private address).
+        struct Target {
+            std::string address;
+            MarkerServer* server;
+        };
+        std::vector<Target> targets{{"10.0.2.2", &server}};
         if (const std::string lan = lanAddress(AF_INET); !lan.empty())
-            targets.push_back(lan);
+            targets.push_back({lan, &server});
         else
             qInfo("this host has no non-loopback IPv4 address");
         if (server.ipv6()) {
@@ -236,34 +328,39 @@ private slots:
                                  "ip -6 route add default via fec0::2",
                                  30s);
             if (up6.ok() && up6->exitStatus == 0) {
-                targets.push_back("fec0::2");
+                targets.push_back({"fec0::2", &server});
                 if (const std::string lan6 = lanAddress(AF_INET6); !lan6.empty())
-                    targets.push_back(lan6);
+                    targets.push_back({lan6, &server});
             } else {
                 qInfo("the guest has no IPv6: only IPv4 is tried (%s)",
                       up6.ok() ? up6->text.c_str() : "no answer");
             }
         }
-        const std::string port = std::to_string(server.port());
+        if (peer_)
+            targets.push_back({peer_->address, &peer_->server()});
         // busybox nc, not wget: the static busybox's wget crashes in this
         // guest (no NSS files), nc takes the numeric address as it is.
-        auto fetch = [&](const std::string& address) {
-            return shell.run("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | timeout 20 nc " + address +
-                                 " " + port + " 2>&1",
+        auto fetch = [&](const Target& target) {
+            return shell.run("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | timeout 20 nc " +
+                                 target.address + " " + std::to_string(target.server->port()) +
+                                 " 2>&1",
                              60s);
+        };
+        auto answered = [&] {
+            return server.answered() + (peer_ ? peer_->server().answered() : 0);
         };
 
         // The filter is loaded: refused at once (a TCP reset, not a timeout).
         for (const auto& target : targets) {
             auto r = fetch(target);
             QVERIFY2(r.ok(), r.ok() ? "" : r.error().describe().c_str());
-            qInfo("with the filter, %s: status %d, %s", target.c_str(), r->exitStatus,
+            qInfo("with the filter, %s: status %d, %s", target.address.c_str(), r->exitStatus,
                   r->text.c_str());
-            QVERIFY2(r->exitStatus != 0, target.c_str());
+            QVERIFY2(r->exitStatus != 0, target.address.c_str());
             QVERIFY2(r->text.find(kMarker) == std::string::npos, r->text.c_str());
             QVERIFY2(r->text.find("refused") != std::string::npos, r->text.c_str());
         }
-        QCOMPARE(server.answered(), 0);
+        QCOMPARE(answered(), 0);
 
         // Control: without the table the same guest gets through. A VM
         // started meanwhile by another process on this machine (another
@@ -279,12 +376,12 @@ private slots:
                 qInfo("another process loaded the table again during the control; again");
             }
             QVERIFY2(r.ok(), r.ok() ? "" : r.error().describe().c_str());
-            qInfo("without the filter, %s: status %d, %s", target.c_str(), r->exitStatus,
+            qInfo("without the filter, %s: status %d, %s", target.address.c_str(), r->exitStatus,
                   r->text.c_str());
             QVERIFY2(r->exitStatus == 0 && r->text.find(kMarker) != std::string::npos,
                      r->text.c_str());
         }
-        QCOMPARE(server.answered(), int(targets.size()));
+        QCOMPARE(answered(), int(targets.size()));
         QVERIFY(booted->destroy().ok());
     }
 
