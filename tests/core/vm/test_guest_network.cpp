@@ -6,11 +6,12 @@
 // (slirp's names for this host's 127.0.0.1 and ::1), to this host's own
 // LAN addresses (IPv4 and IPv6, when it has them) and to another host on a
 // private LAN (a network namespace behind a veth pair, 10.213.N.2, when
-// `ip netns` works): all refused at once, and nothing reaches the servers. Control: with the table deleted, the same
-// connections from the same running guest arrive, so the filter is what
-// stopped them. A filter that cannot be loaded makes Hypervisor::open fail
-// unless allowUnfiltered. (The store's addresses, the other ranges and the
-// rules' order are checked in test_guest_egress.)
+// `ip netns` works): all refused at once, and nothing reaches the servers.
+// Control: with the table deleted, the same connections from the same
+// running guest arrive, so the filter is what stopped them. A filter that
+// cannot be loaded makes Hypervisor::open fail unless allowUnfiltered.
+// (The store's addresses, the other ranges and the rules' order are
+// checked in test_guest_egress.)
 //
 // Skips unless root, with nft, QEMU and libvirt's QEMU driver. Runs alone
 // (RUN_SERIAL): the control deletes the machine-wide table that a VM boot in
