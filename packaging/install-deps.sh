@@ -65,6 +65,7 @@ vm=(
   ovmf
   swtpm
   swtpm-tools
+  nftables   # core/vm/egress: the guest network filter (root); tests/reliability: packet loss
 )
 # The demo/test guest is built from these at run time (kernel + busybox
 # initramfs, ext4 home disk made with mke2fs -d, no loop mounts).
@@ -100,7 +101,6 @@ test_tools=(
   radosgw
   iproute2
   procps
-  nftables   # tests/reliability/test_network_faults: packet loss (the kernel may lack netem)
   cage       # packaging/test-deb.sh: the .deb depends on it (kiosk compositor)
   man-db     # packaging/test-deb.sh: man -w
 )

@@ -3,6 +3,7 @@
 #include "parcel/parcel.h"
 #include "util/hardening.h"
 #include "util/size.h"
+#include "vm/vm.h"
 
 #include <algorithm>
 #include <charconv>
@@ -161,6 +162,17 @@ Status apply(KioskFile& f, const std::string& key, std::string_view v) {
             flag = false;
         else
             return Error(Errc::InvalidArgument, "must be yes or no");
+    } else if (key == "guest_may_reach_store" || key == "allow_unfiltered_guest_network") {
+        bool& flag =
+            key == "guest_may_reach_store" ? c.guestMayReachStore : c.allowUnfilteredGuestNetwork;
+        if (v == "yes")
+            flag = true;
+        else if (v == "no")
+            flag = false;
+        else
+            return Error(Errc::InvalidArgument, "must be yes or no");
+    } else if (key == "guest_allowed_networks") {
+        ISR_TRY_ASSIGN(c.guestAllowedNetworks, vm::parseNetworkList(v));
     } else if (key == "parcel") {
         ISR_TRY_STATUS(parcel::validateName("parcel name", v));
         f.ui.parcel = std::string(v);

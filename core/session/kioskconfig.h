@@ -24,6 +24,12 @@
 //                           store; without it only s3s:// (TLS) and file stores
 //   allow_unencrypted_swap  yes | no (default no): start sessions although
 //                           swap that is not encrypted is active
+//   guest_may_reach_store   yes | no (default no): the guest's network may
+//                           reach the store's host (core/vm, egress.h)
+//   guest_allowed_networks  IP networks the guest may reach although private
+//                           (10.1.0.0/16, fd12::/48; commas or blanks)
+//   allow_unfiltered_guest_network  yes | no (default no): as root, start VMs
+//                           although the guest network filter cannot be loaded
 // Anything else (unknown key, bad value, duplicate, missing '=') is refused
 // with an InvalidArgument error naming the file, line and key.
 #include "session/session.h"

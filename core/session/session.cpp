@@ -832,6 +832,10 @@ Result<std::unique_ptr<Session>> Session::create(KioskConfig config, Listener li
                    cache::ChunkCache::open(config.stateDir + "/cache", config.cacheCapBytes));
     ISR_TRY_ASSIGN(auto host,
                    kioskHostConfig(config.stateDir, config.guestDir, config.accelerator));
+    host.guestNetwork.storeHosts = {vm::storeHostFromUrl(config.storeUrl)};
+    host.guestNetwork.mayReachStore = config.guestMayReachStore;
+    host.guestNetwork.allowedNetworks = config.guestAllowedNetworks;
+    host.guestNetwork.allowUnfiltered = config.allowUnfilteredGuestNetwork;
     ISR_TRY_ASSIGN(impl->hypervisor, vm::Hypervisor::open(host));
     if (impl->hypervisor->reapedAtOpen() > 0) {
         ISR_LOG_WARN("session") << "reaped " << impl->hypervisor->reapedAtOpen()

@@ -252,6 +252,15 @@ struct KioskConfig {
     // kiosk.conf allow_unencrypted_swap: create() refuses a host with
     // unencrypted swap unless set (checkKioskHost, kioskconfig.h).
     bool allowUnencryptedSwap = false;
+    // The guest's network (vm::GuestNetworkPolicy, issue #16 item 4): as
+    // root, the guest reaches the internet only, not the store (unless
+    // guest_may_reach_store), not private ranges (except
+    // guest_allowed_networks, canonical CIDRs); create() and every start
+    // fail when the filter cannot be loaded unless
+    // allow_unfiltered_guest_network.
+    bool guestMayReachStore = false;
+    std::vector<std::string> guestAllowedNetworks;
+    bool allowUnfilteredGuestNetwork = false;
 };
 
 class Session {

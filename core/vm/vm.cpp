@@ -5,8 +5,10 @@
 
 #include "util/log.h"
 #include "vm/confinement.h"
+#include "vm/egress.h"
 #include "vm/libvirt_host.h"
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -107,8 +109,10 @@ Result<std::unique_ptr<Hypervisor>> Hypervisor::open(HostConfig config) {
     std::string uri = config.uri;
     bool embedded = uri.empty();
     std::shared_ptr<const QemuAccount> qemu;
+    std::string embeddedRoot;
     if (embedded) {
         ISR_TRY_ASSIGN(std::string root, embeddedRootFor(config.stateDir));
+        embeddedRoot = root;
         ISR_TRY_STATUS(bindEmbeddedRoot(root));
         ISR_TRY_ASSIGN(std::optional<QemuAccount> account, qemuAccount());
         if (account) {
@@ -150,6 +154,19 @@ Result<std::unique_ptr<Hypervisor>> Hypervisor::open(HostConfig config) {
     ISR_LOG_INFO(kLog) << "connected to " << uri << ", accelerator " << acceleratorName(accel);
     std::unique_ptr<Hypervisor> hv(new Hypervisor(std::move(config), std::move(conn), uri, accel));
     hv->qemu_ = std::move(qemu);
+    hv->embeddedRoot_ = std::move(embeddedRoot);
+    if (embedded && !hv->qemu_) {
+        // Not root: QEMU runs as this process's own user, whose sockets
+        // (the store's, the kiosk's) cannot be told from the guest's by uid.
+        static std::atomic<bool> warned{false};
+        if (!warned.exchange(true)) {
+            ISR_LOG_WARN(kLog) << "not running as root: QEMU shares this process's uid, so the "
+                                  "guest network cannot be filtered (the guest reaches this "
+                                  "host's loopback services and its network); run as root for "
+                                  "the filter (README, security model)";
+        }
+    }
+    ISR_TRY_STATUS(hv->applyGuestNetworkPolicy());
     if (embedded) {
         ISR_TRY_ASSIGN(int reaped, hv->reapAll());
         hv->reaped_ = reaped;
@@ -225,6 +242,37 @@ Status Hypervisor::prepareQemuAccess(const VmSpec& spec) const {
     return {};
 }
 
+// The guest network filter (egress.h), when QEMU runs as isr-qemu. Loaded
+// at open() and again before every boot and restore: resolv.conf, the
+// kiosk's own addresses (DHCP) and the store's (DNS) may have changed since.
+// A filter that cannot be loaded stops the VM from starting unless the
+// configuration accepts an unfiltered guest (allowUnfiltered): the guest
+// would otherwise quietly reach the kiosk's loopback services and LAN.
+Status Hypervisor::applyGuestNetworkPolicy() {
+    if (!qemu_) // not root (warned at open), or another URI's own libvirt
+        return {};
+    const GuestNetworkPolicy& policy = config_.guestNetwork;
+    Status st = installGuestEgress(qemu_->uid, policy, embeddedRoot_ + "/etc/guest-egress.nft");
+    egressFiltered_ = st.ok();
+    if (st.ok())
+        return {};
+    if (st.error().code == Errc::InvalidArgument) // a bad allowed network
+        return st;
+    if (policy.allowUnfiltered) {
+        ISR_LOG_WARN(kLog) << "guest network NOT filtered (allowed by configuration): "
+                           << st.error().message;
+        return {};
+    }
+    const char* remedy = st.error().code == Errc::Unsupported
+                             ? ". Install nftables (with a kernel that has nf_tables), or set "
+                             : ". Fix that, or set ";
+    return Error(Errc::Unsupported,
+                 "the guest's network cannot be limited to the internet: " + st.error().message +
+                     remedy +
+                     "allow_unfiltered_guest_network = yes in kiosk.conf to accept that guests "
+                     "reach this kiosk's own services and network");
+}
+
 // A missing firmware package is NotFound naming it, before libvirt's own
 // less helpful error; the UEFI variable store must be in place.
 Status Hypervisor::checkFirmwareFiles(const VmSpec& spec) const {
@@ -247,6 +295,7 @@ Result<Vm> Hypervisor::boot(const VmSpec& spec) {
     ISR_TRY_STATUS(checkFirmwareFiles(spec));
     ISR_TRY_STATUS(refuseRunning(spec.name));
     ISR_TRY_STATUS(prepareQemuAccess(spec));
+    ISR_TRY_STATUS(applyGuestNetworkPolicy());
     DomainPtr dom(virDomainCreateXML(conn_->conn, xml.c_str(), VIR_DOMAIN_NONE));
     if (!dom)
         return libvirtError("starting VM " + spec.name);
@@ -268,6 +317,7 @@ Result<Vm> Hypervisor::restore(const std::string& savePath, const VmSpec& spec) 
     ISR_TRY_STATUS(checkFirmwareFiles(spec));
     ISR_TRY_STATUS(refuseRunning(spec.name));
     ISR_TRY_STATUS(prepareQemuAccess(spec));
+    ISR_TRY_STATUS(applyGuestNetworkPolicy());
     if (virDomainRestoreFlags(conn_->conn, savePath.c_str(), xml.c_str(), VIR_DOMAIN_SAVE_RUNNING) <
         0)
         return libvirtError("restoring VM " + spec.name + " from " + savePath);

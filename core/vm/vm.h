@@ -21,6 +21,7 @@
 #include "util/posix.h"
 #include "util/result.h"
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -97,6 +98,35 @@ Result<std::string> embeddedRootFor(const std::string& stateDir);
 // A fresh random UUID for a new parcel's VM.
 std::string newUuid();
 
+// What the guest's user-mode network may reach (issue #16 item 4;
+// core/vm/README.md "Guest network", egress.h). Enforced with an nftables table when this
+// process is root (QEMU runs as isr-qemu): the internet, DNS to the kiosk's
+// resolvers, not the kiosk itself, not private ranges or the kiosk's
+// subnets, not the store. Not root: QEMU has the kiosk's own uid and
+// nothing can be enforced (open() logs a warning).
+struct GuestNetworkPolicy {
+    // Host names or addresses of the parcel store (storeHostFromUrl): refused
+    // to the guest unless mayReachStore.
+    std::vector<std::string> storeHosts;
+    bool mayReachStore = false;
+    // Private or LAN destinations the guest may reach anyway ("10.1.0.0/16",
+    // "fd12::/48"; parseNetworkList's items). Never the kiosk's own addresses.
+    std::vector<std::string> allowedNetworks;
+    // As root: start VMs although the filter cannot be loaded (no nft, a
+    // kernel without nf_tables). Default: open(), boot() and restore() fail
+    // with Unsupported saying so.
+    bool allowUnfiltered = false;
+};
+
+// The host of a network store's URL, for GuestNetworkPolicy::storeHosts
+// ("s3://host:port/b" -> "host", "s3s://[fd00::1]/b" -> "fd00::1"); empty
+// for a file store.
+std::string storeHostFromUrl(std::string_view url);
+// A list of IP networks or addresses separated by commas and/or blanks
+// ("10.1.0.0/16, fd12::/48 192.0.2.7"), canonical (host bits cleared, a
+// bare address /32 or /128); InvalidArgument naming a bad item.
+Result<std::vector<std::string>> parseNetworkList(std::string_view text);
+
 struct HostConfig {
     // The kiosk's state directory. libvirt's root is <stateDir>/libvirt; the
     // VM's sockets must live below stateDir.
@@ -114,6 +144,7 @@ struct HostConfig {
     // Save files hold the guest's memory in plaintext: by default save()
     // refuses a directory that is not memory-backed (tmpfs/ramfs).
     bool allowDiskBackedSaveFiles = false;
+    GuestNetworkPolicy guestNetwork;
 };
 
 enum class VmState { Running, Paused, ShutOff, Crashed, Other };
@@ -219,6 +250,9 @@ public:
     const HostConfig& config() const { return config_; }
     const std::string& uri() const { return uri_; }
     int reapedAtOpen() const { return reaped_; }
+    // True when the guest network filter (egress.h) was loaded for this
+    // hypervisor's VMs: root, embedded driver, nft worked.
+    bool guestNetworkFiltered() const { return egressFiltered_; }
 
     // Refuses absurd or unsafe specs with InvalidArgument (see README).
     Status validate(const VmSpec& spec) const;
@@ -251,6 +285,7 @@ private:
     Status checkFirmwareFiles(const VmSpec& spec) const;
     std::string domainLogPath(const std::string& name) const;
     Status prepareQemuAccess(const VmSpec& spec) const;
+    Status applyGuestNetworkPolicy();
     Hypervisor(HostConfig config, std::unique_ptr<Connection> conn, std::string uri,
                Accelerator accel);
     HostConfig config_;
@@ -258,6 +293,8 @@ private:
     std::string uri_;
     Accelerator accel_ = Accelerator::Tcg;
     int reaped_ = 0;
+    std::atomic<bool> egressFiltered_{false}; // boot/restore may run on any thread
+    std::string embeddedRoot_;                // empty for another URI
     // Set when this process is root and QEMU runs as isr-qemu (embedded root).
     std::shared_ptr<const QemuAccount> qemu_;
 };

@@ -428,6 +428,34 @@ private slots:
         QVERIFY(checkKioskHost(f->session, swaps, sys).ok());
     }
 
+    // Issue #16 item 4: the guest network keys.
+    void guestNetworkKeys() {
+        auto f = parseKioskConfig("", "kiosk.conf");
+        QVERIFY(f.ok());
+        QVERIFY(!f->session.guestMayReachStore);
+        QVERIFY(!f->session.allowUnfilteredGuestNetwork);
+        QVERIFY(f->session.guestAllowedNetworks.empty());
+        f = parseKioskConfig("guest_may_reach_store = yes\n"
+                             "allow_unfiltered_guest_network = yes\n"
+                             "guest_allowed_networks = 10.20.1.7/16, fd12:3456::1/48 192.0.2.9\n",
+                             "kiosk.conf");
+        QVERIFY2(f.ok(), f.ok() ? "" : f.error().message.c_str());
+        QVERIFY(f->session.guestMayReachStore);
+        QVERIFY(f->session.allowUnfilteredGuestNetwork);
+        // Canonical: host bits cleared, a bare address is one host.
+        const std::vector<std::string> want{"10.20.0.0/16", "fd12:3456::/48", "192.0.2.9/32"};
+        QCOMPARE(f->session.guestAllowedNetworks, want);
+        for (const char* bad :
+             {"guest_allowed_networks = 10.0.0.0/33\n", "guest_allowed_networks = printer.lan\n",
+              "guest_allowed_networks = 10.0.0.0/\n", "guest_may_reach_store = maybe\n",
+              "allow_unfiltered_guest_network = 1\n"}) {
+            auto r = parseKioskConfig(bad, "kiosk.conf");
+            QVERIFY2(!r.ok(), bad);
+            QCOMPARE(r.error().code, Errc::InvalidArgument);
+            QVERIFY2(r.error().message.find("kiosk.conf:1: ") == 0, r.error().message.c_str());
+        }
+    }
+
     void exampleFileParses() {
         auto f = parseKioskConfig(
             [] {
