@@ -64,7 +64,8 @@ const std::vector<std::string_view>& kioskConfigKeys() {
         "failure_idle_timeout", "escape_chord",     "accelerator",
         "screen_size",    "audio",                  "device_allow_list",
         "hoard_bandwidth", "virtual_keyboard",      "kiosk_id",
-        "parcel",
+        "parcel",         "guest_may_reach_store",  "guest_allowed_networks",
+        "allow_unfiltered_guest_network",
     };
     return keys;
 }

@@ -553,6 +553,7 @@ struct Session::Impl {
                 // QEMU is gone (crashed or killed): nothing to save, and
                 // retrying cannot help. Drop the dead VM so abandon()
                 // releases the parcel for the next resume.
+                deleteVmLog(*machine);
                 machine.reset();
                 return fail(
                     facts(Stage::Suspending, FailureCause::VmGoneAtSave, ErrorKind::VmFailed),
@@ -572,6 +573,7 @@ struct Session::Impl {
             ::unlink(savePath.c_str()); // a partial save only takes space
             return fail(storageFacts(Stage::Suspending, scratch), why);
         }
+        deleteVmLog(*machine); // the VM is stopped: its log goes now
         machine.reset();
         memorySaved = true;
         ISR_TRY_STATUS(injected(ISR_FAULT_POINT("session.save.after"), Stage::Suspending));
