@@ -103,8 +103,8 @@ double since(Clock::time_point t) {
 // state.json): 1 GiB guest with 96 MiB filled, 48 MiB written to the disk, a
 // tenth of both rewritten between suspends.
 constexpr double kWalkupMemoryChunks = 4099;
-constexpr double kWalkupMemoryImageBytes = 259608851;   // plaintext of the image
-constexpr double kWalkupMemoryCipherBytes = 93997358;   // = a cold resume's download
+constexpr double kWalkupMemoryImageBytes = 259608851;    // plaintext of the image
+constexpr double kWalkupMemoryCipherBytes = 93997358;    // = a cold resume's download
 constexpr double kWalkupMemoryNewCipherBytes = 13256850; // not in the previous version
 constexpr double kWalkupDiskChunks = 529;                // non-zero: the hot set
 constexpr double kWalkupDiskCipherBytes = 27981325;
@@ -130,15 +130,15 @@ struct Shape {
     static Shape scaled(double scale) {
         Shape s;
         s.memoryChunks = std::max(8u, unsigned(std::lround(kWalkupMemoryChunks / scale)));
-        s.memoryNew = std::max(
-            1u, unsigned(std::lround(s.memoryChunks * kWalkupMemoryNewCipherBytes /
-                                     kWalkupMemoryCipherBytes)));
+        s.memoryNew =
+            std::max(1u, unsigned(std::lround(s.memoryChunks * kWalkupMemoryNewCipherBytes /
+                                              kWalkupMemoryCipherBytes)));
         const double avg = kWalkupMemoryImageBytes / kWalkupMemoryChunks;
         s.memoryMaxBytes = std::uint32_t(2 * avg) - s.memoryMinBytes;
         s.memoryRandomMax = 2 * kWalkupMemoryCipherBytes / kWalkupMemoryImageBytes;
         s.hotChunks = std::max(2u, unsigned(std::lround(kWalkupDiskChunks / scale)));
-        s.diskChunks = std::max(
-            s.hotChunks, unsigned(std::lround(kWalkupDiskSize / kChunkSize / scale)));
+        s.diskChunks =
+            std::max(s.hotChunks, unsigned(std::lround(kWalkupDiskSize / kChunkSize / scale)));
         s.diskNew = std::max(1u, unsigned(std::lround(s.hotChunks * kWalkupDiskChangedShare)));
         s.diskRandomMax = 2 * kWalkupDiskCipherBytes / (kWalkupDiskChunks * kChunkSize);
         return s;
@@ -280,7 +280,7 @@ RetryLog retryLog;
 
 struct CpuSample {
     Clock::time_point at;
-    std::map<std::string, double> seconds; // process name -> CPU seconds so far
+    std::map<std::string, double> seconds;    // process name -> CPU seconds so far
     double machineBusy = 0, machineTotal = 0; // /proc/stat jiffies
 };
 
@@ -613,7 +613,7 @@ Status setUpStore(FleetStore& fleet, const Shape& shape, unsigned users) {
 struct SessionRecord {
     unsigned kiosk = 0, user = 0;
     bool cold = false;
-    double start = 0;                             // on the bench clock
+    double start = 0;                            // on the bench clock
     double signIn = 0, checkOut = 0, memory = 0; // store time per step, seconds
     double hotSet = 0, upload = 0, commit = 0;
     double resume = 0; // sign-in .. memory image streamed (what the first frame waits for)
@@ -627,8 +627,8 @@ struct RunResult {
     double wall = 0;
     std::vector<SessionRecord> sessions;
     std::uint64_t refused = 0, refusedRequests = 0, retries = 0, warnings = 0;
-    std::vector<std::string> errors;    // sessions that failed
-    std::vector<std::string> problems;  // lost data, overlapping holds (after the run)
+    std::vector<std::string> errors;   // sessions that failed
+    std::vector<std::string> problems; // lost data, overlapping holds (after the run)
     std::vector<std::string> logSamples;
     std::map<std::string, CpuMonitor::Usage> cpu;
     std::map<std::string, long> rssKiB;
@@ -709,8 +709,8 @@ private:
     Outcome session(SessionRecord& rec, std::string& error, std::uint64_t& requestsOut) {
         rec.kiosk = index_;
         rec.user = user_;
-        rec.cold = sessions_ == 0 || std::uniform_real_distribution<double>(0, 1)(rng_) <
-                                         config_.coldShare;
+        rec.cold = sessions_ == 0 ||
+                   std::uniform_real_distribution<double>(0, 1)(rng_) < config_.coldShare;
         auto failed = [&](const std::string& step, const Error& e) {
             error = step + ": " + e.describe();
             return Outcome::Failed;
@@ -787,11 +787,11 @@ private:
             same = base.version == state.committed && base.digest == state.digest;
         }
         if (!same)
-            return leave(failed("checkout", Error(Errc::Corrupt,
-                                                  "the store serves version " +
-                                                      std::to_string(base.version) +
-                                                      ", the last commit was version " +
-                                                      std::to_string(lastCommitted))));
+            return leave(
+                failed("checkout", Error(Errc::Corrupt, "the store serves version " +
+                                                            std::to_string(base.version) +
+                                                            ", the last commit was version " +
+                                                            std::to_string(lastCommitted))));
         if (auto chain = parcels.verifyChain(kParcel, base, base.version - 1, 8); !chain.ok())
             return leave(failed("chain", chain.error()));
         lease.startHeartbeat(std::chrono::milliseconds(config_.heartbeatMs),
@@ -804,8 +804,7 @@ private:
         });
         const std::string fifo = scratchDir_ + "/restore.fifo";
         auto stream = session::RestoreStream::start(
-            base.memory, fifo, [&source](const chunk::ChunkName& n) { return source.get(n); },
-            {});
+            base.memory, fifo, [&source](const chunk::ChunkName& n) { return source.get(n); }, {});
         if (!stream.ok())
             return leave(failed("restore stream", stream.error()));
         // The streamer is a thread of its own; this one reads, like QEMU.
@@ -820,11 +819,10 @@ private:
         for (const auto& r : base.memory)
             imageBytes += r.length;
         if (drained != imageBytes)
-            return leave(failed("memory image",
-                                Error(Errc::Corrupt, "read " + std::to_string(drained) +
-                                                         " bytes of a " +
-                                                         std::to_string(imageBytes) +
-                                                         "-byte image")));
+            return leave(
+                failed("memory image",
+                       Error(Errc::Corrupt, "read " + std::to_string(drained) + " bytes of a " +
+                                                std::to_string(imageBytes) + "-byte image")));
         rec.memory = since(t2);
         rec.resume = since(t0);
 
@@ -973,10 +971,10 @@ void checkUsers(FleetStore& fleet, unsigned users, RunResult& result) {
                     }
                     auto latest = parcels.latest(kParcel);
                     if (!latest.ok() || *latest != u.committed) {
-                        problem("newest version " +
-                                (latest.ok() ? std::to_string(*latest)
-                                             : latest.error().describe()) +
-                                ", last committed " + std::to_string(u.committed));
+                        problem(
+                            "newest version " +
+                            (latest.ok() ? std::to_string(*latest) : latest.error().describe()) +
+                            ", last committed " + std::to_string(u.committed));
                     } else if (auto m = parcels.manifest(kParcel, *latest);
                                !m.ok() || m->digest != u.digest) {
                         problem("version " + std::to_string(*latest) +
@@ -1143,8 +1141,8 @@ std::string tables(const std::vector<RunResult>& runs) {
                       "%7.3f %7.3f %6.2f\n",
                       r.store.c_str(), r.users, r.kiosks, r.sessions.size(), s.perMinute,
                       ratio(s.perMinute, b.perMinute), s.resumeP50, s.resumeP99,
-                      ratio(s.resumeP50, b.resumeP50), s.coldP50, s.warmP50, s.hotP50,
-                      s.leaveP50, s.leaveP99, ratio(s.leaveP50, b.leaveP50));
+                      ratio(s.resumeP50, b.resumeP50), s.coldP50, s.warmP50, s.hotP50, s.leaveP50,
+                      s.leaveP99, ratio(s.leaveP50, b.leaveP50));
         out << line;
     }
     out << "\nSteps (p50 seconds), traffic per session (mean), retries, errors, locks:\n";
@@ -1169,8 +1167,8 @@ std::string tables(const std::vector<RunResult>& runs) {
     }
     out << "\nCPU (cores of the machine, mean / busiest second) and memory:\n";
     std::snprintf(line, sizeof line, "%-5s %4s | %-11s %-11s %-11s %-11s | %-11s | %5s %7s %8s\n",
-                  "store", "N", "bench", "radosgw", "ceph-osd", "ceph-mon", "machine busy",
-                  "load1", "rgw MiB", "bench MiB");
+                  "store", "N", "bench", "radosgw", "ceph-osd", "ceph-mon", "machine busy", "load1",
+                  "rgw MiB", "bench MiB");
     out << line;
     for (const auto& r : runs) {
         auto cell = [&](const std::string& name) {
@@ -1189,11 +1187,10 @@ std::string tables(const std::vector<RunResult>& runs) {
                                                       : CpuMonitor::Usage{};
         char m[32];
         std::snprintf(m, sizeof m, "%3.0f%%/%3.0f%%", busy.meanCores * 100, busy.peakCores * 100);
-        std::snprintf(line, sizeof line,
-                      "%-5s %4u | %-11s %-11s %-11s %-11s | %-11s | %5.1f %7.0f %8.0f\n",
-                      r.store.c_str(), r.users, cell("bench").c_str(), cell("rgw").c_str(),
-                      cell("osd").c_str(), cell("mon").c_str(), m, r.loadAverage, rss("rgw"),
-                      rss("bench"));
+        std::snprintf(
+            line, sizeof line, "%-5s %4u | %-11s %-11s %-11s %-11s | %-11s | %5.1f %7.0f %8.0f\n",
+            r.store.c_str(), r.users, cell("bench").c_str(), cell("rgw").c_str(),
+            cell("osd").c_str(), cell("mon").c_str(), m, r.loadAverage, rss("rgw"), rss("bench"));
         out << line;
     }
     return out.str();
@@ -1257,8 +1254,8 @@ std::string resultsJson(const Config& c, const Shape& shape, double argonSeconds
             const SessionRecord& x = r.sessions[k];
             o << "  [" << x.kiosk << "," << x.user << "," << int(x.cold) << "," << x.start << ","
               << x.signIn << "," << x.checkOut << "," << x.memory << "," << x.hotSet << ","
-              << x.upload << "," << x.commit << "," << x.resume << "," << x.leave << ","
-              << x.down << "," << x.up << "," << x.requests << "," << x.version << "]"
+              << x.upload << "," << x.commit << "," << x.resume << "," << x.leave << "," << x.down
+              << "," << x.up << "," << x.requests << "," << x.version << "]"
               << (k + 1 < r.sessions.size() ? ",\n" : "\n");
         }
         o << " ]}" << (i + 1 < runs.size() ? ",\n" : "\n");
@@ -1280,20 +1277,21 @@ int main(int argc, char** argv) {
     const unsigned maxUsers = *std::max_element(config.users.begin(), config.users.end());
     retryLog.install();
 
-    std::printf("bench_fleet: users %s; %.0f s a run; scale 1/%.0f of the walk-up parcel: memory "
-                "%u chunks (%u new a session), disk %u chunks of 128 KiB, %u hot (%u rewritten a "
-                "session); cold share %.2f; +%.0f%% contending kiosks; heartbeat %d ms; think %d "
-                "ms\n",
-                [&] {
-                    std::string s;
-                    for (auto u : config.users)
-                        s += (s.empty() ? "" : ",") + std::to_string(u);
-                    return s;
-                }()
-                    .c_str(),
-                config.seconds, config.scale, shape.memoryChunks, shape.memoryNew,
-                shape.diskChunks, shape.hotChunks, shape.diskNew, config.coldShare,
-                config.contendShare * 100, config.heartbeatMs, config.thinkMs);
+    std::printf(
+        "bench_fleet: users %s; %.0f s a run; scale 1/%.0f of the walk-up parcel: memory "
+        "%u chunks (%u new a session), disk %u chunks of 128 KiB, %u hot (%u rewritten a "
+        "session); cold share %.2f; +%.0f%% contending kiosks; heartbeat %d ms; think %d "
+        "ms\n",
+        [&] {
+            std::string s;
+            for (auto u : config.users)
+                s += (s.empty() ? "" : ",") + std::to_string(u);
+            return s;
+        }()
+            .c_str(),
+        config.seconds, config.scale, shape.memoryChunks, shape.memoryNew, shape.diskChunks,
+        shape.hotChunks, shape.diskNew, config.coldShare, config.contendShare * 100,
+        config.heartbeatMs, config.thinkMs);
 
     // Argon2id at the store default, once: what each sign-in would add on
     // the kiosk's own CPU (not in the figures).
@@ -1360,7 +1358,8 @@ int main(int argc, char** argv) {
     std::printf("\n%s", table.c_str());
     if (!config.out.empty()) {
         fs::create_directories(config.out);
-        std::ofstream(config.out + "/results.json") << resultsJson(config, shape, argonSeconds, runs);
+        std::ofstream(config.out + "/results.json")
+            << resultsJson(config, shape, argonSeconds, runs);
         std::ofstream(config.out + "/table.txt") << table;
         std::printf("\nwrote %s/results.json and table.txt\n", config.out.c_str());
     }
@@ -1374,9 +1373,13 @@ int main(int argc, char** argv) {
         std::printf("\nFAILED: %zu session errors, %zu problems after the runs (lost data, "
                     "overlapping locks), %zu sessions\n",
                     errors, problems, sessions);
+        std::fflush(stdout);
         return 1;
     }
     std::printf("\nOK: %zu sessions, every user's parcel checked clean, no lock held twice\n",
                 sessions);
+    // Now: removing the file store's tens of thousands of files takes
+    // minutes on a disk that discards on unlink.
+    std::fflush(stdout);
     return 0;
 }
