@@ -88,13 +88,17 @@ class TestKeyRotation : public QObject {
         auto names = p.list();
         if (!names.ok())
             qFatal("list: %s", why(names.error()).c_str());
-        for (const auto& name : *names)
-            for (auto n : *p.versions(name)) {
+        for (const auto& name : *names) {
+            const auto versions = p.versions(name);
+            if (!versions.ok())
+                qFatal("versions: %s", why(versions.error()).c_str());
+            for (auto n : *versions) {
                 auto m = p.manifest(name, n);
                 if (!m.ok())
                     qFatal("%s", why(m.error()).c_str());
                 out[name + "/" + std::to_string(n)] = *m->digest;
             }
+        }
         return out;
     }
 
@@ -106,9 +110,16 @@ class TestKeyRotation : public QObject {
         only.convergence = crypto::Secret::random(crypto::kKeySize);
         Parcels p(*store_, std::move(only));
         std::size_t opened = 0;
-        for (const auto& name : *p.list())
-            for (auto n : *p.versions(name))
+        const auto names = p.list();
+        if (!names.ok())
+            qFatal("list: %s", why(names.error()).c_str());
+        for (const auto& name : *names) {
+            const auto versions = p.versions(name);
+            if (!versions.ok())
+                qFatal("versions: %s", why(versions.error()).c_str());
+            for (auto n : *versions)
                 opened += p.manifest(name, n).ok() ? 1 : 0;
+        }
         return opened;
     }
 
@@ -228,7 +239,7 @@ private slots:
         const pid_t child = ::fork();
         QVERIFY(child >= 0);
         if (child == 0) {
-            if (!fault::arm(spec.toStdString() + ":kill").ok())
+            if (!fault::arm(spec.toStdString()).ok()) // kill is the default mode
                 ::_exit(3);
             auto r = changePassword(*store_, user, kOld, kNew);
             ::_exit(r.ok() ? 0 : 4);
@@ -330,7 +341,8 @@ private slots:
         auto late = kiosk.commit("open", next, {});
         QVERIFY(!late.ok());
         QCOMPARE(late.error().code, Errc::AuthFailed);
-        QVERIFY(!now.versions("open")->empty() && now.versions("open")->back() == 4);
+        const auto versions = now.versions("open");
+        QVERIFY(versions.ok() && versions->back() == 4);
         fsckClean(user, kNew);
     }
 
