@@ -162,8 +162,8 @@ int userPasswd(const std::vector<std::string>& argv) {
             if (!again.ok() || *again != *newPassword)
                 return fail("the passwords do not match", kExitUsage);
         }
-        report =
-            parcel::changePassword(**s, user, *oldPassword, *newPassword, options, terminalProgress());
+        report = parcel::changePassword(**s, user, *oldPassword, *newPassword, options,
+                                        terminalProgress());
     }
     if (!report.ok())
         return fail(report.error());

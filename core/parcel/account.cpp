@@ -278,11 +278,11 @@ static constexpr int kAccountFormatRotating = 2;
 static constexpr std::size_t kMaxPreviousMasters = 32;
 
 std::string encodeAccountObject(const AccountObject& account) {
-    json::Object fields{{"format", account.previousMasterIds.empty() ? kFormatVersion
-                                                                     : kAccountFormatRotating},
-                        {"user", account.user},
-                        {"kdf", kdfToJson(account.kdf)},
-                        {"sealed", toHex(account.sealed)}};
+    json::Object fields{
+        {"format", account.previousMasterIds.empty() ? kFormatVersion : kAccountFormatRotating},
+        {"user", account.user},
+        {"kdf", kdfToJson(account.kdf)},
+        {"sealed", toHex(account.sealed)}};
     if (!account.masterId.empty())
         fields["master_id"] = account.masterId;
     if (!account.previousMasterIds.empty()) {
@@ -390,7 +390,8 @@ Result<UserSecrets> unsealSecrets(const crypto::Secret& kek, const std::string& 
         if (!previous->isArray() || previous->asArray().size() > kMaxPreviousMasters)
             return Error(Errc::Corrupt, "bad previous_masters in the account of '" + user + "'");
         for (const auto& hex : previous->asArray()) {
-            auto bytes = hex.isString() ? fromHex(hex.asString()) : Result<Bytes>(Error(Errc::Corrupt, "not a string"));
+            auto bytes = hex.isString() ? fromHex(hex.asString())
+                                        : Result<Bytes>(Error(Errc::Corrupt, "not a string"));
             if (!bytes.ok() || bytes->size() != crypto::kKeySize)
                 return Error(Errc::Corrupt, "bad previous master key in account");
             s.previousMasters.push_back(crypto::Secret::copyOf(*bytes));
@@ -433,8 +434,8 @@ Result<OpenedAccount> openAccount(store::Store& store, const std::string& user,
         for (std::size_t i = 0; match && i < secrets.previousMasters.size(); ++i)
             match = doc->doc.previousMasterIds[i] == masterId(secrets.previousMasters[i]);
         if (!match)
-            return Error(Errc::Corrupt, "the account of '" + user +
-                                            "' names other keys in clear than it seals");
+            return Error(Errc::Corrupt,
+                         "the account of '" + user + "' names other keys in clear than it seals");
     }
     return OpenedAccount{std::move(*doc), std::move(secrets), std::move(kek)};
 }

@@ -91,8 +91,7 @@ Bytes Parcels::seal(const std::string& parcel, std::uint64_t n, const Manifest& 
     return sealPlaintext(parcel, n, encodeManifest(m));
 }
 
-Bytes Parcels::sealPlaintext(const std::string& parcel, std::uint64_t n,
-                             ByteView plaintext) const {
+Bytes Parcels::sealPlaintext(const std::string& parcel, std::uint64_t n, ByteView plaintext) const {
     return crypto::seal(secrets_.master, plaintext,
                         asBytes(manifestAssociatedData(user(), parcel, n)));
 }

@@ -141,9 +141,8 @@ private slots:
                  killed.err.c_str());
         QCOMPARE(run({"parcel", "list", "alice", "--password-stdin"}, "new-secret\n").exitCode, 1);
         QCOMPARE(run({"fsck", "--user", "alice", "--password-stdin"}, "tmp-secret\n").exitCode, 0);
-        auto finished =
-            run({"user", "passwd", "alice", "--finish", "--password-stdin", "--json"},
-                "tmp-secret\n");
+        auto finished = run({"user", "passwd", "alice", "--finish", "--password-stdin", "--json"},
+                            "tmp-secret\n");
         QCOMPARE(finished.exitCode, 0);
         auto doc = isr::json::parse(finished.out);
         QVERIFY2(doc.ok(), finished.out.c_str());

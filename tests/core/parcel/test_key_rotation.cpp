@@ -178,8 +178,7 @@ private slots:
         QVERIFY(acc.ok());
         QCOMPARE(acc->masterId, masterId(s->master));
         QVERIFY(acc->previousMasterIds.empty());
-        QVERIFY(asString(*store_->get(accountKey(user))).find("\"format\":1") !=
-                std::string::npos);
+        QVERIFY(asString(*store_->get(accountKey(user))).find("\"format\":1") != std::string::npos);
         {
             // Same plaintexts (so chains and kiosks' records hold), new seals.
             Parcels p(*store_, std::move(*s));
