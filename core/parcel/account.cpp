@@ -4,8 +4,10 @@
 #include "util/fault.h"
 #include "util/log.h"
 
+#include <algorithm>
 #include <cstring>
 #include <ctime>
+#include <set>
 
 namespace isr::parcel {
 
@@ -562,40 +564,53 @@ Result<RotationReport> completeRotation(store::Store& store, OpenedAccount& open
     }
     const std::string user = opened.secrets.user;
     Parcels parcels(store, cloneSecrets(opened.secrets));
-    ISR_TRY_ASSIGN(std::vector<std::string> names, parcels.list());
-    std::vector<std::pair<std::string, std::vector<std::uint64_t>>> work;
+    // Progress counts versions; the total is what the first listing shows
+    // and grows with what later listings add.
     std::uint64_t total = 0, done = 0;
-    for (const auto& name : names) {
-        auto versions = parcels.versions(name);
-        if (!versions.ok()) {
-            if (versions.error().code == Errc::NotFound)
-                continue; // removed since listed
-            return std::move(versions).error();
+    std::set<std::string> seen;
+    for (;;) {
+        // Listed again until a listing shows no parcel not yet handled: a
+        // parcel created meanwhile is handled too.
+        ISR_TRY_ASSIGN(std::vector<std::string> names, parcels.list());
+        std::vector<std::string> fresh;
+        for (auto& name : names)
+            if (seen.insert(name).second)
+                fresh.push_back(std::move(name));
+        if (fresh.empty())
+            break;
+        for (const auto& name : fresh)
+            if (auto listed = parcels.versions(name); listed.ok())
+                total += listed->size();
+        for (const auto& name : fresh) {
+            // The lock first, then the versions: a session that held the
+            // lock committed before it released it, so its version is
+            // listed below; a session that locks the parcel later signed
+            // in after the account changed (Parcels::lock refuses the
+            // others) and commits under the new master.
+            ISR_TRY_ASSIGN(std::optional<LockInfo> holder, parcels.readLock(name));
+            if (holder) {
+                report.locked.emplace_back(name, *holder);
+                continue;
+            }
+            auto versions = parcels.versions(name);
+            if (!versions.ok()) {
+                if (versions.error().code == Errc::NotFound)
+                    continue; // removed since listed
+                return std::move(versions).error();
+            }
+            total = std::max(total, done + versions->size());
+            ResealCounts counts;
+            const std::size_t unreadableBefore = report.unreadable.size();
+            for (std::uint64_t n : *versions) {
+                ISR_TRY_STATUS(resealVersion(store, parcels, name, n, counts, report.unreadable));
+                if (progress)
+                    progress("reseal", ++done, total);
+            }
+            report.versionsResealed += counts.resealed;
+            report.versionsAlreadyNew += counts.alreadyNew;
+            if (report.unreadable.size() == unreadableBefore)
+                report.parcels++;
         }
-        total += versions->size();
-        work.emplace_back(name, std::move(*versions));
-    }
-    for (const auto& [name, versions] : work) {
-        // Checked before the parcel's versions: a session that locks it
-        // later signed in after the account changed (Parcels::lock refuses
-        // the others) and so commits under the new master.
-        ISR_TRY_ASSIGN(std::optional<LockInfo> holder, parcels.readLock(name));
-        if (holder) {
-            report.locked.emplace_back(name, *holder);
-            done += versions.size();
-            continue;
-        }
-        ResealCounts counts;
-        const std::size_t unreadableBefore = report.unreadable.size();
-        for (std::uint64_t n : versions) {
-            ISR_TRY_STATUS(resealVersion(store, parcels, name, n, counts, report.unreadable));
-            if (progress)
-                progress("reseal", ++done, total);
-        }
-        report.versionsResealed += counts.resealed;
-        report.versionsAlreadyNew += counts.alreadyNew;
-        if (report.unreadable.size() == unreadableBefore)
-            report.parcels++;
     }
     if (!report.locked.empty() || !report.unreadable.empty())
         return report; // previous masters stay: something may still need them

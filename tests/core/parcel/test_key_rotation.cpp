@@ -12,6 +12,7 @@
 //  - new S3 credentials replace the sealed ones; the account's format.
 #include "parcel/parcel.h"
 #include "session/seen_versions.h"
+#include "store/counting_store.h"
 #include "teststore.h"
 #include "testsupport.h"
 #include "util/fault.h"
@@ -19,11 +20,14 @@
 
 #include <QFile>
 #include <QTest>
+#include <atomic>
+#include <functional>
 #include <map>
 #include <random>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <utility>
 
 using namespace isr;
 using namespace isr::parcel;
@@ -35,6 +39,26 @@ constexpr const char* kNew = "new password";
 std::string why(const Error& e) {
     return e.describe();
 }
+// The test's store with a hook run once, after the rotation's first
+// re-sealed version is written: what other writers do meanwhile.
+struct Counters {
+    std::atomic<std::uint64_t> down{0}, up{0};
+};
+class HookStore : private Counters, public store::CountingStore {
+public:
+    HookStore(std::unique_ptr<store::Store> inner, std::function<void()> hook)
+        : CountingStore(std::move(inner), down, up), hook_(std::move(hook)) {}
+    Result<std::string> putIfMatch(const std::string& key, ByteView data,
+                                   const std::string& expectedTag) override {
+        auto r = CountingStore::putIfMatch(key, data, expectedTag);
+        if (hook_ && key.find("/versions/") != std::string::npos)
+            std::exchange(hook_, {})();
+        return r;
+    }
+
+private:
+    std::function<void()> hook_;
+};
 } // namespace
 
 class TestKeyRotation : public QObject {
@@ -342,6 +366,49 @@ private slots:
         QCOMPARE(late.error().code, Errc::AuthFailed);
         const auto versions = now.versions("open");
         QVERIFY(versions.ok() && versions->back() == 4);
+        fsckClean(user, kNew);
+    }
+
+    // Writers during the rotation. A session that held `lab` since before
+    // the change commits under the old master and releases the lock while
+    // the rotation works on `desk`; a writer signed in before the change
+    // creates a parcel. The rotation reads each lock before listing that
+    // parcel's versions and lists the parcels again at the end, so both
+    // new versions are re-sealed and it finishes with nothing under the old
+    // master.
+    void writersDuringRotation() {
+        if (ts_->url().rfind("file://", 0) != 0)
+            QSKIP("opens a second FileStore on the test store's directory");
+        const std::string user = makeUser();
+        Parcels early = ts_->signedIn(user, kOld);
+        threeVersions(early, "desk");
+        threeVersions(early, "lab");
+        auto lock = early.lock("lab", "gate-3", false);
+        QVERIFY(lock.ok() && lock->acquired);
+        LockInfo mine = lock->lock;
+        bool hookRan = false;
+        auto inner = store::openStore(ts_->url());
+        QVERIFY(inner.ok());
+        HookStore hooked(std::move(*inner), [&] {
+            hookRan = true;
+            if (commitOn(early, "lab", 5) != 4 || !early.unlock("lab", mine).ok())
+                qFatal("the session's save failed");
+            VmSpec vm;
+            auto late = early.create("late", vm, 1 << 20, 4096, "isrctl");
+            if (!late.ok())
+                qFatal("create: %s", why(late.error()).c_str());
+        });
+        auto report = changePassword(hooked, user, kOld, kNew);
+        QVERIFY2(report.ok(), report.ok() ? "" : why(report.error()).c_str());
+        QVERIFY(hookRan);
+        QVERIFY(report->finished);
+        QVERIFY(report->locked.empty());
+        QCOMPARE(report->parcels, std::uint64_t(3));
+        QCOMPARE(report->versionsResealed, std::uint64_t(8));
+        auto s = signIn(*store_, user, kNew);
+        QVERIFY(s.ok() && s->previousMasters.empty());
+        QCOMPARE(openUnder(user, s->master), std::size_t(8));
+        QCOMPARE(openUnder(user, early.secrets().master), std::size_t(0));
         fsckClean(user, kNew);
     }
 
