@@ -59,6 +59,31 @@ int storeInit(const std::vector<std::string>& argv) {
     return kExitOk;
 }
 
+// --s3-access-key KEY --s3-secret-key-file FILE: a user's own S3 write
+// credentials (the secret from a file: never on the command line).
+Result<store::Credentials> s3KeysFromArgs(const Args& args) {
+    store::Credentials s3;
+    auto access = args.option("s3-access-key");
+    auto file = args.option("s3-secret-key-file");
+    if (!access || access->empty())
+        return Error(Errc::InvalidArgument, "--s3-secret-key-file needs --s3-access-key");
+    if (!file)
+        return Error(Errc::InvalidArgument, "--s3-access-key needs --s3-secret-key-file");
+    s3.accessKey = *access;
+    std::FILE* f = std::fopen(file->c_str(), "r");
+    if (!f)
+        return Error(Errc::Io, "cannot read " + *file);
+    char buf[256] = {};
+    if (std::fgets(buf, sizeof buf, f))
+        s3.secretKey = buf;
+    std::fclose(f);
+    while (!s3.secretKey.empty() && (s3.secretKey.back() == '\n' || s3.secretKey.back() == '\r'))
+        s3.secretKey.pop_back();
+    if (s3.secretKey.empty())
+        return Error(Errc::InvalidArgument, *file + " holds no secret key");
+    return s3;
+}
+
 int userAdd(const std::vector<std::string>& argv) {
     auto args = Args::parse(argv, kFlags);
     if (!args.ok())
@@ -82,20 +107,11 @@ int userAdd(const std::vector<std::string>& argv) {
     }
     store::Credentials s3;
     if (auto access = args->option("s3-access-key")) {
-        s3.accessKey = *access;
-        auto file = args->option("s3-secret-key-file");
-        if (!file)
-            return fail("--s3-access-key needs --s3-secret-key-file", kExitUsage);
-        std::FILE* f = std::fopen(file->c_str(), "r");
-        if (!f)
-            return fail("cannot read " + *file);
-        char buf[256] = {};
-        if (std::fgets(buf, sizeof buf, f))
-            s3.secretKey = buf;
-        std::fclose(f);
-        while (!s3.secretKey.empty() &&
-               (s3.secretKey.back() == '\n' || s3.secretKey.back() == '\r'))
-            s3.secretKey.pop_back();
+        auto read = s3KeysFromArgs(*args);
+        if (!read.ok())
+            return fail(read.error().message,
+                        read.error().code == Errc::InvalidArgument ? kExitUsage : kExitFailed);
+        s3 = std::move(*read);
     }
     auto st = parcel::createAccount(**s, user, *password, s3);
     if (!st.ok())
@@ -105,32 +121,91 @@ int userAdd(const std::vector<std::string>& argv) {
 }
 
 int userPasswd(const std::vector<std::string>& argv) {
-    auto args = Args::parse(argv, kFlags);
+    auto args = Args::parse(argv, {"json", "password-stdin", "finish"});
     if (!args.ok())
         return fail(args.error().message, kExitUsage);
-    if (int rc = checkUsage(*args, 1, 1, kStoreOptions, "user passwd"))
+    if (int rc = checkUsage(*args, 1, 1, {"store", "s3-access-key", "s3-secret-key-file"},
+                            "user passwd"))
         return rc;
     const std::string& user = args->positional()[0];
+    const bool finish = args->flag("finish");
+    parcel::PasswordChangeOptions options;
+    if (args->option("s3-access-key") || args->option("s3-secret-key-file")) {
+        if (finish)
+            return fail("--finish changes no password and no keys", kExitUsage);
+        auto s3 = s3KeysFromArgs(*args);
+        if (!s3.ok())
+            return fail(s3.error().message,
+                        s3.error().code == Errc::InvalidArgument ? kExitUsage : kExitFailed);
+        options.s3 = std::move(*s3);
+    }
     auto s = openStoreFromArgs(*args);
     if (!s.ok())
         return fail(s.error());
-    // With --password-stdin: the old password on the first line, the new on the second.
     bool piped = args->flag("password-stdin");
-    auto oldPassword = readPassword("Current password for " + user + ": ", piped);
-    if (!oldPassword.ok())
-        return fail(oldPassword.error().message, kExitUsage);
-    auto newPassword = readPassword("New password: ", piped);
-    if (!newPassword.ok())
-        return fail(newPassword.error().message, kExitUsage);
-    if (!piped) {
-        auto again = readPassword("Repeat the new password: ", false);
-        if (!again.ok() || *again != *newPassword)
-            return fail("the passwords do not match", kExitUsage);
+    Result<parcel::RotationReport> report = Error(Errc::Internal, "unset");
+    if (finish) {
+        auto password = readPassword("Password for " + user + ": ", piped);
+        if (!password.ok())
+            return fail(password.error().message, kExitUsage);
+        report = parcel::finishKeyRotation(**s, user, *password, terminalProgress());
+    } else {
+        // With --password-stdin: the old password on the first line, the new on the second.
+        auto oldPassword = readPassword("Current password for " + user + ": ", piped);
+        if (!oldPassword.ok())
+            return fail(oldPassword.error().message, kExitUsage);
+        auto newPassword = readPassword("New password: ", piped);
+        if (!newPassword.ok())
+            return fail(newPassword.error().message, kExitUsage);
+        if (!piped) {
+            auto again = readPassword("Repeat the new password: ", false);
+            if (!again.ok() || *again != *newPassword)
+                return fail("the passwords do not match", kExitUsage);
+        }
+        report = parcel::changePassword(**s, user, *oldPassword, *newPassword, options,
+                                        terminalProgress());
     }
-    auto st = parcel::changePassword(**s, user, *oldPassword, *newPassword);
-    if (!st.ok())
-        return fail(st.error());
-    std::printf("changed the password of %s\n", user.c_str());
+    if (!report.ok())
+        return fail(report.error());
+    if (args->flag("json")) {
+        json::Array locked;
+        for (const auto& [parcel, holder] : report->locked)
+            locked.emplace_back(json::Object{{"parcel", parcel},
+                                             {"kiosk", holder.kiosk},
+                                             {"since", holder.since},
+                                             {"heartbeat", holder.heartbeat}});
+        json::Array unreadable;
+        for (const auto& key : report->unreadable)
+            unreadable.emplace_back(key);
+        printJson(json::Object{{"user", user},
+                               {"password_changed", !finish},
+                               {"finished", report->finished},
+                               {"parcels", report->parcels},
+                               {"versions_resealed", report->versionsResealed},
+                               {"versions_already_new", report->versionsAlreadyNew},
+                               {"locked", std::move(locked)},
+                               {"unreadable", std::move(unreadable)}});
+    } else {
+        if (!finish)
+            std::printf("changed the password of %s and replaced its master key\n", user.c_str());
+        std::printf("re-sealed %llu version(s) under the new master key (%llu already were)\n",
+                    (unsigned long long)report->versionsResealed,
+                    (unsigned long long)report->versionsAlreadyNew);
+        for (const auto& [parcel, holder] : report->locked)
+            std::printf("parcel %s is open at kiosk %s (since %lld): its versions stay readable "
+                        "with the old key until the rotation is finished\n",
+                        parcel.c_str(), holder.kiosk.c_str(), (long long)holder.since);
+        for (const auto& key : report->unreadable)
+            std::printf("%s opens with no key of the account (damaged?): left alone; see "
+                        "'isrctl fsck --user %s'\n",
+                        key.c_str(), user.c_str());
+        if (report->finished)
+            std::printf("key rotation finished: no old master key is left in the account\n");
+        else
+            std::printf("key rotation NOT finished: the old master key stays in the account; "
+                        "run 'isrctl user passwd --finish %s' when those parcels are closed\n",
+                        user.c_str());
+    }
     return kExitOk;
 }
 
@@ -284,12 +359,26 @@ CommandRegistration regUserAdd({
 CommandRegistration regUserPasswd({
     .name = "user passwd",
     .args = "USER",
-    .summary = "change a user's password",
+    .summary = "change a user's password and rotate the master key",
     .run = userPasswd,
     .options = {{"--store URL", "the parcel store (default $ISR_STORE)"},
                 {"--password-stdin", "read the old password from stdin's first line, the new "
-                                     "one from its second"}},
-    .details = "Chunks are not re-encrypted: the password seals only the account's keys.",
+                                     "one from its second (with --finish: the password)"},
+                {"--finish", "only finish an interrupted or partial key rotation (prompts for "
+                             "the current password)"},
+                {"--s3-access-key KEY", "replace the user's own S3 write key sealed in the "
+                                        "account (make the new RGW key first, revoke the old "
+                                        "one after)"},
+                {"--s3-secret-key-file FILE", "the file holding the new key's secret"},
+                {"--json", "print the report as JSON"}},
+    .details =
+        "A new random master key replaces the old one: every version of every parcel is "
+        "re-sealed under it, and the account drops the old key when none is left under it, so "
+        "the old password with an old copy of the account opens nothing the store holds. A "
+        "parcel open at a kiosk is skipped (the kiosk saves under the key it signed in with): "
+        "run --finish after it is closed. A kill leaves everything readable with the new "
+        "password; --finish completes it. Chunks are not re-encrypted (the convergence secret "
+        "stays).",
 });
 CommandRegistration regFsck({
     .name = "fsck",

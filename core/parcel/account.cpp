@@ -1,10 +1,13 @@
 // Names, store marker and accounts.
 #include "crypto/crypto.h"
 #include "parcel/parcel.h"
+#include "util/fault.h"
 #include "util/log.h"
 
+#include <algorithm>
 #include <cstring>
 #include <ctime>
+#include <set>
 
 namespace isr::parcel {
 
@@ -191,22 +194,49 @@ Bytes sealSecrets(const crypto::Secret& kek, const std::string& user, const User
         inner["s3_access"] = s.s3.accessKey;
         inner["s3_secret"] = s.s3.secretKey;
     }
+    if (!s.previousMasters.empty()) {
+        json::Array previous;
+        for (const auto& m : s.previousMasters)
+            previous.emplace_back(toHex(m.view()));
+        inner["previous_masters"] = std::move(previous);
+    }
     std::string plain = json::Value(std::move(inner)).dump();
     WipeOnExit wipe{plain};
     return crypto::seal(kek, asBytes(plain), asBytes(accountAd(user)));
 }
 
-Status writeAccount(store::Store& store, const std::string& user, const crypto::KdfParams& params,
-                    ByteView sealed, bool create) {
-    std::string text =
-        encodeAccountObject(AccountObject{user, params, Bytes(sealed.begin(), sealed.end())});
-    if (create) {
-        auto st = store.putIfAbsent(accountKey(user), asBytes(text));
-        if (!st.ok() && st.error().code == Errc::AlreadyExists)
-            return Error(Errc::AlreadyExists, "user '" + user + "' already exists");
-        return st;
-    }
-    return store.put(accountKey(user), asBytes(text));
+AccountObject accountObjectFor(const std::string& user, const crypto::KdfParams& params,
+                               ByteView sealed, const UserSecrets& secrets) {
+    AccountObject a;
+    a.user = user;
+    a.kdf = params;
+    a.sealed.assign(sealed.begin(), sealed.end());
+    a.masterId = masterId(secrets.master);
+    for (const auto& m : secrets.previousMasters)
+        a.previousMasterIds.push_back(masterId(m));
+    return a;
+}
+
+Status createAccountObject(store::Store& store, const AccountObject& account) {
+    std::string text = encodeAccountObject(account);
+    auto st = store.putIfAbsent(accountKey(account.user), asBytes(text));
+    if (!st.ok() && st.error().code == Errc::AlreadyExists)
+        return Error(Errc::AlreadyExists, "user '" + account.user + "' already exists");
+    return st;
+}
+
+// Every rewrite of an existing account is conditional on the tag it was
+// read with: two password changes (or a change and a rotation's last step)
+// cannot clobber each other -- the second gets Conflict and writes nothing.
+Result<std::string> replaceAccountObject(store::Store& store, const AccountObject& account,
+                                         const std::string& tag) {
+    std::string text = encodeAccountObject(account);
+    auto newTag = store.putIfMatch(accountKey(account.user), asBytes(text), tag);
+    if (!newTag.ok() && newTag.error().code == Errc::Conflict)
+        return Error(Errc::Conflict, "the account of '" + account.user +
+                                         "' changed while it was being rewritten (another "
+                                         "password change?); nothing was written by this one");
+    return newTag;
 }
 
 // Default-parameter work for an unknown user, so that "no such user" and
@@ -234,14 +264,35 @@ Status createAccount(store::Store& store, const std::string& user, std::string_v
     secrets.s3 = s3;
     ISR_TRY_ASSIGN(crypto::Secret kek, crypto::deriveKey(password, params));
     Bytes sealed = sealSecrets(kek, user, secrets);
-    return writeAccount(store, user, params, sealed, /*create=*/true);
+    return createAccountObject(store, accountObjectFor(user, params, sealed, secrets));
 }
 
+std::string masterId(const crypto::Secret& master) {
+    crypto::Hash h = crypto::keyedHash(master.view(), asBytes(std::string("isr-master-id-v1")));
+    return toHex(ByteView(h.data(), 16));
+}
+
+// Format 1, or 2 while previous masters exist (an unfinished rotation):
+// an older isr, which would sign in and then find versions it cannot open,
+// refuses a format-2 account instead ("account format 2"). A finished
+// rotation writes format 1 again.
+static constexpr int kAccountFormatRotating = 2;
+static constexpr std::size_t kMaxPreviousMasters = 32;
+
 std::string encodeAccountObject(const AccountObject& account) {
-    json::Object fields{{"format", kFormatVersion},
-                        {"user", account.user},
-                        {"kdf", kdfToJson(account.kdf)},
-                        {"sealed", toHex(account.sealed)}};
+    json::Object fields{
+        {"format", account.previousMasterIds.empty() ? kFormatVersion : kAccountFormatRotating},
+        {"user", account.user},
+        {"kdf", kdfToJson(account.kdf)},
+        {"sealed", toHex(account.sealed)}};
+    if (!account.masterId.empty())
+        fields["master_id"] = account.masterId;
+    if (!account.previousMasterIds.empty()) {
+        json::Array ids;
+        for (const auto& id : account.previousMasterIds)
+            ids.emplace_back(id);
+        fields["previous_master_ids"] = std::move(ids);
+    }
     fields["check"] = accountChecksum(fields);
     return json::Value(std::move(fields)).dump() + "\n";
 }
@@ -256,7 +307,7 @@ Result<AccountObject> parseAccountObject(ByteView text) {
     if (!check.ok() || *check != accountChecksum(doc->asObject()))
         return Error(Errc::Corrupt, "account object is damaged (checksum mismatch)");
     ISR_TRY_ASSIGN(std::int64_t format, doc->getInt("format"));
-    if (format != kFormatVersion)
+    if (format != kFormatVersion && format != kAccountFormatRotating)
         return Error(Errc::Unsupported, "account format " + std::to_string(format));
     AccountObject account;
     ISR_TRY_ASSIGN(account.user, doc->getString("user"));
@@ -266,19 +317,48 @@ Result<AccountObject> parseAccountObject(ByteView text) {
     if (!sealed.ok())
         return Error(Errc::Corrupt, "sealed secrets are not hex");
     account.sealed = std::move(*sealed);
+    auto isId = [](const json::Value& v) {
+        return v.isString() && v.asString().size() == 32 && fromHex(v.asString()).ok();
+    };
+    if (const json::Value* id = doc->find("master_id")) {
+        if (!isId(*id))
+            return Error(Errc::Corrupt, "bad master_id");
+        account.masterId = id->asString();
+    }
+    if (const json::Value* ids = doc->find("previous_master_ids")) {
+        if (!ids->isArray() || ids->asArray().empty() ||
+            ids->asArray().size() > kMaxPreviousMasters)
+            return Error(Errc::Corrupt, "bad previous_master_ids");
+        for (const auto& id : ids->asArray()) {
+            if (!isId(id))
+                return Error(Errc::Corrupt, "bad previous_master_ids");
+            account.previousMasterIds.push_back(id.asString());
+        }
+    }
+    // Format 2 exactly when previous masters are named, and both need the
+    // current master's name.
+    if ((format == kAccountFormatRotating) != !account.previousMasterIds.empty() ||
+        (!account.previousMasterIds.empty() && account.masterId.empty()))
+        return Error(Errc::Corrupt, "account format " + std::to_string(format) +
+                                        " does not match its previous_master_ids");
     return account;
 }
 
 namespace {
-Result<AccountObject> readAccountDoc(store::Store& store, const std::string& user) {
-    ISR_TRY_ASSIGN(Bytes raw, store.get(accountKey(user)));
-    auto account = parseAccountObject(raw);
+struct TaggedAccount {
+    AccountObject doc;
+    std::string tag;
+};
+
+Result<TaggedAccount> readAccountDoc(store::Store& store, const std::string& user) {
+    ISR_TRY_ASSIGN(store::TaggedObject raw, store.getTagged(accountKey(user)));
+    auto account = parseAccountObject(raw.data);
     if (!account.ok())
         return std::move(account).error().context("account of '" + user + "'");
     if (account->user != user)
         return Error(Errc::Corrupt, "account belongs to '" + account->user + "'")
             .context("account of '" + user + "'");
-    return account;
+    return TaggedAccount{std::move(*account), std::move(raw.tag)};
 }
 
 Result<UserSecrets> unsealSecrets(const crypto::Secret& kek, const std::string& user,
@@ -308,12 +388,31 @@ Result<UserSecrets> unsealSecrets(const crypto::Secret& kek, const std::string& 
         s.s3.accessKey = *a;
     if (auto k = doc->getString("s3_secret"); k.ok())
         s.s3.secretKey = *k;
+    if (const json::Value* previous = doc->find("previous_masters")) {
+        if (!previous->isArray() || previous->asArray().size() > kMaxPreviousMasters)
+            return Error(Errc::Corrupt, "bad previous_masters in the account of '" + user + "'");
+        for (const auto& hex : previous->asArray()) {
+            auto bytes = hex.isString() ? fromHex(hex.asString())
+                                        : Result<Bytes>(Error(Errc::Corrupt, "not a string"));
+            if (!bytes.ok() || bytes->size() != crypto::kKeySize)
+                return Error(Errc::Corrupt, "bad previous master key in account");
+            s.previousMasters.push_back(crypto::Secret::copyOf(*bytes));
+            crypto::wipe(*bytes);
+        }
+    }
     return s;
 }
-} // namespace
 
-Result<UserSecrets> signIn(store::Store& store, const std::string& user,
-                           std::string_view password) {
+// The account as read (with its tag), its secrets and the key that seals
+// them: what a rewrite of the account needs without a second Argon2id run.
+struct OpenedAccount {
+    TaggedAccount account;
+    UserSecrets secrets;
+    crypto::Secret kek;
+};
+
+Result<OpenedAccount> openAccount(store::Store& store, const std::string& user,
+                                  std::string_view password) {
     if (!validateName("user name", user).ok()) {
         burnEquivalentWork(store, user, password);
         return Error(Errc::AuthFailed, "wrong user name or password");
@@ -330,19 +429,264 @@ Result<UserSecrets> signIn(store::Store& store, const std::string& user,
         }
         return std::move(doc).error();
     }
-    ISR_TRY_ASSIGN(crypto::Secret kek, crypto::deriveKey(password, doc->kdf));
-    return unsealSecrets(kek, user, doc->sealed);
+    ISR_TRY_ASSIGN(crypto::Secret kek, crypto::deriveKey(password, doc->doc.kdf));
+    ISR_TRY_ASSIGN(UserSecrets secrets, unsealSecrets(kek, user, doc->doc.sealed));
+    // The clear names must be the sealed keys' names (or absent: an account
+    // from before rotation). A store that edits them can only make kiosks
+    // refuse (a denial it can have anyway); a mismatch says so.
+    if (!doc->doc.masterId.empty()) {
+        bool match = doc->doc.masterId == masterId(secrets.master) &&
+                     doc->doc.previousMasterIds.size() == secrets.previousMasters.size();
+        for (std::size_t i = 0; match && i < secrets.previousMasters.size(); ++i)
+            match = doc->doc.previousMasterIds[i] == masterId(secrets.previousMasters[i]);
+        if (!match)
+            return Error(Errc::Corrupt,
+                         "the account of '" + user + "' names other keys in clear than it seals");
+    }
+    return OpenedAccount{std::move(*doc), std::move(secrets), std::move(kek)};
+}
+} // namespace
+
+Result<UserSecrets> signIn(store::Store& store, const std::string& user,
+                           std::string_view password) {
+    ISR_TRY_ASSIGN(OpenedAccount opened, openAccount(store, user, password));
+    return std::move(opened.secrets);
 }
 
-Status changePassword(store::Store& store, const std::string& user, std::string_view oldPassword,
-                      std::string_view newPassword) {
+// ---- password change and key rotation -------------------------------------
+//
+// Issue #16 item 7. A password change rotates the master key, so that the
+// old account object with the old password opens nothing the store holds
+// once the rotation is finished. Decisions (FORMAT.md, "Key rotation"):
+//
+//  - The account is rewritten first, in one conditional write (put-if-match
+//    on the tag read at sign-in): sealed under the new password, a fresh
+//    random master, the old master(s) kept as previous_masters. From then
+//    on the new password opens everything and the old one nothing (no
+//    window in which neither works), and every reader tries master, then
+//    each previous master (Parcels::openVersion).
+//  - Then each version object is re-sealed under the new master: opened
+//    with whichever known master opens it, sealed anew, written over the
+//    object with put-if-match on the tag it was read with (a version gc
+//    removed meanwhile is not brought back), read back and checked. The
+//    plaintext does not change, so parent_digest chains, kiosks' records of
+//    the versions they saw and chunk keys stay valid. A version that no
+//    known master opens is left alone and reported (damaged: fsck).
+//  - A parcel whose lock is held is skipped: the kiosk holding it signed in
+//    before the change and commits under the master it has, which stays a
+//    previous master until the parcel is done. A kiosk that signed in
+//    before the change and locks later is refused at lock ("sign in
+//    again", Parcels::lock), so skipping by the lock is enough for kiosks.
+//  - Only when every version of every parcel is under the new master is the
+//    account rewritten without previous_masters (put-if-match again, with
+//    the key derived at the start: no second Argon2id run). A kill anywhere
+//    leaves an account the new password opens with every master still
+//    needed; finishKeyRotation (isrctl user passwd --finish) redoes what is
+//    left (versions already under the new master are only read).
+//  - The convergence secret, the chunks and their keys do not change:
+//    rotating it means re-encrypting and re-chunking every version (not
+//    built; FORMAT.md says what it would take).
+
+namespace {
+
+UserSecrets cloneSecrets(const UserSecrets& s) {
+    UserSecrets c;
+    c.user = s.user;
+    c.master = s.master.clone();
+    c.convergence = s.convergence.clone();
+    c.s3 = s.s3;
+    for (const auto& m : s.previousMasters)
+        c.previousMasters.push_back(m.clone());
+    return c;
+}
+
+struct ResealCounts {
+    std::uint64_t resealed = 0, alreadyNew = 0;
+};
+
+// One version: re-sealed under the master if a previous master seals it.
+Status resealVersion(store::Store& store, Parcels& parcels, const std::string& parcel,
+                     std::uint64_t n, ResealCounts& counts, std::vector<std::string>& unreadable) {
+    const std::string key = versionKey(parcels.user(), parcel, n);
+    auto raw = store.getTagged(key);
+    if (!raw.ok()) {
+        if (raw.error().code == Errc::NotFound)
+            return {}; // removed since listed (gc retention): nothing to re-seal
+        return std::move(raw).error().context("reading " + key);
+    }
+    bool usedPrevious = false;
+    auto plain = parcels.openVersion(parcel, n, raw->data, &usedPrevious);
+    if (!plain.ok()) {
+        ISR_LOG_WARN("parcel") << "key rotation leaves " << key
+                               << " alone: no key of the account opens it";
+        unreadable.push_back(key);
+        return {};
+    }
+    if (!usedPrevious) {
+        crypto::wipe(*plain);
+        counts.alreadyNew++;
+        return {};
+    }
+    const crypto::Hash want = crypto::hash(*plain);
+    Bytes sealed = parcels.sealPlaintext(parcel, n, *plain);
+    crypto::wipe(*plain);
+    auto tag = store.putIfMatch(key, sealed, raw->tag);
+    if (!tag.ok()) {
+        if (tag.error().code == Errc::Conflict)
+            return {}; // removed or replaced meanwhile (gc); a rerun looks again
+        return std::move(tag).error().context("re-sealing " + key);
+    }
+    ISR_TRY_STATUS(ISR_FAULT_POINT("parcel.rotate.reseal"));
+    // Read back: the new object must open under the new master to the same
+    // plaintext. If not, the old object goes back (the account still holds
+    // the master that seals it) and the rotation stops.
+    auto back = store.get(key);
+    bool backPrevious = true;
+    auto again = back.ok() ? parcels.openVersion(parcel, n, *back, &backPrevious)
+                           : Result<Bytes>(back.error());
+    const bool good = again.ok() && !backPrevious && crypto::hash(*again) == want;
+    if (again.ok())
+        crypto::wipe(*again);
+    if (!good) {
+        (void)store.put(key, raw->data);
+        return Error(Errc::Corrupt, key + " did not read back as written after re-sealing; "
+                                          "the old object was put back");
+    }
+    counts.resealed++;
+    return {};
+}
+
+// Re-seals every version still under a previous master and, if nothing is
+// left, drops the previous masters from the account. `opened` is the
+// account as last written (tag, key, secrets).
+Result<RotationReport> completeRotation(store::Store& store, OpenedAccount& opened,
+                                        const ProgressFn& progress) {
+    RotationReport report;
+    if (opened.secrets.previousMasters.empty()) {
+        report.finished = true;
+        return report;
+    }
+    const std::string user = opened.secrets.user;
+    Parcels parcels(store, cloneSecrets(opened.secrets));
+    // Progress counts versions; the total is what the first listing shows
+    // and grows with what later listings add.
+    std::uint64_t total = 0, done = 0;
+    std::set<std::string> seen;
+    for (;;) {
+        // Listed again until a listing shows no parcel not yet handled: a
+        // parcel created meanwhile is handled too.
+        ISR_TRY_ASSIGN(std::vector<std::string> names, parcels.list());
+        std::vector<std::string> fresh;
+        for (auto& name : names)
+            if (seen.insert(name).second)
+                fresh.push_back(std::move(name));
+        if (fresh.empty())
+            break;
+        for (const auto& name : fresh)
+            if (auto listed = parcels.versions(name); listed.ok())
+                total += listed->size();
+        for (const auto& name : fresh) {
+            // The lock first, then the versions: a session that held the
+            // lock committed before it released it, so its version is
+            // listed below; a session that locks the parcel later signed
+            // in after the account changed (Parcels::lock refuses the
+            // others) and commits under the new master.
+            ISR_TRY_ASSIGN(std::optional<LockInfo> holder, parcels.readLock(name));
+            if (holder) {
+                report.locked.emplace_back(name, *holder);
+                continue;
+            }
+            auto versions = parcels.versions(name);
+            if (!versions.ok()) {
+                if (versions.error().code == Errc::NotFound)
+                    continue; // removed since listed
+                return std::move(versions).error();
+            }
+            total = std::max(total, done + versions->size());
+            ResealCounts counts;
+            const std::size_t unreadableBefore = report.unreadable.size();
+            for (std::uint64_t n : *versions) {
+                ISR_TRY_STATUS(resealVersion(store, parcels, name, n, counts, report.unreadable));
+                if (progress)
+                    progress("reseal", ++done, total);
+            }
+            report.versionsResealed += counts.resealed;
+            report.versionsAlreadyNew += counts.alreadyNew;
+            if (report.unreadable.size() == unreadableBefore)
+                report.parcels++;
+        }
+    }
+    if (!report.locked.empty() || !report.unreadable.empty())
+        return report; // previous masters stay: something may still need them
+    ISR_TRY_STATUS(ISR_FAULT_POINT("parcel.rotate.before-finish"));
+    UserSecrets finished = cloneSecrets(opened.secrets);
+    finished.previousMasters.clear();
+    Bytes sealed = sealSecrets(opened.kek, user, finished);
+    AccountObject account = accountObjectFor(user, opened.account.doc.kdf, sealed, finished);
+    ISR_TRY_ASSIGN(std::string tag, replaceAccountObject(store, account, opened.account.tag));
+    opened.account = TaggedAccount{std::move(account), std::move(tag)};
+    opened.secrets = std::move(finished);
+    report.finished = true;
+    return report;
+}
+
+} // namespace
+
+Result<RotationReport> changePassword(store::Store& store, const std::string& user,
+                                      std::string_view oldPassword, std::string_view newPassword,
+                                      const PasswordChangeOptions& options,
+                                      const ProgressFn& progress) {
     if (newPassword.empty())
         return Error(Errc::InvalidArgument, "the new password must not be empty");
+    if (options.s3 && (options.s3->accessKey.empty() || options.s3->secretKey.empty()))
+        return Error(Errc::InvalidArgument, "new S3 credentials need both keys");
     ISR_TRY_ASSIGN(crypto::KdfParams newParams, storeDefaultKdf(store));
-    ISR_TRY_ASSIGN(UserSecrets secrets, signIn(store, user, oldPassword));
+    ISR_TRY_ASSIGN(OpenedAccount opened, openAccount(store, user, oldPassword));
+    UserSecrets next;
+    next.user = user;
+    next.master = crypto::Secret::random(crypto::kKeySize);
+    next.convergence = opened.secrets.convergence.clone();
+    next.s3 = options.s3 ? *options.s3 : opened.secrets.s3;
+    next.previousMasters.push_back(opened.secrets.master.clone());
+    for (const auto& m : opened.secrets.previousMasters) {
+        bool known = false;
+        for (const auto& k : next.previousMasters)
+            known = known || crypto::equalConstantTime(k.view(), m.view());
+        if (!known)
+            next.previousMasters.push_back(m.clone());
+    }
+    if (next.previousMasters.size() > kMaxPreviousMasters)
+        return Error(Errc::Locked, "the account of '" + user + "' has " +
+                                       std::to_string(kMaxPreviousMasters) +
+                                       " unfinished key rotations; finish them first "
+                                       "('isrctl user passwd --finish " +
+                                       user + "' once its parcels are closed)");
     ISR_TRY_ASSIGN(crypto::Secret kek, crypto::deriveKey(newPassword, newParams));
-    Bytes sealed = sealSecrets(kek, user, secrets);
-    return writeAccount(store, user, newParams, sealed, /*create=*/false);
+    Bytes sealed = sealSecrets(kek, user, next);
+    AccountObject account = accountObjectFor(user, newParams, sealed, next);
+    ISR_TRY_ASSIGN(std::string tag, replaceAccountObject(store, account, opened.account.tag));
+    ISR_LOG_INFO("parcel") << "account of " << user
+                           << " sealed under the new password with a new master key";
+    OpenedAccount now{TaggedAccount{std::move(account), std::move(tag)}, std::move(next),
+                      std::move(kek)};
+    auto report = [&]() -> Result<RotationReport> {
+        ISR_TRY_STATUS(ISR_FAULT_POINT("parcel.rotate.after-account"));
+        return completeRotation(store, now, progress);
+    }();
+    if (!report.ok())
+        return Error(report.error().code,
+                     report.error().message +
+                         " -- the new password is in effect (the old one no longer opens the "
+                         "account); re-sealing the versions under the new key stopped: finish it "
+                         "with 'isrctl user passwd --finish " +
+                         user + "'");
+    return report;
+}
+
+Result<RotationReport> finishKeyRotation(store::Store& store, const std::string& user,
+                                         std::string_view password, const ProgressFn& progress) {
+    ISR_TRY_ASSIGN(OpenedAccount opened, openAccount(store, user, password));
+    return completeRotation(store, opened, progress);
 }
 
 } // namespace isr::parcel

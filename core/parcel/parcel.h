@@ -27,6 +27,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace isr::parcel {
@@ -66,7 +67,19 @@ struct UserSecrets {
     crypto::Secret master;      // seals manifests
     crypto::Secret convergence; // keys the chunk codec and the CDC gear table
     store::Credentials s3;      // the user's own write credentials (S3 stores)
+    // While a key rotation is unfinished (FORMAT.md, "Key rotation"): the
+    // masters some versions may still be sealed under, newest first.
+    // Readers try `master` first, then these; writers seal only under
+    // `master`. Empty once every version is re-sealed.
+    std::vector<crypto::Secret> previousMasters;
 };
+
+// A clear, non-secret name of a master key: 16 bytes of BLAKE2b keyed with
+// the key itself over a fixed label, as hex. The account carries the names
+// of its masters in clear so that a kiosk can tell, without the password,
+// that the user's keys were rotated after it signed in (Parcels::lock,
+// Parcels::commit).
+std::string masterId(const crypto::Secret& master);
 
 // The account's KDF uses the store's default limits (storeDefaultKdf).
 Status createAccount(store::Store& store, const std::string& user, std::string_view password,
@@ -81,6 +94,13 @@ struct AccountObject {
     std::string user;
     crypto::KdfParams kdf;
     Bytes sealed; // the secrets, sealed under the password-derived key
+    // masterId() of the sealed master; empty in accounts written before key
+    // rotation existed (nothing to compare then: those never rotated).
+    std::string masterId;
+    // masterId() of the sealed previous masters (an unfinished rotation).
+    // Non-empty makes the object format 2, which older isr refuses
+    // ("account format 2") instead of failing on manifests it cannot open.
+    std::vector<std::string> previousMasterIds;
 };
 // Corrupt on bad JSON, a checksum mismatch, a missing or ill-typed field or
 // KDF parameters validateKdfParams refuses; Unsupported on another format.
@@ -88,10 +108,7 @@ Result<AccountObject> parseAccountObject(ByteView text);
 // The object's text as written to the store (with its checksum).
 std::string encodeAccountObject(const AccountObject& account);
 
-// Re-seals the same secrets under the new password (fresh salt, the store's
-// current default limits); no chunk or manifest changes.
-Status changePassword(store::Store& store, const std::string& user, std::string_view oldPassword,
-                      std::string_view newPassword);
+// changePassword() and finishKeyRotation() are declared after Parcels.
 
 // ---- VM spec and manifests --------------------------------------------------
 
@@ -287,12 +304,68 @@ public:
     // it or it is free).
     Status unlock(const std::string& parcel, const LockInfo& mine);
 
-private:
+    // The version object's plaintext, opened with `master` or, failing
+    // that, each previous master (an unfinished key rotation). usedPrevious
+    // (optional) says which. Corrupt if no key opens it.
+    Result<Bytes> openVersion(const std::string& parcel, std::uint64_t n, ByteView sealed,
+                              bool* usedPrevious = nullptr) const;
     Bytes seal(const std::string& parcel, std::uint64_t n, const Manifest& m) const;
+    Bytes sealPlaintext(const std::string& parcel, std::uint64_t n, ByteView plaintext) const;
 
+    // The account's clear master names against ours: AuthFailed ("sign in
+    // again") if the account's master is another one than the one we
+    // signed in with -- with allowPrevious, unless ours is one of its
+    // previous masters. An account without names (written before key
+    // rotation existed) or that is missing passes.
+    Status checkKeysCurrent(bool allowPrevious);
+
+private:
     store::Store& store_;
     UserSecrets secrets_;
+    std::string masterId_;
 };
+
+// ---- password change and key rotation ----------------------------------------
+// (FORMAT.md, "Key rotation"; decisions in key_rotation.cpp)
+
+struct PasswordChangeOptions {
+    // Replaces the user's S3 write credentials sealed in the account (the
+    // operator made the new RGW key first; revokes the old one after).
+    std::optional<store::Credentials> s3;
+};
+
+struct RotationReport {
+    std::uint64_t parcels = 0;            // parcels whose every version is under the new master
+    std::uint64_t versionsResealed = 0;   // re-sealed by this run
+    std::uint64_t versionsAlreadyNew = 0; // found under the new master already
+    // Parcels left as they were because a session holds their lock: the
+    // kiosk signed in before the change and commits under the master it
+    // has. finishKeyRotation() later.
+    std::vector<std::pair<std::string, LockInfo>> locked;
+    // Versions no known master opens (damaged): not touched; fsck --user.
+    std::vector<std::string> unreadable;
+    bool finished = false; // every version re-sealed; the previous masters are gone
+};
+
+// Signs in with oldPassword, then seals the account under newPassword
+// (fresh salt, the store's default limits) with a fresh random master key,
+// the old one kept as a previous master, in one conditional write on the
+// account's tag (Conflict if it changed since it was read: another
+// password change; nothing written). Then re-seals every version of every
+// parcel under the new master (finishing as finishKeyRotation does). The
+// convergence secret, and so every chunk, stays. A kill at any point leaves
+// everything readable with the new password; finishKeyRotation completes it.
+Result<RotationReport> changePassword(store::Store& store, const std::string& user,
+                                      std::string_view oldPassword, std::string_view newPassword,
+                                      const PasswordChangeOptions& options = {},
+                                      const ProgressFn& progress = {});
+// Re-seals what an unfinished rotation left (interrupted, or parcels that
+// were locked) and, when every version of every parcel is under the current
+// master, rewrites the account without the previous masters. finished and
+// nothing else set if there was nothing to do.
+Result<RotationReport> finishKeyRotation(store::Store& store, const std::string& user,
+                                         std::string_view password,
+                                         const ProgressFn& progress = {});
 
 // ---- images --------------------------------------------------------------------
 

@@ -11,7 +11,8 @@
 namespace isr::parcel {
 
 Parcels::Parcels(store::Store& store, UserSecrets secrets)
-    : store_(store), secrets_(std::move(secrets)) {}
+    : store_(store), secrets_(std::move(secrets)),
+      masterId_(secrets_.master.empty() ? std::string() : masterId(secrets_.master)) {}
 
 Result<std::vector<std::string>> Parcels::list() {
     std::string prefix = "users/" + user() + "/parcels/";
@@ -87,8 +88,59 @@ Result<std::uint64_t> Parcels::latest(const std::string& parcel) {
 }
 
 Bytes Parcels::seal(const std::string& parcel, std::uint64_t n, const Manifest& m) const {
-    return crypto::seal(secrets_.master, encodeManifest(m),
+    return sealPlaintext(parcel, n, encodeManifest(m));
+}
+
+Bytes Parcels::sealPlaintext(const std::string& parcel, std::uint64_t n, ByteView plaintext) const {
+    return crypto::seal(secrets_.master, plaintext,
                         asBytes(manifestAssociatedData(user(), parcel, n)));
+}
+
+// The master first; then, while a key rotation is unfinished (FORMAT.md,
+// "Key rotation"), each previous master: versions not re-sealed yet, and
+// those a kiosk that signed in before the change committed since. A failed
+// open costs one MAC check, so trying a few keys is cheap.
+Result<Bytes> Parcels::openVersion(const std::string& parcel, std::uint64_t n, ByteView sealed,
+                                   bool* usedPrevious) const {
+    const std::string ad = manifestAssociatedData(user(), parcel, n);
+    if (usedPrevious)
+        *usedPrevious = false;
+    auto plain = crypto::open(secrets_.master, sealed, asBytes(ad));
+    if (plain.ok())
+        return plain;
+    for (const auto& previous : secrets_.previousMasters) {
+        auto old = crypto::open(previous, sealed, asBytes(ad));
+        if (old.ok()) {
+            if (usedPrevious)
+                *usedPrevious = true;
+            return old;
+        }
+    }
+    return Error(Errc::Corrupt, "manifest " + versionKey(user(), parcel, n) +
+                                    " failed verification (damaged, or not this parcel's "
+                                    "version " +
+                                    std::to_string(n) + ")");
+}
+
+Status Parcels::checkKeysCurrent(bool allowPrevious) {
+    if (masterId_.empty())
+        return {};
+    auto raw = store_.get(accountKey(user()));
+    if (!raw.ok()) {
+        if (raw.error().code == Errc::NotFound)
+            return {};
+        return std::move(raw).error().context("reading the account of '" + user() + "'");
+    }
+    auto account = parseAccountObject(*raw);
+    if (!account.ok() || account->masterId.empty() || account->masterId == masterId_)
+        return {};
+    if (allowPrevious)
+        for (const auto& id : account->previousMasterIds)
+            if (id == masterId_)
+                return {};
+    return Error(Errc::AuthFailed,
+                 "the password of '" + user() +
+                     "' was changed (and its keys rotated) after this sign-in: sign in again");
 }
 
 Result<Manifest> Parcels::manifest(const std::string& parcel, std::uint64_t n) {
@@ -97,8 +149,7 @@ Result<Manifest> Parcels::manifest(const std::string& parcel, std::uint64_t n) {
     auto sealed = store_.get(key);
     if (!sealed.ok())
         return std::move(sealed).error().context("manifest " + key);
-    auto plain =
-        crypto::open(secrets_.master, *sealed, asBytes(manifestAssociatedData(user(), parcel, n)));
+    auto plain = openVersion(parcel, n, *sealed);
     if (!plain.ok())
         return Error(Errc::Corrupt, "manifest " + key +
                                         " failed verification (damaged, or not this parcel's "
@@ -266,6 +317,11 @@ Result<std::uint64_t> Parcels::commit(const std::string& parcel, Manifest& m,
     if (m.created == 0)
         m.created = std::time(nullptr);
     ISR_TRY_STATUS(ISR_FAULT_POINT("parcel.commit.before-version"));
+    // Not under a master the account no longer has (a rotation finished
+    // after this sign-in): that version would open with no key the user
+    // has. Under a previous master of an unfinished rotation it may: the
+    // rotation re-seals it later.
+    ISR_TRY_STATUS(checkKeysCurrent(/*allowPrevious=*/true));
     auto st = store_.putIfAbsent(versionKey(user(), parcel, n), seal(parcel, n, m));
     if (!st.ok()) {
         if (st.error().code == Errc::AlreadyExists) {
@@ -410,6 +466,13 @@ Result<LockAttempt> Parcels::lock(const std::string& parcel, const std::string& 
     const std::string body = lockBody(mine);
     const std::string key = lockKey(user(), parcel);
     ISR_TRY_STATUS(ISR_FAULT_POINT("parcel.lock.before"));
+    // A kiosk that signed in before the user's keys were rotated would
+    // commit under a master the rotation is retiring: sign in again. Before
+    // (no take-over for nothing) and after taking the lock (FORMAT.md, "Key
+    // rotation": a rotation skips parcels locked when it reaches them, so
+    // a lock taken after it read this parcel's lock is checked against the
+    // account it had already written).
+    ISR_TRY_STATUS(checkKeysCurrent(/*allowPrevious=*/false));
     // A few rounds: a lock released or created between our read and our
     // write sends us round again; a holder that won a race is reported.
     std::optional<std::string> seenHolderSession;
@@ -435,6 +498,10 @@ Result<LockAttempt> Parcels::lock(const std::string& parcel, const std::string& 
         }();
         if (tag.ok()) {
             mine.tag = *tag;
+            if (auto keys = checkKeysCurrent(/*allowPrevious=*/false); !keys.ok()) {
+                (void)unlock(parcel, mine);
+                return std::move(keys).error();
+            }
             ISR_TRY_STATUS(ISR_FAULT_POINT("parcel.lock.after"));
             return LockAttempt{true, mine};
         }

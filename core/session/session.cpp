@@ -207,9 +207,17 @@ struct Session::Impl {
         auto again = parcel::signIn(*store, user, password);
         if (!again.ok())
             return std::move(again).error();
-        if (!crypto::equalConstantTime(again->master.view(), parcels->secrets().master.view()))
-            return Error(Errc::AuthFailed, "authentication failed");
-        return {};
+        // The same keys -- or, after a password change while this session
+        // held its parcel, an account that still lists our master as a
+        // previous one (the rotation skips a locked parcel; FORMAT.md, "Key
+        // rotation"): the new password is then the right one.
+        const ByteView mine = parcels->secrets().master.view();
+        if (crypto::equalConstantTime(again->master.view(), mine))
+            return {};
+        for (const auto& previous : again->previousMasters)
+            if (crypto::equalConstantTime(previous.view(), mine))
+                return {};
+        return Error(Errc::AuthFailed, "authentication failed");
     }
 
     // On the lease's heartbeat thread: another kiosk took the parcel over.
@@ -324,7 +332,12 @@ struct Session::Impl {
         lease = std::make_unique<parcel::LockLease>(*parcels, parcelName, config.kioskId);
         auto attempt = lease->acquire(takeOver);
         if (!attempt.ok())
-            return fail(facts(Stage::CheckingOut, FailureCause::StoreUnreachable), attempt.error());
+            // AuthFailed: the user's password (and keys) changed since this
+            // sign-in (Parcels::lock); they sign in again.
+            return fail(facts(Stage::CheckingOut, attempt.error().code == Errc::AuthFailed
+                                                      ? FailureCause::WrongCredentials
+                                                      : FailureCause::StoreUnreachable),
+                        attempt.error());
         if (!attempt->acquired) {
             const auto& h = attempt->lock;
             Failure f = facts(Stage::CheckingOut, FailureCause::LockedElsewhere);
@@ -373,8 +386,7 @@ struct Session::Impl {
     // of a rolled-back head. Passing, the served version becomes the newest
     // this kiosk has seen.
     Status checkAgainstSeen(const parcel::Manifest& served) {
-        const crypto::Secret& master = parcels->secrets().master;
-        const std::optional<SeenVersion> known = seen.load(master, user, parcelName);
+        const std::optional<SeenVersion> known = seen.load(parcels->secrets(), parcelName);
         auto refuse = [&](FailureCause cause, const std::string& why) {
             Failure f = facts(Stage::CheckingOut, cause, ErrorKind::Corrupt);
             f.served = savedOf(served);
@@ -426,7 +438,7 @@ struct Session::Impl {
         if (!m.digest)
             return;
         SeenVersion v{m.version, *m.digest, m.created, m.kiosk};
-        if (auto st = seen.record(parcels->secrets().master, user, parcelName, v); !st.ok()) {
+        if (auto st = seen.record(parcels->secrets(), parcelName, v); !st.ok()) {
             ISR_LOG_WARN("session") << "cannot record the version seen: " << st.error().describe();
         }
     }

@@ -76,6 +76,15 @@ inline constexpr PointInfo kFaultPoints[] = {
      "VM, NBD server and overlay gone, before the scratch (saved memory) is wiped"},
     {"store.file.before-rename",
      "FileStore: each object written to its temp file and synced, before the rename"},
+    // Not a session's: a password change (isrctl user passwd) rotating the
+    // master key (parcel/account.cpp).
+    {"parcel.rotate.after-account",
+     "password change: the account written under the new password and master, before any "
+     "version is re-sealed"},
+    {"parcel.rotate.reseal",
+     "each version re-sealed under the new master and written, before it is read back"},
+    {"parcel.rotate.before-finish",
+     "every version re-sealed, before the account is rewritten without the previous masters"},
 };
 inline constexpr std::size_t kFaultPointCount = sizeof(kFaultPoints) / sizeof(kFaultPoints[0]);
 

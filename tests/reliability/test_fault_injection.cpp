@@ -347,7 +347,10 @@ private slots:
         for (const auto& c : kCases)
             covered.insert(c.point);
         for (const auto& p : fault::kFaultPoints)
-            QVERIFY2(covered.count(p.name), p.name);
+            // A password change's points: no session reaches them
+            // (tests/core/parcel/test_key_rotation kills each).
+            if (std::string_view(p.name).rfind("parcel.rotate.", 0) != 0)
+                QVERIFY2(covered.count(p.name), p.name);
 
         dir_ = std::make_unique<test::TempDir>();
         store_ = test::TestStore::fromEnvironment();

@@ -116,11 +116,41 @@ private slots:
         QCOMPARE(bad.exitCode, 2);
     }
     void passwd() {
-        QCOMPARE(
-            run({"user", "passwd", "alice", "--password-stdin"}, "secret\nnew-secret\n").exitCode,
-            0);
+        auto changed = run({"user", "passwd", "alice", "--password-stdin"}, "secret\nnew-secret\n");
+        QCOMPARE(changed.exitCode, 0);
+        QVERIFY2(changed.out.find("key rotation finished") != std::string::npos,
+                 changed.out.c_str());
         QCOMPARE(run({"parcel", "list", "alice", "--password-stdin"}, "secret\n").exitCode, 1);
         QCOMPARE(run({"parcel", "list", "alice", "--password-stdin"}, "new-secret\n").exitCode, 0);
+        // Half new S3 keys are a usage error; nothing changes.
+        auto half = run({"user", "passwd", "alice", "--password-stdin", "--s3-access-key", "K"},
+                        "new-secret\nx\n");
+        QCOMPARE(half.exitCode, 2);
+        QCOMPARE(run({"parcel", "list", "alice", "--password-stdin"}, "new-secret\n").exitCode, 0);
+    }
+    // Killed half-way through re-sealing: the new password works at once,
+    // and --finish completes the rotation (issue #16 item 7).
+    void passwdKilledThenFinished() {
+        auto killed = runProcess("env",
+                                 {"ISR_FAULT=parcel.rotate.reseal:kill@2", isrctl_, "user",
+                                  "passwd", "alice", "--password-stdin", "--store", store_},
+                                 "new-secret\ntmp-secret\n");
+        QVERIFY(killed.exitCode != 0);
+        QVERIFY2(killed.err.find("isr-fault: fired parcel.rotate.reseal kill hit 2") !=
+                     std::string::npos,
+                 killed.err.c_str());
+        QCOMPARE(run({"parcel", "list", "alice", "--password-stdin"}, "new-secret\n").exitCode, 1);
+        QCOMPARE(run({"fsck", "--user", "alice", "--password-stdin"}, "tmp-secret\n").exitCode, 0);
+        auto finished = run({"user", "passwd", "alice", "--finish", "--password-stdin", "--json"},
+                            "tmp-secret\n");
+        QCOMPARE(finished.exitCode, 0);
+        auto doc = isr::json::parse(finished.out);
+        QVERIFY2(doc.ok(), finished.out.c_str());
+        QCOMPARE(doc->getBool("finished").value(), true);
+        QVERIFY(doc->getInt("versions_resealed").value() > 0);
+        QCOMPARE(run({"user", "passwd", "alice", "--password-stdin"}, "tmp-secret\nnew-secret\n")
+                     .exitCode,
+                 0);
     }
     void fsckAndGc() {
         auto clean = run({"fsck", "--user", "alice", "--password-stdin", "--json"}, "new-secret\n");

@@ -28,6 +28,7 @@ class TestSessionRollback : public QObject {
     std::string storeDir_, stateDir_;
     std::unique_ptr<session::Session> kiosk_;
     std::vector<session::SavedVersion> announced_;
+    std::string password_ = "pw"; // alice's; passwordChangeKeepsWhatWasSeen changes it
 
     std::unique_ptr<store::Store> openStore() {
         auto s = store::openStore("file://" + storeDir_);
@@ -40,7 +41,7 @@ class TestSessionRollback : public QObject {
     // version `parent` as the store has it.
     std::uint64_t commitAt(std::uint64_t parent, const std::string& kiosk, std::uint8_t fill) {
         auto st = openStore();
-        parcel::Parcels p(*st, *parcel::signIn(*st, "alice", "pw"));
+        parcel::Parcels p(*st, *parcel::signIn(*st, "alice", password_));
         auto m = p.manifest("desk", parent);
         if (!m.ok())
             qFatal("manifest: %s", m.error().describe().c_str());
@@ -62,12 +63,12 @@ class TestSessionRollback : public QObject {
     }
     std::vector<std::uint64_t> versionsInStore() {
         auto st = openStore();
-        parcel::Parcels p(*st, *parcel::signIn(*st, "alice", "pw"));
+        parcel::Parcels p(*st, *parcel::signIn(*st, "alice", password_));
         return *p.versions("desk");
     }
     bool lockIsFree() {
         auto st = openStore();
-        parcel::Parcels p(*st, *parcel::signIn(*st, "alice", "pw"));
+        parcel::Parcels p(*st, *parcel::signIn(*st, "alice", password_));
         auto l = p.readLock("desk");
         return l.ok() && !l->has_value();
     }
@@ -75,7 +76,7 @@ class TestSessionRollback : public QObject {
     // A resume that passes the check (cancelled at the announcement).
     void resumePasses(std::uint64_t expectVersion) {
         announced_.clear();
-        auto r = kiosk_->resume("alice", "pw", "desk");
+        auto r = kiosk_->resume("alice", password_, "desk");
         QVERIFY(!r.ok());
         QVERIFY2(r.error().code == Errc::Cancelled, r.error().describe().c_str());
         QCOMPARE(kiosk_->stage(), session::Stage::SignedOut);
@@ -88,7 +89,7 @@ class TestSessionRollback : public QObject {
     session::Failure resumeRefused(session::FailureCause cause) {
         announced_.clear();
         const auto before = versionsInStore();
-        auto r = kiosk_->resume("alice", "pw", "desk");
+        auto r = kiosk_->resume("alice", password_, "desk");
         if (r.ok())
             qFatal("the resume was not refused");
         auto f = kiosk_->failure();
@@ -116,8 +117,8 @@ private slots:
         fs::create_directories(storeDir_);
         auto st = openStore();
         QVERIFY(parcel::initStore(*st, crypto::KdfParams::minimal()).ok());
-        QVERIFY(parcel::createAccount(*st, "alice", "pw").ok());
-        parcel::Parcels p(*st, *parcel::signIn(*st, "alice", "pw"));
+        QVERIFY(parcel::createAccount(*st, "alice", password_).ok());
+        parcel::Parcels p(*st, *parcel::signIn(*st, "alice", password_));
         parcel::VmSpec vm;
         vm.boot = "demo-guest";
         vm.memoryMiB = 64;
@@ -164,10 +165,10 @@ private slots:
         QCOMPARE(::stat((stateDir_ + "/seen").c_str(), &sb), 0);
         QCOMPARE(sb.st_mode & 0777, 0700u);
         auto st = openStore();
-        auto secrets = *parcel::signIn(*st, "alice", "pw");
+        auto secrets = *parcel::signIn(*st, "alice", password_);
         session::SeenVersions seen(stateDir_ + "/seen");
-        QCOMPARE(seen.pathFor(secrets.master, "alice", "desk"), records[0].string());
-        auto rec = seen.load(secrets.master, "alice", "desk");
+        QCOMPARE(seen.pathFor(secrets, "desk"), records[0].string());
+        auto rec = seen.load(secrets, "desk");
         QVERIFY(rec);
         QCOMPARE(rec->version, std::uint64_t(3));
         QCOMPARE(rec->kiosk, std::string("gate-23"));
@@ -245,14 +246,38 @@ private slots:
         QCOMPARE(commitAt(4, "gate-5", 5), std::uint64_t(5));
         resumePasses(5);
         auto st = openStore();
-        auto secrets = *parcel::signIn(*st, "alice", "pw");
-        auto rec = session::SeenVersions(stateDir_ + "/seen").load(secrets.master, "alice", "desk");
+        auto secrets = *parcel::signIn(*st, "alice", password_);
+        auto rec = session::SeenVersions(stateDir_ + "/seen").load(secrets, "desk");
         QVERIFY(rec);
         QCOMPARE(rec->version, std::uint64_t(5));
         // And now version 4 as the newest is a rollback.
         fs::rename(versionFile(5), dir_->file("v5"));
         resumeRefused(session::FailureCause::StoreRolledBack);
         fs::rename(dir_->file("v5"), versionFile(5));
+    }
+
+    // Issue #16 item 7: a password change rotates the master key and
+    // re-seals every version. The kiosk that saw version 5 still refuses
+    // the store's rollback to version 4 (its record is keyed by what the
+    // change keeps), and the re-sealed version 5 is the one it saw (the
+    // plaintext, so the digest, is unchanged): no false "forked".
+    void passwordChangeKeepsWhatWasSeen() {
+        {
+            auto st = openStore();
+            auto changed = parcel::changePassword(*st, "alice", password_, "pw-2");
+            QVERIFY2(changed.ok(), changed.ok() ? "" : changed.error().describe().c_str());
+            QVERIFY(changed->finished && changed->versionsResealed >= 5);
+        }
+        password_ = "pw-2";
+        fs::rename(versionFile(5), dir_->file("v5"));
+        {
+            auto st = openStore();
+            QVERIFY(st->put("users/alice/parcels/desk/head", asBytes("4\n")).ok());
+        }
+        auto f = resumeRefused(session::FailureCause::StoreRolledBack);
+        QCOMPARE(f.seen->version, std::uint64_t(5));
+        fs::rename(dir_->file("v5"), versionFile(5));
+        resumePasses(5);
     }
 };
 
