@@ -97,6 +97,9 @@ KioskStatusReport kioskStatus(const KioskFile& file, std::time_t now, const std:
     if (c.storeUrl.empty()) {
         row("store", "NOT SET: sessions cannot start (store = ... in kiosk.conf)");
         report.healthy = false;
+    } else if (auto st = checkStoreTransport(c.storeUrl, file.policy); !st.ok()) {
+        row("store", "REFUSED: " + st.error().message);
+        report.healthy = false;
     } else {
         row("store", c.storeUrl);
     }

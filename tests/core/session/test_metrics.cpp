@@ -222,6 +222,13 @@ private slots:
         QVERIFY(!swap.healthy);
         QVERIFY2(swap.text.find("REFUSED") != std::string::npos, swap.text.c_str());
 
+        // A plain-HTTP store the kiosk would refuse to use is reported as such.
+        auto plainHttp = *file;
+        plainHttp.session.storeUrl = "s3://rgw.example.org/isr";
+        auto http = kioskStatus(plainHttp, std::time(nullptr), noSwap, sys);
+        QVERIFY(!http.healthy);
+        QVERIFY2(http.text.find("REFUSED: the store s3://") != std::string::npos, http.text.c_str());
+
         // A damaged metrics file is named, not guessed at.
         std::ofstream(isr::session::metricsPathFor(file->session)) << "isr_session_active one\n";
         auto damaged = kioskStatus(*file, std::time(nullptr), noSwap, sys);
