@@ -74,7 +74,6 @@ bool validFieldName(std::string_view name) {
 }
 
 // The journal's socket: an unbound datagram socket we send to, opened once.
-// ISR_JOURNAL_SOCKET overrides the path (tests run a journald of their own).
 struct Journal {
     bool enabled = false;
     int fd = -1;
@@ -91,11 +90,7 @@ struct Journal {
         if (!stream || std::sscanf(stream, "%llu:%llu", &dev, &ino) != 2 ||
             ::fstat(STDERR_FILENO, &st) != 0 || st.st_dev != dev || st.st_ino != ino)
             return;
-        const char* path = std::getenv("ISR_JOURNAL_SOCKET");
-        if (!path || !*path)
-            path = "/run/systemd/journal/socket";
-        if (std::strlen(path) >= sizeof addr.sun_path)
-            return;
+        const char* path = "/run/systemd/journal/socket";
         fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
             return;
@@ -109,6 +104,10 @@ struct Journal {
         enabled = true;
     }
     // False if the datagram could not be sent (the caller prints instead).
+    // A busy journald makes this wait, as sd_journal_send does: journald's
+    // backpressure is meant to reach the logger (tried MSG_DONTWAIT: a burst
+    // of lines then overflowed a standalone journald's queue and fell back
+    // to stderr, out of order and without fields).
     bool send(const std::string& datagram) const {
         ssize_t n = ::sendto(fd, datagram.data(), datagram.size(), MSG_NOSIGNAL,
                              reinterpret_cast<const sockaddr*>(&addr), addrLen);
