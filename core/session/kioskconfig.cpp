@@ -34,6 +34,14 @@ Result<int> parseSeconds(std::string_view v) {
     return value;
 }
 
+Result<bool> parseYesNo(std::string_view v) {
+    if (v == "yes")
+        return true;
+    if (v == "no")
+        return false;
+    return Error(Errc::InvalidArgument, "must be yes or no");
+}
+
 Status checkAbsolutePath(std::string_view v) {
     if (v.empty() || v.front() != '/')
         return Error(Errc::InvalidArgument, "must be an absolute path");
@@ -154,24 +162,14 @@ Status apply(KioskFile& f, const std::string& key, std::string_view v) {
         if (v.empty())
             return Error(Errc::InvalidArgument, "must not be empty");
         c.kioskId = std::string(v);
-    } else if (key == "allow_plain_http_store" || key == "allow_unencrypted_swap") {
-        bool& flag =
-            key == "allow_plain_http_store" ? f.policy.allowPlainHttpStore : c.allowUnencryptedSwap;
-        if (v == "yes")
-            flag = true;
-        else if (v == "no")
-            flag = false;
-        else
-            return Error(Errc::InvalidArgument, "must be yes or no");
-    } else if (key == "guest_may_reach_store" || key == "allow_unfiltered_guest_network") {
-        bool& flag =
-            key == "guest_may_reach_store" ? c.guestMayReachStore : c.allowUnfilteredGuestNetwork;
-        if (v == "yes")
-            flag = true;
-        else if (v == "no")
-            flag = false;
-        else
-            return Error(Errc::InvalidArgument, "must be yes or no");
+    } else if (key == "allow_plain_http_store") {
+        ISR_TRY_ASSIGN(f.policy.allowPlainHttpStore, parseYesNo(v));
+    } else if (key == "allow_unencrypted_swap") {
+        ISR_TRY_ASSIGN(c.allowUnencryptedSwap, parseYesNo(v));
+    } else if (key == "guest_may_reach_store") {
+        ISR_TRY_ASSIGN(c.guestMayReachStore, parseYesNo(v));
+    } else if (key == "allow_unfiltered_guest_network") {
+        ISR_TRY_ASSIGN(c.allowUnfilteredGuestNetwork, parseYesNo(v));
     } else if (key == "guest_allowed_networks") {
         ISR_TRY_ASSIGN(c.guestAllowedNetworks, vm::parseNetworkList(v));
     } else if (key == "parcel") {

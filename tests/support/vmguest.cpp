@@ -25,6 +25,18 @@
 extern char** environ;
 
 namespace isr::test {
+
+vm::VmSpec demoGuestSpec(const GuestImage& guest, const std::string& name, const std::string& dir) {
+    vm::VmSpec spec;
+    spec.name = name;
+    spec.uuid = vm::newUuid();
+    spec.memoryMiB = 256;
+    spec.kernelPath = guest.kernel;
+    spec.initrdPath = guest.initrd;
+    spec.diskSocketPath = dir + "/disk.sock";
+    spec.serialSocketPath = dir + "/serial.sock";
+    return spec;
+}
 namespace {
 
 using Clock = std::chrono::steady_clock;

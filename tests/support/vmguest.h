@@ -5,6 +5,7 @@
 
 #include "store/store.h"
 #include "util/result.h"
+#include "vm/vm.h"
 
 #include <chrono>
 #include <cstdint>
@@ -37,6 +38,11 @@ Status createGuestParcel(const std::string& storeDir, const GuestImage& guest,
 Status createGuestParcel(store::Store& store, const GuestImage& guest, const std::string& user,
                          const std::string& password, const std::string& parcel,
                          std::uint32_t memoryMiB);
+
+// The demo guest as a directly booted VM named `name` (a fresh UUID, 256
+// MiB): its kernel and initrd, its disk on `dir`/disk.sock and ttyS0 on
+// `dir`/serial.sock, as test_vm_confinement and test_guest_network boot it.
+vm::VmSpec demoGuestSpec(const GuestImage& guest, const std::string& name, const std::string& dir);
 
 // qemu-nbd serving a raw image on a UNIX socket (a real NBD server), killed
 // at destruction.

@@ -283,14 +283,7 @@ private slots:
         host.bootDirs = {guest_.dir};
         auto hv = vm::Hypervisor::open(host);
         QVERIFY2(hv.ok(), hv.ok() ? "" : hv.error().describe().c_str());
-        vm::VmSpec spec;
-        spec.name = "isr-guest-net";
-        spec.uuid = vm::newUuid();
-        spec.memoryMiB = 256;
-        spec.kernelPath = guest_.kernel;
-        spec.initrdPath = guest_.initrd;
-        spec.diskSocketPath = state_ + "/disk.sock";
-        spec.serialSocketPath = state_ + "/serial.sock";
+        vm::VmSpec spec = test::demoGuestSpec(guest_, "isr-guest-net", state_);
         auto nbd = NbdServer::start(tmp_.file("home.ext4"), spec.diskSocketPath);
         QVERIFY2(nbd.ok(), nbd.ok() ? "" : nbd.error().describe().c_str());
 

@@ -146,14 +146,7 @@ private slots:
         host.bootDirs = {guest_.dir};
         auto hv = vm::Hypervisor::open(host);
         QVERIFY2(hv.ok(), hv.ok() ? "" : hv.error().describe().c_str());
-        vm::VmSpec spec;
-        spec.name = "isr-confined";
-        spec.uuid = vm::newUuid();
-        spec.memoryMiB = 256;
-        spec.kernelPath = guest_.kernel;
-        spec.initrdPath = guest_.initrd;
-        spec.diskSocketPath = state_ + "/sess/disk.sock";
-        spec.serialSocketPath = state_ + "/sess/serial.sock";
+        vm::VmSpec spec = test::demoGuestSpec(guest_, "isr-confined", state_ + "/sess");
         auto nbd = NbdServer::start(tmp_.file("home.ext4"), spec.diskSocketPath);
         QVERIFY2(nbd.ok(), nbd.ok() ? "" : nbd.error().describe().c_str());
 
