@@ -11,11 +11,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fcntl.h>
 #include <filesystem>
 #include <fstream>
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 #include <mutex>
+#include <poll.h>
 #include <pwd.h>
 #include <sys/stat.h>
 #include <thread>
@@ -84,19 +86,82 @@ Error libvirtError(std::string_view what) {
     return Error(code, msg);
 }
 
+// ---- libvirt's log --------------------------------------------------------
+
+// A line of libvirt's file output: "<date> <time>: <pid>: <level> : <text>",
+// where an error's text starts "<function>:<line> : ". A message with
+// newlines continues on lines without that header.
+std::optional<std::string> LibvirtLogFilter::feed(std::string_view line) {
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' '))
+        line.remove_suffix(1);
+    auto levelAt = line.find(": warning : ");
+    std::size_t skip = 12;
+    if (levelAt == std::string_view::npos) {
+        levelAt = line.find(": error : ");
+        skip = 10;
+    }
+    const bool header = levelAt != std::string_view::npos ||
+                        line.find(": info : ") != std::string_view::npos ||
+                        line.find(": debug : ") != std::string_view::npos;
+    if (!header) {
+        // A continuation: kept with its message, blank lines dropped.
+        if (!keeping_ || line.empty())
+            return std::nullopt;
+        return std::string(line);
+    }
+    keeping_ = false;
+    if (levelAt == std::string_view::npos)
+        return std::nullopt; // info and debug: the version banner and the like
+    std::string_view text = line.substr(levelAt + skip);
+    // Errors libvirt logs that are no errors for us, each deliberate:
+    // - lookups of a domain that is not (yet) defined: how we ask;
+    // - the embedded driver has no access manager (none is needed in-process);
+    // - host probes: dmidecode without /dev/mem (containers, no SMBIOS to
+    //   give the guest anyway), /dev/kvm absent or unusable (we probe KVM
+    //   ourselves and fall back to TCG, and say so).
+    static constexpr std::string_view kNoise[] = {
+        "Domain not found",     "No access manager registered", "dmidecode",
+        "Unable to open /dev/kvm",
+    };
+    for (auto noise : kNoise)
+        if (text.find(noise) != std::string_view::npos)
+            return std::nullopt;
+    keeping_ = true;
+    return std::string(text);
+}
+
 namespace {
 
 // ---- the event loop -------------------------------------------------------
 
 // libvirt's own log (the embedded driver runs in this process) goes to
-// stderr by default: an "info : libvirt version" banner and warnings such as
-// "tainted: high-privileges" on the kiosk's and isrctl's output at every
-// resume. Route it before virInitialize reads the environment: warnings and
-// errors to the journal when there is one (the kiosk under systemd), else
-// errors only to stderr. An operator's own LIBVIRT_LOG_OUTPUTS wins.
-void routeLibvirtLog() {
-    const bool journal = ::access("/run/systemd/journal/socket", W_OK) == 0;
-    ::setenv("LIBVIRT_LOG_OUTPUTS", journal ? "3:journald" : "4:stderr", 0);
+// stderr by default: an "info : libvirt version" banner, and errors that are
+// no errors here ("Domain not found" from our lookups, dmidecode without
+// /dev/mem, no /dev/kvm), on the kiosk's and isrctl's output at every resume
+// (issue #18). It is routed instead into a pipe that a thread of the event
+// loop reads; LibvirtLogFilter keeps the lines that matter and they go to
+// our log, category "libvirt": journald under systemd (with the kiosk's own
+// lines), else stderr. An operator's own LIBVIRT_LOG_OUTPUTS wins (e.g.
+// LIBVIRT_LOG_OUTPUTS=1:stderr for everything). Returns the pipe's read end,
+// or -1 when not routed.
+int routeLibvirtLog() {
+    if (std::getenv("LIBVIRT_LOG_OUTPUTS"))
+        return -1;
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0)
+        return -1;
+    // libvirt opens its file output itself (O_APPEND); /proc/<pid>/fd/N
+    // opens the same pipe, also from a child libvirt forks (which reopens
+    // its outputs) while it is still root. Warnings and errors only (3).
+    // The variable is unset again once virInitialize has read it
+    // (unrouteLibvirtLog): children (QEMU, another isr process) must not
+    // inherit a path to our pipe.
+    std::string outputs = "3:file:/proc/" + std::to_string(::getpid()) + "/fd/" +
+                          std::to_string(fds[1]);
+    ::setenv("LIBVIRT_LOG_OUTPUTS", outputs.c_str(), 1);
+    // Our write end stays open for the life of the process (libvirt's own
+    // fd is a separate open of it; closing ours changes nothing).
+    return fds[0];
 }
 
 // libvirt needs an event loop for the embedded driver's monitor I/O and
@@ -109,6 +174,11 @@ public:
         return loop.status_;
     }
     ~EventLoop() {
+        if (logThread_.joinable()) {
+            stop_ = true;
+            (void)!::write(logStop_[1], "x", 1);
+            logThread_.join();
+        }
         if (!thread_.joinable())
             return;
         stop_ = true;
@@ -120,9 +190,13 @@ public:
 
 private:
     EventLoop() {
-        routeLibvirtLog();
+        const int logFd = routeLibvirtLog();
+        startLogReader(logFd);
         virSetErrorFunc(nullptr, silentErrorHandler);
-        if (virInitialize() < 0 || virEventRegisterDefaultImpl() < 0) {
+        const bool initialized = virInitialize() >= 0;
+        if (logFd >= 0)
+            ::unsetenv("LIBVIRT_LOG_OUTPUTS");
+        if (!initialized || virEventRegisterDefaultImpl() < 0) {
             status_ = libvirtError("registering the libvirt event loop");
             return;
         }
@@ -135,9 +209,50 @@ private:
             }
         });
     }
+    // Reads libvirt's log lines from the pipe until the destructor says stop.
+    void startLogReader(int fd) {
+        if (fd < 0 || ::pipe2(logStop_, O_CLOEXEC) != 0)
+            return;
+        logThread_ = std::thread([this, fd] {
+            LibvirtLogFilter filter;
+            std::string pending;
+            char buf[4096];
+            while (!stop_) {
+                pollfd p[2] = {{fd, POLLIN, 0}, {logStop_[0], POLLIN, 0}};
+                if (::poll(p, 2, -1) < 0) {
+                    if (errno == EINTR)
+                        continue;
+                    break;
+                }
+                if (p[1].revents)
+                    break;
+                ssize_t n = ::read(fd, buf, sizeof buf);
+                if (n <= 0) {
+                    if (n < 0 && errno == EINTR)
+                        continue;
+                    break;
+                }
+                pending.append(buf, std::size_t(n));
+                std::size_t start = 0;
+                for (auto nl = pending.find('\n'); nl != std::string::npos;
+                     nl = pending.find('\n', start)) {
+                    auto kept = filter.feed(std::string_view(pending).substr(start, nl - start));
+                    if (kept) {
+                        ISR_LOG_WARN("libvirt") << *kept;
+                    }
+                    start = nl + 1;
+                }
+                pending.erase(0, start);
+            }
+            ::close(fd);
+        });
+    }
+
     Status status_;
     std::atomic<bool> stop_{false};
     std::thread thread_;
+    std::thread logThread_;
+    int logStop_[2] = {-1, -1};
 };
 
 // The embedded driver binds a process to one root for its lifetime.

@@ -18,6 +18,20 @@
 
 namespace isr::vm {
 
+// libvirt's log lines (its file output, one line at a time) reduced to what
+// an operator needs: warnings and errors, without the errors that are no
+// errors for isr (lookups of absent domains, host probes that fail in
+// containers). Returns the text to log (the part after the level) or
+// nothing. Keeps state across lines: a message's continuation lines follow
+// its first line's fate. Exposed for tests.
+class LibvirtLogFilter {
+public:
+    std::optional<std::string> feed(std::string_view line);
+
+private:
+    bool keeping_ = false;
+};
+
 // libvirt's last error on this thread as a typed Error "<what>: <message>"
 // (NotFound, Unsupported, InvalidArgument, AccessDenied, Io, Transient,
 // NoSpace for a full save target, else Internal), and resets it.

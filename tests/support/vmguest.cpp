@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sstream>
+#include <string_view>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -243,9 +244,32 @@ Result<SerialConsole::Output> SerialConsole::run(const std::string& command,
             if (n == 0)
                 return Error(Errc::Io, "serial console closed");
             if (n > 0)
-                buffer_.append(buf, std::size_t(n));
+                received(buf, std::size_t(n));
         }
     }
+}
+
+void SerialConsole::received(const char* data, std::size_t n) {
+    buffer_.append(data, n);
+    tail_.append(data, n);
+    constexpr std::size_t kKeep = 3000;
+    if (tail_.size() > 2 * kKeep)
+        tail_.erase(0, tail_.size() - kKeep);
+}
+
+std::string SerialConsole::recentOutput() const {
+    constexpr std::size_t kShow = 1500;
+    std::string_view last(tail_);
+    if (last.size() > kShow)
+        last.remove_prefix(last.size() - kShow);
+    std::string out;
+    for (char c : last) {
+        if (c == '\n' || (c >= 0x20 && c < 0x7f))
+            out += c;
+        else if (c != '\r')
+            out += '.';
+    }
+    return out.empty() ? "(nothing)" : out;
 }
 
 Status SerialConsole::waitForShell(std::chrono::milliseconds timeout) {
@@ -257,7 +281,11 @@ Status SerialConsole::waitForShell(std::chrono::milliseconds timeout) {
         if (!r.ok() && r.error().code == Errc::Io)
             return r.error();
         if (Clock::now() >= deadline)
-            return Error(Errc::Transient, "guest shell did not answer on the serial console");
+            // What the guest printed last tells a hung boot (a panic, an
+            // init stuck on its disk) from a slow one.
+            return Error(Errc::Transient,
+                         "guest shell did not answer on the serial console; it printed last:\n" +
+                             recentOutput());
     }
 }
 

@@ -90,9 +90,13 @@ public:
 private:
     explicit SerialConsole(int fd) : fd_(fd) {}
     Status sendAll(const std::string& data);
+    void received(const char* data, std::size_t n);
+    // The last lines the guest printed, printable, for a failure message.
+    std::string recentOutput() const;
     int fd_ = -1;
     unsigned next_ = 1;
     std::string buffer_;
+    std::string tail_; // the last few KiB received, across commands
 };
 
 // The demo guest's counter and boot id (/run/counter holds "<n> <boot id>"),

@@ -7,6 +7,7 @@
 #include "vm/vm.h"
 #include "vmguest.h"
 
+#include <QTemporaryDir>
 #include <QTest>
 #include <chrono>
 #include <cstdio>
@@ -338,6 +339,23 @@ private slots:
         QVERIFY((*console)->closedByPeer(30s));
         auto active = hv_->activeDomains();
         QVERIFY(active.ok() && active->empty());
+    }
+
+    // Issue #18: libvirt's own log (its version banner, the errors of host
+    // probes that fail in a container) is not on a kiosk's or isrctl's
+    // output; an operator's LIBVIRT_LOG_OUTPUTS still wins. Another process:
+    // libvirt reads the variable once, at its first use.
+    void libvirtLogStaysOffStderr() {
+        QTemporaryDir root;
+        auto quiet = runHelper({"reap", root.path() + "/quiet"});
+        QVERIFY2(quiet.exitCode == 0, (quiet.out + quiet.err).c_str());
+        QVERIFY2(quiet.err.find("libvirt version") == std::string::npos, quiet.err.c_str());
+        QVERIFY2(quiet.err.find(" : ") == std::string::npos, quiet.err.c_str());
+        qputenv("LIBVIRT_LOG_OUTPUTS", "2:stderr");
+        auto loud = runHelper({"reap", root.path() + "/loud"});
+        qunsetenv("LIBVIRT_LOG_OUTPUTS");
+        QVERIFY2(loud.exitCode == 0, (loud.out + loud.err).c_str());
+        QVERIFY2(loud.err.find("info : libvirt version") != std::string::npos, loud.err.c_str());
     }
 
     void bootRefusesBadSpecAndMissingKernel() {

@@ -1,5 +1,6 @@
 // core/vm without a VM: spec validation and the generated domain XML.
 #include "util/hardening.h"
+#include "vm/libvirt_host.h"
 #include "vm/vm.h"
 
 #include <QTemporaryDir>
@@ -412,6 +413,41 @@ private slots:
         VmSpec s = goodSpec();
         s.uuid = u1;
         QVERIFY(validateSpec(s, host()).ok());
+    }
+
+    // Lines as libvirt 9.0's file output writes them (taken from a kiosk's
+    // stderr before the log was routed): the banner and the host-probe
+    // errors go, a real error and a warning stay, continuation lines follow
+    // their message.
+    void libvirtLogKeepsWhatMatters() {
+        LibvirtLogFilter f;
+        const std::string p = "2026-12-02 22:42:08.386+0000: 17191: ";
+        QVERIFY(!f.feed(p + "info : libvirt version: 9.0.0, package: 9.0.0-4+deb12u2 (Debian)"));
+        QVERIFY(!f.feed(p + "info : hostname: vm"));
+        QVERIFY(!f.feed(p + "error : virAccessManagerGetDefault:69 : internal error: No access "
+                            "manager registered"));
+        QVERIFY(!f.feed(p + "error : virCommandWait:2725 : internal error: Child process "
+                            "(/usr/sbin/dmidecode -q -t 0,1,2,3,4,11,17) unexpected exit status "
+                            "1: /dev/mem: No such file or directory"));
+        QVERIFY(!f.feed("")); // the dmidecode message's continuation
+        QVERIFY(!f.feed(p + "error : virHostCPUGetCPUID:1422 : Unable to open /dev/kvm: No such "
+                            "file or directory"));
+        QVERIFY(!f.feed(p + "error : qemuDomainLookupByName:1453 : Domain not found: no domain "
+                            "with matching name 'isr-rf-desk'"));
+        auto err = f.feed(p + "error : qemuMonitorIO:578 : internal error: End of file from "
+                              "qemu monitor");
+        QVERIFY(err.has_value());
+        QCOMPARE(*err, std::string("qemuMonitorIO:578 : internal error: End of file from qemu "
+                                   "monitor"));
+        auto more = f.feed("second line of that message\r");
+        QVERIFY(more.has_value());
+        QCOMPARE(*more, std::string("second line of that message"));
+        auto warn = f.feed(p + "warning : qemuDomainObjTaintMsg:6591 : Domain id=1 name='isr-a-b' "
+                               "uuid=0f8f is tainted: custom-monitor");
+        QVERIFY(warn.has_value());
+        QVERIFY(warn->find("tainted: custom-monitor") != std::string::npos);
+        QVERIFY(!f.feed(p + "info : hostname: vm"));
+        QVERIFY(!f.feed("a continuation of a dropped line"));
     }
 };
 
