@@ -50,6 +50,8 @@ EncodedChunk encode(ByteView convergenceSecret, ByteView plaintext, int zstdLeve
     // Compress; keep the result only if it is strictly smaller.
     std::uint8_t tag = kTagRaw;
     Bytes compressed;
+    // The zstd frame is the plaintext in another form (issue #16 item 8).
+    crypto::WipeOnExit wipeCompressed(compressed);
     if (!plaintext.empty()) {
         compressed.resize(ZSTD_compressBound(plaintext.size()));
         size_t n = ZSTD_compressCCtx(compressContext(), compressed.data(), compressed.size(),
@@ -95,13 +97,19 @@ Result<Bytes> decode(const ChunkRef& ref, ByteView ciphertext) {
         return std::move(body).error().context("chunk " + nameHex(ref.name));
 
     if (tag == kTagRaw) {
-        if (body->size() != ref.length)
-            return Error(Errc::Corrupt, "chunk " + nameHex(ref.name) +
-                                            ": length mismatch: expected " +
-                                            std::to_string(ref.length) + ", actual " +
-                                            std::to_string(body->size()));
+        if (body->size() != ref.length) {
+            Error mismatch(Errc::Corrupt, "chunk " + nameHex(ref.name) +
+                                              ": length mismatch: expected " +
+                                              std::to_string(ref.length) + ", actual " +
+                                              std::to_string(body->size()));
+            crypto::wipe(*body);
+            return mismatch;
+        }
         return std::move(body).value();
     }
+    // The decrypted frame is the plaintext in another form: wiped on every
+    // way out (issue #16 item 8; the caller owns the plaintext it gets).
+    crypto::WipeOnExit wipeFrame(*body);
 
     // The frame header's content size is only a claim: check it against the
     // expected length, then decompress into a buffer of exactly that size, so

@@ -307,4 +307,12 @@ void wipe(MutableByteView bytes) {
         sodium_memzero(bytes.data(), bytes.size());
 }
 
+void wipe(Bytes& bytes) {
+    // Up to the capacity: bytes a shrink (clear, erase) left behind hold
+    // plaintext too. resize() within the capacity never reallocates.
+    bytes.resize(bytes.capacity());
+    wipe(MutableByteView(bytes));
+    bytes.clear();
+}
+
 } // namespace isr::crypto

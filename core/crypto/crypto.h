@@ -154,5 +154,20 @@ bool equalConstantTime(ByteView a, ByteView b);
 // Zeroes memory that held secrets (a decrypted blob, a hex key) in a way the
 // compiler may not optimise away, unlike a memset before a free.
 void wipe(MutableByteView bytes);
+// Zeroes a buffer that held plaintext, to its capacity (what an earlier
+// shrink left behind too), then empties it; the allocation stays until the
+// vector goes, holding zeroes.
+void wipe(Bytes& bytes);
+// Owns a buffer of plaintext and wipes it when it goes (every return path).
+class WipeOnExit {
+public:
+    explicit WipeOnExit(Bytes& bytes) : bytes_(bytes) {}
+    ~WipeOnExit() { wipe(bytes_); }
+    WipeOnExit(const WipeOnExit&) = delete;
+    WipeOnExit& operator=(const WipeOnExit&) = delete;
+
+private:
+    Bytes& bytes_;
+};
 
 } // namespace isr::crypto

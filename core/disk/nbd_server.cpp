@@ -1,5 +1,6 @@
 #include "disk/nbd_server.h"
 
+#include "crypto/crypto.h"
 #include "disk/nbd_protocol.h"
 #include "util/log.h"
 
@@ -338,6 +339,7 @@ private:
             lock.unlock();
 
             execute(job);
+            crypto::wipe(job.payload); // the guest's written data
 
             lock.lock();
             queuedBytes_ -= job.cost;
@@ -392,6 +394,9 @@ private:
                                << r.length << " failed: " << status.error().describe();
         }
         sendReply(r.handle, error, readBuffer);
+        // Plaintext the guest read: not left in the kiosk's heap for the
+        // next session (issue #16 item 8).
+        crypto::wipe(readBuffer);
     }
 
     int fd_;

@@ -93,7 +93,7 @@ struct ParcelDisk::Impl {
             }
             return std::move(plain).error();
         }
-        return std::make_shared<const Bytes>(std::move(*plain));
+        return makePlain(std::move(*plain));
     }
 
     // The base chunk's plaintext: ciphertext through the ChunkSource (cache,
@@ -119,7 +119,7 @@ struct ParcelDisk::Impl {
                                 << "; the guest gets an I/O error";
             return std::move(plain).error();
         }
-        return std::make_shared<const Bytes>(std::move(*plain));
+        return makePlain(std::move(*plain));
     }
 
     // The chunk's current content if it can be had without fetching (caller
@@ -162,6 +162,7 @@ struct ParcelDisk::Impl {
 
     // Under the stripe lock: make `plain` the chunk's content.
     Status commitLocked(std::uint64_t index, Bytes plain) {
+        crypto::WipeOnExit wipePlain(plain); // empty once moved into the LRU
         ChunkState& st = states[index];
         if (isAllZero(plain)) {
             if (st.kind == ChunkKind::Dirty)
@@ -174,7 +175,7 @@ struct ParcelDisk::Impl {
             if (st.kind != ChunkKind::Dirty)
                 overlayChunks++;
             st.kind = ChunkKind::Dirty;
-            lru.put(index, std::make_shared<const Bytes>(std::move(plain)));
+            lru.put(index, makePlain(std::move(plain)));
         }
         st.generation++;
         st.lastWrite = Clock::now();

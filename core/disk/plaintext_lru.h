@@ -8,6 +8,7 @@
 // Locking: one internal mutex, a leaf (taken under a stripe, never the
 // other way round).
 
+#include "crypto/crypto.h"
 #include "util/bytes.h"
 
 #include <cstdint>
@@ -22,6 +23,17 @@ namespace isr::disk {
 // A chunk's plaintext, shared with readers that copy out of it. Where a
 // chunk's content is passed around (ParcelDisk), null means "all zeroes".
 using PlainPtr = std::shared_ptr<const Bytes>;
+
+// A PlainPtr that wipes its bytes when the last reader lets go (issue #16
+// item 8: a user's plaintext does not linger in the kiosk's heap for the
+// next session). Every decoded or written chunk is made through this.
+inline PlainPtr makePlain(Bytes&& bytes) {
+    return PlainPtr(new Bytes(std::move(bytes)), [](const Bytes* b) {
+        Bytes* owned = const_cast<Bytes*>(b);
+        crypto::wipe(*owned);
+        delete owned;
+    });
+}
 
 class PlaintextLru {
 public:

@@ -128,6 +128,10 @@ StreamingChunker::StreamingChunker(const Chunker& chunker) : chunker_(chunker) {
     pending_.reserve(chunker.params().maxSize);
 }
 
+StreamingChunker::~StreamingChunker() {
+    crypto::wipe(pending_);
+}
+
 Status StreamingChunker::feed(ByteView data, const ChunkFn& onChunk) {
     while (!data.empty()) {
         if (pending_.empty()) {

@@ -1,5 +1,6 @@
 // chunkImage (save file -> chunks -> upload) and streamImage (chunks ->
 // verified plaintext -> FIFO), see memimg.h.
+#include "crypto/crypto.h"
 #include "util/fault.h"
 #include "util/posix.h"
 #include "memimg/memimg.h"
@@ -67,8 +68,10 @@ Result<ChunkImageResult> chunkImage(int fd, ByteView convergenceSecret, const Ch
 
     ChunkImageResult result;
     RateMeter meter(progress, total);
-    // Secret bytes are copied once so the pool's tasks never outlive them.
-    const Bytes secret(convergenceSecret.begin(), convergenceSecret.end());
+    // Secret bytes are copied once so the pool's tasks never outlive them
+    // (the pool is declared later, so it is gone before the wipe).
+    Bytes secret(convergenceSecret.begin(), convergenceSecret.end());
+    crypto::WipeOnExit wipeSecret(secret);
     const int level = options.zstdLevel;
 
     // Upload runs on a helper thread: one batch uploads while the next fills.
@@ -119,8 +122,10 @@ Result<ChunkImageResult> chunkImage(int fd, ByteView convergenceSecret, const Ch
     auto onChunk = [&](ByteView plain) -> Status {
         while (pool.full())
             ISR_TRY_STATUS(takeOne());
-        pool.submit([&secret, level, p = Bytes(plain.begin(), plain.end())] {
-            return chunk::encode(secret, p, level);
+        pool.submit([&secret, level, p = Bytes(plain.begin(), plain.end())]() mutable {
+            chunk::EncodedChunk encoded = chunk::encode(secret, p, level);
+            crypto::wipe(p); // guest memory, not left in the kiosk's heap
+            return encoded;
         });
         ++result.chunks;
         return {};
@@ -128,6 +133,7 @@ Result<ChunkImageResult> chunkImage(int fd, ByteView convergenceSecret, const Ch
 
     StreamingChunker streaming(chunker);
     Bytes buf(kReadSize);
+    crypto::WipeOnExit wipeBuf(buf);
     for (;;) {
         if (cancelled(options.cancel))
             return Error(Errc::Cancelled, "chunking the memory image was cancelled");
@@ -314,6 +320,7 @@ Result<StreamStats> streamImage(const std::vector<chunk::ChunkRef>& recipe, cons
             return fail(std::move(written).error());
         stats.bytes += plain->size();
         ++stats.chunks;
+        crypto::wipe(*plain); // in the FIFO now; not left in the kiosk's heap
         meter.update(stats.bytes);
     }
     if (!isFifo && ::fsync(out.get()) != 0)

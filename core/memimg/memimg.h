@@ -106,6 +106,9 @@ public:
     using ChunkFn = std::function<Status(ByteView)>;
 
     explicit StreamingChunker(const Chunker& chunker);
+    ~StreamingChunker(); // wipes the tail it copied (guest memory)
+    StreamingChunker(const StreamingChunker&) = delete;
+    StreamingChunker& operator=(const StreamingChunker&) = delete;
     Status feed(ByteView data, const ChunkFn& onChunk);
     // Emits the final (possibly short) chunk and resets for a new stream.
     Status finish(const ChunkFn& onChunk);

@@ -232,9 +232,32 @@ private slots:
     void wipeZeroes() {
         Bytes a = randomBytes(64);
         a[0] = 1; // at least one non-zero byte
-        wipe(a);
+        wipe(MutableByteView(a));
+        QCOMPARE(a.size(), std::size_t(64));
         QVERIFY(std::all_of(a.begin(), a.end(), [](std::uint8_t b) { return b == 0; }));
-        wipe({}); // an empty view is fine
+        wipe(MutableByteView{}); // an empty view is fine
+    }
+
+    // A buffer that shrank still holds plaintext past its size: wipe(Bytes&)
+    // zeroes up to the capacity, in place (the same allocation), and
+    // empties the vector. The allocation is read through a raw pointer (the
+    // vector's elements past its size are plain bytes of that allocation).
+    void wipeBytesReachesTheCapacity() {
+        Bytes a(256, 0xAB);
+        a.resize(16); // 240 bytes of 0xAB left behind the size
+        const volatile std::uint8_t* storage = a.data();
+        const std::size_t capacity = a.capacity();
+        QVERIFY(capacity >= 256);
+        QCOMPARE(int(storage[200]), 0xAB); // what a plain clear() would leave
+        wipe(a);
+        QVERIFY(a.empty());
+        QCOMPARE(a.capacity(), capacity);
+        QCOMPARE(static_cast<const void*>(a.data()), const_cast<const std::uint8_t*>(storage));
+        for (std::size_t k = 0; k < capacity; ++k)
+            QCOMPARE(int(storage[k]), 0);
+        Bytes empty;
+        wipe(empty); // no allocation at all is fine
+        QVERIFY(empty.empty());
     }
 };
 
