@@ -38,6 +38,7 @@ trap cleanup EXIT
 files=$(dpkg -L isr)
 listed() { grep -qx "$1" <<<"$files" && [ -e "$1" ]; }
 for f in /usr/bin/isrctl /usr/bin/isr-kiosk /usr/share/isr/guest/build-guest.sh \
+    /usr/share/isr/guest-desktop/build-desktop.sh /usr/share/isr/bootdisk/assemble-disk.sh \
     /usr/share/man/man1/isrctl.1 /usr/share/man/man1/isr-kiosk.1 \
     /usr/share/doc/isr/kiosk.conf.example /usr/share/doc/isr/examples/isr-kiosk-alerts.yml \
     /etc/isr/kiosk.conf \
