@@ -276,8 +276,8 @@ void printPruned(const std::vector<parcel::PruneReport>& pruned, bool dryRun,
 }
 
 // gc --all: every user, without passwords, from the reference lists.
-int gcAll(store::Store& store, std::int64_t grace, const parcel::Retention& retention,
-          bool dryRun, bool asJson) {
+int gcAll(store::Store& store, std::int64_t grace, const parcel::Retention& retention, bool dryRun,
+          bool asJson) {
     auto userJson = [&](const parcel::UserGcReport& r) {
         using Skipped = parcel::UserGcReport::Skipped;
         const char* status = r.skipped == Skipped::No       ? "collected"
@@ -311,8 +311,7 @@ int gcAll(store::Store& store, std::int64_t grace, const parcel::Retention& rete
                         (unsigned long long)r.gc.versionsRemoved,
                         r.gc.versionsRemoved == 1 ? "" : "s",
                         formatBytes(r.gc.versionBytes).c_str(), (unsigned long long)r.gc.removed,
-                        formatBytes(r.gc.removedBytes).c_str(),
-                        (unsigned long long)r.gc.keptYoung);
+                        formatBytes(r.gc.removedBytes).c_str(), (unsigned long long)r.gc.keptYoung);
         }
         std::fflush(stdout);
     };
@@ -328,17 +327,17 @@ int gcAll(store::Store& store, std::int64_t grace, const parcel::Retention& rete
         json::Array users;
         for (const auto& r : report->users)
             users.push_back(userJson(r));
-        printJson(json::Object{{"dry_run", dryRun},
-                               {"users", std::move(users)},
-                               {"total", json::Object{{"users_collected", collected},
-                                                      {"users_skipped_locked", report->skippedLocked},
-                                                      {"users_skipped_references",
-                                                       report->skippedReferences},
-                                                      {"versions_removed", t.versionsRemoved},
-                                                      {"version_bytes", t.versionBytes},
-                                                      {"removed", t.removed},
-                                                      {"removed_bytes", t.removedBytes},
-                                                      {"kept_young", t.keptYoung}}}});
+        printJson(json::Object{
+            {"dry_run", dryRun},
+            {"users", std::move(users)},
+            {"total", json::Object{{"users_collected", collected},
+                                   {"users_skipped_locked", report->skippedLocked},
+                                   {"users_skipped_references", report->skippedReferences},
+                                   {"versions_removed", t.versionsRemoved},
+                                   {"version_bytes", t.versionBytes},
+                                   {"removed", t.removed},
+                                   {"removed_bytes", t.removedBytes},
+                                   {"kept_young", t.keptYoung}}}});
     } else {
         std::printf("total: %s %llu versions and %llu chunks, %s, of %llu user%s; %llu skipped "
                     "(open at a kiosk), %llu skipped (no usable reference list)\n",
@@ -423,8 +422,7 @@ int gc(const std::vector<std::string>& argv) {
                     (unsigned long long)report->keptYoung, (unsigned long long)report->referenced);
         if (report->refsWritten > 0)
             std::printf("%s %llu missing or outdated reference list%s (what gc --all reads)\n",
-                        dryRun ? "would write" : "wrote",
-                        (unsigned long long)report->refsWritten,
+                        dryRun ? "would write" : "wrote", (unsigned long long)report->refsWritten,
                         report->refsWritten == 1 ? "" : "s");
     }
     return kExitOk;

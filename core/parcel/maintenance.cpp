@@ -74,12 +74,12 @@ std::optional<std::uint64_t> refsKeyNumber(std::string_view key) {
 // One parcel's version objects and reference lists, from one listing.
 struct ListedVersion {
     std::uint64_t n = 0;
-    std::uint64_t sealedSize = 0;           // of versions/<n>
+    std::uint64_t sealedSize = 0;          // of versions/<n>
     std::optional<store::ObjectInfo> refs; // refs/<n>, if present
 };
 struct ListedParcel {
     std::string name;
-    std::vector<ListedVersion> versions;        // ascending
+    std::vector<ListedVersion> versions;       // ascending
     std::vector<store::ObjectInfo> orphanRefs; // refs/<n> without versions/<n>
 };
 
@@ -489,15 +489,15 @@ Result<UserGcReport> collectGarbageKeyless(store::Store& store, const std::strin
     return out;
 }
 
-Result<StoreGcReport> collectGarbageAll(store::Store& store, std::int64_t graceSeconds,
-                                        bool dryRun, const Retention& retention,
+Result<StoreGcReport> collectGarbageAll(store::Store& store, std::int64_t graceSeconds, bool dryRun,
+                                        const Retention& retention,
                                         const std::function<void(const UserGcReport&)>& onUser) {
     ISR_TRY_STATUS(checkStore(store));
     ISR_TRY_ASSIGN(auto users, listUsers(store));
     StoreGcReport all;
     for (const auto& user : users) {
-        ISR_TRY_ASSIGN(UserGcReport r, collectGarbageKeyless(store, user, graceSeconds, dryRun,
-                                                             retention));
+        ISR_TRY_ASSIGN(UserGcReport r,
+                       collectGarbageKeyless(store, user, graceSeconds, dryRun, retention));
         if (r.skipped == UserGcReport::Skipped::Locked)
             ++all.skippedLocked;
         else if (r.skipped == UserGcReport::Skipped::References)

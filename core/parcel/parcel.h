@@ -180,8 +180,8 @@ std::vector<chunk::ChunkRef> referencedChunks(const Manifest& manifest);
 
 struct ReferenceList {
     std::uint64_t version = 0;
-    std::int64_t created = 0;        // the manifest's `created` (Unix seconds)
-    std::uint64_t sealedLength = 0;  // bytes of the sealed versions/<n> it describes
+    std::int64_t created = 0;             // the manifest's `created` (Unix seconds)
+    std::uint64_t sealedLength = 0;       // bytes of the sealed versions/<n> it describes
     std::vector<chunk::ChunkName> chunks; // strictly increasing
     bool operator==(const ReferenceList&) const = default;
 };
@@ -537,8 +537,9 @@ struct StoreGcReport {
 // Every user in the store, one after the other; `onUser` (optional) sees
 // each user's report as soon as it is done. A store error stops the run
 // (the users before it are done; onUser has seen them).
-Result<StoreGcReport> collectGarbageAll(store::Store& store, std::int64_t graceSeconds,
-                                        bool dryRun, const Retention& retention,
-                                        const std::function<void(const UserGcReport&)>& onUser = {});
+Result<StoreGcReport>
+collectGarbageAll(store::Store& store, std::int64_t graceSeconds, bool dryRun,
+                  const Retention& retention,
+                  const std::function<void(const UserGcReport&)>& onUser = {});
 
 } // namespace isr::parcel

@@ -31,7 +31,9 @@ std::vector<chunk::ChunkRef> referencedChunks(const Manifest& m) {
     for (const auto& r : {m.nvram, m.tpmState})
         if (r)
             out.push_back(*r);
-    auto byName = [](const chunk::ChunkRef& a, const chunk::ChunkRef& b) { return a.name < b.name; };
+    auto byName = [](const chunk::ChunkRef& a, const chunk::ChunkRef& b) {
+        return a.name < b.name;
+    };
     std::stable_sort(out.begin(), out.end(), byName);
     // One entry per name: the same content under one user is one chunk
     // (convergent encryption), so its refs agree on key and length.

@@ -323,9 +323,9 @@ private slots:
         fsckClean("dave");
         // The kept newest still decodes, to the image it was made from.
         std::string out = dir_->file("dave3.raw");
-        auto exported = run({"parcel", "export", "dave", "desk", QString::fromStdString(out),
-                             "--password-stdin"},
-                            "pw\n");
+        auto exported = run(
+            {"parcel", "export", "dave", "desk", QString::fromStdString(out), "--password-stdin"},
+            "pw\n");
         QVERIFY2(exported.exitCode == 0, exported.err.c_str());
         QCOMPARE(readAll(out), readAll(seededImage(103).toStdString()));
         // Text output names both users.
@@ -357,12 +357,11 @@ private slots:
         QVERIFY2(text.out.find("gc --user dave") != std::string::npos, text.out.c_str());
 
         // Backfill: not on a dry run; then the list is back.
-        auto dry = json(run({"gc", "--user", "dave", "--dry-run", "--json", "--password-stdin"},
-                            "pw\n"));
+        auto dry =
+            json(run({"gc", "--user", "dave", "--dry-run", "--json", "--password-stdin"}, "pw\n"));
         QCOMPARE(dry.getInt("refs_written").value(), std::int64_t(1));
         QVERIFY(!std::filesystem::exists(refs4));
-        auto backfill =
-            json(run({"gc", "--user", "dave", "--json", "--password-stdin"}, "pw\n"));
+        auto backfill = json(run({"gc", "--user", "dave", "--json", "--password-stdin"}, "pw\n"));
         QCOMPARE(backfill.getInt("refs_written").value(), std::int64_t(1));
         QVERIFY(std::filesystem::exists(refs4));
         fsckClean("dave");

@@ -725,7 +725,7 @@ private slots:
     void keylessGcMatchesKeyedGc() {
         std::string user = makeUser();
         Parcels p = signedIn(user);
-        Manifest m = smallParcel(p, "kg"); // versions 1, 2
+        Manifest m = smallParcel(p, "kg");             // versions 1, 2
         for (unsigned round = 0; round < 2; ++round) { // versions 3, 4: new chunk 0 each
             m.parent = m.version;
             auto enc = chunk::encode(p.secrets().convergence.view(), randomData(4096, 500 + round));
