@@ -22,11 +22,14 @@
 
 namespace isr::cli {
 
-// Exit codes: 0 ok, 1 operation failed, 2 usage error, 3 damage found (fsck).
+// Exit codes: 0 ok, 1 operation failed, 2 usage error, 3 damage found (fsck),
+// 4 some user skipped (gc --all).
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailed = 1;
 inline constexpr int kExitUsage = 2;
 inline constexpr int kExitDamage = 3;
+// gc --all: some user was skipped for want of a usable reference list.
+inline constexpr int kExitSkipped = 4;
 
 class Args {
 public:

@@ -255,8 +255,106 @@ int fsck(const std::vector<std::string>& argv) {
     return total.clean() ? kExitOk : kExitDamage;
 }
 
+json::Array pruneJson(const std::vector<parcel::PruneReport>& pruned) {
+    json::Array versions;
+    for (const auto& p : pruned) {
+        json::Array removed(p.removed.begin(), p.removed.end());
+        versions.push_back(json::Object{
+            {"parcel", p.parcel}, {"removed", removed}, {"kept", std::uint64_t(p.kept.size())}});
+    }
+    return versions;
+}
+
+void printPruned(const std::vector<parcel::PruneReport>& pruned, bool dryRun,
+                 const std::string& lead) {
+    for (const auto& p : pruned)
+        if (!p.removed.empty())
+            std::printf("%s%s %s: %zu version%s (%llu..%llu), keeping %zu\n", lead.c_str(),
+                        dryRun ? "would prune" : "pruned", p.parcel.c_str(), p.removed.size(),
+                        p.removed.size() == 1 ? "" : "s", (unsigned long long)p.removed.front(),
+                        (unsigned long long)p.removed.back(), p.kept.size());
+}
+
+// gc --all: every user, without passwords, from the reference lists.
+int gcAll(store::Store& store, std::int64_t grace, const parcel::Retention& retention, bool dryRun,
+          bool asJson) {
+    auto userJson = [&](const parcel::UserGcReport& r) {
+        using Skipped = parcel::UserGcReport::Skipped;
+        const char* status = r.skipped == Skipped::No       ? "collected"
+                             : r.skipped == Skipped::Locked ? "skipped_locked"
+                                                            : "skipped_references";
+        return json::Object{{"user", r.user},
+                            {"status", status},
+                            {"reason", r.reason},
+                            {"versions_removed", r.gc.versionsRemoved},
+                            {"version_bytes", r.gc.versionBytes},
+                            {"removed", r.gc.removed},
+                            {"removed_bytes", r.gc.removedBytes},
+                            {"kept_young", r.gc.keptYoung},
+                            {"referenced", r.gc.referenced},
+                            {"versions", pruneJson(r.pruned)}};
+    };
+    auto onUser = [&](const parcel::UserGcReport& r) {
+        if (asJson)
+            return;
+        using Skipped = parcel::UserGcReport::Skipped;
+        if (r.skipped == Skipped::Locked) {
+            std::printf("%s: skipped, open at a kiosk: %s\n", r.user.c_str(), r.reason.c_str());
+        } else if (r.skipped == Skipped::References) {
+            std::printf("%s: SKIPPED, nothing removed: %s; run 'isrctl gc --user %s' once\n",
+                        r.user.c_str(), r.reason.c_str(), r.user.c_str());
+        } else {
+            printPruned(r.pruned, dryRun, r.user + ": ");
+            std::printf("%s: %s %llu version%s (%s) and %llu unreferenced chunks (%s); kept %llu "
+                        "younger than the grace period\n",
+                        r.user.c_str(), dryRun ? "would remove" : "removed",
+                        (unsigned long long)r.gc.versionsRemoved,
+                        r.gc.versionsRemoved == 1 ? "" : "s",
+                        formatBytes(r.gc.versionBytes).c_str(), (unsigned long long)r.gc.removed,
+                        formatBytes(r.gc.removedBytes).c_str(), (unsigned long long)r.gc.keptYoung);
+        }
+        std::fflush(stdout);
+    };
+    auto report = parcel::collectGarbageAll(store, grace, dryRun, retention, onUser);
+    if (!report.ok())
+        return fail(report.error().describe() +
+                    " -- gc stopped here; it removes only pruned versions and unreferenced "
+                    "chunks, so what is left is consistent: run it again");
+    const auto& t = report->total;
+    const std::uint64_t collected =
+        report->users.size() - report->skippedLocked - report->skippedReferences;
+    if (asJson) {
+        json::Array users;
+        for (const auto& r : report->users)
+            users.push_back(userJson(r));
+        printJson(json::Object{
+            {"dry_run", dryRun},
+            {"users", std::move(users)},
+            {"total", json::Object{{"users_collected", collected},
+                                   {"users_skipped_locked", report->skippedLocked},
+                                   {"users_skipped_references", report->skippedReferences},
+                                   {"versions_removed", t.versionsRemoved},
+                                   {"version_bytes", t.versionBytes},
+                                   {"removed", t.removed},
+                                   {"removed_bytes", t.removedBytes},
+                                   {"kept_young", t.keptYoung}}}});
+    } else {
+        std::printf("total: %s %llu versions and %llu chunks, %s, of %llu user%s; %llu skipped "
+                    "(open at a kiosk), %llu skipped (no usable reference list)\n",
+                    dryRun ? "would remove" : "removed", (unsigned long long)t.versionsRemoved,
+                    (unsigned long long)t.removed,
+                    formatBytes(t.versionBytes + t.removedBytes).c_str(),
+                    (unsigned long long)collected, collected == 1 ? "" : "s",
+                    (unsigned long long)report->skippedLocked,
+                    (unsigned long long)report->skippedReferences);
+    }
+    // A user open at a kiosk is everyday life on a fleet (the next run gets
+    // it); a user without usable lists needs the operator: exit 4.
+    return report->skippedReferences > 0 ? kExitSkipped : kExitOk;
+}
+
 int gc(const std::vector<std::string>& argv) {
-    auto args = Args::parse(argv, kFlags);
+    auto args = Args::parse(argv, {"json", "password-stdin", "dry-run", "all"});
     if (!args.ok())
         return fail(args.error().message, kExitUsage);
     if (int rc = checkUsage(*args, 0, 0, {"store", "user", "grace", "keep-last", "keep-within"},
@@ -281,53 +379,51 @@ int gc(const std::vector<std::string>& argv) {
         retention.keepWithin = *d;
     }
     auto user = args->option("user");
-    if (!user)
-        return fail("gc needs --user USER: only the user's keys can tell which chunks the "
-                    "manifests reference",
+    const bool all = args->flag("all");
+    if (user && all)
+        return fail("gc takes --user USER or --all, not both", kExitUsage);
+    if (!user && !all)
+        return fail("gc needs --user USER (with the user's password) or --all (every user, "
+                    "no password: from the reference lists)",
                     kExitUsage);
     auto grace = parseDuration(args->optionOr("grace", "24h"));
     if (!grace.ok())
         return fail(grace.error().message, kExitUsage);
+    const bool dryRun = args->flag("dry-run");
     auto s = openStoreFromArgs(*args);
     if (!s.ok())
         return fail(s.error());
+    if (all)
+        return gcAll(**s, *grace, retention, dryRun, args->flag("json"));
     auto secrets = signInFromArgs(**s, *user, *args);
     if (!secrets.ok())
         return fail(secrets.error());
     parcel::Parcels parcels(**s, std::move(*secrets));
     std::vector<parcel::PruneReport> pruned;
-    auto report =
-        parcel::collectGarbage(parcels, *grace, args->flag("dry-run"), retention, &pruned);
+    auto report = parcel::collectGarbage(parcels, *grace, dryRun, retention, &pruned);
     if (!report.ok())
         return fail(report.error());
     if (args->flag("json")) {
-        json::Array versions;
-        for (const auto& p : pruned) {
-            json::Array removed(p.removed.begin(), p.removed.end());
-            versions.push_back(json::Object{{"parcel", p.parcel},
-                                            {"removed", removed},
-                                            {"kept", std::uint64_t(p.kept.size())}});
-        }
         printJson(json::Object{{"referenced", report->referenced},
                                {"removed", report->removed},
                                {"removed_bytes", report->removedBytes},
                                {"kept_young", report->keptYoung},
                                {"versions_removed", report->versionsRemoved},
-                               {"versions", versions},
-                               {"dry_run", args->flag("dry-run")}});
+                               {"version_bytes", report->versionBytes},
+                               {"refs_written", report->refsWritten},
+                               {"versions", pruneJson(pruned)},
+                               {"dry_run", dryRun}});
     } else {
-        for (const auto& p : pruned)
-            if (!p.removed.empty())
-                std::printf("%s %s: %zu version%s (%llu..%llu), keeping %zu\n",
-                            args->flag("dry-run") ? "would prune" : "pruned", p.parcel.c_str(),
-                            p.removed.size(), p.removed.size() == 1 ? "" : "s",
-                            (unsigned long long)p.removed.front(),
-                            (unsigned long long)p.removed.back(), p.kept.size());
+        printPruned(pruned, dryRun, "");
         std::printf("%s %llu unreferenced chunks (%s); kept %llu younger than the grace period; "
                     "%llu referenced\n",
-                    args->flag("dry-run") ? "would remove" : "removed",
-                    (unsigned long long)report->removed, formatBytes(report->removedBytes).c_str(),
+                    dryRun ? "would remove" : "removed", (unsigned long long)report->removed,
+                    formatBytes(report->removedBytes).c_str(),
                     (unsigned long long)report->keptYoung, (unsigned long long)report->referenced);
+        if (report->refsWritten > 0)
+            std::printf("%s %llu missing or outdated reference list%s (what gc --all reads)\n",
+                        dryRun ? "would write" : "wrote", (unsigned long long)report->refsWritten,
+                        report->refsWritten == 1 ? "" : "s");
     }
     return kExitOk;
 }
@@ -393,10 +489,13 @@ CommandRegistration regFsck({
 });
 CommandRegistration regGc({
     .name = "gc",
-    .args = "--user USER",
+    .args = "--user USER | --all",
     .summary = "remove old versions and unreferenced chunks",
     .run = gc,
-    .options = {{"--user USER", "whose chunks (only the user's keys open the manifests)"},
+    .options = {{"--user USER", "one user, with the password (opens the manifests; also "
+                                "writes missing reference lists)"},
+                {"--all", "every user, no password: from the reference lists; a user open at a "
+                          "kiosk or without usable lists is skipped and reported"},
                 {"--grace DURATION", "keep unreferenced chunks younger than this (default 24h)"},
                 {"--keep-last N", "also remove versions older than the newest N"},
                 {"--keep-within DURATION",
@@ -407,6 +506,12 @@ CommandRegistration regGc({
                 {"--password-stdin",
                  "read the password as one line from stdin instead of prompting"},
                 {"--json", "print the report as JSON"}},
+    .details =
+        "--all exits 4 when a user was skipped for a missing or damaged reference list "
+        "(nothing of that user is removed; 'gc --user USER' once writes the lists); a user "
+        "skipped because a parcel is open at a kiosk does not change the exit status. A store "
+        "error stops gc with exit 1: only pruned versions and unreferenced chunks are ever "
+        "removed, so a rerun finishes the job.",
 });
 
 } // namespace

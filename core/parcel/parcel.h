@@ -45,6 +45,8 @@ std::string parcelPrefix(const std::string& user, const std::string& parcel);
 std::string versionKey(const std::string& user, const std::string& parcel, std::uint64_t n);
 std::string headKey(const std::string& user, const std::string& parcel);
 std::string lockKey(const std::string& user, const std::string& parcel);
+// The clear reference list of version n (FORMAT.md, "Reference list").
+std::string refsKey(const std::string& user, const std::string& parcel, std::uint64_t n);
 std::string chunkPrefix(const std::string& user);
 std::string chunkKey(const std::string& user, const chunk::ChunkName& name);
 
@@ -165,6 +167,30 @@ Bytes encodeManifest(const Manifest& manifest);
 Result<Manifest> decodeManifest(ByteView plaintext);
 std::string manifestAssociatedData(const std::string& user, const std::string& parcel,
                                    std::uint64_t n);
+
+// Every chunk a manifest references -- disk (not the all-zero ones), memory
+// image, nvram, tpm_state -- once each, sorted by name. The one answer to
+// "what does this version need": gc, fsck and the reference list use it.
+std::vector<chunk::ChunkRef> referencedChunks(const Manifest& manifest);
+
+// ---- reference lists (FORMAT.md, "Reference list") ---------------------------
+// refs/<n>: in clear, the names of the chunks version n references, so that
+// an operator without the user's password can collect garbage (gc --all).
+// Written by Parcels::commit after versions/<n>, backfilled by gc --user.
+
+struct ReferenceList {
+    std::uint64_t version = 0;
+    std::int64_t created = 0;             // the manifest's `created` (Unix seconds)
+    std::uint64_t sealedLength = 0;       // bytes of the sealed versions/<n> it describes
+    std::vector<chunk::ChunkName> chunks; // strictly increasing
+    bool operator==(const ReferenceList&) const = default;
+};
+// The list describing `manifest` sealed into `sealedLength` bytes.
+ReferenceList referenceListOf(const Manifest& manifest, std::uint64_t sealedLength);
+Bytes encodeReferenceList(const ReferenceList& list);
+// Strict: Corrupt on a bad magic or checksum, a truncated or padded object,
+// names out of order; Unsupported on another format. Pure (fuzzable).
+Result<ReferenceList> decodeReferenceList(ByteView data);
 
 // ---- locks ------------------------------------------------------------------
 
@@ -438,16 +464,15 @@ Result<FsckReport> fsckUser(Parcels& parcels, const ProgressFn& progress = {});
 
 struct GcReport {
     std::uint64_t referenced = 0;
-    std::uint64_t removed = 0;
+    std::uint64_t removed = 0; // unreferenced chunks
     std::uint64_t removedBytes = 0;
     std::uint64_t keptYoung = 0; // unreferenced but inside the grace period
     std::uint64_t versionsRemoved = 0;
+    // Bytes of the pruned versions/<n> objects and of their (and orphaned)
+    // reference lists.
+    std::uint64_t versionBytes = 0;
+    std::uint64_t refsWritten = 0; // reference lists written or rewritten (gc with keys)
 };
-
-// Removes the user's chunks no version of any parcel references and that are
-// older than graceSeconds. Refuses (Locked) while any parcel of the user is
-// locked by a live session: its trickled chunks are not referenced yet.
-Result<GcReport> collectGarbage(Parcels& parcels, std::int64_t graceSeconds, bool dryRun);
 
 // Which versions of a parcel to keep. A version is kept if any rule keeps
 // it; the newest version is always kept. keepLast 0 and keepWithin 0 mean
@@ -462,11 +487,59 @@ struct PruneReport {
     std::vector<std::uint64_t> removed; // versions removed (or that would be, dry run)
     std::vector<std::uint64_t> kept;
 };
-// Applies `retention` to every parcel of the user (removing old version
-// objects, oldest first), then collects garbage: the chunks only the removed
-// versions referenced go too. A dry run removes nothing and reports what
-// would go, chunks included. Refuses (Locked) like collectGarbage.
+
+// One garbage collection of one user (maintenance.cpp has the decisions):
+//  1. every parcel's lock: a heartbeat younger than graceSeconds refuses
+//     (Locked): a live session's trickled chunks are referenced by nothing yet;
+//  2. per parcel, newest first, the retention decides which versions stay;
+//     what each version references comes from its manifest (with keys) or
+//     its reference list (keyless) -- all read before anything is removed;
+//  3. pruned versions go oldest first: versions/<n>, then refs/<n>;
+//  4. the user's chunks no kept version references and older than
+//     graceSeconds go (so do reference lists whose version is gone).
+// A dry run reads the same and removes (and writes) nothing. A store error
+// stops the run: only pruned versions and unreferenced chunks are ever
+// removed, so nothing a kept version needs is lost, and a rerun finishes.
+
+// With the user's keys. Also writes a missing or wrong refs/<n> for every
+// kept version (backfill), unless dryRun.
+Result<GcReport> collectGarbage(Parcels& parcels, std::int64_t graceSeconds, bool dryRun);
 Result<GcReport> collectGarbage(Parcels& parcels, std::int64_t graceSeconds, bool dryRun,
                                 const Retention& retention, std::vector<PruneReport>* pruned);
+
+// Without keys, from the reference lists (gc --all).
+struct UserGcReport {
+    std::string user;
+    enum class Skipped {
+        No,
+        Locked,    // a parcel is open at a kiosk (fresh heartbeat): next run
+        References // a version it needs has no usable refs/<n>: gc --user once
+    };
+    Skipped skipped = Skipped::No;
+    std::string reason; // why it was skipped
+    GcReport gc;        // all zero when skipped: nothing of the user was touched
+    std::vector<PruneReport> pruned;
+};
+// One user. A version whose list is missing, damaged, names another
+// version, or whose recorded sealed length is not the size of the stored
+// versions/<n> makes the user Skipped::References when the retention keeps
+// that version or needs its time (keepWithin); nothing of the user is then
+// removed. Errors: a store failure (the run stops there).
+Result<UserGcReport> collectGarbageKeyless(store::Store& store, const std::string& user,
+                                           std::int64_t graceSeconds, bool dryRun,
+                                           const Retention& retention);
+struct StoreGcReport {
+    std::vector<UserGcReport> users; // every user (listUsers order)
+    GcReport total;                  // the sum over the users collected
+    std::uint64_t skippedLocked = 0;
+    std::uint64_t skippedReferences = 0;
+};
+// Every user in the store, one after the other; `onUser` (optional) sees
+// each user's report as soon as it is done. A store error stops the run
+// (the users before it are done; onUser has seen them).
+Result<StoreGcReport>
+collectGarbageAll(store::Store& store, std::int64_t graceSeconds, bool dryRun,
+                  const Retention& retention,
+                  const std::function<void(const UserGcReport&)>& onUser = {});
 
 } // namespace isr::parcel

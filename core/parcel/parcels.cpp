@@ -322,7 +322,9 @@ Result<std::uint64_t> Parcels::commit(const std::string& parcel, Manifest& m,
     // has. Under a previous master of an unfinished rotation it may: the
     // rotation re-seals it later.
     ISR_TRY_STATUS(checkKeysCurrent(/*allowPrevious=*/true));
-    auto st = store_.putIfAbsent(versionKey(user(), parcel, n), seal(parcel, n, m));
+    Bytes sealed = seal(parcel, n, m);
+    std::uint64_t sealedLength = sealed.size();
+    auto st = store_.putIfAbsent(versionKey(user(), parcel, n), sealed);
     if (!st.ok()) {
         if (st.error().code == Errc::AlreadyExists) {
             // Our own earlier attempt may have created it and lost the
@@ -332,6 +334,9 @@ Result<std::uint64_t> Parcels::commit(const std::string& parcel, Manifest& m,
                 ISR_LOG_INFO("parcel") << "version " << n << " of " << parcel
                                        << " was already committed by this session";
                 m.created = existing->created;
+                // The stored object: our plaintext now, sealed (a seal's
+                // length depends on the plaintext's only).
+                sealedLength = seal(parcel, n, m).size();
             } else {
                 return Error(Errc::Conflict, "version " + std::to_string(n) + " of parcel '" +
                                                  parcel +
@@ -343,6 +348,17 @@ Result<std::uint64_t> Parcels::commit(const std::string& parcel, Manifest& m,
         }
     }
     m.digest = crypto::hash(encodeManifest(m));
+    // The clear reference list (FORMAT.md, "Reference list"), written only
+    // by the writer whose version this is (a loser returned Conflict above).
+    // The version is committed whatever happens here: a failure only means
+    // keyless gc (gc --all) skips this user until gc --user backfills it.
+    if (auto r = store_.put(refsKey(user(), parcel, n),
+                            encodeReferenceList(referenceListOf(m, sealedLength)));
+        !r.ok()) {
+        ISR_LOG_WARN("parcel") << "version " << n << " of " << parcel
+                               << " committed but its reference list not written: "
+                               << r.error().describe();
+    }
     ISR_TRY_STATUS(ISR_FAULT_POINT("parcel.commit.after-version"));
     // The version exists now; head is only a hint, so a failure here loses nothing.
     if (auto h = store_.put(headKey(user(), parcel), asBytes(std::to_string(n) + "\n")); !h.ok()) {

@@ -85,7 +85,9 @@ std::uint64_t maxObjectSize(std::string_view key) {
         return 4u << 10;
     if (seg.size() == 5 && seg[2] == "parcels" && seg[4] == "lock")
         return 64u << 10;
-    if (seg.size() == 6 && seg[2] == "parcels" && seg[4] == "versions")
+    // A reference list is smaller than its sealed manifest (32 bytes a
+    // chunk against 69): the same bound.
+    if (seg.size() == 6 && seg[2] == "parcels" && (seg[4] == "versions" || seg[4] == "refs"))
         return 512ull << 20;
     return UINT64_MAX;
 }

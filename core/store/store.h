@@ -140,6 +140,7 @@ Status validateKey(std::string_view key);
 //   .../head                                 4 KiB
 //   .../lock                                64 KiB
 //   .../versions/<n> (a sealed manifest)   512 MiB  (a 1 TiB disk at 128 KiB chunks)
+//   .../refs/<n> (a reference list)        512 MiB
 //   users/<u>/chunks/...                    16 MiB + 64 KiB (the chunk codec's maximum)
 //   any other key                           no limit (tests, future kinds)
 // For getRange the limit applies to the bytes returned.

@@ -85,6 +85,11 @@ inline constexpr PointInfo kFaultPoints[] = {
      "each version re-sealed under the new master and written, before it is read back"},
     {"parcel.rotate.before-finish",
      "every version re-sealed, before the account is rewritten without the previous masters"},
+    // Not a session's: garbage collection (isrctl gc; parcel/maintenance.cpp).
+    {"parcel.gc.prune",
+     "gc: everything read and planned, before each pruned version (then its reference list) is "
+     "removed"},
+    {"parcel.gc.sweep", "gc: versions pruned, before each unreferenced chunk is removed"},
 };
 inline constexpr std::size_t kFaultPointCount = sizeof(kFaultPoints) / sizeof(kFaultPoints[0]);
 

@@ -85,9 +85,11 @@ private slots:
         // A required option stays in the synopsis as it is and is described.
         auto gc = runProcess(isrctl_, {"gc", "--help"});
         QCOMPARE(gc.exitCode, 0);
-        QVERIFY2(gc.out.rfind("Usage: isrctl gc --user USER [", 0) == 0, gc.out.c_str());
+        QVERIFY2(gc.out.rfind("Usage: isrctl gc --user USER | --all [", 0) == 0, gc.out.c_str());
         QVERIFY(gc.out.find("[--user") == std::string::npos);
+        QVERIFY(gc.out.find("[--all") == std::string::npos);
         QVERIFY(gc.out.find("  --user USER ") != std::string::npos);
+        QVERIFY(gc.out.find("  --all ") != std::string::npos);
     }
     void helpForUnknownCommand() {
         auto r = runProcess(isrctl_, {"help", "frobnicate"});

@@ -1,5 +1,6 @@
 // isrctl for an operator with many users, end to end on a file:// store:
-// user list/remove, parcel status/remove/unlock, store stats, gc retention.
+// user list/remove, parcel status/remove/unlock, store stats, gc retention,
+// gc --all without passwords (reference lists; FORMAT.md "Reference list").
 // Locks are taken the way a kiosk takes them (Parcels::lock), so the test
 // follows the lock format wherever it goes.
 #include "parcel/parcel.h"
@@ -46,6 +47,67 @@ class TestIsrctlFleet : public QObject {
         parcel::Parcels parcels(**s, std::move(*secrets));
         auto attempt = parcels.lock(parcelName, "gate-7", false);
         QVERIFY(attempt.ok() && attempt->acquired);
+    }
+
+    std::string storeDir() const { return dir_->file("store"); }
+    // A 1 MiB raw image whose first 256 KiB (two 128 KiB chunks) come from
+    // `seed`: every seed makes chunks no other seed shares.
+    QString seededImage(unsigned seed) {
+        std::string path = dir_->file("seed-" + std::to_string(seed) + ".raw");
+        std::ofstream f(path, std::ios::binary | std::ios::trunc);
+        std::mt19937 rng(seed);
+        for (int i = 0; i < (256 << 10); ++i)
+            f.put(char(rng()));
+        f.seekp((1 << 20) - 1);
+        f.put(0);
+        return QString::fromStdString(path);
+    }
+    void importImage(const char* user, const char* parcelName, const QString& image,
+                     const char* password = "pw\n") {
+        auto r = run({"parcel", "import", user, parcelName, image, "--password-stdin"}, password);
+        QVERIFY2(r.exitCode == 0, r.err.c_str());
+    }
+    int countFiles(const std::string& relative) {
+        std::filesystem::path root = storeDir() + "/" + relative;
+        if (!std::filesystem::exists(root))
+            return 0;
+        int n = 0;
+        for (const auto& e : std::filesystem::recursive_directory_iterator(root))
+            n += e.is_regular_file();
+        return n;
+    }
+    bool storeHas(const std::string& relative) {
+        return std::filesystem::is_regular_file(storeDir() + "/" + relative);
+    }
+    // Makes every chunk in the store two days old: past the default grace
+    // period, so gc may sweep what nothing references (no sleeping).
+    void ageChunks() {
+        auto old = std::filesystem::file_time_type::clock::now() - std::chrono::hours(48);
+        for (const auto& e : std::filesystem::recursive_directory_iterator(storeDir() + "/users"))
+            if (e.is_regular_file() && e.path().string().find("/chunks/") != std::string::npos)
+                std::filesystem::last_write_time(e.path(), old);
+    }
+    const isr::json::Value& userEntry(const isr::json::Value& report, const std::string& user) {
+        for (const auto& u : report.asObject().at("users").asArray())
+            if (u.getString("user").value() == user)
+                return u;
+        qFatal("no user %s in the gc report", user.c_str());
+    }
+    std::string userStatus(const isr::json::Value& report, const std::string& user) {
+        return userEntry(report, user).getString("status").value();
+    }
+    std::int64_t userCount(const isr::json::Value& report, const std::string& user,
+                           const char* key) {
+        return userEntry(report, user).getInt(key).value();
+    }
+    // fsck --user exits 0 (clean) for this user.
+    void fsckClean(const char* user, const char* password = "pw\n") {
+        auto fsck = run({"fsck", "--user", user, "--password-stdin"}, password);
+        QVERIFY2(fsck.exitCode == 0, (fsck.out + fsck.err).c_str());
+    }
+    std::string readAll(const std::string& path) {
+        std::ifstream f(path, std::ios::binary);
+        return std::string(std::istreambuf_iterator<char>(f), {});
     }
 
 private slots:
@@ -202,6 +264,190 @@ private slots:
         for (const auto& e :
              std::filesystem::recursive_directory_iterator(dir_->file("store/users/bob")))
             QVERIFY2(!e.is_regular_file(), e.path().c_str());
+    }
+
+    void gcUsage() {
+        auto both = run({"gc", "--all", "--user", "alice"});
+        QCOMPARE(both.exitCode, 2);
+        QVERIFY2(both.err.find("not both") != std::string::npos, both.err.c_str());
+        auto neither = run({"gc"});
+        QCOMPARE(neither.exitCode, 2);
+        QVERIFY(neither.err.find("--all") != std::string::npos);
+        QCOMPARE(run({"gc", "--all", "--keep-last", "0"}).exitCode, 2);
+        QCOMPARE(run({"gc", "--all", "--keep-within", "soon"}).exitCode, 2);
+    }
+
+    // dave: three versions, each with chunks of its own; erin: open at a
+    // kiosk. gc --all --keep-last 1 without any password prunes dave and
+    // skips erin; the dry run counted exactly that first.
+    void gcAllWithoutPasswords() {
+        for (const char* user : {"dave", "erin"})
+            QCOMPARE(run({"user", "add", user, "--password-stdin"}, "pw\n").exitCode, 0);
+        for (unsigned seed : {101u, 102u, 103u})
+            importImage("dave", "desk", seededImage(seed));
+        importImage("erin", "desk", seededImage(201));
+        lockAsKiosk("erin", "desk");
+        ageChunks();
+        QVERIFY(storeHas("users/dave/parcels/desk/refs/1")); // written by the commit
+        const int daveChunks = countFiles("users/dave/chunks");
+        const int erinFiles = countFiles("users/erin");
+        QCOMPARE(daveChunks, 6);
+
+        auto dryRun = run({"gc", "--all", "--keep-last", "1", "--dry-run", "--json"});
+        QVERIFY2(dryRun.exitCode == 0, (dryRun.out + dryRun.err).c_str());
+        auto dry = json(dryRun);
+        QVERIFY(dry.asObject().at("dry_run").asBool());
+        QCOMPARE(userStatus(dry, "dave"), std::string("collected"));
+        QCOMPARE(userCount(dry, "dave", "versions_removed"), std::int64_t(2));
+        QCOMPARE(userCount(dry, "dave", "removed"), std::int64_t(4));
+        QCOMPARE(userStatus(dry, "erin"), std::string("skipped_locked"));
+        QVERIFY(userEntry(dry, "erin").getString("reason").value().find("gate-7") !=
+                std::string::npos);
+        QCOMPARE(countFiles("users/dave/chunks"), daveChunks);
+        QVERIFY(storeHas("users/dave/parcels/desk/versions/1"));
+
+        auto realRun = run({"gc", "--all", "--keep-last", "1", "--json"});
+        QVERIFY2(realRun.exitCode == 0, (realRun.out + realRun.err).c_str());
+        auto real = json(realRun);
+        for (const char* key : {"versions_removed", "version_bytes", "removed", "removed_bytes"})
+            QCOMPARE(userCount(real, "dave", key), userCount(dry, "dave", key));
+        const auto& total = real.asObject().at("total");
+        QCOMPARE(total.getInt("users_skipped_locked").value(), std::int64_t(1));
+        QCOMPARE(total.getInt("users_skipped_references").value(), std::int64_t(0));
+        for (const char* gone : {"versions/1", "versions/2", "refs/1", "refs/2"})
+            QVERIFY2(!storeHas(std::string("users/dave/parcels/desk/") + gone), gone);
+        QVERIFY(storeHas("users/dave/parcels/desk/versions/3"));
+        QVERIFY(storeHas("users/dave/parcels/desk/refs/3"));
+        QCOMPARE(countFiles("users/dave/chunks"), 2); // the newest version's own
+        QCOMPARE(countFiles("users/erin"), erinFiles);
+        fsckClean("dave");
+        // The kept newest still decodes, to the image it was made from.
+        std::string out = dir_->file("dave3.raw");
+        auto exported = run(
+            {"parcel", "export", "dave", "desk", QString::fromStdString(out), "--password-stdin"},
+            "pw\n");
+        QVERIFY2(exported.exitCode == 0, exported.err.c_str());
+        QCOMPARE(readAll(out), readAll(seededImage(103).toStdString()));
+        // Text output names both users.
+        auto text = run({"gc", "--all", "--dry-run"});
+        QCOMPARE(text.exitCode, 0);
+        QVERIFY2(text.out.find("erin: skipped") != std::string::npos, text.out.c_str());
+        QVERIFY(text.out.find("total:") != std::string::npos);
+    }
+
+    // A version without its list (committed before lists existed: here the
+    // object is deleted) or with a damaged one: gc --all skips that user,
+    // removing nothing, exits 4; gc --user writes the list; then it proceeds.
+    void gcAllSkipsMissingOrDamagedReferenceLists() {
+        importImage("dave", "desk", seededImage(104)); // version 4
+        ageChunks();
+        const std::string refs4 = storeDir() + "/users/dave/parcels/desk/refs/4";
+        QVERIFY(std::filesystem::remove(refs4));
+        auto skipped = run({"gc", "--all", "--keep-last", "1", "--json"});
+        QCOMPARE(skipped.exitCode, 4);
+        auto report = json(skipped);
+        QCOMPARE(userStatus(report, "dave"), std::string("skipped_references"));
+        QVERIFY(userEntry(report, "dave").getString("reason").value().find("no reference list") !=
+                std::string::npos);
+        QCOMPARE(userCount(report, "dave", "versions_removed"), std::int64_t(0));
+        QVERIFY(storeHas("users/dave/parcels/desk/versions/3"));
+        QCOMPARE(countFiles("users/dave/chunks"), 4);
+        auto text = run({"gc", "--all", "--keep-last", "1"});
+        QCOMPARE(text.exitCode, 4);
+        QVERIFY2(text.out.find("gc --user dave") != std::string::npos, text.out.c_str());
+
+        // Backfill: not on a dry run; then the list is back.
+        auto dry =
+            json(run({"gc", "--user", "dave", "--dry-run", "--json", "--password-stdin"}, "pw\n"));
+        QCOMPARE(dry.getInt("refs_written").value(), std::int64_t(1));
+        QVERIFY(!std::filesystem::exists(refs4));
+        auto backfill = json(run({"gc", "--user", "dave", "--json", "--password-stdin"}, "pw\n"));
+        QCOMPARE(backfill.getInt("refs_written").value(), std::int64_t(1));
+        QVERIFY(std::filesystem::exists(refs4));
+        fsckClean("dave");
+
+        // A damaged list: fsck (no password) reports it; gc --all skips.
+        std::string bytes = readAll(refs4);
+        bytes[bytes.size() / 2] ^= 0x20;
+        std::ofstream(refs4, std::ios::binary | std::ios::trunc) << bytes;
+        auto fsck = run({"fsck"});
+        QCOMPARE(fsck.exitCode, 3);
+        QVERIFY2(fsck.out.find("parcels/desk/refs/4") != std::string::npos, fsck.out.c_str());
+        auto damaged = json(run({"gc", "--all", "--keep-last", "1", "--json"}));
+        QCOMPARE(userStatus(damaged, "dave"), std::string("skipped_references"));
+        QVERIFY(userEntry(damaged, "dave").getString("reason").value().find("damaged") !=
+                std::string::npos);
+        QVERIFY(storeHas("users/dave/parcels/desk/versions/3"));
+        auto deep = run({"fsck", "--user", "dave", "--password-stdin"}, "pw\n");
+        QCOMPARE(deep.exitCode, 3);
+        QCOMPARE(json(run({"gc", "--user", "dave", "--json", "--password-stdin"}, "pw\n"))
+                     .getInt("refs_written")
+                     .value(),
+                 std::int64_t(1));
+        QCOMPARE(run({"fsck"}).exitCode, 0);
+
+        // Repaired: the run goes through (erin is still open: exit 0 all the same).
+        auto done = run({"gc", "--all", "--keep-last", "1", "--json"});
+        QVERIFY2(done.exitCode == 0, (done.out + done.err).c_str());
+        QCOMPARE(userCount(json(done), "dave", "versions_removed"), std::int64_t(1));
+        QVERIFY(!storeHas("users/dave/parcels/desk/versions/3"));
+        QCOMPARE(countFiles("users/dave/chunks"), 2);
+        fsckClean("dave");
+    }
+
+    // The store fails mid-run (a fault point in fail mode: the remove that
+    // would come next fails like a dead S3) and isrctl is killed mid-prune:
+    // gc stops with a clear error, nothing a kept version references is
+    // gone (fsck --user clean), and a rerun finishes.
+    void gcAllStoreFailsMidRun() {
+        for (unsigned seed : {105u, 106u, 107u})
+            importImage("dave", "desk", seededImage(seed)); // versions 5..7
+        ageChunks();
+        qputenv("ISR_FAULT", "parcel.gc.sweep:fail@2");
+        auto failed = run({"gc", "--all", "--keep-last", "1"});
+        qunsetenv("ISR_FAULT");
+        QCOMPARE(failed.exitCode, 1);
+        QVERIFY2(failed.err.find("injected fault at parcel.gc.sweep") != std::string::npos,
+                 failed.err.c_str());
+        QVERIFY(failed.err.find("run it again") != std::string::npos);
+        QVERIFY(!storeHas("users/dave/parcels/desk/versions/6"));
+        QVERIFY(countFiles("users/dave/chunks") > 2); // the sweep stopped after one chunk
+        fsckClean("dave");
+
+        importImage("dave", "desk", seededImage(108)); // version 8
+        importImage("dave", "desk", seededImage(109)); // version 9
+        ageChunks();
+        qputenv("ISR_FAULT", "parcel.gc.prune:kill@2");
+        auto killed = run({"gc", "--all", "--keep-last", "1"});
+        qunsetenv("ISR_FAULT");
+        QCOMPARE(killed.exitCode, -1);
+        QVERIFY(killed.err.find("isr-fault: fired parcel.gc.prune") != std::string::npos);
+        QVERIFY(!storeHas("users/dave/parcels/desk/versions/7"));
+        QVERIFY(storeHas("users/dave/parcels/desk/versions/8"));
+        fsckClean("dave");
+
+        auto rerun = run({"gc", "--all", "--keep-last", "1", "--json"});
+        QVERIFY2(rerun.exitCode == 0, (rerun.out + rerun.err).c_str());
+        QCOMPARE(userCount(json(rerun), "dave", "versions_removed"), std::int64_t(1));
+        QCOMPARE(countFiles("users/dave/parcels/desk/versions"), 1);
+        QCOMPARE(countFiles("users/dave/parcels/desk/refs"), 1);
+        QCOMPARE(countFiles("users/dave/chunks"), 2);
+        fsckClean("dave");
+    }
+
+    // A password change re-seals every manifest under a new master: same
+    // plaintext, same sealed length, so the lists stay valid.
+    void gcAllAfterPasswordChange() {
+        importImage("dave", "desk", seededImage(110)); // version 10
+        auto passwd = run({"user", "passwd", "dave", "--password-stdin"}, "pw\nnew-pw\n");
+        QVERIFY2(passwd.exitCode == 0, passwd.err.c_str());
+        ageChunks();
+        auto after = run({"gc", "--all", "--keep-last", "1", "--json"});
+        QVERIFY2(after.exitCode == 0, (after.out + after.err).c_str());
+        QCOMPARE(userStatus(json(after), "dave"), std::string("collected"));
+        QCOMPARE(userCount(json(after), "dave", "versions_removed"), std::int64_t(1));
+        fsckClean("dave", "new-pw\n");
+        QCOMPARE(run({"fsck"}).exitCode, 0);
     }
 };
 

@@ -403,6 +403,7 @@ private slots:
         QCOMPARE(maxObjectSize("isr-store.json"), std::uint64_t(64 << 10));
         QCOMPARE(maxObjectSize("users/a/parcels/p/lock"), std::uint64_t(64 << 10));
         QCOMPARE(maxObjectSize("users/a/parcels/p/versions/7"), std::uint64_t(512) << 20);
+        QCOMPARE(maxObjectSize("users/a/parcels/p/refs/7"), std::uint64_t(512) << 20);
         QCOMPARE(maxObjectSize("users/a/chunks/ab/abcd"), kMaxChunkObjectSize);
         QCOMPARE(maxObjectSize("users/chunks/account"), std::uint64_t(64 << 10));
         QCOMPARE(maxObjectSize("some/test/key"), UINT64_MAX);
