@@ -188,6 +188,7 @@ Result<StoreStats> storeStats(store::Store& store) {
     StoreStats s;
     ISR_TRY_ASSIGN(auto all, store.list(""));
     std::set<std::string> users, parcels;
+    std::vector<std::pair<std::string, std::string>> lockObjects; // user, parcel
     for (const auto& o : all) {
         s.totalBytes += o.size;
         if (o.key.rfind("users/", 0) != 0)
@@ -204,8 +205,15 @@ Result<StoreStats> storeStats(store::Store& store) {
                 parcels.insert(std::string(parts[0]) + "/" + std::string(parts[2]));
             }
         } else if (parts.size() == 4 && parts[1] == "parcels" && parts[3] == "lock") {
-            ++s.lockedParcels;
+            lockObjects.emplace_back(parts[0], parts[2]);
         }
+    }
+    // A lock object stays after check-in, saying "released" (FORMAT.md,
+    // Lock): only one that is held counts.
+    for (const auto& [user, parcel] : lockObjects) {
+        ISR_TRY_ASSIGN(auto lock, readLockKeyless(store, user, parcel));
+        if (lock)
+            ++s.lockedParcels;
     }
     s.users = users.size();
     s.parcels = parcels.size();

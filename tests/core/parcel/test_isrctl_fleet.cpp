@@ -49,6 +49,19 @@ class TestIsrctlFleet : public QObject {
         QVERIFY(attempt.ok() && attempt->acquired);
     }
 
+    // A kiosk's whole visit: lock, then check in (the lock object stays,
+    // saying "released").
+    void lockAndCheckIn(const std::string& user, const std::string& parcelName) {
+        auto s = isr::store::openStore(store_.toStdString());
+        QVERIFY(s.ok());
+        auto secrets = parcel::signIn(**s, user, "pw");
+        QVERIFY(secrets.ok());
+        parcel::Parcels parcels(**s, std::move(*secrets));
+        auto attempt = parcels.lock(parcelName, "gate-8", false);
+        QVERIFY(attempt.ok() && attempt->acquired);
+        QVERIFY(parcels.unlock(parcelName, attempt->lock).ok());
+    }
+
     std::string storeDir() const { return dir_->file("store"); }
     // A 1 MiB raw image whose first 256 KiB (two 128 KiB chunks) come from
     // `seed`: every seed makes chunks no other seed shares.
@@ -192,8 +205,16 @@ private slots:
         auto still = json(run({"parcel", "status", "alice", "desk", "--json"}));
         QCOMPARE(still.asObject().at("lock").getString("kiosk").value(), std::string("gate-7"));
         QCOMPARE(int(still.asObject().at("versions").asArray().size()), 2);
+        auto held = json(run({"store", "stats", "--json"}));
+        QCOMPARE(held.getInt("locked_parcels").value(), std::int64_t(1));
         auto forced = json(run({"parcel", "unlock", "alice", "desk", "--force", "--json"}));
         QVERIFY(forced.asObject().at("released").asBool());
+        // A checked-in parcel's lock object stays, saying "released": not a
+        // locked parcel.
+        lockAndCheckIn("alice", "desk");
+        QVERIFY(std::filesystem::exists(storeDir() + "/users/alice/parcels/desk/lock"));
+        auto free = json(run({"store", "stats", "--json"}));
+        QCOMPARE(free.getInt("locked_parcels").value(), std::int64_t(0));
         auto again = json(run({"parcel", "unlock", "alice", "desk", "--json"}));
         QVERIFY(!again.asObject().at("released").asBool());
     }
