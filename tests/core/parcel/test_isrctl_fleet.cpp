@@ -38,28 +38,20 @@ class TestIsrctlFleet : public QObject {
         auto r = run({"parcel", "import", user, parcelName, image_, "--password-stdin"}, "pw\n");
         QVERIFY2(r.exitCode == 0, r.err.c_str());
     }
-    // Takes the parcel's lock as a kiosk would (fresh heartbeat).
-    void lockAsKiosk(const std::string& user, const std::string& parcelName) {
+    // Takes the parcel's lock as a kiosk would (fresh heartbeat); with
+    // checkIn, the kiosk's whole visit: lock, then check in (the lock object
+    // stays, saying "released").
+    void lockAsKiosk(const std::string& user, const std::string& parcelName,
+                     const std::string& kiosk = "gate-7", bool checkIn = false) {
         auto s = isr::store::openStore(store_.toStdString());
         QVERIFY(s.ok());
         auto secrets = parcel::signIn(**s, user, "pw");
         QVERIFY(secrets.ok());
         parcel::Parcels parcels(**s, std::move(*secrets));
-        auto attempt = parcels.lock(parcelName, "gate-7", false);
+        auto attempt = parcels.lock(parcelName, kiosk, false);
         QVERIFY(attempt.ok() && attempt->acquired);
-    }
-
-    // A kiosk's whole visit: lock, then check in (the lock object stays,
-    // saying "released").
-    void lockAndCheckIn(const std::string& user, const std::string& parcelName) {
-        auto s = isr::store::openStore(store_.toStdString());
-        QVERIFY(s.ok());
-        auto secrets = parcel::signIn(**s, user, "pw");
-        QVERIFY(secrets.ok());
-        parcel::Parcels parcels(**s, std::move(*secrets));
-        auto attempt = parcels.lock(parcelName, "gate-8", false);
-        QVERIFY(attempt.ok() && attempt->acquired);
-        QVERIFY(parcels.unlock(parcelName, attempt->lock).ok());
+        if (checkIn)
+            QVERIFY(parcels.unlock(parcelName, attempt->lock).ok());
     }
 
     std::string storeDir() const { return dir_->file("store"); }
@@ -211,7 +203,7 @@ private slots:
         QVERIFY(forced.asObject().at("released").asBool());
         // A checked-in parcel's lock object stays, saying "released": not a
         // locked parcel.
-        lockAndCheckIn("alice", "desk");
+        lockAsKiosk("alice", "desk", "gate-8", /*checkIn=*/true);
         QVERIFY(std::filesystem::exists(storeDir() + "/users/alice/parcels/desk/lock"));
         auto free = json(run({"store", "stats", "--json"}));
         QCOMPARE(free.getInt("locked_parcels").value(), std::int64_t(0));
