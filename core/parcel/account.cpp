@@ -5,6 +5,7 @@
 #include "util/log.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cstring>
 #include <ctime>
 #include <set>
@@ -54,6 +55,14 @@ std::string headKey(const std::string& user, const std::string& parcel) {
 std::string lockKey(const std::string& user, const std::string& parcel) {
     return parcelPrefix(user, parcel) + "lock";
 }
+std::optional<std::uint64_t> parseVersionNumber(std::string_view s) {
+    std::uint64_t v = 0;
+    auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc() || ptr != s.data() + s.size() || s.empty() || v == 0)
+        return std::nullopt;
+    return v;
+}
+
 std::string chunkPrefix(const std::string& user) {
     return "users/" + user + "/chunks/";
 }

@@ -12,14 +12,6 @@
 namespace isr::parcel {
 namespace {
 
-std::optional<std::uint64_t> parseVersion(std::string_view s) {
-    std::uint64_t v = 0;
-    auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    if (ec != std::errc() || ptr != s.data() + s.size() || s.empty() || v == 0)
-        return std::nullopt;
-    return v;
-}
-
 // Splits "a/b/c" at '/'.
 std::vector<std::string_view> split(std::string_view key) {
     std::vector<std::string_view> out;
@@ -49,7 +41,7 @@ std::optional<std::uint64_t> readHead(store::Store& store, const std::string& us
     std::string text(asString(*head));
     while (!text.empty() && (text.back() == '\n' || text.back() == '\r'))
         text.pop_back();
-    return parseVersion(text);
+    return parseVersionNumber(text);
 }
 
 // Everything a user's objects say, from one listing of users/<user>/.
@@ -81,7 +73,7 @@ Result<Listing> listUser(store::Store& store, const std::string& user) {
             p.name = name;
             l.otherBytes += o.size;
             if (parts.size() == 4 && parts[2] == "versions") {
-                if (auto n = parseVersion(parts[3])) {
+                if (auto n = parseVersionNumber(parts[3])) {
                     p.versions.push_back(*n);
                     p.manifestBytes += o.size;
                 }
@@ -168,7 +160,7 @@ Result<ParcelInventory> parcelInventory(store::Store& store, const std::string& 
     for (const auto& o : objects) {
         std::string_view rest = std::string_view(o.key).substr(parcelPrefix(user, parcel).size());
         if (rest.rfind("versions/", 0) == 0) {
-            if (auto n = parseVersion(rest.substr(9))) {
+            if (auto n = parseVersionNumber(rest.substr(9))) {
                 p.versions.push_back(*n);
                 p.manifestBytes += o.size;
             }
@@ -200,7 +192,7 @@ Result<StoreStats> storeStats(store::Store& store) {
             ++s.chunks;
             s.chunkBytes += o.size;
         } else if (parts.size() == 5 && parts[1] == "parcels" && parts[3] == "versions") {
-            if (parseVersion(parts[4])) {
+            if (parseVersionNumber(parts[4])) {
                 ++s.versions;
                 parcels.insert(std::string(parts[0]) + "/" + std::string(parts[2]));
             }
@@ -234,7 +226,7 @@ Result<RemoveReport> removeParcel(store::Store& store, const std::string& user,
         if (rest == "lock")
             return {3, 0};
         if (rest.rfind("versions/", 0) == 0)
-            if (auto n = parseVersion(rest.substr(9)))
+            if (auto n = parseVersionNumber(rest.substr(9)))
                 return {1, ~*n}; // descending
         return {0, 0};
     };

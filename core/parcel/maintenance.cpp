@@ -50,14 +50,6 @@ bool isChunkKey(const std::string& key) {
     return key.rfind("users/", 0) == 0 && pos != std::string::npos && key.find('/', 6) == pos;
 }
 
-std::optional<std::uint64_t> parseVersionNumber(std::string_view s) {
-    std::uint64_t v = 0;
-    auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    if (ec != std::errc() || ptr != s.data() + s.size() || s.empty() || v == 0)
-        return std::nullopt;
-    return v;
-}
-
 // "users/<u>/parcels/<p>/refs/<n>" -> n.
 std::optional<std::uint64_t> refsKeyNumber(std::string_view key) {
     if (key.rfind("users/", 0) != 0)

@@ -49,6 +49,9 @@ std::string lockKey(const std::string& user, const std::string& parcel);
 std::string refsKey(const std::string& user, const std::string& parcel, std::uint64_t n);
 std::string chunkPrefix(const std::string& user);
 std::string chunkKey(const std::string& user, const chunk::ChunkName& name);
+// A version number as it ends a key ("42" of versions/42): decimal digits
+// only, at least 1; anything else is not a version.
+std::optional<std::uint64_t> parseVersionNumber(std::string_view text);
 
 // ---- the store as a whole ---------------------------------------------------
 

@@ -30,21 +30,13 @@ Result<std::vector<std::string>> Parcels::list() {
     return std::vector<std::string>(names.begin(), names.end());
 }
 
-static std::optional<std::uint64_t> parseNumber(std::string_view s) {
-    std::uint64_t v = 0;
-    auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    if (ec != std::errc() || ptr != s.data() + s.size() || s.empty() || v == 0)
-        return std::nullopt;
-    return v;
-}
-
 Result<std::vector<std::uint64_t>> Parcels::versions(const std::string& parcel) {
     ISR_TRY_STATUS(validateName("parcel name", parcel));
     std::string prefix = parcelPrefix(user(), parcel) + "versions/";
     ISR_TRY_ASSIGN(auto objects, store_.list(prefix));
     std::vector<std::uint64_t> out;
     for (const auto& o : objects)
-        if (auto n = parseNumber(std::string_view(o.key).substr(prefix.size())))
+        if (auto n = parseVersionNumber(std::string_view(o.key).substr(prefix.size())))
             out.push_back(*n);
     std::sort(out.begin(), out.end());
     if (out.empty())
@@ -60,7 +52,7 @@ Result<std::uint64_t> Parcels::latest(const std::string& parcel) {
         std::string text(asString(*head));
         while (!text.empty() && (text.back() == '\n' || text.back() == '\r'))
             text.pop_back();
-        if (auto v = parseNumber(text)) {
+        if (auto v = parseVersionNumber(text)) {
             n = *v;
         } else {
             ISR_LOG_WARN("parcel") << "ignoring unparsable head of " << parcel;
