@@ -357,8 +357,8 @@ int gc(const std::vector<std::string>& argv) {
     auto args = Args::parse(argv, {"json", "password-stdin", "dry-run", "all"});
     if (!args.ok())
         return fail(args.error().message, kExitUsage);
-    if (int rc = checkUsage(*args, 0, 0, {"store", "user", "grace", "keep-last", "keep-within"},
-                            "gc"))
+    if (int rc =
+            checkUsage(*args, 0, 0, {"store", "user", "grace", "keep-last", "keep-within"}, "gc"))
         return rc;
     parcel::Retention retention;
     if (auto keep = args->option("keep-last")) {

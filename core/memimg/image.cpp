@@ -1,11 +1,11 @@
 // chunkImage (save file -> chunks -> upload) and streamImage (chunks ->
 // verified plaintext -> FIFO), see memimg.h.
 #include "crypto/crypto.h"
-#include "util/fault.h"
-#include "util/posix.h"
 #include "memimg/memimg.h"
 #include "memimg/orderedpool.h"
+#include "util/fault.h"
 #include "util/log.h"
+#include "util/posix.h"
 
 #include <cerrno>
 #include <chrono>
@@ -26,8 +26,6 @@ namespace {
 constexpr const char* kLog = "memimg";
 constexpr std::size_t kReadSize = 4u << 20;
 constexpr std::uint64_t kProgressEvery = 8u << 20;
-
-
 
 bool cancelled(const std::atomic<bool>* flag) {
     return flag && flag->load(std::memory_order_relaxed);

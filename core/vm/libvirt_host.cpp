@@ -120,7 +120,9 @@ std::optional<std::string> LibvirtLogFilter::feed(std::string_view line) {
     //   give the guest anyway), /dev/kvm absent or unusable (we probe KVM
     //   ourselves and fall back to TCG, and say so).
     static constexpr std::string_view kNoise[] = {
-        "Domain not found",     "No access manager registered", "dmidecode",
+        "Domain not found",
+        "No access manager registered",
+        "dmidecode",
         "Unable to open /dev/kvm",
     };
     for (auto noise : kNoise)
@@ -154,10 +156,10 @@ int routeLibvirtLog() {
     // opens the same pipe, also from a child libvirt forks (which reopens
     // its outputs) while it is still root. Warnings and errors only (3).
     // The variable is unset again once virInitialize has read it
-    // (unrouteLibvirtLog): children (QEMU, another isr process) must not
+    // (in EventLoop's constructor): children (QEMU, another isr process) must not
     // inherit a path to our pipe.
-    std::string outputs = "3:file:/proc/" + std::to_string(::getpid()) + "/fd/" +
-                          std::to_string(fds[1]);
+    std::string outputs =
+        "3:file:/proc/" + std::to_string(::getpid()) + "/fd/" + std::to_string(fds[1]);
     ::setenv("LIBVIRT_LOG_OUTPUTS", outputs.c_str(), 1);
     // Our write end stays open for the life of the process (libvirt's own
     // fd is a separate open of it; closing ours changes nothing).
