@@ -1,7 +1,7 @@
 // Disk image import and export.
 #include "parcel/parcel.h"
-#include "util/posix.h"
 #include "util/log.h"
+#include "util/posix.h"
 #include "util/process.h"
 
 #include <algorithm>

@@ -22,7 +22,6 @@
 #include "util/log.h"
 
 #include <algorithm>
-#include <charconv>
 #include <ctime>
 #include <map>
 #include <set>

@@ -192,8 +192,14 @@ public:
 
 private:
     EventLoop() {
-        const int logFd = routeLibvirtLog();
-        startLogReader(logFd);
+        int logFd = routeLibvirtLog();
+        if (logFd >= 0 && !startLogReader(logFd)) {
+            // Nobody would read the pipe, and libvirt's writes would block
+            // once it filled: libvirt keeps its default output instead.
+            ::unsetenv("LIBVIRT_LOG_OUTPUTS");
+            ::close(logFd);
+            logFd = -1;
+        }
         virSetErrorFunc(nullptr, silentErrorHandler);
         const bool initialized = virInitialize() >= 0;
         if (logFd >= 0)
@@ -212,9 +218,10 @@ private:
         });
     }
     // Reads libvirt's log lines from the pipe until the destructor says stop.
-    void startLogReader(int fd) {
-        if (fd < 0 || ::pipe2(logStop_, O_CLOEXEC) != 0)
-            return;
+    // False if the thread could not be set up.
+    bool startLogReader(int fd) {
+        if (::pipe2(logStop_, O_CLOEXEC) != 0)
+            return false;
         logThread_ = std::thread([this, fd] {
             LibvirtLogFilter filter;
             std::string pending;
@@ -248,6 +255,7 @@ private:
             }
             ::close(fd);
         });
+        return true;
     }
 
     Status status_;
