@@ -31,6 +31,7 @@ libs=(
   libzstd-dev
   libvirt-dev
   libvncserver-dev
+  libfuse3-dev         # core/disk: guest RAM served lazily over FUSE (issue #17)
 )
 qt=(
   qt6-base-dev
@@ -65,6 +66,7 @@ vm=(
   ovmf
   swtpm
   swtpm-tools
+  fuse3      # fusermount3: the kiosk mounts the guest's RAM file (issue #17)
   nftables   # core/vm/egress: the guest network filter (root); tests/reliability: packet loss
 )
 # The demo/test guest is built from these at run time (kernel + busybox
