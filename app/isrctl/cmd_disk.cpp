@@ -121,7 +121,7 @@ int serve(const std::vector<std::string>& argv) {
     next.kiosk = "isrctl-disk-serve";
     next.disk = std::move(table->table);
     // The memory image no longer matches the disk: the next resume boots.
-    next.memory.clear();
+    next.dropSavedMemory();
     next.workingSet = table->workingSet;
     std::sort(next.workingSet.begin(), next.workingSet.end());
     next.workingSet.erase(std::unique(next.workingSet.begin(), next.workingSet.end()),

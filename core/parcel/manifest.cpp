@@ -118,6 +118,16 @@ void appendRef(Bytes& out, const chunk::ChunkRef& r) {
     out.insert(out.end(), r.key.begin(), r.key.end());
     appendBe32(out, r.length);
 }
+// A fixed-size chunk table (disk, lazy RAM): u64 count, then per chunk a
+// kind byte (0 all-zero, 1 stored) and a stored chunk's reference.
+void appendTable(Bytes& out, const std::vector<std::optional<chunk::ChunkRef>>& table) {
+    appendBe64(out, table.size());
+    for (const auto& entry : table) {
+        out.push_back(entry ? 1 : 0);
+        if (entry)
+            appendRef(out, *entry);
+    }
+}
 
 class Reader {
 public:
@@ -196,6 +206,42 @@ Result<chunk::ChunkRef> refFromJson(const json::Value& v, const std::string& wha
     return r;
 }
 
+// Reads a fixed-size chunk table of `count` chunks over `size` bytes (the
+// last chunk may be shorter); `what` names it in errors.
+Result<std::vector<std::optional<chunk::ChunkRef>>>
+readTable(Reader& r, const std::string& what, std::uint64_t size, std::uint32_t chunkSize) {
+    std::uint64_t expectCount = (size + chunkSize - 1) / chunkSize;
+    std::uint64_t count = 0;
+    if (!r.be64(count))
+        return corrupt("truncated " + what + " table");
+    if (count != expectCount)
+        return corrupt(what + " table has " + std::to_string(count) + " chunks, " + what +
+                       " needs " + std::to_string(expectCount));
+    if (count > r.remaining()) // every entry takes at least one byte
+        return corrupt(what + " table longer than the manifest");
+    std::vector<std::optional<chunk::ChunkRef>> table(count);
+    for (std::uint64_t i = 0; i < count; ++i) {
+        std::uint8_t kind = 0;
+        if (!r.u8(kind))
+            return corrupt("truncated " + what + " table");
+        if (kind == 0)
+            continue;
+        if (kind != 1)
+            return corrupt("bad " + what + " entry kind " + std::to_string(kind));
+        chunk::ChunkRef ref;
+        if (!r.ref(ref))
+            return corrupt("truncated " + what + " table");
+        bool lastChunk = i + 1 == count;
+        std::uint64_t expect =
+            lastChunk ? size - (count - 1) * std::uint64_t(chunkSize) : chunkSize;
+        if (ref.length != expect)
+            return corrupt(what + " chunk " + std::to_string(i) + " has length " +
+                           std::to_string(ref.length) + ", expected " + std::to_string(expect));
+        table[i] = ref;
+    }
+    return table;
+}
+
 } // namespace
 
 Bytes encodeManifest(const Manifest& m) {
@@ -215,23 +261,25 @@ Bytes encodeManifest(const Manifest& m) {
     json::Value header(std::move(fields));
     std::string h = header.dump();
     Bytes out;
-    out.reserve(16 + h.size() + m.disk.size() * (1 + kRefSize) + m.memory.size() * kRefSize);
+    out.reserve(16 + h.size() + (m.disk.size() + m.ram.size()) * (1 + kRefSize) +
+                m.memory.size() * kRefSize);
     out.insert(out.end(), {'I', 'S', 'R', 'M'});
-    appendBe32(out, kFormatVersion);
+    appendBe32(out, m.lazyMemory() ? kManifestFormatLazyMemory : kFormatVersion);
     appendBe32(out, std::uint32_t(h.size()));
     out.insert(out.end(), h.begin(), h.end());
-    appendBe64(out, m.disk.size());
-    for (const auto& entry : m.disk) {
-        out.push_back(entry ? 1 : 0);
-        if (entry)
-            appendRef(out, *entry);
-    }
+    appendTable(out, m.disk);
     appendBe32(out, std::uint32_t(m.memory.size()));
     for (const auto& r : m.memory)
         appendRef(out, r);
     appendBe32(out, std::uint32_t(m.workingSet.size()));
     for (auto idx : m.workingSet)
         appendBe64(out, idx);
+    if (m.lazyMemory()) {
+        appendTable(out, m.ram);
+        appendBe32(out, std::uint32_t(m.ramHotSet.size()));
+        for (auto idx : m.ramHotSet)
+            appendBe64(out, idx);
+    }
     return out;
 }
 
@@ -243,8 +291,10 @@ Result<Manifest> decodeManifest(ByteView plaintext) {
     std::uint32_t format = 0, headerLen = 0;
     if (!r.be32(format))
         return corrupt("truncated");
-    if (format != std::uint32_t(kFormatVersion))
+    if (format != std::uint32_t(kFormatVersion) &&
+        format != std::uint32_t(kManifestFormatLazyMemory))
         return Error(Errc::Unsupported, "manifest format " + std::to_string(format));
+    const bool lazy = format == std::uint32_t(kManifestFormatLazyMemory);
     if (!r.be32(headerLen) || headerLen > kMaxHeader || headerLen > r.remaining())
         return corrupt("bad header length");
     const std::uint8_t* hp;
@@ -299,34 +349,8 @@ Result<Manifest> decodeManifest(ByteView plaintext) {
         ISR_TRY_ASSIGN(m.tpmState, refFromJson(*tp, "tpm_state"));
     }
 
-    std::uint64_t diskCount = 0;
-    if (!r.be64(diskCount))
-        return corrupt("truncated disk table");
-    if (diskCount != m.chunkCount())
-        return corrupt("disk table has " + std::to_string(diskCount) + " chunks, disk needs " +
-                       std::to_string(m.chunkCount()));
-    if (diskCount > r.remaining()) // every entry takes at least one byte
-        return corrupt("disk table longer than the manifest");
-    m.disk.resize(diskCount);
-    for (std::uint64_t i = 0; i < diskCount; ++i) {
-        std::uint8_t kind = 0;
-        if (!r.u8(kind))
-            return corrupt("truncated disk table");
-        if (kind == 0)
-            continue;
-        if (kind != 1)
-            return corrupt("bad disk entry kind " + std::to_string(kind));
-        chunk::ChunkRef ref;
-        if (!r.ref(ref))
-            return corrupt("truncated disk table");
-        bool lastChunk = i + 1 == diskCount;
-        std::uint64_t expect =
-            lastChunk ? m.diskSize - (diskCount - 1) * std::uint64_t(m.chunkSize) : m.chunkSize;
-        if (ref.length != expect)
-            return corrupt("disk chunk " + std::to_string(i) + " has length " +
-                           std::to_string(ref.length) + ", expected " + std::to_string(expect));
-        m.disk[i] = ref;
-    }
+    ISR_TRY_ASSIGN(m.disk, readTable(r, "disk", m.diskSize, m.chunkSize));
+    const std::uint64_t diskCount = m.disk.size();
     std::uint32_t memCount = 0;
     if (!r.be32(memCount))
         return corrupt("truncated memory recipe");
@@ -341,13 +365,34 @@ Result<Manifest> decodeManifest(ByteView plaintext) {
     std::uint32_t wsCount = 0;
     if (!r.be32(wsCount))
         return corrupt("truncated working set");
-    if (wsCount > diskCount || std::uint64_t(wsCount) * 8 != r.remaining())
+    if (wsCount > diskCount || std::uint64_t(wsCount) * 8 > r.remaining() ||
+        (!lazy && std::uint64_t(wsCount) * 8 != r.remaining()))
         return corrupt("bad working set length");
     m.workingSet.resize(wsCount);
     for (std::uint32_t i = 0; i < wsCount; ++i) {
         r.be64(m.workingSet[i]);
         if (m.workingSet[i] >= diskCount || (i > 0 && m.workingSet[i] <= m.workingSet[i - 1]))
             return corrupt("working set is not increasing chunk indexes");
+    }
+    if (lazy) {
+        // The device state that goes with the RAM must be there: RAM alone
+        // cannot be resumed, and a format-2 manifest without RAM is never written.
+        if (m.memory.empty())
+            return corrupt("RAM table without a device state");
+        ISR_TRY_ASSIGN(m.ram, readTable(r, "RAM", m.ramSize(), m.chunkSize));
+        std::uint32_t hotCount = 0;
+        if (!r.be32(hotCount))
+            return corrupt("truncated RAM hot set");
+        if (hotCount > m.ram.size() || std::uint64_t(hotCount) * 8 != r.remaining())
+            return corrupt("bad RAM hot set length");
+        std::vector<bool> seen(m.ram.size());
+        m.ramHotSet.resize(hotCount);
+        for (auto& idx : m.ramHotSet) {
+            r.be64(idx);
+            if (idx >= m.ram.size() || seen[idx])
+                return corrupt("RAM hot set has a bad or repeated chunk index");
+            seen[idx] = true;
+        }
     }
     m.digest = crypto::hash(plaintext);
     return m;

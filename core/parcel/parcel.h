@@ -33,6 +33,10 @@
 namespace isr::parcel {
 
 inline constexpr int kFormatVersion = 1;
+// A manifest whose guest RAM is a chunk table (lazy memory, FORMAT.md
+// "Manifest"). Manifests without one keep format 1, so kiosks that predate
+// lazy memory go on reading them; they refuse format 2 as Unsupported.
+inline constexpr int kManifestFormatLazyMemory = 2;
 inline constexpr std::uint32_t kDefaultChunkSize = 128 * 1024;
 
 // ---- names and keys -------------------------------------------------------
@@ -151,6 +155,14 @@ struct Manifest {
     std::vector<std::optional<chunk::ChunkRef>> disk; // nullopt: all-zero chunk
     std::vector<chunk::ChunkRef> memory;              // memory image recipe, in order
     std::vector<std::uint64_t> workingSet;            // disk chunks the last session touched
+    // Lazy memory (format 2): the guest's RAM as fixed-size chunks, like the
+    // disk (nullopt: all zeroes), fetched on demand when the VM touches them;
+    // `memory` is then only QEMU's device state (a migration stream without
+    // guest RAM). Empty: `memory` is a whole save image (or none: boot).
+    std::vector<std::optional<chunk::ChunkRef>> ram;
+    // RAM chunks the last session touched first after its resume, in the
+    // order it touched them (distinct): the next resume fetches them first.
+    std::vector<std::uint64_t> ramHotSet;
     // Firmware state that travels with the parcel, each one sealed chunk
     // (FORMAT.md): the UEFI variable store, and swtpm's state directory
     // packed as an archive. nullopt: none yet (a new parcel gets the
@@ -163,6 +175,18 @@ struct Manifest {
     std::optional<crypto::Hash> digest;
 
     std::uint64_t chunkCount() const { return (diskSize + chunkSize - 1) / chunkSize; }
+    std::uint64_t ramSize() const { return std::uint64_t(vm.memoryMiB) << 20; }
+    // The RAM table's length for this VM: ceil(memory / chunk_size).
+    std::uint64_t ramChunkCount() const { return (ramSize() + chunkSize - 1) / chunkSize; }
+    bool lazyMemory() const { return !ram.empty(); }
+    // Forgets the saved VM (memory image, RAM table, hot set): the next
+    // resume boots. For edits that make the saved memory stale (the disk
+    // changed under it, a new VM spec).
+    void dropSavedMemory() {
+        memory.clear();
+        ram.clear();
+        ramHotSet.clear();
+    }
 };
 
 Bytes encodeManifest(const Manifest& manifest);
@@ -171,8 +195,8 @@ Result<Manifest> decodeManifest(ByteView plaintext);
 std::string manifestAssociatedData(const std::string& user, const std::string& parcel,
                                    std::uint64_t n);
 
-// Every chunk a manifest references -- disk (not the all-zero ones), memory
-// image, nvram, tpm_state -- once each, sorted by name. The one answer to
+// Every chunk a manifest references -- disk and lazy RAM (not the all-zero
+// ones), memory image, nvram, tpm_state -- once each, sorted by name. The one answer to
 // "what does this version need": gc, fsck and the reference list use it.
 std::vector<chunk::ChunkRef> referencedChunks(const Manifest& manifest);
 

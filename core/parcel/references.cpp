@@ -23,10 +23,11 @@ std::string refsKey(const std::string& user, const std::string& parcel, std::uin
 
 std::vector<chunk::ChunkRef> referencedChunks(const Manifest& m) {
     std::vector<chunk::ChunkRef> out;
-    out.reserve(m.disk.size() + m.memory.size() + 2);
-    for (const auto& e : m.disk)
-        if (e)
-            out.push_back(*e);
+    out.reserve(m.disk.size() + m.ram.size() + m.memory.size() + 2);
+    for (const auto* table : {&m.disk, &m.ram})
+        for (const auto& e : *table)
+            if (e)
+                out.push_back(*e);
     out.insert(out.end(), m.memory.begin(), m.memory.end());
     for (const auto& r : {m.nvram, m.tpmState})
         if (r)

@@ -2,12 +2,16 @@
 // parser inside it (VmSpec::fromJson).
 // Invariants:
 //  - decode ok => the manifest is self-consistent (counts, lengths, working
-//    set strictly increasing and in range, VM spec valid);
+//    set strictly increasing and in range, a lazy RAM table of the VM's size
+//    with a device state and a hot set of distinct indexes, VM spec valid);
 //  - decode ok => encode(decode(x)) decodes to an equal manifest and encodes
 //    to the same bytes again (the encoding is canonical after one round);
 //  - VmSpec::fromJson ok => validate() ok and fromJson(toJson()) is equal.
 #include "fuzz_check.h"
 #include "parcel/parcel.h"
+
+#include <algorithm>
+#include <vector>
 
 namespace {
 
@@ -26,13 +30,17 @@ bool sameManifest(const parcel::Manifest& a, const parcel::Manifest& b) {
     if (a.version != b.version || a.parent != b.parent || a.created != b.created ||
         a.kiosk != b.kiosk || a.diskSize != b.diskSize || a.chunkSize != b.chunkSize ||
         !sameSpec(a.vm, b.vm) || a.disk.size() != b.disk.size() ||
-        a.memory.size() != b.memory.size() || a.workingSet != b.workingSet)
+        a.memory.size() != b.memory.size() || a.workingSet != b.workingSet ||
+        a.ram.size() != b.ram.size() || a.ramHotSet != b.ramHotSet)
         return false;
-    for (std::size_t i = 0; i < a.disk.size(); ++i) {
-        if (a.disk[i].has_value() != b.disk[i].has_value())
-            return false;
-        if (a.disk[i] && !sameRef(*a.disk[i], *b.disk[i]))
-            return false;
+    for (const auto* table : {&a.disk, &a.ram}) {
+        const auto& other = table == &a.disk ? b.disk : b.ram;
+        for (std::size_t i = 0; i < table->size(); ++i) {
+            if ((*table)[i].has_value() != other[i].has_value())
+                return false;
+            if ((*table)[i] && !sameRef(*(*table)[i], *other[i]))
+                return false;
+        }
     }
     for (std::size_t i = 0; i < a.memory.size(); ++i)
         if (!sameRef(a.memory[i], b.memory[i]))
@@ -58,6 +66,25 @@ void checkConsistent(const parcel::Manifest& m) {
     for (std::size_t i = 0; i < m.workingSet.size(); ++i) {
         FUZZ_CHECK(m.workingSet[i] < m.disk.size());
         FUZZ_CHECK(i == 0 || m.workingSet[i] > m.workingSet[i - 1]);
+    }
+    // Lazy memory: a RAM table of the VM's size with its device state, a hot
+    // set of distinct indexes inside it.
+    if (!m.ram.empty()) {
+        FUZZ_CHECK(m.ram.size() == m.ramChunkCount());
+        FUZZ_CHECK(!m.memory.empty());
+        for (std::size_t i = 0; i < m.ram.size(); ++i) {
+            if (!m.ram[i])
+                continue;
+            std::uint64_t end =
+                std::min<std::uint64_t>(m.ramSize(), (i + 1) * std::uint64_t(m.chunkSize));
+            FUZZ_CHECK(m.ram[i]->length == end - i * std::uint64_t(m.chunkSize));
+        }
+    }
+    FUZZ_CHECK(m.ramHotSet.size() <= m.ram.size());
+    std::vector<bool> seen(m.ram.size());
+    for (auto idx : m.ramHotSet) {
+        FUZZ_CHECK(idx < m.ram.size() && !seen[idx]);
+        seen[idx] = true;
     }
     FUZZ_CHECK(m.vm.validate().ok());
 }

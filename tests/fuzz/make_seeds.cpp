@@ -66,6 +66,14 @@ void manifestSeeds() {
     m.memory.push_back(chunk::encode(secret, pattern(3000, 3)).ref);
     m.workingSet = {0, 2, 4};
     write("manifest", "three-chunks", parcel::encodeManifest(m));
+    // Lazy memory (format 2): 64 MiB of RAM in 4 KiB chunks, two stored.
+    parcel::Manifest lazy = m;
+    lazy.vm.memoryMiB = 64;
+    lazy.ram.resize(lazy.ramChunkCount());
+    lazy.ram[1] = chunk::encode(secret, pattern(4096, 4)).ref;
+    lazy.ram[16383] = chunk::encode(secret, pattern(4096, 5)).ref;
+    lazy.ramHotSet = {16383, 1};
+    write("manifest", "lazy-memory", parcel::encodeManifest(lazy));
 
     parcel::Manifest empty;
     empty.version = 1;

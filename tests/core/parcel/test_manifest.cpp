@@ -4,6 +4,7 @@
 #include "parcel/parcel.h"
 
 #include <QTest>
+#include <algorithm>
 #include <cstring>
 #include <functional>
 
@@ -32,6 +33,23 @@ Manifest sample() {
     mem.length = 65536;
     m.memory = {mem, mem};
     m.workingSet = {0, 3, 10};
+    return m;
+}
+
+// A version saved with lazy memory: 64 MiB of RAM as 4 KiB chunks, a few
+// stored, the rest all-zero; `memory` is the device state.
+Manifest lazySample() {
+    Manifest m = sample();
+    m.vm.memoryMiB = 64;
+    m.ram.resize(m.ramChunkCount());
+    for (std::size_t i : {0u, 5u, 16383u}) {
+        chunk::ChunkRef r;
+        r.name.fill(std::uint8_t(i % 251 + 30));
+        r.key.fill(std::uint8_t(i % 251 + 60));
+        r.length = 4096;
+        m.ram[i] = r;
+    }
+    m.ramHotSet = {16383, 0, 5}; // first-touch order, not sorted
     return m;
 }
 
@@ -185,6 +203,77 @@ private slots:
         QCOMPARE(decodeManifest(encodeManifest(m)).error().code, Errc::Corrupt);
         m.workingSet = {11};
         QCOMPARE(decodeManifest(encodeManifest(m)).error().code, Errc::Corrupt);
+    }
+    // Lazy memory (format 2): the RAM table and its hot set round-trip, in
+    // the hot set's own order; a manifest without RAM stays format 1.
+    void lazyMemoryRoundTrip() {
+        QCOMPARE(getBe32(encodeManifest(sample()).data() + 4), std::uint32_t(kFormatVersion));
+        Manifest m = lazySample();
+        const Bytes encoded = encodeManifest(m);
+        QCOMPARE(getBe32(encoded.data() + 4), std::uint32_t(kManifestFormatLazyMemory));
+        auto back = decodeManifest(encoded);
+        QVERIFY2(back.ok(), back.ok() ? "" : back.error().describe().c_str());
+        QVERIFY(back->lazyMemory());
+        QCOMPARE(back->ram.size(), std::size_t(16384));
+        for (std::size_t i = 0; i < back->ram.size(); ++i) {
+            QCOMPARE(back->ram[i].has_value(), m.ram[i].has_value());
+            if (m.ram[i])
+                QVERIFY(back->ram[i]->name == m.ram[i]->name && back->ram[i]->key == m.ram[i]->key);
+        }
+        QCOMPARE(back->ramHotSet, m.ramHotSet);
+        QCOMPARE(back->workingSet, m.workingSet);
+        QCOMPARE(back->memory.size(), m.memory.size());
+        // gc, fsck and the reference lists see the RAM's chunks.
+        auto refs = referencedChunks(*back);
+        for (std::size_t i : {0u, 5u, 16383u})
+            QVERIFY(std::any_of(refs.begin(), refs.end(), [&](const chunk::ChunkRef& r) {
+                return r.name == m.ram[i]->name;
+            }));
+        // Dropping the saved VM makes it a boot again, in format 1.
+        Manifest dropped = *back;
+        dropped.dropSavedMemory();
+        QCOMPARE(getBe32(encodeManifest(dropped).data() + 4), std::uint32_t(kFormatVersion));
+        QVERIFY(decodeManifest(encodeManifest(dropped))->memory.empty());
+    }
+    void lazyMemoryTruncationAndTrailingRefused() {
+        Bytes full = encodeManifest(lazySample());
+        for (std::size_t len = 0; len < full.size(); ++len) {
+            auto r = decodeManifest(ByteView(full.data(), len));
+            QVERIFY2(!r.ok(), qPrintable(QString("accepted a manifest cut to %1 bytes").arg(len)));
+            QCOMPARE(r.error().code, Errc::Corrupt);
+        }
+        full.push_back(0);
+        QCOMPARE(decodeManifest(full).error().code, Errc::Corrupt);
+        // A format-1 manifest with a RAM table appended is not a lazy one.
+        Bytes v1 = encodeManifest(lazySample());
+        putBe32(v1.data() + 4, std::uint32_t(kFormatVersion));
+        QCOMPARE(decodeManifest(v1).error().code, Errc::Corrupt);
+        // Formats this kiosk does not know are Unsupported, not Corrupt.
+        putBe32(v1.data() + 4, 3);
+        QCOMPARE(decodeManifest(v1).error().code, Errc::Unsupported);
+    }
+    void lazyMemoryLiesRefused() {
+        // A RAM table that does not fit the VM's memory.
+        Manifest m = lazySample();
+        m.vm.memoryMiB = 128;
+        QCOMPARE(decodeManifest(encodeManifest(m)).error().code, Errc::Corrupt);
+        // RAM without the device state that goes with it.
+        m = lazySample();
+        m.memory.clear();
+        QCOMPARE(decodeManifest(encodeManifest(m)).error().code, Errc::Corrupt);
+        // A RAM chunk of the wrong length.
+        m = lazySample();
+        m.ram[5]->length = 4095;
+        QCOMPARE(decodeManifest(encodeManifest(m)).error().code, Errc::Corrupt);
+        // Hot set: repeated, out of range, longer than the table.
+        m = lazySample();
+        m.ramHotSet = {5, 0, 5};
+        QCOMPARE(decodeManifest(encodeManifest(m)).error().code, Errc::Corrupt);
+        m.ramHotSet = {16384};
+        QCOMPARE(decodeManifest(encodeManifest(m)).error().code, Errc::Corrupt);
+        Bytes b = encodeManifest(lazySample());
+        putBe32(b.data() + b.size() - 3 * 8 - 4, 0xffffffffu); // the hot set's count
+        QCOMPARE(decodeManifest(b).error().code, Errc::Corrupt);
     }
     void badSizesRefused() {
         Manifest m = sample();
