@@ -25,8 +25,10 @@
 // one who can write this file during a session (the kiosk's own user, or
 // root) could read QEMU's memory anyway, so the tags do not stop an
 // adversary; they turn bit rot or a stray write into a refill from the chunk
-// cache instead of wrong bytes in the guest, for ~2 us per 4 KiB (measured in
-// bench_disk). A sector that fails its tag empties the slot; the caller
+// cache instead of wrong bytes in the guest, for ~1.4 us of Poly1305 per
+// 4 KiB (measured: AEAD open 4.4 us vs ChaCha20 alone 3.0 us, libsodium on
+// this run's 2-core box) plus one 16-byte pread, next to an NBD round trip
+// of tens of us. A sector that fails its tag empties the slot; the caller
 // reads the chunk the slow way (decode), which also refills it.
 //
 // A fill that cannot be written (ENOSPC, EFBIG, I/O) leaves the slot empty
