@@ -132,21 +132,27 @@ struct ParcelDisk::Impl {
     }
 
     // Puts a decoded base chunk into the sector form, unless the kiosk's
-    // disk is short of room (the hoard's reserve is the guest's: its writes
-    // need it more than a read-speed-up does). Never fails the caller: a
-    // fill that cannot be written is counted (SectorCache::stats) and the
-    // chunk is read the slow way next time.
+    // disk is short of room. The sector form comes last in line for room:
+    // after the guest's writes (the hoard's free-space reserve) and after
+    // the ciphertext the hoard has still to put in the cache (its remaining
+    // bytes, plaintext lengths: an upper bound), since a chunk missing from
+    // the cache costs a download, a chunk missing here only a decode. Never
+    // fails the caller: a fill that cannot be written is counted
+    // (SectorCache::stats) and the chunk is read the slow way next time.
     void fillSectors(std::uint64_t index, const Bytes& plain) {
         if (!sectors || sectors->filled(index))
             return;
-        if (config.hoardFreeSpaceReserve > 0) {
-            struct statvfs vfs {};
-            if (::statvfs(config.overlayDirectory.c_str(), &vfs) == 0 &&
-                std::uint64_t(vfs.f_bavail) * vfs.f_frsize <
-                    config.hoardFreeSpaceReserve + plain.size()) {
-                sectorFillsSkipped++;
-                return;
-            }
+        std::uint64_t needed = config.hoardFreeSpaceReserve + plain.size();
+        if (hoard && source->cache()) {
+            HoardProgress progress = hoard->progress();
+            if (!progress.finished)
+                needed += progress.bytesTotal - std::min(progress.bytesDone, progress.bytesTotal);
+        }
+        struct statvfs vfs {};
+        if (::statvfs(config.overlayDirectory.c_str(), &vfs) == 0 &&
+            std::uint64_t(vfs.f_bavail) * vfs.f_frsize < needed) {
+            sectorFillsSkipped++;
+            return;
         }
         Status filled = sectors->fill(index, plain);
         if (!filled.ok() && !sectorFillWarned.exchange(true)) {

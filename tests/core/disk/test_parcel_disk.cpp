@@ -120,7 +120,8 @@ class TestParcelDisk : public QObject {
     // sector-form read.
     Result<std::unique_ptr<ParcelDisk>> openSectorDisk(const ChunkTable& table,
                                                        cache::ChunkCache* cache, bool hoard,
-                                                       const std::string& overlayDir = {}) {
+                                                       const std::string& overlayDir = {},
+                                                       std::uint64_t freeSpaceReserve = 0) {
         ParcelDiskConfig config;
         config.diskSize = kDiskSize;
         config.chunkSize = kChunk;
@@ -132,6 +133,7 @@ class TestParcelDisk : public QObject {
         config.hoardThreads = 2;
         config.startHoard = hoard;
         config.plaintextCacheChunks = 0;
+        config.hoardFreeSpaceReserve = freeSpaceReserve;
         return ParcelDisk::open(std::move(config));
     }
 
@@ -764,6 +766,19 @@ private slots:
         QCOMPARE(d.stats().sectorChunks, 1u);
         QVERIFY(readsAs(d, 3 * kChunk + 8192, 4096, baseBytes_));
         QCOMPARE(d.stats().sectorReads, 1u);
+    }
+
+    void sectorFormLeavesTheReserveAlone() {
+        // Below the free-space reserve (the guest's room) the sector form
+        // steps back: nothing filled, counted, and reads are still right.
+        auto cache = openCache();
+        auto disk = openSectorDisk(baseTable_, cache.get(), true, {}, 1ull << 60);
+        QVERIFY(disk.ok());
+        QVERIFY(readsAs(**disk, 3 * kChunk + 512, 4096, baseBytes_));
+        QVERIFY(readsAs(**disk, 0, kDiskSize, baseBytes_));
+        QCOMPARE((*disk)->stats().sectorChunks, 0u);
+        QVERIFY((*disk)->stats().sectorFillsSkipped >= 21);
+        QCOMPARE((*disk)->stats().sectorFillFailures, 0u);
     }
 
     void diskSharesTheSessionsChunkSource() {
