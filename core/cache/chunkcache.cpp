@@ -167,7 +167,8 @@ private:
     std::uint64_t bytes_ = 0;
     std::uint64_t chunks_ = 0;
     std::uint64_t hits_ = 0, misses_ = 0, evictions_ = 0;
-    std::map<chunk::ChunkName, std::uint64_t> pendingTouches_; // name -> last_used, not yet in SQLite
+    std::map<chunk::ChunkName, std::uint64_t>
+        pendingTouches_; // name -> last_used, not yet in SQLite
 };
 
 Status SqliteChunkCache::init() {

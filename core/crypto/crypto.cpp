@@ -270,8 +270,8 @@ void encryptDetached(const Secret& key, const std::uint8_t* nonce, ByteView plai
     if (key.size() != kKeySize)
         throw std::invalid_argument("encryptDetached: key must be 32 bytes");
     crypto_aead_chacha20poly1305_ietf_encrypt_detached(out, mac, nullptr, plaintext.data(),
-                                                       plaintext.size(), nullptr, 0, nullptr,
-                                                       nonce, key.data());
+                                                       plaintext.size(), nullptr, 0, nullptr, nonce,
+                                                       key.data());
 }
 
 bool decryptDetached(const Secret& key, const std::uint8_t* nonce, ByteView ciphertext,

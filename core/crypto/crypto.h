@@ -159,8 +159,7 @@ void encryptDetached(const Secret& key, const std::uint8_t* nonce, ByteView plai
                      std::uint8_t* out, std::uint8_t* mac);
 // False (out unspecified) if the MAC does not verify.
 [[nodiscard]] bool decryptDetached(const Secret& key, const std::uint8_t* nonce,
-                                   ByteView ciphertext, const std::uint8_t* mac,
-                                   std::uint8_t* out);
+                                   ByteView ciphertext, const std::uint8_t* mac, std::uint8_t* out);
 
 bool equalConstantTime(ByteView a, ByteView b);
 

@@ -106,7 +106,8 @@ struct ParcelDiskStats {
     std::uint64_t corruptChunks = 0; // chunks that failed verification
     std::uint64_t sectorReads = 0;   // reads (pieces) served by the sector form
     std::uint64_t sectorChunks = 0;  // chunks in the sector form now
-    std::uint64_t sectorFillFailures = 0; // fills the kiosk's disk could not take (read still served)
+    std::uint64_t sectorFillFailures =
+        0; // fills the kiosk's disk could not take (read still served)
     std::uint64_t sectorFillsSkipped = 0; // fills not tried: below the free-space reserve
     std::uint64_t sectorCorrupt = 0;      // sector-form reads that failed their tag (refetched)
 };

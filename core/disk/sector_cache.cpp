@@ -60,7 +60,8 @@ SectorCache::~SectorCache() {
 Status SectorCache::fill(std::uint64_t index, ByteView plain) {
     const std::uint32_t length = chunkLength(index);
     if (index >= chunkCount_ || plain.size() != length)
-        return Error(Errc::InvalidArgument, "sector cache fill: bad chunk " + std::to_string(index));
+        return Error(Errc::InvalidArgument,
+                     "sector cache fill: bad chunk " + std::to_string(index));
     std::uint8_t expected = kEmpty;
     if (!state_[index].compare_exchange_strong(expected, kFilling, std::memory_order_acq_rel))
         return {}; // filled, or another thread is filling it with the same bytes
@@ -131,9 +132,9 @@ Status SectorCache::read(std::uint64_t index, std::uint32_t inChunk, std::uint32
         sectorNonce(index, s, nonce);
         std::size_t at = std::size_t(s - first) * kSectorSize;
         std::size_t n = std::min<std::size_t>(kSectorSize, end - begin - at);
-        good = crypto::decryptDetached(key_, nonce, {data + at, n},
-                                       tagData + std::size_t(s - first) * crypto::kMacSize,
-                                       data + at);
+        good =
+            crypto::decryptDetached(key_, nonce, {data + at, n},
+                                    tagData + std::size_t(s - first) * crypto::kMacSize, data + at);
     }
     if (!good) {
         corruptSectors_++;

@@ -53,8 +53,8 @@
 namespace isr::disk {
 
 struct SectorCacheStats {
-    std::uint64_t filledChunks = 0; // slots that hold their chunk
-    std::uint64_t fillFailures = 0; // fills that could not be written (disk full, I/O)
+    std::uint64_t filledChunks = 0;   // slots that hold their chunk
+    std::uint64_t fillFailures = 0;   // fills that could not be written (disk full, I/O)
     std::uint64_t corruptSectors = 0; // reads whose tag did not verify (slot emptied)
 };
 

@@ -202,9 +202,9 @@ private slots:
             if (cached) {
                 auto hoardStart = std::chrono::steady_clock::now();
                 QVERIFY((*parcel)->waitForHoard(std::chrono::minutes(5)));
-                hoardSeconds = std::chrono::duration<double>(std::chrono::steady_clock::now() -
-                                                             hoardStart)
-                                   .count();
+                hoardSeconds =
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - hoardStart)
+                        .count();
             }
             NbdServerOptions options;
             options.socketPath = dir.file("parcel.sock");

@@ -622,17 +622,17 @@ private slots:
         struct Range {
             std::uint64_t offset, length;
         } ranges[] = {
-            {0, 4096},                             // one aligned sector
-            {3 * kChunk + 1000, 5000},             // unaligned, across a sector boundary
-            {4 * kChunk, kChunk},                  // a whole chunk
-            {kChunk - 700, 1400},                  // across chunks 0/1
-            {2 * kChunk - 4096, 3 * 4096},         // into zero chunk 2
-            {9 * kChunk + 17, 100},                // inside a zero chunk
-            {12 * kChunk + 65536 + 3, 4093},       // the deduped twin
-            {lastChunk, 5120},                     // the short last chunk, whole
-            {lastChunk + 4000, 1120},              // its partial last sector
-            {kDiskSize - 1, 1},                    // the last byte
-            {0, kDiskSize},                        // everything
+            {0, 4096},                       // one aligned sector
+            {3 * kChunk + 1000, 5000},       // unaligned, across a sector boundary
+            {4 * kChunk, kChunk},            // a whole chunk
+            {kChunk - 700, 1400},            // across chunks 0/1
+            {2 * kChunk - 4096, 3 * 4096},   // into zero chunk 2
+            {9 * kChunk + 17, 100},          // inside a zero chunk
+            {12 * kChunk + 65536 + 3, 4093}, // the deduped twin
+            {lastChunk, 5120},               // the short last chunk, whole
+            {lastChunk + 4000, 1120},        // its partial last sector
+            {kDiskSize - 1, 1},              // the last byte
+            {0, kDiskSize},                  // everything
         };
         const std::uint64_t before = d.stats().sectorReads;
         for (const auto& r : ranges)
@@ -712,7 +712,7 @@ private slots:
                 f.write(&c, 1);
             }
         }
-        QVERIFY(readsAs(d, 7 * kChunk + 4096, 4096, baseBytes_)); // data flipped
+        QVERIFY(readsAs(d, 7 * kChunk + 4096, 4096, baseBytes_));    // data flipped
         QVERIFY(readsAs(d, 8 * kChunk + 2 * 4096, 100, baseBytes_)); // tag flipped
         QCOMPARE(d.stats().sectorCorrupt, 2u);
         QCOMPARE(d.stats().corruptChunks, 0u);
