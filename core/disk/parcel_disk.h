@@ -1,7 +1,7 @@
 #pragma once
 // ParcelDisk: the BlockDevice behind a user's VM disk.
 //
-//   read:  session overlay  ->  chunk cache  ->  store (demand fetch)
+//   read:  session overlay  ->  sector form  ->  chunk cache  ->  store (demand fetch)
 //   write: copy-on-write, whole chunks, into the session overlay
 //
 // The disk is an array of fixed-size chunks (128 KiB by default; the last one
@@ -15,6 +15,11 @@
 // the ParcelDisk, so no plaintext of the user's disk ever reaches the kiosk's
 // disk, and the overlay is unreadable after the process ends (a kiosk crash
 // loses the session's unsaved writes, as a crash of the VM would).
+//
+// Sector form (disk/sector_cache.h): every base chunk decoded once (by a
+// read or by the hoard) is kept on the kiosk's disk sealed per 4 KiB sector
+// under a per-session key, so a later small read is a pread + a 4 KiB
+// decrypt instead of a whole-chunk decode.
 //
 // Base chunks come through a cache::ChunkSource (cache, then the store; one
 // download per chunk name), the same one the session's memory streamer
