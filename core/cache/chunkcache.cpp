@@ -77,6 +77,11 @@ class SqliteChunkCache final : public ChunkCache {
 public:
     SqliteChunkCache(std::string dir, std::uint64_t cap, UniqueFd lock)
         : dir_(std::move(dir)), lockFd_(std::move(lock)), cap_(cap) {}
+    ~SqliteChunkCache() override {
+        std::lock_guard lock(mu_);
+        if (index_)
+            flushTouchesLocked();
+    }
 
     Status init();
 
@@ -98,7 +103,46 @@ private:
     std::optional<std::uint64_t> lookupLocked(const chunk::ChunkName& name) {
         return index_->lookup(name);
     }
-    Status touchLocked(const chunk::ChunkName& name) { return index_->touch(name, ++clock_); }
+    // A use of a chunk (get, contains, put of a present one) moves it to
+    // the front of the LRU order in memory only; the order reaches SQLite
+    // in batches (kTouchBatch uses, every put/eviction, close), so a cache
+    // hit costs no SQLite write (issue #17: no per-chunk SQLite round trip
+    // on the hot path). A crash loses only the LRU order of the uses since
+    // the last batch: those chunks are evicted a little earlier than they
+    // should be; nothing is lost or wrong.
+    static constexpr std::size_t kTouchBatch = 512;
+    Status touchLocked(const chunk::ChunkName& name) {
+        pendingTouches_[name] = ++clock_;
+        if (pendingTouches_.size() >= kTouchBatch)
+            flushTouchesLocked();
+        return {};
+    }
+    // Writes the pending uses inside the caller's transaction; the caller
+    // clears pendingTouches_ after COMMIT (a rollback keeps them pending).
+    Status applyTouchesLocked() {
+        for (const auto& [name, lastUsed] : pendingTouches_)
+            ISR_TRY_STATUS(index_->touch(name, lastUsed));
+        return {};
+    }
+    // Writes the pending uses in a transaction of their own. On failure
+    // they are dropped (only LRU order) with a warning.
+    void flushTouchesLocked() {
+        if (pendingTouches_.empty())
+            return;
+        Status st = index_->begin();
+        if (st.ok()) {
+            st = applyTouchesLocked();
+            if (st.ok())
+                st = index_->commit();
+            else
+                index_->rollback();
+        }
+        if (!st.ok()) {
+            ISR_LOG_WARN(kLog) << "cache: LRU order of " << pendingTouches_.size()
+                               << " recent uses not saved: " << st.error().describe();
+        }
+        pendingTouches_.clear();
+    }
     struct Victim {
         chunk::ChunkName name;
         std::uint64_t size;
@@ -123,6 +167,8 @@ private:
     std::uint64_t bytes_ = 0;
     std::uint64_t chunks_ = 0;
     std::uint64_t hits_ = 0, misses_ = 0, evictions_ = 0;
+    std::map<chunk::ChunkName, std::uint64_t>
+        pendingTouches_; // name -> last_used, not yet in SQLite
 };
 
 Status SqliteChunkCache::init() {
@@ -233,6 +279,7 @@ Status SqliteChunkCache::reconcile() {
 }
 
 void SqliteChunkCache::dropLocked(const chunk::ChunkName& name, std::uint64_t size) {
+    pendingTouches_.erase(name);
     ::unlink(chunkPath(name).c_str());
     bytes_ -= std::min(bytes_, size);
     chunks_ -= chunks_ ? 1 : 0;
@@ -265,12 +312,19 @@ void SqliteChunkCache::finishEvictionLocked(const std::vector<Victim>& victims) 
 
 Status SqliteChunkCache::evictNowLocked() {
     ISR_TRY_STATUS(index_->begin());
+    // The pending uses first, so the eviction sees the true LRU order.
+    Status touched = applyTouchesLocked();
+    if (!touched.ok()) {
+        index_->rollback();
+        return touched;
+    }
     auto victims = evictLocked(0);
     if (!victims.ok()) {
         index_->rollback();
         return std::move(victims).error();
     }
     ISR_TRY_STATUS(index_->commit());
+    pendingTouches_.clear();
     finishEvictionLocked(*victims);
     return {};
 }
@@ -355,6 +409,7 @@ Status SqliteChunkCache::put(const chunk::ChunkName& name, ByteView ciphertext) 
     auto st = [&]() -> Status {
         ISR_TRY_STATUS(index_->begin());
         auto inner = [&]() -> Status {
+            ISR_TRY_STATUS(applyTouchesLocked()); // the true LRU order first
             ISR_TRY_ASSIGN(victims, evictLocked(ciphertext.size()));
             ISR_TRY_STATUS(index_->insert(name, ciphertext.size(), ++clock_));
             ISR_TRY_STATUS(makeDir(dir_ + "/chunks/" + hex.substr(0, 2)));
@@ -376,6 +431,7 @@ Status SqliteChunkCache::put(const chunk::ChunkName& name, ByteView ciphertext) 
         ISR_LOG_WARN(kLog) << "put failed: " << st.error().describe();
         return st;
     }
+    pendingTouches_.clear();
     finishEvictionLocked(victims);
     bytes_ += ciphertext.size();
     ++chunks_;

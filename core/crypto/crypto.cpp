@@ -23,6 +23,7 @@ static_assert(kKeySize == crypto_aead_xchacha20poly1305_ietf_KEYBYTES);
 static_assert(kNonceSize == crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
 static_assert(kMacSize == crypto_aead_xchacha20poly1305_ietf_ABYTES);
 static_assert(kSaltSize == crypto_pwhash_SALTBYTES);
+static_assert(kSectorNonceSize == crypto_aead_chacha20poly1305_ietf_NPUBBYTES);
 static_assert(kHashSize >= crypto_generichash_BYTES_MIN &&
               kHashSize <= crypto_generichash_BYTES_MAX);
 
@@ -261,6 +262,26 @@ Result<Bytes> open(const Secret& key, ByteView sealed, ByteView associatedData) 
         return Error(Errc::Corrupt, "MAC verification failed (wrong key, tampering or wrong AD)");
     out.resize(mlen);
     return out;
+}
+
+void encryptDetached(const Secret& key, const std::uint8_t* nonce, ByteView plaintext,
+                     std::uint8_t* out, std::uint8_t* mac) {
+    ensureInit();
+    if (key.size() != kKeySize)
+        throw std::invalid_argument("encryptDetached: key must be 32 bytes");
+    crypto_aead_chacha20poly1305_ietf_encrypt_detached(out, mac, nullptr, plaintext.data(),
+                                                       plaintext.size(), nullptr, 0, nullptr, nonce,
+                                                       key.data());
+}
+
+bool decryptDetached(const Secret& key, const std::uint8_t* nonce, ByteView ciphertext,
+                     const std::uint8_t* mac, std::uint8_t* out) {
+    ensureInit();
+    if (key.size() != kKeySize)
+        return false;
+    return crypto_aead_chacha20poly1305_ietf_decrypt_detached(out, nullptr, ciphertext.data(),
+                                                              ciphertext.size(), mac, nullptr, 0,
+                                                              nonce, key.data()) == 0;
 }
 
 Bytes encryptConvergent(ByteView key, ByteView plaintext, ByteView associatedData) {

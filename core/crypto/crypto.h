@@ -149,6 +149,18 @@ Result<Bytes> open(const Secret& key, ByteView sealed, ByteView associatedData);
 Bytes encryptConvergent(ByteView key, ByteView plaintext, ByteView associatedData);
 Result<Bytes> decryptConvergent(ByteView key, ByteView ciphertext, ByteView associatedData);
 
+// Deterministic-nonce AEAD with a detached tag, ChaCha20-Poly1305 (IETF,
+// 96-bit nonce), in place allowed (out == in). ONLY for callers where one
+// (key, nonce) pair only ever encrypts one plaintext: the disk's sector form
+// (disk/sector_cache.h), whose nonce is (chunk index, sector) of a base chunk
+// that does not change while its key lives.
+inline constexpr std::size_t kSectorNonceSize = 12;
+void encryptDetached(const Secret& key, const std::uint8_t* nonce, ByteView plaintext,
+                     std::uint8_t* out, std::uint8_t* mac);
+// False (out unspecified) if the MAC does not verify.
+[[nodiscard]] bool decryptDetached(const Secret& key, const std::uint8_t* nonce,
+                                   ByteView ciphertext, const std::uint8_t* mac, std::uint8_t* out);
+
 bool equalConstantTime(ByteView a, ByteView b);
 
 // Zeroes memory that held secrets (a decrypted blob, a hex key) in a way the

@@ -203,6 +203,7 @@ void Hoard::worker() {
         std::optional<Error> stalledBy;
         bool failed = false;
         bool stored = false; // fetched and kept: proof the stall is over
+        Bytes ciphertext;    // for options_.settled, if downloaded now
         if (!source_.isCached(ref.name)) {
             throttle(ref.length);
             if (auto room = checkRoom(ref.length); !room.ok()) {
@@ -216,6 +217,7 @@ void Hoard::worker() {
             auto fetched = source_.prefetch(ref.name);
             if (fetched.ok()) {
                 bytesFetched_ += fetched->ciphertext.size(); // empty if the cache had it
+                ciphertext = std::move(fetched->ciphertext);
                 if (!fetched->cached.ok() && stallsHoard(fetched->cached.error()))
                     stalledBy = fetched->cached.error();
                 else
@@ -250,6 +252,8 @@ void Hoard::worker() {
             failures_++;
             continue;
         }
+        if (options_.settled)
+            options_.settled(ref, ciphertext);
         chunksDone_++;
         bytesDone_ += ref.length;
     }

@@ -36,6 +36,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -70,6 +71,10 @@ struct HoardOptions {
     // Bytes left free on reserveDirectory's file system (0 = no check).
     std::uint64_t freeSpaceReserve = 0;
     std::string reserveDirectory;
+    // Called on the worker's thread after a chunk is in the cache (fetched
+    // now: its ciphertext; already cached: empty), not for failures or
+    // stalls. The disk decodes it into its sector form here.
+    std::function<void(const chunk::ChunkRef&, ByteView ciphertext)> settled;
 };
 
 class Hoard {

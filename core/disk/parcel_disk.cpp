@@ -2,15 +2,18 @@
 
 #include "disk/plaintext_lru.h"
 #include "disk/sealed_overlay.h"
+#include "disk/sector_cache.h"
 #include "util/log.h"
 #include "util/periodic.h"
 
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <set>
+#include <sys/statvfs.h>
 
 namespace isr::disk {
 
@@ -43,6 +46,7 @@ struct ParcelDisk::Impl {
     // Declared before everything that uses it, so it is destroyed last.
     std::shared_ptr<cache::ChunkSource> source;
     std::unique_ptr<SealedOverlay> overlay;
+    std::unique_ptr<SectorCache> sectors; // null if config.sectorCache is off
 
     // Lock order: stripe -> (lru, dirtyMutex, touchMutex). The hoard's,
     // the ChunkSource's and the trickle's mutexes are never held together
@@ -58,6 +62,11 @@ struct ParcelDisk::Impl {
     std::vector<std::uint64_t> touchOrder;
 
     std::atomic<std::uint64_t> demandFetches{0}, cacheHits{0}, overlayChunks{0}, corruptChunks{0};
+    std::atomic<std::uint64_t> sectorReads{0}, sectorFillsSkipped{0};
+    std::atomic<bool> sectorFillWarned{false};
+    // Base chunk indexes by name, for the hoard's sector fills (a name may
+    // stand for several indexes: dedup).
+    std::map<chunk::ChunkName, std::vector<std::uint64_t>> indexesByName;
 
     std::unique_ptr<Hoard> hoard;
 
@@ -122,6 +131,122 @@ struct ParcelDisk::Impl {
         return makePlain(std::move(*plain));
     }
 
+    // Puts a decoded base chunk into the sector form, unless the kiosk's
+    // disk is short of room. The sector form comes last in line for room:
+    // after the guest's writes (the hoard's free-space reserve) and after
+    // the ciphertext the hoard has still to put in the cache (its remaining
+    // bytes, plaintext lengths: an upper bound), since a chunk missing from
+    // the cache costs a download, a chunk missing here only a decode. Never
+    // fails the caller: a fill that cannot be written is counted
+    // (SectorCache::stats) and the chunk is read the slow way next time.
+    void fillSectors(std::uint64_t index, const Bytes& plain) {
+        if (!sectors || sectors->filled(index))
+            return;
+        std::uint64_t needed = config.hoardFreeSpaceReserve + plain.size();
+        if (hoard && source->cache()) {
+            HoardProgress progress = hoard->progress();
+            if (!progress.finished)
+                needed += progress.bytesTotal - std::min(progress.bytesDone, progress.bytesTotal);
+        }
+        struct statvfs vfs {};
+        if (::statvfs(config.overlayDirectory.c_str(), &vfs) == 0 &&
+            std::uint64_t(vfs.f_bavail) * vfs.f_frsize < needed) {
+            sectorFillsSkipped++;
+            return;
+        }
+        Status filled = sectors->fill(index, plain);
+        if (!filled.ok() && !sectorFillWarned.exchange(true)) {
+            ISR_LOG_WARN(kLog) << "sector cache: cannot write chunk " << index << " ("
+                               << filled.error().describe()
+                               << "); reads of such chunks decode them each time (counted, "
+                                  "logged once)";
+        }
+    }
+
+    // loadBase, but from the sector form if the chunk is there (a decrypt of
+    // its sectors instead of cache read + hash + decrypt + decompress), and
+    // filling the sector form otherwise.
+    Result<PlainPtr> loadBaseFast(std::uint64_t index) {
+        if (sectors && sectors->filled(index)) {
+            Bytes plain(chunkLength(index));
+            if (sectors->read(index, 0, std::uint32_t(plain.size()), plain.data()).ok()) {
+                sectorReads++;
+                return makePlain(std::move(plain));
+            }
+            crypto::wipe(plain);
+        }
+        ISR_TRY_ASSIGN(PlainPtr plain, loadBase(index));
+        fillSectors(index, *plain);
+        return plain;
+    }
+
+    // The hoard's hook: chunk `ref` is in the cache (`ciphertext` if it just
+    // came from the store, else empty); decode it once and fill the sector
+    // form of every still-Base index that has it. Costs the hoard's thread
+    // one decode per distinct chunk (see README: measured).
+    void hoardFill(const chunk::ChunkRef& ref, ByteView ciphertext) {
+        auto it = indexesByName.find(ref.name);
+        if (it == indexesByName.end())
+            return;
+        bool needed = false;
+        for (std::uint64_t index : it->second) {
+            std::lock_guard lock(stripe(index));
+            needed = needed || (!sectors->filled(index) && states[index].kind == ChunkKind::Base);
+        }
+        if (!needed)
+            return;
+        Bytes fetched;
+        if (ciphertext.empty()) {
+            // From the cache (a hit does not count as demand). Evicted
+            // meanwhile: leave it to a demand read.
+            if (!source->isCached(ref.name))
+                return;
+            auto read = source->read(ref.name);
+            if (!read.ok())
+                return;
+            fetched = std::move(read->ciphertext);
+            ciphertext = fetched;
+        }
+        auto plain = chunk::decode(ref, ciphertext);
+        if (!plain.ok())
+            return; // a demand read reports it
+        crypto::WipeOnExit wipePlain(*plain);
+        for (std::uint64_t index : it->second)
+            fillSectors(index, *plain);
+    }
+
+    // Reads one piece of one chunk into `out`: the LRU, the chunk's state,
+    // then the sector form, then the base chunk (decoded, and put into the
+    // LRU and the sector form).
+    Status readPiece(std::uint64_t index, std::uint32_t inChunk, std::uint32_t n,
+                     std::uint8_t* out) {
+        {
+            std::lock_guard lock(stripe(index));
+            ISR_TRY_ASSIGN(auto current, currentLocked(index));
+            if (current) {
+                if (*current)
+                    std::memcpy(out, (*current)->data() + inChunk, n);
+                else
+                    std::memset(out, 0, n);
+                return {};
+            }
+        }
+        // Base and not in memory. The sector form of a base chunk never
+        // changes, so reading it without the stripe returns the content the
+        // chunk had when we looked (a write racing with this read may win
+        // or lose, as NBD allows for overlapping requests).
+        if (sectors && sectors->filled(index) && sectors->read(index, inChunk, n, out).ok()) {
+            sectorReads++;
+            return {};
+        }
+        ISR_TRY_ASSIGN(PlainPtr plain, chunkForRead(index));
+        if (plain)
+            std::memcpy(out, plain->data() + inChunk, n);
+        else
+            std::memset(out, 0, n);
+        return {};
+    }
+
     // The chunk's current content if it can be had without fetching (caller
     // holds the stripe lock): a PlainPtr (null = zeroes), or nullopt if the
     // base chunk must be loaded first.
@@ -153,7 +278,7 @@ struct ParcelDisk::Impl {
                 return *current;
         }
         // Fetch without holding the stripe: other chunks stay readable.
-        ISR_TRY_ASSIGN(PlainPtr plain, loadBase(index));
+        ISR_TRY_ASSIGN(PlainPtr plain, loadBaseFast(index));
         std::lock_guard lock(stripe(index));
         if (states[index].kind == ChunkKind::Base) // else a write won the race; don't cache stale
             lru.put(index, plain);
@@ -202,7 +327,7 @@ struct ParcelDisk::Impl {
                     current = prefetched; // still Base, so the prefetch is current
                 if (!current) {
                     lock.unlock();
-                    ISR_TRY_ASSIGN(prefetched, loadBase(index));
+                    ISR_TRY_ASSIGN(prefetched, loadBaseFast(index));
                     havePrefetched = true;
                     continue;
                 }
@@ -290,6 +415,11 @@ Result<std::unique_ptr<ParcelDisk>> ParcelDisk::open(ParcelDiskConfig config) {
             std::make_shared<cache::ChunkSource>(impl->config.cache, std::move(impl->config.fetch));
     ISR_TRY_ASSIGN(impl->overlay, SealedOverlay::create(impl->config.overlayDirectory, count,
                                                         impl->config.chunkSize));
+    if (impl->config.sectorCache) {
+        ISR_TRY_ASSIGN(impl->sectors,
+                       SectorCache::create(impl->config.overlayDirectory, count,
+                                           impl->config.chunkSize, impl->chunkLength(count - 1)));
+    }
     impl->states.resize(count);
     impl->stripes = std::make_unique<std::mutex[]>(kStripes);
     impl->touched = std::make_unique<std::atomic<std::uint8_t>[]>(count);
@@ -305,6 +435,10 @@ Result<std::unique_ptr<ParcelDisk>> ParcelDisk::open(ParcelDiskConfig config) {
         if (seen.insert(ref.name).second)
             hoardChunks.push_back(ref);
     };
+    if (impl->sectors && impl->config.hoardFillsSectors)
+        for (std::uint64_t i = 0; i < count; ++i)
+            if (impl->config.baseTable[i])
+                impl->indexesByName[impl->config.baseTable[i]->name].push_back(i);
     for (std::uint64_t index : impl->config.workingSet)
         consider(index);
     for (std::uint64_t i = 0; i < count; ++i)
@@ -314,6 +448,12 @@ Result<std::unique_ptr<ParcelDisk>> ParcelDisk::open(ParcelDiskConfig config) {
     hoardOptions.bandwidthLimit = impl->config.hoardBandwidthLimit;
     hoardOptions.freeSpaceReserve = impl->config.hoardFreeSpaceReserve;
     hoardOptions.reserveDirectory = impl->config.overlayDirectory;
+    if (!impl->indexesByName.empty()) {
+        Impl* d = impl.get(); // the hoard is stopped before impl goes
+        hoardOptions.settled = [d](const chunk::ChunkRef& ref, ByteView ciphertext) {
+            d->hoardFill(ref, ciphertext);
+        };
+    }
     impl->hoard =
         std::make_unique<Hoard>(*impl->source, std::move(hoardChunks), std::move(hoardOptions));
 
@@ -344,12 +484,7 @@ Status ParcelDisk::read(std::uint64_t offset, MutableByteView out) {
     return impl_->forEachPiece(offset, out.size(),
                                [&](std::uint64_t index, std::uint32_t inChunk, std::uint32_t n,
                                    std::uint64_t pos) -> Status {
-                                   ISR_TRY_ASSIGN(PlainPtr plain, impl_->chunkForRead(index));
-                                   if (plain)
-                                       std::memcpy(out.data() + pos, plain->data() + inChunk, n);
-                                   else
-                                       std::memset(out.data() + pos, 0, n);
-                                   return {};
+                                   return impl_->readPiece(index, inChunk, n, out.data() + pos);
                                });
 }
 
@@ -522,12 +657,24 @@ Result<FinalTable> ParcelDisk::finalChunkTable() {
 }
 
 ParcelDiskStats ParcelDisk::stats() const {
-    return {impl_->demandFetches.load(), impl_->cacheHits.load(), impl_->overlayChunks.load(),
-            impl_->corruptChunks.load()};
+    ParcelDiskStats stats{impl_->demandFetches.load(), impl_->cacheHits.load(),
+                          impl_->overlayChunks.load(), impl_->corruptChunks.load()};
+    stats.sectorReads = impl_->sectorReads.load();
+    stats.sectorFillsSkipped = impl_->sectorFillsSkipped.load();
+    if (impl_->sectors) {
+        SectorCacheStats sectorStats = impl_->sectors->stats();
+        stats.sectorChunks = sectorStats.filledChunks;
+        stats.sectorFillFailures = sectorStats.fillFailures;
+        stats.sectorCorrupt = sectorStats.corruptSectors;
+    }
+    return stats;
 }
 
 const std::string& ParcelDisk::overlayPath() const {
     return impl_->overlay->path();
+}
+std::string ParcelDisk::sectorCachePath() const {
+    return impl_->sectors ? impl_->sectors->path() : std::string();
 }
 std::uint32_t ParcelDisk::chunkSize() const {
     return impl_->config.chunkSize;

@@ -1,7 +1,7 @@
 #pragma once
 // ParcelDisk: the BlockDevice behind a user's VM disk.
 //
-//   read:  session overlay  ->  chunk cache  ->  store (demand fetch)
+//   read:  session overlay  ->  sector form  ->  chunk cache  ->  store (demand fetch)
 //   write: copy-on-write, whole chunks, into the session overlay
 //
 // The disk is an array of fixed-size chunks (128 KiB by default; the last one
@@ -15,6 +15,11 @@
 // the ParcelDisk, so no plaintext of the user's disk ever reaches the kiosk's
 // disk, and the overlay is unreadable after the process ends (a kiosk crash
 // loses the session's unsaved writes, as a crash of the VM would).
+//
+// Sector form (disk/sector_cache.h): every base chunk decoded once (by a
+// read or by the hoard) is kept on the kiosk's disk sealed per 4 KiB sector
+// under a per-session key, so a later small read is a pread + a 4 KiB
+// decrypt instead of a whole-chunk decode.
 //
 // Base chunks come through a cache::ChunkSource (cache, then the store; one
 // download per chunk name), the same one the session's memory streamer
@@ -85,6 +90,14 @@ struct ParcelDiskConfig {
     // than take the room the guest's own writes need (a write that finds no
     // room pauses the VM). 0 = no check; the cache's own failures still stall.
     std::uint64_t hoardFreeSpaceReserve = 0;
+    // The sector form (disk/sector_cache.h): decoded base chunks kept on the
+    // kiosk's disk encrypted per 4 KiB sector under a session key, so a
+    // small read of a chunk decoded once is a pread + a 4 KiB decrypt.
+    bool sectorCache = true;
+    // The hoard decodes each chunk it visits into the sector form (one
+    // decode per distinct chunk, on the hoard's threads), so reads are fast
+    // from the first touch. Off: only demand decodes fill it.
+    bool hoardFillsSectors = true;
     std::size_t plaintextCacheChunks =
         256; // decoded chunks kept in memory (LRU): 32 MiB at 128 KiB
     int zstdLevel = 1;
@@ -96,6 +109,12 @@ struct ParcelDiskStats {
     std::uint64_t cacheHits = 0;     // base chunks served from the cache
     std::uint64_t overlayChunks = 0; // dirty chunks in the overlay
     std::uint64_t corruptChunks = 0; // chunks that failed verification
+    std::uint64_t sectorReads = 0;   // reads (pieces) served by the sector form
+    std::uint64_t sectorChunks = 0;  // chunks in the sector form now
+    std::uint64_t sectorFillFailures =
+        0; // fills the kiosk's disk could not take (read still served)
+    std::uint64_t sectorFillsSkipped = 0; // fills not tried: below the free-space reserve
+    std::uint64_t sectorCorrupt = 0;      // sector-form reads that failed their tag (refetched)
 };
 
 struct TrickleResult {
@@ -155,6 +174,8 @@ public:
 
     ParcelDiskStats stats() const;
     const std::string& overlayPath() const;
+    // The sector form's file; empty if it is off.
+    std::string sectorCachePath() const;
     std::uint32_t chunkSize() const;
     std::uint64_t chunkCount() const;
     cache::ChunkSource& chunkSource() const;

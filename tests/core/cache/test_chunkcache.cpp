@@ -144,6 +144,34 @@ private slots:
         QVERIFY(cache->contains(b.name));
     }
 
+    void hitsWriteNothingAndTheirOrderSurvivesClose() {
+        // A cache hit moves the chunk up the LRU order in memory only (no
+        // SQLite write per read: issue #17); the order reaches the index in
+        // batches, at every put and at close.
+        test::TempDir dir;
+        auto cache = openOrFail(dir.path(), 3500);
+        Obj a = makeObj(1000), b = makeObj(1000), c = makeObj(1000);
+        QVERIFY(cache->put(a.name, a.data).ok());
+        QVERIFY(cache->put(b.name, b.data).ok());
+        QVERIFY(cache->put(c.name, c.data).ok());
+        const std::string wal = dir.path() + "/index.sqlite-wal";
+        auto walSize = [&] {
+            std::error_code ec;
+            auto n = std::filesystem::file_size(wal, ec);
+            return ec ? std::uintmax_t(0) : n;
+        };
+        const auto before = walSize();
+        for (int i = 0; i < 200; ++i)
+            QVERIFY(cache->get(i % 2 ? a.name : c.name).ok());
+        QCOMPARE(walSize(), before);
+        QVERIFY(cache->get(a.name).ok()); // order now: b, c, a
+        cache.reset();
+        cache = openOrFail(dir.path(), 2000); // evicts b, the least recently used
+        QVERIFY(!cache->contains(b.name));
+        QVERIFY(cache->contains(c.name));
+        QVERIFY(cache->contains(a.name));
+    }
+
     void corruptFileIsDetectedOnGet() {
         test::TempDir dir;
         auto cache = openOrFail(dir.path(), 1 << 20);

@@ -12,9 +12,11 @@
 #include <QTest>
 #include <QThread>
 #include <atomic>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <sys/resource.h>
 
 using namespace isr;
 using namespace isr::disk;
@@ -111,6 +113,37 @@ class TestParcelDisk : public QObject {
         config.hoardThreads = hoardThreads;
         config.startHoard = hoard;
         return ParcelDisk::open(std::move(config));
+    }
+
+    // A disk whose reads go to the sector form whenever they can: no
+    // plaintext LRU, so every read of a base chunk after its first is a
+    // sector-form read.
+    Result<std::unique_ptr<ParcelDisk>> openSectorDisk(const ChunkTable& table,
+                                                       cache::ChunkCache* cache, bool hoard,
+                                                       const std::string& overlayDir = {},
+                                                       std::uint64_t freeSpaceReserve = 0) {
+        ParcelDiskConfig config;
+        config.diskSize = kDiskSize;
+        config.chunkSize = kChunk;
+        config.baseTable = table;
+        config.fetch = fetcher();
+        config.cache = cache;
+        config.convergenceSecret = secret_.clone();
+        config.overlayDirectory = overlayDir.empty() ? freshDir("overlay") : overlayDir;
+        config.hoardThreads = 2;
+        config.startHoard = hoard;
+        config.plaintextCacheChunks = 0;
+        config.hoardFreeSpaceReserve = freeSpaceReserve;
+        return ParcelDisk::open(std::move(config));
+    }
+
+    // Reads [offset, offset + length) through the device and compares.
+    static bool readsAs(BlockDevice& device, std::uint64_t offset, std::uint64_t length,
+                        const Bytes& expected) {
+        Bytes buffer(length);
+        if (!device.read(offset, buffer).ok())
+            return false;
+        return std::equal(buffer.begin(), buffer.end(), expected.begin() + std::ptrdiff_t(offset));
     }
 
     std::unique_ptr<NbdServer> serve(BlockDevice& device) {
@@ -328,20 +361,27 @@ private slots:
         auto back = client.read(kChunk / 2, std::uint32_t(payload.size()));
         QVERIFY(back && *back == payload);
         QVERIFY((*disk)->stats().overlayChunks >= 3);
+        // The overlay and the sector form (which holds the base chunks read
+        // around the write: chunk 0 and 3's reads were decoded).
         auto files = allFiles(overlayDir);
-        QCOMPARE(files.size(), std::size_t(1));
-        QVERIFY(!isAllZero(files[0]));        // something was written...
-        QVERIFY(!contains(files[0], marker)); // ...but not the plaintext
+        QCOMPARE(files.size(), std::size_t(2));
+        QVERIFY((*disk)->stats().sectorChunks >= 1);
+        QVERIFY(!isAllZero(readFile((*disk)->overlayPath()))); // something was written...
+        for (const auto& f : files)
+            QVERIFY(!contains(f, marker)); // ...but not the plaintext
         // The base chunks' plaintext is not in the overlay or the cache either.
         Bytes baseSample(baseBytes_.begin() + 3 * kChunk + 100,
                          baseBytes_.begin() + 3 * kChunk + 164);
-        QVERIFY(!contains(files[0], baseSample));
+        for (const auto& f : files)
+            QVERIFY(!contains(f, baseSample));
         for (const auto& f : allFiles(cacheDir))
             QVERIFY(!contains(f, marker));
         std::string overlayPath = (*disk)->overlayPath();
+        std::string sectorPath = (*disk)->sectorCachePath();
         server->stop();
         disk->reset();
         QVERIFY(!std::filesystem::exists(overlayPath)); // gone with the session
+        QVERIFY(!std::filesystem::exists(sectorPath));
     }
 
     void trimAndZeroesMakeZeroChunks() {
@@ -565,6 +605,180 @@ private slots:
         Bytes back(changed.size());
         QVERIFY((*disk)->read(3 * kChunk + 100, back).ok());
         QVERIFY(back == changed);
+    }
+
+    void sectorFormServesEveryChunkShape() {
+        // The hoard decodes every chunk into the sector form; reads of every
+        // shape then come from it and equal the base plaintext.
+        auto cache = openCache();
+        auto disk = openSectorDisk(baseTable_, cache.get(), /*hoard=*/true);
+        QVERIFY(disk.ok());
+        QVERIFY((*disk)->waitForHoard(std::chrono::minutes(2)));
+        // 21 stored chunks (4 and 12 share a name: one decode, two slots);
+        // zero chunks (2, 9, 10) have no slot.
+        QCOMPARE((*disk)->stats().sectorChunks, 21u);
+        ParcelDisk& d = **disk;
+        const std::uint64_t lastChunk = (kChunks - 1) * kChunk;
+        struct Range {
+            std::uint64_t offset, length;
+        } ranges[] = {
+            {0, 4096},                       // one aligned sector
+            {3 * kChunk + 1000, 5000},       // unaligned, across a sector boundary
+            {4 * kChunk, kChunk},            // a whole chunk
+            {kChunk - 700, 1400},            // across chunks 0/1
+            {2 * kChunk - 4096, 3 * 4096},   // into zero chunk 2
+            {9 * kChunk + 17, 100},          // inside a zero chunk
+            {12 * kChunk + 65536 + 3, 4093}, // the deduped twin
+            {lastChunk, 5120},               // the short last chunk, whole
+            {lastChunk + 4000, 1120},        // its partial last sector
+            {kDiskSize - 1, 1},              // the last byte
+            {0, kDiskSize},                  // everything
+        };
+        const std::uint64_t before = d.stats().sectorReads;
+        for (const auto& r : ranges)
+            QVERIFY2(readsAs(d, r.offset, r.length, baseBytes_),
+                     (std::to_string(r.offset) + "+" + std::to_string(r.length)).c_str());
+        QVERIFY(d.stats().sectorReads > before);
+        QCOMPARE(d.stats().corruptChunks, 0u);
+        QCOMPARE(d.stats().sectorCorrupt, 0u);
+        // Chunks written after they were in the sector form: the overlay
+        // wins, partial (read-modify-write from the sector form) and whole.
+        Bytes expected = baseBytes_;
+        Bytes partial(3000, 0x5a);
+        QVERIFY(d.write(3 * kChunk + 2000, partial, false).ok());
+        std::copy(partial.begin(), partial.end(), expected.begin() + 3 * kChunk + 2000);
+        Bytes whole(kChunk, 0x6b);
+        QVERIFY(d.write(4 * kChunk, whole, false).ok()); // 12 keeps the old content
+        std::copy(whole.begin(), whole.end(), expected.begin() + 4 * kChunk);
+        QVERIFY(d.writeZeroes(5 * kChunk, kChunk).ok());
+        std::fill_n(expected.begin() + 5 * kChunk, kChunk, 0);
+        for (std::uint64_t i : {3, 4, 5, 12})
+            QVERIFY(readsAs(d, i * kChunk, kChunk, expected));
+        QVERIFY(readsAs(d, 3 * kChunk + 1999, 3002, expected));
+        QVERIFY(readsAs(d, 0, kDiskSize, expected));
+    }
+
+    void sectorFormHoldsNoPlaintext() {
+        // A base chunk full of a marker: after the hoard put it in the
+        // sector form, the file holds no trace of the marker or of the
+        // other chunks' plaintext; it goes with the disk.
+        std::string markerText = "ISR-SECTOR-PLAINTEXT-MARKER-42";
+        Bytes base = baseBytes_;
+        for (std::uint64_t j = 0; j < kChunk; ++j)
+            base[6 * kChunk + j] = std::uint8_t(markerText[j % markerText.size()]);
+        ChunkTable table = baseTable_;
+        auto encoded = chunk::encode(secret_.view(), ByteView(base).subspan(6 * kChunk, kChunk));
+        QVERIFY(store_->put(chunkKey(encoded.ref.name), encoded.ciphertext).ok());
+        table[6] = encoded.ref;
+        std::string overlayDir = freshDir("overlay");
+        auto cache = openCache();
+        auto disk = openSectorDisk(table, cache.get(), true, overlayDir);
+        QVERIFY(disk.ok());
+        QVERIFY((*disk)->waitForHoard(std::chrono::minutes(2)));
+        QVERIFY(readsAs(**disk, 6 * kChunk, kChunk, base));
+        QCOMPARE((*disk)->stats().sectorChunks, 21u);
+        std::string path = (*disk)->sectorCachePath();
+        QVERIFY(path.rfind(overlayDir, 0) == 0);
+        Bytes file = readFile(path);
+        QVERIFY(file.size() >= 21 * std::uint64_t(kChunk));
+        Bytes marker(markerText.begin(), markerText.end());
+        QVERIFY(!contains(file, marker));
+        for (std::uint64_t i : {1, 3, 8, 23}) { // compressible and random chunks
+            Bytes sample(base.begin() + i * kChunk + 64, base.begin() + i * kChunk + 128);
+            QVERIFY(!contains(file, sample));
+        }
+        disk->reset();
+        QVERIFY(!std::filesystem::exists(path));
+    }
+
+    void tamperedSectorFormIsNeverServed() {
+        // Tags: a flipped byte in a sector (data or tag) is caught; the read
+        // is served from the chunk cache instead, and the slot is refilled.
+        auto cache = openCache();
+        auto disk = openSectorDisk(baseTable_, cache.get(), true);
+        QVERIFY(disk.ok());
+        QVERIFY((*disk)->waitForHoard(std::chrono::minutes(2)));
+        ParcelDisk& d = **disk;
+        QVERIFY(readsAs(d, 7 * kChunk, kChunk, baseBytes_));
+        {
+            std::fstream f(d.sectorCachePath(), std::ios::in | std::ios::out | std::ios::binary);
+            for (std::uint64_t at : {7 * std::uint64_t(kChunk) + 4096 + 10, // chunk 7, sector 1
+                                     std::uint64_t(kChunks) * kChunk + (8 * 32 + 2) * 16 + 3}) {
+                f.seekg(std::streamoff(at));
+                char c = 0;
+                f.read(&c, 1);
+                c ^= 0x20;
+                f.seekp(std::streamoff(at));
+                f.write(&c, 1);
+            }
+        }
+        QVERIFY(readsAs(d, 7 * kChunk + 4096, 4096, baseBytes_));    // data flipped
+        QVERIFY(readsAs(d, 8 * kChunk + 2 * 4096, 100, baseBytes_)); // tag flipped
+        QCOMPARE(d.stats().sectorCorrupt, 2u);
+        QCOMPARE(d.stats().corruptChunks, 0u);
+        // The fallback decode refilled both slots; reads come from them again.
+        QCOMPARE(d.stats().sectorChunks, 21u);
+        const std::uint64_t before = d.stats().sectorReads;
+        QVERIFY(readsAs(d, 7 * kChunk, 2 * kChunk, baseBytes_));
+        QVERIFY(d.stats().sectorReads >= before + 2);
+        QCOMPARE(d.stats().sectorCorrupt, 2u);
+    }
+
+    void fullKioskDiskStillServesReads() {
+        // The kiosk's disk cannot take the sector form (RLIMIT_FSIZE makes
+        // every write past 64 KiB fail with EFBIG, as a full disk fails with
+        // ENOSPC): reads still return the right bytes, decoded each time;
+        // the failures are counted.
+        auto cache = openCache();
+        {
+            auto warm = openDisk(baseTable_, cache.get(), true);
+            QVERIFY(warm.ok());
+            QVERIFY((*warm)->waitForHoard(std::chrono::minutes(2)));
+        }
+        auto disk = openSectorDisk(baseTable_, cache.get(), false);
+        QVERIFY(disk.ok());
+        ParcelDisk& d = **disk;
+        {
+            struct LimitFileSize {
+                rlimit old{};
+                void (*oldHandler)(int) = nullptr;
+                LimitFileSize() {
+                    oldHandler = std::signal(SIGXFSZ, SIG_IGN);
+                    ::getrlimit(RLIMIT_FSIZE, &old);
+                    rlimit small = old;
+                    small.rlim_cur = 64 * 1024;
+                    ::setrlimit(RLIMIT_FSIZE, &small);
+                }
+                ~LimitFileSize() {
+                    ::setrlimit(RLIMIT_FSIZE, &old);
+                    std::signal(SIGXFSZ, oldHandler);
+                }
+            } limit;
+            QVERIFY(readsAs(d, 0, kDiskSize, baseBytes_));
+            QVERIFY(readsAs(d, 3 * kChunk + 1000, 5000, baseBytes_)); // again: decoded again
+            QVERIFY(readsAs(d, kDiskSize - 1000, 1000, baseBytes_));
+        }
+        QVERIFY(d.stats().sectorFillFailures >= 21);
+        QCOMPARE(d.stats().sectorChunks, 0u);
+        QCOMPARE(d.stats().sectorReads, 0u);
+        // Room again: the next decode of a chunk fills its slot.
+        QVERIFY(readsAs(d, 3 * kChunk, 4096, baseBytes_));
+        QCOMPARE(d.stats().sectorChunks, 1u);
+        QVERIFY(readsAs(d, 3 * kChunk + 8192, 4096, baseBytes_));
+        QCOMPARE(d.stats().sectorReads, 1u);
+    }
+
+    void sectorFormLeavesTheReserveAlone() {
+        // Below the free-space reserve (the guest's room) the sector form
+        // steps back: nothing filled, counted, and reads are still right.
+        auto cache = openCache();
+        auto disk = openSectorDisk(baseTable_, cache.get(), true, {}, 1ull << 60);
+        QVERIFY(disk.ok());
+        QVERIFY(readsAs(**disk, 3 * kChunk + 512, 4096, baseBytes_));
+        QVERIFY(readsAs(**disk, 0, kDiskSize, baseBytes_));
+        QCOMPARE((*disk)->stats().sectorChunks, 0u);
+        QVERIFY((*disk)->stats().sectorFillsSkipped >= 21);
+        QCOMPARE((*disk)->stats().sectorFillFailures, 0u);
     }
 
     void diskSharesTheSessionsChunkSource() {
