@@ -8,7 +8,9 @@
 #include "disk/parcel_disk.h"
 #include "store/store.h"
 #include "testsupport.h"
+#include "vmguest.h"
 
+#include <QProcess>
 #include <QTest>
 #include <algorithm>
 #include <atomic>
@@ -529,6 +531,95 @@ private slots:
                   mode.name, faultMicros.size(), pct(0.5), pct(0.99), double(bytes) / (1 << 20),
                   probe.reads().size(), sizeText.c_str());
         }
+    }
+
+    // A measurement, not a CI test (a TCG boot takes longer than the budget
+    // allows): ISR_FUSE_QEMU=1 boots the demo guest with its RAM on the FUSE
+    // file (share=on, as the libvirt domain will) from a device of zeroes,
+    // and prints what FUSE served before the guest's shell answered.
+    // ISR_FUSE_QEMU_PRELOAD=<lib> runs QEMU with that LD_PRELOAD.
+    void measureQemuBoot() {
+        if (!std::getenv("ISR_FUSE_QEMU"))
+            QSKIP("a measurement: set ISR_FUSE_QEMU=1 to boot QEMU with RAM on FUSE");
+        if (!isr::test::haveProgram("qemu-system-x86_64"))
+            QSKIP("qemu-system-x86_64 is not installed");
+        auto guest = isr::test::requireGuest();
+        constexpr std::uint64_t kRamMiB = 256;
+        constexpr std::uint64_t kRam = kRamMiB << 20;
+        ParcelDiskConfig config;
+        config.diskSize = kRam;
+        config.baseTable.resize(kRam / kDefaultChunkSize); // all zero: nothing to fetch
+        config.fetch = [](const chunk::ChunkName&) -> Result<Bytes> {
+            return Error(Errc::NotFound, "nothing is stored");
+        };
+        config.convergenceSecret = secret_.clone();
+        config.overlayDirectory = freshDir("overlay");
+        auto disk = ParcelDisk::open(std::move(config));
+        QVERIFY(disk.ok());
+        ProbeDevice probe(**disk);
+        auto exported = serve(probe);
+        std::string run = freshDir("qemu");
+        std::filesystem::copy_file(guest.homeImage, run + "/home.raw");
+        QStringList args = {
+            "-accel",
+            "tcg",
+            "-m",
+            QString("%1M").arg(kRamMiB),
+            "-object",
+            QString("memory-backend-file,id=pc.ram,size=%1M,mem-path=%2,share=on")
+                .arg(kRamMiB)
+                .arg(QString::fromStdString(exported->filePath())),
+            "-machine",
+            "q35,memory-backend=pc.ram",
+            "-kernel",
+            QString::fromStdString(guest.kernel),
+            "-initrd",
+            QString::fromStdString(guest.initrd),
+            "-append",
+            "console=ttyS0 quiet",
+            "-drive",
+            QString::fromStdString("file=" + run + "/home.raw,if=virtio,format=raw"),
+            "-display",
+            "none",
+            "-vga",
+            "none",
+            "-no-reboot",
+            "-serial",
+            QString::fromStdString("unix:" + run + "/serial.sock,server=on,wait=off")};
+        QProcess qemu;
+        if (const char* preload = std::getenv("ISR_FUSE_QEMU_PRELOAD")) {
+            auto env = QProcessEnvironment::systemEnvironment();
+            env.insert("LD_PRELOAD", preload);
+            qemu.setProcessEnvironment(env);
+        }
+        auto begin = std::chrono::steady_clock::now();
+        qemu.start("qemu-system-x86_64", args);
+        QVERIFY(qemu.waitForStarted());
+        auto console =
+            isr::test::SerialConsole::connect(run + "/serial.sock", std::chrono::seconds(30));
+        QVERIFY2(console.ok(), qPrintable(qemu.readAllStandardError()));
+        QVERIFY((*console)->waitForShell(std::chrono::minutes(3)).ok());
+        double seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+        auto stats = exported->stats();
+        auto reads = probe.reads();
+        std::map<std::uint64_t, int> sizes;
+        for (auto& r : reads)
+            sizes[r.length]++;
+        std::string sizeText;
+        for (auto [size, count] : sizes)
+            sizeText += std::to_string(count) + "x" + std::to_string(size / 1024) + "K ";
+        qInfo("QEMU boot, %llu MiB RAM on FUSE%s: shell answered after %.2f s; FUSE served "
+              "%.1f MiB in %llu reads (%s), %llu writes",
+              (unsigned long long)kRamMiB,
+              std::getenv("ISR_FUSE_QEMU_PRELOAD") ? " (LD_PRELOAD)" : "", seconds,
+              double(stats.bytesRead) / (1 << 20), (unsigned long long)stats.reads,
+              sizeText.c_str(), (unsigned long long)stats.writes);
+        auto uname = (*console)->run("uname -r; free -m | head -2", std::chrono::seconds(30));
+        QVERIFY(uname.ok());
+        qInfo("guest: %s", uname->text.c_str());
+        qemu.kill();
+        qemu.waitForFinished();
     }
 };
 
