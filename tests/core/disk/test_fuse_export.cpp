@@ -10,6 +10,8 @@
 #include "testsupport.h"
 #include "vmguest.h"
 
+#include <QCoreApplication>
+#include <QFile>
 #include <QProcess>
 #include <QTest>
 #include <algorithm>
@@ -126,6 +128,42 @@ bool diedOfSigbus(int status) {
     return WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS;
 }
 
+// The VmFlags of the mapping that holds `address` (/proc/self/smaps; a
+// neighbour with the same flags may have merged with it).
+std::string vmFlagsAt(const void* address) {
+    const auto at = reinterpret_cast<unsigned long>(address);
+    std::ifstream smaps("/proc/self/smaps");
+    bool inside = false;
+    for (std::string line; std::getline(smaps, line);) {
+        unsigned long start = 0, end = 0;
+        if (std::sscanf(line.c_str(), "%lx-%lx ", &start, &end) == 2 &&
+            line.find(':') > line.find(' '))
+            inside = start <= at && at < end;
+        else if (inside && line.rfind("VmFlags:", 0) == 0)
+            return line + " ";
+    }
+    return {};
+}
+
+// Run (as a child of nohugepageLibraryDropsOnlyHugepage, the library
+// preloaded or not): advises MADV_HUGEPAGE on one half of a mapping and
+// MADV_NOHUGEPAGE on the other; exit code bit 0 = "hg" took effect, bit 1 =
+// "nh" took effect.
+[[noreturn]] void madviseProbe() {
+    constexpr std::size_t kHalf = 2u << 20;
+    auto* p = static_cast<std::uint8_t*>(
+        ::mmap(nullptr, 2 * kHalf, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    if (p == MAP_FAILED || ::madvise(p, kHalf, MADV_HUGEPAGE) != 0 ||
+        ::madvise(p + kHalf, kHalf, MADV_NOHUGEPAGE) != 0)
+        std::exit(100);
+    int code = 0;
+    if (vmFlagsAt(p).find(" hg") != std::string::npos)
+        code |= 1;
+    if (vmFlagsAt(p + kHalf).find(" nh") != std::string::npos)
+        code |= 2;
+    std::exit(code);
+}
+
 std::string readText(const std::string& path) {
     std::ifstream in(path);
     std::string text;
@@ -185,6 +223,8 @@ class TestFuseExport : public QObject {
 
 private slots:
     void initTestCase() {
+        if (std::getenv("ISR_MADVISE_PROBE"))
+            madviseProbe();
         if (::access("/dev/fuse", R_OK | W_OK) != 0)
             isr::test::skipAll("/dev/fuse is missing or not usable (" +
                                std::string(std::strerror(errno)) + ")");
@@ -474,6 +514,28 @@ private slots:
         int status = inChild([&] { return int(mem[kDiskSize - 1]); }); // never read
         QVERIFY2(diedOfSigbus(status), qPrintable(QString::number(status)));
         exported->stop(); // idempotent
+    }
+
+    // packaging/qemu-nohugepage.c, preloaded into a process: MADV_HUGEPAGE
+    // is dropped, other advice still reaches the kernel.
+    void nohugepageLibraryDropsOnlyHugepage() {
+        const QString library = ISR_BINARY_DIR "/packaging/libisr-qemu-nohugepage.so";
+        if (!QFile::exists(library))
+            QSKIP("libisr-qemu-nohugepage.so is not built");
+        auto probe = [&](bool preload) {
+            QProcess child;
+            auto env = QProcessEnvironment::systemEnvironment();
+            env.insert("ISR_MADVISE_PROBE", "1");
+            if (preload)
+                env.insert("LD_PRELOAD", library);
+            child.setProcessEnvironment(env);
+            child.start(QCoreApplication::applicationFilePath(),
+                        {"refusesBadOptions"}); // initTestCase probes
+            child.waitForFinished();
+            return child.exitCode();
+        };
+        QCOMPARE(probe(false), 3); // both take effect without it
+        QCOMPARE(probe(true), 2);  // only MADV_NOHUGEPAGE with it
     }
 
     // Figures for issue #17, printed (TCG and a loaded host make any bound
