@@ -37,7 +37,8 @@ constexpr double kAttrTimeout = 86400.0;
 // can say why a mount failed.
 thread_local std::string lastFuseMessage;
 
-void fuseLogToOurs(enum fuse_log_level level, const char* format, va_list args) {
+__attribute__((format(printf, 2, 0))) void fuseLogToOurs(enum fuse_log_level level,
+                                                         const char* format, va_list args) {
     char text[512];
     std::vsnprintf(text, sizeof text, format, args);
     std::string line(text);
