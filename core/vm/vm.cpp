@@ -14,8 +14,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
-#include <filesystem>
 #include <fcntl.h>
+#include <filesystem>
 #include <fstream>
 #include <libvirt/libvirt-qemu.h>
 #include <libvirt/libvirt.h>
@@ -499,10 +499,10 @@ Status Hypervisor::prepareRamFile(const VmSpec& spec) const {
         return Error(Errc::InvalidArgument, "RAM file " + spec.ramFile + " is not a regular file");
     const std::uint64_t want = std::uint64_t(spec.memoryMiB) << 20;
     if (std::uint64_t(st.st_size) != want)
-        return Error(Errc::InvalidArgument,
-                     "RAM file " + spec.ramFile + " has " + std::to_string(st.st_size) +
-                         " bytes, VM " + spec.name + " has " + std::to_string(want) +
-                         ": not this VM's RAM, refusing to start");
+        return Error(Errc::InvalidArgument, "RAM file " + spec.ramFile + " has " +
+                                                std::to_string(st.st_size) + " bytes, VM " +
+                                                spec.name + " has " + std::to_string(want) +
+                                                ": not this VM's RAM, refusing to start");
     const std::string dir = std::filesystem::path(spec.ramFile).parent_path().string();
     if (!config_.allowDiskBackedSaveFiles) {
         ISR_TRY_ASSIGN(bool ok, ramFileFilesystemOk(dir));
@@ -522,8 +522,8 @@ Status Hypervisor::prepareRamFile(const VmSpec& spec) const {
     // nobody else; the directory lets the group pass, never list.
     std::string why;
     if (!accountCanAccess(*qemu_, spec.ramFile, R_OK | W_OK, &why) || (st.st_mode & S_IRWXO)) {
-        if (st.st_uid == ::geteuid() && (st.st_mode & S_IRWXO) && ::chmod(spec.ramFile.c_str(),
-                                                                          st.st_mode & 0770) != 0)
+        if (st.st_uid == ::geteuid() && (st.st_mode & S_IRWXO) &&
+            ::chmod(spec.ramFile.c_str(), st.st_mode & 0770) != 0)
             return Error(Errc::Io, "chmod " + spec.ramFile + ": " + std::strerror(errno));
         if (dst.st_uid == ::geteuid())
             ISR_TRY_STATUS(grantPathBelow(dir, spec.ramFile, qemu_->gid, S_IRGRP | S_IWGRP));
@@ -574,11 +574,12 @@ Result<Vm> Hypervisor::startOnRamFile(const VmSpec& spec,
         fs::remove_all(dir, ec);
         if (::mkdir(dir.c_str(), 0700) != 0)
             return Error(Errc::Io, "creating " + dir + ": " + std::strerror(errno));
-        if (qemu_ && (::chown(dir.c_str(), uid_t(-1), qemu_->gid) != 0 ||
-                      ::chmod(dir.c_str(), 0710) != 0))
+        if (qemu_ &&
+            (::chown(dir.c_str(), uid_t(-1), qemu_->gid) != 0 || ::chmod(dir.c_str(), 0710) != 0))
             return Error(Errc::Io, "handing " + dir + " to QEMU: " + std::strerror(errno));
         if (::symlink(spec.ramFile.c_str(), (dir + "/pc.ram").c_str()) != 0)
-            return Error(Errc::Io, "linking the RAM file into " + dir + ": " + std::strerror(errno));
+            return Error(Errc::Io,
+                         "linking the RAM file into " + dir + ": " + std::strerror(errno));
 
         if (Status started = startPaused(); !started.ok()) {
             fs::remove_all(dir, ec);
@@ -595,8 +596,7 @@ Result<Vm> Hypervisor::startOnRamFile(const VmSpec& spec,
             (void)vm.destroy();
             fs::remove_all(dir, ec);
             return Error(Errc::Internal, "VM " + spec.name + " got domain id " +
-                                             std::to_string(id) + ", not " +
-                                             std::to_string(guess) +
+                                             std::to_string(id) + ", not " + std::to_string(guess) +
                                              ": its RAM file was not used; try again");
         }
         if (id != guess) {
@@ -630,18 +630,19 @@ Result<Vm> Hypervisor::startOnRamFile(const VmSpec& spec,
         if (!mapped) {
             (void)vm.destroy();
             return Error(Errc::Internal, "QEMU of VM " + spec.name + " (pid " +
-                                             std::to_string(pid) + ") did not map " +
-                                             spec.ramFile + " as its RAM: refusing to run it");
+                                             std::to_string(pid) + ") did not map " + spec.ramFile +
+                                             " as its RAM: refusing to run it");
         }
         return vm;
     }
-    return Error(Errc::Internal, "VM " + spec.name +
-                                     ": libvirt's domain ids kept moving, RAM file not placed");
+    return Error(Errc::Internal,
+                 "VM " + spec.name + ": libvirt's domain ids kept moving, RAM file not placed");
 }
 
 Result<Vm> Hypervisor::restoreLazy(const std::string& deviceStatePath, const VmSpec& spec) {
     if (spec.ramFile.empty())
-        return Error(Errc::InvalidArgument, "lazy restore of VM " + spec.name + " needs a RAM file");
+        return Error(Errc::InvalidArgument,
+                     "lazy restore of VM " + spec.name + " needs a RAM file");
     ISR_TRY_ASSIGN(std::string xml, domainXml(spec));
     if (deviceStatePath.empty() || deviceStatePath[0] != '/')
         return Error(Errc::InvalidArgument,
@@ -674,8 +675,8 @@ Result<Vm> Hypervisor::restoreLazy(const std::string& deviceStatePath, const VmS
     // Opened before QEMU starts (a FIFO: until its writer comes).
     UniqueFd state(::open(deviceStatePath.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
     if (!state.valid())
-        return Error(Errc::Io, "opening device state " + deviceStatePath + ": " +
-                                   std::strerror(errno));
+        return Error(Errc::Io,
+                     "opening device state " + deviceStatePath + ": " + std::strerror(errno));
     auto start = [&]() -> Status {
         DomainPtr d(virDomainCreateXML(conn_->conn, xml.c_str(), VIR_DOMAIN_START_PAUSED));
         if (!d)
@@ -696,9 +697,10 @@ Result<Vm> Hypervisor::restoreLazy(const std::string& deviceStatePath, const VmS
     for (const std::string& cmd :
          {std::string(kIgnoreShared),
           std::string(R"({"execute":"getfd","arguments":{"fdname":")") + kStateFdName + "\"}}",
-          std::string(R"({"execute":"migrate-incoming","arguments":{"uri":"fd:)") +
-              kStateFdName + "\"}}"}) {
-        auto r = qmp(dom, spec.name, cmd, cmd.find("getfd") != std::string::npos ? state.get() : -1);
+          std::string(R"({"execute":"migrate-incoming","arguments":{"uri":"fd:)") + kStateFdName +
+              "\"}}"}) {
+        auto r =
+            qmp(dom, spec.name, cmd, cmd.find("getfd") != std::string::npos ? state.get() : -1);
         if (!r.ok())
             return fail("starting the incoming migration", r.error());
     }
@@ -911,14 +913,17 @@ Status Vm::saveLazy(const std::string& deviceStatePath) {
     ISR_TRY_STATUS(pause());
     const std::string stillAlive = "; VM " + name_ + " is paused and still running";
     auto failed = [&](const std::string& what, const Error& err) {
-        return Error(err.code, "lazy save of VM " + name_ + ": " + what + ": " + err.message +
-                                   stillAlive);
+        // No half-written state under the real name.
+        out.reset();
+        ::unlink(deviceStatePath.c_str());
+        const bool full = err.message.find("No space left on device") != std::string::npos;
+        return Error(full ? Errc::NoSpace : err.code,
+                     "lazy save of VM " + name_ + ": " + what + ": " + err.message + stillAlive);
     };
     for (const std::string& cmd :
          {std::string(kIgnoreShared),
           std::string(R"({"execute":"getfd","arguments":{"fdname":")") + kStateFdName + "\"}}",
-          std::string(R"({"execute":"migrate","arguments":{"uri":"fd:)") + kStateFdName +
-              "\"}}"}) {
+          std::string(R"({"execute":"migrate","arguments":{"uri":"fd:)") + kStateFdName + "\"}}"}) {
         auto r = qmp(dom, name_, cmd, cmd.find("getfd") != std::string::npos ? out.get() : -1);
         if (!r.ok())
             return failed("starting the migration", r.error());
