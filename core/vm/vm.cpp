@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <dirent.h>
 #include <fcntl.h>
 #include <filesystem>
 #include <fstream>
@@ -105,6 +106,28 @@ std::string lastQemuError(const std::string& logPath) {
             found = line.substr(colon + 2);
     }
     return found;
+}
+
+// Removes `name` below the directory `parentFd` (a file, a link, or a tree),
+// never following a link: as root, in a directory QEMU's account owns.
+void removeTreeAt(int parentFd, const std::string& name) {
+    if (::unlinkat(parentFd, name.c_str(), 0) == 0 || errno != EISDIR)
+        return;
+    int fd = ::openat(parentFd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    if (DIR* d = ::fdopendir(fd)) {
+        std::vector<std::string> names;
+        while (const dirent* e = ::readdir(d))
+            if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0)
+                names.emplace_back(e->d_name);
+        for (const std::string& n : names)
+            removeTreeAt(::dirfd(d), n);
+        ::closedir(d);
+    } else {
+        ::close(fd);
+    }
+    ::unlinkat(parentFd, name.c_str(), AT_REMOVEDIR);
 }
 
 // The domain ids the embedded driver hands out count up per process
@@ -551,50 +574,69 @@ Status Hypervisor::prepareRamFile(const VmSpec& spec) const {
 Result<Vm> Hypervisor::startOnRamFile(const VmSpec& spec,
                                       const std::function<Status()>& startPaused, bool mayRetry) {
     namespace fs = std::filesystem;
+    // libvirt makes lib/qemu and lib/qemu/ram QEMU's (isr-qemu): everything
+    // below is done relative to a descriptor of the real directory, so a
+    // link put in place of ram/ cannot send this (root) process elsewhere.
     const std::string ramDir = embeddedRoot_ + "/lib/qemu/ram";
     std::error_code ec;
     fs::create_directories(ramDir, ec);
+    UniqueFd ramFd(::open(ramDir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!ramFd.valid())
+        return Error(Errc::Io, "opening " + ramDir + ": " + std::strerror(errno));
     struct stat rst {};
     if (::stat(spec.ramFile.c_str(), &rst) != 0)
         return Error(Errc::Io, "RAM file " + spec.ramFile + ": " + std::strerror(errno));
     const std::string shortName = spec.name.substr(0, 20);
     // Directories of this name for other ids: left by a crash, or planted by
-    // an escaped QEMU (isr-qemu owns ram/). libvirt would use one that
-    // exists as it is. remove_all never follows a link.
-    for (const auto& entry : fs::directory_iterator(ramDir, ec)) {
-        const std::string n = entry.path().filename().string();
-        const auto dash = n.find('-');
-        if (dash != std::string::npos && dash > 0 && n.substr(dash + 1) == shortName &&
-            n.find_first_not_of("0123456789") == dash)
-            fs::remove_all(entry.path(), ec);
+    // an escaped QEMU. libvirt would use one that exists as it is.
+    {
+        std::vector<std::string> stale;
+        if (DIR* d = ::fdopendir(::dup(ramFd.get()))) {
+            while (const dirent* e = ::readdir(d)) {
+                const std::string n = e->d_name;
+                const auto dash = n.find('-');
+                if (dash != std::string::npos && dash > 0 && n.substr(dash + 1) == shortName &&
+                    n.find_first_not_of("0123456789") == dash)
+                    stale.push_back(n);
+            }
+            ::closedir(d);
+        }
+        for (const std::string& n : stale)
+            removeTreeAt(ramFd.get(), n);
     }
     int guess = gLastDomainId.load() + 1;
     for (int attempt = 0; attempt < 3; ++attempt, guess = gLastDomainId.load() + 1) {
-        const std::string dir = ramDir + "/" + std::to_string(guess) + "-" + shortName;
-        fs::remove_all(dir, ec);
-        if (::mkdir(dir.c_str(), 0700) != 0)
+        const std::string name = std::to_string(guess) + "-" + shortName;
+        const std::string dir = ramDir + "/" + name;
+        removeTreeAt(ramFd.get(), name);
+        if (::mkdirat(ramFd.get(), name.c_str(), 0700) != 0)
             return Error(Errc::Io, "creating " + dir + ": " + std::strerror(errno));
+        UniqueFd dirFd(
+            ::openat(ramFd.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+        if (!dirFd.valid())
+            return Error(Errc::Io, "opening " + dir + ": " + std::strerror(errno));
         if (qemu_ &&
-            (::chown(dir.c_str(), uid_t(-1), qemu_->gid) != 0 || ::chmod(dir.c_str(), 0710) != 0))
+            (::fchown(dirFd.get(), uid_t(-1), qemu_->gid) != 0 || ::fchmod(dirFd.get(), 0710) != 0))
             return Error(Errc::Io, "handing " + dir + " to QEMU: " + std::strerror(errno));
-        if (::symlink(spec.ramFile.c_str(), (dir + "/pc.ram").c_str()) != 0)
+        if (::symlinkat(spec.ramFile.c_str(), dirFd.get(), "pc.ram") != 0)
             return Error(Errc::Io,
                          "linking the RAM file into " + dir + ": " + std::strerror(errno));
+        dirFd.reset();
 
         if (Status started = startPaused(); !started.ok()) {
-            fs::remove_all(dir, ec);
+            removeTreeAt(ramFd.get(), name);
             return started.error();
         }
         auto found = find(spec.name);
         if (!found.ok()) {
-            fs::remove_all(dir, ec);
+            removeTreeAt(ramFd.get(), name);
             return found.error();
         }
         Vm vm = std::move(*found);
         const int id = int(virDomainGetID(vm.handle_->dom.get()));
         if (id != guess && !mayRetry) {
             (void)vm.destroy();
-            fs::remove_all(dir, ec);
+            removeTreeAt(ramFd.get(), name);
             return Error(Errc::Internal, "VM " + spec.name + " got domain id " +
                                              std::to_string(id) + ", not " + std::to_string(guess) +
                                              ": its RAM file was not used; try again");
@@ -603,7 +645,7 @@ Result<Vm> Hypervisor::startOnRamFile(const VmSpec& spec,
             ISR_LOG_INFO(kLog) << "VM " << spec.name << " got domain id " << id << ", not " << guess
                                << ": restarting it on its RAM file";
             (void)vm.destroy();
-            fs::remove_all(dir, ec);
+            removeTreeAt(ramFd.get(), name);
             continue;
         }
         // Which file QEMU mapped shared, by device and inode.
