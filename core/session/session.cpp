@@ -537,18 +537,27 @@ struct Session::Impl {
         return {};
     }
 
-    // After the VM was saved lazily: every page the guest dirtied is in
-    // the kernel's page cache of the RAM file until written back; fsync
-    // sends them to the RAM disk, then the file goes away.
-    Status closeRam() {
-        if (!ramExport)
-            return {};
-        {
-            UniqueFd fd(::open(ramExport->filePath().c_str(), O_RDWR | O_CLOEXEC));
-            if (!fd.valid() || ::fsync(fd.get()) != 0)
-                return Error(Errc::Io, "writing back the guest's memory: " +
-                                           std::string(std::strerror(errno)));
-        }
+    // Every page the guest dirtied is in the kernel's page cache of the RAM
+    // file until written back; fsync sends them to the RAM disk (its sealed
+    // overlay). A failure (the kiosk's disk full under the overlay) is EIO.
+    Status flushRam() {
+        UniqueFd fd(::open(ramExport->filePath().c_str(), O_RDWR | O_CLOEXEC));
+        if (!fd.valid() || ::fsync(fd.get()) != 0)
+            return Error(errno == ENOSPC ? Errc::NoSpace : Errc::Io,
+                         "writing back the guest's memory: " + std::string(std::strerror(errno)));
+        return {};
+    }
+
+    // Saves a VM whose RAM is the RAM file: paused, its RAM written back
+    // while it can still resume (a failure leaves it paused and alive, so
+    // a retry can save it), then its device state; the RAM file goes away.
+    Status saveLazily(const std::string& savePath) {
+        ISR_TRY_STATUS(machine->pause());
+        ISR_TRY_STATUS(flushRam());
+        ISR_TRY_STATUS(machine->saveLazy(savePath));
+        // Nothing dirties RAM after the pause; this one finds nothing to do
+        // unless the save itself wrote guest memory.
+        ISR_TRY_STATUS(flushRam());
         ramExport->stop();
         ramExport.reset();
         return {};
@@ -654,7 +663,7 @@ struct Session::Impl {
         ISR_TRY_STATUS(injected(ISR_FAULT_POINT("session.save.before"), Stage::Suspending));
         const std::string& savePath = workspace.savePath();
         // With its RAM in the RAM file, only the device state is saved.
-        if (auto st = ramExport ? machine->saveLazy(savePath) : machine->save(savePath); !st.ok()) {
+        if (auto st = ramExport ? saveLazily(savePath) : machine->save(savePath); !st.ok()) {
             if (!vmAlive()) {
                 // QEMU is gone (crashed or killed): nothing to save, and
                 // retrying cannot help. Drop the dead VM so abandon()
@@ -670,7 +679,9 @@ struct Session::Impl {
             const std::string& scratch = workspace.scratchDir();
             Error why = st.error();
             std::uint64_t scratchFree = freeBytesAt(scratch).value_or(~std::uint64_t(0));
-            if (why.code != Errc::NoSpace && scratchFree < (std::uint64_t(base.vm.memoryMiB) << 20))
+            // (A lazy save writes only the device state there.)
+            if (why.code != Errc::NoSpace && !ramExport &&
+                scratchFree < (std::uint64_t(base.vm.memoryMiB) << 20))
                 why = Error(Errc::NoSpace, why.message + " (the memory-backed scratch " + scratch +
                                                " has " + std::to_string(scratchFree >> 20) +
                                                " MiB free)");
@@ -681,8 +692,6 @@ struct Session::Impl {
         }
         deleteVmLog(*machine); // the VM is stopped: its log goes now
         machine.reset();
-        if (auto st = closeRam(); !st.ok())
-            return fail(facts(Stage::Suspending, FailureCause::SaveFailed), st.error());
         memorySaved = true;
         ISR_TRY_STATUS(injected(ISR_FAULT_POINT("session.save.after"), Stage::Suspending));
         return {};
