@@ -100,6 +100,20 @@ std::string macFromUuid(const std::string& uuid) {
     return buf;
 }
 
+// Lazy memory (VmSpec::ramFile): guest RAM as a shared file mapping, so the
+// file is the RAM and a migration with x-ignore-shared leaves it out.
+// libvirt then names the backend pc.ram, the RAM block id anonymous RAM has
+// too: a normal save of either kind restores into the other. The path is
+// libvirt's own (<root>/lib/qemu/ram/<id>-<name>/pc.ram); vm.cpp puts a
+// link to spec.ramFile there and checks QEMU mapped that file. Never
+// <allocation mode='immediate'/> (prealloc reads and writes all of RAM)
+// nor <discard/> (QEMU would punch the RAM out of the file at exit).
+std::string memoryBackingXml(const VmSpec& spec) {
+    if (spec.ramFile.empty())
+        return "";
+    return "  <memoryBacking><source type='file'/><access mode='shared'/></memoryBacking>\n";
+}
+
 } // namespace
 
 std::string newUuid() {
@@ -207,6 +221,8 @@ Status validateSpec(const VmSpec& spec, const HostConfig& config) {
             return invalid(what + " '" + p + "' is longer than a UNIX socket path may be");
         return {};
     };
+    if (!spec.ramFile.empty() && !cleanAbsolutePath(spec.ramFile))
+        return invalid("RAM file '" + spec.ramFile + "' is not a clean absolute path");
     ISR_TRY_STATUS(checkSocket("disk socket", spec.diskSocketPath));
     if (!spec.agentSocketPath.empty()) {
         ISR_TRY_STATUS(checkSocket("agent socket", spec.agentSocketPath));
@@ -238,6 +254,7 @@ std::string buildFirmwareDomainXml(const VmSpec& spec, Accelerator accel) {
       << "  <uuid>" << xmlEscape(spec.uuid) << "</uuid>\n"
       << "  <memory unit='MiB'>" << spec.memoryMiB << "</memory>\n"
       << "  <currentMemory unit='MiB'>" << spec.memoryMiB << "</currentMemory>\n"
+      << memoryBackingXml(spec)
       << "  <vcpu placement='static'>" << spec.vcpus << "</vcpu>\n"
       << "  <os>\n"
       << "    <type arch='x86_64' machine='" << xmlEscape(spec.machine) << "'>hvm</type>\n";
@@ -377,6 +394,7 @@ std::string buildDomainXml(const VmSpec& spec, Accelerator accel, const std::str
       << "  <uuid>" << xmlEscape(spec.uuid) << "</uuid>\n"
       << "  <memory unit='MiB'>" << spec.memoryMiB << "</memory>\n"
       << "  <currentMemory unit='MiB'>" << spec.memoryMiB << "</currentMemory>\n"
+      << memoryBackingXml(spec)
       << "  <vcpu placement='static'>" << spec.vcpus << "</vcpu>\n"
       << "  <os>\n"
       << "    <type arch='x86_64' machine='" << xmlEscape(spec.machine) << "'>hvm</type>\n"

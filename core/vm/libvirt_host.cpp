@@ -118,12 +118,18 @@ std::optional<std::string> LibvirtLogFilter::feed(std::string_view line) {
     // - the embedded driver has no access manager (none is needed in-process);
     // - host probes: dmidecode without /dev/mem (containers, no SMBIOS to
     //   give the guest anyway), /dev/kvm absent or unusable (we probe KVM
-    //   ourselves and fall back to TCG, and say so).
+    //   ourselves and fall back to TCG, and say so);
+    // - the taints of lazy memory (vm.cpp): QMP passthrough (custom-monitor)
+    //   and -incoming defer (custom-argv), one warning per save and restore,
+    //   and nobody but this process talks to the embedded driver. Other
+    //   taints stay.
     static constexpr std::string_view kNoise[] = {
         "Domain not found",
         "No access manager registered",
         "dmidecode",
         "Unable to open /dev/kvm",
+        "is tainted: custom-monitor",
+        "is tainted: custom-argv",
     };
     for (auto noise : kNoise)
         if (text.find(noise) != std::string_view::npos)

@@ -15,10 +15,15 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <fcntl.h>
+#include <fstream>
+#include <libvirt/libvirt-qemu.h>
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 #include <set>
+#include <sstream>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/vfs.h>
 #include <thread>
 #include <unistd.h>
@@ -47,6 +52,70 @@ struct DomainDeleter {
     }
 };
 using DomainPtr = std::unique_ptr<virDomain, DomainDeleter>;
+
+// ---- lazy memory helpers (README "Lazy memory") ----------------------------
+
+// Where guest RAM may live: memory (tmpfs, ramfs) or the kiosk's FUSE file
+// that serves it from chunks; a disk would keep the guest's plaintext.
+Result<bool> ramFileFilesystemOk(const std::string& dir) {
+    struct statfs fs {};
+    if (statfs(dir.c_str(), &fs) != 0)
+        return Error(errno == ENOENT ? Errc::NotFound : Errc::Io,
+                     "RAM file directory " + dir + ": " + std::strerror(errno));
+    constexpr long kTmpfsMagic = 0x01021994;
+    constexpr long kRamfsMagic = 0x858458f6;
+    constexpr long kFuseMagic = 0x65735546;
+    return fs.f_type == kTmpfsMagic || fs.f_type == kRamfsMagic || fs.f_type == kFuseMagic;
+}
+
+// The value of the first "<key>": "<string>" after `from` in a QMP reply
+// (QEMU's JSON: strings without escapes for the fields read here).
+std::string qmpString(std::string_view reply, std::string_view key, std::size_t from = 0) {
+    const std::string quoted = "\"" + std::string(key) + "\"";
+    std::size_t at = reply.find(quoted, from);
+    if (at == std::string_view::npos)
+        return "";
+    at += quoted.size();
+    while (at < reply.size() && (reply[at] == ' ' || reply[at] == ':'))
+        ++at;
+    if (at >= reply.size() || reply[at] != '"')
+        return "";
+    std::string out;
+    for (++at; at < reply.size() && reply[at] != '"'; ++at) {
+        if (reply[at] == '\\' && at + 1 < reply.size())
+            ++at;
+        out += reply[at];
+    }
+    return out;
+}
+
+// QEMU's own complaint in a domain log: its last "qemu-system-...: <text>"
+// line of this run (e.g. "load of migration failed: Input/output error").
+std::string lastQemuError(const std::string& logPath) {
+    std::ifstream in(logPath);
+    std::string line, found;
+    while (std::getline(in, line)) {
+        if (line.find("starting up libvirt") != std::string::npos)
+            found.clear();
+        auto at = line.find("qemu-system-");
+        if (at == std::string::npos || line.find("terminating on signal") != std::string::npos)
+            continue;
+        auto colon = line.find(": ", at);
+        if (colon != std::string::npos && line.find('\\', at) == std::string::npos)
+            found = line.substr(colon + 2);
+    }
+    return found;
+}
+
+// The domain ids the embedded driver hands out count up per process
+// (qemuDriverAllocateID); lazy starts need to know the next one in
+// advance, since libvirt puts it in the RAM file's path.
+std::atomic<int> gLastDomainId{0};
+void noteDomainId(int id) {
+    int seen = gLastDomainId.load();
+    while (id > seen && !gLastDomainId.compare_exchange_weak(seen, id)) {
+    }
+}
 
 struct StreamDeleter {
     void operator()(virStreamPtr s) const {
@@ -296,9 +365,27 @@ Result<Vm> Hypervisor::boot(const VmSpec& spec) {
     ISR_TRY_STATUS(refuseRunning(spec.name));
     ISR_TRY_STATUS(prepareQemuAccess(spec));
     ISR_TRY_STATUS(applyGuestNetworkPolicy());
+    if (!spec.ramFile.empty()) {
+        // Started paused, checked to map our file, then run.
+        ISR_TRY_STATUS(prepareRamFile(spec));
+        auto start = [&]() -> Status {
+            DomainPtr d(virDomainCreateXML(conn_->conn, xml.c_str(), VIR_DOMAIN_START_PAUSED));
+            if (!d)
+                return libvirtError("starting VM " + spec.name);
+            return {};
+        };
+        ISR_TRY_ASSIGN(Vm vm, startOnRamFile(spec, start, true));
+        if (Status st = vm.resume(); !st.ok()) {
+            (void)vm.destroy();
+            return st.error();
+        }
+        ISR_LOG_INFO(kLog) << "booted " << spec.name << " with its RAM in " << spec.ramFile;
+        return vm;
+    }
     DomainPtr dom(virDomainCreateXML(conn_->conn, xml.c_str(), VIR_DOMAIN_NONE));
     if (!dom)
         return libvirtError("starting VM " + spec.name);
+    noteDomainId(virDomainGetID(dom.get()));
     ISR_LOG_INFO(kLog) << "booted " << spec.name;
     return Vm(std::make_unique<Vm::Handle>(Vm::Handle{std::move(dom)}), spec.name,
               config_.allowDiskBackedSaveFiles, domainLogPath(spec.name));
@@ -318,11 +405,336 @@ Result<Vm> Hypervisor::restore(const std::string& savePath, const VmSpec& spec) 
     ISR_TRY_STATUS(refuseRunning(spec.name));
     ISR_TRY_STATUS(prepareQemuAccess(spec));
     ISR_TRY_STATUS(applyGuestNetworkPolicy());
+    if (!spec.ramFile.empty()) {
+        // Loaded paused, checked to map our file, then run. A wrong domain
+        // id guess could only be retried by reading the save file again,
+        // which a FIFO does not allow.
+        ISR_TRY_STATUS(prepareRamFile(spec));
+        auto start = [&]() -> Status {
+            if (virDomainRestoreFlags(conn_->conn, savePath.c_str(), xml.c_str(),
+                                      VIR_DOMAIN_SAVE_PAUSED) < 0)
+                return libvirtError("restoring VM " + spec.name + " from " + savePath);
+            return {};
+        };
+        ISR_TRY_ASSIGN(Vm vm, startOnRamFile(spec, start, S_ISREG(st.st_mode)));
+        if (Status r = vm.resume(); !r.ok()) {
+            (void)vm.destroy();
+            return r.error();
+        }
+        ISR_LOG_INFO(kLog) << "restored " << spec.name << " from " << savePath << ", RAM in "
+                           << spec.ramFile;
+        return vm;
+    }
     if (virDomainRestoreFlags(conn_->conn, savePath.c_str(), xml.c_str(), VIR_DOMAIN_SAVE_RUNNING) <
         0)
         return libvirtError("restoring VM " + spec.name + " from " + savePath);
     ISR_LOG_INFO(kLog) << "restored " << spec.name << " from " << savePath;
     return find(spec.name);
+}
+
+// ---- lazy memory (README "Lazy memory") ------------------------------------
+
+namespace {
+
+// A QMP command through libvirt's monitor passthrough, with at most one file
+// descriptor for QEMU's getfd. libvirt marks the domain tainted
+// (custom-monitor); there is no libvirt API for x-ignore-shared or a
+// deferred incoming migration. A QMP "error" reply is an error here.
+Result<std::string> qmp(virDomainPtr dom, const std::string& vmName, const std::string& command,
+                        int fd = -1) {
+    char* reply = nullptr;
+    int rc = 0;
+    if (fd >= 0) {
+        int files[1] = {fd};
+        unsigned int nout = 0;
+        int* outFiles = nullptr;
+        rc = virDomainQemuMonitorCommandWithFiles(dom, command.c_str(), 1, files, &nout, &outFiles,
+                                                  &reply, 0);
+        for (unsigned int i = 0; i < nout; ++i)
+            ::close(outFiles[i]);
+        free(outFiles);
+    } else {
+        rc = virDomainQemuMonitorCommand(dom, command.c_str(), &reply, 0);
+    }
+    if (rc < 0)
+        return libvirtError("QEMU command on VM " + vmName);
+    std::string out = reply ? reply : "";
+    free(reply);
+    if (out.find("\"error\"") != std::string::npos)
+        return Error(Errc::Internal, "QEMU refused " + command + " on VM " + vmName + ": " +
+                                         qmpString(out, "desc"));
+    return out;
+}
+
+constexpr const char* kIgnoreShared =
+    R"({"execute":"migrate-set-capabilities","arguments":{"capabilities":)"
+    R"([{"capability":"x-ignore-shared","state":true}]}})";
+// Device state goes through a file descriptor QEMU gets from us (getfd),
+// never a path: QEMU (isr-qemu) needs no access to the kiosk's scratch
+// directory, and exec: URIs are impossible under QEMU's sandbox (spawn=deny).
+constexpr const char* kStateFdName = "isr-device-state";
+// Device state is well under a megabyte; this only bounds a hung QEMU or a
+// FIFO whose writer stalls.
+constexpr auto kMigrationLimit = std::chrono::minutes(5);
+
+} // namespace
+
+std::string Hypervisor::qemuPidFile(const std::string& name) const {
+    return embeddedRoot_ + "/run/qemu/" + name + ".pid";
+}
+
+// The RAM file must exist, be a regular file of exactly the VM's memory
+// size (a file of another VM, or a truncated one, is refused before QEMU
+// starts: nothing in the migration stream would notice it), live in memory
+// or on FUSE, and be reachable by QEMU's account and nobody else.
+Status Hypervisor::prepareRamFile(const VmSpec& spec) const {
+    if (embeddedRoot_.empty())
+        return Error(Errc::Unsupported,
+                     "file-backed guest RAM needs libvirt's embedded driver (not " + uri_ + ")");
+    struct stat st {};
+    if (::lstat(spec.ramFile.c_str(), &st) != 0)
+        return Error(errno == ENOENT ? Errc::NotFound : Errc::Io,
+                     "RAM file " + spec.ramFile + ": " + std::strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return Error(Errc::InvalidArgument, "RAM file " + spec.ramFile + " is not a regular file");
+    const std::uint64_t want = std::uint64_t(spec.memoryMiB) << 20;
+    if (std::uint64_t(st.st_size) != want)
+        return Error(Errc::InvalidArgument,
+                     "RAM file " + spec.ramFile + " has " + std::to_string(st.st_size) +
+                         " bytes, VM " + spec.name + " has " + std::to_string(want) +
+                         ": not this VM's RAM, refusing to start");
+    const std::string dir = std::filesystem::path(spec.ramFile).parent_path().string();
+    if (!config_.allowDiskBackedSaveFiles) {
+        ISR_TRY_ASSIGN(bool ok, ramFileFilesystemOk(dir));
+        if (!ok)
+            return Error(Errc::InvalidArgument, "refusing guest RAM in " + dir +
+                                                    ": not memory-backed or FUSE (use /dev/shm)");
+    }
+    struct stat dst {};
+    if (::stat(dir.c_str(), &dst) != 0)
+        return Error(Errc::Io, "RAM file directory " + dir + ": " + std::strerror(errno));
+    if (dst.st_mode & S_IWOTH)
+        return Error(Errc::AccessDenied, "RAM file directory " + dir +
+                                             " is writable by others: the file could be swapped");
+    if (!qemu_)
+        return {};
+    // As root, QEMU (isr-qemu) opens the file by path: group isr-qemu rw,
+    // nobody else; the directory lets the group pass, never list.
+    std::string why;
+    if (!accountCanAccess(*qemu_, spec.ramFile, R_OK | W_OK, &why) || (st.st_mode & S_IRWXO)) {
+        if (st.st_uid == ::geteuid() && (st.st_mode & S_IRWXO) && ::chmod(spec.ramFile.c_str(),
+                                                                          st.st_mode & 0770) != 0)
+            return Error(Errc::Io, "chmod " + spec.ramFile + ": " + std::strerror(errno));
+        if (dst.st_uid == ::geteuid())
+            ISR_TRY_STATUS(grantPathBelow(dir, spec.ramFile, qemu_->gid, S_IRGRP | S_IWGRP));
+        if (!accountCanAccess(*qemu_, spec.ramFile, R_OK | W_OK, &why))
+            return Error(Errc::AccessDenied, "QEMU runs as " + std::string(kQemuAccountName) +
+                                                 " and cannot open the RAM file: " + why);
+    }
+    return {};
+}
+
+// libvirt 9.0 picks the path of file-backed RAM itself:
+// <root>/lib/qemu/ram/<domain id>-<name, 20 chars>/pc.ram, creating the
+// directory only when it does not exist and deleting it (never following a
+// link in it) when the domain stops. So the directory is made here first,
+// for the id libvirt will hand out next, with a link pc.ram -> spec.ramFile
+// in it. The id is a guess (ids count up per process; a failed start or a
+// reconnected driver shifts them): the domain starts paused, and a wrong
+// guess -- QEMU then mapped a fresh file of libvirt's -- is destroyed before
+// it ran and tried again with the id libvirt really used. Whatever the
+// path, the file QEMU mapped is checked in /proc/<pid>/maps against the
+// RAM file's device and inode: a wrong file would be silent guest
+// corruption. (Considered: our own -object memory-backend-file through
+// <qemu:commandline>: an explicit path, but the RAM block would not be
+// pc.ram, so normal saves would no longer restore across the two kinds.)
+Result<Vm> Hypervisor::startOnRamFile(const VmSpec& spec,
+                                      const std::function<Status()>& startPaused, bool mayRetry) {
+    namespace fs = std::filesystem;
+    const std::string ramDir = embeddedRoot_ + "/lib/qemu/ram";
+    std::error_code ec;
+    fs::create_directories(ramDir, ec);
+    struct stat rst {};
+    if (::stat(spec.ramFile.c_str(), &rst) != 0)
+        return Error(Errc::Io, "RAM file " + spec.ramFile + ": " + std::strerror(errno));
+    const std::string shortName = spec.name.substr(0, 20);
+    // Directories of this name for other ids: left by a crash, or planted by
+    // an escaped QEMU (isr-qemu owns ram/). libvirt would use one that
+    // exists as it is. remove_all never follows a link.
+    for (const auto& entry : fs::directory_iterator(ramDir, ec)) {
+        const std::string n = entry.path().filename().string();
+        const auto dash = n.find('-');
+        if (dash != std::string::npos && dash > 0 && n.substr(dash + 1) == shortName &&
+            n.find_first_not_of("0123456789") == dash)
+            fs::remove_all(entry.path(), ec);
+    }
+    int guess = gLastDomainId.load() + 1;
+    for (int attempt = 0; attempt < 3; ++attempt, guess = gLastDomainId.load() + 1) {
+        const std::string dir = ramDir + "/" + std::to_string(guess) + "-" + shortName;
+        fs::remove_all(dir, ec);
+        if (::mkdir(dir.c_str(), 0700) != 0)
+            return Error(Errc::Io, "creating " + dir + ": " + std::strerror(errno));
+        if (qemu_ && (::chown(dir.c_str(), uid_t(-1), qemu_->gid) != 0 ||
+                      ::chmod(dir.c_str(), 0710) != 0))
+            return Error(Errc::Io, "handing " + dir + " to QEMU: " + std::strerror(errno));
+        if (::symlink(spec.ramFile.c_str(), (dir + "/pc.ram").c_str()) != 0)
+            return Error(Errc::Io, "linking the RAM file into " + dir + ": " + std::strerror(errno));
+
+        if (Status started = startPaused(); !started.ok()) {
+            fs::remove_all(dir, ec);
+            return started.error();
+        }
+        auto found = find(spec.name);
+        if (!found.ok()) {
+            fs::remove_all(dir, ec);
+            return found.error();
+        }
+        Vm vm = std::move(*found);
+        const int id = int(virDomainGetID(vm.handle_->dom.get()));
+        if (id != guess && !mayRetry) {
+            (void)vm.destroy();
+            fs::remove_all(dir, ec);
+            return Error(Errc::Internal, "VM " + spec.name + " got domain id " +
+                                             std::to_string(id) + ", not " +
+                                             std::to_string(guess) +
+                                             ": its RAM file was not used; try again");
+        }
+        if (id != guess) {
+            ISR_LOG_INFO(kLog) << "VM " << spec.name << " got domain id " << id << ", not " << guess
+                               << ": restarting it on its RAM file";
+            (void)vm.destroy();
+            fs::remove_all(dir, ec);
+            continue;
+        }
+        // Which file QEMU mapped shared, by device and inode.
+        long pid = -1;
+        std::ifstream(qemuPidFile(spec.name)) >> pid;
+        std::ifstream maps("/proc/" + std::to_string(pid) + "/maps");
+        const std::uint64_t want = std::uint64_t(spec.memoryMiB) << 20;
+        bool mapped = false;
+        std::string line;
+        while (!mapped && std::getline(maps, line)) {
+            std::istringstream in(line);
+            std::string range, perms, offset, dev;
+            unsigned long inode = 0;
+            if (!(in >> range >> perms >> offset >> dev >> inode) || perms.size() < 4 ||
+                perms[3] != 's')
+                continue;
+            unsigned long start = 0, end = 0, major = 0, minor = 0;
+            if (std::sscanf(range.c_str(), "%lx-%lx", &start, &end) != 2 ||
+                std::sscanf(dev.c_str(), "%lx:%lx", &major, &minor) != 2)
+                continue;
+            mapped = inode == rst.st_ino && major == ::major(rst.st_dev) &&
+                     minor == ::minor(rst.st_dev) && end - start == want;
+        }
+        if (!mapped) {
+            (void)vm.destroy();
+            return Error(Errc::Internal, "QEMU of VM " + spec.name + " (pid " +
+                                             std::to_string(pid) + ") did not map " +
+                                             spec.ramFile + " as its RAM: refusing to run it");
+        }
+        return vm;
+    }
+    return Error(Errc::Internal, "VM " + spec.name +
+                                     ": libvirt's domain ids kept moving, RAM file not placed");
+}
+
+Result<Vm> Hypervisor::restoreLazy(const std::string& deviceStatePath, const VmSpec& spec) {
+    if (spec.ramFile.empty())
+        return Error(Errc::InvalidArgument, "lazy restore of VM " + spec.name + " needs a RAM file");
+    ISR_TRY_ASSIGN(std::string xml, domainXml(spec));
+    if (deviceStatePath.empty() || deviceStatePath[0] != '/')
+        return Error(Errc::InvalidArgument,
+                     "device state path must be absolute: " + deviceStatePath);
+    struct stat st {};
+    if (::stat(deviceStatePath.c_str(), &st) != 0)
+        return Error(errno == ENOENT ? Errc::NotFound : Errc::Io,
+                     "device state " + deviceStatePath + ": " + std::strerror(errno));
+    if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode))
+        return Error(Errc::InvalidArgument,
+                     "device state " + deviceStatePath + " is not a file or FIFO");
+    ISR_TRY_STATUS(checkFirmwareFiles(spec));
+    ISR_TRY_STATUS(refuseRunning(spec.name));
+    ISR_TRY_STATUS(prepareQemuAccess(spec));
+    ISR_TRY_STATUS(prepareRamFile(spec));
+    ISR_TRY_STATUS(applyGuestNetworkPolicy());
+    // QEMU waits for the state instead of booting: -incoming defer, which
+    // libvirt has no XML for (custom-argv taint). libvirt's own restore
+    // issues migrate-incoming right after launch, before x-ignore-shared
+    // could be set; hence the passthrough.
+    const std::string ns = " xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>";
+    const auto open = xml.find('>');
+    const auto close = xml.rfind("</domain>");
+    if (open == std::string::npos || close == std::string::npos)
+        return Error(Errc::Internal, "unexpected domain XML");
+    xml.insert(close, "  <qemu:commandline><qemu:arg value='-incoming'/>"
+                      "<qemu:arg value='defer'/></qemu:commandline>\n");
+    xml.replace(open, 1, ns);
+
+    // Opened before QEMU starts (a FIFO: until its writer comes).
+    UniqueFd state(::open(deviceStatePath.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+    if (!state.valid())
+        return Error(Errc::Io, "opening device state " + deviceStatePath + ": " +
+                                   std::strerror(errno));
+    auto start = [&]() -> Status {
+        DomainPtr d(virDomainCreateXML(conn_->conn, xml.c_str(), VIR_DOMAIN_START_PAUSED));
+        if (!d)
+            return libvirtError("starting VM " + spec.name);
+        return {};
+    };
+    ISR_TRY_ASSIGN(Vm vm, startOnRamFile(spec, start, true));
+    virDomainPtr dom = vm.handle_->dom.get();
+    auto fail = [&](const std::string& what, const Error& err) -> Error {
+        std::string qemuSays = lastQemuError(vm.logPath());
+        (void)vm.destroy(); // gone already when QEMU exited
+        virResetLastError();
+        return Error(err.code, "lazy restore of VM " + spec.name + " from " + deviceStatePath +
+                                   ": " + what + " (" +
+                                   (qemuSays.empty() ? "" : "QEMU: " + qemuSays + "; ") +
+                                   err.message + ")");
+    };
+    for (const std::string& cmd :
+         {std::string(kIgnoreShared),
+          std::string(R"({"execute":"getfd","arguments":{"fdname":")") + kStateFdName + "\"}}",
+          std::string(R"({"execute":"migrate-incoming","arguments":{"uri":"fd:)") +
+              kStateFdName + "\"}}"}) {
+        auto r = qmp(dom, spec.name, cmd, cmd.find("getfd") != std::string::npos ? state.get() : -1);
+        if (!r.ok())
+            return fail("starting the incoming migration", r.error());
+    }
+    state.reset(); // QEMU has its own copy
+    const auto deadline = std::chrono::steady_clock::now() + kMigrationLimit;
+    std::string status = "inmigrate";
+    while (status == "inmigrate") {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        auto r = qmp(dom, spec.name, R"({"execute":"query-status"})");
+        if (!r.ok()) {
+            // QEMU exits when the state does not load (bad, truncated, or
+            // not this VM's): bad input, not a libvirt problem.
+            return fail("QEMU could not load the device state and stopped",
+                        Error(Errc::InvalidArgument, "the VM was not started"));
+        }
+        status = qmpString(*r, "status");
+        if (status == "inmigrate" && std::chrono::steady_clock::now() > deadline)
+            return fail("loading the device state", Error(Errc::Transient, "timed out"));
+    }
+    if (status != "paused" && status != "running")
+        return fail("loading the device state",
+                    Error(Errc::Internal, "QEMU ended in state '" + status + "'"));
+    // Off again: a normal save() of this VM would otherwise leave its RAM
+    // out (measured: 0.76 MB "save" of a 256 MiB guest, which then fails to
+    // restore). saveLazy() sets it again when it is wanted.
+    std::string off = kIgnoreShared;
+    off.replace(off.find("true"), 4, "false");
+    if (auto r = qmp(dom, spec.name, off); !r.ok())
+        return fail("resetting x-ignore-shared", r.error());
+    if (status == "paused") {
+        if (Status r = vm.resume(); !r.ok())
+            return fail("resuming", r.error());
+    }
+    ISR_LOG_INFO(kLog) << "restored " << spec.name << " lazily from " << deviceStatePath
+                       << ", RAM in " << spec.ramFile;
+    return vm;
 }
 
 // libvirt reports a name clash as a generic "operation failed"; check first
@@ -340,6 +752,7 @@ Result<Vm> Hypervisor::find(const std::string& name) {
     DomainPtr dom(virDomainLookupByName(conn_->conn, name.c_str()));
     if (!dom)
         return libvirtError("looking up VM " + name);
+    noteDomainId(virDomainGetID(dom.get()));
     return Vm(std::make_unique<Vm::Handle>(Vm::Handle{std::move(dom)}), name,
               config_.allowDiskBackedSaveFiles, domainLogPath(name));
 }
@@ -374,6 +787,7 @@ Result<int> Hypervisor::reapAll() {
         for (int i = 0; i < n; ++i) {
             const char* name = virDomainGetName(doms[i]);
             seen.insert(name ? name : "?");
+            noteDomainId(virDomainGetID(doms[i]));
             if (virDomainDestroy(doms[i]) != 0) {
                 Error err =
                     libvirtError(std::string("destroying leftover VM ") + (name ? name : "?"));
@@ -472,6 +886,66 @@ Status Vm::save(const std::string& path) {
     if (virDomainSaveFlags(handle_->dom.get(), path.c_str(), nullptr, VIR_DOMAIN_SAVE_RUNNING) < 0)
         return libvirtError("saving VM " + name_ + " to " + path);
     ISR_LOG_INFO(kLog) << "saved " << name_ << " to " << path;
+    return {};
+}
+
+Status Vm::saveLazy(const std::string& deviceStatePath) {
+    if (deviceStatePath.empty() || deviceStatePath[0] != '/')
+        return Error(Errc::InvalidArgument,
+                     "device state path must be absolute: " + deviceStatePath);
+    const std::string dir = std::filesystem::path(deviceStatePath).parent_path().string();
+    if (!allowDiskBackedSaveFiles_) {
+        // Device state holds guest data too (device buffers, ROMs, queues).
+        ISR_TRY_ASSIGN(bool inMemory, memoryBacked(dir));
+        if (!inMemory)
+            return Error(Errc::InvalidArgument,
+                         "refusing to write the VM's device state to " + dir +
+                             ": not memory-backed (use /dev/shm or a tmpfs)");
+    }
+    UniqueFd out(::open(deviceStatePath.c_str(),
+                        O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600));
+    if (!out.valid())
+        return Error(Errc::Io, "creating " + deviceStatePath + ": " + std::strerror(errno));
+    virDomainPtr dom = handle_->dom.get();
+    // Paused first: the RAM file must not change after the state is taken.
+    ISR_TRY_STATUS(pause());
+    const std::string stillAlive = "; VM " + name_ + " is paused and still running";
+    auto failed = [&](const std::string& what, const Error& err) {
+        return Error(err.code, "lazy save of VM " + name_ + ": " + what + ": " + err.message +
+                                   stillAlive);
+    };
+    for (const std::string& cmd :
+         {std::string(kIgnoreShared),
+          std::string(R"({"execute":"getfd","arguments":{"fdname":")") + kStateFdName + "\"}}",
+          std::string(R"({"execute":"migrate","arguments":{"uri":"fd:)") + kStateFdName +
+              "\"}}"}) {
+        auto r = qmp(dom, name_, cmd, cmd.find("getfd") != std::string::npos ? out.get() : -1);
+        if (!r.ok())
+            return failed("starting the migration", r.error());
+    }
+    const auto deadline = std::chrono::steady_clock::now() + kMigrationLimit;
+    for (;;) {
+        auto r = qmp(dom, name_, R"({"execute":"query-migrate"})");
+        if (!r.ok())
+            return failed("asking for the migration's progress", r.error());
+        const std::string status = qmpString(*r, "status");
+        if (status == "completed")
+            break;
+        if (status == "failed" || status == "cancelled")
+            return failed("writing the device state",
+                          Error(Errc::Io, status + ": " + qmpString(*r, "error-desc")));
+        if (std::chrono::steady_clock::now() > deadline) {
+            (void)qmp(dom, name_, R"({"execute":"migrate_cancel"})");
+            return failed("writing the device state", Error(Errc::Transient, "timed out"));
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    if (::fsync(out.get()) != 0 || out.close() != 0)
+        return failed("finishing " + deviceStatePath, Error(Errc::Io, std::strerror(errno)));
+    // The RAM file now holds the RAM that goes with the state. Stopping QEMU
+    // unmaps it; libvirt then deletes its link to the file, not the file.
+    ISR_TRY_STATUS(destroy());
+    ISR_LOG_INFO(kLog) << "saved " << name_ << " lazily: device state in " << deviceStatePath;
     return {};
 }
 

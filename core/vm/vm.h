@@ -23,6 +23,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -83,6 +84,17 @@ struct VmSpec {
     // org.qemu.guest_agent.0 on this UNIX socket (under stateDir); empty:
     // libvirt picks the path (the demo guest's profile).
     std::string agentSocketPath;
+
+    // ---- lazy memory (issue #17; README "Lazy memory") ----
+    // Empty: guest RAM is anonymous memory (save()/restore() carry it).
+    // Set: guest RAM is this host file, mapped shared (MAP_SHARED): a regular
+    // file of exactly memoryMiB MiB on tmpfs/ramfs or FUSE (unless
+    // HostConfig::allowDiskBackedSaveFiles), which then holds the guest's
+    // RAM; saveLazy() writes only device state, restoreLazy() maps the file
+    // again. boot() with it set starts fresh with file-backed RAM. The file
+    // must belong to this VM's saved state exactly: nothing in QEMU checks
+    // that, a wrong file is a corrupt guest.
+    std::string ramFile;
 };
 
 // Where the embedded driver's root goes for a state directory, created if
@@ -201,6 +213,14 @@ public:
     // must be memory-backed unless HostConfig allows otherwise. libvirt seeks
     // in the file, so it must be a regular file (not a pipe).
     Status save(const std::string& path);
+    // For a VM started with VmSpec::ramFile: pauses it, writes its device
+    // state (not its RAM, which stays in the RAM file) to `deviceStatePath`
+    // (a regular file, created or truncated; memory-backed directory unless
+    // HostConfig allows otherwise; typically < 1 MB), then destroys the VM.
+    // The RAM file then holds the guest's RAM matching that state; the
+    // caller copies or fsyncs it. On failure the VM is left paused and
+    // running (the error says so) and the state file is not valid.
+    Status saveLazy(const std::string& deviceStatePath);
     // Stops the VM at once (power cut).
     Status destroy();
     Status pause();
@@ -263,7 +283,16 @@ public:
     Result<Vm> boot(const VmSpec& spec);
     // Restores a save file (a regular file or a FIFO being written) with XML
     // generated from `spec`, i.e. with this kiosk's paths. The VM runs after.
+    // With spec.ramFile set the RAM is loaded into that file (a normal save
+    // of either kind of VM restores into file-backed RAM: the RAM block is
+    // pc.ram for both), so the session can saveLazy() it later.
     Result<Vm> restore(const std::string& savePath, const VmSpec& spec);
+    // Resumes a VM saved by saveLazy(): starts QEMU on spec.ramFile (the RAM
+    // saved with that state, exactly; refused before start if its size is
+    // not the VM's), loads the device state from `deviceStatePath` (a regular
+    // file or a FIFO being written) and runs it. A bad or truncated state
+    // file is an error naming QEMU's complaint, and no domain is left.
+    Result<Vm> restoreLazy(const std::string& deviceStatePath, const VmSpec& spec);
     // Finds a running domain by name.
     Result<Vm> find(const std::string& name);
     // Names of the domains currently active on this connection.
@@ -285,6 +314,10 @@ private:
     Status checkFirmwareFiles(const VmSpec& spec) const;
     std::string domainLogPath(const std::string& name) const;
     Status prepareQemuAccess(const VmSpec& spec) const;
+    Status prepareRamFile(const VmSpec& spec) const;
+    Result<Vm> startOnRamFile(const VmSpec& spec, const std::function<Status()>& startPaused,
+                              bool mayRetry);
+    std::string qemuPidFile(const std::string& name) const;
     Status applyGuestNetworkPolicy();
     Hypervisor(HostConfig config, std::unique_ptr<Connection> conn, std::string uri,
                Accelerator accel);
