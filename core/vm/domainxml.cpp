@@ -254,8 +254,7 @@ std::string buildFirmwareDomainXml(const VmSpec& spec, Accelerator accel) {
       << "  <uuid>" << xmlEscape(spec.uuid) << "</uuid>\n"
       << "  <memory unit='MiB'>" << spec.memoryMiB << "</memory>\n"
       << "  <currentMemory unit='MiB'>" << spec.memoryMiB << "</currentMemory>\n"
-      << memoryBackingXml(spec)
-      << "  <vcpu placement='static'>" << spec.vcpus << "</vcpu>\n"
+      << memoryBackingXml(spec) << "  <vcpu placement='static'>" << spec.vcpus << "</vcpu>\n"
       << "  <os>\n"
       << "    <type arch='x86_64' machine='" << xmlEscape(spec.machine) << "'>hvm</type>\n";
     if (uefi) {
@@ -394,8 +393,7 @@ std::string buildDomainXml(const VmSpec& spec, Accelerator accel, const std::str
       << "  <uuid>" << xmlEscape(spec.uuid) << "</uuid>\n"
       << "  <memory unit='MiB'>" << spec.memoryMiB << "</memory>\n"
       << "  <currentMemory unit='MiB'>" << spec.memoryMiB << "</currentMemory>\n"
-      << memoryBackingXml(spec)
-      << "  <vcpu placement='static'>" << spec.vcpus << "</vcpu>\n"
+      << memoryBackingXml(spec) << "  <vcpu placement='static'>" << spec.vcpus << "</vcpu>\n"
       << "  <os>\n"
       << "    <type arch='x86_64' machine='" << xmlEscape(spec.machine) << "'>hvm</type>\n"
       << "    <kernel>" << xmlEscape(spec.kernelPath) << "</kernel>\n";

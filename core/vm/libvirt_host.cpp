@@ -124,12 +124,8 @@ std::optional<std::string> LibvirtLogFilter::feed(std::string_view line) {
     //   and nobody but this process talks to the embedded driver. Other
     //   taints stay.
     static constexpr std::string_view kNoise[] = {
-        "Domain not found",
-        "No access manager registered",
-        "dmidecode",
-        "Unable to open /dev/kvm",
-        "is tainted: custom-monitor",
-        "is tainted: custom-argv",
+        "Domain not found",        "No access manager registered", "dmidecode",
+        "Unable to open /dev/kvm", "is tainted: custom-monitor",   "is tainted: custom-argv",
     };
     for (auto noise : kNoise)
         if (text.find(noise) != std::string_view::npos)

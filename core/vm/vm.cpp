@@ -14,8 +14,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
-#include <filesystem>
+#include <dirent.h>
 #include <fcntl.h>
+#include <filesystem>
 #include <fstream>
 #include <libvirt/libvirt-qemu.h>
 #include <libvirt/libvirt.h>
@@ -105,6 +106,28 @@ std::string lastQemuError(const std::string& logPath) {
             found = line.substr(colon + 2);
     }
     return found;
+}
+
+// Removes `name` below the directory `parentFd` (a file, a link, or a tree),
+// never following a link: as root, in a directory QEMU's account owns.
+void removeTreeAt(int parentFd, const std::string& name) {
+    if (::unlinkat(parentFd, name.c_str(), 0) == 0 || errno != EISDIR)
+        return;
+    int fd = ::openat(parentFd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    if (DIR* d = ::fdopendir(fd)) {
+        std::vector<std::string> names;
+        while (const dirent* e = ::readdir(d))
+            if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0)
+                names.emplace_back(e->d_name);
+        for (const std::string& n : names)
+            removeTreeAt(::dirfd(d), n);
+        ::closedir(d);
+    } else {
+        ::close(fd);
+    }
+    ::unlinkat(parentFd, name.c_str(), AT_REMOVEDIR);
 }
 
 // The domain ids the embedded driver hands out count up per process
@@ -499,10 +522,10 @@ Status Hypervisor::prepareRamFile(const VmSpec& spec) const {
         return Error(Errc::InvalidArgument, "RAM file " + spec.ramFile + " is not a regular file");
     const std::uint64_t want = std::uint64_t(spec.memoryMiB) << 20;
     if (std::uint64_t(st.st_size) != want)
-        return Error(Errc::InvalidArgument,
-                     "RAM file " + spec.ramFile + " has " + std::to_string(st.st_size) +
-                         " bytes, VM " + spec.name + " has " + std::to_string(want) +
-                         ": not this VM's RAM, refusing to start");
+        return Error(Errc::InvalidArgument, "RAM file " + spec.ramFile + " has " +
+                                                std::to_string(st.st_size) + " bytes, VM " +
+                                                spec.name + " has " + std::to_string(want) +
+                                                ": not this VM's RAM, refusing to start");
     const std::string dir = std::filesystem::path(spec.ramFile).parent_path().string();
     if (!config_.allowDiskBackedSaveFiles) {
         ISR_TRY_ASSIGN(bool ok, ramFileFilesystemOk(dir));
@@ -522,8 +545,8 @@ Status Hypervisor::prepareRamFile(const VmSpec& spec) const {
     // nobody else; the directory lets the group pass, never list.
     std::string why;
     if (!accountCanAccess(*qemu_, spec.ramFile, R_OK | W_OK, &why) || (st.st_mode & S_IRWXO)) {
-        if (st.st_uid == ::geteuid() && (st.st_mode & S_IRWXO) && ::chmod(spec.ramFile.c_str(),
-                                                                          st.st_mode & 0770) != 0)
+        if (st.st_uid == ::geteuid() && (st.st_mode & S_IRWXO) &&
+            ::chmod(spec.ramFile.c_str(), st.st_mode & 0770) != 0)
             return Error(Errc::Io, "chmod " + spec.ramFile + ": " + std::strerror(errno));
         if (dst.st_uid == ::geteuid())
             ISR_TRY_STATUS(grantPathBelow(dir, spec.ramFile, qemu_->gid, S_IRGRP | S_IWGRP));
@@ -551,59 +574,78 @@ Status Hypervisor::prepareRamFile(const VmSpec& spec) const {
 Result<Vm> Hypervisor::startOnRamFile(const VmSpec& spec,
                                       const std::function<Status()>& startPaused, bool mayRetry) {
     namespace fs = std::filesystem;
+    // libvirt makes lib/qemu and lib/qemu/ram QEMU's (isr-qemu): everything
+    // below is done relative to a descriptor of the real directory, so a
+    // link put in place of ram/ cannot send this (root) process elsewhere.
     const std::string ramDir = embeddedRoot_ + "/lib/qemu/ram";
     std::error_code ec;
     fs::create_directories(ramDir, ec);
+    UniqueFd ramFd(::open(ramDir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!ramFd.valid())
+        return Error(Errc::Io, "opening " + ramDir + ": " + std::strerror(errno));
     struct stat rst {};
     if (::stat(spec.ramFile.c_str(), &rst) != 0)
         return Error(Errc::Io, "RAM file " + spec.ramFile + ": " + std::strerror(errno));
     const std::string shortName = spec.name.substr(0, 20);
     // Directories of this name for other ids: left by a crash, or planted by
-    // an escaped QEMU (isr-qemu owns ram/). libvirt would use one that
-    // exists as it is. remove_all never follows a link.
-    for (const auto& entry : fs::directory_iterator(ramDir, ec)) {
-        const std::string n = entry.path().filename().string();
-        const auto dash = n.find('-');
-        if (dash != std::string::npos && dash > 0 && n.substr(dash + 1) == shortName &&
-            n.find_first_not_of("0123456789") == dash)
-            fs::remove_all(entry.path(), ec);
+    // an escaped QEMU. libvirt would use one that exists as it is.
+    {
+        std::vector<std::string> stale;
+        if (DIR* d = ::fdopendir(::dup(ramFd.get()))) {
+            while (const dirent* e = ::readdir(d)) {
+                const std::string n = e->d_name;
+                const auto dash = n.find('-');
+                if (dash != std::string::npos && dash > 0 && n.substr(dash + 1) == shortName &&
+                    n.find_first_not_of("0123456789") == dash)
+                    stale.push_back(n);
+            }
+            ::closedir(d);
+        }
+        for (const std::string& n : stale)
+            removeTreeAt(ramFd.get(), n);
     }
     int guess = gLastDomainId.load() + 1;
     for (int attempt = 0; attempt < 3; ++attempt, guess = gLastDomainId.load() + 1) {
-        const std::string dir = ramDir + "/" + std::to_string(guess) + "-" + shortName;
-        fs::remove_all(dir, ec);
-        if (::mkdir(dir.c_str(), 0700) != 0)
+        const std::string name = std::to_string(guess) + "-" + shortName;
+        const std::string dir = ramDir + "/" + name;
+        removeTreeAt(ramFd.get(), name);
+        if (::mkdirat(ramFd.get(), name.c_str(), 0700) != 0)
             return Error(Errc::Io, "creating " + dir + ": " + std::strerror(errno));
-        if (qemu_ && (::chown(dir.c_str(), uid_t(-1), qemu_->gid) != 0 ||
-                      ::chmod(dir.c_str(), 0710) != 0))
+        UniqueFd dirFd(
+            ::openat(ramFd.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+        if (!dirFd.valid())
+            return Error(Errc::Io, "opening " + dir + ": " + std::strerror(errno));
+        if (qemu_ &&
+            (::fchown(dirFd.get(), uid_t(-1), qemu_->gid) != 0 || ::fchmod(dirFd.get(), 0710) != 0))
             return Error(Errc::Io, "handing " + dir + " to QEMU: " + std::strerror(errno));
-        if (::symlink(spec.ramFile.c_str(), (dir + "/pc.ram").c_str()) != 0)
-            return Error(Errc::Io, "linking the RAM file into " + dir + ": " + std::strerror(errno));
+        if (::symlinkat(spec.ramFile.c_str(), dirFd.get(), "pc.ram") != 0)
+            return Error(Errc::Io,
+                         "linking the RAM file into " + dir + ": " + std::strerror(errno));
+        dirFd.reset();
 
         if (Status started = startPaused(); !started.ok()) {
-            fs::remove_all(dir, ec);
+            removeTreeAt(ramFd.get(), name);
             return started.error();
         }
         auto found = find(spec.name);
         if (!found.ok()) {
-            fs::remove_all(dir, ec);
+            removeTreeAt(ramFd.get(), name);
             return found.error();
         }
         Vm vm = std::move(*found);
         const int id = int(virDomainGetID(vm.handle_->dom.get()));
         if (id != guess && !mayRetry) {
             (void)vm.destroy();
-            fs::remove_all(dir, ec);
+            removeTreeAt(ramFd.get(), name);
             return Error(Errc::Internal, "VM " + spec.name + " got domain id " +
-                                             std::to_string(id) + ", not " +
-                                             std::to_string(guess) +
+                                             std::to_string(id) + ", not " + std::to_string(guess) +
                                              ": its RAM file was not used; try again");
         }
         if (id != guess) {
             ISR_LOG_INFO(kLog) << "VM " << spec.name << " got domain id " << id << ", not " << guess
                                << ": restarting it on its RAM file";
             (void)vm.destroy();
-            fs::remove_all(dir, ec);
+            removeTreeAt(ramFd.get(), name);
             continue;
         }
         // Which file QEMU mapped shared, by device and inode.
@@ -630,18 +672,19 @@ Result<Vm> Hypervisor::startOnRamFile(const VmSpec& spec,
         if (!mapped) {
             (void)vm.destroy();
             return Error(Errc::Internal, "QEMU of VM " + spec.name + " (pid " +
-                                             std::to_string(pid) + ") did not map " +
-                                             spec.ramFile + " as its RAM: refusing to run it");
+                                             std::to_string(pid) + ") did not map " + spec.ramFile +
+                                             " as its RAM: refusing to run it");
         }
         return vm;
     }
-    return Error(Errc::Internal, "VM " + spec.name +
-                                     ": libvirt's domain ids kept moving, RAM file not placed");
+    return Error(Errc::Internal,
+                 "VM " + spec.name + ": libvirt's domain ids kept moving, RAM file not placed");
 }
 
 Result<Vm> Hypervisor::restoreLazy(const std::string& deviceStatePath, const VmSpec& spec) {
     if (spec.ramFile.empty())
-        return Error(Errc::InvalidArgument, "lazy restore of VM " + spec.name + " needs a RAM file");
+        return Error(Errc::InvalidArgument,
+                     "lazy restore of VM " + spec.name + " needs a RAM file");
     ISR_TRY_ASSIGN(std::string xml, domainXml(spec));
     if (deviceStatePath.empty() || deviceStatePath[0] != '/')
         return Error(Errc::InvalidArgument,
@@ -674,8 +717,8 @@ Result<Vm> Hypervisor::restoreLazy(const std::string& deviceStatePath, const VmS
     // Opened before QEMU starts (a FIFO: until its writer comes).
     UniqueFd state(::open(deviceStatePath.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
     if (!state.valid())
-        return Error(Errc::Io, "opening device state " + deviceStatePath + ": " +
-                                   std::strerror(errno));
+        return Error(Errc::Io,
+                     "opening device state " + deviceStatePath + ": " + std::strerror(errno));
     auto start = [&]() -> Status {
         DomainPtr d(virDomainCreateXML(conn_->conn, xml.c_str(), VIR_DOMAIN_START_PAUSED));
         if (!d)
@@ -696,9 +739,10 @@ Result<Vm> Hypervisor::restoreLazy(const std::string& deviceStatePath, const VmS
     for (const std::string& cmd :
          {std::string(kIgnoreShared),
           std::string(R"({"execute":"getfd","arguments":{"fdname":")") + kStateFdName + "\"}}",
-          std::string(R"({"execute":"migrate-incoming","arguments":{"uri":"fd:)") +
-              kStateFdName + "\"}}"}) {
-        auto r = qmp(dom, spec.name, cmd, cmd.find("getfd") != std::string::npos ? state.get() : -1);
+          std::string(R"({"execute":"migrate-incoming","arguments":{"uri":"fd:)") + kStateFdName +
+              "\"}}"}) {
+        auto r =
+            qmp(dom, spec.name, cmd, cmd.find("getfd") != std::string::npos ? state.get() : -1);
         if (!r.ok())
             return fail("starting the incoming migration", r.error());
     }
@@ -911,14 +955,17 @@ Status Vm::saveLazy(const std::string& deviceStatePath) {
     ISR_TRY_STATUS(pause());
     const std::string stillAlive = "; VM " + name_ + " is paused and still running";
     auto failed = [&](const std::string& what, const Error& err) {
-        return Error(err.code, "lazy save of VM " + name_ + ": " + what + ": " + err.message +
-                                   stillAlive);
+        // No half-written state under the real name.
+        out.reset();
+        ::unlink(deviceStatePath.c_str());
+        const bool full = err.message.find("No space left on device") != std::string::npos;
+        return Error(full ? Errc::NoSpace : err.code,
+                     "lazy save of VM " + name_ + ": " + what + ": " + err.message + stillAlive);
     };
     for (const std::string& cmd :
          {std::string(kIgnoreShared),
           std::string(R"({"execute":"getfd","arguments":{"fdname":")") + kStateFdName + "\"}}",
-          std::string(R"({"execute":"migrate","arguments":{"uri":"fd:)") + kStateFdName +
-              "\"}}"}) {
+          std::string(R"({"execute":"migrate","arguments":{"uri":"fd:)") + kStateFdName + "\"}}"}) {
         auto r = qmp(dom, name_, cmd, cmd.find("getfd") != std::string::npos ? out.get() : -1);
         if (!r.ok())
             return failed("starting the migration", r.error());

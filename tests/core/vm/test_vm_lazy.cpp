@@ -4,7 +4,9 @@
 // from the copy with restoreLazy: same boot id, its counter goes on, and a
 // region of random data it wrote before the save has the same md5. Bad
 // input: a RAM file of the wrong size is refused before QEMU starts, a
-// truncated device state fails with QEMU's complaint and leaves no domain.
+// truncated device state fails with QEMU's complaint and leaves no domain;
+// a lazy save that cannot be written leaves the VM paused and alive. A
+// normal save of the lazily restored VM restores into file-backed RAM.
 // Run as root (this machine), QEMU runs as isr-qemu and reaches the RAM file
 // through its group only.
 #include "testsupport.h"
@@ -16,8 +18,8 @@
 #include <chrono>
 #include <fcntl.h>
 #include <filesystem>
-#include <grp.h>
 #include <fstream>
+#include <grp.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <thread>
@@ -150,10 +152,9 @@ private slots:
         }
 
         // A marker region: random data in guest RAM (/run is tmpfs).
-        auto wrote =
-            (*console)->run("dd if=/dev/urandom of=/run/blob bs=1M count=8 2>/dev/null && "
-                            "md5sum /run/blob",
-                            120s);
+        auto wrote = (*console)->run("dd if=/dev/urandom of=/run/blob bs=1M count=8 2>/dev/null && "
+                                     "md5sum /run/blob",
+                                     120s);
         QVERIFY(wrote.ok() && wrote->exitStatus == 0);
         const std::string md5 = trim(wrote->text).substr(0, 32);
         QCOMPARE(md5.size(), std::size_t(32));
@@ -167,6 +168,21 @@ private slots:
         QCOMPARE(::stat(spec.ramFile.c_str(), &rst), 0);
         QVERIFY(rst.st_blocks > 8 * 2048); // > 8 MiB touched
         console->reset();
+
+        // A save that fails (the state's tmpfs is full) leaves the VM paused
+        // and alive, and says so; it then saves fine elsewhere.
+        if (::geteuid() == 0) {
+            TmpfsMount full(tmp_.file("full"), "64k");
+            auto st = booted->saveLazy(tmp_.file("full") + "/device.state");
+            QVERIFY(!st.ok());
+            qInfo("lazy save to a full tmpfs: %s", st.error().describe().c_str());
+            QCOMPARE(st.error().code, Errc::NoSpace);
+            QVERIFY(st.error().message.find("paused and still running") != std::string::npos);
+            QVERIFY(!std::filesystem::exists(tmp_.file("full") + "/device.state"));
+            auto status = booted->status();
+            QVERIFY(status.ok());
+            QCOMPARE(status->state, vm::VmState::Paused);
+        }
 
         const std::string statePath = shm.path + "/device.state";
         auto t0 = std::chrono::steady_clock::now();

@@ -302,11 +302,9 @@ private slots:
         QVERIFY(buildDomainXml(s, Accelerator::Tcg).find("<memoryBacking") == std::string::npos);
         s.ramFile = "/dev/shm/isr-x/ram";
         QVERIFY(validateSpec(s, host()).ok());
-        for (const VmSpec& spec : {s, [&] {
-                 VmSpec f = firmwareSpec(Firmware::Uefi);
-                 f.ramFile = s.ramFile;
-                 return f;
-             }()}) {
+        VmSpec uefi = firmwareSpec(Firmware::Uefi);
+        uefi.ramFile = s.ramFile;
+        for (const VmSpec& spec : {s, uefi}) {
             std::string xml = buildDomainXml(spec, Accelerator::Tcg);
             QVERIFY(xml.find(backing) != std::string::npos);
             QVERIFY(xml.find("<allocation") == std::string::npos);
