@@ -14,6 +14,7 @@
 #include "disk/fuse_export.h"
 #include "disk/nbd_server.h"
 #include "disk/parcel_disk.h"
+#include "memimg/memimg.h"
 #include "parcel/lock_lease.h"
 #include "session/firmware_state.h"
 #include "session/guest_clock.h"
@@ -597,11 +598,12 @@ struct Session::Impl {
             ISR_TRY_STATUS(injected(ISR_FAULT_POINT("session.restore.after"), Stage::Restoring));
             return {};
         }
+        if (base.lazyMemory())
+            return restoreLazily(spec);
         // Stream the memory image into a FIFO that libvirt restores from, so
-        // download, verification and loading overlap. A version saved with
-        // lazy memory streams only its device state (well under a megabyte)
-        // and QEMU maps the RAM file, whose pages arrive as the guest touches
-        // them; a whole image restores into the RAM file when there is one.
+        // download, verification and loading overlap. A whole image restores
+        // into the RAM file when there is one (lazy_memory: the VM's next
+        // save is then lazy).
         ISR_TRY_STATUS(injected(ISR_FAULT_POINT("session.restore.before"), Stage::Restoring));
         auto started = Clock::now();
         RestoreStream::Options options;
@@ -620,8 +622,7 @@ struct Session::Impl {
         // libvirt opens the FIFO and reads it while the streamer writes; the
         // Restoring stage begins when QEMU starts loading.
         enter(Stage::Restoring);
-        auto restored = base.lazyMemory() ? hypervisor->restoreLazy((*stream)->path(), spec)
-                                          : hypervisor->restore((*stream)->path(), spec);
+        auto restored = hypervisor->restore((*stream)->path(), spec);
         Status streamed = (*stream)->finish(restored.ok());
         if (cancelRequested) {
             if (restored.ok())
@@ -639,6 +640,49 @@ struct Session::Impl {
         // domain with an agent channel (firmware boots) can have one; asking
         // the demo guest would only print libvirt's "agent is not connected"
         // once a second for two minutes.
+        if (!spec.agentSocketPath.empty())
+            clock.start(*machine);
+        return {};
+    }
+
+    // A version saved with lazy memory: its device state (well under a
+    // megabyte) is fetched whole into scratch, then QEMU loads it and maps
+    // the RAM file, whose pages arrive as the guest touches them. Not
+    // through a FIFO: QEMU 7.2 waits for a readable migration fd with a
+    // G_IO_IN watch, and a FIFO whose writer closed early (a damaged chunk)
+    // only ever reports HUP -- QEMU spun at 100 % CPU until the 5-minute
+    // migration limit (measured). The state can only run once complete, so
+    // the cost is the overlap with QEMU's start-up (~0.1-0.5 s).
+    Status restoreLazily(const vm::VmSpec& spec) {
+        ISR_TRY_STATUS(injected(ISR_FAULT_POINT("session.restore.before"), Stage::Restoring));
+        const auto started = Clock::now();
+        const std::string statePath = workspace.scratchDir() + "/device.state";
+        memimg::StreamOptions so;
+        so.cancel = &cancelRequested;
+        auto fetched = memimg::streamImage(
+            base.memory, [source = chunks](const chunk::ChunkName& n) { return source->get(n); },
+            statePath, so,
+            [&](const memimg::Progress& p) { report("memory image", p.done, p.total, started); });
+        if (cancelRequested)
+            return Error(Errc::Cancelled, "resume cancelled");
+        if (!fetched.ok())
+            return fail(fetched.error().code == Errc::NoSpace
+                            ? storageFacts(Stage::Fetching, workspace.scratchDir())
+                            : facts(Stage::Fetching, FailureCause::MemoryImageFetch),
+                        fetched.error());
+        enter(Stage::Restoring);
+        auto restored = hypervisor->restoreLazy(statePath, spec);
+        ::unlink(statePath.c_str()); // QEMU has read it; device buffers are guest data
+        if (cancelRequested) {
+            if (restored.ok())
+                machine.emplace(std::move(*restored)); // wiped with the rest
+            return Error(Errc::Cancelled, "resume cancelled");
+        }
+        if (!restored.ok())
+            return fail(facts(Stage::Restoring, FailureCause::VmRestore, vmKind(restored.error())),
+                        restored.error());
+        machine.emplace(std::move(*restored));
+        ISR_TRY_STATUS(injected(ISR_FAULT_POINT("session.restore.after"), Stage::Restoring));
         if (!spec.agentSocketPath.empty())
             clock.start(*machine);
         return {};
