@@ -73,7 +73,7 @@ const std::vector<std::string_view>& kioskConfigKeys() {
         "screen_size",    "audio",                  "device_allow_list",
         "hoard_bandwidth", "virtual_keyboard",      "kiosk_id",
         "parcel",         "guest_may_reach_store",  "guest_allowed_networks",
-        "allow_unfiltered_guest_network",
+        "allow_unfiltered_guest_network", "lazy_memory",
     };
     return keys;
 }
@@ -170,6 +170,8 @@ Status apply(KioskFile& f, const std::string& key, std::string_view v) {
         ISR_TRY_ASSIGN(c.guestMayReachStore, parseYesNo(v));
     } else if (key == "allow_unfiltered_guest_network") {
         ISR_TRY_ASSIGN(c.allowUnfilteredGuestNetwork, parseYesNo(v));
+    } else if (key == "lazy_memory") {
+        ISR_TRY_ASSIGN(c.lazyMemory, parseYesNo(v));
     } else if (key == "guest_allowed_networks") {
         ISR_TRY_ASSIGN(c.guestAllowedNetworks, vm::parseNetworkList(v));
     } else if (key == "parcel") {

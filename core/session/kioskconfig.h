@@ -30,6 +30,8 @@
 //                           (10.1.0.0/16, fd12::/48; commas or blanks)
 //   allow_unfiltered_guest_network  yes | no (default no): as root, start VMs
 //                           although the guest network filter cannot be loaded
+//   lazy_memory             yes | no (default no): the guest's RAM served from
+//                           chunks over FUSE and saved as a chunk table (#17)
 // Anything else (unknown key, bad value, duplicate, missing '=') is refused
 // with an InvalidArgument error naming the file, line and key.
 #include "session/session.h"

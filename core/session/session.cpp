@@ -11,8 +11,10 @@
 #include "cache/cache.h"
 #include "cache/chunk_source.h"
 #include "crypto/crypto.h"
+#include "disk/fuse_export.h"
 #include "disk/nbd_server.h"
 #include "disk/parcel_disk.h"
+#include "memimg/memimg.h"
 #include "parcel/lock_lease.h"
 #include "session/firmware_state.h"
 #include "session/guest_clock.h"
@@ -28,6 +30,7 @@
 #include "store/counting_store.h"
 #include "util/fault.h"
 #include "util/log.h"
+#include "vm/confinement.h"
 #include "vm/vm.h"
 
 #include <algorithm>
@@ -45,6 +48,20 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 namespace {
+
+// The RAM hot set a version records: the first RAM chunks the session
+// touched, in that order, up to 64 MiB and a quarter of the RAM (what the
+// next resume fetches before anything else). Over a long session the touch
+// list covers all the RAM the guest used; its head is what the resume and
+// the first moments after it needed.
+std::vector<std::uint64_t> hotSetOf(const std::vector<std::uint64_t>& firstTouch,
+                                    std::uint64_t ramChunks, std::uint32_t chunkSize) {
+    constexpr std::uint64_t kHotSetBytes = 64ull << 20;
+    const std::uint64_t limit =
+        std::max<std::uint64_t>(1, std::min<std::uint64_t>(kHotSetBytes / chunkSize, ramChunks / 4));
+    return {firstTouch.begin(),
+            firstTouch.begin() + std::ptrdiff_t(std::min<std::uint64_t>(firstTouch.size(), limit))};
+}
 
 std::string hostName() {
     char buf[256] = {};
@@ -135,6 +152,12 @@ struct Session::Impl {
     std::unique_ptr<disk::ParcelDisk> disk;
     mutable std::mutex diskMutex;
     std::unique_ptr<disk::NbdServer> nbd;
+    // Lazy memory (issue #17; README "Lazy memory"): the guest's RAM as a
+    // second ParcelDisk -- base: the manifest's RAM table, or all zeroes for
+    // a VM that starts here -- served to QEMU as one file on FUSE. Set for
+    // a version saved lazily and, with config.lazyMemory, for every VM.
+    std::unique_ptr<disk::ParcelDisk> ram;
+    std::unique_ptr<disk::FuseExport> ramExport;
     std::optional<vm::Vm> machine;
     VmWatcher watcher;      // while Running
     GuestClock clock;       // after a restore, until the agent answers
@@ -473,9 +496,85 @@ struct Session::Impl {
         return {};
     }
 
+    // The guest's RAM as a file on FUSE, served from the RAM table through
+    // the same road for chunks as the disk (cache, then the store). Its
+    // hoard fetches the hot set first, then the rest, once the VM runs.
+    Status openRam() {
+        if (::access("/dev/fuse", R_OK | W_OK) != 0)
+            return Error(Errc::Unsupported,
+                         "this kiosk cannot serve a VM's memory lazily: /dev/fuse is missing or "
+                         "not usable (" +
+                             std::string(std::strerror(errno)) + "; install the fuse3 package)");
+        disk::ParcelDiskConfig rc;
+        rc.diskSize = base.ramSize();
+        rc.chunkSize = base.chunkSize;
+        rc.baseTable = base.lazyMemory()
+                           ? base.ram
+                           : std::vector<std::optional<chunk::ChunkRef>>(base.ramChunkCount());
+        rc.source = chunks;
+        rc.convergenceSecret = parcels->secrets().convergence.clone();
+        rc.overlayDirectory = sessionDir;
+        rc.workingSet = base.ramHotSet;
+        rc.hoardThreads = config.hoardThreads;
+        rc.hoardBandwidthLimit = config.hoardBandwidth;
+        rc.hoardFreeSpaceReserve = config.hoardFreeSpaceReserve;
+        rc.startHoard = false;
+        ISR_TRY_ASSIGN(ram, disk::ParcelDisk::open(std::move(rc)));
+        disk::FuseExportOptions fo;
+        fo.mountDir = sessionDir + "/ram";
+        std::error_code ec;
+        fs::create_directory(fo.mountDir, ec);
+        if (ec)
+            return Error(Errc::Io, "creating " + fo.mountDir + ": " + ec.message());
+        // As root QEMU runs as isr-qemu: the file is its group's, and the
+        // mount lets other users in (the kernel then checks the mode).
+        ISR_TRY_ASSIGN(auto account, vm::qemuAccount());
+        if (account) {
+            fo.allowOther = true;
+            fo.fileMode = 0660;
+            fo.fileGroup = long(account->gid);
+        }
+        ISR_TRY_ASSIGN(ramExport, disk::FuseExport::start(*ram, std::move(fo)));
+        return {};
+    }
+
+    // Every page the guest dirtied is in the kernel's page cache of the RAM
+    // file until written back; fsync sends them to the RAM disk (its sealed
+    // overlay). A failure (the kiosk's disk full under the overlay) is EIO.
+    Status flushRam() {
+        UniqueFd fd(::open(ramExport->filePath().c_str(), O_RDWR | O_CLOEXEC));
+        if (!fd.valid() || ::fsync(fd.get()) != 0)
+            return Error(errno == ENOSPC ? Errc::NoSpace : Errc::Io,
+                         "writing back the guest's memory: " + std::string(std::strerror(errno)));
+        return {};
+    }
+
+    // Saves a VM whose RAM is the RAM file: paused, its RAM written back
+    // while it can still resume (a failure leaves it paused and alive, so
+    // a retry can save it), then its device state; the RAM file goes away.
+    Status saveLazily(const std::string& savePath) {
+        ISR_TRY_STATUS(machine->pause());
+        ISR_TRY_STATUS(flushRam());
+        ISR_TRY_STATUS(machine->saveLazy(savePath));
+        // Nothing dirties RAM after the pause; this one finds nothing to do
+        // unless the save itself wrote guest memory.
+        ISR_TRY_STATUS(flushRam());
+        ramExport->stop();
+        ramExport.reset();
+        return {};
+    }
+
     Status bringUpVm() {
         vm::VmSpec spec = sessionVmSpec(user, parcelName, base.vm, config.guestDir, sessionDir,
                                         config.serialConsole, config.desktop);
+        if (config.lazyMemory || base.lazyMemory()) {
+            if (auto st = openRam(); !st.ok())
+                return fail(facts(Stage::Fetching, st.error().code == Errc::NoSpace
+                                                       ? FailureCause::KioskStorage
+                                                       : FailureCause::Generic),
+                            st.error());
+            spec.ramFile = ramExport->filePath();
+        }
         // A firmware parcel's NVRAM and TPM state go in place first.
         firmware.configure(spec.firmware, spec.tpm, sessionDir, hypervisor->tpmStateDir(spec.uuid));
         if (auto st = firmware.restore(base, *parcels); !st.ok())
@@ -499,18 +598,12 @@ struct Session::Impl {
             ISR_TRY_STATUS(injected(ISR_FAULT_POINT("session.restore.after"), Stage::Restoring));
             return {};
         }
-        // A version saved with lazy memory (format 2: RAM as a chunk table,
-        // `memory` only the device state) cannot be restored from a FIFO:
-        // refuse it clearly rather than feed libvirt a stream without RAM.
-        // (Issue #17: the lazy restore itself is not wired into the session
-        // yet; core/vm and core/disk have its parts.)
         if (base.lazyMemory())
-            return fail(facts(Stage::Restoring, FailureCause::VmRestore),
-                        Error(Errc::Unsupported, "version " + std::to_string(base.version) +
-                                                     " was saved with lazy memory, which this "
-                                                     "kiosk cannot restore yet"));
+            return restoreLazily(spec);
         // Stream the memory image into a FIFO that libvirt restores from, so
-        // download, verification and loading overlap.
+        // download, verification and loading overlap. A whole image restores
+        // into the RAM file when there is one (lazy_memory: the VM's next
+        // save is then lazy).
         ISR_TRY_STATUS(injected(ISR_FAULT_POINT("session.restore.before"), Stage::Restoring));
         auto started = Clock::now();
         RestoreStream::Options options;
@@ -552,6 +645,49 @@ struct Session::Impl {
         return {};
     }
 
+    // A version saved with lazy memory: its device state (well under a
+    // megabyte) is fetched whole into scratch, then QEMU loads it and maps
+    // the RAM file, whose pages arrive as the guest touches them. Not
+    // through a FIFO: QEMU 7.2 waits for a readable migration fd with a
+    // G_IO_IN watch, and a FIFO whose writer closed early (a damaged chunk)
+    // only ever reports HUP -- QEMU spun at 100 % CPU until the 5-minute
+    // migration limit (measured). The state can only run once complete, so
+    // the cost is the overlap with QEMU's start-up (~0.1-0.5 s).
+    Status restoreLazily(const vm::VmSpec& spec) {
+        ISR_TRY_STATUS(injected(ISR_FAULT_POINT("session.restore.before"), Stage::Restoring));
+        const auto started = Clock::now();
+        const std::string statePath = workspace.scratchDir() + "/device.state";
+        memimg::StreamOptions so;
+        so.cancel = &cancelRequested;
+        auto fetched = memimg::streamImage(
+            base.memory, [source = chunks](const chunk::ChunkName& n) { return source->get(n); },
+            statePath, so,
+            [&](const memimg::Progress& p) { report("memory image", p.done, p.total, started); });
+        if (cancelRequested)
+            return Error(Errc::Cancelled, "resume cancelled");
+        if (!fetched.ok())
+            return fail(fetched.error().code == Errc::NoSpace
+                            ? storageFacts(Stage::Fetching, workspace.scratchDir())
+                            : facts(Stage::Fetching, FailureCause::MemoryImageFetch),
+                        fetched.error());
+        enter(Stage::Restoring);
+        auto restored = hypervisor->restoreLazy(statePath, spec);
+        ::unlink(statePath.c_str()); // QEMU has read it; device buffers are guest data
+        if (cancelRequested) {
+            if (restored.ok())
+                machine.emplace(std::move(*restored)); // wiped with the rest
+            return Error(Errc::Cancelled, "resume cancelled");
+        }
+        if (!restored.ok())
+            return fail(facts(Stage::Restoring, FailureCause::VmRestore, vmKind(restored.error())),
+                        restored.error());
+        machine.emplace(std::move(*restored));
+        ISR_TRY_STATUS(injected(ISR_FAULT_POINT("session.restore.after"), Stage::Restoring));
+        if (!spec.agentSocketPath.empty())
+            clock.start(*machine);
+        return {};
+    }
+
     void startTrickle() {
         disk->startTrickle(config.trickleQuiet, config.trickleInterval,
                            [this](const chunk::EncodedChunk& c) -> Status {
@@ -570,7 +706,8 @@ struct Session::Impl {
                         Error(Errc::Internal, "no VM is running"));
         ISR_TRY_STATUS(injected(ISR_FAULT_POINT("session.save.before"), Stage::Suspending));
         const std::string& savePath = workspace.savePath();
-        if (auto st = machine->save(savePath); !st.ok()) {
+        // With its RAM in the RAM file, only the device state is saved.
+        if (auto st = ramExport ? saveLazily(savePath) : machine->save(savePath); !st.ok()) {
             if (!vmAlive()) {
                 // QEMU is gone (crashed or killed): nothing to save, and
                 // retrying cannot help. Drop the dead VM so abandon()
@@ -586,7 +723,9 @@ struct Session::Impl {
             const std::string& scratch = workspace.scratchDir();
             Error why = st.error();
             std::uint64_t scratchFree = freeBytesAt(scratch).value_or(~std::uint64_t(0));
-            if (why.code != Errc::NoSpace && scratchFree < (std::uint64_t(base.vm.memoryMiB) << 20))
+            // (A lazy save writes only the device state there.)
+            if (why.code != Errc::NoSpace && !ramExport &&
+                scratchFree < (std::uint64_t(base.vm.memoryMiB) << 20))
                 why = Error(Errc::NoSpace, why.message + " (the memory-backed scratch " + scratch +
                                                " has " + std::to_string(scratchFree >> 20) +
                                                " MiB free)");
@@ -634,9 +773,25 @@ struct Session::Impl {
         next.kiosk = config.kioskId;
         next.disk = std::move(table->table);
         next.memory = *recipe;
-        // A whole save image: no RAM table rides along from the base.
-        next.ram.clear();
-        next.ramHotSet.clear();
+        if (ram) {
+            // The RAM's changed chunks; the rest stay the base's chunks, by
+            // reference, never downloaded to be saved.
+            auto ramTable = ram->finalChunkTable();
+            if (!ramTable.ok())
+                return fail(facts(Stage::Suspending, FailureCause::Generic), ramTable.error());
+            auto sent = parcels->uploadChunks(
+                ramTable->newChunks, [&](std::string_view, std::uint64_t d, std::uint64_t t) {
+                    report("memory", d, t, started);
+                });
+            if (!sent.ok())
+                return fail(facts(Stage::Suspending, FailureCause::MemoryUpload), sent.error());
+            next.ram = std::move(ramTable->table);
+            next.ramHotSet = hotSetOf(ramTable->workingSet, next.ram.size(), base.chunkSize);
+        } else {
+            // A whole save image: no RAM table rides along from the base.
+            next.ram.clear();
+            next.ramHotSet.clear();
+        }
         firmware.applyTo(next);
         next.workingSet = table->workingSet;
         std::sort(next.workingSet.begin(), next.workingSet.end());
@@ -763,6 +918,10 @@ struct Session::Impl {
             machine.reset();
         }
         firmware.wipe(); // the TPM state lives in libvirt's root, not the session dir
+        if (ramExport)
+            ramExport->stop(); // QEMU is gone: nothing maps the file now
+        ramExport.reset();
+        ram.reset(); // stops its hoard, deletes its sealed overlay
         if (nbd)
             nbd->stop();
         nbd.reset();
@@ -976,6 +1135,8 @@ Status Session::resume(const std::string& user, const std::string& password,
                           Error(Errc::Locked, "the parcel was taken over by another kiosk"));
         }
         s.disk->startHoard();
+        if (s.ram)
+            s.ram->startHoard(); // the memory hoard: hot set first, then the rest
         s.startTrickle();
         s.enter(Stage::Running);
         s.watchVm();

@@ -261,6 +261,13 @@ struct KioskConfig {
     bool guestMayReachStore = false;
     std::vector<std::string> guestAllowedNetworks;
     bool allowUnfilteredGuestNetwork = false;
+    // kiosk.conf lazy_memory (issue #17): run the guest's RAM from a file
+    // this kiosk serves from chunks (FUSE) and save it as a chunk table, so
+    // the next resume runs before the RAM has arrived and Suspend & Leave
+    // sends only the RAM chunks the session changed. A version saved that
+    // way is resumed lazily whatever this says; this decides how the
+    // sessions this kiosk *starts from a boot or a whole image* save.
+    bool lazyMemory = false;
 };
 
 class Session {

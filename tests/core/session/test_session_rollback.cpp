@@ -28,8 +28,7 @@ class TestSessionRollback : public QObject {
     std::string storeDir_, stateDir_;
     std::unique_ptr<session::Session> kiosk_;
     std::vector<session::SavedVersion> announced_;
-    std::string password_ = "pw";      // alice's; passwordChangeKeepsWhatWasSeen changes it
-    bool cancelAtAnnouncement_ = true; // lazyMemoryVersionRefusedClearly goes on to Restoring
+    std::string password_ = "pw"; // alice's; passwordChangeKeepsWhatWasSeen changes it
 
     std::unique_ptr<store::Store> openStore() {
         auto s = store::openStore("file://" + storeDir_);
@@ -131,8 +130,7 @@ private slots:
         // requestCancel() is the one Session call allowed from a callback.
         listener.resuming = [this](const session::SavedVersion& v) {
             announced_.push_back(v);
-            if (cancelAtAnnouncement_)
-                kiosk_->requestCancel();
+            kiosk_->requestCancel();
         };
         session::KioskConfig config;
         config.kioskId = "kiosk-k";
@@ -280,49 +278,6 @@ private slots:
         QCOMPARE(f.seen->version, std::uint64_t(5));
         fs::rename(dir_->file("v5"), versionFile(5));
         resumePasses(5);
-    }
-
-    // Issue #17: a version saved with lazy memory (format 2: the RAM as a
-    // chunk table, `memory` only QEMU's device state) is refused at
-    // Restoring with a clear error until the session restores lazily, never
-    // fed to libvirt as if it were a whole save image; nothing is changed
-    // and the lock is released. (Last: it leaves version 6 at the head.)
-    void lazyMemoryVersionRefusedClearly() {
-        {
-            auto st = openStore();
-            parcel::Parcels p(*st, *parcel::signIn(*st, "alice", password_));
-            auto m = p.manifest("desk", 5);
-            QVERIFY(m.ok());
-            parcel::Manifest next = *m;
-            next.parent = 5;
-            next.created = 0;
-            next.kiosk = "gate-lazy";
-            auto state = chunk::encode(p.secrets().convergence.view(), Bytes(1000, 9));
-            auto page = chunk::encode(p.secrets().convergence.view(), Bytes(4096, 3));
-            next.memory = {state.ref};
-            next.ram.resize(next.ramChunkCount());
-            next.ram[0] = page.ref;
-            next.ramHotSet = {0};
-            QVERIFY(next.lazyMemory());
-            auto n = p.commit("desk", next, {state, page});
-            QVERIFY2(n.ok(), n.ok() ? "" : n.error().describe().c_str());
-            QCOMPARE(*n, std::uint64_t(6));
-        }
-        const auto before = versionsInStore();
-        cancelAtAnnouncement_ = false;
-        auto r = kiosk_->resume("alice", password_, "desk");
-        cancelAtAnnouncement_ = true;
-        QVERIFY(!r.ok());
-        QCOMPARE(r.error().code, Errc::Unsupported);
-        QVERIFY2(r.error().message.find("lazy memory") != std::string::npos,
-                 r.error().describe().c_str());
-        auto f = kiosk_->failure();
-        QVERIFY(f);
-        QCOMPARE(f->stage, session::Stage::Restoring);
-        QCOMPARE(f->cause, session::FailureCause::VmRestore);
-        (void)kiosk_->abandon();
-        QCOMPARE(versionsInStore(), before);
-        QVERIFY(lockIsFree());
     }
 };
 

@@ -1,0 +1,266 @@
+// Lazy memory end to end (issue #17): a kiosk with lazy_memory runs the demo
+// guest with its RAM in a file served from chunks over FUSE (core/disk
+// FuseExport over a ParcelDisk) and saves it as a RAM chunk table plus a
+// small device state (manifest format 2). Real QEMU through libvirt's
+// embedded driver, a FileStore, the kiosk as an in-process Session.
+//
+//  1. boot with file-backed RAM; the guest writes 8 MiB of random data into
+//     /run (guest RAM) and its counter runs; Suspend & Leave -> version 2 is
+//     lazy, its device state is small, its RAM table holds what the guest used;
+//  2. resume lazily from a kiosk cache too small to hold the RAM (so pages
+//     come from the store as the guest touches them): same boot id, the
+//     counter went on, the blob's MD5 is unchanged;
+//  3. Suspend & Leave at once, before the memory hoard could finish (it is
+//     throttled to 256 KiB/s): version 3 references the RAM it never fetched,
+//     sends only what changed, and resumes with the same blob;
+//  4. bad input: the device state's chunk damaged in the store -> the resume
+//     fails with a clear error, nothing is committed, the lock is free; put
+//     back, the version resumes.
+#include "parcel/parcel.h"
+#include "session/session.h"
+#include "testsupport.h"
+#include "vmguest.h"
+
+#include <QTest>
+#include <QThread>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <sys/stat.h>
+#include <unistd.h>
+
+using namespace isr;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Counter {
+    long value = -1;
+    std::string bootId;
+};
+
+std::string describe(session::Session& s) {
+    auto f = s.failure();
+    return f ? std::string(session::failureCauseName(f->cause)) + ": " + f->detail
+             : std::string("no failure recorded");
+}
+
+} // namespace
+
+class TestE2eLazyMemory : public QObject {
+    Q_OBJECT
+    std::unique_ptr<test::TempDir> dir_;
+    test::GuestImage guest_;
+    std::string storeDir_;
+    std::unique_ptr<session::Session> kiosk_;
+
+    std::unique_ptr<store::Store> openStore() {
+        auto s = store::openStore("file://" + storeDir_);
+        if (!s.ok())
+            qFatal("store: %s", s.error().describe().c_str());
+        return std::move(*s);
+    }
+
+    parcel::Manifest latestManifest() {
+        auto st = openStore();
+        parcel::Parcels p(*st, *parcel::signIn(*st, "alice", "pw"));
+        return *p.manifest("desk", *p.latest("desk"));
+    }
+
+    std::unique_ptr<test::SerialConsole> console() {
+        auto c = test::SerialConsole::connect(kiosk_->serialSocketPath(), 60s);
+        if (!c.ok())
+            qFatal("serial: %s", c.error().describe().c_str());
+        if (auto shell = (*c)->waitForShell(180s); !shell.ok())
+            qFatal("shell: %s", shell.error().describe().c_str());
+        return std::move(*c);
+    }
+
+    static Counter readCounter(test::SerialConsole& c) {
+        Counter counter;
+        auto out = c.run("cat /run/counter", 30s);
+        if (out.ok()) {
+            std::istringstream in(out->text);
+            in >> counter.value >> counter.bootId;
+        }
+        return counter;
+    }
+
+    // The counter once it has moved past `before` (it ticks once a second;
+    // a lazy resume can answer within the same second).
+    static Counter counterAfter(test::SerialConsole& c, const Counter& before) {
+        Counter now;
+        for (int i = 0; i < 30; ++i) {
+            now = readCounter(c);
+            if (now.value > before.value)
+                break;
+            QThread::msleep(500);
+        }
+        return now;
+    }
+
+    static std::string md5(test::SerialConsole& c) {
+        auto out = c.run("md5sum /run/blob", 120s);
+        return out.ok() && out->exitStatus == 0 ? out->text.substr(0, 32) : std::string();
+    }
+
+    static std::uint64_t bytesOf(const std::vector<chunk::ChunkRef>& refs) {
+        std::uint64_t n = 0;
+        for (const auto& r : refs)
+            n += r.length;
+        return n;
+    }
+    static std::size_t stored(const std::vector<std::optional<chunk::ChunkRef>>& table) {
+        return std::size_t(std::count_if(table.begin(), table.end(),
+                                         [](const auto& e) { return e.has_value(); }));
+    }
+
+private slots:
+    void initTestCase() {
+        test::requirePrograms({"qemu-system-x86_64", "fusermount3"});
+        if (::access("/dev/fuse", R_OK | W_OK) != 0)
+            test::skipAll("no usable /dev/fuse (lazy memory serves guest RAM over FUSE)");
+        guest_ = test::requireGuest();
+        dir_ = std::make_unique<test::TempDir>();
+        // As root QEMU runs as isr-qemu: it must pass through to the session.
+        ::chmod(dir_->path().c_str(), 0711);
+        storeDir_ = dir_->file("store");
+        auto made = test::createGuestParcel(storeDir_, guest_, "alice", "pw", "desk", 256);
+        QVERIFY2(made.ok(), made.ok() ? "" : made.error().describe().c_str());
+        session::KioskConfig config;
+        config.kioskId = "kiosk-lazy";
+        config.stateDir = dir_->file("kiosk");
+        config.storeUrl = "file://" + storeDir_;
+        config.guestDir = guest_.dir;
+        config.serialConsole = true;
+        config.allowUnencryptedSwap = true; // not what this test is about
+        config.lazyMemory = true;
+        // Smaller than the guest's RAM in use: the lazy resume fetches pages
+        // from the store, not only from the kiosk's cache.
+        config.cacheCapBytes = 24ull << 20;
+        // The memory hoard cannot finish before the immediate suspend in 3.
+        config.hoardBandwidth = 256 * 1024;
+        auto created = session::Session::create(config, {});
+        QVERIFY2(created.ok(), created.ok() ? "" : created.error().describe().c_str());
+        kiosk_ = std::move(*created);
+    }
+
+    void cleanupTestCase() { kiosk_.reset(); }
+
+    void lazyRoundTrips() {
+        auto& k = *kiosk_;
+        // ---- 1. boot on file-backed RAM, write, save lazily ----
+        QVERIFY2(k.resume("alice", "pw", "desk").ok(), describe(k).c_str());
+        Counter before;
+        std::string sum;
+        {
+            auto c = console();
+            auto wrote = c->run("dd if=/dev/urandom of=/run/blob bs=1M count=8 2>/dev/null", 120s);
+            QVERIFY(wrote.ok() && wrote->exitStatus == 0);
+            sum = md5(*c);
+            QCOMPARE(sum.size(), std::size_t(32));
+            before = readCounter(*c);
+            QVERIFY(before.value >= 0 && !before.bootId.empty());
+        }
+        QVERIFY2(k.suspendAndLeave().ok(), describe(k).c_str());
+        parcel::Manifest v2 = latestManifest();
+        QCOMPARE(v2.version, std::uint64_t(2));
+        QVERIFY(v2.lazyMemory());
+        QCOMPARE(v2.ram.size(), std::size_t((256ull << 20) / v2.chunkSize));
+        const std::uint64_t state = bytesOf(v2.memory);
+        qInfo("version 2: device state %llu bytes in %zu chunks; RAM %zu of %zu chunks stored, "
+              "hot set %zu",
+              (unsigned long long)state, v2.memory.size(), stored(v2.ram), v2.ram.size(),
+              v2.ramHotSet.size());
+        QVERIFY2(state < (4u << 20), "the device state carries the guest's RAM");
+        // The 8 MiB blob alone is 64 chunks of random data.
+        QVERIFY(stored(v2.ram) >= 64);
+
+        // ---- 2. lazy resume: same boot, counter on, memory identical ----
+        QVERIFY2(k.resume("alice", "pw", "desk").ok(), describe(k).c_str());
+        {
+            auto c = console();
+            Counter after = counterAfter(*c, before);
+            QCOMPARE(after.bootId, before.bootId);
+            QVERIFY2(after.value > before.value, "the guest's counter did not go on");
+            QCOMPARE(md5(*c), sum);
+            before = after;
+        }
+        QVERIFY2(k.suspendAndLeave().ok(), describe(k).c_str());
+        parcel::Manifest v3 = latestManifest();
+        QCOMPARE(v3.version, std::uint64_t(3));
+        QVERIFY(v3.lazyMemory());
+
+        // ---- 3. resume and leave at once: the hoard cannot have finished ----
+        QVERIFY2(k.resume("alice", "pw", "desk").ok(), describe(k).c_str());
+        const auto hoardAtLeave = k.hoard();
+        QVERIFY2(k.suspendAndLeave().ok(), describe(k).c_str());
+        parcel::Manifest v4 = latestManifest();
+        QCOMPARE(v4.version, std::uint64_t(4));
+        QVERIFY(v4.lazyMemory());
+        // Most of the RAM is the previous version's chunks, by reference.
+        std::size_t same = 0, changed = 0;
+        for (std::size_t i = 0; i < v4.ram.size(); ++i) {
+            if (!v4.ram[i])
+                continue;
+            if (v3.ram[i] && v3.ram[i]->name == v4.ram[i]->name)
+                ++same;
+            else
+                ++changed;
+        }
+        qInfo("version 4 (left at once; disk hoard %llu of %llu chunks): RAM %zu chunks kept by "
+              "reference, %zu new",
+              (unsigned long long)hoardAtLeave.chunksDone,
+              (unsigned long long)hoardAtLeave.chunksTotal, same, changed);
+        QVERIFY2(same >= 64, "the RAM not touched was not kept by reference");
+        QVERIFY(changed < same);
+
+        QVERIFY2(k.resume("alice", "pw", "desk").ok(), describe(k).c_str());
+        {
+            auto c = console();
+            Counter after = counterAfter(*c, before);
+            QCOMPARE(after.bootId, before.bootId);
+            QVERIFY(after.value > before.value);
+            QCOMPARE(md5(*c), sum);
+        }
+        QVERIFY2(k.suspendAndLeave().ok(), describe(k).c_str());
+    }
+
+    // The device state damaged in the store: a clear failure before the VM
+    // runs, nothing committed, the lock free; repaired, it resumes.
+    void damagedDeviceStateRefused() {
+        auto& k = *kiosk_;
+        parcel::Manifest m = latestManifest();
+        QVERIFY(m.lazyMemory() && !m.memory.empty());
+        const std::string key = parcel::chunkKey("alice", m.memory.front().name);
+        const std::string path = storeDir_ + "/" + key;
+        QVERIFY2(fs::exists(path), path.c_str());
+        std::string original;
+        {
+            std::ifstream in(path, std::ios::binary);
+            original.assign(std::istreambuf_iterator<char>(in), {});
+        }
+        std::string damaged = original;
+        damaged[damaged.size() / 2] ^= 0x40;
+        std::ofstream(path, std::ios::binary | std::ios::trunc) << damaged;
+
+        auto r = k.resume("alice", "pw", "desk");
+        QVERIFY(!r.ok());
+        auto f = k.failure();
+        QVERIFY(f);
+        qInfo("damaged device state: %s at %s: %s", session::failureCauseName(f->cause),
+              session::stageName(f->stage), f->detail.c_str());
+        QCOMPARE(f->cause, session::FailureCause::MemoryImageFetch);
+        (void)k.abandon();
+        QCOMPARE(latestManifest().version, m.version);
+
+        std::ofstream(path, std::ios::binary | std::ios::trunc) << original;
+        QVERIFY2(k.resume("alice", "pw", "desk").ok(), describe(k).c_str());
+        QVERIFY2(k.suspendAndLeave().ok(), describe(k).c_str());
+        QCOMPARE(latestManifest().version, m.version + 1);
+    }
+};
+
+QTEST_GUILESS_MAIN(TestE2eLazyMemory)
+#include "test_e2e_lazy_memory.moc"
