@@ -57,8 +57,8 @@ namespace {
 std::vector<std::uint64_t> hotSetOf(const std::vector<std::uint64_t>& firstTouch,
                                     std::uint64_t ramChunks, std::uint32_t chunkSize) {
     constexpr std::uint64_t kHotSetBytes = 64ull << 20;
-    const std::uint64_t limit =
-        std::max<std::uint64_t>(1, std::min<std::uint64_t>(kHotSetBytes / chunkSize, ramChunks / 4));
+    const std::uint64_t limit = std::max<std::uint64_t>(
+        1, std::min<std::uint64_t>(kHotSetBytes / chunkSize, ramChunks / 4));
     return {firstTouch.begin(),
             firstTouch.begin() + std::ptrdiff_t(std::min<std::uint64_t>(firstTouch.size(), limit))};
 }
@@ -519,6 +519,11 @@ struct Session::Impl {
         rc.hoardBandwidthLimit = config.hoardBandwidth;
         rc.hoardFreeSpaceReserve = config.hoardFreeSpaceReserve;
         rc.startHoard = false;
+        // No sector form: the kernel's page cache keeps a RAM page once it
+        // was faulted in, so small re-reads never reach the disk; decoding
+        // the whole RAM into a second file would only cost CPU and disk.
+        rc.sectorCache = false;
+        rc.hoardFillsSectors = false;
         ISR_TRY_ASSIGN(ram, disk::ParcelDisk::open(std::move(rc)));
         disk::FuseExportOptions fo;
         fo.mountDir = sessionDir + "/ram";

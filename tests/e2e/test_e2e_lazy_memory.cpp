@@ -112,8 +112,8 @@ class TestE2eLazyMemory : public QObject {
         return n;
     }
     static std::size_t stored(const std::vector<std::optional<chunk::ChunkRef>>& table) {
-        return std::size_t(std::count_if(table.begin(), table.end(),
-                                         [](const auto& e) { return e.has_value(); }));
+        return std::size_t(
+            std::count_if(table.begin(), table.end(), [](const auto& e) { return e.has_value(); }));
     }
 
 private slots:
