@@ -760,45 +760,47 @@ struct Session::Impl {
         return {};
     }
 
+    // A disk's (or the RAM's) final table, its new chunks sent: what a
+    // commit references. The untouched chunks stay the base's, by reference.
+    Result<disk::FinalTable> sendFinalTable(disk::ParcelDisk& from, const char* what,
+                                            FailureCause sendFailed, Clock::time_point started) {
+        auto table = from.finalChunkTable();
+        if (!table.ok())
+            return fail(facts(Stage::Suspending, FailureCause::Generic), table.error());
+        auto sent = parcels->uploadChunks(table->newChunks,
+                                          [&](std::string_view, std::uint64_t d, std::uint64_t t) {
+                                              report(what, d, t, started);
+                                          });
+        if (!sent.ok())
+            return fail(facts(Stage::Suspending, sendFailed), sent.error());
+        return std::move(*table);
+    }
+
     // Sends the disk's new chunks and commits the next version.
     Status uploadDiskAndCommit(Clock::time_point started) {
         ISR_TRY_STATUS(injected(ISR_FAULT_POINT("session.disk.upload.before"), Stage::Suspending));
-        auto table = disk->finalChunkTable();
-        if (!table.ok())
-            return fail(facts(Stage::Suspending, FailureCause::Generic), table.error());
-        auto uploaded = parcels->uploadChunks(
-            table->newChunks, [&](std::string_view, std::uint64_t d, std::uint64_t t) {
-                report("disk", d, t, started);
-            });
-        if (!uploaded.ok())
-            return fail(facts(Stage::Suspending, FailureCause::DiskUpload), uploaded.error());
+        ISR_TRY_ASSIGN(auto table,
+                       sendFinalTable(*disk, "disk", FailureCause::DiskUpload, started));
         parcel::Manifest next = base;
         next.parent = base.version;
         next.created = 0;
         next.kiosk = config.kioskId;
-        next.disk = std::move(table->table);
+        next.disk = std::move(table.table);
         next.memory = *recipe;
         if (ram) {
-            // The RAM's changed chunks; the rest stay the base's chunks, by
-            // reference, never downloaded to be saved.
-            auto ramTable = ram->finalChunkTable();
-            if (!ramTable.ok())
-                return fail(facts(Stage::Suspending, FailureCause::Generic), ramTable.error());
-            auto sent = parcels->uploadChunks(
-                ramTable->newChunks, [&](std::string_view, std::uint64_t d, std::uint64_t t) {
-                    report("memory", d, t, started);
-                });
-            if (!sent.ok())
-                return fail(facts(Stage::Suspending, FailureCause::MemoryUpload), sent.error());
-            next.ram = std::move(ramTable->table);
-            next.ramHotSet = hotSetOf(ramTable->workingSet, next.ram.size(), base.chunkSize);
+            // The RAM's changed chunks; pages never fetched stay the base's
+            // chunks, by reference, never downloaded to be saved.
+            ISR_TRY_ASSIGN(auto ramTable,
+                           sendFinalTable(*ram, "memory", FailureCause::MemoryUpload, started));
+            next.ram = std::move(ramTable.table);
+            next.ramHotSet = hotSetOf(ramTable.workingSet, next.ram.size(), base.chunkSize);
         } else {
             // A whole save image: no RAM table rides along from the base.
             next.ram.clear();
             next.ramHotSet.clear();
         }
         firmware.applyTo(next);
-        next.workingSet = table->workingSet;
+        next.workingSet = table.workingSet;
         std::sort(next.workingSet.begin(), next.workingSet.end());
         next.workingSet.erase(std::unique(next.workingSet.begin(), next.workingSet.end()),
                               next.workingSet.end());
