@@ -579,6 +579,13 @@ struct Session::Impl {
                                                        : FailureCause::Generic),
                             st.error());
             spec.ramFile = ramExport->filePath();
+            // A VM that boots here or resumes lazily carries no libvirt save
+            // header, so its domain needs no fixed name: a random one keeps
+            // the user and parcel out of `ps` and libvirt's paths (issue #16
+            // item 12). Only a whole memory image must restore under the
+            // name it was saved with (libvirt 9.0 refuses another).
+            if (base.memory.empty() || base.lazyMemory())
+                spec.name = "isr-" + toHex(crypto::randomBytes(6));
         }
         // A firmware parcel's NVRAM and TPM state go in place first.
         firmware.configure(spec.firmware, spec.tpm, sessionDir, hypervisor->tpmStateDir(spec.uuid));
@@ -903,7 +910,8 @@ struct Session::Impl {
     // The domain name itself stays isr-<user>-<parcel>: a saved memory image
     // carries it and libvirt refuses to restore under another name ("Target
     // domain name 'x' does not match source 'y'", seen with libvirt 9.0), so
-    // renaming would strand every parcel saved before.
+    // renaming would strand every parcel saved before. A VM that boots or
+    // resumes lazily gets a random name instead (bringUpVm).
     static void deleteVmLog(const vm::Vm& vm) {
         if (!vm.logPath().empty() && ::unlink(vm.logPath().c_str()) != 0 && errno != ENOENT) {
             ISR_LOG_WARN("session")
