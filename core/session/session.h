@@ -265,8 +265,9 @@ struct KioskConfig {
     // this kiosk serves from chunks (FUSE) and save it as a chunk table, so
     // the next resume runs before the RAM has arrived and Suspend & Leave
     // sends only the RAM chunks the session changed. A version saved that
-    // way is resumed lazily whatever this says; this decides how the
-    // sessions this kiosk *starts from a boot or a whole image* save.
+    // way is resumed lazily whatever this says; this decides whether a VM
+    // this kiosk boots runs (and is saved) lazily. A whole memory image
+    // restores as before and stays one (session README "Lazy memory").
     bool lazyMemory = false;
 };
 
