@@ -37,8 +37,12 @@ class TestSessionCancel : public QObject {
     std::atomic<std::uint64_t> imageDoneAtCancel_{0}, imageTotal_{0};
     session::Session* session_ = nullptr;
 
+    // This kiosk's QEMU: its libvirt root (in stateDir_) is on the command
+    // line after the name; another test may run an isr-alice-desk too.
     bool qemuRunning() {
-        return test::runProcess("pgrep", {"-f", "guest=isr-alice-desk"}).exitCode == 0;
+        return test::runProcess("pgrep", {"-f", QString::fromStdString("guest=isr-alice-desk,.*" +
+                                                                       stateDir_ + "/")})
+                   .exitCode == 0;
     }
     std::size_t sessionDirs() {
         std::error_code ec;
