@@ -466,26 +466,36 @@ struct Session::Impl {
         }
     }
 
-    Status openDisk() {
+    // What the disk and the RAM disk share: this user's road for chunks and
+    // convergence secret, the session's overlay directory, the kiosk's hoard
+    // settings; the hoard starts once the VM runs (resume()).
+    disk::ParcelDiskConfig parcelDiskConfig(std::uint64_t size,
+                                            std::vector<std::optional<chunk::ChunkRef>> baseTable,
+                                            std::vector<std::uint64_t> workingSet) {
         disk::ParcelDiskConfig dc;
-        dc.diskSize = base.diskSize;
+        dc.diskSize = size;
         dc.chunkSize = base.chunkSize;
-        dc.baseTable = base.disk;
-        chunks =
-            std::make_shared<cache::ChunkSource>(cache.get(), [this](const chunk::ChunkName& name) {
-                return parcels->fetchChunk(name);
-            });
+        dc.baseTable = std::move(baseTable);
         dc.source = chunks;
         dc.convergenceSecret = parcels->secrets().convergence.clone();
         dc.overlayDirectory = sessionDir;
-        dc.workingSet = base.workingSet;
+        dc.workingSet = std::move(workingSet);
         dc.hoardThreads = config.hoardThreads;
         dc.hoardBandwidthLimit = config.hoardBandwidth;
         dc.hoardFreeSpaceReserve = config.hoardFreeSpaceReserve;
         // The memory image is what the first frame waits for: the hoard
         // starts once the VM runs, not competing with it for the link.
         dc.startHoard = false;
-        ISR_TRY_ASSIGN(auto opened, disk::ParcelDisk::open(std::move(dc)));
+        return dc;
+    }
+
+    Status openDisk() {
+        chunks =
+            std::make_shared<cache::ChunkSource>(cache.get(), [this](const chunk::ChunkName& name) {
+                return parcels->fetchChunk(name);
+            });
+        ISR_TRY_ASSIGN(auto opened, disk::ParcelDisk::open(parcelDiskConfig(
+                                        base.diskSize, base.disk, base.workingSet)));
         {
             std::lock_guard lk(diskMutex);
             disk = std::move(opened);
@@ -505,20 +515,11 @@ struct Session::Impl {
                          "this kiosk cannot serve a VM's memory lazily: /dev/fuse is missing or "
                          "not usable (" +
                              std::string(std::strerror(errno)) + "; install the fuse3 package)");
-        disk::ParcelDiskConfig rc;
-        rc.diskSize = base.ramSize();
-        rc.chunkSize = base.chunkSize;
-        rc.baseTable = base.lazyMemory()
-                           ? base.ram
-                           : std::vector<std::optional<chunk::ChunkRef>>(base.ramChunkCount());
-        rc.source = chunks;
-        rc.convergenceSecret = parcels->secrets().convergence.clone();
-        rc.overlayDirectory = sessionDir;
-        rc.workingSet = base.ramHotSet;
-        rc.hoardThreads = config.hoardThreads;
-        rc.hoardBandwidthLimit = config.hoardBandwidth;
-        rc.hoardFreeSpaceReserve = config.hoardFreeSpaceReserve;
-        rc.startHoard = false;
+        disk::ParcelDiskConfig rc = parcelDiskConfig(
+            base.ramSize(),
+            base.lazyMemory() ? base.ram
+                              : std::vector<std::optional<chunk::ChunkRef>>(base.ramChunkCount()),
+            base.ramHotSet);
         // No sector form: the kernel's page cache keeps a RAM page once it
         // was faulted in, so small re-reads never reach the disk; decoding
         // the whole RAM into a second file would only cost CPU and disk.

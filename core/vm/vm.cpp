@@ -36,14 +36,22 @@ constexpr const char* kLog = "vm";
 
 // ---- helpers --------------------------------------------------------------
 
-Result<bool> memoryBacked(const std::string& dir) {
+constexpr long kTmpfsMagic = 0x01021994;
+constexpr long kRamfsMagic = 0x858458f6;
+constexpr long kFuseMagic = 0x65735546;
+
+// The file system type of dir (statfs f_type); `what` names dir in errors.
+Result<long> filesystemType(const std::string& dir, const std::string& what) {
     struct statfs fs {};
     if (statfs(dir.c_str(), &fs) != 0)
         return Error(errno == ENOENT ? Errc::NotFound : Errc::Io,
-                     "save directory " + dir + ": " + std::strerror(errno));
-    constexpr long kTmpfsMagic = 0x01021994;
-    constexpr long kRamfsMagic = 0x858458f6;
-    return fs.f_type == kTmpfsMagic || fs.f_type == kRamfsMagic;
+                     what + " " + dir + ": " + std::strerror(errno));
+    return long(fs.f_type);
+}
+
+Result<bool> memoryBacked(const std::string& dir) {
+    ISR_TRY_ASSIGN(long type, filesystemType(dir, "save directory"));
+    return type == kTmpfsMagic || type == kRamfsMagic;
 }
 
 struct DomainDeleter {
@@ -59,14 +67,8 @@ using DomainPtr = std::unique_ptr<virDomain, DomainDeleter>;
 // Where guest RAM may live: memory (tmpfs, ramfs) or the kiosk's FUSE file
 // that serves it from chunks; a disk would keep the guest's plaintext.
 Result<bool> ramFileFilesystemOk(const std::string& dir) {
-    struct statfs fs {};
-    if (statfs(dir.c_str(), &fs) != 0)
-        return Error(errno == ENOENT ? Errc::NotFound : Errc::Io,
-                     "RAM file directory " + dir + ": " + std::strerror(errno));
-    constexpr long kTmpfsMagic = 0x01021994;
-    constexpr long kRamfsMagic = 0x858458f6;
-    constexpr long kFuseMagic = 0x65735546;
-    return fs.f_type == kTmpfsMagic || fs.f_type == kRamfsMagic || fs.f_type == kFuseMagic;
+    ISR_TRY_ASSIGN(long type, filesystemType(dir, "RAM file directory"));
+    return type == kTmpfsMagic || type == kRamfsMagic || type == kFuseMagic;
 }
 
 // The value of the first "<key>": "<string>" after `from` in a QMP reply
