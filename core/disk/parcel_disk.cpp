@@ -38,6 +38,10 @@ struct ChunkState {
     Clock::time_point lastWrite{};
 };
 
+// Set by loadBase when the calling thread's read() needed the store (the
+// latency window's local/remote split); read() clears it first.
+thread_local bool readWentRemote = false;
+
 } // namespace
 
 struct ParcelDisk::Impl {
@@ -69,6 +73,14 @@ struct ParcelDisk::Impl {
     std::map<chunk::ChunkName, std::vector<std::uint64_t>> indexesByName;
 
     std::unique_ptr<Hoard> hoard;
+
+    // startReadLatencyWindow: `latencyOn` is the cheap test every read
+    // makes; the rest is under latencyMutex.
+    std::atomic<bool> latencyOn{false};
+    mutable std::mutex latencyMutex;
+    std::chrono::steady_clock::time_point latencyEnd;
+    std::size_t latencyMax = 0;
+    ReadLatencies latencies;
 
     std::mutex trickleMutex; // serialises startTrickle/stopTrickle
     PeriodicThread trickle;
@@ -120,6 +132,8 @@ struct ParcelDisk::Impl {
             cacheHits++;
         else if (fetched->origin == cache::Origin::Store)
             demandFetches++;
+        if (fetched->origin != cache::Origin::Cache)
+            readWentRemote = true;
         auto plain = chunk::decode(ref, fetched->ciphertext);
         if (!plain.ok()) {
             corruptChunks++;
@@ -481,11 +495,49 @@ BlockSizes ParcelDisk::blockSizes() const {
 }
 
 Status ParcelDisk::read(std::uint64_t offset, MutableByteView out) {
-    return impl_->forEachPiece(offset, out.size(),
-                               [&](std::uint64_t index, std::uint32_t inChunk, std::uint32_t n,
-                                   std::uint64_t pos) -> Status {
-                                   return impl_->readPiece(index, inChunk, n, out.data() + pos);
-                               });
+    auto once = [&] {
+        return impl_->forEachPiece(offset, out.size(),
+                                   [&](std::uint64_t index, std::uint32_t inChunk, std::uint32_t n,
+                                       std::uint64_t pos) -> Status {
+                                       return impl_->readPiece(index, inChunk, n, out.data() + pos);
+                                   });
+    };
+    if (!impl_->latencyOn.load(std::memory_order_relaxed))
+        return once();
+    readWentRemote = false;
+    auto started = std::chrono::steady_clock::now();
+    Status st = once();
+    auto ended = std::chrono::steady_clock::now();
+    auto micros = std::chrono::duration_cast<std::chrono::microseconds>(ended - started).count();
+    std::lock_guard lock(impl_->latencyMutex);
+    if (ended >= impl_->latencyEnd) {
+        impl_->latencyOn = false;
+        impl_->latencies.windowOpen = false;
+        return st;
+    }
+    auto& v = readWentRemote ? impl_->latencies.remoteMicros : impl_->latencies.localMicros;
+    if (v.size() < impl_->latencyMax)
+        v.push_back(std::uint32_t(std::min<long long>(micros, UINT32_MAX)));
+    else
+        impl_->latencies.dropped++;
+    return st;
+}
+
+void ParcelDisk::startReadLatencyWindow(std::chrono::milliseconds length, std::size_t maxEntries) {
+    std::lock_guard lock(impl_->latencyMutex);
+    impl_->latencies = {};
+    impl_->latencies.windowOpen = true;
+    impl_->latencyMax = maxEntries;
+    impl_->latencyEnd = std::chrono::steady_clock::now() + length;
+    impl_->latencyOn = true;
+}
+
+ReadLatencies ParcelDisk::readLatencies() const {
+    std::lock_guard lock(impl_->latencyMutex);
+    ReadLatencies r = impl_->latencies;
+    if (r.windowOpen && std::chrono::steady_clock::now() >= impl_->latencyEnd)
+        r.windowOpen = false;
+    return r;
 }
 
 Status ParcelDisk::write(std::uint64_t offset, ByteView data, bool fua) {

@@ -117,6 +117,19 @@ struct ParcelDiskStats {
     std::uint64_t sectorCorrupt = 0;      // sector-form reads that failed their tag (refetched)
 };
 
+// Service times of read() calls inside a window the caller opens (the
+// lazy RAM file: the guest's first 30 s of running, issue #17), split by
+// whether any piece of the read had to come from the store (a demand
+// fetch, or joining one in flight) or was on the kiosk (overlay, plaintext
+// LRU, sector form, kiosk cache). Microseconds, in arrival order; at most
+// `maxEntries` of each kind are kept, `dropped` counts the rest.
+struct ReadLatencies {
+    std::vector<std::uint32_t> localMicros;
+    std::vector<std::uint32_t> remoteMicros;
+    std::uint64_t dropped = 0;
+    bool windowOpen = false; // the window has not ended yet
+};
+
 struct TrickleResult {
     std::uint64_t uploaded = 0; // chunks handed to upload() and accepted
     std::uint64_t bytes = 0;    // their ciphertext bytes
@@ -173,6 +186,12 @@ public:
     Result<FinalTable> finalChunkTable();
 
     ParcelDiskStats stats() const;
+    // Starts recording read() service times for `length` from now (a new
+    // window drops the old one's figures). Off until called; costs a clock
+    // read and, inside the window, a short lock per read.
+    void startReadLatencyWindow(std::chrono::milliseconds length,
+                                std::size_t maxEntries = std::size_t(1) << 20);
+    ReadLatencies readLatencies() const;
     const std::string& overlayPath() const;
     // The sector form's file; empty if it is off.
     std::string sectorCachePath() const;

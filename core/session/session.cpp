@@ -49,6 +49,28 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+// Counts and nearest-rank percentiles (milliseconds) of a RAM file's read
+// latency window (Session::memoryFaults).
+MemoryFaults summarizeFaults(disk::ReadLatencies l) {
+    MemoryFaults f;
+    f.lazy = true;
+    f.windowOpen = l.windowOpen;
+    f.local = l.localMicros.size();
+    f.remote = l.remoteMicros.size();
+    auto pct = [](std::vector<std::uint32_t>& v, double q) {
+        if (v.empty())
+            return 0.0;
+        auto k = std::size_t(q * double(v.size() - 1) + 0.5);
+        std::nth_element(v.begin(), v.begin() + std::ptrdiff_t(k), v.end());
+        return double(v[k]) / 1000.0;
+    };
+    f.localP50Ms = pct(l.localMicros, 0.50);
+    f.localP99Ms = pct(l.localMicros, 0.99);
+    f.remoteP50Ms = pct(l.remoteMicros, 0.50);
+    f.remoteP99Ms = pct(l.remoteMicros, 0.99);
+    return f;
+}
+
 // The RAM hot set a version records: the first RAM chunks the session
 // touched, in that order, up to 64 MiB and a quarter of the RAM (what the
 // next resume fetches before anything else). Over a long session the touch
@@ -525,7 +547,11 @@ struct Session::Impl {
         // the whole RAM into a second file would only cost CPU and disk.
         rc.sectorCache = false;
         rc.hoardFillsSectors = false;
-        ISR_TRY_ASSIGN(ram, disk::ParcelDisk::open(std::move(rc)));
+        ISR_TRY_ASSIGN(auto opened, disk::ParcelDisk::open(std::move(rc)));
+        {
+            std::lock_guard lk(diskMutex); // hoard() reads it from any thread
+            ram = std::move(opened);
+        }
         disk::FuseExportOptions fo;
         fo.mountDir = sessionDir + "/ram";
         std::error_code ec;
@@ -559,6 +585,12 @@ struct Session::Impl {
     // while it can still resume (a failure leaves it paused and alive, so
     // a retry can save it), then its device state; the RAM file goes away.
     Status saveLazily(const std::string& savePath) {
+        auto f = summarizeFaults(ram->readLatencies());
+        ISR_LOG_INFO("session") << "memory reads in the first " << kFaultWindow.count()
+                                << " s: " << f.local << " local (p50 " << f.localP50Ms
+                                << " ms, p99 " << f.localP99Ms << " ms), " << f.remote
+                                << " from the store (p50 " << f.remoteP50Ms << " ms, p99 "
+                                << f.remoteP99Ms << " ms)";
         ISR_TRY_STATUS(machine->pause());
         ISR_TRY_STATUS(flushRam());
         ISR_TRY_STATUS(machine->saveLazy(savePath));
@@ -942,7 +974,16 @@ struct Session::Impl {
         if (ramExport)
             ramExport->stop(); // QEMU is gone: nothing maps the file now
         ramExport.reset();
-        ram.reset(); // stops its hoard, deletes its sealed overlay
+        {
+            // Like destroyDisk: out of hoard()'s sight under the mutex,
+            // destroyed outside it (stops its hoard, deletes its overlay).
+            std::unique_ptr<disk::ParcelDisk> dying;
+            {
+                std::lock_guard lk(diskMutex);
+                dying = std::move(ram);
+            }
+            dying.reset();
+        }
         if (nbd)
             nbd->stop();
         nbd.reset();
@@ -1156,8 +1197,12 @@ Status Session::resume(const std::string& user, const std::string& password,
                           Error(Errc::Locked, "the parcel was taken over by another kiosk"));
         }
         s.disk->startHoard();
-        if (s.ram)
+        if (s.ram) {
+            // The guest's first 30 s of page faults, for memoryFaults() and
+            // the walk-up benchmark (issue #17).
+            s.ram->startReadLatencyWindow(kFaultWindow);
             s.ram->startHoard(); // the memory hoard: hot set first, then the rest
+        }
         s.startTrickle();
         s.enter(Stage::Running);
         s.watchVm();
@@ -1266,20 +1311,41 @@ HoardStatus Session::hoard() const {
     HoardStatus h;
     {
         std::lock_guard lock(impl_->diskMutex);
-        if (impl_->disk) {
-            auto p = impl_->disk->hoardProgress();
-            h.chunksDone = p.chunksDone;
-            h.chunksTotal = p.chunksTotal;
-            h.bytesDone = p.bytesDone;
-            h.bytesTotal = p.bytesTotal;
-            if (p.stalled) {
-                bool space = p.stalled->code == Errc::NoSpace || p.stalled->code == Errc::Io;
+        // The disk's hoard and, with lazy memory, the RAM's: one figure for
+        // "how much of the computer is on this kiosk".
+        std::optional<disk::HoardProgress> p;
+        for (const auto* d : {impl_->disk.get(), impl_->ram.get()}) {
+            if (!d)
+                continue;
+            auto q = d->hoardProgress();
+            if (d == impl_->ram.get()) {
+                h.memoryChunksDone = q.chunksDone;
+                h.memoryChunksTotal = q.chunksTotal;
+            }
+            if (!p) {
+                p = q;
+                continue;
+            }
+            p->chunksDone += q.chunksDone;
+            p->chunksTotal += q.chunksTotal;
+            p->bytesDone += q.bytesDone;
+            p->bytesTotal += q.bytesTotal;
+            if (!p->stalled)
+                p->stalled = q.stalled;
+        }
+        if (p) {
+            h.chunksDone = p->chunksDone;
+            h.chunksTotal = p->chunksTotal;
+            h.bytesDone = p->bytesDone;
+            h.bytesTotal = p->bytesTotal;
+            if (p->stalled) {
+                bool space = p->stalled->code == Errc::NoSpace || p->stalled->code == Errc::Io;
                 h.problem = space ? ErrorKind::NoSpace : ErrorKind::StoreUnreachable;
                 h.problemMessage =
                     (space ? "hoard paused, the kiosk's disk is (nearly) full: " +
-                                 p.stalled->message +
+                                 p->stalled->message +
                                  "; the computer keeps running and fetches what it reads"
-                           : "hoard paused, the store is unreachable: " + p.stalled->message +
+                           : "hoard paused, the store is unreachable: " + p->stalled->message +
                                  "; the computer keeps running on what is cached") +
                     "; retrying with backoff";
             }
@@ -1296,6 +1362,13 @@ HoardStatus Session::hoard() const {
     }
     return h;
 }
+MemoryFaults Session::memoryFaults() const {
+    std::lock_guard lock(impl_->diskMutex);
+    if (!impl_->ram)
+        return {};
+    return summarizeFaults(impl_->ram->readLatencies());
+}
+
 std::vector<TimelineEntry> Session::timeline() const {
     return impl_->tracker.timeline();
 }

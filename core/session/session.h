@@ -54,7 +54,7 @@
 // run on that thread or on internal worker threads (progress, and
 // stageChanged/failed from the VM watcher when the VM ends while Running);
 // they must not call back into the Session (requestCancel() excepted).
-// stage(), failure(), hoard(), timeline() and requestCancel() are safe from
+// stage(), failure(), hoard(), memoryFaults(), timeline() and requestCancel() are safe from
 // any thread; hoard() never waits on the disk's work (the GUI polls it every
 // second, also while a wipe destroys the disk). The other accessors (names,
 // versions, directories) read what the controlling thread set: call them
@@ -188,7 +188,27 @@ struct HoardStatus {
     // by itself when a chunk gets through. None otherwise.
     ErrorKind problem = ErrorKind::None;
     std::string problemMessage;
+    // With lazy memory the figures above are the disk's and the RAM's
+    // together; these are the RAM's part (0 without lazy memory).
+    std::uint64_t memoryChunksDone = 0;
+    std::uint64_t memoryChunksTotal = 0;
 };
+
+// Lazy memory (issue #17): the guest's reads of its RAM file in its first
+// kFaultWindow of running. Each is one FUSE read: a page fault, with the
+// kernel's readahead around it. Local = served on the kiosk (the RAM's
+// overlay, plaintext LRU or kiosk cache); remote = a piece had to come from
+// the store. Service times are the kiosk's side (ParcelDisk::read), in
+// milliseconds; the fault's own kernel round trip is not in them.
+struct MemoryFaults {
+    bool lazy = false;       // the VM runs from a lazily served RAM file
+    bool windowOpen = false; // the window has not ended: figures still grow
+    std::uint64_t local = 0;
+    std::uint64_t remote = 0;
+    double localP50Ms = 0, localP99Ms = 0;
+    double remoteP50Ms = 0, remoteP99Ms = 0;
+};
+inline constexpr std::chrono::seconds kFaultWindow{30};
 
 // One row of the timeline each resume/suspend prints.
 struct TimelineEntry {
@@ -323,6 +343,7 @@ public:
     Stage stage() const;
     std::optional<Failure> failure() const;
     HoardStatus hoard() const;
+    MemoryFaults memoryFaults() const;
     std::vector<TimelineEntry> timeline() const;
     std::string userName() const;
     std::string parcelName() const;

@@ -2,12 +2,16 @@
 // embedded driver and the kiosk cache's lock want one Session per process).
 // walkup.sh drives it; see tests/bench/README.md.
 //
-//   bench_walkup setup WORKDIR            store, account, parcel (fresh disk)
-//   bench_walkup round WORKDIR 1|2        resume, fill (1) or change a tenth (2), suspend
-//   bench_walkup warm WORKDIR             the warm cache: every chunk of the previous version
-//   bench_walkup run WORKDIR POLICY LINK  one measured sign-in .. first frame .. Suspend & Leave
+//   bench_walkup setup WORKDIR               store, account, two parcels (fresh disk)
+//   bench_walkup round WORKDIR 1|2 [lazy]    resume, fill (1) or change a tenth (2), suspend
+//   bench_walkup warm WORKDIR [lazy]         the warm cache: every chunk of the previous version
+//   bench_walkup run WORKDIR POLICY LINK     one measured sign-in .. first frame .. Suspend & Leave
+//   bench_walkup kdf WORKDIR                 Argon2id at the default and the bench's limits
 //
-// POLICY: copy-all | whole-image | isr-cold | isr-warm. The store is the
+// POLICY: copy-all | whole-image | isr-cold | isr-warm | lazy-cold | lazy-warm.
+// The lazy policies (issue #17) use a second parcel, "walkup-lazy", made the
+// same way by a kiosk with lazy_memory on, so its versions carry a RAM chunk
+// table instead of a memory image (the rounds take `lazy`). The store is the
 // radosgw of ISR_TEST_S3_* (walkup.sh starts it behind the shaped link).
 // Sizes: ISR_BENCH_FILL_MIB (guest memory filled, half text half random,
 // default 96) and ISR_BENCH_DISK_MIB (written to the parcel disk, default 48).
@@ -43,6 +47,15 @@ namespace {
 const char* kUser = "bench";
 const char* kPassword = "bench";
 const char* kParcel = "walkup";
+const char* kLazyParcel = "walkup-lazy";
+
+bool isLazyPolicy(const std::string& policy) {
+    return policy == "lazy-cold" || policy == "lazy-warm";
+}
+// The files of one parcel's prepared state: "" or "-lazy".
+std::string suffix(bool lazy) {
+    return lazy ? "-lazy" : "";
+}
 
 [[noreturn]] void die(const std::string& what) {
     std::fprintf(stderr, "bench_walkup: %s\n", what.c_str());
@@ -105,8 +118,10 @@ void writeJson(const std::string& path, const json::Value& v) {
         die("cannot write " + path);
 }
 
-session::KioskConfig kioskConfig(const std::string& stateDir, const test::GuestImage& guest) {
+session::KioskConfig kioskConfig(const std::string& stateDir, const test::GuestImage& guest,
+                                 bool lazy = false) {
     session::KioskConfig c;
+    c.lazyMemory = lazy;
     c.kioskId = "bench-kiosk";
     c.stateDir = stateDir;
     c.storeUrl = storeUrl();
@@ -260,10 +275,15 @@ std::uint64_t prefetch(Link& link, const std::vector<chunk::ChunkName>& names,
     return bytes;
 }
 
+// The memory image, or with lazy memory the device state and every stored
+// RAM chunk.
 std::vector<chunk::ChunkName> memoryNames(const parcel::Manifest& m) {
     std::vector<chunk::ChunkName> v;
     for (const auto& r : m.memory)
         v.push_back(r.name);
+    for (const auto& r : m.ram)
+        if (r)
+            v.push_back(r->name);
     return v;
 }
 std::vector<chunk::ChunkName> diskNames(const parcel::Manifest& m) {
@@ -308,18 +328,20 @@ int setup(const std::string& work) {
     opts.vm.boot = "demo-guest";
     opts.vm.memoryMiB = 1024;
     opts.kiosk = "bench-setup";
-    auto stats = must(parcel::importImage(parcels, kParcel, home, opts), "import");
-    std::printf("setup: parcel %s version %llu, disk %u MiB\n", kParcel,
-                (unsigned long long)stats.version, mib);
+    for (const char* name : {kParcel, kLazyParcel}) {
+        auto stats = must(parcel::importImage(parcels, name, home, opts), "import");
+        std::printf("setup: parcel %s version %llu, disk %u MiB\n", name,
+                    (unsigned long long)stats.version, mib);
+    }
     return 0;
 }
 
-int round(const std::string& work, unsigned k) {
+int round(const std::string& work, unsigned k, bool lazy) {
     auto guest = test::requireGuest();
     std::string state = work + "/kiosk-prep";
-    auto sess = must(session::Session::create(kioskConfig(state, guest), {}), "session");
+    auto sess = must(session::Session::create(kioskConfig(state, guest, lazy), {}), "session");
     auto t = Clock::now();
-    must(sess->resume(kUser, kPassword, kParcel), "resume");
+    must(sess->resume(kUser, kPassword, lazy ? kLazyParcel : kParcel), "resume");
     std::fprintf(stderr, "round %u: running after %.1fs (%s)\n", k, since(t),
                  sess->accelerator().c_str());
     {
@@ -339,16 +361,21 @@ int round(const std::string& work, unsigned k) {
 
 // The warm kiosk cache holds every chunk of the version before the measured
 // one; also records the measured version and the sizes the floors need.
-int warm(const std::string& work) {
+int warm(const std::string& work, bool lazy) {
     auto link = openLink();
     parcel::Parcels parcels(*link.store,
                             must(parcel::signIn(*link.store, kUser, kPassword), "sign in"));
-    auto n = must(parcels.latest(kParcel), "latest");
-    auto cur = must(parcels.manifest(kParcel, n), "manifest");
-    auto prev = must(parcels.manifest(kParcel, cur.parent), "previous manifest");
-    fs::remove_all(work + "/warm-cache");
+    const char* name = lazy ? kLazyParcel : kParcel;
+    auto n = must(parcels.latest(name), "latest");
+    auto cur = must(parcels.manifest(name, n), "manifest");
+    auto prev = must(parcels.manifest(name, cur.parent), "previous manifest");
+    if (lazy != cur.lazyMemory())
+        die(std::string("the measured version of ") + name + " is " +
+            (cur.lazyMemory() ? "lazy" : "a whole memory image"));
+    const std::string warmDir = work + "/warm-cache" + suffix(lazy);
+    fs::remove_all(warmDir);
     {
-        auto cache = must(cache::ChunkCache::open(work + "/warm-cache", 8ull << 30), "cache");
+        auto cache = must(cache::ChunkCache::open(warmDir, 8ull << 30), "cache");
         auto names = memoryNames(prev);
         auto d = diskNames(prev);
         names.insert(names.end(), d.begin(), d.end());
@@ -381,6 +408,26 @@ int warm(const std::string& work) {
         if (!prevNames.count(r.name))
             memNew += s;
     }
+    // Lazy memory: the RAM table (its stored chunks), and the bytes the
+    // issue's cold floor counts: the device state and the RAM hot set.
+    std::uint64_t ramAll = 0, ramNew = 0, ramChunks = 0, hotSet = 0, deviceState = 0;
+    for (const auto& r : cur.memory)
+        deviceState += sizeOf(r.name);
+    for (const auto& r : cur.ram) {
+        if (!r || !seen.insert(r->name).second)
+            continue;
+        auto s = sizeOf(r->name);
+        ramAll += s;
+        ++ramChunks;
+        if (!prevNames.count(r->name))
+            ramNew += s;
+    }
+    {
+        std::set<chunk::ChunkName> hot;
+        for (auto i : cur.ramHotSet)
+            if (i < cur.ram.size() && cur.ram[i] && hot.insert(cur.ram[i]->name).second)
+                hotSet += sizeOf(cur.ram[i]->name);
+    }
     std::uint64_t diskChunks = 0;
     for (const auto& r : cur.disk)
         if (r && seen.insert(r->name).second) {
@@ -398,25 +445,35 @@ int warm(const std::string& work) {
                       {"memory_new_cipher_bytes", memNew},
                       {"disk_cipher_bytes", diskAll},
                       {"disk_chunks", diskChunks},
-                      {"disk_size", cur.diskSize}};
-    writeJson(work + "/state.json", info);
+                      {"disk_size", cur.diskSize},
+                      {"lazy", lazy},
+                      {"ram_cipher_bytes", ramAll},
+                      {"ram_new_cipher_bytes", ramNew},
+                      {"ram_stored_chunks", ramChunks},
+                      {"ram_hot_set_chunks", std::uint64_t(cur.ramHotSet.size())},
+                      {"ram_hot_set_cipher_bytes", hotSet},
+                      {"device_state_cipher_bytes", lazy ? deviceState : 0}};
+    writeJson(work + "/state" + suffix(lazy) + ".json", info);
     std::printf("%s\n", json::Value(info).dump().c_str());
     return 0;
 }
 
 int run(const std::string& work, const std::string& policy, const std::string& linkName) {
     if (policy != "copy-all" && policy != "whole-image" && policy != "isr-cold" &&
-        policy != "isr-warm")
+        policy != "isr-warm" && !isLazyPolicy(policy))
         die("unknown policy " + policy);
+    const bool lazy = isLazyPolicy(policy);
+    const char* parcelName = lazy ? kLazyParcel : kParcel;
     auto guest = test::requireGuest();
-    auto state = readJson(work + "/state.json");
+    auto state = readJson(work + "/state" + suffix(lazy) + ".json");
     auto version = std::uint64_t(must(state.getInt("version"), "state version"));
     std::string kiosk = work + "/kiosk-run";
     fs::remove_all(kiosk);
     fs::create_directories(kiosk);
-    if (policy == "isr-warm")
-        fs::copy(work + "/warm-cache", kiosk + "/cache", fs::copy_options::recursive);
-    auto config = kioskConfig(kiosk, guest);
+    if (policy == "isr-warm" || policy == "lazy-warm")
+        fs::copy(work + "/warm-cache" + suffix(lazy), kiosk + "/cache",
+                 fs::copy_options::recursive);
+    auto config = kioskConfig(kiosk, guest, lazy);
     config.memoryDedup = policy != "whole-image";
 
     // Sign-in is t0. Policies 1 and 2 fetch ahead into the kiosk cache
@@ -443,8 +500,9 @@ int run(const std::string& work, const std::string& policy, const std::string& l
     auto tc = Clock::now();
     auto sess = must(session::Session::create(config, {}), "session");
     double createSeconds = since(tc);
-    must(sess->resume(kUser, kPassword, kParcel), "resume");
+    must(sess->resume(kUser, kPassword, parcelName), "resume");
     double runningSeconds = since(t0) - createSeconds;
+    const auto running = Clock::now();
     auto resumeTimeline = sess->timeline();
     int fd = must(sess->openDisplay(), "open display");
     must(waitFirstFrame(fd), "first frame");
@@ -458,6 +516,16 @@ int run(const std::string& work, const std::string& policy, const std::string& l
         auto c = console(*sess);
         changeTenth(*c, 3);
     }
+    // The guest's first 30 s of page faults (lazy memory): wait for the
+    // window to close if the work was quicker, then read it.
+    session::MemoryFaults faults = sess->memoryFaults();
+    if (faults.lazy) {
+        auto end = running + session::kFaultWindow + std::chrono::seconds(1);
+        if (Clock::now() < end)
+            std::this_thread::sleep_until(end);
+        faults = sess->memoryFaults();
+    }
+    const auto hoardAtLeave = sess->hoard();
     auto before = sess->timeline().size();
     auto ts = Clock::now();
     must(sess->suspendAndLeave(), "suspend");
@@ -475,24 +543,60 @@ int run(const std::string& work, const std::string& policy, const std::string& l
     {
         parcel::Parcels parcels(*link.store,
                                 must(parcel::signIn(*link.store, kUser, kPassword), "sign in"));
-        must(parcels.rollback(kParcel, version, "bench"), "rollback");
+        must(parcels.rollback(parcelName, version, "bench"), "rollback");
     }
-    json::Object result{{"policy", policy},
-                        {"link", linkName},
-                        {"resume_seconds", frameSeconds},
-                        {"running_seconds", runningSeconds},
-                        {"prefetch_seconds", prefetchSeconds},
-                        {"resume_bytes_down", bytesBeforeFrame},
-                        {"suspend_seconds", suspendSeconds},
-                        {"suspend_bytes_up", up},
-                        {"suspend_bytes_down", downDuringSuspend},
-                        {"committed_version", committed},
-                        {"kiosk_start_seconds", createSeconds},
-                        {"resume_timeline", timelineJson(resumeTimeline)},
-                        {"timeline", timelineJson(timeline)}};
+    json::Object result{
+        {"policy", policy},
+        {"link", linkName},
+        {"resume_seconds", frameSeconds},
+        {"running_seconds", runningSeconds},
+        {"prefetch_seconds", prefetchSeconds},
+        {"resume_bytes_down", bytesBeforeFrame},
+        {"suspend_seconds", suspendSeconds},
+        {"suspend_bytes_up", up},
+        {"suspend_bytes_down", downDuringSuspend},
+        {"committed_version", committed},
+        {"kiosk_start_seconds", createSeconds},
+        {"memory_faults", json::Object{{"lazy", faults.lazy},
+                                       {"local", faults.local},
+                                       {"remote", faults.remote},
+                                       {"local_p50_ms", faults.localP50Ms},
+                                       {"local_p99_ms", faults.localP99Ms},
+                                       {"remote_p50_ms", faults.remoteP50Ms},
+                                       {"remote_p99_ms", faults.remoteP99Ms}}},
+        {"memory_hoard_at_leave", json::Object{{"done", hoardAtLeave.memoryChunksDone},
+                                               {"total", hoardAtLeave.memoryChunksTotal}}},
+        {"resume_timeline", timelineJson(resumeTimeline)},
+        {"timeline", timelineJson(timeline)}};
     fs::create_directories(work + "/runs");
     writeJson(work + "/runs/" + linkName + "-" + policy + ".json", result);
     std::printf("%s\n", json::Value(result).dump().c_str());
+    return 0;
+}
+
+// Argon2id at the limits new accounts get by default (the store's
+// isr-store.json defaults to KdfParams::moderate(); the kiosk enforces a
+// floor) against the minimal limits the benchmark's account uses: the
+// sign-in row the runs leave out. Best of three each.
+int kdf(const std::string& work) {
+    auto best = [](const crypto::KdfParams& p) {
+        double b = 1e9;
+        for (int i = 0; i < 3; ++i) {
+            auto t = Clock::now();
+            must(crypto::deriveKey(kPassword, p), "argon2id");
+            b = std::min(b, since(t));
+        }
+        return b;
+    };
+    const auto def = crypto::KdfParams::moderate();
+    double d = best(def), m = best(crypto::KdfParams::minimal());
+    json::Object info{{"default_seconds", d},
+                      {"minimal_seconds", m},
+                      {"default_ops", std::uint64_t(def.opsLimit)},
+                      {"default_mem_bytes", std::uint64_t(def.memLimit)}};
+    fs::create_directories(work);
+    writeJson(work + "/kdf.json", info);
+    std::printf("%s\n", json::Value(info).dump().c_str());
     return 0;
 }
 
@@ -502,12 +606,15 @@ int main(int argc, char** argv) {
     std::vector<std::string> a(argv + 1, argv + argc);
     if (a.size() == 2 && a[0] == "setup")
         return setup(a[1]);
-    if (a.size() == 3 && a[0] == "round")
-        return round(a[1], unsigned(std::stoul(a[2])));
-    if (a.size() == 2 && a[0] == "warm")
-        return warm(a[1]);
+    if ((a.size() == 3 || (a.size() == 4 && a[3] == "lazy")) && a[0] == "round")
+        return round(a[1], unsigned(std::stoul(a[2])), a.size() == 4);
+    if ((a.size() == 2 || (a.size() == 3 && a[2] == "lazy")) && a[0] == "warm")
+        return warm(a[1], a.size() == 3);
     if (a.size() == 4 && a[0] == "run")
         return run(a[1], a[2], a[3]);
-    std::fprintf(stderr, "usage: bench_walkup setup|round N|warm|run WORKDIR [POLICY LINK]\n");
+    if (a.size() == 2 && a[0] == "kdf")
+        return kdf(a[1]);
+    std::fprintf(stderr, "usage: bench_walkup setup|round N [lazy]|warm [lazy]|run|kdf WORKDIR "
+                         "[POLICY LINK]\n");
     return 2;
 }

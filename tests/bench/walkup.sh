@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # walkup.sh: the walk-up benchmark (issue 9). Resume and Suspend & Leave of
-# one 1 GiB parcel under four policies, over two shaped links to a radosgw
+# one 1 GiB parcel under six policies (four whole-memory-image ones, two
+# with lazy memory restore), over two shaped links to a radosgw
 # in its own network namespace; plus the disk data path table.
 #
 #   bash tests/bench/walkup.sh [RESULTS_DIR]
@@ -11,6 +12,7 @@
 # build/default/tests/bench). Working set: ISR_BENCH_FILL_MIB (96) of guest
 # memory and ISR_BENCH_DISK_MIB (48) of disk, half text, half random.
 # Links: ISR_BENCH_LINKS (default "100mbit:20 20mbit:40", rate:RTT in ms).
+# Policies: ISR_BENCH_POLICIES (default all six).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -18,7 +20,7 @@ src=$(cd "$here/../.." && pwd)
 bin=${ISR_BENCH_BIN_DIR:-$src/build/default/tests/bench}
 results=${1:-$src/build/default/bench-walkup-results}
 links=${ISR_BENCH_LINKS:-"100mbit:20 20mbit:40"}
-policies="copy-all whole-image isr-cold isr-warm"
+policies=${ISR_BENCH_POLICIES:-"copy-all whole-image isr-cold isr-warm lazy-cold lazy-warm"}
 
 skip() {
     echo "walkup: skipped: $*" >&2
@@ -120,6 +122,21 @@ log "preparing the parcel (boot, fill, suspend; change a tenth, suspend)"
 "$bin/bench_walkup" warm "$wb" >"$wb-state.out" 2>"$results/log/warm.log" || { cat "$results/log/warm.log" >&2; exit 1; }
 cp "$wb/state.json" "$results/state.json"
 log "prepared: $(cat "$wb/state.json")"
+# The same parcel once more, made by a kiosk with lazy memory on (issue #17):
+# its versions hold a RAM chunk table and the device state.
+if [[ $policies == *lazy-* ]]; then
+    log "preparing the lazy-memory parcel"
+    for k in 1 2; do
+        "$bin/bench_walkup" round "$wb" $k lazy >"$results/log/round$k-lazy.log" 2>&1 ||
+            { cat "$results/log/round$k-lazy.log" >&2; exit 1; }
+    done
+    "$bin/bench_walkup" warm "$wb" lazy >"$wb-state-lazy.out" 2>"$results/log/warm-lazy.log" ||
+        { cat "$results/log/warm-lazy.log" >&2; exit 1; }
+    cp "$wb/state-lazy.json" "$results/state-lazy.json"
+    log "prepared: $(cat "$wb/state-lazy.json")"
+fi
+# Sign-in's Argon2id at the default limits (the runs sign in with minimal ones).
+"$bin/bench_walkup" kdf "$wb" >"$results/log/kdf.log" 2>&1 || { cat "$results/log/kdf.log" >&2; exit 1; }
 
 for l in $links; do
     rate=${l%%:*}

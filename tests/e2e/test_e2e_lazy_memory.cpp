@@ -277,8 +277,21 @@ private slots:
             QCOMPARE(md5(*c), sum);
             before = after;
         }
+        {
+            // The blob's pages were faulted in through the RAM file (the
+            // cache is smaller than the RAM, so some from the store), and
+            // the running page's hoard figure counts the RAM's chunks too.
+            auto f = k.memoryFaults();
+            QVERIFY(f.lazy);
+            QVERIFY2(f.local + f.remote > 0, "no read of the RAM file was recorded");
+            auto h = k.hoard();
+            // (distinct chunks: equal RAM chunks are one name)
+            QVERIFY(h.memoryChunksTotal >= 64 && h.memoryChunksTotal <= stored(v2.ram));
+            QVERIFY(h.chunksTotal > h.memoryChunksTotal);
+        }
         QVERIFY2(processesNamingTheParcel().empty(), "a process names the user and parcel");
         QVERIFY2(k.suspendAndLeave().ok(), describe(k).c_str());
+        QVERIFY(!k.memoryFaults().lazy); // the RAM disk went with the session
         parcel::Manifest v3 = latestManifest();
         QCOMPARE(v3.version, first + 2);
         QVERIFY(v3.lazyMemory());
