@@ -374,8 +374,8 @@ private slots:
             for (char c : seed)
                 secret.push_back(char(std::toupper(std::uint8_t(c))));
             options.maxRetries = 0;
-            auto opened = openS3Store(
-                "s3://127.0.0.1:" + std::to_string(server.port()) + "/bucket", options);
+            auto opened =
+                openS3Store("s3://127.0.0.1:" + std::to_string(server.port()) + "/bucket", options);
             QVERIFY2(opened.ok(), opened.ok() ? "" : opened.error().describe().c_str());
             auto& store = **opened;
             for (int i = 0; i < 3; ++i) {
