@@ -5,8 +5,9 @@ import Isr.Ui
 // Issue #16 item 8, the typed password (Main.qml over the fake backend):
 // every password field is empty once its password has left it -- a sign-in
 // that succeeds or is refused, a retry, a take-over, an unlock -- and a
-// password typed on the lock screen but never sent is gone when the idle
-// timeout ends the session. (A successful sign-in used to leave the
+// password typed but never sent is gone when a timeout ends the session
+// (the lock screen's idle timeout, the error page's and take-over dialog's
+// failure timeout). (A successful sign-in used to leave the
 // password in the hidden sign-in page for the whole session.)
 Item {
     id: root
@@ -18,10 +19,8 @@ Item {
         stepIntervalMs: 20
         Component.onCompleted: {
             addUser("hana", "pw")
-            addUser("ivan", "pw")
-            failAt("ivan", SessionBackend.Running, SessionBackend.VmFailed)
-            addUser("jo", "pw")
-            lockParcel("jo", "kiosk-9", new Date(2026, 0, 5, 9, 30))
+            addUser("ivan", "pw") // fails where a test says (failAt)
+            addUser("jo", "pw")   // held elsewhere where a test says (lockParcel)
         }
     }
 
@@ -94,6 +93,8 @@ Item {
 
         function test_retryAndTakeOver() {
             var w = makeWindow({})
+            fake.failAt("ivan", SessionBackend.Running, SessionBackend.VmFailed)
+            fake.lockParcel("jo", "kiosk-9", new Date(2026, 0, 5, 9, 30))
             signInWith(w, "ivan", "pw")
             tryCompare(w, "currentPage", "error", 5000)
             var retryField = findByName(w, "retryPasswordField")
@@ -111,6 +112,28 @@ Item {
             compare(takeOverField.text, "")
             tryCompare(fake, "stage", SessionBackend.Running, 5000)
             backToSignIn(w)
+        }
+
+        // Typed on the error page or the take-over dialog and never sent:
+        // gone when the failure's idle timeout abandons the session.
+        function test_unsentPasswordsGoAtTheFailureTimeout() {
+            var w = makeWindow({ failureIdleSeconds: 1 })
+            fake.failAt("ivan", SessionBackend.Running, SessionBackend.VmFailed)
+            signInWith(w, "ivan", "pw")
+            tryCompare(w, "currentPage", "error", 5000)
+            var retryField = findByName(w, "retryPasswordField")
+            retryField.text = "half a passw"
+            tryCompare(fake, "stage", SessionBackend.SignedOut, 5000)
+            compare(retryField.text, "")
+
+            fake.lockParcel("jo", "kiosk-9", new Date(2026, 0, 5, 9, 30))
+            signInWith(w, "jo", "pw")
+            tryCompare(fake, "errorKind", SessionBackend.LockedElsewhere, 5000)
+            var takeOverField = findByName(w, "takeOverPasswordField")
+            takeOverField.text = "half a passw"
+            tryCompare(fake, "stage", SessionBackend.SignedOut, 5000)
+            compare(takeOverField.text, "")
+            compare(findByName(w, "passwordField").text, "")
         }
 
         function test_lockScreenUnlockAndIdleTimeout() {
