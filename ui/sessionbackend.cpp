@@ -57,7 +57,7 @@ QString SessionBackend::errorDetail() const {
 }
 
 QString SessionBackend::lockHolder() const {
-    return failure_ && failure_->holder ? QString::fromStdString(failure_->holder->kiosk)
+    return failure_ && failure_->holder ? QString::fromStdString(failure_->holder->holderLabel())
                                         : QString();
 }
 

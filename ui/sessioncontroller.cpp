@@ -166,14 +166,30 @@ void SessionController::openDisplay() {
     });
 }
 
+namespace {
+// A typed password as the worker gets it (sign-in, take-over, retry, the
+// lock screen): UTF-8 in a Secret (sodium_malloc'ed, mlocked, wiped when the
+// job is done), never a std::string; the UTF-8 copy made here is wiped at
+// once. The QString is QML's: its field is cleared before the call, and Qt
+// frees its buffer unwiped (README "Secrets in memory").
+std::shared_ptr<crypto::Secret> typedPassword(const QString& password) {
+    QByteArray utf8 = password.toUtf8();
+    auto secret = std::make_shared<crypto::Secret>(crypto::Secret::copyOf(
+        asBytes(std::string_view(utf8.constData(), std::size_t(utf8.size())))));
+    crypto::wipe(
+        MutableByteView(reinterpret_cast<std::uint8_t*>(utf8.data()), std::size_t(utf8.size())));
+    return secret;
+}
+} // namespace
+
 void SessionController::signIn(const QString& user, const QString& password) {
     if (shuttingDown())
         return; // the kiosk is going away: no new session
     user_ = user;
-    post([this, u = user.toStdString(), p = password.toStdString()] {
+    post([this, u = user.toStdString(), p = typedPassword(password)] {
         if (!ensureSession())
             return;
-        (void)session_->resume(u, p, parcel_.toStdString(), false);
+        (void)session_->resume(u, asString(p->view()), parcel_.toStdString(), false);
         announceRunning();
     });
 }
@@ -181,10 +197,11 @@ void SessionController::signIn(const QString& user, const QString& password) {
 // The password again: Session::resume signs in afresh and checks it before
 // it touches the lock (a wrong one fails the sign-in, the lock untouched).
 void SessionController::takeOver(const QString& password) {
-    post([this, p = password.toStdString()] {
+    post([this, p = typedPassword(password)] {
         if (!session_)
             return;
-        auto st = session_->resume(session_->userName(), p, session_->parcelName(), true);
+        auto st = session_->resume(session_->userName(), asString(p->view()),
+                                   session_->parcelName(), true);
         if (!st.ok() && st.error().code == Errc::AuthFailed &&
             session_->stage() == session::Stage::Failed &&
             session_->failure()->cause != session::FailureCause::WrongCredentials)
@@ -227,10 +244,10 @@ void SessionController::suspendAndLeave() {
 }
 
 void SessionController::retry(const QString& password) {
-    post([this, p = password.toStdString()] {
+    post([this, p = typedPassword(password)] {
         if (!session_)
             return;
-        auto st = session_->retry(p);
+        auto st = session_->retry(asString(p->view()));
         // A failed suspend kept for its retry refuses a wrong password and
         // stays as it was: say so (a fresh sign-in reports its own failure).
         if (!st.ok() && st.error().code == Errc::AuthFailed &&
@@ -245,17 +262,11 @@ void SessionController::acknowledge() {
     cancel();
 }
 
-// The lock screen's check. The password goes to the worker in a Secret
-// (sodium_malloc'ed, wiped when the job is done) and the UTF-8 copy made
-// here is wiped at once; the QString is QML's (the lock screen clears its
-// field before calling). Argon2id runs on the worker, as at sign-in, so the
-// GUI keeps painting; it queues behind nothing else while Running.
+// The lock screen's check, the password in a Secret (typedPassword).
+// Argon2id runs on the worker, as at sign-in, so the GUI keeps painting; it
+// queues behind nothing else while Running.
 void SessionController::checkPassword(const QString& password) {
-    QByteArray utf8 = password.toUtf8();
-    auto secret = std::make_shared<crypto::Secret>(crypto::Secret::copyOf(
-        asBytes(std::string_view(utf8.constData(), std::size_t(utf8.size())))));
-    crypto::wipe(
-        MutableByteView(reinterpret_cast<std::uint8_t*>(utf8.data()), std::size_t(utf8.size())));
+    auto secret = typedPassword(password);
     post([this, secret] {
         Status checked = session_ ? session_->checkPassword(asString(secret->view()))
                                   : Status(Error(Errc::InvalidArgument, "no session to unlock"));

@@ -19,11 +19,15 @@ const std::vector<std::string> kFlags = {"json", "yes", "force", "sign-in", "pas
 json::Value lockJson(const std::optional<parcel::LockInfo>& lock, std::int64_t now) {
     if (!lock)
         return nullptr;
-    return json::Object{{"kiosk", lock->kiosk},
-                        {"since", lock->since},
-                        {"heartbeat", lock->heartbeat},
-                        {"heartbeat_age_seconds", now - lock->heartbeat},
-                        {"stale", lock->stale(now)}};
+    // The kiosk id only when it could be read: a format 2 lock seals it
+    // under the user's keys (--sign-in); the session token always.
+    json::Object o{{"holder", lock->session.substr(0, 12)},
+                   {"kiosk", lock->kiosk.empty() ? json::Value(nullptr) : json::Value(lock->kiosk)},
+                   {"since", lock->since},
+                   {"heartbeat", lock->heartbeat},
+                   {"heartbeat_age_seconds", now - lock->heartbeat},
+                   {"stale", lock->stale(now)}};
+    return o;
 }
 
 json::Value versionsJson(const std::vector<std::uint64_t>& versions) {
@@ -43,7 +47,7 @@ std::string age(std::int64_t seconds) {
 std::string lockText(const std::optional<parcel::LockInfo>& lock, std::int64_t now) {
     if (!lock)
         return "not open anywhere";
-    return "open at " + lock->kiosk + " for " + age(now - lock->since) + ", heartbeat " +
+    return "open at " + lock->holderLabel() + " for " + age(now - lock->since) + ", heartbeat " +
            age(now - lock->heartbeat) + " ago" + (lock->stale(now) ? " (stale)" : "");
 }
 
@@ -190,6 +194,11 @@ int parcelStatus(const std::vector<std::string>& argv) {
         if (!m.ok())
             return fail(m.error());
         latest = std::move(*m);
+        // With the user's keys the lock says which kiosk holds it.
+        auto lock = parcels.readLock(name);
+        if (!lock.ok())
+            return fail(lock.error());
+        p->lock = std::move(*lock);
     }
     if (args->flag("json")) {
         json::Object o{{"user", user},

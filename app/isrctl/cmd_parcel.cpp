@@ -215,11 +215,12 @@ int list(const std::vector<std::string>& argv) {
         auto lock = ctx.parcels->readLock(name);
         json::Object row{{"parcel", name}, {"latest", latest.ok() ? *latest : 0}};
         if (lock.ok() && *lock)
-            row["locked_by"] = (*lock)->kiosk;
+            row["locked_by"] = (*lock)->holderLabel();
         if (!ctx.args.flag("json"))
             std::printf("%-24s version %-6llu %s\n", name.c_str(),
                         (unsigned long long)(latest.ok() ? *latest : 0),
-                        lock.ok() && *lock ? ("checked out at " + (*lock)->kiosk).c_str() : "");
+                        lock.ok() && *lock ? ("checked out at " + (*lock)->holderLabel()).c_str()
+                                           : "");
         out.push_back(std::move(row));
     }
     if (ctx.args.flag("json"))

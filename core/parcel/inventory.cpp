@@ -102,7 +102,7 @@ bool liveLock(const std::optional<LockInfo>& lock) {
 
 Error lockedError(const std::string& user, const std::string& parcel, const LockInfo& lock) {
     return Error(Errc::Locked, "parcel '" + parcel + "' of user '" + user + "' is open at " +
-                                   lock.kiosk + " (heartbeat " +
+                                   lock.holderLabel() + " (heartbeat " +
                                    std::to_string(std::time(nullptr) - lock.heartbeat) + " s ago)");
 }
 
@@ -272,7 +272,7 @@ Result<std::optional<LockInfo>> releaseLock(store::Store& store, const std::stri
     if (!st.ok() && st.error().code != Errc::NotFound)
         return std::move(st).error();
     ISR_LOG_INFO("parcel") << "released the lock of " << user << "/" << parcel << " held by "
-                           << lock->kiosk;
+                           << lock->holderLabel();
     return lock;
 }
 

@@ -232,8 +232,9 @@ Result<GcReport> collectUser(store::Store& store, const std::string& user,
     for (const auto& p : parcels) {
         ISR_TRY_ASSIGN(auto lock, keyless.readLock(p.name));
         if (lock && now - lock->heartbeat < graceSeconds)
-            return Error(Errc::Locked, "parcel '" + p.name + "' is checked out at " + lock->kiosk +
-                                           " (heartbeat " + std::to_string(now - lock->heartbeat) +
+            return Error(Errc::Locked, "parcel '" + p.name + "' is checked out at " +
+                                           lock->holderLabel() + " (heartbeat " +
+                                           std::to_string(now - lock->heartbeat) +
                                            " s ago); its session's chunks are not committed yet");
     }
     // Plan every parcel before removing anything.

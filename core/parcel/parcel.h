@@ -222,8 +222,11 @@ Result<ReferenceList> decodeReferenceList(ByteView data);
 // ---- locks ------------------------------------------------------------------
 
 struct LockInfo {
+    // The holder's kiosk id: in clear in a format 1 lock; sealed under the
+    // user's master in format 2 (FORMAT.md "Lock"), so "" when read without
+    // the user's keys (isrctl's operator commands) or with other keys.
     std::string kiosk;
-    std::string session; // random per checkout
+    std::string session; // random per checkout: the opaque holder token the store sees
     std::int64_t since = 0;
     std::int64_t heartbeat = 0;
     // The store's tag of the lock object as last read or written (not part
@@ -235,6 +238,8 @@ struct LockInfo {
     // likely crashed; the UI offers take-over more prominently then.
     static constexpr std::int64_t kStaleAfterSeconds = 300;
     bool stale(std::int64_t now) const { return now - heartbeat > kStaleAfterSeconds; }
+    // The kiosk id when known, else "holder <first 12 hex of session>".
+    std::string holderLabel() const;
 };
 
 struct LockAttempt {

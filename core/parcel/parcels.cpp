@@ -394,22 +394,66 @@ Result<Bytes> Parcels::readChunk(const chunk::ChunkRef& ref) {
 // same tag, exactly one succeeds (store.h), so two kiosks can never both
 // believe they hold a parcel.
 
-static json::Value lockToJson(const LockInfo& l) {
-    return json::Object{
-        {"kiosk", l.kiosk}, {"session", l.session}, {"since", l.since}, {"heartbeat", l.heartbeat}};
+// Format 2 (FORMAT.md "Lock"; issue #16 item 12): the store sees the random
+// session token and the times, not which kiosk holds the parcel. The kiosk
+// id is sealed under the user's master key, bound to user, parcel and
+// session (the store cannot move it to another lock), so a kiosk signed in
+// as the user (the take-over page) and `isrctl parcel status --sign-in`
+// still say where the computer is open. Format 1 locks (kiosk id in clear,
+// no "format") are still read.
+static constexpr std::int64_t kLockFormat = 2;
+
+static std::string holderAd(const std::string& user, const std::string& parcel,
+                            const std::string& session) {
+    return "isr-lock-holder:" + user + "/" + parcel + "/" + session;
 }
 
-static std::string lockBody(const LockInfo& l) {
-    return lockToJson(l).dump() + "\n";
+static std::string lockBody(const UserSecrets& secrets, const std::string& parcel,
+                            const LockInfo& l) {
+    json::Object o{{"format", kLockFormat},
+                   {"session", l.session},
+                   {"since", l.since},
+                   {"heartbeat", l.heartbeat}};
+    // Only a keyless Parcels (isrctl's operator commands) lacks the master,
+    // and those never take a lock.
+    if (!secrets.master.empty())
+        o["holder"] = toHex(crypto::seal(secrets.master, asBytes(l.kiosk),
+                                         asBytes(holderAd(secrets.user, parcel, l.session))));
+    return json::Value(std::move(o)).dump() + "\n";
 }
 
 // A released lock: the session that released it and when, for the curious.
 static std::string releasedBody(const LockInfo& l) {
-    return json::Value(json::Object{{"released", std::int64_t(std::time(nullptr))},
-                                    {"kiosk", l.kiosk},
+    return json::Value(json::Object{{"format", kLockFormat},
+                                    {"released", std::int64_t(std::time(nullptr))},
                                     {"session", l.session}})
                .dump() +
            "\n";
+}
+
+// The kiosk id of a format 2 lock, opened with the master or a previous
+// one (an unfinished key rotation); "" when no key we have opens it (a
+// keyless reader, another master, a damaged field).
+static std::string openHolder(const UserSecrets& secrets, const std::string& parcel,
+                              const std::string& session, const std::string& sealedHex) {
+    auto sealed = fromHex(sealedHex);
+    if (!sealed.ok() || sealedHex.empty())
+        return {};
+    const std::string ad = holderAd(secrets.user, parcel, session);
+    auto tryKey = [&](const crypto::Secret& key) -> std::optional<std::string> {
+        if (key.empty())
+            return std::nullopt;
+        auto plain = crypto::open(key, *sealed, asBytes(ad));
+        if (!plain.ok())
+            return std::nullopt;
+        return std::string(asString(*plain));
+    };
+    if (auto kiosk = tryKey(secrets.master))
+        return *kiosk;
+    for (const auto& previous : secrets.previousMasters)
+        if (auto kiosk = tryKey(previous))
+            return *kiosk;
+    return {};
 }
 
 namespace {
@@ -422,9 +466,10 @@ struct ReadLock {
 };
 } // namespace
 
-static Result<ReadLock> readLockObject(store::Store& store, const std::string& key) {
+static Result<ReadLock> readLockObject(store::Store& store, const UserSecrets& secrets,
+                                       const std::string& parcel) {
     ReadLock out;
-    auto raw = store.getTagged(key);
+    auto raw = store.getTagged(lockKey(secrets.user, parcel));
     if (!raw.ok()) {
         if (raw.error().code == Errc::NotFound)
             return out;
@@ -439,13 +484,24 @@ static Result<ReadLock> readLockObject(store::Store& store, const std::string& k
     }
     LockInfo& l = out.holder;
     if (doc.ok()) {
-        auto kiosk = doc->getString("kiosk");
+        auto format = doc->getInt("format");
         auto session = doc->getString("session");
         auto since = doc->getInt("since");
         auto beat = doc->getInt("heartbeat");
-        if (kiosk.ok() && session.ok() && since.ok() && beat.ok()) {
-            l = {*kiosk, *session, *since, *beat, raw->tag};
+        if (!format.ok()) { // format 1: the kiosk id in clear
+            auto kiosk = doc->getString("kiosk");
+            if (kiosk.ok() && session.ok() && since.ok() && beat.ok()) {
+                l = {*kiosk, *session, *since, *beat, raw->tag};
+                return out;
+            }
+        } else if (*format == kLockFormat && session.ok() && since.ok() && beat.ok()) {
+            l = {openHolder(secrets, parcel, *session, doc->getString("holder").valueOr("")),
+                 *session, *since, *beat, raw->tag};
             return out;
+        } else if (session.ok()) {
+            // A newer format: someone holds it; its session still tells
+            // holders apart for a take-over.
+            l.session = *session;
         }
     }
     // A damaged lock still means "someone may hold this": report it as held
@@ -455,9 +511,15 @@ static Result<ReadLock> readLockObject(store::Store& store, const std::string& k
     return out;
 }
 
+std::string LockInfo::holderLabel() const {
+    if (!kiosk.empty())
+        return kiosk;
+    return "holder " + session.substr(0, 12);
+}
+
 Result<std::optional<LockInfo>> Parcels::readLock(const std::string& parcel) {
     ISR_TRY_STATUS(validateName("parcel name", parcel));
-    ISR_TRY_ASSIGN(ReadLock l, readLockObject(store_, lockKey(user(), parcel)));
+    ISR_TRY_ASSIGN(ReadLock l, readLockObject(store_, secrets_, parcel));
     if (!l.present || l.released)
         return std::optional<LockInfo>();
     return std::optional<LockInfo>(l.holder);
@@ -470,7 +532,7 @@ Result<LockAttempt> Parcels::lock(const std::string& parcel, const std::string& 
     mine.kiosk = kiosk;
     mine.session = toHex(crypto::randomBytes(16));
     mine.since = mine.heartbeat = std::time(nullptr);
-    const std::string body = lockBody(mine);
+    const std::string body = lockBody(secrets_, parcel, mine);
     const std::string key = lockKey(user(), parcel);
     ISR_TRY_STATUS(ISR_FAULT_POINT("parcel.lock.before"));
     // A kiosk that signed in before the user's keys were rotated would
@@ -484,7 +546,7 @@ Result<LockAttempt> Parcels::lock(const std::string& parcel, const std::string& 
     // write sends us round again; a holder that won a race is reported.
     std::optional<std::string> seenHolderSession;
     for (int round = 0; round < 4; ++round) {
-        ISR_TRY_ASSIGN(ReadLock current, readLockObject(store_, key));
+        ISR_TRY_ASSIGN(ReadLock current, readLockObject(store_, secrets_, parcel));
         if (current.present && !current.released) {
             // Take over only the holder the caller saw (or the first one we
             // see): a kiosk that took it meanwhile is reported, not replaced.
@@ -498,7 +560,7 @@ Result<LockAttempt> Parcels::lock(const std::string& parcel, const std::string& 
                                       : [&]() -> Result<std::string> {
             ISR_TRY_STATUS(store_.putIfAbsent(key, asBytes(body)));
             // Our own object's tag: read back (FileStore and S3 alike).
-            ISR_TRY_ASSIGN(ReadLock now, readLockObject(store_, key));
+            ISR_TRY_ASSIGN(ReadLock now, readLockObject(store_, secrets_, parcel));
             if (!now.present || now.released || now.holder.session != mine.session)
                 return Error(Errc::Conflict, "the lock changed right after we took it");
             return now.tag;
@@ -516,7 +578,7 @@ Result<LockAttempt> Parcels::lock(const std::string& parcel, const std::string& 
         if (code != Errc::Conflict && code != Errc::AlreadyExists)
             return std::move(tag).error().context("locking parcel '" + parcel + "'");
     }
-    ISR_TRY_ASSIGN(ReadLock last, readLockObject(store_, key));
+    ISR_TRY_ASSIGN(ReadLock last, readLockObject(store_, secrets_, parcel));
     if (last.present && !last.released)
         return LockAttempt{false, last.holder};
     return Error(Errc::Transient, "locking parcel '" + parcel + "': the lock kept changing");
@@ -527,7 +589,7 @@ Status Parcels::heartbeat(const std::string& parcel, LockInfo& mine) {
     LockInfo next = mine;
     next.heartbeat = std::time(nullptr);
     const std::string key = lockKey(user(), parcel);
-    auto tag = store_.putIfMatch(key, asBytes(lockBody(next)), mine.tag);
+    auto tag = store_.putIfMatch(key, asBytes(lockBody(secrets_, parcel, next)), mine.tag);
     if (tag.ok()) {
         next.tag = *tag;
         mine = next;
@@ -536,7 +598,7 @@ Status Parcels::heartbeat(const std::string& parcel, LockInfo& mine) {
     if (tag.error().code != Errc::Conflict)
         return std::move(tag).error();
     auto current = readLock(parcel);
-    std::string by = current.ok() && current->has_value() ? (*current)->kiosk : "nobody";
+    std::string by = current.ok() && current->has_value() ? (*current)->holderLabel() : "nobody";
     if (current.ok() && current->has_value() && (*current)->session == mine.session) {
         // Our own lock under another tag (a retried write we lost the answer
         // to): adopt it and beat again next time.
@@ -552,12 +614,12 @@ Status Parcels::confirmLock(const std::string& parcel, LockInfo& mine) {
 
 Status Parcels::unlock(const std::string& parcel, const LockInfo& mine) {
     const std::string key = lockKey(user(), parcel);
-    ISR_TRY_ASSIGN(ReadLock current, readLockObject(store_, key));
+    ISR_TRY_ASSIGN(ReadLock current, readLockObject(store_, secrets_, parcel));
     if (!current.present || current.released)
         return {};
     if (current.holder.session != mine.session) {
         ISR_LOG_WARN("parcel") << "not releasing lock of " << parcel << ": now held by "
-                               << current.holder.kiosk;
+                               << current.holder.holderLabel();
         return {};
     }
     ISR_TRY_STATUS(ISR_FAULT_POINT("parcel.unlock.before-remove"));

@@ -388,8 +388,9 @@ struct Session::Impl {
             Failure f = facts(Stage::CheckingOut, FailureCause::LockedElsewhere);
             f.holder = h;
             return fail(std::move(f),
-                        Error(Errc::Locked, "your computer is open at another kiosk (" + h.kiosk +
-                                                ") since " + std::to_string(h.since)));
+                        Error(Errc::Locked, "your computer is open at another kiosk (" +
+                                                h.holderLabel() + ") since " +
+                                                std::to_string(h.since)));
         }
         auto latest = parcels->latest(parcelName);
         if (!latest.ok())
@@ -619,13 +620,6 @@ struct Session::Impl {
                                                        : FailureCause::Generic),
                             st.error());
             spec.ramFile = ramExport->filePath();
-            // A VM that boots here or resumes lazily carries no libvirt save
-            // header, so its domain needs no fixed name: a random one keeps
-            // the user and parcel out of `ps` and libvirt's paths (issue #16
-            // item 12). Only a whole memory image must restore under the
-            // name it was saved with (libvirt 9.0 refuses another), and it
-            // never gets here.
-            spec.name = "isr-" + toHex(crypto::randomBytes(6));
         }
         // A firmware parcel's NVRAM and TPM state go in place first.
         firmware.configure(spec.firmware, spec.tpm, sessionDir, hypervisor->tpmStateDir(spec.uuid));
@@ -652,6 +646,12 @@ struct Session::Impl {
         }
         if (base.lazyMemory())
             return restoreLazily(spec);
+        // spec.name is a fresh random one (sessionVmSpec); libvirt 9.0
+        // restores a whole image only under the name it was saved with.
+        if (auto name = savedDomainName(); name.ok())
+            spec.name = std::move(*name);
+        else
+            return fail(facts(Stage::Fetching, FailureCause::MemoryImageFetch), name.error());
         // Stream the memory image into a FIFO that libvirt restores from, so
         // download, verification and loading overlap.
         ISR_TRY_STATUS(injected(ISR_FAULT_POINT("session.restore.before"), Stage::Restoring));
@@ -693,6 +693,29 @@ struct Session::Impl {
         if (!spec.agentSocketPath.empty())
             clock.start(*machine);
         return {};
+    }
+
+    // The domain name a whole memory image was saved under: libvirt's
+    // header and domain XML at the start of its first chunk (a few KiB of
+    // the ~64 KiB average). The streamer reads that chunk again from the
+    // cache. The decoded bytes are guest RAM: wiped.
+    Result<std::string> savedDomainName() {
+        Bytes head;
+        crypto::WipeOnExit wipeHead(head);
+        head.reserve(std::size_t(1) << 20);
+        for (const auto& ref : base.memory) {
+            ISR_TRY_ASSIGN(Bytes ciphertext, chunks->get(ref.name));
+            auto plain = chunk::decode(ref, ciphertext);
+            if (!plain.ok())
+                return std::move(plain).error().context("memory image chunk " +
+                                                        chunk::nameHex(ref.name));
+            head.insert(head.end(), plain->begin(), plain->end());
+            crypto::wipe(*plain);
+            ISR_TRY_ASSIGN(auto name, vm::savedDomainName(head));
+            if (name)
+                return std::move(*name);
+        }
+        return Error(Errc::Corrupt, "the memory image ends inside libvirt's save header");
     }
 
     // A version saved with lazy memory: its device state (well under a
@@ -1094,7 +1117,7 @@ Result<std::unique_ptr<Session>> Session::create(KioskConfig config, Listener li
 
 // SignedOut/Failed -> Authenticating -> CheckingOut -> Fetching -> Restoring
 // -> Running; every step can fail (Failed) or be cancelled (SignedOut).
-Status Session::resume(const std::string& user, const std::string& password,
+Status Session::resume(const std::string& user, std::string_view password,
                        const std::string& parcelName, bool takeOver) {
     Impl& s = *impl_;
     Stage now = stage();
@@ -1235,7 +1258,7 @@ Status Session::suspendAndLeave() {
     return s.suspendAndWipe(true);
 }
 
-Status Session::retry(const std::string& password) {
+Status Session::retry(std::string_view password) {
     Impl& s = *impl_;
     s.watcher.stop();
     auto f = failure();

@@ -305,7 +305,7 @@ public:
     // one named "default". From a failed suspend of the same user that kept
     // its state, a wrong password is refused (AuthFailed) with nothing
     // changed; the right one gives that state up.
-    Status resume(const std::string& user, const std::string& password, const std::string& parcel,
+    Status resume(const std::string& user, std::string_view password, const std::string& parcel,
                   bool takeOver = false);
     // Running -> Suspending -> Wiping -> SignedOut.
     Status suspendAndLeave();
@@ -314,7 +314,7 @@ public:
     // wrong one is AuthFailed and changes nothing); anything else resumes
     // the last committed version with a fresh sign-in. A failed wipe is
     // finished (password not needed: it only wipes).
-    Status retry(const std::string& password);
+    Status retry(std::string_view password);
     // Failed/Running -> Wiping -> SignedOut without saving: the VM is
     // destroyed, local state wiped, the lock released (if still ours), the
     // keys and the user and parcel names dropped. The last committed version

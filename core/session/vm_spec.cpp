@@ -2,7 +2,6 @@
 
 #include "crypto/crypto.h"
 
-#include <cctype>
 #include <unistd.h>
 
 namespace isr::session {
@@ -59,12 +58,13 @@ vm::VmSpec sessionVmSpec(const std::string& user, const std::string& parcel,
                          const std::string& sessionDir, bool serialConsole,
                          const DesktopOptions& desktop) {
     vm::VmSpec spec;
-    spec.name = "isr-" + user + "-" + parcel;
-    for (char& c : spec.name)
-        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.'))
-            c = '_';
-    if (spec.name.size() > 64)
-        spec.name.resize(64);
+    // Anonymous: the domain name is in QEMU's command line (`ps`), libvirt's
+    // paths and logs, so it names neither user nor parcel (issue #16 item
+    // 12). A whole memory image restores under the name it was saved with
+    // (libvirt 9.0 refuses another): the session takes that one from the
+    // image (vm::savedDomainName), so a parcel saved under the old
+    // isr-<user>-<parcel> keeps it until its VM next boots.
+    spec.name = "isr-" + toHex(crypto::randomBytes(6));
     spec.uuid = parcelUuid(user, parcel);
     spec.memoryMiB = vm.memoryMiB;
     spec.vcpus = vm.vcpus;

@@ -5,9 +5,13 @@
 #include "util/log.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <malloc.h>
 #include <new>
 #include <random>
+#include <sodium.h>
+#include <stdexcept>
 #include <thread>
 
 namespace isr::store::curl {
@@ -16,9 +20,70 @@ namespace {
 constexpr const char* kLog = "store";
 } // namespace
 
+// libcurl 7.88 copies CURLOPT_PASSWORD into its own heap several times --
+// the handle's option (strdup), the transfer's state, each connection it
+// opens (kept in the connection cache while the connection lives), and
+// SigV4's "AWS4"+secret signing string -- and frees them with plain free(),
+// unzeroed (lib/setopt.c, url.c, http_aws_sigv4.c). Through these callbacks
+// every block libcurl frees is zeroed first, so a freed copy of the secret
+// does not stay behind in the heap. The TLS library (OpenSSL) allocates on
+// its own and clears its key material itself. Cost: one memset of each freed
+// block (malloc_usable_size); at most the few KiB of headers and state per
+// request, against a round trip to the store (README "Secrets in memory").
+namespace {
+void wipingFree(void* p) {
+    if (!p)
+        return;
+    sodium_memzero(p, malloc_usable_size(p));
+    std::free(p);
+}
+void* wipingMalloc(std::size_t n) {
+    return std::malloc(n);
+}
+// Never realloc in place-or-move: a moved block would be freed unzeroed.
+void* wipingRealloc(void* p, std::size_t n) {
+    if (!p)
+        return std::malloc(n);
+    const std::size_t old = malloc_usable_size(p);
+    if (n <= old && n > 0)
+        return p;
+    void* q = std::malloc(n ? n : 1);
+    if (!q)
+        return nullptr;
+    std::memcpy(q, p, std::min(old, n));
+    wipingFree(p);
+    return q;
+}
+char* wipingStrdup(const char* str) {
+    const std::size_t n = std::strlen(str) + 1;
+    auto* p = static_cast<char*>(std::malloc(n));
+    if (p)
+        std::memcpy(p, str, n);
+    return p;
+}
+void* wipingCalloc(std::size_t count, std::size_t size) {
+    return std::calloc(count, size);
+}
+} // namespace
+
 void initOnce() {
     static std::once_flag once;
-    std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+    std::call_once(once, [] {
+        if (sodium_init() < 0)
+            throw std::runtime_error("libsodium failed to initialise");
+        curl_global_init_mem(CURL_GLOBAL_DEFAULT, wipingMalloc, wipingFree, wipingRealloc,
+                             wipingStrdup, wipingCalloc);
+    });
+}
+
+std::shared_ptr<const SigningKey> SigningKey::from(const Credentials& credentials) {
+    if (credentials.accessKey.empty())
+        return nullptr;
+    auto key = std::make_shared<SigningKey>();
+    key->accessKey = credentials.accessKey;
+    key->secret = crypto::Secret(credentials.secretKey.size() + 1); // zero-filled: NUL-terminated
+    std::memcpy(key->secret.data(), credentials.secretKey.data(), credentials.secretKey.size());
+    return key;
 }
 
 const char* methodName(Method m) {
@@ -89,8 +154,8 @@ std::size_t CurlShare::index(curl_lock_data data) {
 // ---- CurlBatch ----------------------------------------------------------
 
 CurlBatch::CurlBatch(const BatchOptions& options, const CurlShare& share,
-                     const Credentials& credentials, const std::vector<Request>& requests)
-    : options_(options), share_(share), credentials_(credentials), reqs_(requests),
+                     std::shared_ptr<const SigningKey> key, const std::vector<Request>& requests)
+    : options_(options), share_(share), key_(std::move(key)), reqs_(requests),
       resps_(requests.size()), transfers_(requests.size()) {
     for (std::size_t i = 0; i < reqs_.size(); ++i)
         ready_.push_back(i);
@@ -222,10 +287,10 @@ void CurlBatch::setup(Transfer& t) {
         curl_easy_setopt(h, CURLOPT_SEEKDATA, &t);
         break;
     }
-    if (!credentials_.accessKey.empty()) {
+    if (key_) {
         curl_easy_setopt(h, CURLOPT_AWS_SIGV4, options_.awsSigV4.c_str());
-        curl_easy_setopt(h, CURLOPT_USERNAME, credentials_.accessKey.c_str());
-        curl_easy_setopt(h, CURLOPT_PASSWORD, credentials_.secretKey.c_str());
+        curl_easy_setopt(h, CURLOPT_USERNAME, key_->accessKey.c_str());
+        curl_easy_setopt(h, CURLOPT_PASSWORD, key_->secretCString());
     }
     curl_slist* list = nullptr;
     for (const auto& line : req.headers) {
@@ -305,6 +370,9 @@ void CurlBatch::finished(CURLMsg* msg) {
         }
     }
     curl_multi_remove_handle(multi_.get(), easy);
+    // Drops the handle's copies of the options now (the password among
+    // them, zeroed by wipingFree), not when it is next used.
+    curl_easy_reset(easy);
     pool_.push_back(std::move(t.easy));
     t.headers.reset();
     --inFlight_;

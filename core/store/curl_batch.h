@@ -12,6 +12,7 @@
 // number of threads at once (its lock callbacks serialise curl's access).
 // A CurlBatch belongs to the thread that runs it.
 
+#include "crypto/crypto.h"
 #include "store/store.h"
 
 #include <chrono>
@@ -29,8 +30,21 @@
 
 namespace isr::store::curl {
 
-// curl_global_init, once per process, before the first handle.
+// curl_global_init_mem, once per process, before the first handle, with
+// allocation callbacks that zero every block libcurl frees (its copies of
+// the S3 secret: README "Secrets in memory").
 void initOnce();
+
+// The S3 key pair a batch signs with: the secret in locked memory that is
+// wiped when the last batch using it is done (crypto::Secret), never in a
+// std::string of ours. Shared read-only by concurrent batches.
+struct SigningKey {
+    std::string accessKey;
+    crypto::Secret secret; // the secret key and a terminating NUL
+    // nullptr for empty credentials (anonymous, unsigned requests).
+    static std::shared_ptr<const SigningKey> from(const Credentials& credentials);
+    const char* secretCString() const { return reinterpret_cast<const char*>(secret.data()); }
+};
 
 enum class Method { Get, Head, Put, Delete };
 const char* methodName(Method method);
@@ -109,10 +123,9 @@ struct BatchOptions {
 // budget, not one per maxInFlight requests.
 class CurlBatch {
 public:
-    // Empty accessKey: anonymous, unsigned requests. `requests` must outlive
-    // run().
-    CurlBatch(const BatchOptions& options, const CurlShare& share, const Credentials& credentials,
-              const std::vector<Request>& requests);
+    // No key: anonymous, unsigned requests. `requests` must outlive run().
+    CurlBatch(const BatchOptions& options, const CurlShare& share,
+              std::shared_ptr<const SigningKey> key, const std::vector<Request>& requests);
     ~CurlBatch();
     CurlBatch(const CurlBatch&) = delete;
     CurlBatch& operator=(const CurlBatch&) = delete;
@@ -165,7 +178,7 @@ private:
 
     const BatchOptions& options_;
     const CurlShare& share_;
-    const Credentials credentials_;
+    const std::shared_ptr<const SigningKey> key_;
     const std::vector<Request>& reqs_;
     std::vector<Response> resps_;
     std::unique_ptr<CURLM, MultiDeleter> multi_;

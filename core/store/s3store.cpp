@@ -53,6 +53,11 @@ public:
         batch_.verifyTls = options_.verifyTls;
         batch_.caBundle = options_.caBundle;
         batch_.awsSigV4 = "aws:amz:" + options_.region + ":s3";
+        readKey_ = curl::SigningKey::from(options_.readCredentials);
+        std::string& readSecret = options_.readCredentials.secretKey;
+        crypto::wipe(MutableByteView(reinterpret_cast<std::uint8_t*>(readSecret.data()),
+                                     readSecret.capacity()));
+        readSecret.clear();
         batch_.retryableAnswer = [](const Request& req, const Response& resp) {
             return s3::retryableAnswer(resp.status, req.method == Method::Put, asString(resp.body));
         };
@@ -264,8 +269,10 @@ public:
     }
 
     void setWriteCredentials(const Credentials& credentials) override {
+        auto key = curl::SigningKey::from(credentials);
         std::lock_guard lock(credentialsMutex_);
-        writeCredentials_ = credentials;
+        writeKey_ = std::move(key);
+        haveWriteKey_ = true;
     }
 
 private:
@@ -279,11 +286,11 @@ private:
         return endpoint_.prefix.empty() ? key : endpoint_.prefix + "/" + key;
     }
 
-    Credentials credentials() const {
+    // The key of this moment, shared with the batches that sign with it
+    // (no copy of the secret).
+    std::shared_ptr<const curl::SigningKey> signingKey() const {
         std::lock_guard lock(credentialsMutex_);
-        if (writeCredentials_)
-            return *writeCredentials_;
-        return options_.readCredentials;
+        return haveWriteKey_ ? writeKey_ : readKey_;
     }
 
     Status putMany1(const PutView& view) {
@@ -417,7 +424,7 @@ private:
     std::vector<Response> runBatch(const std::vector<S3Request>& calls) {
         if (calls.empty())
             return {};
-        const Credentials creds = credentials();
+        const auto key = signingKey();
         std::vector<Request> reqs;
         reqs.reserve(calls.size());
         for (const S3Request& call : calls) {
@@ -429,7 +436,7 @@ private:
             req.maxBody = call.maxBody;
             if (call.method == Method::Put)
                 req.headers.push_back("Content-Type: application/octet-stream");
-            if (!creds.accessKey.empty()) {
+            if (key) {
                 // curl 7.88 neither adds x-amz-content-sha256 nor hashes an
                 // upload it streams; it signs the value of this header instead.
                 req.headers.push_back("x-amz-content-sha256: " + (call.method == Method::Put
@@ -448,7 +455,7 @@ private:
                 req.headers.push_back("If-Match: " + call.ifMatch);
             reqs.push_back(std::move(req));
         }
-        return curl::CurlBatch(batch_, share_, creds, reqs).run();
+        return curl::CurlBatch(batch_, share_, key, reqs).run();
     }
 
     s3::Endpoint endpoint_;
@@ -457,7 +464,12 @@ private:
     curl::BatchOptions batch_;
     curl::CurlShare share_;
     mutable std::mutex credentialsMutex_;
-    std::optional<Credentials> writeCredentials_;
+    // The secrets live here only, in locked memory: the read key from
+    // StoreOptions (its string in options_ wiped by the constructor), the
+    // user's write key.
+    std::shared_ptr<const curl::SigningKey> readKey_;
+    std::shared_ptr<const curl::SigningKey> writeKey_;
+    bool haveWriteKey_ = false;
 };
 
 } // namespace

@@ -2,10 +2,16 @@
 // and the URL dispatch.
 #include "store/store.h"
 
+#include "crypto/crypto.h"
 #include "store/filestore.h"
 #include "store/s3store.h"
 
 namespace isr::store {
+
+Credentials::~Credentials() {
+    crypto::wipe(
+        MutableByteView(reinterpret_cast<std::uint8_t*>(secretKey.data()), secretKey.capacity()));
+}
 
 namespace {
 constexpr std::size_t kMaxKeySize = 1024;

@@ -61,6 +61,11 @@ struct TaggedObject {
 struct Credentials {
     std::string accessKey;
     std::string secretKey;
+    // Zeroes the secret's buffer (to its capacity) when a copy goes: a
+    // Credentials is ordinary heap, passed around by value. S3Store keeps
+    // its own copy in locked memory (curl::SigningKey). Copies only: there
+    // is no move, so no moved-from buffer escapes the wipe.
+    ~Credentials();
 };
 
 class Store {

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <random>
 #include <sstream>
@@ -465,6 +466,51 @@ std::string buildDomainXml(const VmSpec& spec, Accelerator accel, const std::str
           << "</label></seclabel>\n";
     x << "</domain>\n";
     return x.str();
+}
+
+// Layout of libvirt 9.0's qemu_saveimage.h (host byte order; libvirt itself
+// byte-swaps a header whose version looks swapped, so do we).
+Result<std::optional<std::string>> savedDomainName(ByteView head) {
+    constexpr std::size_t kMagic = 16, kHeader = 92;
+    constexpr std::size_t kMaxXml = 16u << 20; // libvirt's own cap is 10 MiB
+    auto corrupt = [](const std::string& why) {
+        return Error(Errc::Corrupt, "not a libvirt save image: " + why);
+    };
+    if (head.size() < kHeader)
+        return std::optional<std::string>();
+    const std::string_view magic(reinterpret_cast<const char*>(head.data()), kMagic);
+    if (magic == "LibvirtQemudPart")
+        return corrupt("an unfinished save (\"LibvirtQemudPart\")");
+    if (magic != "LibvirtQemudSave")
+        return corrupt("bad magic");
+    auto u32 = [&](std::size_t at) {
+        std::uint32_t v = 0;
+        std::memcpy(&v, head.data() + at, 4);
+        return v;
+    };
+    std::uint32_t version = u32(kMagic), dataLen = u32(kMagic + 4);
+    if (version > 0xffff) {
+        version = __builtin_bswap32(version);
+        dataLen = __builtin_bswap32(dataLen);
+    }
+    if (version < 1 || version > 2)
+        return corrupt("header version " + std::to_string(version));
+    if (dataLen == 0 || dataLen > kMaxXml)
+        return corrupt("XML length " + std::to_string(dataLen));
+    if (head.size() < kHeader + dataLen)
+        return std::optional<std::string>();
+    const std::string_view data(reinterpret_cast<const char*>(head.data()) + kHeader, dataLen);
+    const std::string_view xml = data.substr(0, data.find('\0'));
+    // libvirt writes <name> as the domain element's first child.
+    const std::size_t domain = xml.find("<domain");
+    const std::size_t open = domain == std::string_view::npos ? domain : xml.find("<name>", domain);
+    const std::size_t close = open == std::string_view::npos ? open : xml.find("</name>", open + 6);
+    if (close == std::string_view::npos)
+        return corrupt("no domain name in its XML");
+    std::string name(xml.substr(open + 6, close - open - 6));
+    if (!validName(name, 64))
+        return corrupt("domain name is not 1-64 characters of A-Z a-z 0-9 _ . -");
+    return std::optional<std::string>(std::move(name));
 }
 
 } // namespace isr::vm

@@ -344,4 +344,13 @@ std::string buildDomainXml(const VmSpec& spec, Accelerator accel, const std::str
 // Spec checks behind Hypervisor::validate, exposed for tests.
 Status validateSpec(const VmSpec& spec, const HostConfig& config);
 
+// libvirt's QEMU save image (a save file, a whole memory image) begins with
+// libvirt's header (92 bytes: magic "LibvirtQemudSave", version, XML length,
+// ...) and the domain XML it was saved with; libvirt 9.0 restores it only
+// under that domain's name ("Target domain name ... does not match source").
+// Reads that name from the image's first bytes: nullopt when `head` is too
+// short to hold the header and XML (pass more), Corrupt when it is no
+// complete libvirt save image or its name is not a valid domain name.
+Result<std::optional<std::string>> savedDomainName(ByteView head);
+
 } // namespace isr::vm

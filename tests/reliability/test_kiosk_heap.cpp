@@ -10,6 +10,7 @@
 // upper-cased by the guest's `tr`), so the test holds only the lower-case
 // seed and compares upper-cased bytes on the fly; the serial console only
 // carries the command, never the result.
+#include "memscan.h"
 #include "session/session.h"
 #include "testsupport.h"
 #include "vmguest.h"
@@ -39,72 +40,12 @@ std::string makeSeed() {
     }
 }
 
-struct Hit {
-    std::uintptr_t address = 0;
-    std::string mapping; // the maps line
-};
-
-// Every place in this process's readable memory that holds kPrefix followed
-// by `seed` upper-cased. The scan buffer is skipped and zeroed after each
-// block, so it never reports itself.
-std::vector<Hit> scanSelf(const std::string& seed) {
-    std::vector<Hit> hits;
-    std::ifstream maps("/proc/self/maps");
-    int mem = ::open("/proc/self/mem", O_RDONLY | O_CLOEXEC);
-    if (mem < 0)
-        qFatal("open /proc/self/mem: %s", std::strerror(errno));
-    static std::vector<std::uint8_t> buffer(1 << 20);
-    const auto bufLo = reinterpret_cast<std::uintptr_t>(buffer.data());
-    const auto bufHi = bufLo + buffer.size();
-    const std::size_t needle = kPrefix.size() + seed.size();
-    std::string line;
-    while (std::getline(maps, line)) {
-        std::istringstream in(line);
-        std::string range, perms;
-        in >> range >> perms;
-        if (perms.empty() || perms[0] != 'r' || line.find("[vvar]") != std::string::npos ||
-            line.find("[vsyscall]") != std::string::npos)
-            continue;
-        const auto dash = range.find('-');
-        std::uintptr_t lo = std::stoull(range.substr(0, dash), nullptr, 16);
-        std::uintptr_t hi = std::stoull(range.substr(dash + 1), nullptr, 16);
-        // Overlapping blocks so a marker across a block edge is found.
-        for (std::uintptr_t at = lo; at < hi; at += buffer.size() - needle) {
-            const std::size_t want = std::min<std::uintptr_t>(buffer.size(), hi - at);
-            if (at < bufHi && at + want > bufLo)
-                continue; // the scan buffer itself
-            ssize_t got = ::pread(mem, buffer.data(), want, off_t(at));
-            if (got <= 0)
-                break; // unreadable (guard pages, I/O mappings)
-            const std::uint8_t* p = buffer.data();
-            const std::uint8_t* end = p + got;
-            while (p + needle <= end) {
-                auto* f = static_cast<const std::uint8_t*>(
-                    ::memmem(p, std::size_t(end - p), kPrefix.data(), kPrefix.size()));
-                if (!f || f + needle > end)
-                    break;
-                bool match = true;
-                for (std::size_t k = 0; k < seed.size() && match; ++k)
-                    match = f[kPrefix.size() + k] == std::toupper(std::uint8_t(seed[k]));
-                if (match)
-                    hits.push_back(Hit{at + std::uintptr_t(f - buffer.data()), line});
-                p = f + 1;
-            }
-            std::memset(buffer.data(), 0, buffer.size());
-            if (std::size_t(got) < want)
-                break;
-        }
-    }
-    ::close(mem);
-    return hits;
+std::vector<test::MemoryHit> scanSelf(const std::string& seed) {
+    return test::findUpperCasedMarker(kPrefix, seed);
 }
 
-std::string describe(const std::vector<Hit>& hits) {
-    std::ostringstream out;
-    out << hits.size() << " copies of the marker in the kiosk's memory";
-    for (std::size_t i = 0; i < hits.size() && i < 8; ++i)
-        out << "\n  0x" << std::hex << hits[i].address << std::dec << " in " << hits[i].mapping;
-    return out.str();
+std::string describe(const std::vector<test::MemoryHit>& hits) {
+    return test::describeHits(hits, "the marker in the kiosk's memory");
 }
 
 } // namespace

@@ -10,8 +10,11 @@
 //  - no process of the session remains: no QEMU of the parcel, no process
 //    whose command line names the kiosk's directories, the isrctl exited;
 //  - the scratch directory itself is gone;
-//  - no file there is named after, or names, the session's domain
-//    (isr-<user>-<parcel>): QEMU's log goes with the VM.
+//  - no file there is named after, or names, the user and parcel
+//    (isr-<user>-<parcel>, the domain name before issue #16 item 12): QEMU's
+//    log goes with the VM;
+//  - while each session runs, no process names them (the domain's name is
+//    random, kept across a whole-image save and restore).
 #include "crypto/crypto.h"
 #include "parcel/parcel.h"
 #include "session_process.h"
@@ -122,6 +125,31 @@ class TestKioskHygiene : public QObject {
         return found;
     }
 
+    // While the session runs: its QEMU is there (its command line names
+    // kioskDir_) and no process names the user and parcel. A VM that boots
+    // gets a random domain name; a whole-image restore takes the one in the
+    // image, which was random too (issue #16 item 12).
+    void checkAnonymousWhileRunning(const char* when) {
+        bool qemu = false;
+        std::vector<std::string> naming;
+        std::error_code ec;
+        for (const auto& e : fs::directory_iterator("/proc", ec)) {
+            std::string cmd = readAll(e.path() / "cmdline");
+            for (char& c : cmd)
+                if (c == '\0')
+                    c = ' ';
+            if (cmd.find("guest=isr-") != std::string::npos &&
+                cmd.find(kioskDir_) != std::string::npos)
+                qemu = true;
+            if (cmd.find("isr-hy-desk") != std::string::npos)
+                naming.push_back(e.path().filename().string() + ": " + cmd);
+        }
+        QVERIFY2(qemu, (std::string(when) + ": no QEMU of this kiosk found").c_str());
+        QVERIFY2(naming.empty(), (std::string(when) + ": a process names the user and parcel: " +
+                                  (naming.empty() ? std::string() : naming.front()))
+                                     .c_str());
+    }
+
     void checkClean(const std::vector<std::string>& markers, const char* when) {
         for (const auto& m : markers) {
             auto hits = filesContaining(m);
@@ -226,6 +254,7 @@ private slots:
                            30s)
                         .ok());
         }
+        checkAnonymousWhileRunning("booted");
         QVERIFY(suspend(*p));
         checkClean({disk, mem1}, "after the first Suspend & Leave");
 
@@ -240,6 +269,7 @@ private slots:
             QVERIFY(back->text.find(mem1) != std::string::npos);
             QVERIFY(c->run("echo " + mem2 + " > /run/marker2", 30s).ok());
         }
+        checkAnonymousWhileRunning("restored from a whole memory image");
         QVERIFY(suspend(*p));
         checkClean({disk, mem1, mem2}, "after the second Suspend & Leave");
     }

@@ -71,7 +71,11 @@ class TestResourceFaults : public QObject {
     }
 
     pid_t qemuPid() {
-        auto r = test::runProcess("pgrep", {"-f", "guest=isr-rf-desk"});
+        // The domain name is random (issue #16 item 12); this kiosk's state
+        // directory is on the command line after it.
+        auto r = test::runProcess(
+            "pgrep",
+            {"-f", QString::fromStdString("guest=isr-[0-9a-f]{12},.*" + stateMount_ + "/")});
         return r.exitCode == 0 ? pid_t(std::atol(r.out.c_str())) : -1;
     }
 

@@ -24,10 +24,15 @@ Rectangle {
     readonly property bool canSubmit: !busy && userField.text.length > 0
                                       && passwordField.text.length > 0
 
+    // The field is cleared as the password leaves it, on every path: a
+    // sign-in that succeeds would otherwise leave it in this hidden page
+    // for the whole session (a refused one also clears it: reset(true)).
     function submit() {
         if (!canSubmit)
             return
-        signInRequested(userField.text, passwordField.text)
+        const password = passwordField.text
+        passwordField.text = ""
+        signInRequested(userField.text, password)
     }
 
     // Clears the password (and optionally the user name): called after a

@@ -79,7 +79,7 @@ QString byCause(const session::Failure& f, const QLocale& locale, const QDateTim
             return byKindAndStage(ErrorKind::LockedElsewhere, f.stage);
         return FailureText::tr("Your computer is open at %1 since %2. Take it over here, or "
                                "leave it there.")
-            .arg(fromUtf8(f.holder->kiosk), localTime(f.holder->since, locale, now));
+            .arg(fromUtf8(f.holder->holderLabel()), localTime(f.holder->since, locale, now));
     case FailureCause::DamagedVersion:
         return FailureText::tr("The newest saved version of your computer did not pass its "
                                "integrity check, so this kiosk did not open it. Nothing was "
@@ -167,7 +167,7 @@ QString byCause(const session::Failure& f, const QLocale& locale, const QDateTim
                                    "stopped it without saving. Your work continues there.");
         return FailureText::tr("Your computer was opened at %1 (%2), so this kiosk stopped it "
                                "without saving. Your work continues there.")
-            .arg(fromUtf8(f.holder->kiosk), localTime(f.holder->since, locale, now));
+            .arg(fromUtf8(f.holder->holderLabel()), localTime(f.holder->since, locale, now));
     case FailureCause::StoreRolledBack:
         if (!f.served || !f.seen)
             return FailureText::tr("The store offered an older copy of your computer than this "

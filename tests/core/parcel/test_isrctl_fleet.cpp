@@ -163,14 +163,32 @@ private slots:
         QCOMPARE(free.getInt("latest").value(), std::int64_t(2));
         QVERIFY(free.asObject().at("lock").isNull());
         lockAsKiosk("alice", "desk");
+        // The store sees which parcel is open, not where (issue #16 item
+        // 12): the lock object holds no kiosk id, and without the user's
+        // keys status shows an opaque holder token and the heartbeat's age.
+        {
+            std::ifstream in(storeDir() + "/users/alice/parcels/desk/lock", std::ios::binary);
+            const std::string bytes((std::istreambuf_iterator<char>(in)), {});
+            QVERIFY(!bytes.empty());
+            QVERIFY2(bytes.find("gate-7") == std::string::npos, bytes.c_str());
+        }
         auto held = json(run({"parcel", "status", "alice", "desk", "--json"}));
         const auto& lock = held.asObject().at("lock");
-        QCOMPARE(lock.getString("kiosk").value(), std::string("gate-7"));
+        QVERIFY(lock.asObject().at("kiosk").isNull());
+        const std::string token = lock.getString("holder").value();
+        QCOMPARE(token.size(), std::size_t(12));
         QVERIFY(lock.getInt("heartbeat_age_seconds").value() < 60);
-        // With the password: when and where the latest version was saved.
+        auto heldText = run({"parcel", "status", "alice", "desk"});
+        QVERIFY2(heldText.out.find("open at holder " + token) != std::string::npos,
+                 heldText.out.c_str());
+        QVERIFY(heldText.out.find("gate-7") == std::string::npos);
+        // With the password: when and where the latest version was saved,
+        // and which kiosk holds the lock.
         auto signedIn = json(
             run({"parcel", "status", "alice", "desk", "--json", "--sign-in", "--password-stdin"},
                 "pw\n"));
+        QCOMPARE(signedIn.asObject().at("lock").getString("kiosk").value(), std::string("gate-7"));
+        QCOMPARE(signedIn.asObject().at("lock").getString("holder").value(), token);
         QCOMPARE(signedIn.getString("saved_at").value(), std::string("isrctl"));
         QVERIFY(signedIn.getInt("saved").value() > 0);
         auto wrong =
@@ -186,7 +204,8 @@ private slots:
     void lockedParcelsAreProtected() {
         auto unlock = run({"parcel", "unlock", "alice", "desk"});
         QCOMPARE(unlock.exitCode, 1);
-        QVERIFY2(unlock.err.find("gate-7") != std::string::npos, unlock.err.c_str());
+        QVERIFY2(unlock.err.find("open at holder ") != std::string::npos, unlock.err.c_str());
+        QVERIFY(unlock.err.find("gate-7") == std::string::npos);
         QVERIFY(unlock.err.find("--force") != std::string::npos);
         auto removeParcel = run({"parcel", "remove", "alice", "desk", "--yes"});
         QCOMPARE(removeParcel.exitCode, 1);
@@ -195,7 +214,7 @@ private slots:
         auto gc = run({"gc", "--user", "alice", "--keep-last", "1", "--password-stdin"}, "pw\n");
         QCOMPARE(gc.exitCode, 1);
         auto still = json(run({"parcel", "status", "alice", "desk", "--json"}));
-        QCOMPARE(still.asObject().at("lock").getString("kiosk").value(), std::string("gate-7"));
+        QCOMPARE(still.asObject().at("lock").getString("holder").value().size(), std::size_t(12));
         QCOMPARE(int(still.asObject().at("versions").asArray().size()), 2);
         auto held = json(run({"store", "stats", "--json"}));
         QCOMPARE(held.getInt("locked_parcels").value(), std::int64_t(1));
@@ -209,6 +228,31 @@ private slots:
         QCOMPARE(free.getInt("locked_parcels").value(), std::int64_t(0));
         auto again = json(run({"parcel", "unlock", "alice", "desk", "--json"}));
         QVERIFY(!again.asObject().at("released").asBool());
+    }
+
+    // A lock written before format 2 (the kiosk id in clear, no "format")
+    // still reads: it names its kiosk without any keys, counts as held, and
+    // is released the same way.
+    void oldFormatLockStillReads() {
+        const std::string path = storeDir() + "/users/alice/parcels/desk/lock";
+        const auto now = std::time(nullptr);
+        std::filesystem::remove(path);
+        {
+            std::ofstream out(path);
+            out << "{\"kiosk\":\"gate-old\",\"session\":\"00112233445566778899aabbccddeeff\","
+                   "\"since\":"
+                << now << ",\"heartbeat\":" << now << "}\n";
+        }
+        auto status = json(run({"parcel", "status", "alice", "desk", "--json"}));
+        const auto& lock = status.asObject().at("lock");
+        QCOMPARE(lock.getString("kiosk").value(), std::string("gate-old"));
+        QCOMPARE(lock.getString("holder").value(), std::string("001122334455"));
+        auto refused = run({"parcel", "unlock", "alice", "desk"});
+        QCOMPARE(refused.exitCode, 1);
+        QVERIFY2(refused.err.find("gate-old") != std::string::npos, refused.err.c_str());
+        auto forced = json(run({"parcel", "unlock", "alice", "desk", "--force", "--json"}));
+        QVERIFY(forced.asObject().at("released").asBool());
+        QVERIFY(!std::filesystem::exists(path));
     }
 
     void retention() {
@@ -314,7 +358,10 @@ private slots:
         QCOMPARE(userCount(dry, "dave", "versions_removed"), std::int64_t(2));
         QCOMPARE(userCount(dry, "dave", "removed"), std::int64_t(4));
         QCOMPARE(userStatus(dry, "erin"), std::string("skipped_locked"));
-        QVERIFY(userEntry(dry, "erin").getString("reason").value().find("gate-7") !=
+        // Without keys the lock names an opaque holder, not the kiosk.
+        QVERIFY(userEntry(dry, "erin").getString("reason").value().find("at holder ") !=
+                std::string::npos);
+        QVERIFY(userEntry(dry, "erin").getString("reason").value().find("gate-7") ==
                 std::string::npos);
         QCOMPARE(countFiles("users/dave/chunks"), daveChunks);
         QVERIFY(storeHas("users/dave/parcels/desk/versions/1"));

@@ -8,6 +8,7 @@
 #include "parcel/lock_lease.h"
 #include "teststore.h"
 #include "testsupport.h"
+#include "util/json.h"
 
 #include <QTest>
 #include <atomic>
@@ -113,6 +114,55 @@ private slots:
         QVERIFY(fresh.ok() && fresh->acquired);
         QVERIFY(!leaseA.lost());
         QVERIFY(leaseA.release().ok());
+    }
+
+    // The store sees an opaque holder, not the kiosk (issue #16 item 12):
+    // the lock object's bytes hold no kiosk id; the user's keys read it
+    // back (the take-over page); without them the reader gets the session
+    // token only; a sealed holder moved to another parcel's lock opens for
+    // no one.
+    void lockObjectSealsTheKiosk() {
+        std::string user = makeUserWithParcel("seal");
+        Parcels a = ts_->signedIn(user, kPassword);
+        QVERIFY(a.create("other", VmSpec{}, 1 << 20, 4096, "kiosk-a").ok());
+        LockLease lease(a, "seal", "gate-23");
+        LockLease other(a, "other", "gate-24");
+        QVERIFY(lease.acquire(false).ok() && lease.held());
+        QVERIFY(other.acquire(false).ok() && other.held());
+        auto raw = ts_->store().get(lockKey(user, "seal"));
+        QVERIFY(raw.ok());
+        const std::string bytes(asString(*raw));
+        QVERIFY2(bytes.find("gate-23") == std::string::npos, bytes.c_str());
+        QVERIFY2(bytes.find(lease.info().session) != std::string::npos, bytes.c_str());
+
+        Parcels b = ts_->signedIn(user, kPassword);
+        auto withKeys = b.readLock("seal");
+        QVERIFY(withKeys.ok() && withKeys->has_value());
+        QCOMPARE((*withKeys)->kiosk, std::string("gate-23"));
+        QCOMPARE((*withKeys)->holderLabel(), std::string("gate-23"));
+
+        Parcels keyless(ts_->store(), UserSecrets{user, {}, {}, {}, {}});
+        auto without = keyless.readLock("seal");
+        QVERIFY(without.ok() && without->has_value());
+        QVERIFY((*without)->kiosk.empty());
+        QCOMPARE((*without)->session, lease.info().session);
+        QCOMPARE((*without)->holderLabel(), "holder " + lease.info().session.substr(0, 12));
+
+        // The store moves gate-24's sealed holder into this lock: bound to
+        // user, parcel and session, it opens for no one.
+        auto otherRaw = ts_->store().get(lockKey(user, "other"));
+        QVERIFY(otherRaw.ok());
+        auto otherDoc = json::parse(asString(*otherRaw));
+        QVERIFY(otherDoc.ok());
+        const std::string ours = json::parse(bytes)->getString("holder").value();
+        std::string swapped = bytes;
+        swapped.replace(swapped.find(ours), ours.size(), otherDoc->getString("holder").value());
+        QVERIFY(ts_->store().put(lockKey(user, "seal"), asBytes(swapped)).ok());
+        auto moved = b.readLock("seal");
+        QVERIFY(moved.ok() && moved->has_value());
+        QVERIFY((*moved)->kiosk.empty());
+        QCOMPARE((*moved)->session, lease.info().session);
+        QVERIFY(other.release().ok());
     }
 
     void heartbeatRefreshesTheLock() {

@@ -478,6 +478,58 @@ private slots:
         QVERIFY(!f.feed(p + "info : hostname: vm"));
         QVERIFY(!f.feed("a continuation of a dropped line"));
     }
+
+    // libvirt's save header (qemu_saveimage.h: magic, version, data_len,
+    // was_running, format, cookieOffset, 14 unused; host byte order) and
+    // the domain XML after it: the name a whole memory image restores under.
+    void savedDomainNameFromHeader() {
+        auto image = [](const std::string& magic, const std::string& xml, bool swapped = false) {
+            Bytes b(magic.begin(), magic.end());
+            auto put = [&](std::uint32_t v) {
+                if (swapped)
+                    v = __builtin_bswap32(v);
+                const auto* p = reinterpret_cast<const std::uint8_t*>(&v);
+                b.insert(b.end(), p, p + 4);
+            };
+            put(2);                             // version
+            put(std::uint32_t(xml.size() + 1)); // data_len: the XML and its NUL
+            for (int i = 0; i < 17; ++i)
+                put(0);
+            b.insert(b.end(), xml.begin(), xml.end());
+            b.push_back(0);
+            const std::string qemu = "QEVM, then the guest's RAM";
+            b.insert(b.end(), qemu.begin(), qemu.end());
+            return b;
+        };
+        const std::string xml = "<domain type='qemu'>\n  <name>isr-alice-desk</name>\n"
+                                "  <uuid>0f8fad5b-d9cb-469f-a165-70867728950e</uuid>\n"
+                                "  <devices><disk><source name='x'/></disk></devices>\n"
+                                "</domain>\n";
+        Bytes whole = image("LibvirtQemudSave", xml);
+        QCOMPARE(whole.size(), std::size_t(92 + xml.size() + 1 + 26)); // a 92-byte header
+        auto name = savedDomainName(whole);
+        QVERIFY(name.ok() && name->has_value());
+        QCOMPARE(**name, std::string("isr-alice-desk"));
+        auto swapped = savedDomainName(image("LibvirtQemudSave", xml, true));
+        QVERIFY(swapped.ok() && swapped->has_value());
+        QCOMPARE(**swapped, std::string("isr-alice-desk"));
+        // Too short to tell: ask for more (inside the header, inside the XML).
+        for (std::size_t n : {std::size_t(0), std::size_t(40), std::size_t(92), std::size_t(120)}) {
+            auto partial = savedDomainName(ByteView(whole.data(), n));
+            QVERIFY(partial.ok());
+            QVERIFY(!partial->has_value());
+        }
+        // Not a finished libvirt save image, or no usable name.
+        auto refused = [&](const Bytes& b) {
+            auto r = savedDomainName(b);
+            return !r.ok() && r.error().code == Errc::Corrupt;
+        };
+        QVERIFY(refused(image("LibvirtQemudPart", xml)));
+        QVERIFY(refused(image("QEVM-not-libvirt", xml)));
+        QVERIFY(refused(image("LibvirtQemudSave", "<domain><uuid>x</uuid></domain>")));
+        QVERIFY(refused(image("LibvirtQemudSave", "<domain><name>../etc</name></domain>")));
+        QVERIFY(refused(image("LibvirtQemudSave", "<domain><name></name></domain>")));
+    }
 };
 
 QTEST_GUILESS_MAIN(TestVmSpec)

@@ -1,13 +1,77 @@
 // Unit tests for S3Store's own canonicalisation (what libcurl signs verbatim)
 // and its ListObjectsV2 / error XML parsing (s3_protocol.h, libxml2).
+#include "crypto/crypto.h"
+#include "memscan.h"
 #include "store/s3_protocol.h"
 #include "store/s3store.h"
 #include "testsupport.h"
 
 #include <QTest>
+#include <arpa/inet.h>
+#include <atomic>
+#include <cctype>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <thread>
+#include <unistd.h>
 
 using namespace isr;
 using namespace isr::store;
+
+namespace {
+// A loopback HTTP/1.1 server that answers every request 404 with an empty
+// body and closes the connection (one at a time): enough for S3Store to
+// sign requests (SigV4 is computed by the client) and map the answer to
+// NotFound.
+class NotFoundServer {
+public:
+    NotFoundServer() {
+        listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t len = sizeof a;
+        if (listener_ < 0 || ::bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+            ::listen(listener_, 16) != 0 ||
+            ::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len) != 0)
+            qFatal("loopback listener: %s", std::strerror(errno));
+        port_ = ntohs(a.sin_port);
+        thread_ = std::thread([this] { run(); });
+    }
+    ~NotFoundServer() {
+        stop_ = true;
+        ::shutdown(listener_, SHUT_RDWR);
+        ::close(listener_);
+        thread_.join();
+    }
+    int port() const { return port_; }
+
+private:
+    void run() {
+        while (!stop_) {
+            int c = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+            if (c < 0)
+                return;
+            std::string in;
+            char buf[4096];
+            while (in.find("\r\n\r\n") == std::string::npos) {
+                ssize_t n = ::recv(c, buf, sizeof buf, 0);
+                if (n <= 0)
+                    break;
+                in.append(buf, std::size_t(n));
+            }
+            const char reply[] =
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+            (void)::send(c, reply, sizeof reply - 1, MSG_NOSIGNAL);
+            ::close(c);
+        }
+    }
+    int listener_ = -1;
+    int port_ = 0;
+    std::atomic<bool> stop_{false};
+    std::thread thread_;
+};
+} // namespace
 
 class TestS3Unit : public QObject {
     Q_OBJECT
@@ -283,6 +347,60 @@ private slots:
         QCOMPARE(s3::baseUrl(*e, true), std::string("https://127.0.0.1"));
         QCOMPARE(s3::payloadHash({}),
                  std::string("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"));
+    }
+
+    // Issue #16 item 8: once an S3 store that signed requests is gone, no
+    // copy of its secret key is left in this process's memory -- not ours
+    // (S3Store keeps it in a crypto::Secret, Credentials wipes its string),
+    // not libcurl's (its strdup'ed copies and SigV4's "AWS4"+secret string
+    // are zeroed as libcurl frees them: curl_batch.cpp). The test holds only
+    // the lower-case seed (memscan.h); the secret exists upper-cased.
+    void secretLeavesNoCopyInMemory() {
+        static constexpr const char* kFiller = "0123456789abcdefghijklmnopqrstuv";
+        std::string seed;
+        do
+            seed = toHex(crypto::randomBytes(12));
+        while (seed.find_first_of("abcdef") == std::string::npos);
+        NotFoundServer server;
+        {
+            StoreOptions options;
+            options.readCredentials.accessKey = "ISRTESTACCESS";
+            std::string& secret = options.readCredentials.secretKey;
+            secret.reserve(96); // built in place: no smaller buffer left behind
+            // The marker after 32 bytes: free() writes its list pointers
+            // over the start of a freed block, which would hide a copy.
+            secret = kFiller;
+            secret += "ISRS3SECRET";
+            for (char c : seed)
+                secret.push_back(char(std::toupper(std::uint8_t(c))));
+            options.maxRetries = 0;
+            auto opened =
+                openS3Store("s3://127.0.0.1:" + std::to_string(server.port()) + "/bucket", options);
+            QVERIFY2(opened.ok(), opened.ok() ? "" : opened.error().describe().c_str());
+            auto& store = **opened;
+            for (int i = 0; i < 3; ++i) {
+                auto got = store.get("isr-store.json");
+                QVERIFY(!got.ok());
+                QCOMPARE(got.error().code, Errc::NotFound);
+            }
+            // The user's write key, switched to mid-way as at sign-in.
+            Credentials write;
+            write.accessKey = "ISRTESTWRITE";
+            write.secretKey.reserve(96);
+            write.secretKey = kFiller;
+            write.secretKey += "ISRS3SECRET";
+            for (char c : seed)
+                write.secretKey.push_back(char(std::toupper(std::uint8_t(c))));
+            store.setWriteCredentials(write);
+            auto many = store.getMany({"users/a/account", "users/b/account", "users/c/account"});
+            for (const auto& r : many)
+                QVERIFY(!r.ok() && r.error().code == Errc::NotFound);
+            // While the store lives the key is in its locked copy: found,
+            // which also shows that the scan sees it.
+            QVERIFY(!test::findUpperCasedMarker("ISRS3SECRET", seed).empty());
+        }
+        const auto hits = test::findUpperCasedMarker("ISRS3SECRET", seed);
+        QVERIFY2(hits.empty(), test::describeHits(hits, "the S3 secret key").c_str());
     }
 };
 
