@@ -81,6 +81,11 @@ struct UserSecrets {
     // Readers try `master` first, then these; writers seal only under
     // `master`. Empty once every version is re-sealed.
     std::vector<crypto::Secret> previousMasters;
+    // While a convergence-secret rotation (`isrctl user rekey`, rekey.h) is
+    // unfinished: the secret it replaces. Nothing reads chunks with it (a
+    // chunk's key is in the manifest that references it); it marks the
+    // rotation as unfinished and is dropped when every version is rekeyed.
+    std::optional<crypto::Secret> previousConvergence;
 };
 
 // A clear, non-secret name of a master key: 16 bytes of BLAKE2b keyed with
@@ -173,6 +178,15 @@ struct Manifest {
     // from (decodeManifest) or committed as (commit). Its child's
     // parentDigest; what a kiosk remembers of a version it has seen.
     std::optional<crypto::Hash> digest;
+    // Written only by `rekey` (rekey.h; FORMAT.md, "Key rotation --
+    // convergence secret"): the digest of the plaintext this version had
+    // before rekey rewrote it, and the convergenceId() of the secret every
+    // chunk it references is now encrypted under. A child still binding the
+    // old plaintext (rekey interrupted between the two) verifies against
+    // rekeyedFrom (verifyChain). commit() clears both: a new version is not
+    // a rekey's output.
+    std::optional<crypto::Hash> rekeyedFrom;
+    std::string rekeyedUnder;
 
     std::uint64_t chunkCount() const { return (diskSize + chunkSize - 1) / chunkSize; }
     std::uint64_t ramSize() const { return std::uint64_t(vm.memoryMiB) << 20; }
