@@ -577,7 +577,7 @@ CommandRegistration regUserPasswd({
 CommandRegistration regUserRekey({
     .name = "user rekey",
     .args = "USER",
-    .summary = "rotate a user's convergence secret: re-encrypt every chunk of every version",
+    .summary = "re-encrypt a user's chunks under a new secret",
     .run = userRekey,
     .options = {{"--store URL", "the parcel store (default $ISR_STORE)"},
                 {"--password-stdin",
