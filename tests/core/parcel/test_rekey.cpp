@@ -23,6 +23,7 @@
 
 #include <QTest>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <signal.h>
@@ -462,6 +463,43 @@ private slots:
         QCOMPARE(finished->versionsAlreadyNew, std::uint64_t(3)); // desk's
         checkRekeyed(user, before.plain, oldChunks, kiosk.secrets().master,
                      kiosk.secrets().convergence);
+    }
+
+    // A kiosk takes `desk` over from rekey after its first version was
+    // rewritten (the user resumes it meanwhile): rekey stops converting desk
+    // at its next write, goes on with lab, and reports desk as locked; the
+    // kiosk sees a valid chain (part rewritten); --finish completes it.
+    void lockTakenOverDuringRekey() {
+        const std::string user = makeUser();
+        Before before = snapshot(user);
+        std::optional<Parcels> kiosk;
+        LockInfo taken;
+        auto report = rekeyUser(*store_, user, kPassword, {},
+                                [&](std::string_view, std::uint64_t done, std::uint64_t) {
+                                    if (done != 1)
+                                        return;
+                                    kiosk.emplace(ts_->signedIn(user, kPassword));
+                                    auto lock = kiosk->lock("desk", "gate-9", /*takeOver=*/true);
+                                    if (!lock.ok() || !lock->acquired)
+                                        qFatal("take-over failed");
+                                    taken = lock->lock;
+                                });
+        QVERIFY2(report.ok(), report.ok() ? "" : why(report.error()).c_str());
+        QVERIFY(!report->finished);
+        QCOMPARE(report->locked.size(), std::size_t(1));
+        QCOMPARE(report->locked[0].first, std::string("desk"));
+        QCOMPARE(report->locked[0].second.kiosk, std::string("gate-9"));
+        QCOMPARE(report->parcels, std::uint64_t(1)); // lab
+        QVERIFY(kiosk);
+        auto top = kiosk->manifest("desk", 3);
+        QVERIFY(top.ok() && top->rekeyedUnder.empty()); // not reached
+        auto chain = kiosk->verifyChain("desk", *top, 1, 8);
+        QVERIFY2(chain.ok(), chain.ok() ? "" : why(chain.error()).c_str());
+        QVERIFY(kiosk->unlock("desk", taken).ok());
+        auto finished = finishRekey(*store_, user, kPassword);
+        QVERIFY2(finished.ok(), finished.ok() ? "" : why(finished.error()).c_str());
+        QVERIFY(finished->finished);
+        checkRekeyed(user, before.plain, before.chunks, before.master, before.convergence);
     }
 
     // A wrong password: AuthFailed, and not one object of the store changed.
