@@ -284,6 +284,10 @@ public:
     struct ChainLink {
         std::uint64_t version = 0;
         crypto::Hash digest{};
+        // The plaintext this version replaced, if rekey rewrote it
+        // (Manifest::rekeyedFrom): a kiosk that recorded that digest saw
+        // this same version before the rekey, not a fork.
+        std::optional<crypto::Hash> rekeyedFrom;
     };
     // Checks that `top` (a manifest of this parcel, read with its digest)
     // and its ancestors bind each other: walks parent by parent, reading

@@ -162,7 +162,7 @@ Result<std::vector<Parcels::ChainLink>> Parcels::verifyChain(const std::string& 
     if (!top.digest)
         return Error(Errc::InvalidArgument,
                      "verifyChain: the manifest was not read from the store");
-    std::vector<ChainLink> links{{top.version, *top.digest}};
+    std::vector<ChainLink> links{{top.version, *top.digest, top.rekeyedFrom}};
     Manifest child = top;
     for (unsigned reads = 0; reads < maxReads && child.version > downTo && child.parent > 0;
          ++reads) {
@@ -190,7 +190,7 @@ Result<std::vector<Parcels::ChainLink>> Parcels::verifyChain(const std::string& 
                                             " of parcel '" + parcel + "' is not the one version " +
                                             std::to_string(child.version) +
                                             " was saved from (the store forked or replaced it)");
-        links.push_back({parent->version, *parent->digest});
+        links.push_back({parent->version, *parent->digest, parent->rekeyedFrom});
         child = std::move(*parent);
     }
     return links;

@@ -500,6 +500,14 @@ private slots:
         QVERIFY2(finished.ok(), finished.ok() ? "" : why(finished.error()).c_str());
         QVERIFY(finished->finished);
         checkRekeyed(user, before.plain, before.chunks, before.master, before.convergence);
+        // What the kiosk saw of desk/3 is now rewritten; the new object says
+        // which plaintext it replaced (what a kiosk's seen-version check
+        // needs to tell a rekey from a fork: core/session does not use it yet).
+        Parcels p = ts_->signedIn(user, kPassword);
+        auto now = p.manifest("desk", 3);
+        QVERIFY(now.ok() && now->digest != top->digest && now->rekeyedFrom == top->digest);
+        auto links = p.verifyChain("desk", *now, 1, 8);
+        QVERIFY(links.ok() && links->front().rekeyedFrom == top->digest);
     }
 
     // A wrong password: AuthFailed, and not one object of the store changed.
