@@ -270,13 +270,12 @@ int userRekey(const std::vector<std::string>& argv) {
     }
     if (report->started)
         std::printf("gave %s a new convergence secret and master key\n", user.c_str());
-    std::printf("re-encrypted %llu version(s) under the new secret (%llu already were); "
-                "%llu chunk(s) encoded, %llu uploaded (%s)\n",
-                (unsigned long long)report->versionsRewritten,
-                (unsigned long long)report->versionsAlreadyNew,
-                (unsigned long long)report->chunksEncoded,
-                (unsigned long long)report->chunksUploaded,
-                formatBytes(report->bytesUploaded).c_str());
+    std::printf(
+        "re-encrypted %llu version(s) under the new secret (%llu already were); "
+        "%llu chunk(s) encoded, %llu uploaded (%s)\n",
+        (unsigned long long)report->versionsRewritten,
+        (unsigned long long)report->versionsAlreadyNew, (unsigned long long)report->chunksEncoded,
+        (unsigned long long)report->chunksUploaded, formatBytes(report->bytesUploaded).c_str());
     for (const auto& [parcel, holder] : report->locked)
         std::printf("parcel %s is open at kiosk %s (since %lld): left under the old secret "
                     "until the rekey is finished\n",

@@ -218,8 +218,8 @@ private:
         LockLease lease(parcels_, name, options_.kiosk);
         ISR_TRY_ASSIGN(LockAttempt attempt, lease.acquire(false));
         if (!attempt.acquired && attempt.lock.kiosk == options_.kiosk) {
-            ISR_LOG_INFO("parcel") << "rekey takes over the lock of " << name
-                                   << " left by an interrupted rekey";
+            ISR_LOG_INFO("parcel")
+                << "rekey takes over the lock of " << name << " left by an interrupted rekey";
             ISR_TRY_ASSIGN(attempt, lease.acquire(true));
         }
         if (!attempt.acquired) {
@@ -240,9 +240,9 @@ private:
             return {};
         }
         if (auto released = lease.release(); !released.ok()) {
-            ISR_LOG_WARN("parcel") << "rekey could not release the lock of " << name << ": "
-                                   << released.error().describe()
-                                   << " (the next rekey takes it over)";
+            ISR_LOG_WARN("parcel")
+                << "rekey could not release the lock of " << name << ": "
+                << released.error().describe() << " (the next rekey takes it over)";
         }
         if (!converted.ok())
             return std::move(converted).error().context("parcel '" + name + "'");
@@ -309,7 +309,8 @@ private:
         if (!decoded.ok())
             return std::move(decoded).error().context(key);
         if (decoded->version != n)
-            return Error(Errc::Corrupt, key + " claims version " + std::to_string(decoded->version));
+            return Error(Errc::Corrupt,
+                         key + " claims version " + std::to_string(decoded->version));
         const Manifest& m = *decoded;
         ChainEntry entry{*m.digest, m.rekeyedFrom, *m.digest};
 
@@ -390,8 +391,8 @@ private:
         if (auto r = store_.put(refsKey(parcels_.user(), name, n),
                                 encodeReferenceList(referenceListOf(next, sealed.size())));
             !r.ok()) {
-            ISR_LOG_WARN("parcel") << key << " rekeyed but its reference list not written: "
-                                   << r.error().describe();
+            ISR_LOG_WARN("parcel")
+                << key << " rekeyed but its reference list not written: " << r.error().describe();
         }
         entry.now = newDigest;
         chain[n] = entry;
@@ -436,9 +437,10 @@ Result<RekeyReport> runRekey(store::Store& store, const std::string& user,
                                << " holds a new convergence secret and master key";
     }
     auto stopped = [&](const Error& e) {
-        return Error(e.code, e.message + " -- the account holds the new secret; every version "
-                                         "still opens; finish with 'isrctl user rekey --finish " +
-                                         user + "'");
+        return Error(e.code, e.message +
+                                 " -- the account holds the new secret; every version "
+                                 "still opens; finish with 'isrctl user rekey --finish " +
+                                 user + "'");
     };
     if (auto st = ISR_FAULT_POINT("parcel.rekey.after-account"); !st.ok())
         return stopped(st.error());

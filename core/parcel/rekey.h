@@ -44,8 +44,8 @@ struct RekeyOptions {
 };
 
 struct RekeyReport {
-    bool started = false;            // this run put a new secret into the account
-    std::uint64_t parcels = 0;       // parcels whose every version is now under the new secret
+    bool started = false;      // this run put a new secret into the account
+    std::uint64_t parcels = 0; // parcels whose every version is now under the new secret
     std::uint64_t versionsRewritten = 0;
     std::uint64_t versionsAlreadyNew = 0; // under the new secret already (an earlier run)
     std::uint64_t chunksEncoded = 0;      // chunks encrypted under the new secret
@@ -56,7 +56,7 @@ struct RekeyReport {
     // signed in before the rekey and saves under the old secret. A later
     // run (rekey --finish) converts them.
     std::vector<std::pair<std::string, LockInfo>> locked;
-    bool finished = false; // the old secret (and old masters) are gone from the account
+    bool finished = false;      // the old secret (and old masters) are gone from the account
     std::optional<GcReport> gc; // collectGarbageGrace set and finished: what gc did
     std::string gcError;        // ...or why it did not (e.g. a parcel opened meanwhile)
 };

@@ -91,8 +91,8 @@ class TestRekey : public QObject {
         std::vector<chunk::ChunkRef> recipe;
         std::size_t start = 0;
         for (std::size_t end : chunker->cutPoints(image)) {
-            out.push_back(chunk::encode(p.secrets().convergence.view(),
-                                        image.subspan(start, end - start)));
+            out.push_back(
+                chunk::encode(p.secrets().convergence.view(), image.subspan(start, end - start)));
             recipe.push_back(out.back().ref);
             start = end;
         }
@@ -328,16 +328,17 @@ private slots:
         {
             Parcels p = ts_->signedIn(user, kPassword);
             auto v3 = p.manifest("desk", 3);
-            QVERIFY(seen.record(p.secrets(), "desk", {3, *v3->digest, v3->created, v3->kiosk})
-                        .ok());
+            QVERIFY(
+                seen.record(p.secrets(), "desk", {3, *v3->digest, v3->created, v3->kiosk}).ok());
         }
         std::uint64_t progressCalls = 0;
-        auto report = rekeyUser(*store_, user, kPassword, {},
-                                [&](std::string_view stage, std::uint64_t done, std::uint64_t total) {
-                                    QCOMPARE(stage, std::string_view("rekey"));
-                                    QVERIFY(done <= total);
-                                    progressCalls++;
-                                });
+        auto report =
+            rekeyUser(*store_, user, kPassword, {},
+                      [&](std::string_view stage, std::uint64_t done, std::uint64_t total) {
+                          QCOMPARE(stage, std::string_view("rekey"));
+                          QVERIFY(done <= total);
+                          progressCalls++;
+                      });
         QVERIFY2(report.ok(), report.ok() ? "" : why(report.error()).c_str());
         QVERIFY(report->started && report->finished);
         QVERIFY(report->locked.empty());
