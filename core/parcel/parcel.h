@@ -5,8 +5,10 @@
 // on-store format is in FORMAT.md next to this header.
 //
 // Invariants:
-//  - versions/<n> is immutable and created only with put-if-absent, after
-//    every chunk it references is durable in the store.
+//  - versions/<n> is created only with put-if-absent, after every chunk it
+//    references is durable in the store. Only key rotation (the same
+//    plaintext re-sealed) and rekey (rekey.h: the same content under new
+//    chunks) replace it, with put-if-match on the tag they read.
 //  - Every object read from the store is verified (MAC, name, bounds) before
 //    use; a failure is Errc::Corrupt naming the object.
 //  - Names are validated before any store access (validateName).
