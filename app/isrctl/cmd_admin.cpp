@@ -1,5 +1,6 @@
 // isrctl store / user / gc / fsck: administering a parcel store.
 #include "cli.h"
+#include "parcel/rekey.h"
 
 #include <cstdio>
 #include <cstdlib>
@@ -206,6 +207,102 @@ int userPasswd(const std::vector<std::string>& argv) {
                         "run 'isrctl user passwd --finish %s' when those parcels are closed\n",
                         user.c_str());
     }
+    return kExitOk;
+}
+
+// isrctl user rekey: a new convergence secret (and master key); every
+// version re-encrypted under it (core/parcel/rekey.h). Runs the user's gc
+// at the end (unless --no-gc): the point of a rekey is that the store stops
+// holding chunks under the old secret, and once it is finished nothing
+// references them.
+int userRekey(const std::vector<std::string>& argv) {
+    auto args = Args::parse(argv, {"json", "password-stdin", "finish", "no-gc"});
+    if (!args.ok())
+        return fail(args.error().message, kExitUsage);
+    if (int rc = checkUsage(*args, 1, 1, {"store", "grace"}, "user rekey"))
+        return rc;
+    const std::string& user = args->positional()[0];
+    const bool finish = args->flag("finish");
+    parcel::RekeyOptions options;
+    if (!args->flag("no-gc")) {
+        auto grace = parseDuration(args->optionOr("grace", "24h"));
+        if (!grace.ok())
+            return fail(grace.error().message, kExitUsage);
+        options.collectGarbageGrace = *grace;
+    }
+    auto s = openStoreFromArgs(*args);
+    if (!s.ok())
+        return fail(s.error());
+    auto password = readPassword("Password for " + user + ": ", args->flag("password-stdin"));
+    if (!password.ok())
+        return fail(password.error().message, kExitUsage);
+    auto report = finish ? parcel::finishRekey(**s, user, *password, options, terminalProgress())
+                         : parcel::rekeyUser(**s, user, *password, options, terminalProgress());
+    endProgress();
+    if (!report.ok())
+        return fail(report.error());
+    if (args->flag("json")) {
+        json::Array locked;
+        for (const auto& [parcel, holder] : report->locked)
+            locked.emplace_back(json::Object{{"parcel", parcel},
+                                             {"kiosk", holder.kiosk},
+                                             {"since", holder.since},
+                                             {"heartbeat", holder.heartbeat}});
+        json::Object out{{"user", user},
+                         {"started", report->started},
+                         {"finished", report->finished},
+                         {"parcels", report->parcels},
+                         {"versions_rewritten", report->versionsRewritten},
+                         {"versions_already_new", report->versionsAlreadyNew},
+                         {"chunks_encoded", report->chunksEncoded},
+                         {"chunks_uploaded", report->chunksUploaded},
+                         {"bytes_uploaded", report->bytesUploaded},
+                         {"memory_bytes", report->memoryBytes},
+                         {"locked", std::move(locked)}};
+        if (report->gc)
+            out["gc"] = json::Object{{"removed", report->gc->removed},
+                                     {"removed_bytes", report->gc->removedBytes},
+                                     {"kept_young", report->gc->keptYoung}};
+        if (!report->gcError.empty())
+            out["gc_error"] = report->gcError;
+        printJson(std::move(out));
+        return kExitOk;
+    }
+    if (report->started)
+        std::printf("gave %s a new convergence secret and master key\n", user.c_str());
+    std::printf(
+        "re-encrypted %llu version(s) under the new secret (%llu already were); "
+        "%llu chunk(s) encoded, %llu uploaded (%s)\n",
+        (unsigned long long)report->versionsRewritten,
+        (unsigned long long)report->versionsAlreadyNew, (unsigned long long)report->chunksEncoded,
+        (unsigned long long)report->chunksUploaded, formatBytes(report->bytesUploaded).c_str());
+    for (const auto& [parcel, holder] : report->locked)
+        std::printf("parcel %s is open at kiosk %s (since %lld): left under the old secret "
+                    "until the rekey is finished\n",
+                    parcel.c_str(), holder.kiosk.c_str(), (long long)holder.since);
+    if (!report->finished) {
+        std::printf("rekey NOT finished: the old secret stays in the account; run 'isrctl user "
+                    "rekey --finish %s' when those parcels are closed\n",
+                    user.c_str());
+        return kExitOk;
+    }
+    if (finish && !report->started && report->versionsRewritten == 0 &&
+        report->versionsAlreadyNew == 0)
+        std::printf("no rekey of %s was unfinished: nothing to do\n", user.c_str());
+    else
+        std::printf("rekey finished: no old secret or master key is left in the account\n");
+    if (report->gc)
+        std::printf("gc removed %llu unreferenced chunk(s) (%s); %llu younger than the grace "
+                    "period stay until a later gc\n",
+                    (unsigned long long)report->gc->removed,
+                    formatBytes(report->gc->removedBytes).c_str(),
+                    (unsigned long long)report->gc->keptYoung);
+    else if (!report->gcError.empty())
+        std::printf("gc did not run (%s): run 'isrctl gc --user %s' to remove the old chunks\n",
+                    report->gcError.c_str(), user.c_str());
+    else
+        std::printf("the old chunks are unreferenced: 'isrctl gc --user %s' removes them\n",
+                    user.c_str());
     return kExitOk;
 }
 
@@ -475,6 +572,28 @@ CommandRegistration regUserPasswd({
         "run --finish after it is closed. A kill leaves everything readable with the new "
         "password; --finish completes it. Chunks are not re-encrypted (the convergence secret "
         "stays).",
+});
+CommandRegistration regUserRekey({
+    .name = "user rekey",
+    .args = "USER",
+    .summary = "re-encrypt a user's chunks under a new secret",
+    .run = userRekey,
+    .options = {{"--store URL", "the parcel store (default $ISR_STORE)"},
+                {"--password-stdin",
+                 "read the password as one line from stdin instead of prompting"},
+                {"--finish", "only continue an interrupted or partial rekey"},
+                {"--grace DURATION", "the gc at the end keeps unreferenced chunks younger than "
+                                     "this (default 24h)"},
+                {"--no-gc", "do not run gc at the end (the old chunks stay until a later gc)"},
+                {"--json", "print the report as JSON"}},
+    .details =
+        "A new random convergence secret and master key replace the old ones. Every version of "
+        "every parcel is rewritten in place (same number, time and kiosk) so that it "
+        "references only chunks encrypted under the new secret; memory images are re-chunked "
+        "with the new secret. Each parcel is locked while it is converted; a parcel open at a "
+        "kiosk is skipped (run --finish after it is closed). A kill leaves every version "
+        "readable; running rekey again (or --finish) continues. When finished the account "
+        "drops the old secret and gc removes the old chunks. The password does not change.",
 });
 CommandRegistration regFsck({
     .name = "fsck",

@@ -250,7 +250,9 @@ int versions(const std::vector<std::string>& argv) {
         }
         json::Value bound; // null: cannot say
         if (m->parentDigest && previous && previous->version == m->parent)
-            bound = *m->parentDigest == previous->digest;
+            bound = *m->parentDigest == previous->digest ||
+                    // the parent rewritten by an unfinished rekey (FORMAT.md)
+                    (previous->rekeyedFrom && *m->parentDigest == *previous->rekeyedFrom);
         const char* chain = bound.isNull() ? "-" : bound.asBool() ? "ok" : "MISMATCH";
         std::uint64_t stored = 0;
         for (const auto& e : m->disk)

@@ -1,5 +1,6 @@
 // Names, store marker and accounts.
 #include "crypto/crypto.h"
+#include "parcel/account_internal.h"
 #include "parcel/parcel.h"
 #include "util/fault.h"
 #include "util/log.h"
@@ -209,6 +210,8 @@ Bytes sealSecrets(const crypto::Secret& kek, const std::string& user, const User
             previous.emplace_back(toHex(m.view()));
         inner["previous_masters"] = std::move(previous);
     }
+    if (s.previousConvergence)
+        inner["previous_convergence"] = toHex(s.previousConvergence->view());
     std::string plain = json::Value(std::move(inner)).dump();
     WipeOnExit wipe{plain};
     return crypto::seal(kek, asBytes(plain), asBytes(accountAd(user)));
@@ -286,7 +289,7 @@ std::string masterId(const crypto::Secret& master) {
 // refuses a format-2 account instead ("account format 2"). A finished
 // rotation writes format 1 again.
 static constexpr int kAccountFormatRotating = 2;
-static constexpr std::size_t kMaxPreviousMasters = 32;
+using detail::kMaxPreviousMasters;
 
 std::string encodeAccountObject(const AccountObject& account) {
     json::Object fields{
@@ -409,6 +412,15 @@ Result<UserSecrets> unsealSecrets(const crypto::Secret& kek, const std::string& 
             crypto::wipe(*bytes);
         }
     }
+    if (auto hex = doc->getString("previous_convergence"); hex.ok()) {
+        auto bytes = fromHex(*hex);
+        if (!bytes.ok() || bytes->size() != crypto::kKeySize)
+            return Error(Errc::Corrupt, "bad previous convergence secret in account");
+        s.previousConvergence = crypto::Secret::copyOf(*bytes);
+        crypto::wipe(*bytes);
+    } else if (doc->find("previous_convergence")) {
+        return Error(Errc::Corrupt, "bad previous convergence secret in account");
+    }
     return s;
 }
 
@@ -506,6 +518,8 @@ UserSecrets cloneSecrets(const UserSecrets& s) {
     c.s3 = s.s3;
     for (const auto& m : s.previousMasters)
         c.previousMasters.push_back(m.clone());
+    if (s.previousConvergence)
+        c.previousConvergence = s.previousConvergence->clone();
     return c;
 }
 
@@ -655,6 +669,8 @@ Result<RotationReport> changePassword(store::Store& store, const std::string& us
     next.user = user;
     next.master = crypto::Secret::random(crypto::kKeySize);
     next.convergence = opened.secrets.convergence.clone();
+    if (opened.secrets.previousConvergence) // an unfinished rekey stays unfinished
+        next.previousConvergence = opened.secrets.previousConvergence->clone();
     next.s3 = options.s3 ? *options.s3 : opened.secrets.s3;
     next.previousMasters.push_back(opened.secrets.master.clone());
     for (const auto& m : opened.secrets.previousMasters) {
@@ -697,5 +713,33 @@ Result<RotationReport> finishKeyRotation(store::Store& store, const std::string&
     ISR_TRY_ASSIGN(OpenedAccount opened, openAccount(store, user, password));
     return completeRotation(store, opened, progress);
 }
+
+namespace detail {
+
+Result<AccountForRewrite> openAccountForRewrite(store::Store& store, const std::string& user,
+                                                std::string_view password) {
+    ISR_TRY_ASSIGN(OpenedAccount opened, openAccount(store, user, password));
+    return AccountForRewrite{std::move(opened.secrets), std::move(opened.kek),
+                             opened.account.doc.kdf, std::move(opened.account.tag)};
+}
+
+Status rewriteAccount(store::Store& store, AccountForRewrite& opened, UserSecrets next) {
+    if (next.previousMasters.size() > kMaxPreviousMasters)
+        return Error(Errc::Locked, "the account of '" + next.user + "' has " +
+                                       std::to_string(kMaxPreviousMasters) +
+                                       " unfinished key rotations; finish them first");
+    Bytes sealed = sealSecrets(opened.kek, next.user, next);
+    AccountObject account = accountObjectFor(next.user, opened.kdf, sealed, next);
+    ISR_TRY_ASSIGN(std::string tag, replaceAccountObject(store, account, opened.tag));
+    opened.tag = std::move(tag);
+    opened.secrets = std::move(next);
+    return {};
+}
+
+UserSecrets copySecrets(const UserSecrets& s) {
+    return cloneSecrets(s);
+}
+
+} // namespace detail
 
 } // namespace isr::parcel

@@ -28,7 +28,7 @@ std::vector<std::string_view> split(std::string_view key) {
 // no keys: the lock is clear).
 Result<std::optional<LockInfo>> readLockKeyless(store::Store& store, const std::string& user,
                                                 const std::string& parcel) {
-    Parcels keyless(store, UserSecrets{user, {}, {}, {}, {}});
+    Parcels keyless(store, UserSecrets{user, {}, {}, {}, {}, {}});
     return keyless.readLock(parcel);
 }
 

@@ -228,7 +228,7 @@ Result<GcReport> collectUser(store::Store& store, const std::string& user,
     GcReport report;
     ISR_TRY_ASSIGN(auto parcels, listParcels(store, user));
     // Every lock first: nothing is removed while a session may be writing.
-    Parcels keyless(store, UserSecrets{user, {}, {}, {}, {}});
+    Parcels keyless(store, UserSecrets{user, {}, {}, {}, {}, {}});
     for (const auto& p : parcels) {
         ISR_TRY_ASSIGN(auto lock, keyless.readLock(p.name));
         if (lock && now - lock->heartbeat < graceSeconds)

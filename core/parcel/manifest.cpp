@@ -253,6 +253,13 @@ Bytes encodeManifest(const Manifest& m) {
     if (m.parentDigest)
         fields.emplace("parent_digest",
                        toHex(ByteView(m.parentDigest->data(), m.parentDigest->size())));
+    // Only in what rekey wrote (FORMAT.md, "Manifest"); older readers ignore
+    // header keys they do not know.
+    if (m.rekeyedFrom)
+        fields.emplace("rekeyed_from",
+                       toHex(ByteView(m.rekeyedFrom->data(), m.rekeyedFrom->size())));
+    if (!m.rekeyedUnder.empty())
+        fields.emplace("rekeyed_under", m.rekeyedUnder);
     // Present only when there is such state, so other manifests read as before.
     if (m.nvram)
         fields.emplace("nvram", refToJson(*m.nvram));
@@ -326,6 +333,26 @@ Result<Manifest> decodeManifest(ByteView plaintext) {
         crypto::Hash d;
         std::memcpy(d.data(), digest->data(), d.size());
         m.parentDigest = d;
+    }
+    // Both or neither: rekey writes them together.
+    {
+        const json::Value* from = header->find("rekeyed_from");
+        const json::Value* under = header->find("rekeyed_under");
+        if ((from == nullptr) != (under == nullptr))
+            return corrupt("rekeyed_from without rekeyed_under or the other way round");
+        if (from) {
+            auto digest = from->isString() ? fromHex(from->asString())
+                                           : Result<Bytes>(Error(Errc::Corrupt, "not a string"));
+            if (!digest.ok() || digest->size() != crypto::kHashSize)
+                return corrupt("bad rekeyed_from");
+            crypto::Hash d;
+            std::memcpy(d.data(), digest->data(), d.size());
+            m.rekeyedFrom = d;
+            if (!under->isString() || under->asString().size() != 32 ||
+                !fromHex(under->asString()).ok())
+                return corrupt("bad rekeyed_under");
+            m.rekeyedUnder = under->asString();
+        }
     }
     if (chunkSize < 4096 || chunkSize > std::int64_t(chunk::kMaxChunkSize) ||
         (chunkSize & (chunkSize - 1)) != 0)

@@ -5,8 +5,10 @@
 // on-store format is in FORMAT.md next to this header.
 //
 // Invariants:
-//  - versions/<n> is immutable and created only with put-if-absent, after
-//    every chunk it references is durable in the store.
+//  - versions/<n> is created only with put-if-absent, after every chunk it
+//    references is durable in the store. Only key rotation (the same
+//    plaintext re-sealed) and rekey (rekey.h: the same content under new
+//    chunks) replace it, with put-if-match on the tag they read.
 //  - Every object read from the store is verified (MAC, name, bounds) before
 //    use; a failure is Errc::Corrupt naming the object.
 //  - Names are validated before any store access (validateName).
@@ -81,6 +83,11 @@ struct UserSecrets {
     // Readers try `master` first, then these; writers seal only under
     // `master`. Empty once every version is re-sealed.
     std::vector<crypto::Secret> previousMasters;
+    // While a convergence-secret rotation (`isrctl user rekey`, rekey.h) is
+    // unfinished: the secret it replaces. Nothing reads chunks with it (a
+    // chunk's key is in the manifest that references it); it marks the
+    // rotation as unfinished and is dropped when every version is rekeyed.
+    std::optional<crypto::Secret> previousConvergence;
 };
 
 // A clear, non-secret name of a master key: 16 bytes of BLAKE2b keyed with
@@ -173,6 +180,15 @@ struct Manifest {
     // from (decodeManifest) or committed as (commit). Its child's
     // parentDigest; what a kiosk remembers of a version it has seen.
     std::optional<crypto::Hash> digest;
+    // Written only by `rekey` (rekey.h; FORMAT.md, "Key rotation --
+    // convergence secret"): the digest of the plaintext this version had
+    // before rekey rewrote it, and the convergenceId() of the secret every
+    // chunk it references is now encrypted under. A child still binding the
+    // old plaintext (rekey interrupted between the two) verifies against
+    // rekeyedFrom (verifyChain). commit() clears both: a new version is not
+    // a rekey's output.
+    std::optional<crypto::Hash> rekeyedFrom;
+    std::string rekeyedUnder;
 
     std::uint64_t chunkCount() const { return (diskSize + chunkSize - 1) / chunkSize; }
     std::uint64_t ramSize() const { return std::uint64_t(vm.memoryMiB) << 20; }
@@ -275,6 +291,10 @@ public:
     struct ChainLink {
         std::uint64_t version = 0;
         crypto::Hash digest{};
+        // The plaintext this version replaced, if rekey rewrote it
+        // (Manifest::rekeyedFrom): a kiosk that recorded that digest saw
+        // this same version before the rekey, not a fork.
+        std::optional<crypto::Hash> rekeyedFrom;
     };
     // Checks that `top` (a manifest of this parcel, read with its digest)
     // and its ancestors bind each other: walks parent by parent, reading

@@ -162,7 +162,7 @@ Result<std::vector<Parcels::ChainLink>> Parcels::verifyChain(const std::string& 
     if (!top.digest)
         return Error(Errc::InvalidArgument,
                      "verifyChain: the manifest was not read from the store");
-    std::vector<ChainLink> links{{top.version, *top.digest}};
+    std::vector<ChainLink> links{{top.version, *top.digest, top.rekeyedFrom}};
     Manifest child = top;
     for (unsigned reads = 0; reads < maxReads && child.version > downTo && child.parent > 0;
          ++reads) {
@@ -181,12 +181,16 @@ Result<std::vector<Parcels::ChainLink>> Parcels::verifyChain(const std::string& 
             }
             return std::move(parent).error();
         }
-        if (parent->digest != child.parentDigest)
+        // A child that still binds what its parent was before rekey
+        // rewrote the parent (rekey interrupted between the two): the
+        // parent names that plaintext in rekeyed_from, under the user's seal.
+        const bool rekeyedParent = parent->rekeyedFrom && parent->rekeyedFrom == child.parentDigest;
+        if (parent->digest != child.parentDigest && !rekeyedParent)
             return Error(Errc::Corrupt, "the store's version " + std::to_string(child.parent) +
                                             " of parcel '" + parcel + "' is not the one version " +
                                             std::to_string(child.version) +
                                             " was saved from (the store forked or replaced it)");
-        links.push_back({parent->version, *parent->digest});
+        links.push_back({parent->version, *parent->digest, parent->rekeyedFrom});
         child = std::move(*parent);
     }
     return links;
@@ -292,6 +296,10 @@ Result<std::uint64_t> Parcels::commit(const std::string& parcel, Manifest& m,
         return Error(Errc::InvalidArgument, "disk table does not match the disk size");
     ISR_TRY_STATUS(uploadChunks(newChunks, progress));
     std::uint64_t n = m.parent + 1;
+    // A copy of a version rekey rewrote carries its rekey marks; the new
+    // version is not rekey's output (its chunks may be under any secret).
+    m.rekeyedFrom.reset();
+    m.rekeyedUnder.clear();
     // Bind the parent (FORMAT.md, "Chain"). A copy of the parent's manifest
     // as read carries the digest of exactly what the caller worked from (a
     // session's base, verified at resume); anything else (a rollback's old

@@ -85,6 +85,16 @@ inline constexpr PointInfo kFaultPoints[] = {
      "each version re-sealed under the new master and written, before it is read back"},
     {"parcel.rotate.before-finish",
      "every version re-sealed, before the account is rewritten without the previous masters"},
+    // Not a session's: rotating the convergence secret (isrctl user rekey;
+    // parcel/rekey.cpp).
+    {"parcel.rekey.after-account",
+     "rekey: the account written with the new convergence secret and master, before any "
+     "version is converted"},
+    {"parcel.rekey.chunks",
+     "rekey: each version's chunks re-encrypted and uploaded, before its manifest is rewritten"},
+    {"parcel.rekey.version", "rekey: each version rewritten, before its read-back and refs"},
+    {"parcel.rekey.before-finish",
+     "rekey: every version converted, before the account drops the old secret and masters"},
     // Not a session's: garbage collection (isrctl gc; parcel/maintenance.cpp).
     {"parcel.gc.prune",
      "gc: everything read and planned, before each pruned version (then its reference list) is "

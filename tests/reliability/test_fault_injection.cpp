@@ -347,9 +347,11 @@ private slots:
         for (const auto& c : kCases)
             covered.insert(c.point);
         for (const auto& p : fault::kFaultPoints)
-            // A password change's and gc's points: no session reaches them
-            // (tests/core/parcel/test_key_rotation, test_isrctl_fleet fire them).
+            // A password change's, rekey's and gc's points: no session reaches
+            // them (tests/core/parcel/test_key_rotation, test_rekey,
+            // test_isrctl_fleet fire them).
             if (std::string_view(p.name).rfind("parcel.rotate.", 0) != 0 &&
+                std::string_view(p.name).rfind("parcel.rekey.", 0) != 0 &&
                 std::string_view(p.name).rfind("parcel.gc.", 0) != 0)
                 QVERIFY2(covered.count(p.name), p.name);
 

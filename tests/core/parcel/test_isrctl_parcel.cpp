@@ -152,6 +152,43 @@ private slots:
                      .exitCode,
                  0);
     }
+    // user rekey (issue #16 item 7): killed after its first rewritten
+    // version, the parcel still exports byte-identical; running it again
+    // finishes, and its gc removes the chunks under the old secret.
+    void rekeyKilledThenFinished() {
+        auto before = QString::fromStdString(dir_->file("before-rekey.raw"));
+        QCOMPARE(
+            run({"parcel", "export", "alice", "desk", before, "--password-stdin"}, "new-secret\n")
+                .exitCode,
+            0);
+        auto killed = runProcess("env",
+                                 {"ISR_FAULT=parcel.rekey.version:kill@1", isrctl_, "user", "rekey",
+                                  "alice", "--password-stdin", "--store", store_},
+                                 "new-secret\n");
+        QVERIFY(killed.exitCode != 0);
+        QVERIFY2(killed.err.find("isr-fault: fired parcel.rekey.version kill hit 1") !=
+                     std::string::npos,
+                 killed.err.c_str());
+        auto wrong = run({"user", "rekey", "alice", "--password-stdin"}, "nope\n");
+        QCOMPARE(wrong.exitCode, 1);
+        auto finished =
+            run({"user", "rekey", "alice", "--password-stdin", "--json", "--grace", "0"},
+                "new-secret\n");
+        QCOMPARE(finished.exitCode, 0);
+        auto doc = isr::json::parse(finished.out);
+        QVERIFY2(doc.ok(), finished.out.c_str());
+        QCOMPARE(doc->getBool("started").value(), false); // continued the killed one
+        QCOMPARE(doc->getBool("finished").value(), true);
+        QVERIFY(doc->getInt("versions_rewritten").value() > 0);
+        QVERIFY(doc->find("gc") && doc->find("gc")->getInt("removed").value() > 0);
+        auto after = QString::fromStdString(dir_->file("after-rekey.raw"));
+        QCOMPARE(
+            run({"parcel", "export", "alice", "desk", after, "--password-stdin"}, "new-secret\n")
+                .exitCode,
+            0);
+        QCOMPARE(runProcess("cmp", {before, after}).exitCode, 0);
+        QCOMPARE(run({"fsck", "--user", "alice", "--password-stdin"}, "new-secret\n").exitCode, 0);
+    }
     void fsckAndGc() {
         auto clean = run({"fsck", "--user", "alice", "--password-stdin", "--json"}, "new-secret\n");
         QCOMPARE(clean.exitCode, 0);

@@ -1,0 +1,35 @@
+#pragma once
+// Inside core/parcel only: what rekey.cpp needs of account.cpp to rewrite an
+// account without a second Argon2id run. Not part of the module's API.
+#include "parcel/parcel.h"
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+namespace isr::parcel::detail {
+
+// Most previous masters an account may list (FORMAT.md, "Account").
+inline constexpr std::size_t kMaxPreviousMasters = 32;
+
+// An account opened with its password: its secrets, the key that seals
+// them, its KDF parameters and the store's tag of the object as read.
+struct AccountForRewrite {
+    UserSecrets secrets;
+    crypto::Secret kek;
+    crypto::KdfParams kdf;
+    std::string tag;
+};
+
+// AuthFailed for an unknown user or a wrong password (signIn's answer).
+Result<AccountForRewrite> openAccountForRewrite(store::Store& store, const std::string& user,
+                                                std::string_view password);
+// Seals `next` under the same password-derived key and KDF parameters and
+// writes it with put-if-match on opened.tag (Conflict: the account changed
+// since it was read; nothing written). On success `opened` describes the
+// account as written.
+Status rewriteAccount(store::Store& store, AccountForRewrite& opened, UserSecrets next);
+
+UserSecrets copySecrets(const UserSecrets& s);
+
+} // namespace isr::parcel::detail
