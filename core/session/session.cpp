@@ -446,7 +446,15 @@ struct Session::Impl {
                           "the store served version " + std::to_string(served.version) + " of " +
                               name + " as its newest, but this kiosk has seen version " +
                               std::to_string(known->version) + ": an older copy (rolled back)");
-        if (known && served.version == known->version && served.digest != known->digest)
+        // A version `isrctl user rekey` rewrote in place names the plaintext
+        // it replaced (sealed under the user's master, so the store cannot
+        // make it up): the same version this kiosk saw, not a fork.
+        auto sameAsSeen = [&](const crypto::Hash& digest,
+                              const std::optional<crypto::Hash>& rekeyedFrom) {
+            return digest == known->digest || (rekeyedFrom && *rekeyedFrom == known->digest);
+        };
+        if (known && served.version == known->version &&
+            !(served.digest && sameAsSeen(*served.digest, served.rekeyedFrom)))
             return refuse(FailureCause::StoreForked,
                           "the store's version " + std::to_string(served.version) + " of " + name +
                               " is not the one this kiosk saw (forked)");
@@ -467,7 +475,7 @@ struct Session::Impl {
         }
         if (known && served.version > known->version) {
             for (const auto& link : *links)
-                if (link.version == known->version && link.digest != known->digest)
+                if (link.version == known->version && !sameAsSeen(link.digest, link.rekeyedFrom))
                     return refuse(FailureCause::StoreForked,
                                   "version " + std::to_string(served.version) + " of " + name +
                                       " does not descend from version " +

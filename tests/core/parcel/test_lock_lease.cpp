@@ -141,7 +141,7 @@ private slots:
         QCOMPARE((*withKeys)->kiosk, std::string("gate-23"));
         QCOMPARE((*withKeys)->holderLabel(), std::string("gate-23"));
 
-        Parcels keyless(ts_->store(), UserSecrets{user, {}, {}, {}, {}});
+        Parcels keyless(ts_->store(), UserSecrets{user, {}, {}, {}, {}, {}});
         auto without = keyless.readLock("seal");
         QVERIFY(without.ok() && without->has_value());
         QVERIFY((*without)->kiosk.empty());

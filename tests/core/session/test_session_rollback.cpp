@@ -10,6 +10,7 @@
 // directory the test edits as a hostile operator would.
 #include "failuretext.h"
 #include "parcel/parcel.h"
+#include "parcel/rekey.h"
 #include "session/seen_versions.h"
 #include "session/session.h"
 #include "store/store.h"
@@ -276,6 +277,45 @@ private slots:
         }
         auto f = resumeRefused(session::FailureCause::StoreRolledBack);
         QCOMPARE(f.seen->version, std::uint64_t(5));
+        fs::rename(dir_->file("v5"), versionFile(5));
+        resumePasses(5);
+    }
+
+    // Issue #16 item 7, `isrctl user rekey` rewrites every version in place
+    // under a new convergence secret. A kiosk that resumed version 5 while
+    // a rekey was unfinished (the parcel was open elsewhere, so skipped)
+    // recorded it under the new secret with its old digest; `--finish` then
+    // rewrites version 5. That is the version it saw, not a fork: the
+    // rewritten manifest names the digest it replaced (sealed, so the store
+    // cannot make that up). A rollback is still refused afterwards.
+    void rekeyRewritesWhatWasSeen() {
+        parcel::LockInfo held;
+        {
+            auto st = openStore();
+            parcel::Parcels p(*st, *parcel::signIn(*st, "alice", password_));
+            auto attempt = p.lock("desk", "gate-9", false);
+            QVERIFY(attempt.ok() && attempt->acquired);
+            held = attempt->lock;
+            auto started = parcel::rekeyUser(*st, "alice", password_);
+            QVERIFY2(started.ok(), started.ok() ? "" : started.error().describe().c_str());
+            QVERIFY(!started->finished);
+            QCOMPARE(started->locked.size(), std::size_t(1));
+            QVERIFY(p.unlock("desk", held).ok());
+        }
+        resumePasses(5); // recorded: version 5, under the new secret, old digest
+        {
+            auto st = openStore();
+            auto finished = parcel::finishRekey(*st, "alice", password_);
+            QVERIFY2(finished.ok(), finished.ok() ? "" : finished.error().describe().c_str());
+            QVERIFY(finished->finished && finished->versionsRewritten >= 5);
+        }
+        resumePasses(5);
+        fs::rename(versionFile(5), dir_->file("v5"));
+        {
+            auto st = openStore();
+            QVERIFY(st->put("users/alice/parcels/desk/head", asBytes("4\n")).ok());
+        }
+        resumeRefused(session::FailureCause::StoreRolledBack);
         fs::rename(dir_->file("v5"), versionFile(5));
         resumePasses(5);
     }
