@@ -121,6 +121,19 @@ int userAdd(const std::vector<std::string>& argv) {
     return kExitOk;
 }
 
+// The parcels a key rotation or rekey skipped, for --json: the holder as
+// the lock names it (the kiosk when its sealed id opened, else "holder
+// <hex>"; core/parcel FORMAT.md "Lock").
+json::Array lockedJson(const std::vector<std::pair<std::string, parcel::LockInfo>>& locked) {
+    json::Array out;
+    for (const auto& [parcel, holder] : locked)
+        out.emplace_back(json::Object{{"parcel", parcel},
+                                      {"kiosk", holder.holderLabel()},
+                                      {"since", holder.since},
+                                      {"heartbeat", holder.heartbeat}});
+    return out;
+}
+
 int userPasswd(const std::vector<std::string>& argv) {
     auto args = Args::parse(argv, {"json", "password-stdin", "finish"});
     if (!args.ok())
@@ -169,12 +182,7 @@ int userPasswd(const std::vector<std::string>& argv) {
     if (!report.ok())
         return fail(report.error());
     if (args->flag("json")) {
-        json::Array locked;
-        for (const auto& [parcel, holder] : report->locked)
-            locked.emplace_back(json::Object{{"parcel", parcel},
-                                             {"kiosk", holder.kiosk},
-                                             {"since", holder.since},
-                                             {"heartbeat", holder.heartbeat}});
+        json::Array locked = lockedJson(report->locked);
         json::Array unreadable;
         for (const auto& key : report->unreadable)
             unreadable.emplace_back(key);
@@ -195,7 +203,7 @@ int userPasswd(const std::vector<std::string>& argv) {
         for (const auto& [parcel, holder] : report->locked)
             std::printf("parcel %s is open at kiosk %s (since %lld): its versions stay readable "
                         "with the old key until the rotation is finished\n",
-                        parcel.c_str(), holder.kiosk.c_str(), (long long)holder.since);
+                        parcel.c_str(), holder.holderLabel().c_str(), (long long)holder.since);
         for (const auto& key : report->unreadable)
             std::printf("%s opens with no key of the account (damaged?): left alone; see "
                         "'isrctl fsck --user %s'\n",
@@ -242,12 +250,7 @@ int userRekey(const std::vector<std::string>& argv) {
     if (!report.ok())
         return fail(report.error());
     if (args->flag("json")) {
-        json::Array locked;
-        for (const auto& [parcel, holder] : report->locked)
-            locked.emplace_back(json::Object{{"parcel", parcel},
-                                             {"kiosk", holder.kiosk},
-                                             {"since", holder.since},
-                                             {"heartbeat", holder.heartbeat}});
+        json::Array locked = lockedJson(report->locked);
         json::Object out{{"user", user},
                          {"started", report->started},
                          {"finished", report->finished},
@@ -279,7 +282,7 @@ int userRekey(const std::vector<std::string>& argv) {
     for (const auto& [parcel, holder] : report->locked)
         std::printf("parcel %s is open at kiosk %s (since %lld): left under the old secret "
                     "until the rekey is finished\n",
-                    parcel.c_str(), holder.kiosk.c_str(), (long long)holder.since);
+                    parcel.c_str(), holder.holderLabel().c_str(), (long long)holder.since);
     if (!report->finished) {
         std::printf("rekey NOT finished: the old secret stays in the account; run 'isrctl user "
                     "rekey --finish %s' when those parcels are closed\n",
