@@ -82,14 +82,25 @@ class TestVmHealth : public QObject {
 
     // This session's QEMU, from libvirt's pid file in the embedded root
     // (not pgrep: a QEMU left by an aborted run of this test elsewhere
-    // would match too). -1 when there is none.
+    // would match too). The domain's name is random (issue #16 item 12),
+    // so any pid file there: this kiosk runs one VM. -1 when there is none.
     pid_t qemuPid() {
-        std::ifstream in(*vm::embeddedRootFor(stateMount_ + "/kiosk") +
-                         "/run/qemu/isr-vh-desk.pid");
-        long pid = -1;
-        if (!(in >> pid) || pid <= 0 || ::kill(pid_t(pid), 0) != 0)
-            return -1;
-        return pid_t(pid);
+        const std::string dir = *vm::embeddedRootFor(stateMount_ + "/kiosk") + "/run/qemu";
+        std::error_code ec;
+        for (const auto& e : fs::directory_iterator(dir, ec)) {
+            if (e.path().extension() != ".pid")
+                continue;
+            std::ifstream in(e.path());
+            long pid = -1;
+            if (!(in >> pid) || pid <= 0 || ::kill(pid_t(pid), 0) != 0)
+                continue;
+            // A pid file left by an earlier VM may name a reused pid.
+            std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
+            std::string name;
+            if (std::getline(comm, name) && name.rfind("qemu", 0) == 0)
+                return pid_t(pid);
+        }
+        return -1;
     }
 
     // Waits (up to 120 s, generous on purpose) for the listener to report a
