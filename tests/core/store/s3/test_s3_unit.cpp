@@ -356,6 +356,12 @@ private slots:
     // are zeroed as libcurl frees them: curl_batch.cpp). The test holds only
     // the lower-case seed (memscan.h); the secret exists upper-cased.
     void secretLeavesNoCopyInMemory() {
+#if defined(__SANITIZE_ADDRESS__)
+        // The scan reads every readable mapping, and ASan's shadow is
+        // terabytes of readable address space: the CI run's ASan stage was
+        // killed here after 45 s. The default build runs it.
+        QSKIP("scanning the whole address space is impractical under ASan (its shadow memory)");
+#endif
         static constexpr const char* kFiller = "0123456789abcdefghijklmnopqrstuv";
         std::string seed;
         do
