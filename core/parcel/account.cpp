@@ -560,21 +560,10 @@ Status resealVersion(store::Store& store, Parcels& parcels, const std::string& p
         return std::move(tag).error().context("re-sealing " + key);
     }
     ISR_TRY_STATUS(ISR_FAULT_POINT("parcel.rotate.reseal"));
-    // Read back: the new object must open under the new master to the same
-    // plaintext. If not, the old object goes back (the account still holds
-    // the master that seals it) and the rotation stops.
-    auto back = store.get(key);
-    bool backPrevious = true;
-    auto again = back.ok() ? parcels.openVersion(parcel, n, *back, &backPrevious)
-                           : Result<Bytes>(back.error());
-    const bool good = again.ok() && !backPrevious && crypto::hash(*again) == want;
-    if (again.ok())
-        crypto::wipe(*again);
-    if (!good) {
-        (void)store.put(key, raw->data);
-        return Error(Errc::Corrupt, key + " did not read back as written after re-sealing; "
-                                          "the old object was put back");
-    }
+    // The same plaintext under the new master, or the old object goes back
+    // (the account still holds the master that seals it).
+    ISR_TRY_STATUS(detail::checkRewrittenVersion(store, parcels, parcel, n, key, want, raw->data,
+                                                 "re-sealing"));
     counts.resealed++;
     return {};
 }
@@ -734,6 +723,23 @@ Status rewriteAccount(store::Store& store, AccountForRewrite& opened, UserSecret
     opened.tag = std::move(tag);
     opened.secrets = std::move(next);
     return {};
+}
+
+Status checkRewrittenVersion(store::Store& store, Parcels& parcels, const std::string& parcel,
+                             std::uint64_t n, const std::string& key, const crypto::Hash& want,
+                             const Bytes& previous, std::string_view step) {
+    auto back = store.get(key);
+    bool backPrevious = true;
+    auto again = back.ok() ? parcels.openVersion(parcel, n, *back, &backPrevious)
+                           : Result<Bytes>(back.error());
+    const bool good = again.ok() && !backPrevious && crypto::hash(*again) == want;
+    if (again.ok())
+        crypto::wipe(*again);
+    if (good)
+        return {};
+    (void)store.put(key, previous);
+    return Error(Errc::Corrupt, key + " did not read back as written after " + std::string(step) +
+                                    "; the old object was put back");
 }
 
 UserSecrets copySecrets(const UserSecrets& s) {

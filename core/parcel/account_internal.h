@@ -1,9 +1,11 @@
 #pragma once
 // Inside core/parcel only: what rekey.cpp needs of account.cpp to rewrite an
-// account without a second Argon2id run. Not part of the module's API.
+// account without a second Argon2id run, and the check both make after
+// rewriting a version. Not part of the module's API.
 #include "parcel/parcel.h"
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -31,5 +33,15 @@ Result<AccountForRewrite> openAccountForRewrite(store::Store& store, const std::
 Status rewriteAccount(store::Store& store, AccountForRewrite& opened, UserSecrets next);
 
 UserSecrets copySecrets(const UserSecrets& s);
+
+// After versions/<n> (`key`) was overwritten by a key rotation or rekey: the
+// object read back must open under the current master (not a previous one)
+// to the plaintext whose hash is `want`. If not, `previous` (the object it
+// replaced; every chunk it references is still in the store) goes back and
+// the caller stops with Corrupt ("... after <step>; the old object was put
+// back").
+Status checkRewrittenVersion(store::Store& store, Parcels& parcels, const std::string& parcel,
+                             std::uint64_t n, const std::string& key, const crypto::Hash& want,
+                             const Bytes& previous, std::string_view step);
 
 } // namespace isr::parcel::detail

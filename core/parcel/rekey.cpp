@@ -370,21 +370,10 @@ private:
             return std::move(tag).error().context("rewriting " + key);
         }
         ISR_TRY_STATUS(ISR_FAULT_POINT("parcel.rekey.version"));
-        // Read back: the new object must open under the current master to
-        // the plaintext written; if not, the old object goes back (every
-        // chunk it references is still in the store) and rekey stops.
-        auto back = store_.get(key);
-        bool backPrevious = true;
-        auto again = back.ok() ? parcels_.openVersion(name, n, *back, &backPrevious)
-                               : Result<Bytes>(back.error());
-        const bool good = again.ok() && !backPrevious && crypto::hash(*again) == newDigest;
-        if (again.ok())
-            crypto::wipe(*again);
-        if (!good) {
-            (void)store_.put(key, raw->data);
-            return Error(Errc::Corrupt, key + " did not read back as written after rekey; the "
-                                              "old object was put back");
-        }
+        // The plaintext written, under the current master, or the old
+        // object goes back and rekey stops.
+        ISR_TRY_STATUS(detail::checkRewrittenVersion(store_, parcels_, name, n, key, newDigest,
+                                                     raw->data, "rekey"));
         // Its sealed length changed: the clear reference list must follow
         // (keyless gc believes a list only for an object of its length). A
         // failure only makes gc --all skip the user until gc --user.
