@@ -583,21 +583,8 @@ Result<RotationReport> completeRotation(store::Store& store, OpenedAccount& open
     // Progress counts versions; the total is what the first listing shows
     // and grows with what later listings add.
     std::uint64_t total = 0, done = 0;
-    std::set<std::string> seen;
-    for (;;) {
-        // Listed again until a listing shows no parcel not yet handled: a
-        // parcel created meanwhile is handled too.
-        ISR_TRY_ASSIGN(std::vector<std::string> names, parcels.list());
-        std::vector<std::string> fresh;
-        for (auto& name : names)
-            if (seen.insert(name).second)
-                fresh.push_back(std::move(name));
-        if (fresh.empty())
-            break;
-        for (const auto& name : fresh)
-            if (auto listed = parcels.versions(name); listed.ok())
-                total += listed->size();
-        for (const auto& name : fresh) {
+    ISR_TRY_STATUS(
+        detail::forEachParcelUntilNoneNew(parcels, total, [&](const std::string& name) -> Status {
             // The lock first, then the versions: a session that held the
             // lock committed before it released it, so its version is
             // listed below; a session that locks the parcel later signed
@@ -606,12 +593,12 @@ Result<RotationReport> completeRotation(store::Store& store, OpenedAccount& open
             ISR_TRY_ASSIGN(std::optional<LockInfo> holder, parcels.readLock(name));
             if (holder) {
                 report.locked.emplace_back(name, *holder);
-                continue;
+                return {};
             }
             auto versions = parcels.versions(name);
             if (!versions.ok()) {
                 if (versions.error().code == Errc::NotFound)
-                    continue; // removed since listed
+                    return {}; // removed since listed
                 return std::move(versions).error();
             }
             total = std::max(total, done + versions->size());
@@ -626,8 +613,8 @@ Result<RotationReport> completeRotation(store::Store& store, OpenedAccount& open
             report.versionsAlreadyNew += counts.alreadyNew;
             if (report.unreadable.size() == unreadableBefore)
                 report.parcels++;
-        }
-    }
+            return {};
+        }));
     if (!report.locked.empty() || !report.unreadable.empty())
         return report; // previous masters stay: something may still need them
     ISR_TRY_STATUS(ISR_FAULT_POINT("parcel.rotate.before-finish"));
@@ -723,6 +710,25 @@ Status rewriteAccount(store::Store& store, AccountForRewrite& opened, UserSecret
     opened.tag = std::move(tag);
     opened.secrets = std::move(next);
     return {};
+}
+
+Status forEachParcelUntilNoneNew(Parcels& parcels, std::uint64_t& total,
+                                 const std::function<Status(const std::string&)>& each) {
+    std::set<std::string> seen;
+    for (;;) {
+        ISR_TRY_ASSIGN(std::vector<std::string> names, parcels.list());
+        std::vector<std::string> fresh;
+        for (auto& name : names)
+            if (seen.insert(name).second)
+                fresh.push_back(std::move(name));
+        if (fresh.empty())
+            return {};
+        for (const auto& name : fresh)
+            if (auto listed = parcels.versions(name); listed.ok())
+                total += listed->size();
+        for (const auto& name : fresh)
+            ISR_TRY_STATUS(each(name));
+    }
 }
 
 Status checkRewrittenVersion(store::Store& store, Parcels& parcels, const std::string& parcel,

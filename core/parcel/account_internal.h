@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -33,6 +34,13 @@ Result<AccountForRewrite> openAccountForRewrite(store::Store& store, const std::
 Status rewriteAccount(store::Store& store, AccountForRewrite& opened, UserSecrets next);
 
 UserSecrets copySecrets(const UserSecrets& s);
+
+// Calls `each` for every parcel of the user, listing again until a listing
+// shows none not handled yet (a parcel created meanwhile is handled too),
+// and adds each new parcel's version count to `total` before handling it
+// (the progress total of a key rotation or rekey). Stops at `each`'s error.
+Status forEachParcelUntilNoneNew(Parcels& parcels, std::uint64_t& total,
+                                 const std::function<Status(const std::string&)>& each);
 
 // After versions/<n> (`key`) was overwritten by a key rotation or rekey: the
 // object read back must open under the current master (not a previous one)

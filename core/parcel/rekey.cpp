@@ -185,23 +185,9 @@ public:
           progress_(progress), converter_(parcels_, std::move(chunker), options, report) {}
 
     Status run() {
-        std::set<std::string> seen;
-        for (;;) {
-            // Listed again until nothing new shows up: a parcel created
-            // meanwhile is converted too.
-            ISR_TRY_ASSIGN(std::vector<std::string> names, parcels_.list());
-            std::vector<std::string> fresh;
-            for (auto& name : names)
-                if (seen.insert(name).second)
-                    fresh.push_back(std::move(name));
-            if (fresh.empty())
-                break;
-            for (const auto& name : fresh)
-                if (auto listed = parcels_.versions(name); listed.ok())
-                    total_ += listed->size();
-            for (const auto& name : fresh)
-                ISR_TRY_STATUS(parcel(name));
-        }
+        // A parcel created meanwhile is converted too.
+        ISR_TRY_STATUS(detail::forEachParcelUntilNoneNew(
+            parcels_, total_, [this](const std::string& name) { return parcel(name); }));
         if (!report_.locked.empty())
             return {}; // the old secret stays: those parcels still need it
         ISR_TRY_STATUS(ISR_FAULT_POINT("parcel.rekey.before-finish"));
