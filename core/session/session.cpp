@@ -49,6 +49,10 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+double secondsSince(Clock::time_point t) {
+    return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
 // Counts and nearest-rank percentiles (milliseconds) of a RAM file's read
 // latency window (Session::memoryFaults).
 MemoryFaults summarizeFaults(disk::ReadLatencies l) {
@@ -600,9 +604,14 @@ struct Session::Impl {
                                 << " ms, p99 " << f.localP99Ms << " ms), " << f.remote
                                 << " from the store (p50 " << f.remoteP50Ms << " ms, p99 "
                                 << f.remoteP99Ms << " ms)";
+        auto t = Clock::now();
         ISR_TRY_STATUS(machine->pause());
         ISR_TRY_STATUS(flushRam());
+        const double writeback = secondsSince(t);
+        t = Clock::now();
         ISR_TRY_STATUS(machine->saveLazy(savePath));
+        ISR_LOG_INFO("session") << "suspend: guest RAM written back in " << writeback
+                                << " s, device state saved in " << secondsSince(t) << " s";
         // Nothing dirties RAM after the pause; this one finds nothing to do
         // unless the save itself wrote guest memory.
         ISR_TRY_STATUS(flushRam());
@@ -628,6 +637,15 @@ struct Session::Impl {
                                                        : FailureCause::Generic),
                             st.error());
             spec.ramFile = ramExport->filePath();
+            // The memory hoard starts now, not at Running like the disk's:
+            // with lazy memory the RAM's hot set (first-touch order, what
+            // the last resume faulted in first, device load included) is
+            // what restoring and the first frame wait for, and QEMU's
+            // start-up (~2 s under TCG) is time the link would otherwise
+            // idle. Demand faults still go first (Hoard steps aside while
+            // one waits for the store). Measured with the walk-up
+            // benchmark (README "Performance").
+            ram->startHoard();
         }
         // A firmware parcel's NVRAM and TPM state go in place first.
         firmware.configure(spec.firmware, spec.tpm, sessionDir, hypervisor->tpmStateDir(spec.uuid));
@@ -840,15 +858,22 @@ struct Session::Impl {
     // commit references. The untouched chunks stay the base's, by reference.
     Result<disk::FinalTable> sendFinalTable(disk::ParcelDisk& from, const char* what,
                                             FailureCause sendFailed, Clock::time_point started) {
+        auto t = Clock::now();
         auto table = from.finalChunkTable();
         if (!table.ok())
             return fail(facts(Stage::Suspending, FailureCause::Generic), table.error());
+        const double encoded = secondsSince(t);
+        t = Clock::now();
         auto sent = parcels->uploadChunks(table->newChunks,
                                           [&](std::string_view, std::uint64_t d, std::uint64_t t) {
                                               report(what, d, t, started);
                                           });
         if (!sent.ok())
             return fail(facts(Stage::Suspending, sendFailed), sent.error());
+        // Where a Suspend & Leave's time goes, for operators and issue #17.
+        ISR_LOG_INFO("session") << "suspend: " << what << ": " << table->newChunks.size()
+                                << " changed chunks encoded in " << encoded << " s, sent in "
+                                << secondsSince(t) << " s";
         return std::move(*table);
     }
 
@@ -1232,7 +1257,6 @@ Status Session::resume(const std::string& user, std::string_view password,
             // The guest's first 30 s of page faults, for memoryFaults() and
             // the walk-up benchmark (issue #17).
             s.ram->startReadLatencyWindow(kFaultWindow);
-            s.ram->startHoard(); // the memory hoard: hot set first, then the rest
         }
         s.startTrickle();
         s.enter(Stage::Running);
