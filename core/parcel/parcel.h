@@ -322,9 +322,10 @@ public:
         // Chunks the caller knows the store holds (a committed version
         // names them): skipped without a request.
         const std::set<chunk::ChunkName>* knownPresent = nullptr;
-        // true: ask the store which chunks it lacks first, one round trip a
-        // chunk -- right when most are there (a re-import, a trickled
-        // chunk). false: send every chunk not known present with
+        // true: ask the store which chunks it lacks first, a HEAD a chunk
+        // (many in flight, a batch at a time: Store::existsMany) -- right
+        // when many may be there (a re-import, a trickled chunk, a RAM or
+        // disk chunk another version has). false: send every chunk not known present with
         // put-if-absent straight away -- right when most are new (a fresh
         // memory image), where asking would double the round trips.
         bool askStore = true;

@@ -229,9 +229,12 @@ Result<Parcels::UploadStats> Parcels::uploadChunks(const std::vector<chunk::Enco
 Result<Parcels::UploadStats> Parcels::uploadChunks(const std::vector<chunk::EncodedChunk>& chunks,
                                                    const UploadOptions& options,
                                                    const ProgressFn& progress) {
-    // Pick what to send (dedup across versions and parcels), then send it in
-    // batches so S3 can keep many in flight.
-    std::vector<std::size_t> send;
+    // Pick what to send (dedup within the call, and against what the
+    // caller knows the store holds), then, a batch at a time, ask the store
+    // which of the batch it has (many HEADs in flight; one at a time made a
+    // lazy Suspend & Leave spend 11 s of 16 here for 400 chunks on a 20 ms
+    // link, measured) and send the rest, many in flight.
+    std::vector<std::size_t> candidates;
     std::set<chunk::ChunkName> seen;
     for (std::size_t i = 0; i < chunks.size(); ++i) {
         const auto& name = chunks[i].ref.name;
@@ -240,23 +243,39 @@ Result<Parcels::UploadStats> Parcels::uploadChunks(const std::vector<chunk::Enco
                 continue;
             if (options.knownPresent && options.knownPresent->count(name))
                 continue;
-            if (options.askStore) {
-                ISR_TRY_ASSIGN(bool present, store_.exists(chunkKey(user(), name)));
-                if (present)
-                    continue;
-            }
         }
-        send.push_back(i);
+        candidates.push_back(i);
     }
+    const bool ask = options.dedup && options.askStore;
     // Progress counts what was handled; the stats only what was sent.
     std::uint64_t totalBytes = 0, doneBytes = 0, sentChunks = 0, sentBytes = 0;
-    for (auto i : send)
+    for (auto i : candidates)
         totalBytes += chunks[i].ciphertext.size();
     constexpr std::size_t kBatch = 64;
-    for (std::size_t start = 0; start < send.size(); start += kBatch) {
+    for (std::size_t start = 0; start < candidates.size(); start += kBatch) {
+        const std::size_t end = std::min(candidates.size(), start + kBatch);
+        std::vector<std::size_t> send;
+        if (ask) {
+            std::vector<std::string> keys;
+            for (std::size_t j = start; j < end; ++j)
+                keys.push_back(chunkKey(user(), chunks[candidates[j]].ref.name));
+            auto present = store_.existsMany(keys);
+            for (std::size_t j = start; j < end; ++j) {
+                auto& there = present[j - start];
+                if (!there.ok())
+                    return std::move(there).error();
+                if (*there)
+                    doneBytes += chunks[candidates[j]].ciphertext.size();
+                else
+                    send.push_back(candidates[j]);
+            }
+        } else {
+            send.assign(candidates.begin() + std::ptrdiff_t(start),
+                        candidates.begin() + std::ptrdiff_t(end));
+        }
         std::vector<store::PutItem> batch;
-        for (std::size_t j = start; j < std::min(send.size(), start + kBatch); ++j) {
-            const auto& c = chunks[send[j]];
+        for (auto i : send) {
+            const auto& c = chunks[i];
             batch.push_back({chunkKey(user(), c.ref.name), c.ciphertext, options.dedup});
         }
         auto results = store_.putMany(batch);

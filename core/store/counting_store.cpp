@@ -76,6 +76,10 @@ std::vector<Status> CountingStore::putMany(const std::vector<PutItem>& items) {
     return results;
 }
 
+std::vector<Result<bool>> CountingStore::existsMany(const std::vector<std::string>& keys) {
+    return inner_->existsMany(keys);
+}
+
 void CountingStore::setWriteCredentials(const Credentials& credentials) {
     inner_->setWriteCredentials(credentials);
 }

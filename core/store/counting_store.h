@@ -39,6 +39,7 @@ public:
     Result<bool> exists(const std::string& key) override;
     std::vector<Result<Bytes>> getMany(const std::vector<std::string>& keys) override;
     std::vector<Status> putMany(const std::vector<PutItem>& items) override;
+    std::vector<Result<bool>> existsMany(const std::vector<std::string>& keys) override;
     void setWriteCredentials(const Credentials& credentials) override;
 
 private:

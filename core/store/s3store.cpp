@@ -197,6 +197,38 @@ public:
         return true;
     }
 
+    std::vector<Result<bool>> existsMany(const std::vector<std::string>& keys) override {
+        std::vector<Result<bool>> out(keys.size(), Result<bool>(Error()));
+        std::vector<S3Request> reqs;
+        std::vector<std::size_t> slotOf;
+        for (std::size_t i = 0; i < keys.size(); ++i) {
+            auto valid = validateKey(keys[i]);
+            if (!valid.ok()) {
+                out[i] = valid.error();
+                continue;
+            }
+            S3Request req;
+            req.method = Method::Head;
+            req.objectKey = fullKey(keys[i]);
+            reqs.push_back(std::move(req));
+            slotOf.push_back(i);
+        }
+        std::vector<Response> resps = runBatch(reqs);
+        for (std::size_t j = 0; j < reqs.size(); ++j) {
+            const std::size_t i = slotOf[j];
+            if (resps[j].curlCode == CURLE_OK && resps[j].status == 404) {
+                out[i] = false;
+                continue;
+            }
+            auto st = check(reqs[j], resps[j], "exists " + keys[i]);
+            if (st.ok())
+                out[i] = true;
+            else
+                out[i] = std::move(st).error();
+        }
+        return out;
+    }
+
     Result<std::vector<ObjectInfo>> list(const std::string& prefix) override {
         ISR_TRY_STATUS(validatePrefix(prefix));
         const std::string storePrefix = endpoint_.prefix.empty() ? "" : endpoint_.prefix + "/";
@@ -390,8 +422,7 @@ private:
             return Error(Errc::NotFound, msg);
         case 401:
         case 403:
-            if (code == "AccessDenied" &&
-                (req.method == Method::Get || req.method == Method::Head))
+            if (code == "AccessDenied" && (req.method == Method::Get || req.method == Method::Head))
                 return Error(Errc::AccessDenied, msg + std::string(kDeniedOrMissing));
             return Error(Errc::AccessDenied, msg);
         case 412:

@@ -115,6 +115,14 @@ std::vector<Result<Bytes>> Store::getMany(const std::vector<std::string>& keys) 
     return out;
 }
 
+std::vector<Result<bool>> Store::existsMany(const std::vector<std::string>& keys) {
+    std::vector<Result<bool>> out;
+    out.reserve(keys.size());
+    for (const auto& key : keys)
+        out.push_back(exists(key));
+    return out;
+}
+
 std::vector<Status> Store::putMany(const std::vector<PutItem>& items) {
     std::vector<Status> out;
     out.reserve(items.size());

@@ -113,6 +113,8 @@ public:
     // order of the input.
     virtual std::vector<Result<Bytes>> getMany(const std::vector<std::string>& keys);
     virtual std::vector<Status> putMany(const std::vector<PutItem>& items);
+    // exists() of each key (a HEAD each on S3, many in flight).
+    virtual std::vector<Result<bool>> existsMany(const std::vector<std::string>& keys);
 
     // Write credentials from the user's sealed account (S3: per-user keys
     // limited to the user's prefix). FileStore ignores them.

@@ -220,6 +220,10 @@ public:
         count(items.size());
         return inner_->putMany(items);
     }
+    std::vector<Result<bool>> existsMany(const std::vector<std::string>& keys) override {
+        count(keys.size());
+        return inner_->existsMany(keys);
+    }
     void setWriteCredentials(const store::Credentials& c) override {
         inner_->setWriteCredentials(c);
     }

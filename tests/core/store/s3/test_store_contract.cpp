@@ -243,6 +243,22 @@ private slots:
         QCOMPARE(got[41].error().code, Errc::InvalidArgument);
         QVERIFY(store_->getMany({}).empty());
         QVERIFY(store_->putMany({}).empty());
+
+        // existsMany: the same answers as exists(), in the input's order,
+        // a bad key failing alone.
+        keys = {"batch/3", "batch/missing", "bad//key", "batch/exists", "batch/3/sub"};
+        auto there = store_->existsMany(keys);
+        QCOMPARE(there.size(), keys.size());
+        CHECK_OK(there[0]);
+        QVERIFY(*there[0]);
+        CHECK_OK(there[1]);
+        QVERIFY(!*there[1]);
+        QCOMPARE(there[2].error().code, Errc::InvalidArgument);
+        CHECK_OK(there[3]);
+        QVERIFY(*there[3]);
+        CHECK_OK(there[4]);
+        QVERIFY(!*there[4]);
+        QVERIFY(store_->existsMany({}).empty());
     }
 };
 
