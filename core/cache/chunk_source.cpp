@@ -23,6 +23,7 @@ Result<Fetched> ChunkSource::read(const chunk::ChunkName& name) {
     }
     demandWaiting_++;
     Result<Fetched> result = fromStore(name);
+    lastDemandNs_ = std::chrono::steady_clock::now().time_since_epoch().count();
     {
         // Under the mutex, so that waitForNoDemand cannot miss the wake-up.
         std::lock_guard lock(mutex_);
@@ -44,6 +45,27 @@ Result<Fetched> ChunkSource::prefetch(const chunk::ChunkName& name) {
     if (cache_->contains(name))
         return Fetched{{}, Origin::Cache, {}};
     return fromStore(name);
+}
+
+bool ChunkSource::demandWithin(std::chrono::milliseconds window) const {
+    if (demandWaiting_.load() > 0)
+        return true;
+    const std::int64_t last = lastDemandNs_.load();
+    if (last == 0)
+        return false;
+    const auto since = std::chrono::steady_clock::now().time_since_epoch() -
+                       std::chrono::steady_clock::duration(last);
+    return since < window;
+}
+
+bool ChunkSource::claimPrefetch(std::chrono::milliseconds burst) {
+    int n = prefetchesInFlight_.load();
+    for (;;) {
+        if (n > 0 && demandWithin(burst))
+            return false;
+        if (prefetchesInFlight_.compare_exchange_weak(n, n + 1))
+            return true;
+    }
 }
 
 bool ChunkSource::isCached(const chunk::ChunkName& name) {

@@ -102,6 +102,18 @@ public:
     // Blocks until no demand read waits for the store, or `timeout`.
     // Returns true if none waits.
     bool waitForNoDemand(std::chrono::milliseconds timeout);
+    // Whether a demand read went to the store within `window` (waiting or
+    // done since).
+    bool demandWithin(std::chrono::milliseconds window) const;
+    // Background downloads take a slot first: refused while another one
+    // holds a slot and a demand read came within `burst` -- demand reads
+    // come in bursts (a guest faulting in memory), and theirs must not
+    // queue on the link behind several background downloads. Each slot
+    // claimed is released once. Atomic: two claims cannot both pass the
+    // check.
+    bool claimPrefetch(std::chrono::milliseconds burst);
+    void releasePrefetch() { prefetchesInFlight_--; }
+    int prefetchesInFlight() const { return prefetchesInFlight_.load(); }
 
     ChunkCache* cache() const { return cache_; }
     ChunkSourceStats stats() const;
@@ -121,6 +133,8 @@ private:
     std::condition_variable noDemand_;
     std::map<chunk::ChunkName, std::shared_future<Download>> inflight_;
     std::atomic<int> demandWaiting_{0};
+    std::atomic<std::int64_t> lastDemandNs_{0}; // steady_clock, 0: never
+    std::atomic<int> prefetchesInFlight_{0};
 
     std::atomic<std::uint64_t> cacheHits_{0}, storeFetches_{0}, sharedDownloads_{0}, corrupt_{0},
         cacheFailures_{0}, bytesFetched_{0};

@@ -157,9 +157,18 @@ Status Hoard::checkRoom(std::uint64_t bytes) const {
 }
 
 void Hoard::worker() {
+    // The source's background slot this iteration holds (see below).
+    struct Slot {
+        cache::ChunkSource* source = nullptr;
+        ~Slot() {
+            if (source)
+                source->releasePrefetch();
+        }
+    };
     for (;;) {
         std::size_t item = 0;
         bool probe = false;
+        Slot slot;
         {
             std::unique_lock lock(mutex_);
             for (;;) {
@@ -182,6 +191,19 @@ void Hoard::worker() {
                     lock.lock();
                     continue;
                 }
+                // Demand reads coming in bursts (a guest faulting in
+                // memory or a disk's working set): one hoard download at a
+                // time (both hoards of a session share the source), so the
+                // next fault does not queue on the link behind several.
+                // The slot is claimed here and released after the fetch (a
+                // cached chunk or a stall releases it at once).
+                if (!source_.claimPrefetch(options_.demandBurst)) {
+                    lock.unlock();
+                    std::this_thread::sleep_for(kDemandPoll);
+                    lock.lock();
+                    continue;
+                }
+                slot.source = &source_;
                 break;
             }
             if (stopping_)

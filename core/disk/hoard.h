@@ -4,7 +4,10 @@
 // away. It fetches through the same cache::ChunkSource as the disk's demand
 // reads (one download per chunk name: a demand read and the hoard share it)
 // and steps aside while any demand read waits for the store
-// (ChunkSource::demandWaiting), so a guest miss never queues behind it.
+// (ChunkSource::demandWaiting), so a guest miss never queues behind it; for
+// a quarter second after a demand read it keeps to one download in flight
+// (ChunkSource::claimPrefetch), as misses come in bursts and the link's
+// queue would otherwise hold several hoard chunks ahead of the next one.
 //
 // Order: as given (ParcelDisk passes the previous session's working set
 // first, then disk order), each chunk name once. A chunk the cache already
@@ -68,6 +71,9 @@ struct HoardProgress {
 struct HoardOptions {
     int threads = 4;
     std::uint64_t bandwidthLimit = 0; // bytes/s, 0 = unlimited
+    // After a demand read, this long with one download in flight at most
+    // (ChunkSource::claimPrefetch).
+    std::chrono::milliseconds demandBurst{250};
     // Bytes left free on reserveDirectory's file system (0 = no check).
     std::uint64_t freeSpaceReserve = 0;
     std::string reserveDirectory;

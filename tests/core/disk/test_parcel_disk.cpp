@@ -3,6 +3,7 @@
 #include "cache/cache.h"
 #include "cache/chunk_source.h"
 #include "chunk/chunk.h"
+#include "disk/hoard.h"
 #include "disk/nbd_server.h"
 #include "disk/parcel_disk.h"
 #include "nbd_test_client.h"
@@ -12,6 +13,7 @@
 #include <QTest>
 #include <QThread>
 #include <atomic>
+#include <condition_variable>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -779,6 +781,76 @@ private slots:
         QCOMPARE((*disk)->stats().sectorChunks, 0u);
         QVERIFY((*disk)->stats().sectorFillsSkipped >= 21);
         QCOMPARE((*disk)->stats().sectorFillFailures, 0u);
+    }
+
+    void hoardKeepsToOneDownloadWhileDemandIsRecent() {
+        // Downloads wait at a gate and count how many run at once.
+        std::mutex m;
+        std::condition_variable cv;
+        bool gateOpen = true;
+        int running = 0, most = 0;
+        auto fetch = [&](const chunk::ChunkName& name) -> Result<Bytes> {
+            {
+                std::unique_lock lock(m);
+                most = std::max(most, ++running);
+                cv.wait(lock, [&] { return gateOpen; });
+                running--;
+            }
+            return store_->get(chunkKey(name));
+        };
+        auto runningNow = [&] {
+            std::lock_guard lock(m);
+            return running;
+        };
+        auto gate = [&](bool open) {
+            std::lock_guard lock(m);
+            gateOpen = open;
+            if (!open)
+                most = 0;
+            cv.notify_all();
+        };
+        // Seven distinct stored chunks other than the demand read's.
+        std::vector<chunk::ChunkRef> rest;
+        for (std::size_t i = 1; i < baseTable_.size() && rest.size() < 7; ++i) {
+            const auto& ref = baseTable_[i];
+            if (ref && ref->name != baseTable_[0]->name &&
+                std::none_of(rest.begin(), rest.end(),
+                             [&](const chunk::ChunkRef& r) { return r.name == ref->name; }))
+                rest.push_back(*ref);
+        }
+        QCOMPARE(rest.size(), std::size_t(7));
+        HoardOptions options;
+        options.threads = 4;
+        options.demandBurst = std::chrono::hours(1); // the burst outlasts the test
+
+        // A demand read (chunk 0): a burst has begun.
+        auto cache = openCache();
+        auto source = std::make_shared<cache::ChunkSource>(cache.get(), fetch);
+        QVERIFY(source->get(baseTable_[0]->name).ok());
+        gate(false);
+        Hoard hoard(*source, rest, options);
+        hoard.start();
+        QTRY_COMPARE(runningNow(), 1);
+        // Four workers, yet one download: the others wait for the slot.
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        QCOMPARE(runningNow(), 1);
+        gate(true);
+        QVERIFY(hoard.wait(std::chrono::minutes(1)));
+        QCOMPARE(hoard.progress().chunksDone, 7u);
+        QCOMPARE(most, 1);
+        QCOMPARE(source->prefetchesInFlight(), 0);
+
+        // No demand read yet: the four workers download side by side.
+        auto cache2 = openCache();
+        auto source2 = std::make_shared<cache::ChunkSource>(cache2.get(), fetch);
+        gate(false);
+        Hoard side(*source2, rest, options);
+        side.start();
+        QTRY_COMPARE(runningNow(), 4);
+        gate(true);
+        QVERIFY(side.wait(std::chrono::minutes(1)));
+        QCOMPARE(most, 4);
+        QCOMPARE(source2->prefetchesInFlight(), 0);
     }
 
     void diskSharesTheSessionsChunkSource() {
