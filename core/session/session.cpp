@@ -667,9 +667,9 @@ struct Session::Impl {
             spec.name = std::move(saved->name);
             spec.genid = base.vm.genid = !saved->genid.empty();
             spec.savedGenid = std::move(saved->genid);
-            ISR_LOG_INFO("session") << "whole memory image of " << spec.name << ", "
-                                    << (spec.genid ? "with" : "without")
-                                    << " the VM generation ID device";
+            ISR_LOG_INFO("session")
+                << "whole memory image of " << spec.name << ", "
+                << (spec.genid ? "with" : "without") << " the VM generation ID device";
         } else {
             return fail(facts(Stage::Fetching, FailureCause::MemoryImageFetch), saved.error());
         }

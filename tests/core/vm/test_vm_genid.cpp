@@ -249,7 +249,8 @@ private slots:
             AfterRestore w2 = restoreAndRead(fifo, fromFifo, false);
             writer.join();
             checkReseeded(w2, 1);
-            QVERIFY2(seen.insert(w2.random).second, "two whole restores repeated the guest's bytes");
+            QVERIFY2(seen.insert(w2.random).second,
+                     "two whole restores repeated the guest's bytes");
         }
         // A save with the device does not restore without it.
         {
