@@ -61,6 +61,13 @@ json::Value VmSpec::toJson() const {
         o["firmware"] = firmware;
         o["tpm"] = tpm;
     }
+    // Only when true: a spec without the device reads exactly as before the
+    // key existed, so its manifest still opens on an older kiosk. One with
+    // it cannot be restored there anyway (QEMU refuses a saved stream with
+    // a device it was not given), and an older kiosk refuses the key before
+    // it fetches anything (FORMAT.md).
+    if (genid)
+        o["genid"] = true;
     return o;
 }
 
@@ -70,7 +77,7 @@ Result<VmSpec> VmSpec::fromJson(const json::Value& value) {
     for (const auto& [key, v] : value.asObject()) {
         (void)v;
         if (key != "memory_mib" && key != "vcpus" && key != "machine" && key != "cpu" &&
-            key != "boot" && key != "firmware" && key != "tpm")
+            key != "boot" && key != "firmware" && key != "tpm" && key != "genid")
             return Error(Errc::Corrupt, "VM spec has an unknown field '" + key + "'");
     }
     VmSpec spec;
@@ -89,6 +96,9 @@ Result<VmSpec> VmSpec::fromJson(const json::Value& value) {
     }
     if (value.find("tpm")) {
         ISR_TRY_ASSIGN(spec.tpm, value.getBool("tpm"));
+    }
+    if (value.find("genid")) {
+        ISR_TRY_ASSIGN(spec.genid, value.getBool("genid"));
     }
     auto valid = spec.validate();
     if (!valid.ok())

@@ -137,6 +137,13 @@ struct VmSpec {
     // boot "firmware" only (demo-guest keeps its fixed hardware):
     std::string firmware = "bios"; // "bios" (SeaBIOS) | "uefi" (OVMF) | "uefi-secure" (OVMF + SB)
     bool tpm = false;              // an emulated TPM 2.0 (swtpm) whose state travels sealed
+    // QEMU's VM generation ID device (vm::VmSpec::genid, issue #16): the
+    // guest reseeds its RNG at each resume instead of repeating the saved
+    // state. Any boot profile. Hardware of the saved image, so it travels
+    // with it: the session sets it when it boots the VM, a restore keeps
+    // what the image was saved with. JSON "genid", written only when true
+    // (FORMAT.md: a kiosk older than the key refuses such a manifest).
+    bool genid = false;
 
     bool uefi() const { return firmware == "uefi" || firmware == "uefi-secure"; }
 

@@ -621,6 +621,11 @@ struct Session::Impl {
     }
 
     Status bringUpVm() {
+        // Every fresh boot gets the VM generation ID device (issue #16; old
+        // parcels at their next boot); the versions saved from this run
+        // carry the flag (next = base), so their resumes have it too.
+        if (base.memory.empty())
+            base.vm.genid = true;
         vm::VmSpec spec = sessionVmSpec(user, parcelName, base.vm, config.guestDir, sessionDir,
                                         config.serialConsole, config.desktop);
         // A whole memory image (format 1) restores the classic way, RAM and
@@ -673,11 +678,19 @@ struct Session::Impl {
         if (base.lazyMemory())
             return restoreLazily(spec);
         // spec.name is a fresh random one (sessionVmSpec); libvirt 9.0
-        // restores a whole image only under the name it was saved with.
-        if (auto name = savedDomainName(); name.ok())
-            spec.name = std::move(*name);
-        else
-            return fail(facts(Stage::Fetching, FailureCause::MemoryImageFetch), name.error());
+        // restores a whole image only under the name it was saved with, and
+        // with the VM generation ID it names (its header is the authority
+        // on that device: the versions saved next record what it says).
+        if (auto saved = savedDomain(); saved.ok()) {
+            spec.name = std::move(saved->name);
+            spec.genid = base.vm.genid = !saved->genid.empty();
+            spec.savedGenid = std::move(saved->genid);
+            ISR_LOG_INFO("session")
+                << "whole memory image of " << spec.name << ", "
+                << (spec.genid ? "with" : "without") << " the VM generation ID device";
+        } else {
+            return fail(facts(Stage::Fetching, FailureCause::MemoryImageFetch), saved.error());
+        }
         // Stream the memory image into a FIFO that libvirt restores from, so
         // download, verification and loading overlap.
         ISR_TRY_STATUS(injected(ISR_FAULT_POINT("session.restore.before"), Stage::Restoring));
@@ -721,11 +734,12 @@ struct Session::Impl {
         return {};
     }
 
-    // The domain name a whole memory image was saved under: libvirt's
-    // header and domain XML at the start of its first chunk (a few KiB of
-    // the ~64 KiB average). The streamer reads that chunk again from the
-    // cache. The decoded bytes are guest RAM: wiped.
-    Result<std::string> savedDomainName() {
+    // The domain name and VM generation ID a whole memory image was saved
+    // under (vm::savedDomain): libvirt's header and domain XML at the start
+    // of its first chunk (a few KiB of the ~64 KiB average). The streamer
+    // reads that chunk again from the cache. The decoded bytes are guest
+    // RAM: wiped.
+    Result<vm::SavedDomain> savedDomain() {
         Bytes head;
         crypto::WipeOnExit wipeHead(head);
         head.reserve(std::size_t(1) << 20);
@@ -737,9 +751,9 @@ struct Session::Impl {
                                                         chunk::nameHex(ref.name));
             head.insert(head.end(), plain->begin(), plain->end());
             crypto::wipe(*plain);
-            ISR_TRY_ASSIGN(auto name, vm::savedDomainName(head));
-            if (name)
-                return std::move(*name);
+            ISR_TRY_ASSIGN(auto saved, vm::savedDomain(head));
+            if (saved)
+                return std::move(*saved);
         }
         return Error(Errc::Corrupt, "the memory image ends inside libvirt's save header");
     }

@@ -62,7 +62,7 @@ vm::VmSpec sessionVmSpec(const std::string& user, const std::string& parcel,
     // paths and logs, so it names neither user nor parcel (issue #16 item
     // 12). A whole memory image restores under the name it was saved with
     // (libvirt 9.0 refuses another): the session takes that one from the
-    // image (vm::savedDomainName), so a parcel saved under the old
+    // image (vm::savedDomain), so a parcel saved under the old
     // isr-<user>-<parcel> keeps it until its VM next boots.
     spec.name = "isr-" + toHex(crypto::randomBytes(6));
     spec.uuid = parcelUuid(user, parcel);
@@ -71,6 +71,7 @@ vm::VmSpec sessionVmSpec(const std::string& user, const std::string& parcel,
     spec.machine = vm.machine;
     spec.cpuModel = vm.cpu;
     spec.firmware = parcelFirmware(vm);
+    spec.genid = vm.genid; // what the saved image has; a boot sets it (session.cpp)
     if (spec.firmware == vm::Firmware::DirectKernel) {
         spec.kernelPath = guestDir + "/vmlinuz";
         spec.initrdPath = guestDir + "/initrd.img";

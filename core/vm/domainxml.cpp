@@ -115,6 +115,23 @@ std::string memoryBackingXml(const VmSpec& spec) {
     return "  <memoryBacking><source type='file'/><access mode='shared'/></memoryBacking>\n";
 }
 
+// The VM generation ID device (VmSpec::genid). Without a value libvirt
+// draws a fresh ID when it parses the XML: boot, and the -incoming start of
+// restoreLazy, whose XML is ours. A restore() must name the ID the image was
+// saved with (libvirt 9.0's ABI check compares it: "Target domain genid ...
+// does not match source"); libvirt then starts QEMU with a new one anyway
+// (qemuSaveImageStartVM passes VIR_QEMU_PROCESS_START_GEN_VMID), and QEMU's
+// vmgenid post_load writes it into guest memory and raises the ACPI
+// notification. Both templates emit it only when asked, so the XML of a VM
+// without it is byte-for-byte what it was.
+std::string genidXml(const VmSpec& spec) {
+    if (!spec.genid)
+        return "";
+    if (spec.savedGenid.empty())
+        return "  <genid/>\n";
+    return "  <genid>" + xmlEscape(spec.savedGenid) + "</genid>\n";
+}
+
 } // namespace
 
 std::string newUuid() {
@@ -137,6 +154,9 @@ Status validateSpec(const VmSpec& spec, const HostConfig& config) {
         return invalid("name must be 1-64 characters of A-Z a-z 0-9 _ . -");
     if (!validUuid(spec.uuid))
         return invalid("uuid '" + spec.uuid + "' is not a UUID");
+    if (!spec.savedGenid.empty() && (!spec.genid || !validUuid(spec.savedGenid)))
+        return invalid("saved VM generation ID '" + spec.savedGenid +
+                       "' is not a UUID, or the VM has no generation ID device");
     if (spec.memoryMiB < 64)
         return invalid("memory " + std::to_string(spec.memoryMiB) + " MiB is below 64 MiB");
     if (spec.memoryMiB > config.maxMemoryMiB)
@@ -253,7 +273,7 @@ std::string buildFirmwareDomainXml(const VmSpec& spec, Accelerator accel) {
     x << "<domain type='" << (accel == Accelerator::Kvm ? "kvm" : "qemu") << "'>\n"
       << "  <name>" << xmlEscape(spec.name) << "</name>\n"
       << "  <uuid>" << xmlEscape(spec.uuid) << "</uuid>\n"
-      << "  <memory unit='MiB'>" << spec.memoryMiB << "</memory>\n"
+      << genidXml(spec) << "  <memory unit='MiB'>" << spec.memoryMiB << "</memory>\n"
       << "  <currentMemory unit='MiB'>" << spec.memoryMiB << "</currentMemory>\n"
       << memoryBackingXml(spec) << "  <vcpu placement='static'>" << spec.vcpus << "</vcpu>\n"
       << "  <os>\n"
@@ -392,7 +412,7 @@ std::string buildDomainXml(const VmSpec& spec, Accelerator accel, const std::str
     x << "<domain type='" << (accel == Accelerator::Kvm ? "kvm" : "qemu") << "'>\n"
       << "  <name>" << xmlEscape(spec.name) << "</name>\n"
       << "  <uuid>" << xmlEscape(spec.uuid) << "</uuid>\n"
-      << "  <memory unit='MiB'>" << spec.memoryMiB << "</memory>\n"
+      << genidXml(spec) << "  <memory unit='MiB'>" << spec.memoryMiB << "</memory>\n"
       << "  <currentMemory unit='MiB'>" << spec.memoryMiB << "</currentMemory>\n"
       << memoryBackingXml(spec) << "  <vcpu placement='static'>" << spec.vcpus << "</vcpu>\n"
       << "  <os>\n"
@@ -470,14 +490,14 @@ std::string buildDomainXml(const VmSpec& spec, Accelerator accel, const std::str
 
 // Layout of libvirt 9.0's qemu_saveimage.h (host byte order; libvirt itself
 // byte-swaps a header whose version looks swapped, so do we).
-Result<std::optional<std::string>> savedDomainName(ByteView head) {
+Result<std::optional<SavedDomain>> savedDomain(ByteView head) {
     constexpr std::size_t kMagic = 16, kHeader = 92;
     constexpr std::size_t kMaxXml = 16u << 20; // libvirt's own cap is 10 MiB
     auto corrupt = [](const std::string& why) {
         return Error(Errc::Corrupt, "not a libvirt save image: " + why);
     };
     if (head.size() < kHeader)
-        return std::optional<std::string>();
+        return std::optional<SavedDomain>();
     const std::string_view magic(reinterpret_cast<const char*>(head.data()), kMagic);
     if (magic == "LibvirtQemudPart")
         return corrupt("an unfinished save (\"LibvirtQemudPart\")");
@@ -498,19 +518,33 @@ Result<std::optional<std::string>> savedDomainName(ByteView head) {
     if (dataLen == 0 || dataLen > kMaxXml)
         return corrupt("XML length " + std::to_string(dataLen));
     if (head.size() < kHeader + dataLen)
-        return std::optional<std::string>();
+        return std::optional<SavedDomain>();
     const std::string_view data(reinterpret_cast<const char*>(head.data()) + kHeader, dataLen);
     const std::string_view xml = data.substr(0, data.find('\0'));
-    // libvirt writes <name> as the domain element's first child.
+    // libvirt writes <name> as the domain element's first child, then
+    // <uuid>, then <genid> when the domain has one (virDomainDefFormat).
     const std::size_t domain = xml.find("<domain");
     const std::size_t open = domain == std::string_view::npos ? domain : xml.find("<name>", domain);
     const std::size_t close = open == std::string_view::npos ? open : xml.find("</name>", open + 6);
     if (close == std::string_view::npos)
         return corrupt("no domain name in its XML");
-    std::string name(xml.substr(open + 6, close - open - 6));
-    if (!validName(name, 64))
+    SavedDomain saved;
+    saved.name = std::string(xml.substr(open + 6, close - open - 6));
+    if (!validName(saved.name, 64))
         return corrupt("domain name is not 1-64 characters of A-Z a-z 0-9 _ . -");
-    return std::optional<std::string>(std::move(name));
+    const std::size_t uuidEnd = xml.find("</uuid>", close);
+    if (uuidEnd != std::string_view::npos) {
+        std::string_view rest = xml.substr(uuidEnd + 7);
+        rest.remove_prefix(std::min(rest.find_first_not_of(" \t\r\n"), rest.size()));
+        constexpr std::string_view kOpen = "<genid>", kClose = "</genid>";
+        if (rest.substr(0, kOpen.size()) == kOpen) {
+            const std::size_t end = rest.find(kClose);
+            saved.genid = std::string(rest.substr(kOpen.size(), end - kOpen.size()));
+            if (end == std::string_view::npos || !validUuid(saved.genid))
+                return corrupt("its VM generation ID is not a UUID");
+        }
+    }
+    return std::optional<SavedDomain>(std::move(saved));
 }
 
 } // namespace isr::vm

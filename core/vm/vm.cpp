@@ -3,6 +3,7 @@
 // the accelerator probe accel.cpp, the stop reason from the log domainlog.cpp.
 #include "vm/vm.h"
 
+#include "crypto/crypto.h"
 #include "util/log.h"
 #include "vm/confinement.h"
 #include "vm/egress.h"
@@ -416,8 +417,36 @@ Result<Vm> Hypervisor::boot(const VmSpec& spec) {
               config_.allowDiskBackedSaveFiles, domainLogPath(spec.name));
 }
 
-Result<Vm> Hypervisor::restore(const std::string& savePath, const VmSpec& spec) {
-    ISR_TRY_ASSIGN(std::string xml, domainXml(spec));
+namespace {
+
+// The libvirt header facts of a regular save file, read 4 KiB at a time
+// until its XML is complete (a few KiB; what comes after is guest data, and
+// at most the rest of that block is read: wiped).
+Result<SavedDomain> savedDomainOf(const std::string& savePath) {
+    std::ifstream in(savePath, std::ios::binary);
+    if (!in)
+        return Error(Errc::Io, "save file " + savePath + ": cannot open");
+    Bytes head;
+    crypto::WipeOnExit wipeHead(head);
+    constexpr std::size_t kStep = 4096, kMax = (16u << 20) + 4096;
+    while (head.size() < kMax) {
+        const std::size_t had = head.size();
+        head.resize(had + kStep);
+        in.read(reinterpret_cast<char*>(head.data() + had), std::streamsize(kStep));
+        head.resize(had + std::size_t(in.gcount()));
+        ISR_TRY_ASSIGN(std::optional<SavedDomain> saved, savedDomain(head));
+        if (saved)
+            return std::move(*saved);
+        if (head.size() < had + kStep)
+            break;
+    }
+    return Error(Errc::Corrupt, "save file " + savePath + " ends inside libvirt's header");
+}
+
+} // namespace
+
+Result<Vm> Hypervisor::restore(const std::string& savePath, const VmSpec& requested) {
+    ISR_TRY_STATUS(validate(requested));
     if (savePath.empty() || savePath[0] != '/')
         return Error(Errc::InvalidArgument, "save file path must be absolute: " + savePath);
     struct stat st {};
@@ -426,6 +455,24 @@ Result<Vm> Hypervisor::restore(const std::string& savePath, const VmSpec& spec) 
                      "save file " + savePath + ": " + std::strerror(errno));
     if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode))
         return Error(Errc::InvalidArgument, "save file " + savePath + " is not a file or FIFO");
+    VmSpec spec = requested;
+    if (S_ISREG(st.st_mode) && spec.savedGenid.empty()) {
+        // The generation ID device must be as saved, with the ID the image
+        // names (savedDomain): say so before libvirt's ABI check does.
+        ISR_TRY_ASSIGN(SavedDomain saved, savedDomainOf(savePath));
+        if (saved.genid.empty() == spec.genid)
+            return Error(Errc::InvalidArgument,
+                         "save file " + savePath + " was saved " +
+                             (spec.genid ? "without" : "with") +
+                             " a VM generation ID device; it restores only " +
+                             (spec.genid ? "without" : "with") + " one");
+        spec.savedGenid = saved.genid;
+    } else if (spec.genid && spec.savedGenid.empty()) {
+        return Error(Errc::InvalidArgument,
+                     "restoring VM " + spec.name + " with a VM generation ID from the FIFO " +
+                         savePath + " needs the ID it was saved with (vm::savedDomain)");
+    }
+    ISR_TRY_ASSIGN(std::string xml, domainXml(spec));
     ISR_TRY_STATUS(checkFirmwareFiles(spec));
     ISR_TRY_STATUS(refuseRunning(spec.name));
     ISR_TRY_STATUS(prepareQemuAccess(spec));

@@ -68,6 +68,19 @@ struct VmSpec {
     std::string kernelPath; // direct kernel boot
     std::string initrdPath; // optional
     std::string cmdline = "console=tty0 console=ttyS0 quiet";
+    // QEMU's VM generation ID device (libvirt `<genid/>`, no value; README
+    // "VM generation ID"): libvirt gives it a new random 128-bit ID at every
+    // boot, restore() and restoreLazy(), and a guest with a vmgenid driver
+    // (Linux >= 5.18, Windows) reseeds its RNG when the ID changes, so two
+    // resumes of one saved image do not repeat its "random" bytes. It is
+    // virtual hardware: a save made with it restores only with it, one made
+    // without only without (the parcel records which, parcel::VmSpec::genid).
+    bool genid = false;
+    // restore() of a whole save image with `genid`: the ID the image was
+    // saved with (savedDomain(): libvirt's ABI check wants to see that one,
+    // then starts QEMU with a new one). Empty: restore() reads it from a
+    // regular save file itself; a FIFO needs it set.
+    std::string savedGenid;
     std::string diskSocketPath;   // NBD server on a UNIX socket (export name "")
     std::string serialSocketPath; // optional: ttyS0 on a UNIX socket QEMU listens on
 
@@ -346,11 +359,18 @@ Status validateSpec(const VmSpec& spec, const HostConfig& config);
 
 // libvirt's QEMU save image (a save file, a whole memory image) begins with
 // libvirt's header (92 bytes: magic "LibvirtQemudSave", version, XML length,
-// ...) and the domain XML it was saved with; libvirt 9.0 restores it only
-// under that domain's name ("Target domain name ... does not match source").
-// Reads that name from the image's first bytes: nullopt when `head` is too
-// short to hold the header and XML (pass more), Corrupt when it is no
-// complete libvirt save image or its name is not a valid domain name.
-Result<std::optional<std::string>> savedDomainName(ByteView head);
+// ...) and the domain XML it was saved with. libvirt 9.0 restores it only
+// under that domain's name ("Target domain name ... does not match source")
+// and, for a domain with the VM generation ID device, only with XML naming
+// the ID it was saved with ("Target domain genid ... does not match
+// source"; libvirt then starts QEMU with a new ID anyway). Reads both from
+// the image's first bytes: nullopt when `head` is too short to hold the
+// header and XML (pass more), Corrupt when it is no complete libvirt save
+// image, its name is not a valid domain name or its ID not a UUID.
+struct SavedDomain {
+    std::string name;
+    std::string genid; // "": saved without the VM generation ID device
+};
+Result<std::optional<SavedDomain>> savedDomain(ByteView head);
 
 } // namespace isr::vm

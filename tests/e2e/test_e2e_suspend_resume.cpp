@@ -176,6 +176,11 @@ private slots:
             QVERIFY(f->text.find(diskMarker_) != std::string::npos);
             auto ps = c->run("ps | grep -c 'sleep 3600'", 30s);
             QVERIFY(ps.ok());
+            // Booted at A with the VM generation ID device (issue #16; the
+            // reseed itself: test_vm_genid), restored at B with it.
+            auto genid = c->run("ls /sys/bus/acpi/drivers/vmgenid/ | grep -c QEMUVGID", 30s);
+            QVERIFY(genid.ok());
+            QVERIFY2(genid->text.substr(0, 1) == "1", genid->text.c_str());
             QThread::sleep(4);
             atB = readCounter(*c);
         }

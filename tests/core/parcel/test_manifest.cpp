@@ -323,6 +323,32 @@ private slots:
         QVERIFY(back.ok());
         QCOMPARE(back->memoryMiB, 256u);
         QCOMPARE(back->boot, std::string("demo-guest"));
+        QVERIFY(!back->genid);
+    }
+    // The VM generation ID device (issue #16): written only when true, so a
+    // spec without it is what older kiosks read; a non-boolean is corrupt.
+    void vmSpecGenid() {
+        VmSpec spec;
+        spec.boot = "demo-guest";
+        QVERIFY(!spec.toJson().find("genid"));
+        spec.genid = true;
+        const json::Value j = spec.toJson();
+        QVERIFY(j.find("genid"));
+        auto back = VmSpec::fromJson(j);
+        QVERIFY(back.ok());
+        QVERIFY(back->genid);
+        const std::string head = "{\"memory_mib\":256,\"vcpus\":1,\"machine\":\"pc-q35-7.2\","
+                                 "\"cpu\":\"qemu64\",\"boot\":\"firmware\",\"genid\":";
+        auto explicitFalse = VmSpec::fromJson(*json::parse(head + "false}"));
+        QVERIFY(explicitFalse.ok() && !explicitFalse->genid);
+        auto notABool = VmSpec::fromJson(*json::parse(head + "\"yes\"}"));
+        QVERIFY(!notABool.ok());
+        // Through the sealed manifest too.
+        Manifest m = sample();
+        m.vm.genid = true;
+        auto decoded = decodeManifest(encodeManifest(m));
+        QVERIFY2(decoded.ok(), decoded.ok() ? "" : decoded.error().describe().c_str());
+        QVERIFY(decoded->vm.genid);
     }
     void namesFollowTheAllowedSet_data() {
         QTest::addColumn<QByteArray>("name");

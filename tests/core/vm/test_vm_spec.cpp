@@ -316,6 +316,23 @@ private slots:
         QCOMPARE(rejectionOf(s), Errc::InvalidArgument);
     }
 
+    // The VM generation ID device (issue #16): `<genid/>` without a value
+    // (libvirt draws a new one at each start and restore), in both
+    // templates; none when not asked (saved images without it keep
+    // restoring).
+    void genidIsEmittedWithoutAValue() {
+        for (VmSpec s : {goodSpec(), firmwareSpec(Firmware::Bios), firmwareSpec(Firmware::Uefi)}) {
+            QVERIFY(buildDomainXml(s, Accelerator::Tcg).find("genid") == std::string::npos);
+            s.genid = true;
+            QVERIFY(validateSpec(s, host()).ok());
+            std::string xml = buildDomainXml(s, Accelerator::Tcg);
+            QVERIFY(xml.find("  <genid/>\n") != std::string::npos);
+            QVERIFY(xml.find("<genid>") == std::string::npos);
+            QVERIFY(xml.find("<genid/>") > xml.find("</uuid>"));
+            QVERIFY(xml.find("<genid/>") < xml.find("<devices>"));
+        }
+    }
+
     void firmwareXmlHasTheDesktopDevices_data() {
         QTest::addColumn<int>("firmware");
         QTest::newRow("bios") << int(Firmware::Bios);
@@ -481,8 +498,9 @@ private slots:
 
     // libvirt's save header (qemu_saveimage.h: magic, version, data_len,
     // was_running, format, cookieOffset, 14 unused; host byte order) and
-    // the domain XML after it: the name a whole memory image restores under.
-    void savedDomainNameFromHeader() {
+    // the domain XML after it: the name a whole memory image restores
+    // under, and the VM generation ID it was saved with.
+    void savedDomainFromHeader() {
         auto image = [](const std::string& magic, const std::string& xml, bool swapped = false) {
             Bytes b(magic.begin(), magic.end());
             auto put = [&](std::uint32_t v) {
@@ -507,21 +525,30 @@ private slots:
                                 "</domain>\n";
         Bytes whole = image("LibvirtQemudSave", xml);
         QCOMPARE(whole.size(), std::size_t(92 + xml.size() + 1 + 26)); // a 92-byte header
-        auto name = savedDomainName(whole);
-        QVERIFY(name.ok() && name->has_value());
-        QCOMPARE(**name, std::string("isr-alice-desk"));
-        auto swapped = savedDomainName(image("LibvirtQemudSave", xml, true));
+        auto saved = savedDomain(whole);
+        QVERIFY(saved.ok() && saved->has_value());
+        QCOMPARE((*saved)->name, std::string("isr-alice-desk"));
+        QCOMPARE((*saved)->genid, std::string()); // no generation ID device
+        auto swapped = savedDomain(image("LibvirtQemudSave", xml, true));
         QVERIFY(swapped.ok() && swapped->has_value());
-        QCOMPARE(**swapped, std::string("isr-alice-desk"));
+        QCOMPARE((*swapped)->name, std::string("isr-alice-desk"));
         // Too short to tell: ask for more (inside the header, inside the XML).
         for (std::size_t n : {std::size_t(0), std::size_t(40), std::size_t(92), std::size_t(120)}) {
-            auto partial = savedDomainName(ByteView(whole.data(), n));
+            auto partial = savedDomain(ByteView(whole.data(), n));
             QVERIFY(partial.ok());
             QVERIFY(!partial->has_value());
         }
-        // Not a finished libvirt save image, or no usable name.
+        // The generation ID, as libvirt writes it: right after <uuid>.
+        const std::string genid = "e30aafa7-64ed-4ba7-ba77-1425cd9a60fe";
+        std::string withGenid = xml;
+        withGenid.insert(withGenid.find("</uuid>") + 8, "  <genid>" + genid + "</genid>\n");
+        auto g = savedDomain(image("LibvirtQemudSave", withGenid));
+        QVERIFY(g.ok() && g->has_value());
+        QCOMPARE((*g)->genid, genid);
+        QCOMPARE((*g)->name, std::string("isr-alice-desk"));
+        // Not a finished libvirt save image, or no usable name or ID.
         auto refused = [&](const Bytes& b) {
-            auto r = savedDomainName(b);
+            auto r = savedDomain(b);
             return !r.ok() && r.error().code == Errc::Corrupt;
         };
         QVERIFY(refused(image("LibvirtQemudPart", xml)));
@@ -529,6 +556,27 @@ private slots:
         QVERIFY(refused(image("LibvirtQemudSave", "<domain><uuid>x</uuid></domain>")));
         QVERIFY(refused(image("LibvirtQemudSave", "<domain><name>../etc</name></domain>")));
         QVERIFY(refused(image("LibvirtQemudSave", "<domain><name></name></domain>")));
+        QVERIFY(refused(image("LibvirtQemudSave",
+                              "<domain><name>a</name><uuid>u</uuid><genid>x'/></genid></domain>")));
+        QVERIFY(refused(
+            image("LibvirtQemudSave", "<domain><name>a</name><uuid>u</uuid><genid>" + genid)));
+    }
+
+    // The ID a restore must name: `<genid>value</genid>`, only with the
+    // device, only a UUID.
+    void savedGenidGoesIntoTheRestoreXml() {
+        VmSpec s = goodSpec();
+        s.genid = true;
+        s.savedGenid = "e30aafa7-64ed-4ba7-ba77-1425cd9a60fe";
+        QVERIFY(validateSpec(s, host()).ok());
+        QVERIFY(buildDomainXml(s, Accelerator::Tcg)
+                    .find("  <genid>e30aafa7-64ed-4ba7-ba77-1425cd9a60fe</genid>\n") !=
+                std::string::npos);
+        s.savedGenid = "e30aafa7-64ed-4ba7-ba77-1425cd9a60fe'/><hostdev";
+        QCOMPARE(rejectionOf(s), Errc::InvalidArgument);
+        s.savedGenid = "e30aafa7-64ed-4ba7-ba77-1425cd9a60fe";
+        s.genid = false;
+        QCOMPARE(rejectionOf(s), Errc::InvalidArgument);
     }
 };
 
