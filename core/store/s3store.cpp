@@ -11,6 +11,7 @@
 #include <limits>
 #include <mutex>
 #include <optional>
+#include <utility>
 
 namespace isr::store {
 
@@ -199,20 +200,12 @@ public:
 
     std::vector<Result<bool>> existsMany(const std::vector<std::string>& keys) override {
         std::vector<Result<bool>> out(keys.size(), Result<bool>(Error()));
-        std::vector<S3Request> reqs;
-        std::vector<std::size_t> slotOf;
-        for (std::size_t i = 0; i < keys.size(); ++i) {
-            auto valid = validateKey(keys[i]);
-            if (!valid.ok()) {
-                out[i] = valid.error();
-                continue;
-            }
+        auto [reqs, slotOf] = requestsFor(keys, out, [&](const std::string& key) {
             S3Request req;
             req.method = Method::Head;
-            req.objectKey = fullKey(keys[i]);
-            reqs.push_back(std::move(req));
-            slotOf.push_back(i);
-        }
+            req.objectKey = fullKey(key);
+            return req;
+        });
         std::vector<Response> resps = runBatch(reqs);
         for (std::size_t j = 0; j < reqs.size(); ++j) {
             const std::size_t i = slotOf[j];
@@ -266,20 +259,12 @@ public:
 
     std::vector<Result<Bytes>> getMany(const std::vector<std::string>& keys) override {
         std::vector<Result<Bytes>> out(keys.size(), Result<Bytes>(Error()));
-        std::vector<S3Request> reqs;
-        std::vector<std::size_t> slotOf;
-        for (std::size_t i = 0; i < keys.size(); ++i) {
-            auto valid = validateKey(keys[i]);
-            if (!valid.ok()) {
-                out[i] = valid.error();
-                continue;
-            }
+        auto [reqs, slotOf] = requestsFor(keys, out, [&](const std::string& key) {
             S3Request req;
-            req.objectKey = fullKey(keys[i]);
-            req.maxBody = bodyLimit(keys[i]);
-            reqs.push_back(std::move(req));
-            slotOf.push_back(i);
-        }
+            req.objectKey = fullKey(key);
+            req.maxBody = bodyLimit(key);
+            return req;
+        });
         std::vector<Response> resps = runBatch(reqs);
         for (std::size_t j = 0; j < reqs.size(); ++j) {
             const std::size_t i = slotOf[j];
@@ -323,6 +308,26 @@ private:
     std::shared_ptr<const curl::SigningKey> signingKey() const {
         std::lock_guard lock(credentialsMutex_);
         return haveWriteKey_ ? writeKey_ : readKey_;
+    }
+
+    // A batch's requests: one per valid key, made by `make`; an invalid
+    // key's result is its error. Returns the requests and, for each, the
+    // index of its key (its slot in `out`).
+    template <class T, class Make>
+    std::pair<std::vector<S3Request>, std::vector<std::size_t>>
+    requestsFor(const std::vector<std::string>& keys, std::vector<Result<T>>& out, Make make) {
+        std::vector<S3Request> reqs;
+        std::vector<std::size_t> slotOf;
+        for (std::size_t i = 0; i < keys.size(); ++i) {
+            auto valid = validateKey(keys[i]);
+            if (!valid.ok()) {
+                out[i] = valid.error();
+                continue;
+            }
+            reqs.push_back(make(keys[i]));
+            slotOf.push_back(i);
+        }
+        return {std::move(reqs), std::move(slotOf)};
     }
 
     Status putMany1(const PutView& view) {
