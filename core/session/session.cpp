@@ -872,12 +872,12 @@ struct Session::Impl {
     // commit references. The untouched chunks stay the base's, by reference.
     Result<disk::FinalTable> sendFinalTable(disk::ParcelDisk& from, const char* what,
                                             FailureCause sendFailed, Clock::time_point started) {
-        auto t = Clock::now();
+        auto step = Clock::now();
         auto table = from.finalChunkTable();
         if (!table.ok())
             return fail(facts(Stage::Suspending, FailureCause::Generic), table.error());
-        const double encoded = secondsSince(t);
-        t = Clock::now();
+        const double encoded = secondsSince(step);
+        step = Clock::now();
         auto sent = parcels->uploadChunks(table->newChunks,
                                           [&](std::string_view, std::uint64_t d, std::uint64_t t) {
                                               report(what, d, t, started);
@@ -887,7 +887,7 @@ struct Session::Impl {
         // Where a Suspend & Leave's time goes, for operators and issue #17.
         ISR_LOG_INFO("session") << "suspend: " << what << ": " << table->newChunks.size()
                                 << " changed chunks encoded in " << encoded << " s, sent in "
-                                << secondsSince(t) << " s";
+                                << secondsSince(step) << " s";
         return std::move(*table);
     }
 
