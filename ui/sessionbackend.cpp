@@ -109,6 +109,7 @@ void SessionBackend::setStage(Stage stage) {
     // A new sign-in, or none: no version is being opened (yet).
     if ((stage == SignedOut || stage == Authenticating) && !resumingFrom_.isEmpty()) {
         resumingFrom_.clear();
+        resumingFromVersion_.reset();
         emit resumingFromChanged();
     }
     emit stageChanged(stage);
@@ -122,6 +123,7 @@ void SessionBackend::setUserName(const QString& user) {
 
 void SessionBackend::setResumingFrom(const session::SavedVersion& saved) {
     resumingFrom_ = text::resumingFrom(saved);
+    resumingFromVersion_ = saved;
     emit resumingFromChanged();
 }
 
@@ -147,6 +149,7 @@ void SessionBackend::setProgress(qint64 done, qint64 total, double rate) {
 }
 
 void SessionBackend::setHoard(const session::HoardStatus& hoard) {
+    hoardStatus_ = hoard;
     hoardCached_ = qint64(hoard.chunksDone);
     hoardTotal_ = qint64(hoard.chunksTotal);
     emit progressChanged();

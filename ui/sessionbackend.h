@@ -147,6 +147,11 @@ public:
     QString lastSavedKiosk() const;
     QString userName() const { return userName_; }
     QString resumingFrom() const { return resumingFrom_; }
+    // The facts resumingFrom was rendered from (for SessionHost, which sends
+    // facts, not words, to the shell).
+    const std::optional<session::SavedVersion>& resumingFromVersion() const {
+        return resumingFromVersion_;
+    }
     qint64 bytesDone() const { return bytesDone_; }
     qint64 bytesTotal() const { return bytesTotal_; }
     double rate() const { return rate_; }
@@ -155,6 +160,8 @@ public:
     ErrorKind hoardProblemKind() const { return hoardProblemKind_; }
     // One quiet line for the running page, or empty.
     QString hoardProblem() const { return hoardProblem_; }
+    // The last setHoard() facts (for SessionHost).
+    const session::HoardStatus& hoardStatus() const { return hoardStatus_; }
     // The VM's screen: available while Running; the display item binds to it.
     DisplaySource* display() const { return display_; }
     bool shuttingDown() const { return shuttingDown_; }
@@ -213,6 +220,8 @@ private:
     QString errorMessage_;
     QString userName_;
     QString resumingFrom_;
+    std::optional<session::SavedVersion> resumingFromVersion_;
+    session::HoardStatus hoardStatus_;
     qint64 bytesDone_ = 0;
     qint64 bytesTotal_ = 0;
     double rate_ = 0;

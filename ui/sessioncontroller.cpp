@@ -278,6 +278,14 @@ void SessionController::checkPassword(const QString& password) {
     });
 }
 
+void SessionController::setScreenSize(std::uint32_t width, std::uint32_t height) {
+    // config_ belongs to the worker (ensureSession reads it there).
+    post([this, width, height] {
+        config_.desktop.screenWidth = width;
+        config_.desktop.screenHeight = height;
+    });
+}
+
 void SessionController::kioskStopping(bool stopping) {
     setShuttingDown(stopping);
     if (!stopping)

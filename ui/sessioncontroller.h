@@ -62,6 +62,11 @@ public:
     // The caller quits once the stage is SignedOut (see KioskShutdown).
     void kioskStopping(bool stopping = true);
 
+    // The kiosk's screen in device pixels (a desktop parcel's preferred
+    // mode), for the VM host whose shell reports it after start: applies to
+    // sessions created after it (the first sign-in), not to one that exists.
+    void setScreenSize(std::uint32_t width, std::uint32_t height);
+
 protected:
     void openDisplay() override;
 

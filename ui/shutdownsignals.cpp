@@ -93,6 +93,15 @@ int ShutdownSignals::firstSignal() {
     return g_first.load();
 }
 
+int ShutdownSignals::endWithFirstSignal(int rc) {
+    if (const int signo = firstSignal(); signo != 0) {
+        std::fflush(nullptr);
+        std::signal(signo, SIG_DFL);
+        std::raise(signo);
+    }
+    return rc;
+}
+
 void ShutdownSignals::watch() {
     using Clock = std::chrono::steady_clock;
     int received = 0;

@@ -44,6 +44,10 @@ public:
 
     // The first stop signal received by this process, 0 if none.
     static int firstSignal();
+    // For main(), once everything is torn down: if a stop signal came, the
+    // process dies of it (default disposition, raised again) so a shell sees
+    // 143 and systemd "terminated by SIGTERM"; otherwise returns rc.
+    static int endWithFirstSignal(int rc);
 
     // Kills this kiosk's QEMUs (SIGKILL) and returns how many. Safe from any
     // thread; used by the hard end and usable at exit.

@@ -5,9 +5,11 @@
 #include "inputdevices.h"
 #include "kioskshutdown.h"
 #include "kioskwindow.h"
-#include "session/kioskconfig.h"
+#include "remotesessionbackend.h"
 #include "session/kiosk_status.h"
+#include "session/kioskconfig.h"
 #include "sessioncontroller.h"
+#include "sessionoptions.h"
 #include "util/hardening.h"
 #include "util/version.h"
 
@@ -16,7 +18,6 @@
 #include <QGuiApplication>
 #include <QQmlApplicationEngine>
 #include <QScreen>
-#include <QStandardPaths>
 #include <QtQml/qqmlextensionplugin.h>
 #include <csignal>
 #include <cstdio>
@@ -40,26 +41,6 @@ void scriptDemo(isr::ui::FakeSessionBackend& fake) {
     fake.setStepIntervalMs(500);
 }
 
-// The configuration file (--config FILE, else $ISR_KIOSK_CONFIG, else
-// /etc/isr/kiosk.conf if it exists: core/session/kioskconfig.h). Read before
-// QGuiApplication exists because it may ask for the virtual keyboard; the
-// command line is laid over it once parsed. Exits 2 on any error in the file.
-isr::session::KioskFile loadConfig(int argc, char** argv) {
-    isr::session::KioskConfigLocation where;
-    for (int i = 1; i < argc; ++i) {
-        if (qstrcmp(argv[i], "--config") == 0 && i + 1 < argc)
-            where.explicitPath = argv[i + 1];
-        else if (qstrncmp(argv[i], "--config=", 9) == 0)
-            where.explicitPath = argv[i] + 9;
-    }
-    auto file = isr::session::locateAndLoadKioskConfig(where);
-    if (!file.ok()) {
-        std::fprintf(stderr, "isr-kiosk: %s\n", file.error().message.c_str());
-        std::exit(2);
-    }
-    return std::move(file).value();
-}
-
 // How long a stop (SIGTERM, SIGINT, SIGHUP) may take before the kiosk ends
 // itself hard. Below the unit's TimeoutStopSec and logind's
 // InhibitDelayMaxSec (packaging/README.md, "Stopping a kiosk").
@@ -75,19 +56,13 @@ int runKiosk(int argc, char** argv);
 // shell sees 143 and systemd a clean "terminated by SIGTERM".
 int main(int argc, char** argv) {
     (void)isr::hardening::disableCoreDumps(); // keys and plaintext: no core file, no ptrace
-    const int rc = runKiosk(argc, argv);
-    if (const int signo = isr::ui::ShutdownSignals::firstSignal(); signo != 0) {
-        std::fflush(nullptr);
-        std::signal(signo, SIG_DFL);
-        std::raise(signo);
-    }
-    return rc;
+    return isr::ui::ShutdownSignals::endWithFirstSignal(runKiosk(argc, argv));
 }
 
 namespace {
 
 int runKiosk(int argc, char** argv) {
-    isr::session::KioskFile file = loadConfig(argc, argv);
+    isr::session::KioskFile file = isr::ui::loadKioskConfig("isr-kiosk", argc, argv);
     // The virtual keyboard must be chosen before the application exists.
     // The configuration's choice (default auto: only when no hardware
     // keyboard is attached), overridden by --[no-]virtual-keyboard.
@@ -117,11 +92,6 @@ int runKiosk(int argc, char** argv) {
         QStringLiteral("Internet Suspend/Resume kiosk: sign in and resume your computer."));
     parser.addHelpOption();
     parser.addVersionOption();
-    QCommandLineOption configFile(
-        QStringLiteral("config"),
-        QStringLiteral("Configuration file (default %1); options given here override it.")
-            .arg(QString::fromLatin1(isr::session::kDefaultKioskConfigPath)),
-        QStringLiteral("file"));
     QCommandLineOption windowed(QStringLiteral("windowed"),
                                 QStringLiteral("Run in a normal window (development only)."));
     QCommandLineOption demo(QStringLiteral("demo"),
@@ -157,23 +127,6 @@ int runKiosk(int argc, char** argv) {
                        "attached, or as kiosk.conf says)."));
     QCommandLineOption noVirtualKeyboard(QStringLiteral("no-virtual-keyboard"),
                                          QStringLiteral("Never show the on-screen keyboard."));
-    QCommandLineOption storeUrl(QStringLiteral("store"),
-                                QStringLiteral("Parcel store URL (default $ISR_STORE; with --demo "
-                                               "the demo store)."),
-                                QStringLiteral("url"));
-    QCommandLineOption stateDir(QStringLiteral("state-dir"),
-                                QStringLiteral("Kiosk state directory: chunk cache, VM sockets."),
-                                QStringLiteral("dir"));
-    QCommandLineOption guestDir(QStringLiteral("guest-dir"),
-                                QStringLiteral("Where the demo-guest boot profile's kernel lives."),
-                                QStringLiteral("dir"));
-    QCommandLineOption parcelName(QStringLiteral("parcel"),
-                                  QStringLiteral("Parcel to open (default: the user's only one, "
-                                                 "or \"default\")."),
-                                  QStringLiteral("name"));
-    QCommandLineOption accel(QStringLiteral("accel"),
-                             QStringLiteral("kvm or tcg (default: probe)."),
-                             QStringLiteral("accel"));
     QCommandLineOption stopTimeout(
         QStringLiteral("stop-timeout"),
         QStringLiteral("Seconds a stop signal may take to save the session before the kiosk "
@@ -185,9 +138,17 @@ int runKiosk(int argc, char** argv) {
         QStringLiteral("Print this kiosk's state for staff (configuration, host checks, the "
                        "running kiosk's figures from its metrics file) and exit: 0 healthy, 1 "
                        "something to fix. Needs no display."));
-    parser.addOptions({configFile, windowed, demo, fakeBackend, fakeDisplay, idleTimeout,
-                       idleWarning, lockTimeout, escapeChord, virtualKeyboard, noVirtualKeyboard,
-                       storeUrl, stateDir, guestDir, parcelName, accel, stopTimeout, status});
+    QCommandLineOption vmHost(
+        QStringLiteral("vm-host"),
+        QStringLiteral("Run sessions in the VM host listening on this socket (isr-vmhost, as "
+                       "root; the packaged kiosk) instead of in this process. The store, state "
+                       "and guest options then belong to the host."),
+        QStringLiteral("socket"));
+    const isr::ui::SessionOptions sessionOptions;
+    sessionOptions.addTo(parser);
+    parser.addOptions({windowed, demo, fakeBackend, fakeDisplay, idleTimeout, idleWarning,
+                       lockTimeout, escapeChord, virtualKeyboard, noVirtualKeyboard, stopTimeout,
+                       status, vmHost});
     // Parsed before the application exists: --status must work over ssh,
     // where there is no display to open (process() below, which needs the
     // application, handles --help and --version).
@@ -200,30 +161,7 @@ int runKiosk(int argc, char** argv) {
     // The real session's configuration: kiosk.conf under the command line.
     // --demo points everything at what `isrctl demo init` made under the
     // user's data directory.
-    auto applyOverrides = [&] {
-        const QString data = QStandardPaths::writableLocation(QStandardPaths::GenericDataLocation) +
-                             QStringLiteral("/isr");
-        isr::session::KioskOverrides overrides;
-        auto value = [&](const QCommandLineOption& option) -> std::optional<std::string> {
-            if (!parser.isSet(option))
-                return std::nullopt;
-            return parser.value(option).toStdString();
-        };
-        overrides.storeUrl = value(storeUrl);
-        if (parser.isSet(demo))
-            overrides.fallbackStoreUrl =
-                "file://" + (data + QStringLiteral("/demo/store")).toStdString();
-        overrides.stateDir = value(stateDir);
-        overrides.guestDir = value(guestDir);
-        overrides.defaultStateDir = (data + QStringLiteral("/kiosk")).toStdString();
-        overrides.defaultGuestDir = (data + QStringLiteral("/demo/guest")).toStdString();
-        overrides.accelerator = value(accel);
-        overrides.parcel = value(parcelName);
-        isr::session::applyKioskOverrides(file, overrides);
-        // The kiosk always keeps its metrics file, so --status can read it
-        // (session/kiosk_status.h): metrics_file, else <state_dir>/metrics.prom.
-        file.session.metricsFile = isr::session::metricsPathFor(file.session);
-    };
+    auto applyOverrides = [&] { sessionOptions.apply(parser, parser.isSet(demo), file); };
     if (parser.isSet(status)) {
         applyOverrides();
         const auto report = isr::session::kioskStatus(file, std::time(nullptr));
@@ -293,7 +231,24 @@ int runKiosk(int argc, char** argv) {
     std::unique_ptr<isr::ui::KioskShutdown> shutdown;
     // Declared before the engine so it outlives the QML that binds to it.
     std::unique_ptr<isr::ui::SessionController> controller;
+    std::unique_ptr<isr::ui::RemoteSessionBackend> remote;
     QQmlApplicationEngine engine;
+    if (parser.isSet(vmHost) && !parser.isSet(fakeBackend)) {
+        // The packaged split (issue #16, items 3 and 4): sessions run in
+        // isr-vmhost as root, QEMU as isr-qemu; this process is only the
+        // shell. It tells the host its screen (a desktop's preferred mode).
+        QSize screenPx;
+        if (const QScreen* screen = QGuiApplication::primaryScreen())
+            screenPx = screen->size() * screen->devicePixelRatio();
+        shutdown = std::make_unique<isr::ui::KioskShutdown>(QString(), stopTimeoutSeconds);
+        remote = std::make_unique<isr::ui::RemoteSessionBackend>(parser.value(vmHost), screenPx);
+        shutdown->attach(
+            remote.get(), [r = remote.get()] { r->kioskStopping(true); },
+            [r = remote.get()] { r->kioskStopping(false); });
+        if (!isr::ui::showKioskWindow(engine, remote.get(), options))
+            return 1;
+        return QGuiApplication::exec();
+    }
     if (!parser.isSet(fakeBackend)) {
         // The real session.
         applyOverrides();

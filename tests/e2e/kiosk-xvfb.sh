@@ -9,6 +9,11 @@
 # again -> progress while the memory image streams in -> the guest comes
 # back with the typed command on screen, suspend again.
 # Screenshots (`import -window root`) go to OUTDIR.
+# As root, with ISR_VMHOST naming isr-vmhost, it runs the packaged
+# arrangement (issue #16, items 3 and 4): each "kiosk" is isr-vmhost as root
+# (the sessions, QEMU as isr-qemu) plus the shell `isr-kiosk --vm-host` as the
+# unprivileged user nobody; the test checks who runs what. Otherwise the
+# kiosk runs its sessions in process, as `kiosk.sh` does.
 #   kiosk-xvfb.sh <isr-kiosk> <isrctl> <source dir> <outdir>
 # Exit 77 (skip) with a reason when Xvfb, xdotool or imagemagick is missing.
 set -euo pipefail
@@ -31,6 +36,14 @@ work=$(mktemp -d)
 chmod 711 "$work"
 pids=()
 kiosk_pid=
+host_pid=
+split=
+if [ "$(id -u)" = 0 ] && [ -n "${ISR_VMHOST:-}" ]; then
+    split=1
+    # The shell's home (Qt's caches) and its copy of the configuration.
+    mkdir -p "$work/shell-home"
+    chown nobody:nogroup "$work/shell-home"
+fi
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
@@ -66,8 +79,21 @@ versions() {
 # The operators' metrics file (issue #18): checked at the end.
 printf 'metrics_file = %s\n' "$work/isr-kiosk.prom" >"$work/kiosk.conf"
 start_kiosk() {
-    ISR_KIOSK_CONFIG="$work/kiosk.conf" ISR_LOG=info "$kiosk" --demo --state-dir "$state" --store "$store" --guest-dir "$guest" \
-        "${@:---no-virtual-keyboard}" >>"$work/kiosk.log" 2>&1 &
+    if [ -n "$split" ]; then
+        rm -f "$work/vmhost.sock"
+        ISR_KIOSK_CONFIG="$work/kiosk.conf" ISR_LOG=info "$ISR_VMHOST" --socket "$work/vmhost.sock" \
+            --client-user nobody --state-dir "$state" --store "$store" --guest-dir "$guest" \
+            >>"$work/kiosk.log" 2>&1 &
+        host_pid=$!
+        pids+=($host_pid)
+        wait_for 60 test -S "$work/vmhost.sock" || fail "isr-vmhost made no socket; log: $(tail -5 "$work/kiosk.log")"
+        ISR_KIOSK_CONFIG="$work/kiosk.conf" ISR_LOG=info HOME="$work/shell-home" \
+            setpriv --reuid=nobody --regid=nogroup --clear-groups -- \
+            "$kiosk" --vm-host "$work/vmhost.sock" "${@:---no-virtual-keyboard}" >>"$work/kiosk.log" 2>&1 &
+    else
+        ISR_KIOSK_CONFIG="$work/kiosk.conf" ISR_LOG=info "$kiosk" --demo --state-dir "$state" --store "$store" --guest-dir "$guest" \
+            "${@:---no-virtual-keyboard}" >>"$work/kiosk.log" 2>&1 &
+    fi
     kiosk_pid=$!
     pids+=($kiosk_pid)
     # Until the window has painted something (a loaded machine takes a while
@@ -88,6 +114,15 @@ stop_kiosk() {
     wait "$kiosk_pid" 2>/dev/null || rc=$?
     [ -z "$(sanitizer_report)" ] || fail "sanitizer report in the kiosk's log"
     [ "$rc" = 143 ] || fail "the kiosk ended with status $rc before it was stopped; log: $(tail -5 "$work/kiosk.log")"
+    # The host after its shell (the units' order at a stop): it saves
+    # whatever is still open, then dies of the signal too.
+    if [ -n "$split" ]; then
+        rc=0
+        kill "$host_pid" 2>/dev/null || true
+        wait "$host_pid" 2>/dev/null || rc=$?
+        [ -z "$(sanitizer_report)" ] || fail "sanitizer report in the VM host's log"
+        [ "$rc" = 143 ] || fail "isr-vmhost ended with status $rc before it was stopped; log: $(tail -5 "$work/kiosk.log")"
+    fi
 }
 shot() { import -window root "$out/$1.png"; echo "screenshot $out/$1.png"; }
 sign_in() {
@@ -160,6 +195,22 @@ shot 05-typed
 n=$(changed "$out/04-running.png" "$out/05-typed.png")
 echo "pixels changed by typing: $n"
 [ "${n%%.*}" -gt 200 ] || fail "typing into the guest did not change its screen ($n pixels)"
+# The packaged arrangement: the shell the person touches is nobody, the VM
+# host root, the guest's QEMU isr-qemu (not the shell's user: a QEMU escape
+# cannot read the next person's keys through the shell's input devices).
+if [ -n "$split" ]; then
+    qemu_pid=$(pgrep -f "qemu-system.*$state" | head -n1)
+    who() { ps -o user= -p "$1" | tr -d ' '; }
+    echo "processes: shell $(who "$kiosk_pid"), VM host $(who "$host_pid"), QEMU $(who "$qemu_pid")"
+    [ "$(who "$kiosk_pid")" = nobody ] || fail "the shell runs as $(who "$kiosk_pid"), not nobody"
+    [ "$(who "$host_pid")" = root ] || fail "the VM host runs as $(who "$host_pid")"
+    [ "$(who "$qemu_pid")" = isr-qemu ] || fail "QEMU runs as $(who "$qemu_pid"), not isr-qemu"
+    pgrep -P "$kiosk_pid" >/dev/null && fail "the shell has children: $(pgrep -a -P "$kiosk_pid")"
+    # Item 4: the host loaded the guest network filter for isr-qemu's
+    # sockets (what it refuses is test_guest_network's, from the guest).
+    nft list table inet isr_guest_egress 2>/dev/null | grep -q 'skuid' ||
+        fail "no guest network filter while the VM host runs the guest"
+fi
 
 # ---- Suspend & Leave through the handle at the top edge ----
 xdotool mousemove 640 12 click 1
