@@ -16,6 +16,8 @@ session::KioskFile loadKioskConfig(const char* program, int argc, char** argv) {
             where.explicitPath = argv[i + 1];
         else if (qstrncmp(argv[i], "--config=", 9) == 0)
             where.explicitPath = argv[i] + 9;
+        else if (qstrcmp(argv[i], "--vm-host") == 0 || qstrncmp(argv[i], "--vm-host=", 10) == 0)
+            where.sessionFiles = false;
     }
     auto file = session::locateAndLoadKioskConfig(where);
     if (!file.ok()) {

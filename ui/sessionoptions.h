@@ -14,7 +14,9 @@
 namespace isr::ui {
 
 // Reads the configuration file named by --config in argv (before any Qt
-// application exists). Exits 2 with the file's error on stderr.
+// application exists). Exits 2 with the file's error on stderr. A shell
+// that runs no sessions (--vm-host in argv) does not read the files the
+// configuration names for sessions (KioskConfigLocation::sessionFiles).
 session::KioskFile loadKioskConfig(const char* program, int argc, char** argv);
 
 struct SessionOptions {

@@ -249,7 +249,7 @@ Result<store::Credentials> readCredentialsFile(const std::string& path) {
     return c;
 }
 
-Result<KioskFile> loadKioskConfig(const std::string& path) {
+Result<KioskFile> loadKioskConfig(const std::string& path, bool sessionFiles) {
     std::ifstream in(path);
     if (!in)
         return Error(Errc::Io, "cannot read the kiosk configuration " + path);
@@ -257,7 +257,7 @@ Result<KioskFile> loadKioskConfig(const std::string& path) {
     text << in.rdbuf();
     ISR_TRY_ASSIGN(auto f, parseKioskConfig(text.str(), path));
     f.path = path;
-    if (!f.readCredentialsPath.empty()) {
+    if (sessionFiles && !f.readCredentialsPath.empty()) {
         auto creds = readCredentialsFile(f.readCredentialsPath);
         if (!creds.ok())
             return Error(creds.error().code,
@@ -269,9 +269,9 @@ Result<KioskFile> loadKioskConfig(const std::string& path) {
 
 Result<KioskFile> locateAndLoadKioskConfig(const KioskConfigLocation& where) {
     if (where.explicitPath)
-        return loadKioskConfig(*where.explicitPath);
+        return loadKioskConfig(*where.explicitPath, where.sessionFiles);
     if (const char* env = std::getenv(kKioskConfigEnv); env && *env) {
-        auto f = loadKioskConfig(env);
+        auto f = loadKioskConfig(env, where.sessionFiles);
         if (!f.ok())
             return Error(f.error().code, std::string(kKioskConfigEnv) + ": " + f.error().message);
         return f;
@@ -279,7 +279,7 @@ Result<KioskFile> locateAndLoadKioskConfig(const KioskConfigLocation& where) {
     std::error_code ec;
     if (where.defaultPath.empty() || !std::filesystem::exists(where.defaultPath, ec))
         return KioskFile{};
-    return loadKioskConfig(where.defaultPath);
+    return loadKioskConfig(where.defaultPath, where.sessionFiles);
 }
 
 void applyKioskOverrides(KioskFile& file, const KioskOverrides& o) {

@@ -100,8 +100,9 @@ Result<KioskFile> parseKioskConfig(std::string_view text, const std::string& ori
 
 // Every key kiosk.conf may set (packaging/kiosk.conf.example documents each).
 const std::vector<std::string_view>& kioskConfigKeys();
-// Reads and parses the file, then loads store_read_credentials if set.
-Result<KioskFile> loadKioskConfig(const std::string& path);
+// Reads and parses the file, then loads store_read_credentials if set
+// (and sessionFiles: see KioskConfigLocation).
+Result<KioskFile> loadKioskConfig(const std::string& path, bool sessionFiles = true);
 
 // ---- Resolving the configuration: isr-kiosk and `isrctl session resume` ----
 // Both programs find the file and lay their command line over it here, so a
@@ -115,6 +116,11 @@ Result<KioskFile> loadKioskConfig(const std::string& path);
 struct KioskConfigLocation {
     std::optional<std::string> explicitPath;
     std::string defaultPath = kDefaultKioskConfigPath;
+    // False for a process that runs no sessions (the shell in front of
+    // isr-vmhost): files the configuration only names for sessions, such as
+    // store_read_credentials, are not read (root's alone in a packaged
+    // kiosk; the shell has no business with them).
+    bool sessionFiles = true;
 };
 
 // What the command line says over the file. Unset fields leave the file's
