@@ -46,7 +46,11 @@ void RemoteSessionBackend::tryConnect() {
 
 void RemoteSessionBackend::onLost(const QString& why) {
     ISR_LOG_WARN(kLog) << "lost the kiosk's VM host: " << why.toStdString();
-    channel_.release()->deleteLater(); // inside its own signal
+    // Inside its own signal; parented so it goes with this backend if the
+    // event loop never gets to it.
+    wire::Channel* gone = channel_.release();
+    gone->setParent(this);
+    gone->deleteLater();
     if (displayPending_) {
         displayPending_ = false;
         display()->refuse(tr("the kiosk's VM host is not running"));

@@ -132,7 +132,10 @@ void SessionHost::accept() {
 void SessionHost::onShellLost(const QString& why) {
     ISR_LOG_WARN(kLog) << "kiosk shell gone: " << why.toStdString();
     // Deleted later: this runs inside the channel's own signal.
-    shell_.release()->deleteLater();
+    // Parented so it goes with the host if the event loop never gets to it.
+    wire::Channel* gone = shell_.release();
+    gone->setParent(this);
+    gone->deleteLater();
     displayRequested_ = false;
     if (backend_->stage() != SessionBackend::SignedOut && !backend_->shuttingDown()) {
         ISR_LOG_WARN(kLog) << "no shell shows the session ("
