@@ -12,7 +12,7 @@ build=$src/build/$preset
 
 cd "$src"
 cmake --preset "$preset" >/dev/null
-cmake --build --preset "$preset" -j"$jobs" --target isrctl isr-kiosk isr_qemu_nohugepage
+cmake --build --preset "$preset" -j"$jobs" --target isrctl isr-kiosk isr-vmhost isr_qemu_nohugepage
 rm -f "$build"/isr_*.deb
 (cd "$build" && cpack -G DEB) >&2
 deb=$(ls "$build"/isr_*.deb)
