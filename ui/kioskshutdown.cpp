@@ -3,6 +3,7 @@
 #include "sessionbackend.h"
 
 #include <QCoreApplication>
+#include <cerrno> // program_invocation_short_name
 #include <cstdio>
 
 namespace isr::ui {
@@ -11,8 +12,8 @@ KioskShutdown::KioskShutdown(const QString& stateDir, int stopTimeoutSeconds, QO
     : QObject(parent), signals_(stateDir, stopTimeoutSeconds) {
     connect(&signals_, &ShutdownSignals::stopRequested, this, [this] { stop(true); });
     connect(&inhibitor_, &LogindInhibitor::shutdownAnnounced, this, [this](bool shutdown) {
-        std::fprintf(stderr, "isr-kiosk: logind announced %s: saving the session\n",
-                     shutdown ? "a shutdown" : "a suspend");
+        std::fprintf(stderr, "%s: logind announced %s: saving the session\n",
+                     program_invocation_short_name, shutdown ? "a shutdown" : "a suspend");
         stop(false);
     });
     connect(&inhibitor_, &LogindInhibitor::announcementWithdrawn, this, [this] {

@@ -5,6 +5,7 @@
 #include <QDBusMessage>
 #include <QDBusPendingCallWatcher>
 #include <QDBusPendingReply>
+#include <cerrno> // program_invocation_short_name
 #include <cstdio>
 
 namespace isr::ui {
@@ -35,9 +36,8 @@ void LogindInhibitor::unavailable(const QString& why) {
     if (logged_)
         return;
     logged_ = true;
-    std::fprintf(stderr,
-                 "isr-kiosk: no logind inhibitor: %s; a shutdown will not wait for the save\n",
-                 qPrintable(why));
+    std::fprintf(stderr, "%s: no logind inhibitor: %s; a shutdown will not wait for the save\n",
+                 program_invocation_short_name, qPrintable(why));
 }
 
 void LogindInhibitor::hold() {

@@ -59,8 +59,8 @@ std::string readSmallFile(const std::string& path) {
 ShutdownSignals::ShutdownSignals(QString stateDir, int stopTimeoutSeconds, QObject* parent)
     : QObject(parent), stateDir_(std::move(stateDir)), stopTimeoutSeconds_(stopTimeoutSeconds) {
     if (g_pipe[0] < 0 && ::pipe2(g_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
-        std::fprintf(stderr, "isr-kiosk: cannot create the signal pipe: %s\n",
-                     std::strerror(errno));
+        std::fprintf(stderr, "%s: cannot create the signal pipe: %s\n",
+                     program_invocation_short_name, std::strerror(errno));
         return;
     }
     wakeFd_ = ::eventfd(0, EFD_CLOEXEC);
@@ -130,9 +130,8 @@ void ShutdownSignals::watch() {
             if (received == 1) {
                 g_first = signo;
                 deadline = Clock::now() + std::chrono::seconds(stopTimeoutSeconds_);
-                std::fprintf(stderr,
-                             "isr-kiosk: %s: stopping (a second signal, or %d s, ends it hard)\n",
-                             strsignal(signo), stopTimeoutSeconds_);
+                std::fprintf(stderr, "%s: %s: stopping (a second signal, or %d s, ends it hard)\n",
+                             program_invocation_short_name, strsignal(signo), stopTimeoutSeconds_);
                 QMetaObject::invokeMethod(
                     this, [this, signo] { emit stopRequested(signo); }, Qt::QueuedConnection);
             } else {
@@ -150,9 +149,8 @@ void ShutdownSignals::hardEnd(int signo, const char* why) {
     // worker still inside a save cannot fault on it before we exit.
     if (!stateDir_.isEmpty())
         session::Workspace::wipeCrashed(stateDir_.toStdString());
-    std::fprintf(stderr,
-                 "isr-kiosk: %s: ending at once, %d QEMU process(es) killed, scratch wiped\n", why,
-                 killed);
+    std::fprintf(stderr, "%s: %s: ending at once, %d QEMU process(es) killed, scratch wiped\n",
+                 program_invocation_short_name, why, killed);
     std::fflush(stderr);
     ::signal(signo, SIG_DFL);
     sigset_t set;
