@@ -117,6 +117,8 @@ void SessionHost::accept() {
     }
     if (shell_) {
         ISR_LOG_INFO(kLog) << "a new shell (pid " << peer.pid << ") replaces the connected one";
+        shell_.reset(); // not inside its signal: the accept notifier's
+        shellGone();
     }
     shell_ = std::make_unique<wire::Channel>(std::move(fd));
     connect(shell_.get(), &wire::Channel::received, this,
@@ -136,16 +138,38 @@ void SessionHost::onShellLost(const QString& why) {
     wire::Channel* gone = shell_.release();
     gone->setParent(this);
     gone->deleteLater();
+    shellGone();
+    emit shellLost(why);
+}
+
+void SessionHost::shellGone() {
     displayRequested_ = false;
-    if (backend_->stage() != SessionBackend::SignedOut && !backend_->shuttingDown()) {
+    const bool active = backend_->stage() != SessionBackend::SignedOut;
+    if (active && !backend_->shuttingDown()) {
         ISR_LOG_WARN(kLog) << "no shell shows the session ("
                            << SessionBackend::stageName(backend_->stage()).toStdString()
                            << "): saving or ending it as for a kiosk stop";
-        savingForLostShell_ = true;
         if (hooks_.stopping)
             hooks_.stopping(true);
     }
-    emit shellLost(why);
+    // Sign-ins were closed for this shell (its own stop, or the save just
+    // started): the next shell gets them back once the session is closed,
+    // unless the host itself is going away. A shell restarted after its
+    // stop (systemctl restart isr-kiosk) must not find the kiosk closed.
+    if (active || shellAskedStop_)
+        reopenWhenSignedOut_ = true;
+    shellAskedStop_ = false;
+    reopenIfSignedOut();
+}
+
+void SessionHost::reopenIfSignedOut() {
+    if (backend_->stage() != SessionBackend::SignedOut || !reopenWhenSignedOut_)
+        return;
+    reopenWhenSignedOut_ = false;
+    if (!hostStopping_ && hooks_.stopping) {
+        ISR_LOG_INFO(kLog) << "the gone shell's session is closed: sign-ins open again";
+        hooks_.stopping(false);
+    }
 }
 
 void SessionHost::onStage() {
@@ -157,13 +181,7 @@ void SessionHost::onStage() {
         shell_->send({{QStringLiteral("t"), QStringLiteral("displayAhead")}}, fd.get());
     }
     sendState();
-    if (backend_->stage() == SessionBackend::SignedOut && savingForLostShell_) {
-        savingForLostShell_ = false;
-        if (!hostStopping_ && hooks_.stopping) {
-            ISR_LOG_INFO(kLog) << "the lost shell's session is closed: sign-ins open again";
-            hooks_.stopping(false);
-        }
-    }
+    reopenIfSignedOut();
 }
 
 void SessionHost::sendState() {
@@ -207,8 +225,9 @@ void SessionHost::onMessage(const QJsonObject& m) {
     } else if (t == QLatin1String("acknowledge")) {
         backend_->acknowledge();
     } else if (t == QLatin1String("stopping")) {
+        shellAskedStop_ = m.value(QLatin1String("on")).toBool();
         if (hooks_.stopping)
-            hooks_.stopping(m.value(QLatin1String("on")).toBool());
+            hooks_.stopping(shellAskedStop_);
     } else if (t == QLatin1String("display")) {
         displayRequested_ = true;
         backend_->display()->request();

@@ -18,6 +18,8 @@
 //   Running -> Suspend & Leave, a resume cancelled, a failure abandoned), and
 //   once signed out lets sign-ins in again (stopping(false)) unless the host
 //   itself is stopping. Nobody is left with a running computer and no screen.
+//   The same when a shell that asked for a stop goes away: its successor
+//   (a restarted shell) finds sign-ins open.
 // GUI (main) thread only.
 
 #include "sessionbackend.h"
@@ -67,6 +69,8 @@ private:
     void sendState();
     void onStage();
     void onShellLost(const QString& why);
+    void shellGone(); // the connected shell went away or was replaced
+    void reopenIfSignedOut();
 
     SessionBackend* backend_;
     Hooks hooks_;
@@ -76,7 +80,8 @@ private:
     std::unique_ptr<QSocketNotifier> acceptNotifier_;
     std::unique_ptr<wire::Channel> shell_;
     bool displayRequested_ = false;
-    bool savingForLostShell_ = false;
+    bool shellAskedStop_ = false;      // the connected shell said stopping(true)
+    bool reopenWhenSignedOut_ = false; // sign-ins open again once SignedOut
     bool hostStopping_ = false;
     int refused_ = 0;
 };

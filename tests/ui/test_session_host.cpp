@@ -230,6 +230,22 @@ private slots:
         QTRY_COMPARE(p.stopping, (QList<bool>{true, false}));
     }
 
+    // systemctl restart isr-kiosk: the shell's stop closes sign-ins (the
+    // host saves), the shell exits, a new one starts: it must be able to
+    // sign in, though the host never got stopping(false).
+    void aStoppedShellsSuccessorCanSignIn() {
+        Pair p;
+        p.start();
+        p.signInToRunning();
+        p.shell->kioskStopping(true); // the shell's SIGTERM
+        QTRY_COMPARE(p.fake.stage(), B::SignedOut);
+        QTRY_COMPARE(p.shell->stage(), B::SignedOut);
+        p.shell.reset(); // it quits at SignedOut
+        QTRY_COMPARE(p.stopping, (QList<bool>{true, false}));
+        p.startShell();
+        p.signInToRunning();
+    }
+
     void noHostMeansAClearFailureAndALaterConnection() {
         Pair p;
         p.fake.addUser(QStringLiteral("demo"), QStringLiteral("demo"));
