@@ -46,11 +46,7 @@ void RemoteSessionBackend::tryConnect() {
 
 void RemoteSessionBackend::onLost(const QString& why) {
     ISR_LOG_WARN(kLog) << "lost the kiosk's VM host: " << why.toStdString();
-    // Inside its own signal; parented so it goes with this backend if the
-    // event loop never gets to it.
-    wire::Channel* gone = channel_.release();
-    gone->setParent(this);
-    gone->deleteLater();
+    wire::Channel::dropLater(channel_, this); // inside its own signal
     if (displayPending_) {
         displayPending_ = false;
         display()->refuse(tr("the kiosk's VM host is not running"));

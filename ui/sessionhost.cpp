@@ -133,11 +133,7 @@ void SessionHost::accept() {
 
 void SessionHost::onShellLost(const QString& why) {
     ISR_LOG_WARN(kLog) << "kiosk shell gone: " << why.toStdString();
-    // Deleted later: this runs inside the channel's own signal.
-    // Parented so it goes with the host if the event loop never gets to it.
-    wire::Channel* gone = shell_.release();
-    gone->setParent(this);
-    gone->deleteLater();
+    wire::Channel::dropLater(shell_, this); // inside its own signal
     shellGone();
     emit shellLost(why);
 }

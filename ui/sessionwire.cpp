@@ -131,6 +131,12 @@ void Channel::close() {
     fd_.reset();
 }
 
+void Channel::dropLater(std::unique_ptr<Channel>& channel, QObject* owner) {
+    Channel* gone = channel.release();
+    gone->setParent(owner);
+    gone->deleteLater();
+}
+
 void Channel::fail(const QString& why) {
     if (!fd_.valid())
         return;

@@ -59,6 +59,10 @@ public:
     bool send(const QJsonObject& message, int fd = -1);
     // Closes without emitting closed().
     void close();
+    // Ends `channel`'s ownership from inside its own closed() signal: the
+    // object is deleted later, and parented to `owner` so it goes with the
+    // owner if the event loop never gets to the deferred delete.
+    static void dropLater(std::unique_ptr<Channel>& channel, QObject* owner);
 
 signals:
     // `fd` is valid when the packet carried one (ownership passes on).
