@@ -9,6 +9,7 @@
 #include "vncdisplay.h"
 #include "vnckeymap.h"
 
+#include <QElapsedTimer>
 #include <QFile>
 #include <QLocalSocket>
 #include <QProcess>
@@ -57,18 +58,35 @@ class TestVncDisplay : public QObject {
     std::unique_ptr<isr::test::TempDir> dir_;
     QProcess qemu_;
 
-    bool monitor(const QByteArray& command) {
+    // One HMP command; returns what QEMU answered (empty if it did not
+    // answer within 30 s). Waits for the prompt before writing and for the
+    // next prompt before closing, so the command is read and done.
+    QByteArray monitor(const QByteArray& command) {
         QLocalSocket mon;
         mon.connectToServer(QString::fromStdString(dir_->file("mon.sock")));
-        if (!mon.waitForConnected(5000))
-            return false;
-        mon.waitForReadyRead(5000); // banner
-        mon.readAll();
+        if (!mon.waitForConnected(30000))
+            return {};
+        const QByteArray prompt = "(qemu) ";
+        QByteArray seen;
+        QElapsedTimer timer;
+        timer.start();
+        const auto readUntilPrompt = [&] {
+            while (!seen.endsWith(prompt)) {
+                if (timer.hasExpired(30000) || mon.state() != QLocalSocket::ConnectedState)
+                    return false;
+                mon.waitForReadyRead(1000);
+                seen += mon.readAll();
+            }
+            return true;
+        };
+        if (!readUntilPrompt())
+            return {};
+        seen.clear();
         mon.write(command + "\n");
         mon.flush();
-        mon.waitForReadyRead(5000);
+        const bool answered = readUntilPrompt();
         mon.disconnectFromServer();
-        return true;
+        return answered ? seen : QByteArray();
     }
 
 private slots:
@@ -173,7 +191,7 @@ private slots:
         QVERIFY2(!before.isEmpty(), "no framebuffer size");
 
         // The BIOS sets its text mode: the guest resolution changes.
-        QVERIFY(monitor("cont"));
+        QVERIFY(!monitor("cont").isEmpty());
         QTRY_VERIFY_WITH_TIMEOUT(display.framebufferSize() != before, 60000);
         QTRY_COMPARE_WITH_TIMEOUT(display.framebufferSize(), QSize(720, 400), 60000);
         QVERIFY(resized.count() >= 2);
