@@ -96,6 +96,7 @@ Result<vm::HostConfig> kioskHostConfig(const std::string& stateDir, const std::s
                                        const std::string& accelerator) {
     vm::HostConfig hc;
     hc.stateDir = stateDir;
+    hc.ramPreload = vm::defaultRamPreload();
     if (!guestDir.empty())
         hc.bootDirs.push_back(guestDir);
     if (accelerator == "kvm")

@@ -261,17 +261,39 @@ Status validateSpec(const VmSpec& spec, const HostConfig& config) {
 
 namespace {
 
+// The <domain> start tag, with libvirt's QEMU namespace when the domain
+// passes QEMU something libvirt has no XML for (qemuPassthroughXml).
+std::string domainStartTag(Accelerator accel, const std::string& passthrough) {
+    std::string tag =
+        std::string("<domain type='") + (accel == Accelerator::Kvm ? "kvm" : "qemu") + "'";
+    if (!passthrough.empty())
+        tag += " xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'";
+    return tag + ">\n";
+}
+
+// QEMU's environment: the RAM preload library (HostConfig::ramPreload), for
+// file-backed RAM only (anonymous RAM has no FUSE faults to shrink). Not
+// part of libvirt's ABI check: a save restores with or without it. libvirt
+// marks such a domain "tainted: custom-argv" in its log, as it does for
+// restoreLazy's -incoming.
+std::string qemuPassthroughXml(const VmSpec& spec, const std::string& ramPreload) {
+    if (spec.ramFile.empty() || ramPreload.empty())
+        return "";
+    return "  <qemu:commandline><qemu:env name='LD_PRELOAD' value='" + xmlEscape(ramPreload) +
+           "'/></qemu:commandline>\n";
+}
+
 // The firmware profile: the parcel's own disk booted by SeaBIOS or OVMF, and
 // the devices a desktop needs. The demo guest's XML (below) is untouched:
 // its saved memory images must keep restoring, and a restore checks that
 // the virtual hardware is the same.
-std::string buildFirmwareDomainXml(const VmSpec& spec, Accelerator accel) {
+std::string buildFirmwareDomainXml(const VmSpec& spec, Accelerator accel,
+                                   const std::string& passthrough) {
     const bool uefi = spec.firmware == Firmware::Uefi || spec.firmware == Firmware::UefiSecure;
     const bool secure = spec.firmware == Firmware::UefiSecure;
     const bool q35 = spec.machine.rfind("pc-q35-", 0) == 0;
     std::ostringstream x;
-    x << "<domain type='" << (accel == Accelerator::Kvm ? "kvm" : "qemu") << "'>\n"
-      << "  <name>" << xmlEscape(spec.name) << "</name>\n"
+    x << domainStartTag(accel, passthrough) << "  <name>" << xmlEscape(spec.name) << "</name>\n"
       << "  <uuid>" << xmlEscape(spec.uuid) << "</uuid>\n"
       << genidXml(spec) << "  <memory unit='MiB'>" << spec.memoryMiB << "</memory>\n"
       << "  <currentMemory unit='MiB'>" << spec.memoryMiB << "</currentMemory>\n"
@@ -352,7 +374,7 @@ std::string buildFirmwareDomainXml(const VmSpec& spec, Accelerator accel) {
     }
     x << "    <memballoon model='virtio' freePageReporting='on'/>\n"
       << "  </devices>\n"
-      << "</domain>\n";
+      << passthrough << "</domain>\n";
     return x.str();
 }
 
@@ -405,12 +427,13 @@ Status checkFirmwareInstalled(Firmware firmware, const std::string& root) {
     return {};
 }
 
-std::string buildDomainXml(const VmSpec& spec, Accelerator accel, const std::string& dacLabel) {
+std::string buildDomainXml(const VmSpec& spec, Accelerator accel, const std::string& dacLabel,
+                           const std::string& ramPreload) {
+    const std::string passthrough = qemuPassthroughXml(spec, ramPreload);
     if (spec.firmware != Firmware::DirectKernel)
-        return buildFirmwareDomainXml(spec, accel);
+        return buildFirmwareDomainXml(spec, accel, passthrough);
     std::ostringstream x;
-    x << "<domain type='" << (accel == Accelerator::Kvm ? "kvm" : "qemu") << "'>\n"
-      << "  <name>" << xmlEscape(spec.name) << "</name>\n"
+    x << domainStartTag(accel, passthrough) << "  <name>" << xmlEscape(spec.name) << "</name>\n"
       << "  <uuid>" << xmlEscape(spec.uuid) << "</uuid>\n"
       << genidXml(spec) << "  <memory unit='MiB'>" << spec.memoryMiB << "</memory>\n"
       << "  <currentMemory unit='MiB'>" << spec.memoryMiB << "</currentMemory>\n"
@@ -484,7 +507,7 @@ std::string buildDomainXml(const VmSpec& spec, Accelerator accel, const std::str
     if (!dacLabel.empty())
         x << "  <seclabel type='static' model='dac' relabel='no'><label>" << xmlEscape(dacLabel)
           << "</label></seclabel>\n";
-    x << "</domain>\n";
+    x << passthrough << "</domain>\n";
     return x.str();
 }
 

@@ -192,6 +192,42 @@ Hypervisor::Hypervisor(HostConfig config, std::unique_ptr<Connection> conn, std:
 
 Hypervisor::~Hypervisor() = default;
 
+std::string defaultRamPreload() {
+    if (const char* env = std::getenv("ISR_QEMU_RAM_PRELOAD"))
+        return env;
+    std::error_code ec;
+    for (const char* candidate : {"/usr/lib/isr/libisr-qemu-nohugepage.so", ISR_BUILD_RAM_PRELOAD})
+        if (std::filesystem::is_regular_file(candidate, ec))
+            return candidate;
+    return {};
+}
+
+namespace {
+
+// Why `path` must not be QEMU's RAM preload (HostConfig::ramPreload), or ""
+// when it may: a regular file owned by root or us, writable by nobody else,
+// and readable by QEMU (its account when set). A preloaded library is code
+// in QEMU, before its seccomp filter is in place.
+std::string ramPreloadProblem(const std::string& path, const QemuAccount* qemu) {
+    if (path.empty() || path[0] != '/')
+        return "it is not an absolute path";
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0)
+        return std::strerror(errno);
+    if (!S_ISREG(st.st_mode))
+        return "it is not a regular file";
+    if ((st.st_uid != 0 && st.st_uid != ::geteuid()) || (st.st_mode & (S_IWGRP | S_IWOTH)))
+        return "someone other than root or this process's user may change it";
+    std::string why;
+    if (qemu && !accountCanAccess(*qemu, path, R_OK, &why))
+        return why;
+    if (!qemu && ::access(path.c_str(), R_OK) != 0)
+        return std::strerror(errno);
+    return {};
+}
+
+} // namespace
+
 Result<std::unique_ptr<Hypervisor>> Hypervisor::open(HostConfig config) {
     if (config.stateDir.empty() || config.stateDir[0] != '/')
         return Error(Errc::InvalidArgument, "state directory must be an absolute path");
@@ -250,6 +286,15 @@ Result<std::unique_ptr<Hypervisor>> Hypervisor::open(HostConfig config) {
     std::unique_ptr<Hypervisor> hv(new Hypervisor(std::move(config), std::move(conn), uri, accel));
     hv->qemu_ = std::move(qemu);
     hv->embeddedRoot_ = std::move(embeddedRoot);
+    if (const std::string& lib = hv->config_.ramPreload; !lib.empty()) {
+        if (std::string why = ramPreloadProblem(lib, hv->qemu_.get()); why.empty()) {
+            hv->ramPreload_ = lib;
+        } else {
+            ISR_LOG_WARN(kLog) << "not preloading " << lib << " into QEMU (" << why
+                               << "): lazy memory faults will read 2 MiB pieces on kernels "
+                                  "whose FUSE page cache has large folios";
+        }
+    }
     if (embedded && !hv->qemu_) {
         // Not root: QEMU runs as this process's own user, whose sockets
         // (the store's, the kiosk's) cannot be told from the guest's by uid.
@@ -286,7 +331,7 @@ Result<std::string> Hypervisor::domainXml(const VmSpec& spec) const {
     std::string label;
     if (qemu_)
         label = "+" + std::to_string(qemu_->uid) + ":+" + std::to_string(qemu_->gid);
-    return buildDomainXml(spec, accel_, label);
+    return buildDomainXml(spec, accel_, label, ramPreload_);
 }
 
 // As root, QEMU runs as isr-qemu (confinement.h) and opens some files by
@@ -754,14 +799,19 @@ Result<Vm> Hypervisor::restoreLazy(const std::string& deviceStatePath, const VmS
     // libvirt has no XML for (custom-argv taint). libvirt's own restore
     // issues migrate-incoming right after launch, before x-ignore-shared
     // could be set; hence the passthrough.
-    const std::string ns = " xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>";
-    const auto open = xml.find('>');
-    const auto close = xml.rfind("</domain>");
-    if (open == std::string::npos || close == std::string::npos)
-        return Error(Errc::Internal, "unexpected domain XML");
-    xml.insert(close, "  <qemu:commandline><qemu:arg value='-incoming'/>"
-                      "<qemu:arg value='defer'/></qemu:commandline>\n");
-    xml.replace(open, 1, ns);
+    const std::string args = "<qemu:arg value='-incoming'/><qemu:arg value='defer'/>";
+    const std::string tag = "<qemu:commandline>";
+    if (const auto have = xml.find(tag); have != std::string::npos) {
+        xml.insert(have + tag.size(), args); // with the RAM preload's environment
+    } else {
+        const std::string ns = " xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>";
+        const auto open = xml.find('>');
+        const auto close = xml.rfind("</domain>");
+        if (open == std::string::npos || close == std::string::npos)
+            return Error(Errc::Internal, "unexpected domain XML");
+        xml.insert(close, "  " + tag + args + "</qemu:commandline>\n");
+        xml.replace(open, 1, ns);
+    }
 
     // Opened before QEMU starts (a FIFO: until its writer comes).
     UniqueFd state(::open(deviceStatePath.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));

@@ -170,7 +170,22 @@ struct HostConfig {
     // refuses a directory that is not memory-backed (tmpfs/ramfs).
     bool allowDiskBackedSaveFiles = false;
     GuestNetworkPolicy guestNetwork;
+    // Lazy memory (VmSpec::ramFile): a library QEMU preloads (LD_PRELOAD,
+    // through libvirt's <qemu:env>) whose madvise() ignores MADV_HUGEPAGE
+    // (packaging/qemu-nohugepage.c; core/disk/README.md "Guest RAM over
+    // FUSE"), so a fault on RAM served over FUSE reads readahead-sized pieces
+    // instead of a 2 MiB folio. Empty: none (defaultRamPreload() finds the
+    // installed or built one). Hypervisor::open drops it with a warning
+    // unless it is a regular file owned by root or by us that nobody else
+    // may write, and QEMU's account can read it: a faster restore is not
+    // worth a QEMU that runs code someone else can change, nor a failed start.
+    std::string ramPreload;
 };
+
+// The RAM preload library to use (HostConfig::ramPreload): $ISR_QEMU_RAM_PRELOAD
+// when set (set and empty: none); else the installed
+// /usr/lib/isr/libisr-qemu-nohugepage.so; else this build tree's copy; else "".
+std::string defaultRamPreload();
 
 enum class VmState { Running, Paused, ShutOff, Crashed, Other };
 const char* vmStateName(VmState state);
@@ -343,6 +358,7 @@ private:
     std::string embeddedRoot_;                // empty for another URI
     // Set when this process is root and QEMU runs as isr-qemu (embedded root).
     std::shared_ptr<const QemuAccount> qemu_;
+    std::string ramPreload_; // HostConfig::ramPreload once checked, or ""
 };
 
 // Probes whether KVM works here: /dev/kvm opens read-write and a short QEMU
@@ -353,7 +369,10 @@ Accelerator probeAccelerator();
 // validate. `dacLabel` ("+uid:+gid", the QEMU account when we are root):
 // the demo guest's domain then gets a static DAC <seclabel relabel='no'>
 // (libvirt would chown its shared kernel and initrd to QEMU's uid).
-std::string buildDomainXml(const VmSpec& spec, Accelerator accel, const std::string& dacLabel = "");
+// `ramPreload`: a library QEMU gets as LD_PRELOAD (only with spec.ramFile;
+// HostConfig::ramPreload).
+std::string buildDomainXml(const VmSpec& spec, Accelerator accel, const std::string& dacLabel = "",
+                           const std::string& ramPreload = "");
 // Spec checks behind Hypervisor::validate, exposed for tests.
 Status validateSpec(const VmSpec& spec, const HostConfig& config);
 

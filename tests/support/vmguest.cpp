@@ -10,6 +10,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <filesystem>
+#include <fstream>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -26,6 +27,16 @@
 extern char** environ;
 
 namespace isr::test {
+
+pid_t qemuPidOf(const std::string& stateDir, const std::string& name) {
+    auto root = vm::embeddedRootFor(stateDir);
+    if (!root.ok())
+        return -1;
+    std::ifstream in(*root + "/run/qemu/" + name + ".pid");
+    long pid = -1;
+    in >> pid;
+    return pid_t(pid);
+}
 
 vm::VmSpec demoGuestSpec(const GuestImage& guest, const std::string& name, const std::string& dir) {
     vm::VmSpec spec;

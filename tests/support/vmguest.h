@@ -44,6 +44,10 @@ Status createGuestParcel(store::Store& store, const GuestImage& guest, const std
 // `dir`/serial.sock, as test_vm_confinement and test_guest_network boot it.
 vm::VmSpec demoGuestSpec(const GuestImage& guest, const std::string& name, const std::string& dir);
 
+// The pid of the QEMU running domain `name` of the embedded driver under
+// `stateDir` (the pid file libvirt keeps under its root), or -1.
+pid_t qemuPidOf(const std::string& stateDir, const std::string& name);
+
 // qemu-nbd serving a raw image on a UNIX socket (a real NBD server), killed
 // at destruction.
 class NbdServer {

@@ -83,16 +83,7 @@ class TestVmConfinement : public QObject {
     uid_t qemuUid_ = 0;
     gid_t qemuGid_ = 0;
 
-    // QEMU's pid from the pid file libvirt keeps under its root.
-    pid_t qemuPid(const std::string& name) {
-        auto root = vm::embeddedRootFor(state_);
-        if (!root.ok())
-            return -1;
-        std::ifstream in(*root + "/run/qemu/" + name + ".pid");
-        long pid = -1;
-        in >> pid;
-        return pid_t(pid);
-    }
+    pid_t qemuPid(const std::string& name) { return qemuPidOf(state_, name); }
 
     void checkConfined(pid_t pid) {
         QVERIFY2(pid > 0, "no QEMU pid file");

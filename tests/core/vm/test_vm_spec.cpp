@@ -316,6 +316,31 @@ private slots:
         QCOMPARE(rejectionOf(s), Errc::InvalidArgument);
     }
 
+    // The RAM preload library (HostConfig::ramPreload) reaches QEMU's
+    // environment through libvirt's QEMU namespace, for file-backed RAM
+    // only; escaped like every other value.
+    void ramPreloadIsQemusEnvironmentWithFileBackedRam() {
+        const std::string lib = "/usr/lib/isr/lib'x.so";
+        const std::string env = "<qemu:commandline><qemu:env name='LD_PRELOAD' "
+                                "value='/usr/lib/isr/lib&apos;x.so'/></qemu:commandline>";
+        const std::string ns = "<domain type='qemu' "
+                               "xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>";
+        VmSpec s = goodSpec();
+        VmSpec uefi = firmwareSpec(Firmware::Uefi);
+        for (const VmSpec& spec : {s, uefi}) {
+            const std::string xml = buildDomainXml(spec, Accelerator::Tcg, "", lib);
+            QVERIFY(xml.find("qemu:") == std::string::npos);
+            QVERIFY(xml == buildDomainXml(spec, Accelerator::Tcg));
+        }
+        s.ramFile = uefi.ramFile = "/dev/shm/isr-x/ram";
+        for (const VmSpec& spec : {s, uefi}) {
+            const std::string xml = buildDomainXml(spec, Accelerator::Tcg, "", lib);
+            QVERIFY2(xml.rfind(ns, 0) == 0, xml.c_str());
+            QVERIFY2(xml.find(env + "\n</domain>") != std::string::npos, xml.c_str());
+            QVERIFY(buildDomainXml(spec, Accelerator::Tcg).find("qemu:") == std::string::npos);
+        }
+    }
+
     // The VM generation ID device (issue #16): `<genid/>` without a value
     // (libvirt draws a new one at each start and restore), in both
     // templates; none when not asked (saved images without it keep
