@@ -3,8 +3,10 @@
 #include "util/log.h"
 
 #define FUSE_USE_VERSION 34
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <condition_variable>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
@@ -80,9 +82,12 @@ struct FuseExport::Impl {
     std::atomic<bool> stopping{false};
     std::mutex stopMutex;
     bool stopped = false;
+    // Wakes requests waiting for the store (withStoreWait) at stop().
+    std::mutex waitMutex;
+    std::condition_variable waitCv;
 
     std::atomic<std::uint64_t> reads{0}, bytesRead{0}, writes{0}, bytesWritten{0}, flushes{0},
-        trims{0}, errors{0};
+        trims{0}, errors{0}, waitingForStore{0}, storeRetries{0};
 
     Impl(BlockDevice& d, FuseExportOptions o) : device(d), options(std::move(o)) {}
 
@@ -110,6 +115,36 @@ struct FuseExport::Impl {
     void replyError(fuse_req_t req, int err) {
         errors++;
         fuse_reply_err(req, err);
+    }
+
+    // Runs `op` until it does not fail with Transient, or stop() (options,
+    // storeRetryFirst). `what` names the request for the log.
+    template <typename Op> Status withStoreWait(const char* what, std::uint64_t offset, Op&& op) {
+        Status status = op();
+        if (status.ok() || status.error().code != Errc::Transient)
+            return status;
+        waitingForStore++;
+        auto delay = options.storeRetryFirst;
+        int tries = 0;
+        ISR_LOG_WARN(kLog) << "guest RAM " << what << " at " << offset
+                           << " waits for the store: " << status.error().describe();
+        while (!status.ok() && status.error().code == Errc::Transient) {
+            {
+                std::unique_lock lock(waitMutex);
+                if (waitCv.wait_for(lock, delay, [this] { return stopping.load(); }))
+                    break;
+            }
+            delay = std::min(delay * 2, options.storeRetryMax);
+            storeRetries++;
+            ++tries;
+            status = op();
+        }
+        waitingForStore--;
+        if (status.ok()) {
+            ISR_LOG_WARN(kLog) << "guest RAM " << what << " at " << offset
+                               << " got the store back after " << tries << " retries";
+        }
+        return status;
     }
 
     void loop();
@@ -246,7 +281,9 @@ void opRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*)
     thread_local Bytes buffer;
     if (buffer.size() < length)
         buffer.resize(length);
-    Status status = impl.device.read(offset, MutableByteView(buffer.data(), length));
+    Status status = impl.withStoreWait("read", offset, [&] {
+        return impl.device.read(offset, MutableByteView(buffer.data(), length));
+    });
     if (!status.ok()) {
         ISR_LOG_WARN(kLog) << "guest RAM read at " << offset << " (" << length
                            << " bytes) failed: " << status.error().describe();
@@ -277,8 +314,10 @@ void opWrite(fuse_req_t req, fuse_ino_t, const char* data, size_t size, off_t of
         return;
     }
     std::uint64_t length = std::min<std::uint64_t>(size, impl.size - offset);
-    Status status = impl.device.write(
-        offset, ByteView(reinterpret_cast<const std::uint8_t*>(data), length), false);
+    Status status = impl.withStoreWait("write", offset, [&] {
+        return impl.device.write(
+            offset, ByteView(reinterpret_cast<const std::uint8_t*>(data), length), false);
+    });
     if (!status.ok()) {
         ISR_LOG_WARN(kLog) << "guest RAM write at " << offset << " (" << length
                            << " bytes) failed: " << status.error().describe();
@@ -292,7 +331,7 @@ void opWrite(fuse_req_t req, fuse_ino_t, const char* data, size_t size, off_t of
 
 void flushDevice(fuse_req_t req) {
     auto& impl = implOf(req);
-    Status status = impl.device.flush();
+    Status status = impl.withStoreWait("flush", 0, [&] { return impl.device.flush(); });
     if (!status.ok()) {
         ISR_LOG_WARN(kLog) << "guest RAM flush failed: " << status.error().describe();
         impl.replyError(req, errnoFor(status.error()));
@@ -349,8 +388,10 @@ void opFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
     // A punched hole reads as zeroes (the balloon's free page reporting uses
     // it for pages the guest freed). The kernel has written back and will
     // drop the range's cached pages around this call.
-    Status status = action == FALLOC_FL_PUNCH_HOLE ? impl.device.trim(offset, end - offset)
-                                                   : impl.device.writeZeroes(offset, end - offset);
+    Status status = impl.withStoreWait("trim", offset, [&] {
+        return action == FALLOC_FL_PUNCH_HOLE ? impl.device.trim(offset, end - offset)
+                                              : impl.device.writeZeroes(offset, end - offset);
+    });
     if (!status.ok()) {
         ISR_LOG_WARN(kLog) << "guest RAM fallocate at " << offset
                            << " failed: " << status.error().describe();
@@ -556,7 +597,11 @@ void FuseExport::stop() {
     if (impl.stopped)
         return;
     impl.stopped = true;
-    impl.stopping = true;
+    {
+        std::lock_guard wake(impl.waitMutex);
+        impl.stopping = true;
+    }
+    impl.waitCv.notify_all();
     std::uint64_t one = 1;
     if (::write(impl.wakeFd, &one, sizeof one) < 0) {
         ISR_LOG_ERROR(kLog) << "FUSE export: cannot wake the loop: " << std::strerror(errno);
@@ -585,9 +630,9 @@ const std::string& FuseExport::filePath() const {
 }
 
 FuseExportStats FuseExport::stats() const {
-    return {impl_->reads.load(),        impl_->bytesRead.load(), impl_->writes.load(),
-            impl_->bytesWritten.load(), impl_->flushes.load(),   impl_->trims.load(),
-            impl_->errors.load()};
+    return {impl_->reads.load(),        impl_->bytesRead.load(),       impl_->writes.load(),
+            impl_->bytesWritten.load(), impl_->flushes.load(),         impl_->trims.load(),
+            impl_->errors.load(),       impl_->waitingForStore.load(), impl_->storeRetries.load()};
 }
 
 } // namespace isr::disk

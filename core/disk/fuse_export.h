@@ -24,6 +24,7 @@
 #include "disk/block_device.h"
 #include "util/result.h"
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -49,6 +50,16 @@ struct FuseExportOptions {
     // The most the kernel reads ahead per request (bytes). The kernel caps it
     // at what it offers (128 KiB by default for FUSE); 0 = page by page.
     std::uint32_t maxReadahead = 128 * 1024;
+    // A request the device fails with Errc::Transient (the store cannot be
+    // reached right now: link down, radosgw away, FileStore root gone) is
+    // tried again, waiting `storeRetryFirst` and doubling up to
+    // `storeRetryMax`, until it succeeds, fails otherwise, or stop() comes.
+    // Guest RAM is not a disk: an error on a page is SIGBUS and QEMU dies
+    // with everything since the resume, so the vCPU that touched a page
+    // still in the store waits for it, as it does for a slow store. Other
+    // errors (a chunk missing or altered: Corrupt, NotFound) fail at once.
+    std::chrono::milliseconds storeRetryFirst{250};
+    std::chrono::milliseconds storeRetryMax{4000};
 };
 
 struct FuseExportStats {
@@ -59,6 +70,10 @@ struct FuseExportStats {
     std::uint64_t flushes = 0; // fsync and flush (close) requests
     std::uint64_t trims = 0;   // fallocate punch/zero requests
     std::uint64_t errors = 0;  // requests answered with an error
+    // Requests waiting for an unreachable store now (storeRetryFirst), and
+    // the retries made so far.
+    std::uint64_t waitingForStore = 0;
+    std::uint64_t storeRetries = 0;
 };
 
 class FuseExport {
@@ -71,7 +86,8 @@ public:
     FuseExport(const FuseExport&) = delete;
     FuseExport& operator=(const FuseExport&) = delete;
 
-    // Joins the loop threads (a request being served finishes first), then
+    // Joins the loop threads (a request being served finishes first; one
+    // waiting for an unreachable store ends with its error), then
     // aborts the connection and detaches the mount (lazily: a QEMU that still
     // maps the file keeps its mapping; its next fault on a page not in the
     // page cache gets SIGBUS, and dirty pages not yet written back are lost).

@@ -42,6 +42,7 @@ namespace {
 
 constexpr std::uint32_t kChunk = 128 * 1024;
 constexpr std::uint64_t kChunks = 256;
+using namespace std::chrono_literals;
 constexpr std::uint64_t kDiskSize = kChunks * kChunk; // 32 MiB of "guest RAM"
 constexpr std::uint64_t kPage = 4096;
 
@@ -155,13 +156,14 @@ class TestFuseExport : public QObject {
         return path;
     }
 
-    std::unique_ptr<ParcelDisk> openDisk(const ChunkTable& table) {
+    std::unique_ptr<ParcelDisk> openDisk(const ChunkTable& table,
+                                         cache::ChunkCache* cache = nullptr) {
         ParcelDiskConfig config;
         config.diskSize = kDiskSize;
         config.chunkSize = kChunk;
         config.baseTable = table;
         config.fetch = [this](const chunk::ChunkName& name) { return store_->get(chunkKey(name)); };
-        config.cache = cache_.get();
+        config.cache = cache ? cache : cache_.get();
         config.convergenceSecret = secret_.clone();
         config.overlayDirectory = freshDir("overlay");
         config.startHoard = false;
@@ -427,6 +429,66 @@ private slots:
             inChild([&] { return mem[31 * kChunk + 7] == baseBytes_[31 * kChunk + 7] ? 0 : 1; });
         QVERIFY(WIFEXITED(good) && WEXITSTATUS(good) == 0);
         QVERIFY(exported->stats().errors > 0);
+    }
+
+    // The store goes away (FileStore: its root is renamed, as an unmounted
+    // share) while guest RAM is still in it. A read of such a page waits
+    // for the store instead of failing (a failure is SIGBUS in QEMU, and
+    // the session's work since the resume would die with it); the store
+    // back, the read returns the right bytes. stop() ends a read that is
+    // still waiting: it does not hang.
+    void unreachableStoreWaitsThenServes() {
+        auto cache = cache::ChunkCache::open(freshDir("cold-cache"), 1ull << 30);
+        QVERIFY(cache.ok());
+        auto disk = openDisk(baseTable_, cache->get());
+        FuseExportOptions options;
+        options.storeRetryFirst = 20ms;
+        options.storeRetryMax = 100ms;
+        auto exported = serve(*disk, options);
+        const std::string root = dir_->file("store"), away = dir_->file("store-away");
+        std::filesystem::rename(root, away);
+        struct Restore {
+            std::string from, to;
+            ~Restore() {
+                std::error_code ec;
+                if (!std::filesystem::exists(to, ec))
+                    std::filesystem::rename(from, to, ec);
+            }
+        } restore{away, root};
+
+        const std::uint64_t at = 40 * kChunk + 4321;
+        std::atomic<int> done{0};
+        std::uint8_t byte = 0;
+        std::thread reader([&] {
+            int fd = ::open(exported->filePath().c_str(), O_RDONLY);
+            done = fd >= 0 && ::pread(fd, &byte, 1, off_t(at)) == 1 ? 1 : -1;
+            if (fd >= 0)
+                ::close(fd);
+        });
+        QTRY_VERIFY_WITH_TIMEOUT(exported->stats().waitingForStore == 1, 10000);
+        QTRY_VERIFY_WITH_TIMEOUT(exported->stats().storeRetries >= 3, 10000);
+        QCOMPARE(done.load(), 0); // still waiting, not failed
+        std::filesystem::rename(away, root);
+        reader.join();
+        QCOMPARE(done.load(), 1);
+        QCOMPARE(byte, baseBytes_[at]);
+        QCOMPARE(exported->stats().waitingForStore, 0u);
+        QCOMPARE(exported->stats().errors, 0u);
+
+        // Gone again, and the session ends while a read waits.
+        std::filesystem::rename(root, away);
+        const std::uint64_t other = 52 * kChunk + 17;
+        done = 0;
+        std::thread stuck([&] {
+            int fd = ::open(exported->filePath().c_str(), O_RDONLY);
+            done = fd >= 0 && ::pread(fd, &byte, 1, off_t(other)) == 1 ? 1 : -1;
+            if (fd >= 0)
+                ::close(fd);
+        });
+        QTRY_VERIFY_WITH_TIMEOUT(exported->stats().waitingForStore == 1, 10000);
+        exported->stop();
+        stuck.join();
+        QCOMPARE(done.load(), -1);
     }
 
     void otherUsersCannotOpenIt() {
