@@ -456,15 +456,20 @@ private slots:
             }
         } restore{away, root};
 
-        const std::uint64_t at = 40 * kChunk + 4321;
+        // One byte read in a thread of its own: done = 1 read, -1 failed.
         std::atomic<int> done{0};
         std::uint8_t byte = 0;
-        std::thread reader([&] {
-            int fd = ::open(exported->filePath().c_str(), O_RDONLY);
-            done = fd >= 0 && ::pread(fd, &byte, 1, off_t(at)) == 1 ? 1 : -1;
-            if (fd >= 0)
-                ::close(fd);
-        });
+        auto readByte = [&](std::uint64_t offset) {
+            done = 0;
+            return std::thread([&, offset] {
+                int fd = ::open(exported->filePath().c_str(), O_RDONLY);
+                done = fd >= 0 && ::pread(fd, &byte, 1, off_t(offset)) == 1 ? 1 : -1;
+                if (fd >= 0)
+                    ::close(fd);
+            });
+        };
+        const std::uint64_t at = 40 * kChunk + 4321;
+        std::thread reader = readByte(at);
         QTRY_VERIFY_WITH_TIMEOUT(exported->stats().waitingForStore == 1, 10000);
         QTRY_VERIFY_WITH_TIMEOUT(exported->stats().storeRetries >= 3, 10000);
         QCOMPARE(done.load(), 0); // still waiting, not failed
@@ -477,14 +482,7 @@ private slots:
 
         // Gone again, and the session ends while a read waits.
         std::filesystem::rename(root, away);
-        const std::uint64_t other = 52 * kChunk + 17;
-        done = 0;
-        std::thread stuck([&] {
-            int fd = ::open(exported->filePath().c_str(), O_RDONLY);
-            done = fd >= 0 && ::pread(fd, &byte, 1, off_t(other)) == 1 ? 1 : -1;
-            if (fd >= 0)
-                ::close(fd);
-        });
+        std::thread stuck = readByte(52 * kChunk + 17);
         QTRY_VERIFY_WITH_TIMEOUT(exported->stats().waitingForStore == 1, 10000);
         exported->stop();
         stuck.join();
