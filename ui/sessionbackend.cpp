@@ -153,10 +153,12 @@ void SessionBackend::setHoard(const session::HoardStatus& hoard) {
     hoardCached_ = qint64(hoard.chunksDone);
     hoardTotal_ = qint64(hoard.chunksTotal);
     emit progressChanged();
+    // The words depend on more than the kind (lazy memory still in the store).
     const ErrorKind kind = fromCore(hoard.problem);
-    if (kind != hoardProblemKind_) {
+    const QString words = text::hoardProblem(hoard);
+    if (kind != hoardProblemKind_ || words != hoardProblem_) {
         hoardProblemKind_ = kind;
-        hoardProblem_ = text::hoardProblem(hoard);
+        hoardProblem_ = words;
         emit hoardProblemChanged();
     }
 }

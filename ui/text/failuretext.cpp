@@ -245,6 +245,12 @@ QString hoardProblem(const session::HoardStatus& hoard) {
     case ErrorKind::NoSpace:
         return FailureText::tr("The kiosk's disk is nearly full; your computer keeps running.");
     case ErrorKind::StoreUnreachable:
+        // Lazy memory with RAM still in the store: a vCPU that touches it
+        // waits for the store (core/disk README, "Guest RAM over FUSE").
+        if (hoard.memoryChunksDone < hoard.memoryChunksTotal)
+            return FailureText::tr("The store cannot be reached right now. Part of your "
+                                   "computer's memory is still there, so it may stop responding "
+                                   "until the connection is back; nothing is lost.");
         return FailureText::tr("The store cannot be reached right now; your computer keeps "
                                "running on what is already here.");
     default:
