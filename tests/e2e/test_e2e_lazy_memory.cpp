@@ -17,7 +17,12 @@
 //  3. Suspend & Leave at once, before the memory hoard could finish (it is
 //     throttled to 256 KiB/s): version 3 references the RAM it never fetched,
 //     sends only what changed, and resumes with the same blob;
-//  4. bad input: the device state's chunk damaged in the store -> the resume
+//  4. the store goes away (its root renamed) while 16 MiB the guest wrote
+//     late in the last session are still in it, on a kiosk with an empty
+//     cache: the guest's read of them waits (no SIGBUS), the hoard reports
+//     the store unreachable, and with the store back the read gives the
+//     right bytes and Suspend & Leave commits;
+//  5. bad input: the device state's chunk damaged in the store -> the resume
 //     fails with a clear error, nothing is committed, the lock is free; put
 //     back, the version resumes.
 #include "parcel/parcel.h"
@@ -29,10 +34,12 @@
 
 #include <QTest>
 #include <QThread>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <sys/stat.h>
+#include <thread>
 #include <unistd.h>
 
 using namespace isr;
@@ -59,6 +66,7 @@ class TestE2eLazyMemory : public QObject {
     std::unique_ptr<test::TempDir> dir_;
     test::GuestImage guest_;
     std::string storeDir_;
+    session::KioskConfig config_;
     std::unique_ptr<session::Session> kiosk_;
 
     std::unique_ptr<store::Store> openStore() {
@@ -163,7 +171,7 @@ private slots:
         storeDir_ = dir_->file("store");
         auto made = test::createGuestParcel(storeDir_, guest_, "alice", "pw", "desk", 256);
         QVERIFY2(made.ok(), made.ok() ? "" : made.error().describe().c_str());
-        session::KioskConfig config;
+        session::KioskConfig& config = config_;
         config.kioskId = "kiosk-lazy";
         config.stateDir = dir_->file("kiosk");
         config.storeUrl = "file://" + storeDir_;
@@ -330,6 +338,75 @@ private slots:
             QCOMPARE(md5(*c), sum);
         }
         QVERIFY2(k.suspendAndLeave().ok(), describe(k).c_str());
+    }
+
+    // The store goes away while part of the guest's RAM is still in it
+    // (FileStore: its root renamed, as an unmounted share). The guest reads
+    // that RAM: it waits (it used to be SIGBUS, QEMU's death and the
+    // session's work lost), the running page's hoard line says the store
+    // is away and the computer may stop responding; the store back, the
+    // read completes with the right bytes and Suspend & Leave commits.
+    void storeOutageWaitsForRemoteMemory() {
+        // 16 MiB written late in a session: not in the hot set the next
+        // resume fetches first, and the kiosk's cache emptied below.
+        QVERIFY2(kiosk_->resume("alice", "pw", "desk").ok(), describe(*kiosk_).c_str());
+        std::string sum;
+        {
+            auto c = console();
+            auto wrote = c->run("dd if=/dev/urandom of=/run/late bs=1M count=16 2>/dev/null", 120s);
+            QVERIFY(wrote.ok() && wrote->exitStatus == 0);
+            auto out = c->run("md5sum /run/late", 120s);
+            QVERIFY(out.ok() && out->exitStatus == 0);
+            sum = out->text.substr(0, 32);
+        }
+        QVERIFY2(kiosk_->suspendAndLeave().ok(), describe(*kiosk_).c_str());
+        const std::uint64_t saved = latestManifest().version;
+        kiosk_.reset();
+        fs::remove_all(config_.stateDir + "/cache");
+        auto created = session::Session::create(config_, {});
+        QVERIFY2(created.ok(), created.ok() ? "" : created.error().describe().c_str());
+        kiosk_ = std::move(*created);
+        auto& k = *kiosk_;
+
+        QVERIFY2(k.resume("alice", "pw", "desk").ok(), describe(k).c_str());
+        const std::string away = storeDir_ + "-away";
+        fs::rename(storeDir_, away);
+        struct PutBack {
+            std::string from, to;
+            ~PutBack() {
+                std::error_code ec;
+                if (!fs::exists(to, ec))
+                    fs::rename(from, to, ec);
+            }
+        } putBack{away, storeDir_};
+        // The guest's md5sum of the late blob, in a thread: it blocks while
+        // its pages wait for the store.
+        std::atomic<bool> done{false};
+        std::string during;
+        const std::string serial = k.serialSocketPath();
+        std::thread reader([&] {
+            auto c = test::SerialConsole::connect(serial, 60s);
+            if (c.ok() && (*c)->waitForShell(600s).ok())
+                if (auto out = (*c)->run("md5sum /run/late", 600s); out.ok())
+                    during = out->text.substr(0, 32);
+            done = true;
+        });
+        QTRY_VERIFY_WITH_TIMEOUT(k.hoard().problem == session::ErrorKind::StoreUnreachable, 60000);
+        const auto h = k.hoard();
+        qInfo("store away: memory hoard %llu of %llu chunks, %s",
+              (unsigned long long)h.memoryChunksDone, (unsigned long long)h.memoryChunksTotal,
+              h.problemMessage.c_str());
+        QVERIFY(h.memoryChunksDone < h.memoryChunksTotal);
+        QThread::sleep(5);
+        const bool doneDuring = done;
+        QCOMPARE(k.stage(), session::Stage::Running);
+        fs::rename(away, storeDir_);
+        reader.join();
+        QVERIFY2(!doneDuring, "the late blob was read while the store was away: not remote");
+        QCOMPARE(during, sum);
+        QCOMPARE(k.stage(), session::Stage::Running);
+        QVERIFY2(k.suspendAndLeave().ok(), describe(k).c_str());
+        QCOMPARE(latestManifest().version, saved + 1);
     }
 
     // The device state damaged in the store: a clear failure before the VM
