@@ -362,18 +362,29 @@ Status bindEmbeddedRoot(const std::string& root) {
 // Declared in vm.h: callers outside core/vm need it to find the root.
 Result<std::string> embeddedRootFor(const std::string& stateDir) {
     // libvirt puts UNIX sockets deep under its root (e.g.
-    // <root>/lib/qemu/channel/target/domain-N-<20 chars>/org.qemu.guest_agent.0,
-    // 71 characters past the root), and sun_path holds 107. A state directory
-    // deep in a home directory would make QEMU fail to start, so a long one
-    // gets its root in a short private runtime directory instead. That
-    // directory is per state dir, so leftover domains are still found and
-    // reaped; only libvirt's capability cache is lost at reboot.
+    // <root>/lib/qemu/channel/target/domain-N-<20 chars>/org.qemu.guest_agent.0),
+    // and sun_path holds 107. N is the domain id, which counts up for the
+    // life of the process: a VM host that has run 10 VMs has two digits, and
+    // a budget that allowed one made the 10th VM of a 34-character root fail
+    // to start ("UNIX socket path ... too long", found by
+    // test_e2e_lazy_memory). So the budget is for 6 digits of N (a million
+    // VM starts in one process) and libvirt's 20-character name: 82
+    // characters past the root, 25 for the root (/run/isr/<16 hex digits>
+    // is 25). A longer one gets its root in a short private runtime
+    // directory instead. That directory is per state dir, so leftover
+    // domains are still found and reaped; only libvirt's capability cache
+    // is lost at reboot.
     //
     // libvirt trusts what is in its root (its sockets, QEMU's pid files, the
     // qemu.conf we write), so a root someone else made first -- a
     // predictable /tmp name, once -- would hand them the VM: every directory
     // on the way is checked to be ours and writable by nobody else.
-    constexpr std::size_t kMaxRoot = 34;
+    constexpr std::size_t kPastRoot = std::string_view("/lib/qemu/channel/target/domain-").size() +
+                                      6 + 1 + 20 + 1 +
+                                      std::string_view("org.qemu.guest_agent.0").size();
+    constexpr std::size_t kMaxRoot = 107 - kPastRoot;
+    static_assert(kMaxRoot >= std::string_view("/var/lib/isr/libvirt").size(),
+                  "the packaged kiosk's root must stay in its state directory");
     std::string inside = stateDir + "/libvirt";
     if (inside.size() <= kMaxRoot) {
         std::error_code ec;

@@ -25,6 +25,7 @@
 #include "testsupport.h"
 #include "util/fault.h"
 #include "util/json.h"
+#include "vm/vm.h"
 #include "vmguest.h"
 
 #include <QDir>
@@ -294,11 +295,18 @@ class TestFaultInjection : public QObject {
         return n;
     }
 
+    // The kiosk's libvirt root (vm::embeddedRootFor): QEMU's command line
+    // names it.
+    std::string libvirtRoot() const {
+        auto root = vm::embeddedRootFor(kioskDir_);
+        return root.ok() ? *root : kioskDir_ + "/libvirt";
+    }
+
     bool qemuRunning() {
         // By the embedded driver's root in QEMU's command line: another run
         // of this test (the other mode, the S3 variant) has the same domain.
-        return test::runProcess("pgrep", {"-f", QString::fromStdString(kioskDir_ + "/libvirt")})
-                   .exitCode == 0;
+        return test::runProcess("pgrep", {"-f", QString::fromStdString(libvirtRoot())}).exitCode ==
+               0;
     }
 
     void printTable() {
@@ -396,8 +404,7 @@ private slots:
     void cleanupTestCase() {
         // A case that failed may leave the QEMU of a killed kiosk behind.
         if (dir_)
-            test::runProcess("pkill",
-                             {"-KILL", "-f", QString::fromStdString(kioskDir_ + "/libvirt")});
+            test::runProcess("pkill", {"-KILL", "-f", QString::fromStdString(libvirtRoot())});
         std::error_code ec;
         if (!scratchParent_.empty())
             fs::remove_all(scratchParent_, ec);

@@ -379,7 +379,8 @@ private slots:
         // kiosks' roots.
         if (hv_)
             (void)hv_->reapAll();
-        if (std::filesystem::exists(stateB_ + "/libvirt"))
+        if (auto rootB = vm::embeddedRootFor(stateB_);
+            rootB.ok() && std::filesystem::exists(*rootB + "/lib"))
             (void)runHelper({"reap", QString::fromStdString(stateB_)});
     }
 };

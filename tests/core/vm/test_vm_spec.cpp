@@ -73,9 +73,22 @@ private slots:
         const std::string longDir = longTmp.path().toStdString() + "/.local/share/isr/demo/kiosk-a";
         auto root = vm::embeddedRootFor(longDir);
         QVERIFY2(root.ok(), root.ok() ? "" : root.error().describe().c_str());
-        std::string agent = *root + "/lib/qemu/channel/target/domain-12-isr-demo-demo-abcd/"
-                                    "org.qemu.guest_agent.0";
-        QVERIFY2(agent.size() < 108, agent.c_str());
+        // The budget: 6 digits of domain id (they count up for the life of
+        // the VM host: a million VMs) and libvirt's 20 characters of name.
+        auto agentPath = [](const std::string& r) {
+            return r + "/lib/qemu/channel/target/domain-999999-isr-alice-desktop-ab/"
+                       "org.qemu.guest_agent.0";
+        };
+        QVERIFY2(agentPath(*root).size() < 108, agentPath(*root).c_str());
+        QVERIFY2(agentPath(shortDir + "/libvirt").size() < 108, shortDir.c_str());
+        // 26 characters of <stateDir>/libvirt: one too many to keep inside.
+        char edgeTempl[] = "/tmp/isr-edgXXXXXX";
+        QVERIFY(::mkdtemp(edgeTempl));
+        const std::string edge = edgeTempl;
+        auto edgeRoot = vm::embeddedRootFor(edge);
+        QVERIFY(edgeRoot.ok());
+        QVERIFY(*edgeRoot != edge + "/libvirt");
+        QVERIFY2(agentPath(*edgeRoot).size() < 108, edgeRoot->c_str());
         QCOMPARE(*vm::embeddedRootFor(longDir), *root); // stable
         auto other = vm::embeddedRootFor(longDir + "-b");
         QVERIFY(other.ok() && *other != *root); // per state dir
@@ -83,6 +96,8 @@ private slots:
         std::filesystem::remove_all(*other);
         std::filesystem::remove_all(*root);
         std::filesystem::remove_all(shortDir);
+        std::filesystem::remove_all(*edgeRoot);
+        std::filesystem::remove_all(edge);
     }
 
     // Issue #16 item 11: a runtime directory someone else prepared is refused.
