@@ -628,14 +628,14 @@ struct Session::Impl {
             base.vm.genid = true;
         vm::VmSpec spec = sessionVmSpec(user, parcelName, base.vm, config.guestDir, sessionDir,
                                         config.serialConsole, config.desktop);
-        // A whole memory image (format 1) restores the classic way, RAM and
-        // all: libvirt 9.0 refuses it with file-backed RAM ("Target
-        // memoryBacking source 'file' doesn't match source memoryBacking
-        // source 'none'", its ABI check; measured), so such a parcel turns
-        // lazy at its next boot. (Possible later: feed the QEMU stream after
-        // libvirt's save header to restoreLazy without x-ignore-shared.)
-        const bool wholeImage = !base.memory.empty() && !base.lazyMemory();
-        if ((config.lazyMemory && !wholeImage) || base.lazyMemory()) {
+        // A whole memory image (format 1) on a lazy kiosk is loaded into the
+        // RAM file (Hypervisor::restoreIntoRamFile: QEMU's own migration
+        // stream, RAM pages and all; libvirt 9.0's restore refuses it with
+        // file-backed RAM, "Target memoryBacking source 'file' doesn't match
+        // source memoryBacking source 'none'"), so the parcel turns lazy at
+        // this resume, not at a reboot a desktop may never have: its first
+        // lazy Suspend & Leave sends the RAM once, the next ones what changed.
+        if (config.lazyMemory || base.lazyMemory()) {
             if (auto st = openRam(); !st.ok())
                 return fail(facts(Stage::Fetching, st.error().code == Errc::NoSpace
                                                        ? FailureCause::KioskStorage
@@ -682,9 +682,14 @@ struct Session::Impl {
         // with the VM generation ID it names (its header is the authority
         // on that device: the versions saved next record what it says).
         if (auto saved = savedDomain(); saved.ok()) {
-            spec.name = std::move(saved->name);
+            // Into a RAM file QEMU loads it under any name, and with a fresh
+            // generation ID (the guest reseeds): the session's random name
+            // and a new ID stay.
             spec.genid = base.vm.genid = !saved->genid.empty();
-            spec.savedGenid = std::move(saved->genid);
+            if (!ramExport) {
+                spec.name = std::move(saved->name);
+                spec.savedGenid = std::move(saved->genid);
+            }
             ISR_LOG_INFO("session")
                 << "whole memory image of " << spec.name << ", "
                 << (spec.genid ? "with" : "without") << " the VM generation ID device";
@@ -711,7 +716,8 @@ struct Session::Impl {
         // libvirt opens the FIFO and reads it while the streamer writes; the
         // Restoring stage begins when QEMU starts loading.
         enter(Stage::Restoring);
-        auto restored = hypervisor->restore((*stream)->path(), spec);
+        auto restored = ramExport ? hypervisor->restoreIntoRamFile((*stream)->path(), spec)
+                                  : hypervisor->restore((*stream)->path(), spec);
         Status streamed = (*stream)->finish(restored.ok());
         if (cancelRequested) {
             if (restored.ok())

@@ -553,6 +553,11 @@ Result<std::optional<SavedDomain>> savedDomain(ByteView head) {
         return corrupt("no domain name in its XML");
     SavedDomain saved;
     saved.name = std::string(xml.substr(open + 6, close - open - 6));
+    saved.streamOffset = kHeader + std::uint64_t(dataLen);
+    std::uint32_t format = u32(kMagic + 12);
+    if (u32(kMagic) != version) // the header was byte-swapped above
+        format = __builtin_bswap32(format);
+    saved.raw = format == 0;
     if (!validName(saved.name, 64))
         return corrupt("domain name is not 1-64 characters of A-Z a-z 0-9 _ . -");
     const std::size_t uuidEnd = xml.find("</uuid>", close);

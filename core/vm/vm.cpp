@@ -24,6 +24,7 @@
 #include <libvirt/virterror.h>
 #include <set>
 #include <sstream>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/vfs.h>
@@ -779,7 +780,6 @@ Result<Vm> Hypervisor::restoreLazy(const std::string& deviceStatePath, const VmS
     if (spec.ramFile.empty())
         return Error(Errc::InvalidArgument,
                      "lazy restore of VM " + spec.name + " needs a RAM file");
-    ISR_TRY_ASSIGN(std::string xml, domainXml(spec));
     if (deviceStatePath.empty() || deviceStatePath[0] != '/')
         return Error(Errc::InvalidArgument,
                      "device state path must be absolute: " + deviceStatePath);
@@ -790,6 +790,110 @@ Result<Vm> Hypervisor::restoreLazy(const std::string& deviceStatePath, const VmS
     if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode))
         return Error(Errc::InvalidArgument,
                      "device state " + deviceStatePath + " is not a file or FIFO");
+    ISR_TRY_STATUS(validate(spec));
+    // Opened before QEMU starts (a FIFO: until its writer comes).
+    UniqueFd state(::open(deviceStatePath.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+    if (!state.valid())
+        return Error(Errc::Io,
+                     "opening device state " + deviceStatePath + ": " + std::strerror(errno));
+    return restoreIncoming(std::move(state), deviceStatePath, spec, true);
+}
+
+Result<Vm> Hypervisor::restoreIntoRamFile(const std::string& savePath, const VmSpec& spec) {
+    if (spec.ramFile.empty())
+        return Error(Errc::InvalidArgument,
+                     "restoring VM " + spec.name + " into a RAM file needs one");
+    if (savePath.empty() || savePath[0] != '/')
+        return Error(Errc::InvalidArgument, "save file path must be absolute: " + savePath);
+    ISR_TRY_STATUS(validate(spec));
+    UniqueFd in(::open(savePath.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+    if (!in.valid())
+        return Error(errno == ENOENT ? Errc::NotFound : Errc::Io,
+                     "save file " + savePath + ": " + std::strerror(errno));
+    // libvirt's header (92 bytes), then the XML it announces, never past it.
+    Bytes head;
+    crypto::WipeOnExit wipeHead(head);
+    auto readMore = [&](std::size_t n) -> Status {
+        const std::size_t had = head.size();
+        head.resize(had + n);
+        std::size_t got = 0;
+        while (got < n) {
+            const ssize_t r = ::read(in.get(), head.data() + had + got, n - got);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r < 0)
+                return Error(Errc::Io,
+                             "reading save file " + savePath + ": " + std::strerror(errno));
+            if (r == 0)
+                return Error(Errc::Corrupt,
+                             "save file " + savePath + " ends inside libvirt's header");
+            got += std::size_t(r);
+        }
+        return {};
+    };
+    constexpr std::size_t kHeader = 92;
+    ISR_TRY_STATUS(readMore(kHeader));
+    std::uint32_t version = 0, dataLen = 0;
+    std::memcpy(&version, head.data() + 16, 4);
+    std::memcpy(&dataLen, head.data() + 20, 4);
+    if (version > 0xffff)
+        dataLen = __builtin_bswap32(dataLen);
+    if (dataLen == 0 || dataLen > (16u << 20))
+        return Error(Errc::Corrupt, "save file " + savePath + ": not a libvirt save image");
+    ISR_TRY_STATUS(readMore(dataLen));
+    auto parsed = savedDomain(head);
+    if (!parsed.ok())
+        return std::move(parsed).error().context("save file " + savePath);
+    if (!*parsed || (*parsed)->streamOffset != head.size())
+        return Error(Errc::Corrupt, "save file " + savePath + ": bad libvirt header");
+    const SavedDomain* saved = &**parsed;
+    if (!saved->raw)
+        return Error(Errc::InvalidArgument,
+                     "save file " + savePath +
+                         " is compressed; only raw images load into a RAM file");
+    if (saved->genid.empty() == spec.genid)
+        return Error(Errc::InvalidArgument, "save file " + savePath + " was saved " +
+                                                (spec.genid ? "without" : "with") +
+                                                " a VM generation ID device");
+    // QEMU reads the stream from a socket, not the FIFO itself: QEMU 7.2
+    // waits for a readable migration fd, and a FIFO whose writer closed
+    // early (a chunk that could not be fetched) only ever reports HUP, so
+    // QEMU would spin until the migration limit. A socket's EOF is
+    // readable. A thread copies the rest of the image across.
+    int pair[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
+        return Error(Errc::Io, std::string("socketpair: ") + std::strerror(errno));
+    UniqueFd qemuEnd(pair[0]);
+    UniqueFd relayEnd(pair[1]);
+    std::thread relay([from = std::move(in), to = std::move(relayEnd)]() mutable {
+        std::vector<std::uint8_t> buf(1 << 20);
+        for (;;) {
+            const ssize_t n = ::read(from.get(), buf.data(), buf.size());
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                break;
+            for (ssize_t off = 0; off < n;) {
+                const ssize_t w = ::send(to.get(), buf.data() + off, size_t(n - off), MSG_NOSIGNAL);
+                if (w < 0 && errno == EINTR)
+                    continue;
+                if (w <= 0) {
+                    crypto::wipe(buf);
+                    return; // QEMU went away: closing `from` ends the writer too
+                }
+                off += w;
+            }
+        }
+        crypto::wipe(buf); // guest RAM
+    });
+    auto vm = restoreIncoming(std::move(qemuEnd), savePath, spec, false);
+    relay.join();
+    return vm;
+}
+
+Result<Vm> Hypervisor::restoreIncoming(UniqueFd stream, const std::string& what, const VmSpec& spec,
+                                       bool ignoreShared) {
+    ISR_TRY_ASSIGN(std::string xml, domainXml(spec));
     ISR_TRY_STATUS(checkFirmwareFiles(spec));
     ISR_TRY_STATUS(refuseRunning(spec.name));
     ISR_TRY_STATUS(prepareQemuAccess(spec));
@@ -813,11 +917,6 @@ Result<Vm> Hypervisor::restoreLazy(const std::string& deviceStatePath, const VmS
         xml.replace(open, 1, ns);
     }
 
-    // Opened before QEMU starts (a FIFO: until its writer comes).
-    UniqueFd state(::open(deviceStatePath.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
-    if (!state.valid())
-        return Error(Errc::Io,
-                     "opening device state " + deviceStatePath + ": " + std::strerror(errno));
     auto start = [&]() -> Status {
         DomainPtr d(virDomainCreateXML(conn_->conn, xml.c_str(), VIR_DOMAIN_START_PAUSED));
         if (!d)
@@ -826,26 +925,30 @@ Result<Vm> Hypervisor::restoreLazy(const std::string& deviceStatePath, const VmS
     };
     ISR_TRY_ASSIGN(Vm vm, startOnRamFile(spec, start, true));
     virDomainPtr dom = vm.handle_->dom.get();
-    auto fail = [&](const std::string& what, const Error& err) -> Error {
+    const char* kind = ignoreShared ? "lazy restore" : "restore into its RAM file";
+    auto fail = [&](const std::string& step, const Error& err) -> Error {
         std::string qemuSays = lastQemuError(vm.logPath());
         (void)vm.destroy(); // gone already when QEMU exited
         virResetLastError();
-        return Error(err.code, "lazy restore of VM " + spec.name + " from " + deviceStatePath +
-                                   ": " + what + " (" +
+        return Error(err.code, std::string(kind) + " of VM " + spec.name + " from " + what + ": " +
+                                   step + " (" +
                                    (qemuSays.empty() ? "" : "QEMU: " + qemuSays + "; ") +
                                    err.message + ")");
     };
+    std::string ignore = kIgnoreShared;
+    if (!ignoreShared)
+        ignore.replace(ignore.find("true"), 4, "false");
     for (const std::string& cmd :
-         {std::string(kIgnoreShared),
+         {ignore,
           std::string(R"({"execute":"getfd","arguments":{"fdname":")") + kStateFdName + "\"}}",
           std::string(R"({"execute":"migrate-incoming","arguments":{"uri":"fd:)") + kStateFdName +
               "\"}}"}) {
         auto r =
-            qmp(dom, spec.name, cmd, cmd.find("getfd") != std::string::npos ? state.get() : -1);
+            qmp(dom, spec.name, cmd, cmd.find("getfd") != std::string::npos ? stream.get() : -1);
         if (!r.ok())
             return fail("starting the incoming migration", r.error());
     }
-    state.reset(); // QEMU has its own copy
+    stream.reset(); // QEMU has its own copy
     const auto deadline = std::chrono::steady_clock::now() + kMigrationLimit;
     std::string status = "inmigrate";
     while (status == "inmigrate") {
@@ -867,16 +970,18 @@ Result<Vm> Hypervisor::restoreLazy(const std::string& deviceStatePath, const VmS
     // Off again: a normal save() of this VM would otherwise leave its RAM
     // out (measured: 0.76 MB "save" of a 256 MiB guest, which then fails to
     // restore). saveLazy() sets it again when it is wanted.
-    std::string off = kIgnoreShared;
-    off.replace(off.find("true"), 4, "false");
-    if (auto r = qmp(dom, spec.name, off); !r.ok())
-        return fail("resetting x-ignore-shared", r.error());
+    if (ignoreShared) {
+        std::string off = kIgnoreShared;
+        off.replace(off.find("true"), 4, "false");
+        if (auto r = qmp(dom, spec.name, off); !r.ok())
+            return fail("resetting x-ignore-shared", r.error());
+    }
     if (status == "paused") {
         if (Status r = vm.resume(); !r.ok())
             return fail("resuming", r.error());
     }
-    ISR_LOG_INFO(kLog) << "restored " << spec.name << " lazily from " << deviceStatePath
-                       << ", RAM in " << spec.ramFile;
+    ISR_LOG_INFO(kLog) << "restored " << spec.name << (ignoreShared ? " lazily" : "") << " from "
+                       << what << ", RAM in " << spec.ramFile;
     return vm;
 }
 

@@ -321,6 +321,16 @@ public:
     // file or a FIFO being written) and runs it. A bad or truncated state
     // file is an error naming QEMU's complaint, and no domain is left.
     Result<Vm> restoreLazy(const std::string& deviceStatePath, const VmSpec& spec);
+    // A whole save image (a regular file or a FIFO being written, as for
+    // restore()) loaded into spec.ramFile: the way a parcel saved with
+    // anonymous RAM turns lazy without a reboot (libvirt 9.0's own restore
+    // refuses it with file-backed RAM: its ABI check compares the memory
+    // backing). libvirt's header is read and skipped here; QEMU, started on
+    // the RAM file with -incoming defer, loads the image's migration stream
+    // *with* its RAM pages (no x-ignore-shared), so every page lands in the
+    // file; the VM runs after. spec.genid must be as the image was saved
+    // (savedDomain). A bad or truncated image fails like restoreLazy's.
+    Result<Vm> restoreIntoRamFile(const std::string& savePath, const VmSpec& spec);
     // Finds a running domain by name.
     Result<Vm> find(const std::string& name);
     // Names of the domains currently active on this connection.
@@ -345,6 +355,11 @@ private:
     Status prepareRamFile(const VmSpec& spec) const;
     Result<Vm> startOnRamFile(const VmSpec& spec, const std::function<Status()>& startPaused,
                               bool mayRetry);
+    // restoreLazy and restoreIntoRamFile: QEMU on spec.ramFile loads the
+    // migration stream on `stream` (`what` names it in errors), leaving the
+    // RAM file's pages out of it when `ignoreShared`.
+    Result<Vm> restoreIncoming(UniqueFd stream, const std::string& what, const VmSpec& spec,
+                               bool ignoreShared);
     std::string qemuPidFile(const std::string& name) const;
     Status applyGuestNetworkPolicy();
     Hypervisor(HostConfig config, std::unique_ptr<Connection> conn, std::string uri,
@@ -389,6 +404,11 @@ Status validateSpec(const VmSpec& spec, const HostConfig& config);
 struct SavedDomain {
     std::string name;
     std::string genid; // "": saved without the VM generation ID device
+    // Where QEMU's own migration stream begins (header + XML + padding), and
+    // whether it is stored raw (libvirt's save format 0, what isr writes)
+    // rather than through a compressor.
+    std::uint64_t streamOffset = 0;
+    bool raw = true;
 };
 Result<std::optional<SavedDomain>> savedDomain(ByteView head);
 

@@ -541,7 +541,8 @@ private slots:
     // the domain XML after it: the name a whole memory image restores
     // under, and the VM generation ID it was saved with.
     void savedDomainFromHeader() {
-        auto image = [](const std::string& magic, const std::string& xml, bool swapped = false) {
+        auto image = [](const std::string& magic, const std::string& xml, bool swapped = false,
+                        std::uint32_t format = 0) {
             Bytes b(magic.begin(), magic.end());
             auto put = [&](std::uint32_t v) {
                 if (swapped)
@@ -551,7 +552,9 @@ private slots:
             };
             put(2);                             // version
             put(std::uint32_t(xml.size() + 1)); // data_len: the XML and its NUL
-            for (int i = 0; i < 17; ++i)
+            put(0);                             // was_running
+            put(format);                        // 0 raw, else a compressor
+            for (int i = 0; i < 15; ++i)
                 put(0);
             b.insert(b.end(), xml.begin(), xml.end());
             b.push_back(0);
@@ -569,9 +572,19 @@ private slots:
         QVERIFY(saved.ok() && saved->has_value());
         QCOMPARE((*saved)->name, std::string("isr-alice-desk"));
         QCOMPARE((*saved)->genid, std::string()); // no generation ID device
+        // QEMU's stream begins after the XML (restoreIntoRamFile skips to it).
+        QCOMPARE((*saved)->streamOffset, std::uint64_t(92 + xml.size() + 1));
+        QVERIFY((*saved)->raw);
         auto swapped = savedDomain(image("LibvirtQemudSave", xml, true));
         QVERIFY(swapped.ok() && swapped->has_value());
         QCOMPARE((*swapped)->name, std::string("isr-alice-desk"));
+        QCOMPARE((*swapped)->streamOffset, std::uint64_t(92 + xml.size() + 1));
+        QVERIFY((*swapped)->raw);
+        for (bool swap : {false, true}) {
+            auto gz = savedDomain(image("LibvirtQemudSave", xml, swap, 1));
+            QVERIFY(gz.ok() && gz->has_value());
+            QVERIFY(!(*gz)->raw);
+        }
         // Too short to tell: ask for more (inside the header, inside the XML).
         for (std::size_t n : {std::size_t(0), std::size_t(40), std::size_t(92), std::size_t(120)}) {
             auto partial = savedDomain(ByteView(whole.data(), n));
