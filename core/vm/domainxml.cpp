@@ -271,16 +271,20 @@ std::string domainStartTag(Accelerator accel, const std::string& passthrough) {
     return tag + ">\n";
 }
 
-// QEMU's environment: the RAM preload library (HostConfig::ramPreload), for
-// file-backed RAM only (anonymous RAM has no FUSE faults to shrink). Not
-// part of libvirt's ABI check: a save restores with or without it. libvirt
-// marks such a domain "tainted: custom-argv" in its log, as it does for
-// restoreLazy's -incoming.
-std::string qemuPassthroughXml(const VmSpec& spec, const std::string& ramPreload) {
-    if (spec.ramFile.empty() || ramPreload.empty())
-        return "";
-    return "  <qemu:commandline><qemu:env name='LD_PRELOAD' value='" + xmlEscape(ramPreload) +
-           "'/></qemu:commandline>\n";
+// What libvirt has no XML for: QEMU's environment, the RAM preload library
+// (HostConfig::ramPreload), for file-backed RAM only (anonymous RAM has no
+// FUSE faults to shrink); and `-incoming defer` for restoreIncoming
+// (libvirt's own restore issues migrate-incoming right after launch, before
+// x-ignore-shared could be set). Neither is part of libvirt's ABI check: a
+// save restores with or without them. libvirt marks such a domain
+// "tainted: custom-argv" in its log.
+std::string qemuPassthroughXml(const VmSpec& spec, const QemuPassthrough& qemu) {
+    std::string inner;
+    if (qemu.incomingDefer)
+        inner += "<qemu:arg value='-incoming'/><qemu:arg value='defer'/>";
+    if (!spec.ramFile.empty() && !qemu.ramPreload.empty())
+        inner += "<qemu:env name='LD_PRELOAD' value='" + xmlEscape(qemu.ramPreload) + "'/>";
+    return inner.empty() ? "" : "  <qemu:commandline>" + inner + "</qemu:commandline>\n";
 }
 
 // The firmware profile: the parcel's own disk booted by SeaBIOS or OVMF, and
@@ -428,8 +432,8 @@ Status checkFirmwareInstalled(Firmware firmware, const std::string& root) {
 }
 
 std::string buildDomainXml(const VmSpec& spec, Accelerator accel, const std::string& dacLabel,
-                           const std::string& ramPreload) {
-    const std::string passthrough = qemuPassthroughXml(spec, ramPreload);
+                           const QemuPassthrough& qemu) {
+    const std::string passthrough = qemuPassthroughXml(spec, qemu);
     if (spec.firmware != Firmware::DirectKernel)
         return buildFirmwareDomainXml(spec, accel, passthrough);
     std::ostringstream x;
@@ -513,35 +517,49 @@ std::string buildDomainXml(const VmSpec& spec, Accelerator accel, const std::str
 
 // Layout of libvirt 9.0's qemu_saveimage.h (host byte order; libvirt itself
 // byte-swaps a header whose version looks swapped, so do we).
-Result<std::optional<SavedDomain>> savedDomain(ByteView head) {
-    constexpr std::size_t kMagic = 16, kHeader = 92;
+namespace {
+constexpr std::size_t kMagic = 16;
+Error notASaveImage(const std::string& why) {
+    return Error(Errc::Corrupt, "not a libvirt save image: " + why);
+}
+} // namespace
+
+Result<std::uint64_t> saveImageHeaderSize(ByteView head) {
     constexpr std::size_t kMaxXml = 16u << 20; // libvirt's own cap is 10 MiB
-    auto corrupt = [](const std::string& why) {
-        return Error(Errc::Corrupt, "not a libvirt save image: " + why);
-    };
-    if (head.size() < kHeader)
-        return std::optional<SavedDomain>();
+    if (head.size() < kSaveImageHeader)
+        return notASaveImage("shorter than its header");
     const std::string_view magic(reinterpret_cast<const char*>(head.data()), kMagic);
     if (magic == "LibvirtQemudPart")
-        return corrupt("an unfinished save (\"LibvirtQemudPart\")");
+        return notASaveImage("an unfinished save (\"LibvirtQemudPart\")");
     if (magic != "LibvirtQemudSave")
-        return corrupt("bad magic");
-    auto u32 = [&](std::size_t at) {
-        std::uint32_t v = 0;
-        std::memcpy(&v, head.data() + at, 4);
-        return v;
-    };
-    std::uint32_t version = u32(kMagic), dataLen = u32(kMagic + 4);
+        return notASaveImage("bad magic");
+    std::uint32_t version = 0, dataLen = 0;
+    std::memcpy(&version, head.data() + kMagic, 4);
+    std::memcpy(&dataLen, head.data() + kMagic + 4, 4);
     if (version > 0xffff) {
         version = __builtin_bswap32(version);
         dataLen = __builtin_bswap32(dataLen);
     }
     if (version < 1 || version > 2)
-        return corrupt("header version " + std::to_string(version));
+        return notASaveImage("header version " + std::to_string(version));
     if (dataLen == 0 || dataLen > kMaxXml)
-        return corrupt("XML length " + std::to_string(dataLen));
-    if (head.size() < kHeader + dataLen)
+        return notASaveImage("XML length " + std::to_string(dataLen));
+    return kSaveImageHeader + std::uint64_t(dataLen);
+}
+
+Result<std::optional<SavedDomain>> savedDomain(ByteView head) {
+    constexpr std::size_t kHeader = kSaveImageHeader;
+    if (head.size() < kHeader)
         return std::optional<SavedDomain>();
+    ISR_TRY_ASSIGN(const std::uint64_t headerSize, saveImageHeaderSize(head));
+    if (head.size() < headerSize)
+        return std::optional<SavedDomain>();
+    auto u32 = [&](std::size_t at) {
+        std::uint32_t v = 0;
+        std::memcpy(&v, head.data() + at, 4);
+        return v;
+    };
+    const std::size_t dataLen = std::size_t(headerSize - kHeader);
     const std::string_view data(reinterpret_cast<const char*>(head.data()) + kHeader, dataLen);
     const std::string_view xml = data.substr(0, data.find('\0'));
     // libvirt writes <name> as the domain element's first child, then
@@ -550,16 +568,15 @@ Result<std::optional<SavedDomain>> savedDomain(ByteView head) {
     const std::size_t open = domain == std::string_view::npos ? domain : xml.find("<name>", domain);
     const std::size_t close = open == std::string_view::npos ? open : xml.find("</name>", open + 6);
     if (close == std::string_view::npos)
-        return corrupt("no domain name in its XML");
+        return notASaveImage("no domain name in its XML");
     SavedDomain saved;
     saved.name = std::string(xml.substr(open + 6, close - open - 6));
-    saved.streamOffset = kHeader + std::uint64_t(dataLen);
     std::uint32_t format = u32(kMagic + 12);
-    if (u32(kMagic) != version) // the header was byte-swapped above
+    if (u32(kMagic) > 0xffff) // a byte-swapped header (saveImageHeaderSize)
         format = __builtin_bswap32(format);
     saved.raw = format == 0;
     if (!validName(saved.name, 64))
-        return corrupt("domain name is not 1-64 characters of A-Z a-z 0-9 _ . -");
+        return notASaveImage("domain name is not 1-64 characters of A-Z a-z 0-9 _ . -");
     const std::size_t uuidEnd = xml.find("</uuid>", close);
     if (uuidEnd != std::string_view::npos) {
         std::string_view rest = xml.substr(uuidEnd + 7);
@@ -569,7 +586,7 @@ Result<std::optional<SavedDomain>> savedDomain(ByteView head) {
             const std::size_t end = rest.find(kClose);
             saved.genid = std::string(rest.substr(kOpen.size(), end - kOpen.size()));
             if (end == std::string_view::npos || !validUuid(saved.genid))
-                return corrupt("its VM generation ID is not a UUID");
+                return notASaveImage("its VM generation ID is not a UUID");
         }
     }
     return std::optional<SavedDomain>(std::move(saved));

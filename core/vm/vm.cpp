@@ -328,11 +328,15 @@ Status Hypervisor::validate(const VmSpec& spec) const {
 }
 
 Result<std::string> Hypervisor::domainXml(const VmSpec& spec) const {
+    return domainXmlFor(spec, false);
+}
+
+Result<std::string> Hypervisor::domainXmlFor(const VmSpec& spec, bool incomingDefer) const {
     ISR_TRY_STATUS(validate(spec));
     std::string label;
     if (qemu_)
         label = "+" + std::to_string(qemu_->uid) + ":+" + std::to_string(qemu_->gid);
-    return buildDomainXml(spec, accel_, label, ramPreload_);
+    return buildDomainXml(spec, accel_, label, {ramPreload_, incomingDefer});
 }
 
 // As root, QEMU runs as isr-qemu (confinement.h) and opens some files by
@@ -831,21 +835,14 @@ Result<Vm> Hypervisor::restoreIntoRamFile(const std::string& savePath, const VmS
         }
         return {};
     };
-    constexpr std::size_t kHeader = 92;
-    ISR_TRY_STATUS(readMore(kHeader));
-    std::uint32_t version = 0, dataLen = 0;
-    std::memcpy(&version, head.data() + 16, 4);
-    std::memcpy(&dataLen, head.data() + 20, 4);
-    if (version > 0xffff)
-        dataLen = __builtin_bswap32(dataLen);
-    if (dataLen == 0 || dataLen > (16u << 20))
-        return Error(Errc::Corrupt, "save file " + savePath + ": not a libvirt save image");
-    ISR_TRY_STATUS(readMore(dataLen));
-    auto parsed = savedDomain(head);
+    ISR_TRY_STATUS(readMore(kSaveImageHeader));
+    auto size = saveImageHeaderSize(head);
+    if (!size.ok())
+        return std::move(size).error().context("save file " + savePath);
+    ISR_TRY_STATUS(readMore(std::size_t(*size - kSaveImageHeader)));
+    auto parsed = savedDomain(head); // complete now: a value or an error
     if (!parsed.ok())
         return std::move(parsed).error().context("save file " + savePath);
-    if (!*parsed || (*parsed)->streamOffset != head.size())
-        return Error(Errc::Corrupt, "save file " + savePath + ": bad libvirt header");
     const SavedDomain* saved = &**parsed;
     if (!saved->raw)
         return Error(Errc::InvalidArgument,
@@ -893,29 +890,13 @@ Result<Vm> Hypervisor::restoreIntoRamFile(const std::string& savePath, const VmS
 
 Result<Vm> Hypervisor::restoreIncoming(UniqueFd stream, const std::string& what, const VmSpec& spec,
                                        bool ignoreShared) {
-    ISR_TRY_ASSIGN(std::string xml, domainXml(spec));
+    // QEMU waits for the state instead of booting: -incoming defer.
+    ISR_TRY_ASSIGN(std::string xml, domainXmlFor(spec, true));
     ISR_TRY_STATUS(checkFirmwareFiles(spec));
     ISR_TRY_STATUS(refuseRunning(spec.name));
     ISR_TRY_STATUS(prepareQemuAccess(spec));
     ISR_TRY_STATUS(prepareRamFile(spec));
     ISR_TRY_STATUS(applyGuestNetworkPolicy());
-    // QEMU waits for the state instead of booting: -incoming defer, which
-    // libvirt has no XML for (custom-argv taint). libvirt's own restore
-    // issues migrate-incoming right after launch, before x-ignore-shared
-    // could be set; hence the passthrough.
-    const std::string args = "<qemu:arg value='-incoming'/><qemu:arg value='defer'/>";
-    const std::string tag = "<qemu:commandline>";
-    if (const auto have = xml.find(tag); have != std::string::npos) {
-        xml.insert(have + tag.size(), args); // with the RAM preload's environment
-    } else {
-        const std::string ns = " xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>";
-        const auto open = xml.find('>');
-        const auto close = xml.rfind("</domain>");
-        if (open == std::string::npos || close == std::string::npos)
-            return Error(Errc::Internal, "unexpected domain XML");
-        xml.insert(close, "  " + tag + args + "</qemu:commandline>\n");
-        xml.replace(open, 1, ns);
-    }
 
     auto start = [&]() -> Status {
         DomainPtr d(virDomainCreateXML(conn_->conn, xml.c_str(), VIR_DOMAIN_START_PAUSED));

@@ -352,6 +352,7 @@ private:
     Status checkFirmwareFiles(const VmSpec& spec) const;
     std::string domainLogPath(const std::string& name) const;
     Status prepareQemuAccess(const VmSpec& spec) const;
+    Result<std::string> domainXmlFor(const VmSpec& spec, bool incomingDefer) const;
     Status prepareRamFile(const VmSpec& spec) const;
     Result<Vm> startOnRamFile(const VmSpec& spec, const std::function<Status()>& startPaused,
                               bool mayRetry);
@@ -384,10 +385,13 @@ Accelerator probeAccelerator();
 // validate. `dacLabel` ("+uid:+gid", the QEMU account when we are root):
 // the demo guest's domain then gets a static DAC <seclabel relabel='no'>
 // (libvirt would chown its shared kernel and initrd to QEMU's uid).
-// `ramPreload`: a library QEMU gets as LD_PRELOAD (only with spec.ramFile;
-// HostConfig::ramPreload).
+// `qemu`: what the domain passes QEMU that libvirt has no XML for.
+struct QemuPassthrough {
+    std::string ramPreload;     // LD_PRELOAD, only with spec.ramFile (HostConfig::ramPreload)
+    bool incomingDefer = false; // -incoming defer: QEMU waits for a migration (restoreIncoming)
+};
 std::string buildDomainXml(const VmSpec& spec, Accelerator accel, const std::string& dacLabel = "",
-                           const std::string& ramPreload = "");
+                           const QemuPassthrough& qemu = {});
 // Spec checks behind Hypervisor::validate, exposed for tests.
 Status validateSpec(const VmSpec& spec, const HostConfig& config);
 
@@ -404,12 +408,15 @@ Status validateSpec(const VmSpec& spec, const HostConfig& config);
 struct SavedDomain {
     std::string name;
     std::string genid; // "": saved without the VM generation ID device
-    // Where QEMU's own migration stream begins (header + XML + padding), and
-    // whether it is stored raw (libvirt's save format 0, what isr writes)
-    // rather than through a compressor.
-    std::uint64_t streamOffset = 0;
+    // Whether QEMU's stream is stored raw (libvirt's save format 0, what isr
+    // writes) rather than through a compressor.
     bool raw = true;
 };
 Result<std::optional<SavedDomain>> savedDomain(ByteView head);
+// libvirt's fixed header, and the size of header + XML (+ padding) from its
+// first kSaveImageHeader bytes: where QEMU's own migration stream begins.
+// Corrupt when `head` is shorter or no libvirt save image.
+inline constexpr std::size_t kSaveImageHeader = 92;
+Result<std::uint64_t> saveImageHeaderSize(ByteView head);
 
 } // namespace isr::vm

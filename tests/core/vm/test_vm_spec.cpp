@@ -343,16 +343,22 @@ private slots:
         VmSpec s = goodSpec();
         VmSpec uefi = firmwareSpec(Firmware::Uefi);
         for (const VmSpec& spec : {s, uefi}) {
-            const std::string xml = buildDomainXml(spec, Accelerator::Tcg, "", lib);
+            const std::string xml = buildDomainXml(spec, Accelerator::Tcg, "", {lib});
             QVERIFY(xml.find("qemu:") == std::string::npos);
             QVERIFY(xml == buildDomainXml(spec, Accelerator::Tcg));
         }
         s.ramFile = uefi.ramFile = "/dev/shm/isr-x/ram";
         for (const VmSpec& spec : {s, uefi}) {
-            const std::string xml = buildDomainXml(spec, Accelerator::Tcg, "", lib);
+            const std::string xml = buildDomainXml(spec, Accelerator::Tcg, "", {lib});
             QVERIFY2(xml.rfind(ns, 0) == 0, xml.c_str());
             QVERIFY2(xml.find(env + "\n</domain>") != std::string::npos, xml.c_str());
             QVERIFY(buildDomainXml(spec, Accelerator::Tcg).find("qemu:") == std::string::npos);
+            // A restore's -incoming defer shares the one element.
+            const std::string both = buildDomainXml(spec, Accelerator::Tcg, "", {lib, true});
+            QVERIFY2(both.find("<qemu:commandline><qemu:arg value='-incoming'/><qemu:arg "
+                               "value='defer'/><qemu:env name='LD_PRELOAD'") != std::string::npos,
+                     both.c_str());
+            QCOMPARE(both.rfind(ns, 0), std::size_t(0));
         }
     }
 
@@ -573,12 +579,13 @@ private slots:
         QCOMPARE((*saved)->name, std::string("isr-alice-desk"));
         QCOMPARE((*saved)->genid, std::string()); // no generation ID device
         // QEMU's stream begins after the XML (restoreIntoRamFile skips to it).
-        QCOMPARE((*saved)->streamOffset, std::uint64_t(92 + xml.size() + 1));
+        QCOMPARE(*saveImageHeaderSize(whole), std::uint64_t(92 + xml.size() + 1));
         QVERIFY((*saved)->raw);
         auto swapped = savedDomain(image("LibvirtQemudSave", xml, true));
         QVERIFY(swapped.ok() && swapped->has_value());
         QCOMPARE((*swapped)->name, std::string("isr-alice-desk"));
-        QCOMPARE((*swapped)->streamOffset, std::uint64_t(92 + xml.size() + 1));
+        QCOMPARE(*saveImageHeaderSize(image("LibvirtQemudSave", xml, true)),
+                 std::uint64_t(92 + xml.size() + 1));
         QVERIFY((*swapped)->raw);
         for (bool swap : {false, true}) {
             auto gz = savedDomain(image("LibvirtQemudSave", xml, swap, 1));
