@@ -68,6 +68,10 @@ namespace {
 const char* const kEfiVar =
     "/sys/firmware/efi/efivars/IsrTest-5a1e0c2b-7d36-4f0e-9a51-1c2b3d4e5f60";
 
+// An owner-defined NV index (the one tpm2-tools' manual pages use), 16
+// bytes, written at A and read at B.
+const char* const kTpmIndex = "0x1500016";
+
 // Set in the child that plays kiosk B: the path of kiosk A's hand-off file.
 const char* const kKioskBEnv = "ISR_DESKTOP_KIOSK_B";
 
@@ -420,6 +424,8 @@ private slots:
         walk.start();
         const std::string typedMarker = "isr-typed-" + isr::toHex(isr::crypto::randomBytes(4));
         const std::string nvramMarker = "isr-nvram-" + isr::toHex(isr::crypto::randomBytes(4));
+        // 16 bytes: the NV index's size.
+        const std::string tpmMarker = "isr-tpm-" + isr::toHex(isr::crypto::randomBytes(4));
         QJsonObject handoff;
 
         // ---- kiosk A: first use boots the desktop ----
@@ -449,6 +455,20 @@ private slots:
             QVERIFY(!run(a, "printf '\\007\\000\\000\\000" + nvramMarker + "' >" + kEfiVar +
                                 " && echo ok")
                          .empty());
+
+            // The emulated TPM answers in the guest (tpm2-tools over the
+            // kernel's resource manager) and keeps an NV index that kiosk B
+            // reads back: the TPM's state moves with the parcel.
+            const std::string random = run(a, "tpm2_getrandom --hex 16");
+            qInfo("TPM random bytes: %s", random.c_str());
+            QVERIFY2(random.size() == 32 &&
+                         random.find_first_not_of("0123456789abcdef") == std::string::npos,
+                     "tpm2_getrandom gave no 16 random bytes");
+            QCOMPARE(run(a, "tpm2_nvdefine " + std::string(kTpmIndex) +
+                                " -C o -s 16 -a 'ownerread|ownerwrite' >/dev/null && printf %s " +
+                                tpmMarker + " >/tmp/isr-nv && tpm2_nvwrite " + kTpmIndex +
+                                " -C o -i /tmp/isr-nv && echo ok"),
+                     std::string("ok"));
 
             // Type into the xterm through the display's key events. IceWM
             // gave the only window the focus; no click (the white box may
@@ -492,6 +512,7 @@ private slots:
                 {"typed_frame", typedFrame},
                 {"typed_marker", QString::fromStdString(typedMarker)},
                 {"nvram_marker", QString::fromStdString(nvramMarker)},
+                {"tpm_marker", QString::fromStdString(tpmMarker)},
                 {"uptime_a", uptimeA},
                 {"xterm", QJsonObject{{"x", s.whiteBox.x()},
                                       {"y", s.whiteBox.y()},
@@ -563,6 +584,7 @@ private slots:
         const double uptimeA = handoff_["uptime_a"].toDouble();
         const std::string typedMarker = handoff_["typed_marker"].toString().toStdString();
         const std::string nvramMarker = handoff_["nvram_marker"].toString().toStdString();
+        const std::string tpmMarker = handoff_["tpm_marker"].toString().toStdString();
 
         Kiosk b;
         resumeAt(b, "kiosk-b", /*firstBoot=*/false);
@@ -598,6 +620,8 @@ private slots:
         const std::string readEfiVar = std::string("cat ") + kEfiVar + " | tail -c +5";
         auto nvram = run(b, readEfiVar);
         QCOMPARE(nvram, nvramMarker);
+        const std::string readTpmIndex = "tpm2_nvread " + std::string(kTpmIndex) + " -C o -s 16";
+        QCOMPARE(run(b, readTpmIndex), tpmMarker);
         if (qEnvironmentVariable("ISR_DESKTOP_FULL") == "1") {
             // After a reboot the firmware reads its variables from its flash.
             // Not a line typed on the console until getty prompts again: the
@@ -614,6 +638,8 @@ private slots:
             QVERIFY2(shell.ok(), shell.ok() ? "" : shell.error().describe().c_str());
             nvram = run(b, readEfiVar);
             QCOMPARE(nvram, nvramMarker);
+            // swtpm's own state files, not the migrated device state.
+            QCOMPARE(run(b, readTpmIndex), tpmMarker);
         }
         suspendAt(b, 3);
     }
