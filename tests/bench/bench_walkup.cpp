@@ -15,6 +15,12 @@
 // radosgw of ISR_TEST_S3_* (walkup.sh starts it behind the shaped link).
 // Sizes: ISR_BENCH_FILL_MIB (guest memory filled, half text half random,
 // default 96) and ISR_BENCH_DISK_MIB (written to the parcel disk, default 48).
+// ISR_BENCH_GUEST=desktop: the parcels are the reference desktop
+// (resources/guest-desktop: UEFI, TPM, 2 GiB, as `isrctl demo init
+// --desktop` makes it) from $ISR_DESKTOP_DIR/desktop.img (default
+// ~/.cache/isr/desktop) instead of the demo guest with 1 GiB; its first
+// boot (round 1) waits for the graphical session before the fill, and the
+// working set goes to /dev/shm (RAM) and /var/tmp (disk).
 #include "cache/cache.h"
 #include "ceph_rgw.h"
 #include "parcel/parcel.h"
@@ -82,6 +88,21 @@ unsigned diskMiB() {
     return envMiB("ISR_BENCH_DISK_MIB", 48);
 }
 
+bool desktopGuest() {
+    const char* v = std::getenv("ISR_BENCH_GUEST");
+    return v && std::string(v) == "desktop";
+}
+// Where the working set lives in the guest: RAM (tmpfs), the disk, and the
+// text corpora the rounds copy.
+struct GuestPaths {
+    std::string ram, disk, seed;
+};
+GuestPaths guestPaths() {
+    if (desktopGuest())
+        return {"/dev/shm", "/var/tmp", "/var/tmp/seed"};
+    return {"/tmp", "/home", "/home/seed"};
+}
+
 double since(Clock::time_point t) {
     return std::chrono::duration<double>(Clock::now() - t).count();
 }
@@ -132,6 +153,11 @@ session::KioskConfig kioskConfig(const std::string& stateDir, const test::GuestI
     // The guest changes things between resume and suspend; trickle would
     // send them early and blur the Suspend & Leave figure.
     c.trickleQuiet = std::chrono::hours(1);
+    if (desktopGuest()) {
+        // A kiosk's screen, as test_e2e_desktop's.
+        c.desktop.screenWidth = 1280;
+        c.desktop.screenHeight = 800;
+    }
     return c;
 }
 
@@ -155,13 +181,26 @@ void guestRun(test::SerialConsole& c, const std::string& cmd) {
 // the host because busybox seq under TCG makes well under 1 MB/s), half
 // random (the guest's /dev/urandom), in guest RAM (tmpfs) and on the disk.
 // The text comes from /home/seed, which setup puts on the parcel disk.
+// The desktop's disk has no seed: its coreutils seq (not busybox's) makes
+// the same corpora in the guest, before the fill.
 void fillGuest(test::SerialConsole& c) {
+    const auto g = guestPaths();
     const std::string m = std::to_string(fillMiB() / 2), d = std::to_string(diskMiB() / 2);
-    guestRun(c, "dd if=/dev/urandom of=/tmp/rand bs=1M count=" + m + " 2>/dev/null");
-    guestRun(c, "dd if=/home/seed/text of=/tmp/text bs=1M count=" + m + " 2>/dev/null");
-    guestRun(c, "dd if=/dev/urandom of=/home/rand bs=1M count=" + d + " 2>/dev/null");
-    guestRun(c, "dd if=/home/seed/text of=/home/text bs=1M skip=" + m + " count=" + d +
-                    " 2>/dev/null && rm /home/seed/text");
+    if (desktopGuest()) {
+        const std::uint64_t bytes = std::uint64_t(fillMiB() / 2 + diskMiB() / 2) << 20;
+        guestRun(c, "mkdir -p " + g.seed + " && seq 1 9999999999 | head -c " +
+                        std::to_string(bytes) + " >" + g.seed + "/text");
+        for (int k : {2, 3})
+            guestRun(c, "seq " + std::to_string(k) + "000000000 9999999999 | head -c " +
+                            std::to_string(bytes / 10 + (1 << 20)) + " >" + g.seed + "/change" +
+                            std::to_string(k));
+    }
+    guestRun(c, "dd if=/dev/urandom of=" + g.ram + "/rand bs=1M count=" + m + " 2>/dev/null");
+    guestRun(c,
+             "dd if=" + g.seed + "/text of=" + g.ram + "/text bs=1M count=" + m + " 2>/dev/null");
+    guestRun(c, "dd if=/dev/urandom of=" + g.disk + "/rand bs=1M count=" + d + " 2>/dev/null");
+    guestRun(c, "dd if=" + g.seed + "/text of=" + g.disk + "/text bs=1M skip=" + m + " count=" + d +
+                    " 2>/dev/null && rm " + g.seed + "/text");
     // Keep the memory image to what was filled: the disk's page cache goes.
     guestRun(c, "sync && echo 3 >/proc/sys/vm/drop_caches");
 }
@@ -177,11 +216,12 @@ void changeTenth(test::SerialConsole& c, unsigned k) {
                         " skip=" + std::to_string(skipKiB) + " seek=" + std::to_string(offKiB) +
                         " conv=notrunc 2>/dev/null");
     };
-    std::string seed = "/home/seed/change" + std::to_string(k);
-    rewrite("/tmp/rand", m, "/dev/urandom", 0);
-    rewrite("/tmp/text", m, seed, 0);
-    rewrite("/home/rand", d, "/dev/urandom", 0);
-    rewrite("/home/text", d, seed, m * 1024 / 10);
+    const auto g = guestPaths();
+    std::string seed = g.seed + "/change" + std::to_string(k);
+    rewrite(g.ram + "/rand", m, "/dev/urandom", 0);
+    rewrite(g.ram + "/text", m, seed, 0);
+    rewrite(g.disk + "/rand", d, "/dev/urandom", 0);
+    rewrite(g.disk + "/text", d, seed, m * 1024 / 10);
     guestRun(c, "sync && echo 3 >/proc/sys/vm/drop_caches");
 }
 
@@ -296,12 +336,25 @@ std::vector<chunk::ChunkName> diskNames(const parcel::Manifest& m) {
 
 // ---- steps ----
 
-int setup(const std::string& work) {
-    fs::create_directories(work);
-    auto guest = test::requireGuest();
+// The reference desktop's image, as walkup.sh (build-desktop.sh) left it.
+std::string desktopImage() {
+    std::string dir;
+    if (const char* d = std::getenv("ISR_DESKTOP_DIR"); d && *d)
+        dir = d;
+    else if (const char* h = std::getenv("HOME"); h && *h)
+        dir = std::string(h) + "/.cache/isr/desktop";
+    std::string image = dir + "/desktop.img";
+    if (dir.empty() || !fs::exists(image))
+        die("no reference desktop image at " + image +
+            " (resources/guest-desktop/build-desktop.sh; walkup.sh runs it)");
+    return image;
+}
+
+// The demo guest's parcel disk: a fresh ext4 with the text corpora the
+// rounds copy (one for round 1, one for each change).
+std::string demoHomeDisk(const std::string& work) {
     std::string home = work + "/home.ext4";
     fs::remove(home);
-    // The text the guest copies: one corpus for round 1, one for each change.
     std::string seed = work + "/home-seed/seed";
     fs::create_directories(seed);
     const std::uint64_t m = fillMiB() / 2, d = diskMiB() / 2;
@@ -319,19 +372,38 @@ int setup(const std::string& work) {
     must(runProgramChecked({"mke2fs", "-q", "-F", "-t", "ext4", "-L", "isr-home", "-d",
                             work + "/home-seed", home, std::to_string(mib) + "M"}),
          "mke2fs");
+    return home;
+}
+
+int setup(const std::string& work) {
+    fs::create_directories(work);
+    parcel::ImportOptions opts;
+    std::string image;
+    if (desktopGuest()) {
+        // As `isrctl demo init --desktop` makes it (app/isrctl/cmd_session.cpp).
+        image = desktopImage();
+        opts.vm.boot = "firmware";
+        opts.vm.firmware = "uefi";
+        opts.vm.tpm = true;
+        opts.vm.memoryMiB = 2048;
+    } else {
+        (void)test::requireGuest(); // built once, cached: the rounds boot it
+        image = demoHomeDisk(work);
+        opts.vm.boot = "demo-guest";
+        opts.vm.memoryMiB = 1024;
+    }
+    opts.kiosk = "bench-setup";
     auto link = openLink();
     must(parcel::initStore(*link.store, crypto::KdfParams::minimal()), "init store");
     must(parcel::createAccount(*link.store, kUser, kPassword, test::cephRgw().user1), "account");
     parcel::Parcels parcels(*link.store,
                             must(parcel::signIn(*link.store, kUser, kPassword), "sign in"));
-    parcel::ImportOptions opts;
-    opts.vm.boot = "demo-guest";
-    opts.vm.memoryMiB = 1024;
-    opts.kiosk = "bench-setup";
     for (const char* name : {kParcel, kLazyParcel}) {
-        auto stats = must(parcel::importImage(parcels, name, home, opts), "import");
-        std::printf("setup: parcel %s version %llu, disk %u MiB\n", name,
-                    (unsigned long long)stats.version, mib);
+        auto t = Clock::now();
+        auto stats = must(parcel::importImage(parcels, name, image, opts), "import");
+        std::printf("setup: parcel %s version %llu from %s (%llu MiB) in %.1fs\n", name,
+                    (unsigned long long)stats.version, image.c_str(),
+                    (unsigned long long)(fs::file_size(image) >> 20), since(t));
     }
     return 0;
 }
@@ -345,7 +417,23 @@ int round(const std::string& work, unsigned k, bool lazy) {
     std::fprintf(stderr, "round %u: running after %.1fs (%s)\n", k, since(t),
                  sess->accelerator().c_str());
     {
-        auto c = console(*sess);
+        std::unique_ptr<test::SerialConsole> c;
+        if (desktopGuest() && k == 1) {
+            // The first boot goes through OVMF and systemd-boot: no key on
+            // the console until getty prompts, then the graphical session
+            // (IceWM's startup writes the file once its xterm is mapped,
+            // or gives up after 120 s: resources/guest-desktop/README.md).
+            c = must(
+                test::SerialConsole::connect(sess->serialSocketPath(), std::chrono::seconds(30)),
+                "serial console");
+            must(c->waitForText("login:", std::chrono::minutes(15)), "desktop first boot");
+            must(c->waitForShell(std::chrono::minutes(5)), "guest shell");
+            guestRun(*c, "i=0; while [ ! -e /tmp/isr-desktop-ready ] && [ $i -lt 300 ]; do "
+                         "sleep 1; i=$((i+1)); done; ls /tmp/isr-desktop-ready");
+            std::fprintf(stderr, "round 1: the desktop is up after %.1fs\n", since(t));
+        } else {
+            c = console(*sess);
+        }
         if (k == 1)
             fillGuest(*c);
         else
@@ -434,7 +522,8 @@ int warm(const std::string& work, bool lazy) {
             diskAll += sizeOf(r->name);
             ++diskChunks;
         }
-    json::Object info{{"version", n},
+    json::Object info{{"guest", desktopGuest() ? "desktop" : "demo"},
+                      {"version", n},
                       {"previous", cur.parent},
                       {"memory_mib", std::uint64_t(cur.vm.memoryMiB)},
                       {"fill_mib", std::uint64_t(fillMiB())},

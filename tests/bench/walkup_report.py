@@ -128,7 +128,9 @@ def main():
     md = []
     md.append("# Walk-up benchmark\n")
     md.append(f"Command: `sudo bash tests/bench/walkup.sh <results-dir>` — {machine}; whole run {duration // 60} min {duration % 60} s.\n")
-    md.append(f"Parcel: {state['memory_mib']} MiB guest RAM with {state['fill_mib']} MiB filled (half decimal text, half random) "
+    guest = {"desktop": "the reference desktop (Debian 12, IceWM; UEFI + TPM; resources/guest-desktop)",
+             "demo": "the demo guest"}.get(state.get("guest", "demo"), state.get("guest"))
+    md.append(f"Parcel: {guest}, {state['memory_mib']} MiB guest RAM with {state['fill_mib']} MiB filled (half decimal text, half random) "
               f"and {state['disk_write_mib']} MiB written to a {state['disk_size'] >> 20} MiB disk; between suspends a tenth of both changes. "
               f"Memory image {mb(state['memory_image_bytes']):.0f} MB ({state['memory_chunks']} chunks), "
               f"{mb(state['memory_cipher_bytes']):.0f} MB compressed+encrypted, of which {mb(state['memory_new_cipher_bytes']):.0f} MB "

@@ -53,10 +53,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdio>
-#include <poll.h>
 #include <string>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 using namespace std::chrono_literals;
@@ -213,52 +210,26 @@ protected:
     // After a reboot `display` is null: the old desktop may still be shown.
     bool waitForLogin(const std::string& sock, const isr::ui::VncDisplay* display,
                       std::chrono::seconds timeout) {
-        QElapsedTimer t;
-        t.start();
-        int fd = -1;
-        while (fd < 0 && t.elapsed() < 60000) {
-            fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-            sockaddr_un addr{};
-            addr.sun_family = AF_UNIX;
-            std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", sock.c_str());
-            if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-                ::close(fd);
-                fd = -1;
-                QTest::qWait(200);
-            }
-        }
-        if (fd < 0)
+        auto console = isr::test::SerialConsole::connect(sock, 60s);
+        if (!console.ok()) {
+            qWarning("serial: %s", console.error().describe().c_str());
             return false;
-        std::string seen;
-        char buf[4096];
-        bool found = false;
+        }
         QElapsedTimer sinceFrame;
         sinceFrame.start();
-        while (!found && t.elapsed() < std::chrono::milliseconds(timeout).count()) {
-            if (display && sinceFrame.elapsed() > 5000) {
-                sinceFrame.restart();
-                if (looksLikeTheDesktop(frameStats(display->grabFramebuffer()))) {
-                    qInfo("the desktop is on the display (no login prompt seen)");
-                    found = true;
-                    break;
-                }
-            }
-            pollfd p{fd, POLLIN, 0};
-            if (::poll(&p, 1, 0) <= 0) {
-                QTest::qWait(500);
-                continue;
-            }
-            ssize_t n = ::read(fd, buf, sizeof buf);
-            if (n <= 0)
-                break;
-            seen.append(buf, std::size_t(n));
-            found = seen.find("login:") != std::string::npos;
-        }
-        ::close(fd);
-        if (!found)
-            qWarning("serial output so far: %s",
-                     seen.substr(seen.size() > 2000 ? seen.size() - 2000 : 0).c_str());
-        return found;
+        auto seen = (*console)->waitForText("login:", timeout, [&] {
+            QTest::qWait(50);
+            if (!display || sinceFrame.elapsed() < 5000)
+                return false;
+            sinceFrame.restart();
+            if (!looksLikeTheDesktop(frameStats(display->grabFramebuffer())))
+                return false;
+            qInfo("the desktop is on the display (no login prompt seen)");
+            return true;
+        });
+        if (!seen.ok())
+            qWarning("%s", seen.error().describe().c_str());
+        return seen.ok();
     }
 
     // Signs in at a kiosk whose state directory is `name`, waits for Running,

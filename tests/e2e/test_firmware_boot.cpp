@@ -32,14 +32,9 @@
 #include <QFile>
 #include <QProcess>
 #include <QTest>
-#include <QThread>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <poll.h>
 #include <sstream>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 using namespace isr;
@@ -83,62 +78,24 @@ class TestFirmwareBoot : public QObject {
     }
     static QString QFileInfoName(const QString& p) { return p.section('/', -1); }
 
-    // Reads the serial console without typing until the guest's init has
-    // spoken: a key typed while systemd-boot's menu is up stops its
-    // countdown, and the guest would never boot.
-    bool waitForInit(const std::string& sock, std::chrono::seconds timeout) {
-        QElapsedTimer t;
-        t.start();
-        int fd = -1;
-        while (fd < 0 && t.elapsed() < 60000) {
-            fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-            sockaddr_un addr{};
-            addr.sun_family = AF_UNIX;
-            std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", sock.c_str());
-            if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-                ::close(fd);
-                fd = -1;
-                QThread::msleep(200);
-            }
-        }
-        if (fd < 0)
-            return false;
-        std::string seen;
-        char buf[4096];
-        while (t.elapsed() < std::chrono::milliseconds(timeout).count()) {
-            pollfd p{fd, POLLIN, 0};
-            if (::poll(&p, 1, 1000) <= 0)
-                continue;
-            ssize_t n = ::read(fd, buf, sizeof buf);
-            if (n <= 0)
-                break;
-            seen.append(buf, std::size_t(n));
-            // The demo guest's init: "rc: ..." (its /home mount fails here).
-            if (seen.find("rc: ") != std::string::npos) {
-                ::close(fd);
-                return true;
-            }
-        }
-        ::close(fd);
-        qWarning("serial output so far: %s",
-                 seen.substr(seen.size() > 2000 ? seen.size() - 2000 : 0).c_str());
-        return false;
-    }
-
     // The guest's shell on its serial console; nullptr (and why, on
     // stderr) when the guest never got there: the caller fails, and the
     // session's process group goes with its GroupProcess (a qFatal here
     // left isrctl and QEMU holding CTest's pipe when a guest never booted).
     std::unique_ptr<test::SerialConsole> consoleAt(const QString& kiosk, bool firstBoot) {
         std::string sock = status(kiosk).getString("serial_socket").valueOr("");
-        if (firstBoot && !waitForInit(sock, 600s)) {
-            qWarning("the guest's init did not start");
-            return nullptr;
-        }
         auto c = test::SerialConsole::connect(sock, 60s);
         if (!c.ok()) {
             qWarning("serial: %s", c.error().describe().c_str());
             return nullptr;
+        }
+        // A first boot: no key until the guest's init speaks ("rc: ...";
+        // its /home mount fails on these disks), or systemd-boot stops.
+        if (firstBoot) {
+            if (auto init = (*c)->waitForText("rc: ", 600s); !init.ok()) {
+                qWarning("the guest's init did not start: %s", init.error().describe().c_str());
+                return nullptr;
+            }
         }
         // Firmware, boot loader and kernel under TCG: give it time.
         auto shell = (*c)->waitForShell(420s);

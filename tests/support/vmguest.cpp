@@ -5,6 +5,7 @@
 #include "testsupport.h"
 
 #include <QStringList>
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -241,23 +242,27 @@ Result<SerialConsole::Output> SerialConsole::run(const std::string& command,
                 }
             }
         }
-        auto now = Clock::now();
-        if (now >= deadline)
+        if (Clock::now() >= deadline)
             return Error(Errc::Transient, "no answer from the guest to: " + command);
-        pollfd p{fd_, POLLIN, 0};
-        int ms = int(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count());
-        int pr = ::poll(&p, 1, std::min(ms, 200));
-        if (pr < 0 && errno != EINTR)
-            return Error(Errc::Io, std::string("poll: ") + std::strerror(errno));
-        if (pr > 0) {
-            char buf[4096];
-            ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-            if (n == 0)
-                return Error(Errc::Io, "serial console closed");
-            if (n > 0)
-                received(buf, std::size_t(n));
-        }
+        ISR_TRY_STATUS(receiveSome(deadline));
     }
+}
+
+Status SerialConsole::receiveSome(std::chrono::steady_clock::time_point deadline) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    pollfd p{fd_, POLLIN, 0};
+    int pr = ::poll(&p, 1, int(std::clamp<std::int64_t>(left.count(), 0, 200)));
+    if (pr < 0 && errno != EINTR)
+        return Error(Errc::Io, std::string("poll: ") + std::strerror(errno));
+    if (pr > 0) {
+        char buf[4096];
+        ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+        if (n == 0)
+            return Error(Errc::Io, "serial console closed");
+        if (n > 0)
+            received(buf, std::size_t(n));
+    }
+    return {};
 }
 
 void SerialConsole::received(const char* data, std::size_t n) {
@@ -297,6 +302,26 @@ Status SerialConsole::waitForShell(std::chrono::milliseconds timeout) {
             return Error(Errc::Transient,
                          "guest shell did not answer on the serial console; it printed last:\n" +
                              recentOutput());
+    }
+}
+
+Status SerialConsole::waitForText(const std::string& marker, std::chrono::milliseconds timeout,
+                                  const std::function<bool()>& elsewhere) {
+    buffer_.clear();
+    auto deadline = Clock::now() + timeout;
+    for (;;) {
+        if (buffer_.find(marker) != std::string::npos || (elsewhere && elsewhere())) {
+            buffer_.clear();
+            return {};
+        }
+        // Keep what a marker split across reads needs, not a whole boot log.
+        if (buffer_.size() > 2 * marker.size() + 8192)
+            buffer_.erase(0, buffer_.size() - marker.size());
+        if (Clock::now() >= deadline)
+            return Error(Errc::Transient, "the guest never printed \"" + marker +
+                                              "\" on the serial console; it printed last:\n" +
+                                              recentOutput());
+        ISR_TRY_STATUS(receiveSome(deadline));
     }
 }
 

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -86,14 +87,28 @@ public:
     // Markers around the output are built so the terminal's echo of the typed
     // line never matches them.
     Result<Output> run(const std::string& command, std::chrono::milliseconds timeout);
-    // Retries `true` until the shell answers (the guest has finished booting).
+    // Retries `cat /run/ready` until the shell answers (the guest has
+    // finished booting). It types: on a firmware parcel's first boot call
+    // waitForText first.
     Status waitForShell(std::chrono::milliseconds timeout);
+    // Reads without typing until the guest prints `marker` (e.g. getty's
+    // "login:"), or `elsewhere` (called between reads, at least every
+    // 200 ms) returns true. For a first boot through firmware: the console
+    // is also the firmware's and the boot loader's, and a key typed before
+    // Linux runs opens systemd-boot's menu (its timeout is 0) or OVMF's
+    // setup pages, and the guest never boots. Transient with what the guest
+    // printed last after `timeout`; Io if QEMU closed the socket.
+    Status waitForText(const std::string& marker, std::chrono::milliseconds timeout,
+                       const std::function<bool()>& elsewhere = {});
     // True once the peer closed the socket (QEMU went away).
     bool closedByPeer(std::chrono::milliseconds timeout);
 
 private:
     explicit SerialConsole(int fd) : fd_(fd) {}
     Status sendAll(const std::string& data);
+    // Waits up to 200 ms (less if `deadline` is nearer) for output and keeps
+    // it; Io when QEMU closed the socket.
+    Status receiveSome(std::chrono::steady_clock::time_point deadline);
     void received(const char* data, std::size_t n);
     // The last lines the guest printed, printable, for a failure message.
     std::string recentOutput() const;
