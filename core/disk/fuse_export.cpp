@@ -1,6 +1,7 @@
 #include "disk/fuse_export.h"
 
 #include "util/log.h"
+#include "util/process.h"
 
 #define FUSE_USE_VERSION 34
 #include <algorithm>
@@ -18,6 +19,7 @@
 #include <mutex>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <thread>
@@ -619,6 +621,29 @@ void FuseExport::stop() {
     ::close(impl.wakeFd);
     impl.wakeFd = -1;
     ISR_LOG_INFO(kLog) << "stopped serving " << impl.filePath;
+}
+
+Status FuseExport::detachLeftover(const std::string& mountDir) {
+    // A mount point: its own device, or a connection that is gone.
+    struct stat st {
+    }, parent{};
+    const bool mounted =
+        ::stat(mountDir.c_str(), &st) == 0
+            ? ::stat((mountDir + "/..").c_str(), &parent) == 0 && st.st_dev != parent.st_dev
+            : errno == ENOTCONN;
+    if (!mounted)
+        return {};
+    if (::geteuid() == 0) {
+        if (::umount2(mountDir.c_str(), MNT_DETACH) != 0)
+            return Error(Errc::Io,
+                         "detaching the dead FUSE mount " + mountDir + ": " + std::strerror(errno));
+    } else {
+        if (auto r = runProgramChecked({"fusermount3", "-u", "-z", mountDir}); !r.ok())
+            return r.error();
+    }
+    ISR_LOG_WARN(kLog) << "detached " << mountDir
+                       << ", a FUSE mount left by a process that died while serving";
+    return {};
 }
 
 const std::string& FuseExport::mountDir() const {

@@ -94,6 +94,15 @@ public:
     // Call it after QEMU is gone and the file was fsynced. Idempotent.
     void stop();
 
+    // A mount left behind by a process that died while serving (a kiosk
+    // killed mid-session): its connection is gone (reads fail ENOTCONN;
+    // stat may still answer from the kernel's attribute cache) and nothing
+    // under it can be removed until it is detached, lazily (umount2
+    // (MNT_DETACH) as root, else `fusermount3 -u -z`). For a directory the
+    // caller knows no live export serves (a crashed session's): whatever
+    // is mounted on `mountDir` goes. Ok, doing nothing, when nothing is.
+    static Status detachLeftover(const std::string& mountDir);
+
     const std::string& mountDir() const;
     const std::string& filePath() const; // <mountDir>/<fileName>
     FuseExportStats stats() const;

@@ -1,6 +1,7 @@
 #include "session/workspace.h"
 
 #include "crypto/crypto.h"
+#include "disk/fuse_export.h"
 #include "memimg/memimg.h"
 #include "util/log.h"
 
@@ -17,6 +18,12 @@ void Workspace::wipeCrashed(const std::string& stateDir) {
     std::string sessionsDir = stateDir + "/sessions";
     std::error_code ec;
     for (const auto& entry : fs::directory_iterator(sessionsDir, ec)) {
+        // A lazy-memory session's RAM file (session.cpp openRam): its FUSE
+        // mount outlives a killed kiosk, dead, and blocks the removal below
+        // (the session's sealed overlay beside it would stay).
+        if (auto st = disk::FuseExport::detachLeftover((entry.path() / "ram").string()); !st.ok()) {
+            ISR_LOG_WARN("session") << st.error().describe();
+        }
         std::ifstream record(entry.path() / "scratch");
         std::string scratch;
         if (!record || !std::getline(record, scratch))

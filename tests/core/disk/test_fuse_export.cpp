@@ -4,15 +4,18 @@
 // the kernel asks for (printed, never asserted).
 #include "cache/cache.h"
 #include "chunk/chunk.h"
+#include "disk/file_block_device.h"
 #include "disk/fuse_export.h"
 #include "disk/parcel_disk.h"
 #include "probe_device.h"
+#include "session/workspace.h"
 #include "store/store.h"
 #include "testsupport.h"
 
 #include <QCoreApplication>
 #include <QFile>
 #include <QProcess>
+#include <QProcessEnvironment>
 #include <QTest>
 #include <algorithm>
 #include <atomic>
@@ -130,6 +133,22 @@ std::string vmFlagsAt(const void* address) {
     std::exit(code);
 }
 
+// Run (as a child of deadMountOfAKilledKioskIsDetached): serves a small
+// file-backed device on `mountDir`, says so on stdout and waits to be
+// killed, as a kiosk that dies mid-session.
+[[noreturn]] void serveUntilKilled(const std::string& mountDir) {
+    auto device = FileBlockDevice::create(mountDir + ".img", 1 << 20);
+    if (!device.ok())
+        std::exit(100);
+    auto exported = FuseExport::start(**device, {.mountDir = mountDir});
+    if (!exported.ok())
+        std::exit(101);
+    std::printf("serving %s\n", (*exported)->filePath().c_str());
+    std::fflush(stdout);
+    for (;;)
+        ::pause();
+}
+
 std::string readText(const std::string& path) {
     std::ifstream in(path);
     std::string text;
@@ -192,6 +211,8 @@ private slots:
     void initTestCase() {
         if (std::getenv("ISR_MADVISE_PROBE"))
             madviseProbe();
+        if (const char* m = std::getenv("ISR_FUSE_SERVE_UNTIL_KILLED"))
+            serveUntilKilled(m);
         if (::access("/dev/fuse", R_OK | W_OK) != 0)
             isr::test::skipAll("/dev/fuse is missing or not usable (" +
                                std::string(std::strerror(errno)) + ")");
@@ -539,6 +560,55 @@ private slots:
         int status = inChild([&] { return int(mem[kDiskSize - 1]); }); // never read
         QVERIFY2(diedOfSigbus(status), qPrintable(QString::number(status)));
         exported->stop(); // idempotent
+    }
+
+    // A kiosk killed while it served a lazy session's RAM leaves a dead
+    // mount (ENOTCONN) in its session directory; the next session's start
+    // (Workspace::wipeCrashed) detaches it and removes the directory.
+    void deadMountOfAKilledKioskIsDetached() {
+        const std::string stateDir = freshDir("state");
+        const std::string mountDir = stateDir + "/sessions/0123456789ab/ram";
+        std::filesystem::create_directories(mountDir);
+        QProcess child;
+        auto env = QProcessEnvironment::systemEnvironment();
+        env.insert("ISR_FUSE_SERVE_UNTIL_KILLED", QString::fromStdString(mountDir));
+        child.setProcessEnvironment(env);
+        child.start(QCoreApplication::applicationFilePath(), {});
+        QVERIFY(child.waitForStarted(10000));
+        // Its QtTest banner comes first on stdout.
+        QByteArray said;
+        QTRY_VERIFY_WITH_TIMEOUT((said += child.readAllStandardOutput()).contains("serving ") ||
+                                     child.state() == QProcess::NotRunning,
+                                 30000);
+        QVERIFY2(said.contains("serving "), said.constData());
+        struct stat st {};
+        QCOMPARE(::stat((mountDir + "/pc.ram").c_str(), &st), 0);
+        QCOMPARE(st.st_size, off_t(1 << 20));
+        child.kill(); // SIGKILL: no unmount
+        QVERIFY(child.waitForFinished(10000));
+        // Still mounted, and dead: the file cannot be read.
+        auto mounted = [&] {
+            std::ifstream mounts("/proc/self/mounts");
+            for (std::string line; std::getline(mounts, line);)
+                if (line.find(" " + mountDir + " ") != std::string::npos)
+                    return true;
+            return false;
+        };
+        QVERIFY(mounted());
+        char byte = 0;
+        int fd = ::open((mountDir + "/pc.ram").c_str(), O_RDONLY);
+        QVERIFY(fd < 0 || ::pread(fd, &byte, 1, 0) < 0);
+        if (fd >= 0)
+            ::close(fd);
+        // Not a mount point: nothing to do.
+        QVERIFY(FuseExport::detachLeftover(stateDir).ok());
+        QVERIFY(FuseExport::detachLeftover(stateDir + "/missing").ok());
+        QVERIFY(mounted());
+
+        session::Workspace::wipeCrashed(stateDir);
+        QVERIFY(!mounted());
+        QVERIFY2(!std::filesystem::exists(stateDir + "/sessions"),
+                 "the crashed session's directory is still there");
     }
 
     // The guest dirtying its RAM: every page of a cold mapping written once
