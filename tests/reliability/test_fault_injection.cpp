@@ -19,6 +19,13 @@
 // ISR_FAULT_MODES=kill|fail|kill,fail (default both) and ISR_FAULT_ONLY=<a,b>
 // narrow the matrix (asan-e2e runs fail mode only). The tables go to stdout:
 // one row per case, then kill and fail side by side per point.
+//
+// ISR_FAULT_LAZY=1 (test_fault_injection_lazy): the kiosk has lazy_memory
+// on, so every session's RAM is a FUSE-served file, restored lazily and
+// saved as a RAM chunk table, and the tag in /run/tag lives in that RAM.
+// The memory-image points cannot fire there; unless ISR_FAULT_ONLY says
+// otherwise it runs the points of kLazyPoints (the lazy restore, the lazy
+// save and its uploads, the commit, the wipe after the VM).
 #include "ceph_rgw.h"
 #include "parcel/parcel.h"
 #include "teststore.h"
@@ -88,6 +95,14 @@ const std::vector<Case> kCases = {
     {"session.wipe.after-vm", "", Phase::Suspend, false, true},
 };
 
+// Where a lazy session differs from a whole-image one (restoreLazily,
+// saveLazily, the RAM table's upload), and the commit and wipe around them.
+const std::vector<std::string> kLazyPoints = {
+    "session.fetch.before-disk",  "session.restore.before",      "session.restore.after",
+    "session.save.before",        "session.save.after",          "parcel.upload.batch",
+    "session.disk.upload.before", "parcel.commit.after-version", "session.wipe.after-vm",
+};
+
 struct Committed {
     std::uint64_t version = 0;
     std::string tag;        // in /run/tag and /home/tag
@@ -110,6 +125,7 @@ class TestFaultInjection : public QObject {
     std::string kioskDir_, scratchParent_, configPath_;
     std::string credentialsPath_; // S3: the store's keys for isrctl fsck
     bool file_ = true;
+    bool lazy_ = false; // ISR_FAULT_LAZY=1: the kiosk restores and saves RAM lazily
     std::string bootId_;
     Committed committed_;
     std::vector<Row> rows_;
@@ -386,6 +402,12 @@ private slots:
              << "scratch_dir = " << scratchParent_ << "\n"
              << "guest_dir = " << guest_.dir << "\n"
              << "cache_size = 1G\n";
+        lazy_ = qEnvironmentVariable("ISR_FAULT_LAZY") == "1";
+        if (lazy_) {
+            if (::access("/dev/fuse", R_OK | W_OK) != 0)
+                test::skipAll("lazy memory needs a usable /dev/fuse (install fuse3)");
+            conf << "lazy_memory = yes\n";
+        }
         if (!file_) {
             // The kiosk reads the store with the read credentials; the
             // user's own write credentials come from the account.
@@ -428,10 +450,16 @@ private slots:
             QCOMPARE(finish(r, true), std::string("ok"));
             committed_ = {latest(), "T0", counter};
             QCOMPARE(committed_.version, std::uint64_t(2));
+            auto saved = parcels_->manifest("desk", committed_.version);
+            QVERIFY2(saved.ok(), saved.ok() ? "" : saved.error().describe().c_str());
+            QCOMPARE(saved->lazyMemory(), lazy_);
         }
 
         QStringList modes = qEnvironmentVariable("ISR_FAULT_MODES", "kill,fail").split(',');
         QStringList only = qEnvironmentVariable("ISR_FAULT_ONLY").split(',', Qt::SkipEmptyParts);
+        if (lazy_ && only.isEmpty())
+            for (const auto& p : kLazyPoints)
+                only << QString::fromStdString(p);
         int tagNo = 0;
         for (const auto& mode : modes) {
             for (const auto& kase : kCases) {
