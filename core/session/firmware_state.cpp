@@ -248,6 +248,41 @@ void FirmwareState::wipe() {
     tpmState_.reset();
 }
 
+namespace {
+
+std::uint64_t littleEndian(const std::uint8_t* p, int bytes) {
+    std::uint64_t v = 0;
+    for (int i = bytes - 1; i >= 0; --i)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+// Whether the GPT whose header `header` (LBA 1, 512-byte sectors, as QEMU's
+// disks have) describes lists an EFI system partition. Bounds come from the
+// disk, never from the header alone: the image is the user's.
+Result<bool> gptHasEsp(disk::BlockDevice& disk, const std::uint8_t* header) {
+    // C12A7328-F81F-11D2-BA4B-00A0C93EC93B as stored (mixed endian).
+    static constexpr std::uint8_t kEsp[16] = {0x28, 0x73, 0x2a, 0xc1, 0x1f, 0xf8, 0xd2, 0x11,
+                                              0xba, 0x4b, 0x00, 0xa0, 0xc9, 0x3e, 0xc9, 0x3b};
+    const std::uint64_t entriesLba = littleEndian(header + 72, 8);
+    const std::uint64_t count = littleEndian(header + 80, 4);
+    const std::uint64_t entrySize = littleEndian(header + 84, 4);
+    // The UEFI specification: entries of 128 * 2^n bytes; 128 entries is
+    // what every partitioning tool writes, 1 MiB of table is far beyond it.
+    if (entrySize < 128 || entrySize % 128 != 0 || count == 0 || count * entrySize > (1u << 20) ||
+        entriesLba < 2 || entriesLba > disk.size() / 512 ||
+        count * entrySize > disk.size() - entriesLba * 512)
+        return false;
+    Bytes table(count * entrySize);
+    ISR_TRY_STATUS(disk.read(entriesLba * 512, MutableByteView(table.data(), table.size())));
+    for (std::uint64_t i = 0; i < count; ++i)
+        if (std::memcmp(table.data() + i * entrySize, kEsp, sizeof kEsp) == 0)
+            return true;
+    return false;
+}
+
+} // namespace
+
 Status checkDiskBootable(disk::BlockDevice& disk, vm::Firmware firmware) {
     if (firmware == vm::Firmware::DirectKernel)
         return {};
@@ -257,11 +292,25 @@ Status checkDiskBootable(disk::BlockDevice& disk, vm::Firmware firmware) {
     ISR_TRY_STATUS(disk.read(0, MutableByteView(head.data(), head.size())));
     bool mbr = head[510] == 0x55 && head[511] == 0xaa;
     bool gpt = std::memcmp(head.data() + 512, "EFI PART", 8) == 0;
-    if (firmware == vm::Firmware::Bios ? mbr : (mbr || gpt))
+    if (firmware == vm::Firmware::Bios) {
+        if (mbr)
+            return {};
+        return Error(Errc::NotFound,
+                     "the disk has no boot loader for BIOS (no MBR boot signature)");
+    }
+    if (gpt) {
+        ISR_TRY_ASSIGN(bool esp, gptHasEsp(disk, head.data() + 512));
+        if (esp)
+            return {};
+        return Error(Errc::NotFound, std::string("the disk has no boot loader for ") +
+                                         vm::firmwareName(firmware) +
+                                         " (its GPT has no EFI system partition)");
+    }
+    if (mbr)
         return {};
     return Error(Errc::NotFound, std::string("the disk has no boot loader for ") +
-                                     vm::firmwareName(firmware) + " (no MBR boot signature" +
-                                     (firmware == vm::Firmware::Bios ? "" : " and no GPT") + ")");
+                                     vm::firmwareName(firmware) +
+                                     " (no MBR boot signature and no GPT)");
 }
 
 } // namespace isr::session

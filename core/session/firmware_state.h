@@ -72,11 +72,16 @@ private:
     std::optional<chunk::ChunkRef> tpmState_;
 };
 
-// Does the disk look bootable by this firmware? Reads the first two
-// sectors: BIOS needs the MBR boot signature 0x55AA; UEFI a GPT header
-// ("EFI PART" in LBA 1) or an MBR. A blank or unpartitioned disk fails with
-// NotFound "no boot loader": a clear cause instead of the firmware's
-// "No bootable device" on a screen nobody can read in time.
+// Does the disk look bootable by this firmware? BIOS needs the MBR boot
+// signature 0x55AA; UEFI a GPT (header "EFI PART" in LBA 1) with an EFI
+// system partition among its entries, or an MBR (a FAT partition on it may
+// hold \EFI\BOOT\BOOTX64.EFI). A blank or unpartitioned disk, or a GPT
+// without an EFI system partition (a data disk, a disk installed for BIOS),
+// fails with NotFound "no boot loader": a clear cause instead of OVMF
+// falling through to network boot and its boot menu for ever (seen
+// 2026-12-04), or SeaBIOS's "No bootable device", on a screen nobody can
+// read in time. What it cannot see: an EFI system partition without a
+// loader, or a loader that fails (OVMF then does the same); see README.
 Status checkDiskBootable(disk::BlockDevice& disk, vm::Firmware firmware);
 
 } // namespace isr::session

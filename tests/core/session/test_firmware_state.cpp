@@ -7,7 +7,9 @@
 #include "session/firmware_state.h"
 #include "session/vm_spec.h"
 #include "teststore.h"
+#include "testsupport.h"
 
+#include <QStandardPaths>
 #include <QTemporaryDir>
 #include <QTest>
 #include <cstring>
@@ -245,13 +247,45 @@ private slots:
         QVERIFY(blank.error().message.find("no boot loader") != std::string::npos);
         QVERIFY(!checkDiskBootable(**disk, vm::Firmware::Uefi).ok());
         QVERIFY(checkDiskBootable(**disk, vm::Firmware::DirectKernel).ok());
+        // A GPT signature over a header that describes no table (entry
+        // size 0): a user's image, not a crash or a pass.
         std::uint8_t gpt[8] = {'E', 'F', 'I', ' ', 'P', 'A', 'R', 'T'};
         QVERIFY((*disk)->write(512, ByteView(gpt, 8), false).ok());
-        QVERIFY(checkDiskBootable(**disk, vm::Firmware::Uefi).ok());
+        QVERIFY(!checkDiskBootable(**disk, vm::Firmware::Uefi).ok());
         QVERIFY(!checkDiskBootable(**disk, vm::Firmware::Bios).ok());
         std::uint8_t sig[2] = {0x55, 0xaa};
         QVERIFY((*disk)->write(510, ByteView(sig, 2), false).ok());
         QVERIFY(checkDiskBootable(**disk, vm::Firmware::Bios).ok());
+        disk->reset();
+
+        // Real GPTs (sgdisk): one data partition is no EFI system
+        // partition (OVMF would fall through to network boot for ever);
+        // typed EF00 it is.
+        if (QStandardPaths::findExecutable("sgdisk").isEmpty())
+            QSKIP("sgdisk is not installed (packaging/install-deps.sh installs gdisk)");
+        auto partitioned = [&](const char* type) {
+            const std::string img = tmp.filePath(type).toStdString();
+            auto made = disk::FileBlockDevice::create(img, 1 << 20);
+            made->reset();
+            auto r = isr::test::runProcess(
+                "sgdisk",
+                {"-o", "-n", "1:40:1000", "-t", QString("1:") + type, QString::fromStdString(img)});
+            if (r.exitCode != 0)
+                qFatal("sgdisk: %s", (r.out + r.err).c_str());
+            auto opened = disk::FileBlockDevice::open(img);
+            if (!opened.ok())
+                qFatal("%s", opened.error().describe().c_str());
+            return std::move(*opened);
+        };
+        auto data = partitioned("8300");
+        auto refused = checkDiskBootable(*data, vm::Firmware::Uefi);
+        QVERIFY(!refused.ok());
+        QVERIFY2(refused.error().message.find("no EFI system partition") != std::string::npos,
+                 refused.error().message.c_str());
+        QVERIFY(!checkDiskBootable(*data, vm::Firmware::UefiSecure).ok());
+        auto esp = partitioned("EF00");
+        QVERIFY(checkDiskBootable(*esp, vm::Firmware::Uefi).ok());
+        QVERIFY(checkDiskBootable(*esp, vm::Firmware::UefiSecure).ok());
     }
 
     void missingFirmwareNamesThePackage() {
