@@ -152,10 +152,16 @@ class TestVmGenid : public QObject {
     }
 
     // With the device: the guest reseeded for the new ID before it read.
+    // The two figures come from different guest clocks (the kernel log's
+    // local clock, /proc/uptime's boottime), which need not agree to the
+    // millisecond after a restore: a reseed logged up to 0.1 s after the
+    // read's uptime passes. Seen once (2026-12-04, a lazy restore): logged
+    // at 18.94 s, uptime 18.92 s, and both restores' bytes still differed.
     static void checkReseeded(const AfterRestore& a, int reseeds) {
         QCOMPARE(a.random.size(), std::size_t(64));
         QCOMPARE(a.vmForkReseeds, reseeds);
-        QVERIFY2(a.lastVmForkReseed >= 0 && a.lastVmForkReseed <= a.uptime,
+        constexpr double kClocksDiffer = 0.1;
+        QVERIFY2(a.lastVmForkReseed >= 0 && a.lastVmForkReseed <= a.uptime + kClocksDiffer,
                  "the guest read its RNG before it reseeded for the new generation ID");
     }
 
