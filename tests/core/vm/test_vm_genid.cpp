@@ -152,17 +152,19 @@ class TestVmGenid : public QObject {
     }
 
     // With the device: the guest reseeded for the new ID before it read.
-    // The two figures come from different guest clocks (the kernel log's
-    // local clock, /proc/uptime's boottime), which need not agree to the
-    // millisecond after a restore: a reseed logged up to 0.1 s after the
-    // read's uptime passes. Seen once (2026-12-04, a lazy restore): logged
-    // at 18.94 s, uptime 18.92 s, and both restores' bytes still differed.
+    // The exact check is the bytes (two restores of one save differ, while
+    // the no-genid control repeats them: see the slot). This one compares
+    // two guest clocks (the kernel log's local clock, /proc/uptime's
+    // boottime), which after a lazy restore under TCG disagreed by up to
+    // 0.1 s on 2026-12-04: the reseed logged 0.02-0.10 s "after" the read in
+    // three of four lazy restores while their bytes differed and the control
+    // repeated. So it only catches a reseed that came well after the read.
     static void checkReseeded(const AfterRestore& a, int reseeds) {
         QCOMPARE(a.random.size(), std::size_t(64));
         QCOMPARE(a.vmForkReseeds, reseeds);
-        constexpr double kClocksDiffer = 0.1;
-        QVERIFY2(a.lastVmForkReseed >= 0 && a.lastVmForkReseed <= a.uptime + kClocksDiffer,
-                 "the guest read its RNG before it reseeded for the new generation ID");
+        constexpr double kClocksDisagree = 0.5;
+        QVERIFY2(a.lastVmForkReseed >= 0 && a.lastVmForkReseed <= a.uptime + kClocksDisagree,
+                 "the guest read its RNG well before it reseeded for the new generation ID");
     }
 
 private slots:
