@@ -625,8 +625,8 @@ void FuseExport::stop() {
 
 Status FuseExport::detachLeftover(const std::string& mountDir) {
     // A mount point: its own device, or a connection that is gone.
-    struct stat st {
-    }, parent{};
+    struct stat st {};
+    struct stat parent {};
     const bool mounted =
         ::stat(mountDir.c_str(), &st) == 0
             ? ::stat((mountDir + "/..").c_str(), &parent) == 0 && st.st_dev != parent.st_dev
@@ -635,8 +635,8 @@ Status FuseExport::detachLeftover(const std::string& mountDir) {
         return {};
     if (::geteuid() == 0) {
         if (::umount2(mountDir.c_str(), MNT_DETACH) != 0)
-            return Error(Errc::Io,
-                         "detaching the dead FUSE mount " + mountDir + ": " + std::strerror(errno));
+            return Error(Errc::Io, "detaching the leftover FUSE mount " + mountDir + ": " +
+                                       std::strerror(errno));
     } else {
         if (auto r = runProgramChecked({"fusermount3", "-u", "-z", mountDir}); !r.ok())
             return r.error();
