@@ -161,9 +161,14 @@ session::KioskConfig kioskConfig(const std::string& stateDir, const test::GuestI
     return c;
 }
 
-std::unique_ptr<test::SerialConsole> console(session::Session& s) {
+// The guest's serial shell. `firstBootMarker`: a firmware first boot, read
+// without typing until the guest prints it (SerialConsole::waitForText).
+std::unique_ptr<test::SerialConsole> console(session::Session& s,
+                                             const char* firstBootMarker = nullptr) {
     auto c = must(test::SerialConsole::connect(s.serialSocketPath(), std::chrono::seconds(30)),
                   "serial console");
+    if (firstBootMarker)
+        must(c->waitForText(firstBootMarker, std::chrono::minutes(15)), "first boot");
     must(c->waitForShell(std::chrono::minutes(5)), "guest shell");
     return c;
 }
@@ -417,22 +422,16 @@ int round(const std::string& work, unsigned k, bool lazy) {
     std::fprintf(stderr, "round %u: running after %.1fs (%s)\n", k, since(t),
                  sess->accelerator().c_str());
     {
-        std::unique_ptr<test::SerialConsole> c;
-        if (desktopGuest() && k == 1) {
-            // The first boot goes through OVMF and systemd-boot: no key on
-            // the console until getty prompts, then the graphical session
-            // (IceWM's startup writes the file once its xterm is mapped,
-            // or gives up after 120 s: resources/guest-desktop/README.md).
-            c = must(
-                test::SerialConsole::connect(sess->serialSocketPath(), std::chrono::seconds(30)),
-                "serial console");
-            must(c->waitForText("login:", std::chrono::minutes(15)), "desktop first boot");
-            must(c->waitForShell(std::chrono::minutes(5)), "guest shell");
+        // The desktop's first boot goes through OVMF and systemd-boot: no
+        // key on the console until getty prompts, then the graphical
+        // session (IceWM's startup writes the file once its xterm is mapped,
+        // or gives up after 120 s: resources/guest-desktop/README.md).
+        const bool desktopFirstBoot = desktopGuest() && k == 1;
+        auto c = console(*sess, desktopFirstBoot ? "login:" : nullptr);
+        if (desktopFirstBoot) {
             guestRun(*c, "i=0; while [ ! -e /tmp/isr-desktop-ready ] && [ $i -lt 300 ]; do "
                          "sleep 1; i=$((i+1)); done; ls /tmp/isr-desktop-ready");
             std::fprintf(stderr, "round 1: the desktop is up after %.1fs\n", since(t));
-        } else {
-            c = console(*sess);
         }
         if (k == 1)
             fillGuest(*c);
