@@ -1,6 +1,7 @@
 // isrctl session resume|suspend|status and isrctl demo init: the headless
 // kiosk. `session resume` runs one session in the foreground until SIGTERM
-// or SIGINT (what `session suspend` sends), then suspends and leaves.
+// or SIGINT (what `session suspend` sends), then suspends and leaves; or
+// until the VM ends on its own (status.json says why, exit status 1).
 // Progress goes to the terminal and to <kiosk dir>/status.json, which
 // `session status` reads; nothing listens on any socket.
 #include "cli.h"
@@ -188,6 +189,13 @@ int resume(const std::vector<std::string>& argv) {
                                       {"message", text},
                                       {"detail", detail}};
         });
+        // The VM ended while Running (it stopped, its OS never came up, the
+        // parcel was taken over): nothing is left to suspend, so the command
+        // ends as if told to leave instead of waiting for a signal. Only
+        // the watcher's thread reports Running failures, while the main
+        // thread sits in sigwait() below.
+        if (f.stage == session::Stage::Running)
+            ::kill(::getpid(), SIGTERM);
     };
 
     auto created = session::Session::create(config, listener);
@@ -237,7 +245,14 @@ int resume(const std::vector<std::string>& argv) {
         auto shownProblem = session::ErrorKind::None;
         while (!stopHoardReport) {
             auto h = sess.hoard();
-            status.update([&](json::Object& o) { o["hoard"] = hoardStatusJson(h); });
+            auto booted = sess.firstBootSign();
+            status.update([&](json::Object& o) {
+                o["hoard"] = hoardStatusJson(h);
+                // A firmware parcel's first boot: what showed its OS runs.
+                if (booted)
+                    o["os_started"] = json::Object{
+                        {"sign", booted->sign}, {"after_ms", std::int64_t(booted->after.count())}};
+            });
             if (h.problem != shownProblem) {
                 if (h.problem != session::ErrorKind::None)
                     std::fprintf(stderr, "%shoard held back: %s (%s)\n", tty ? "\r\033[K" : "",
@@ -483,7 +498,7 @@ int demoInit(const std::vector<std::string>& argv) {
 CommandRegistration regResume({
     .name = "session resume",
     .args = "USER PARCEL",
-    .summary = "resume a parcel headless until SIGTERM or SIGINT",
+    .summary = "resume a parcel headless until SIGTERM or VM end",
     .run = resume,
     .options =
         {{"--config FILE", "a kiosk.conf (see isr-kiosk(1)) to start from; options override it"},

@@ -91,6 +91,7 @@ const std::vector<std::string_view>& kioskConfigKeys() {
         "guest_allowed_networks",
         "allow_unfiltered_guest_network",
         "lazy_memory",
+        "first_boot_timeout",
     };
     return keys;
 }
@@ -189,6 +190,16 @@ Status apply(KioskFile& f, const std::string& key, std::string_view v) {
         ISR_TRY_ASSIGN(c.allowUnfilteredGuestNetwork, parseYesNo(v));
     } else if (key == "lazy_memory") {
         ISR_TRY_ASSIGN(c.lazyMemory, parseYesNo(v));
+    } else if (key == "first_boot_timeout") {
+        // "auto" (the accelerator's default), "off", or seconds.
+        if (v == "auto")
+            c.firstBootTimeout.reset();
+        else if (v == "off")
+            c.firstBootTimeout = std::chrono::seconds(0);
+        else {
+            ISR_TRY_ASSIGN(int seconds, parseSeconds(v));
+            c.firstBootTimeout = std::chrono::seconds(seconds);
+        }
     } else if (key == "guest_allowed_networks") {
         ISR_TRY_ASSIGN(c.guestAllowedNetworks, vm::parseNetworkList(v));
     } else if (key == "parcel") {

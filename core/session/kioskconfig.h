@@ -32,6 +32,9 @@
 //                           although the guest network filter cannot be loaded
 //   lazy_memory             yes | no (default no): the guest's RAM served from
 //                           chunks over FUSE and saved as a chunk table (#17)
+//   first_boot_timeout      auto | off | positive whole seconds: how long a
+//                           firmware parcel's first boot may show no sign of
+//                           its OS before the session stops it (#15)
 // Anything else (unknown key, bad value, duplicate, missing '=') is refused
 // with an InvalidArgument error naming the file, line and key.
 #include "session/session.h"

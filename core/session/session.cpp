@@ -186,6 +186,7 @@ struct Session::Impl {
     std::unique_ptr<disk::FuseExport> ramExport;
     std::optional<vm::Vm> machine;
     VmWatcher watcher;      // while Running
+    FirstBoot firstBoot;    // a firmware parcel's first boot, until its OS shows (vm_watcher.h)
     GuestClock clock;       // after a restore, until the agent answers
     FirmwareState firmware; // NVRAM / TPM state of a firmware parcel (firmware_state.h)
     // Serialises leaving Running (suspendAndLeave, abandon) with the lease's
@@ -322,9 +323,63 @@ struct Session::Impl {
 
     // While Running: the watcher calls vmEnded() once if the VM ends.
     void watchVm() {
-        watcher.start(*machine, [this](vm::VmStopReason reason, const std::string& stateReason) {
-            vmEnded(reason, stateReason);
-        });
+        watcher.start(
+            *machine,
+            [this](vm::VmStopReason reason, const std::string& stateReason) {
+                vmEnded(reason, stateReason);
+            },
+            &firstBoot);
+    }
+
+    // A firmware parcel that boots (no memory image): its operating system
+    // must show within the bound (KioskConfig::firstBootTimeout), or the
+    // session ends with OsDidNotStart instead of showing a firmware's boot
+    // menu for ever. The signs: the guest's balloon driver or agent
+    // (Vm::guestOsSign), or a write to the parcel's disk (firmware and boot
+    // menus do not write it; every installed OS does as it starts).
+    void watchFirstBoot(const vm::VmSpec& spec) {
+        firstBoot.settled = true;
+        firstBoot.setSeen({});
+        if (spec.firmware == vm::Firmware::DirectKernel)
+            return;
+        const auto bound = firstBootBound();
+        if (bound.count() == 0)
+            return;
+        firstBoot.since = Clock::now();
+        firstBoot.bound = bound;
+        firstBoot.sign = [this]() -> std::string {
+            if (disk && disk->stats().overlayChunks > 0)
+                return "writes to its disk";
+            return machine ? machine->guestOsSign() : std::string();
+        };
+        firstBoot.notStarted = [this](std::chrono::milliseconds waited) { osDidNotStart(waited); };
+        firstBoot.settled = false;
+    }
+
+    std::chrono::seconds firstBootBound() const {
+        if (config.firstBootTimeout)
+            return *config.firstBootTimeout;
+        return hypervisor->accelerator() == vm::Accelerator::Kvm ? kFirstBootTimeoutKvm
+                                                                 : kFirstBootTimeoutTcg;
+    }
+
+    // On the watcher's thread: the bound passed with no sign of the OS. The
+    // VM is stopped without saving: nothing of the user ran, the version
+    // this session started from stays the newest, and whatever the firmware
+    // wrote to its NVRAM meanwhile goes with the VM.
+    void osDidNotStart(std::chrono::milliseconds waited) {
+        if (stage() != Stage::Running)
+            return;
+        ISR_LOG_WARN("session") << "the guest's operating system showed no sign of running "
+                                << waited.count() / 1000 << " s after the firmware started";
+        Failure f = facts(Stage::Running, FailureCause::OsDidNotStart, ErrorKind::VmFailed);
+        f.lastSave = lastSave();
+        f.detail = "no sign of the guest's operating system (balloon driver, guest agent or a "
+                   "write to its disk) " +
+                   std::to_string(waited.count() / 1000) +
+                   " s after the firmware started: the firmware found nothing it could start, "
+                   "or what it started stopped";
+        endOnWatcherThread(std::move(f));
     }
 
     // On the watcher's thread: the VM is gone while Running.
@@ -347,15 +402,20 @@ struct Session::Impl {
         f.detail = takenOver ? "the parcel was taken over by another kiosk; the VM was stopped"
                              : std::string("the VM ended: ") + vm::vmStopReasonName(reason) +
                                    " (libvirt state reason " + stateReason + ")";
-        // Nothing of this VM can be saved any more: wipe, unlock (unless
-        // taken over) and drop the keys here, on the watcher's thread (every
-        // public operation joins it first). The VM object stays until the
-        // next call: openDisplay() may be reading it on the UI's worker.
+        endOnWatcherThread(std::move(f)); // the stop reason was read above
+    }
+
+    // Nothing of this VM can be saved any more: wipe, unlock (unless taken
+    // over) and drop the keys here, on the watcher's thread (every public
+    // operation joins it first), then fail with `f`. The VM object stays
+    // until the next call: openDisplay() may be reading it on the UI's
+    // worker.
+    void endOnWatcherThread(Failure f) {
         if (disk)
             disk->stopTrickle();
         if (machine) {
             (void)machine->destroy();
-            deleteVmLog(*machine); // the stop reason was read above
+            deleteVmLog(*machine);
         }
         dropOnWatcherThread();
         tracker.fail(f);
@@ -621,6 +681,7 @@ struct Session::Impl {
     }
 
     Status bringUpVm() {
+        firstBoot.settled = true; // watched only for a firmware parcel's boot (below)
         // Every fresh boot gets the VM generation ID device (issue #16; old
         // parcels at their next boot); the versions saved from this run
         // carry the flag (next = base), so their resumes have it too.
@@ -672,6 +733,7 @@ struct Session::Impl {
                 return fail(facts(Stage::Restoring, FailureCause::VmStart, vmKind(booted.error())),
                             booted.error());
             machine.emplace(std::move(*booted));
+            watchFirstBoot(spec);
             ISR_TRY_STATUS(injected(ISR_FAULT_POINT("session.restore.after"), Stage::Restoring));
             return {};
         }
@@ -1484,6 +1546,12 @@ std::string Session::scratchDirectory() const {
 }
 std::string Session::accelerator() const {
     return vm::acceleratorName(impl_->hypervisor->accelerator());
+}
+std::optional<FirstBootSign> Session::firstBootSign() const {
+    auto seen = impl_->firstBoot.seen();
+    if (seen.sign.empty())
+        return std::nullopt;
+    return FirstBootSign{std::move(seen.sign), seen.after};
 }
 
 Result<int> Session::openDisplay() {

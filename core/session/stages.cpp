@@ -103,6 +103,8 @@ const char* failureCauseName(FailureCause cause) {
         return "boot-profile-unavailable";
     case FailureCause::NoBootLoader:
         return "no-boot-loader";
+    case FailureCause::OsDidNotStart:
+        return "os-did-not-start";
     case FailureCause::KioskStorage:
         return "kiosk-storage";
     case FailureCause::MemoryImageFetch:

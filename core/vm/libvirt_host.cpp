@@ -123,9 +123,17 @@ std::optional<std::string> LibvirtLogFilter::feed(std::string_view line) {
     //   and -incoming defer (custom-argv), one warning per save and restore,
     //   and nobody but this process talks to the embedded driver. Other
     //   taints stay.
+    // - an agent that is not connected: how we ask whether the guest runs
+    //   one yet (Vm::guestAgentAnswers, every 2 s of a first boot and
+    //   after a restore); the answer is the call's result.
     static constexpr std::string_view kNoise[] = {
-        "Domain not found",        "No access manager registered", "dmidecode",
-        "Unable to open /dev/kvm", "is tainted: custom-monitor",   "is tainted: custom-argv",
+        "Domain not found",
+        "No access manager registered",
+        "dmidecode",
+        "Unable to open /dev/kvm",
+        "is tainted: custom-monitor",
+        "is tainted: custom-argv",
+        "QEMU guest agent is not connected",
     };
     for (auto noise : kNoise)
         if (text.find(noise) != std::string_view::npos)

@@ -1318,6 +1318,30 @@ bool Vm::guestAgentAnswers() {
     return true;
 }
 
+std::string Vm::guestOsSign() {
+    virDomainPtr dom = handle_->dom.get();
+    // The statistics a guest driver pushes (QEMU's "guest-stats"): libvirt
+    // reports LAST_UPDATE (the guest's last push, seconds) only once one
+    // came. The driver's first push happens as it loads; the period makes
+    // QEMU ask again, so a driver that loaded before this VM was watched
+    // (a restored guest) answers too.
+    if (!statsPeriodSet_) {
+        if (virDomainSetMemoryStatsPeriod(dom, 2, VIR_DOMAIN_AFFECT_LIVE) < 0)
+            virResetLastError();
+        statsPeriodSet_ = true;
+    }
+    virDomainMemoryStatStruct stats[VIR_DOMAIN_MEMORY_STAT_NR];
+    const int n = virDomainMemoryStats(dom, stats, VIR_DOMAIN_MEMORY_STAT_NR, 0);
+    if (n < 0)
+        virResetLastError();
+    for (int i = 0; i < n; ++i)
+        if (stats[i].tag == VIR_DOMAIN_MEMORY_STAT_LAST_UPDATE && stats[i].val > 0)
+            return "balloon driver";
+    if (guestAgentAnswers())
+        return "guest agent";
+    return {};
+}
+
 Status Vm::syncGuestTime() {
     // The host's time, given explicitly: the agent sets the guest's system
     // clock to it (and its RTC). libvirt bounds the agent's answer (5 s).

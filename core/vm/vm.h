@@ -272,6 +272,14 @@ public:
     // Asks the guest agent for a ping-like answer (virDomainGetTime): true
     // when an agent answered. Never blocks longer than libvirt's agent timeout.
     bool guestAgentAnswers();
+    // A sign that the guest's operating system runs, not only its firmware:
+    // "balloon driver" when the guest's virtio-balloon driver has reported
+    // memory statistics (firmware has no balloon driver: OVMF and SeaBIOS
+    // never touch that device), "guest agent" when an agent answered; empty
+    // when neither (yet). The first call turns the balloon's statistics
+    // period on (live; a guest driver answers it). Never blocks longer than
+    // libvirt's agent timeout. For the first-boot watch (session/vm_watcher.h).
+    std::string guestOsSign();
 
 private:
     friend class Hypervisor;
@@ -282,6 +290,7 @@ private:
     std::string name_;
     std::string logPath_; // libvirt's log of this domain (QEMU's stderr, libvirt's notes)
     bool allowDiskBackedSaveFiles_ = false;
+    bool statsPeriodSet_ = false; // guestOsSign() turned the balloon's statistics on
 };
 
 class Hypervisor {

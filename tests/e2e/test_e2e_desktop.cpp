@@ -76,6 +76,11 @@ const char* const kKioskBEnv = "ISR_DESKTOP_KIOSK_B";
 // agent (core/session/guest_clock.cpp); the sink below watches for it.
 const std::string_view kClockSetLine = "guest clock set to the host's";
 std::atomic<bool> gClockSet{false};
+// The first-boot watch's line once it saw the guest's OS (issue #15:
+// core/session/vm_watcher.cpp): a desktop that boots must not be stopped
+// as one that did not.
+const std::string_view kOsRunsLine = "the guest's operating system runs (";
+std::atomic<bool> gOsRuns{false};
 
 // Our log lines at info (stages, timings, the clock) on stderr, as the
 // kiosk's journal would have them, and the clock line noted.
@@ -87,6 +92,8 @@ void installLogSink() {
                      int(message.size()), message.data());
         if (message.find(kClockSetLine) != std::string_view::npos)
             gClockSet = true;
+        if (message.find(kOsRunsLine) != std::string_view::npos)
+            gOsRuns = true;
     });
 }
 
@@ -413,6 +420,8 @@ private slots:
                     QTest::qWait(1000);
             }
             QVERIFY2(up, "the graphical session never came up");
+            // The watch's line is above, with its sign and time.
+            QVERIFY2(gOsRuns, "the first-boot watch did not see the desktop's OS");
             QTest::qWait(3000);
             FrameStats s;
             QTRY_VERIFY_WITH_TIMEOUT(

@@ -15,6 +15,11 @@
 //  - UEFI with Secure Boot (`uefi-secure`): Debian's signed chain boots and
 //    the guest's kernel reports Secure Boot on.
 //  - A disk without a boot loader fails at once with cause no-boot-loader.
+//  - A disk whose EFI system partition holds no loader passes that check;
+//    OVMF then finds nothing to start and the first-boot watch stops the
+//    VM at the bound (os-did-not-start), the parcel unlocked and unchanged.
+//    The boots above log the sign that ended their watch ("the guest's
+//    operating system runs (balloon driver) N s after...").
 // The demo guest mounts /dev/vda on /home; on these disks that mount fails
 // (vda is partitioned) and the guest runs without /home, which is all
 // these tests need (serial shell, counter, boot id).
@@ -67,14 +72,15 @@ class TestFirmwareBoot : public QObject {
 
     // `isrctl session resume`; returns the process once Running, or nullptr
     // when it ended first (then status.json says why).
-    std::unique_ptr<QProcess> resumeAt(const QString& kiosk, const QString& parcel) {
+    std::unique_ptr<QProcess> resumeAt(const QString& kiosk, const QString& parcel,
+                                       const QStringList& extra = {}) {
         return test::resumeSession(
             {isrctl_,
-             {"fw", parcel, "--store", store_, "--kiosk-dir", kiosk, "--kiosk-id",
-              QFileInfoName(kiosk), "--serial", "--password-stdin", "--trickle-quiet", "2s"},
-             "pw",
-             kiosk,
-             std::chrono::seconds(900)});
+             QStringList{"fw", parcel, "--store", store_, "--kiosk-dir", kiosk, "--kiosk-id",
+                         QFileInfoName(kiosk), "--serial", "--password-stdin", "--trickle-quiet",
+                         "2s"} +
+                 extra,
+             "pw", kiosk, std::chrono::seconds(900)});
     }
     static QString QFileInfoName(const QString& p) { return p.section('/', -1); }
 
@@ -110,6 +116,27 @@ class TestFirmwareBoot : public QObject {
     test::GuestCounter counterAt(const QString& kiosk, bool firstBoot = false) {
         auto console = consoleAt(kiosk, firstBoot);
         return console ? test::readCounter(*console, 30s) : test::GuestCounter{};
+    }
+
+    // What the first-boot watch saw of the guest's OS (status.json
+    // "os_started": isrctl writes it within a second of the watcher), ""
+    // when nothing within `bound`. Called once the guest's shell answered:
+    // its balloon driver loaded before that (the demo guest's init loads
+    // virtio_balloon; it never writes these disks).
+    std::string osStartedAt(const QString& kiosk, std::chrono::milliseconds bound = 30s) {
+        QElapsedTimer t;
+        t.start();
+        do {
+            const json::Value st = status(kiosk);
+            if (const json::Value* os = st.find("os_started")) {
+                qInfo("%s: the guest's OS showed itself (%s) %.1f s after the firmware started",
+                      qPrintable(QFileInfoName(kiosk)), os->getString("sign").valueOr("").c_str(),
+                      double(os->getInt("after_ms").valueOr(-1)) / 1000);
+                return os->getString("sign").valueOr("");
+            }
+            QTest::qWait(500);
+        } while (t.elapsed() < bound.count());
+        return {};
     }
 
     bool suspendAt(const QString& kiosk, QProcess& proc) {
@@ -200,6 +227,7 @@ private slots:
         QVERIFY(procA);
         auto atA = counterAt(a, true);
         QVERIFY(atA.counter >= 0);
+        QCOMPARE(osStartedAt(a), std::string("balloon driver"));
         QVERIFY(suspendAt(a, *procA));
 
         parcel::Manifest v2 = manifest("uefi", 2);
@@ -221,6 +249,7 @@ private slots:
         QVERIFY(atB.counter >= 0);
         QCOMPARE(atB.bootId, atA.bootId); // restored, not rebooted
         QVERIFY(atB.counter >= atA.counter);
+        QCOMPARE(osStartedAt(b, 3s), std::string()); // a restore is not watched
         QVERIFY(suspendAt(b, *procB));
         parcel::Manifest v3 = manifest("uefi", 3);
         QVERIFY(v3.nvram.has_value());
@@ -254,7 +283,8 @@ private slots:
         QString c = path("kiosk-c");
         auto procC = resumeAt(c, "uefi");
         QVERIFY(!procC);
-        auto err = status(c).find("error");
+        const json::Value st = status(c);
+        const json::Value* err = st.find("error"); // within `st`
         QVERIFY(err);
         QCOMPARE(err->getString("kind").valueOr(""), std::string("corrupt"));
         std::ofstream(file, std::ios::binary | std::ios::trunc)
@@ -272,6 +302,7 @@ private slots:
         QVERIFY(procA);
         auto atA = counterAt(a, true);
         QVERIFY(atA.counter >= 0);
+        QCOMPARE(osStartedAt(a), std::string("balloon driver"));
         QVERIFY(suspendAt(a, *procA));
         QVERIFY(!manifest("bios", 2).nvram.has_value());
         auto procB = resumeAt(b, "bios");
@@ -327,6 +358,7 @@ private slots:
         qInfo("guest kernel: %s", log->text.c_str());
         QVERIFY2(log->text.find("Secure boot enabled") != std::string::npos,
                  "the guest's kernel did not boot with Secure Boot on");
+        QCOMPARE(osStartedAt(k), std::string("balloon driver"));
         console.reset();
         QVERIFY(suspendAt(k, *proc));
     }
@@ -343,10 +375,57 @@ private slots:
         t.start();
         auto proc = resumeAt(k, "blank");
         QVERIFY(!proc);
-        auto err = status(k).find("error");
+        const json::Value st = status(k);
+        const json::Value* err = st.find("error"); // within `st`
         QVERIFY(err);
         QCOMPARE(err->getString("cause").valueOr(""), std::string("no-boot-loader"));
         QVERIFY(t.elapsed() < 120000);
+    }
+
+    // Issue #15: a boot failure after the partition check is bounded. An
+    // EFI system partition with no file system on it: checkDiskBootable
+    // passes, OVMF finds no loader on it and goes on to its network boot
+    // and boot manager, where it would stay for ever. With
+    // first_boot_timeout = 20 the session ends with os-did-not-start: the
+    // VM is gone, the lock released, the parcel still at version 1.
+    void espWithoutLoaderStopsAtTheBound() {
+        QString img = path("esp.img");
+        QVERIFY(test::runProcess("qemu-img", {"create", "-f", "raw", img, "64M"}).exitCode == 0);
+        auto part = test::runProcess("sgdisk", {"-n", "1:2048:0", "-t", "1:EF00", img});
+        QVERIFY2(part.exitCode == 0, (part.out + part.err).c_str());
+        auto made = ctl({"parcel", "create", "fw", "esp", "--from-image", img, "--memory", "256M",
+                         "--firmware", "uefi"});
+        QVERIFY2(made.exitCode == 0, (made.out + made.err).c_str());
+        QString conf = path("esp-kiosk.conf");
+        {
+            std::ofstream out(conf.toStdString());
+            out << "first_boot_timeout = 20\n";
+        }
+        QString k = path("esp-a");
+        auto proc = resumeAt(k, "esp", {"--config", conf});
+        QVERIFY2(proc, "the firmware should have started (the partition check passes)");
+        QTRY_VERIFY_WITH_TIMEOUT(status(k).find("error"), 300000);
+        const json::Value st = status(k);
+        const json::Value* err = st.find("error");
+        QCOMPARE(err->getString("cause").valueOr(""), std::string("os-did-not-start"));
+        QVERIFY(!st.find("os_started"));
+        QVERIFY(proc->waitForFinished(120000));
+        QVERIFY(proc->exitCode() != 0);
+        // The detail says what was waited for and how long (polled every
+        // 2 s: 20 or 21 s).
+        const std::string detail = err->getString("detail").valueOr("");
+        QVERIFY2(detail.find("no sign of the guest's operating system") != std::string::npos &&
+                     detail.find(" s after the firmware started") != std::string::npos,
+                 detail.c_str());
+        // Nothing was saved and nothing is held: no lock, version 1 newest.
+        std::unique_ptr<store::Store> store;
+        auto p = signedIn(store);
+        auto lock = p->readLock("esp");
+        QVERIFY(lock.ok());
+        QVERIFY2(!lock->has_value(), "the lock should have been released");
+        auto versions = p->versions("esp");
+        QVERIFY(versions.ok());
+        QCOMPARE(*versions, std::vector<std::uint64_t>{1});
     }
 };
 

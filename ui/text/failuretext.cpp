@@ -102,6 +102,11 @@ QString byCause(const session::Failure& f, const QLocale& locale, const QDateTim
         return FailureText::tr("Your computer's disk has nothing this kiosk can start: it has no "
                                "boot loader. Nothing was changed; ask an administrator to check "
                                "the computer's disk image.");
+    case FailureCause::OsDidNotStart:
+        return FailureText::tr("Your computer did not start: its operating system did not come "
+                               "up, and the kiosk stopped it. Nothing was changed. Try again; if "
+                               "it happens again, ask an administrator to check the computer's "
+                               "disk image.");
     case FailureCause::KioskStorage: {
         QString text = FailureText::tr("This kiosk has run out of space for your session.");
         if (f.freeBytes && !f.where.empty())

@@ -462,6 +462,29 @@ private slots:
         }
     }
 
+    // Issue #15: the bound on a firmware parcel's first boot.
+    void firstBootTimeout() {
+        auto f = parseKioskConfig("", "kiosk.conf");
+        QVERIFY(f.ok());
+        QVERIFY(!f->session.firstBootTimeout); // auto: by the accelerator
+        f = parseKioskConfig("first_boot_timeout = 45\n", "kiosk.conf");
+        QVERIFY(f.ok());
+        QCOMPARE(f->session.firstBootTimeout->count(), 45);
+        f = parseKioskConfig("first_boot_timeout = off\n", "kiosk.conf");
+        QVERIFY(f.ok());
+        QCOMPARE(f->session.firstBootTimeout->count(), 0);
+        f = parseKioskConfig("first_boot_timeout = auto\n", "kiosk.conf");
+        QVERIFY(f.ok());
+        QVERIFY(!f->session.firstBootTimeout);
+        for (const char* bad : {"first_boot_timeout = 0\n", "first_boot_timeout = -5\n",
+                                "first_boot_timeout = 3m\n", "first_boot_timeout = never\n"}) {
+            auto r = parseKioskConfig(bad, "kiosk.conf");
+            QVERIFY2(!r.ok(), bad);
+            QVERIFY2(r.error().message.find("kiosk.conf:1: first_boot_timeout") == 0,
+                     r.error().message.c_str());
+        }
+    }
+
     void exampleFileParses() {
         auto f = parseKioskConfig(
             [] {

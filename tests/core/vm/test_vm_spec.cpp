@@ -538,6 +538,9 @@ private slots:
                                "uuid=0f8f is tainted: high-privileges");
         QVERIFY(warn.has_value());
         QVERIFY(warn->find("tainted: high-privileges") != std::string::npos);
+        // Asking an agent the guest does not run (yet) is how we ask.
+        QVERIFY(!f.feed(p + "warning : qemuDomainAgentAvailable:8468 : Guest agent is not "
+                            "responding: QEMU guest agent is not connected"));
         QVERIFY(!f.feed(p + "info : hostname: vm"));
         QVERIFY(!f.feed("a continuation of a dropped line"));
     }
