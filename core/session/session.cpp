@@ -402,6 +402,12 @@ struct Session::Impl {
         f.detail = takenOver ? "the parcel was taken over by another kiosk; the VM was stopped"
                              : std::string("the VM ended: ") + vm::vmStopReasonName(reason) +
                                    " (libvirt state reason " + stateReason + ")";
+        // Lazy memory: a RAM chunk damaged in the store is EIO to the guest's
+        // read, and QEMU dies of the SIGBUS; the operator's detail says so.
+        if (const std::uint64_t bad = ram && !takenOver ? ram->stats().corruptChunks : 0; bad > 0)
+            f.detail += "; " + std::to_string(bad) +
+                        " of its memory's chunks from the store failed verification (QEMU got an "
+                        "I/O error reading them)";
         endOnWatcherThread(std::move(f)); // the stop reason was read above
     }
 
@@ -423,11 +429,35 @@ struct Session::Impl {
 
     // wipeLocal() and signOut() without stopping the watcher (we are on
     // its thread) and without resetting the dead VM object.
-    void dropOnWatcherThread() {
+    // The RAM export (its mount is gone before the RAM disk), the RAM disk
+    // and the disk with their hoards, the NBD server, and `chunks` last:
+    // the hoards fetch through it, and it through this user's `parcels`
+    // (a RAM hoard left running past signOut() fetched through a null
+    // `parcels`: test_e2e_lazy_memory damagedRemoteMemoryStopsTheVm). Then
+    // the firmware's TPM state. The VM must be gone.
+    void dropVmBackends() {
+        if (ramExport)
+            ramExport->stop(); // QEMU is gone: nothing maps the file now
+        ramExport.reset();
+        {
+            // Like destroyDisk: out of hoard()'s sight under the mutex,
+            // destroyed outside it (stops its hoard, deletes its overlay).
+            std::unique_ptr<disk::ParcelDisk> dying;
+            {
+                std::lock_guard lk(diskMutex);
+                dying = std::move(ram);
+            }
+            dying.reset();
+        }
         if (nbd)
             nbd->stop();
         destroyDisk();
-        chunks.reset();
+        chunks.reset();  // its fetch function points into this user's parcels
+        firmware.wipe(); // the TPM state lives in libvirt's root, not the session dir
+    }
+
+    void dropOnWatcherThread() {
+        dropVmBackends();
         workspace.wipe();
         memorySaved = false;
         recipe.reset();
@@ -1108,25 +1138,8 @@ struct Session::Impl {
             deleteVmLog(*machine);
             machine.reset();
         }
-        firmware.wipe(); // the TPM state lives in libvirt's root, not the session dir
-        if (ramExport)
-            ramExport->stop(); // QEMU is gone: nothing maps the file now
-        ramExport.reset();
-        {
-            // Like destroyDisk: out of hoard()'s sight under the mutex,
-            // destroyed outside it (stops its hoard, deletes its overlay).
-            std::unique_ptr<disk::ParcelDisk> dying;
-            {
-                std::lock_guard lk(diskMutex);
-                dying = std::move(ram);
-            }
-            dying.reset();
-        }
-        if (nbd)
-            nbd->stop();
+        dropVmBackends();
         nbd.reset();
-        destroyDisk();
-        chunks.reset(); // its fetch function points into this user's parcels
         if (!workspace.scratchDir().empty()) {
             if (auto st = ISR_FAULT_POINT("session.wipe.after-vm"); !st.ok()) {
                 // A wipe never stops half-way: the fault is only reported.
