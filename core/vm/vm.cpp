@@ -1334,12 +1334,17 @@ std::string Vm::guestOsSign() {
     const int n = virDomainMemoryStats(dom, stats, VIR_DOMAIN_MEMORY_STAT_NR, 0);
     if (n < 0)
         virResetLastError();
-    for (int i = 0; i < n; ++i)
+    std::string sign;
+    for (int i = 0; i < n && sign.empty(); ++i)
         if (stats[i].tag == VIR_DOMAIN_MEMORY_STAT_LAST_UPDATE && stats[i].val > 0)
-            return "balloon driver";
-    if (guestAgentAnswers())
-        return "guest agent";
-    return {};
+            sign = "balloon driver";
+    if (sign.empty() && guestAgentAnswers())
+        sign = "guest agent";
+    // Answered: the caller stops asking, so QEMU stops polling the guest
+    // (period 0), instead of waking it every 2 s for the rest of the session.
+    if (!sign.empty() && virDomainSetMemoryStatsPeriod(dom, 0, VIR_DOMAIN_AFFECT_LIVE) < 0)
+        virResetLastError();
+    return sign;
 }
 
 Status Vm::syncGuestTime() {

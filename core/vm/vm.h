@@ -277,7 +277,8 @@ public:
     // memory statistics (firmware has no balloon driver: OVMF and SeaBIOS
     // never touch that device), "guest agent" when an agent answered; empty
     // when neither (yet). The first call turns the balloon's statistics
-    // period on (live; a guest driver answers it). Never blocks longer than
+    // period on (live, 2 s; a guest driver answers it), a sign turns it off
+    // again. Never blocks longer than
     // libvirt's agent timeout. For the first-boot watch (session/vm_watcher.h).
     std::string guestOsSign();
 
