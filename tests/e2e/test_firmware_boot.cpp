@@ -393,8 +393,11 @@ private slots:
         QVERIFY(test::runProcess("qemu-img", {"create", "-f", "raw", img, "64M"}).exitCode == 0);
         auto part = test::runProcess("sgdisk", {"-n", "1:2048:0", "-t", "1:EF00", img});
         QVERIFY2(part.exitCode == 0, (part.out + part.err).c_str());
-        auto made = ctl({"parcel", "create", "fw", "esp", "--from-image", img, "--memory", "256M",
-                         "--firmware", "uefi"});
+        QStringList create = {"parcel", "create",   "fw",   "esp",        "--from-image",
+                              img,      "--memory", "256M", "--firmware", "uefi"};
+        if (haveTpm_)
+            create << "--tpm";
+        auto made = ctl(create);
         QVERIFY2(made.exitCode == 0, (made.out + made.err).c_str());
         QString conf = path("esp-kiosk.conf");
         {
@@ -426,6 +429,12 @@ private slots:
         auto versions = p->versions("esp");
         QVERIFY(versions.ok());
         QCOMPARE(*versions, std::vector<std::uint64_t>{1});
+        // The TPM state the firmware started with is gone with the VM.
+        auto rootDir = vm::embeddedRootFor(k.toStdString());
+        QVERIFY2(rootDir.ok(), rootDir.ok() ? "" : rootDir.error().describe().c_str());
+        auto found =
+            test::runProcess("find", {QString::fromStdString(*rootDir), "-name", "tpm2-*"});
+        QVERIFY2(found.out.empty(), found.out.c_str());
     }
 };
 
