@@ -17,6 +17,10 @@
 //      commits, the next resume continues the counter.
 //   d. radosgw frozen (SIGSTOP) and radosgw killed and restarted in the
 //      middle of a Suspend & Leave's upload.
+//   e. lazy memory: a resume with most of the guest's RAM still in the
+//      store loses the link: the guest's read of remote RAM waits, the
+//      hoard reports the store unreachable; link back, the read gives the
+//      right bytes and Suspend & Leave commits.
 // Then fsck of the store and of the user is clean. A table goes to stdout.
 //
 // Needs root (ip netns, veth, nft, tc); skips with the reason otherwise.
@@ -40,6 +44,7 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <sstream>
@@ -789,6 +794,94 @@ private slots:
         const std::string f = fsck();
         QCOMPARE(f, std::string("clean"));
         rows_.back().dataChecked += "; fsck clean";
+    }
+
+    // e. Lazy memory (issue #17) with the S3 link cut: a kiosk with
+    //    lazy_memory saves the parcel lazily; at a kiosk with an empty cache
+    //    the next resume runs with most of its RAM still in the store (the
+    //    memory hoard throttled to 256 KiB/s). The link goes down: the
+    //    guest's read of 16 MiB it wrote late waits (no SIGBUS), the hoard
+    //    says the store is unreachable, the VM stays Running; link up: the
+    //    read gives the bytes written, and Suspend & Leave commits.
+    void lazySessionOutage() {
+        session::KioskConfig config = kioskConfig();
+        config.lazyMemory = true;
+        config.hoardBandwidth = 256 * 1024;
+        auto before = parcels_->latest("desk");
+        QVERIFY2(before.ok(), describe(before).c_str());
+        std::string sum;
+        {
+            auto created = session::Session::create(config, {});
+            QVERIFY2(created.ok(), describe(created).c_str());
+            auto& sess = **created;
+            auto st = sess.resume("alice", "pw", "desk");
+            QVERIFY2(st.ok(), describe(st).c_str());
+            auto c = console(sess);
+            QVERIFY2(c, "no shell after the restore");
+            auto out = c->run("dd if=/dev/urandom of=/run/late bs=1M count=16 2>/dev/null; "
+                              "md5sum /run/late",
+                              120s);
+            QVERIFY(out.ok() && out->exitStatus == 0);
+            sum = out->text.substr(0, 32);
+            c.reset();
+            st = sess.suspendAndLeave();
+            QVERIFY2(st.ok(), describe(st).c_str());
+        }
+        auto saved = parcels_->manifest("desk", *before + 1);
+        QVERIFY2(saved.ok(), describe(saved).c_str());
+        QVERIFY2(saved->lazyMemory(), "the lazy kiosk did not save the RAM as chunks");
+        std::filesystem::remove_all(config.stateDir + "/cache");
+
+        auto created = session::Session::create(config, {});
+        QVERIFY2(created.ok(), describe(created).c_str());
+        auto& sess = **created;
+        auto st = sess.resume("alice", "pw", "desk");
+        QVERIFY2(st.ok(), describe(st).c_str());
+        const std::string serial = sess.serialSocketPath();
+        QVERIFY(lab_->linkDown());
+        const auto downAt = Clock::now();
+        std::atomic<bool> done{false};
+        std::string during;
+        std::thread reader([&] {
+            auto c = test::SerialConsole::connect(serial, 60s);
+            if (c.ok() && (*c)->waitForShell(600s).ok())
+                if (auto out = (*c)->run("md5sum /run/late", 600s); out.ok())
+                    during = out->text.substr(0, 32);
+            done = true;
+        });
+        struct Join {
+            std::thread& t;
+            NetLab& lab;
+            ~Join() {
+                lab.linkUp();
+                if (t.joinable())
+                    t.join();
+            }
+        } join{reader, *lab_};
+        QTRY_VERIFY_WITH_TIMEOUT(sess.hoard().problem == session::ErrorKind::StoreUnreachable,
+                                 120000);
+        const auto h = sess.hoard();
+        QVERIFY(h.memoryChunksDone < h.memoryChunksTotal);
+        QThread::sleep(5);
+        const bool doneDuring = done;
+        QCOMPARE(sess.stage(), session::Stage::Running);
+        const double outage = secondsSince(downAt);
+        QVERIFY(lab_->linkUp());
+        reader.join();
+        QVERIFY2(!doneDuring, "the late blob was read while the link was down: not remote");
+        QCOMPARE(during, sum);
+        QCOMPARE(sess.stage(), session::Stage::Running);
+        const std::string line = "memory hoard " + std::to_string(h.memoryChunksDone) + " of " +
+                                 std::to_string(h.memoryChunksTotal) + " chunks";
+        st = sess.suspendAndLeave();
+        QVERIFY2(st.ok(), describe(st).c_str());
+        QCOMPARE(sess.committedVersion(), *before + 2);
+        rows_.push_back(
+            {"e. lazy memory, link down " + seconds(outage, 0) + " with RAM remote",
+             "guest's read of 16 MiB waited; hoard: store unreachable (" + line + "); VM Running",
+             "-",
+             "link up: the read's md5 equal; suspend committed v" + std::to_string(*before + 2)});
+        QCOMPARE(fsck(), std::string("clean"));
     }
 };
 
