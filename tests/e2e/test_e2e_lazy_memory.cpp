@@ -187,6 +187,47 @@ class TestE2eLazyMemory : public QObject {
         QVERIFY(p.commit("desk", next, {}).ok());
     }
 
+    // A session writes 16 MiB of random data to `file` in guest RAM late
+    // (not in the hot set the next resume fetches first) and leaves; then
+    // the kiosk starts again with an empty cache, so the next resume finds
+    // that RAM only in the store. The blob's md5 and the guest's boot id;
+    // an empty md5 (and the reason on stderr) when a step failed.
+    struct LateBlob {
+        std::string md5, bootId;
+    };
+    LateBlob saveLateBlobAndEmptyTheCache(const std::string& file) {
+        LateBlob blob;
+        if (auto st = kiosk_->resume("alice", "pw", "desk"); !st.ok()) {
+            qWarning("resume: %s", describe(*kiosk_).c_str());
+            return {};
+        }
+        {
+            auto c = console();
+            blob.bootId = readCounter(*c).bootId;
+            auto out = c->run("dd if=/dev/urandom of=" + file +
+                                  " bs=1M count=16 2>/dev/null && md5sum " + file,
+                              240s);
+            if (!out.ok() || out->exitStatus != 0) {
+                qWarning("writing %s in the guest failed", file.c_str());
+                return {};
+            }
+            blob.md5 = out->text.substr(0, 32);
+        }
+        if (auto st = kiosk_->suspendAndLeave(); !st.ok()) {
+            qWarning("suspend: %s", describe(*kiosk_).c_str());
+            return {};
+        }
+        kiosk_.reset();
+        fs::remove_all(config_.stateDir + "/cache");
+        auto created = session::Session::create(config_, {});
+        if (!created.ok()) {
+            qWarning("kiosk: %s", created.error().describe().c_str());
+            return {};
+        }
+        kiosk_ = std::move(*created);
+        return blob;
+    }
+
 private slots:
     void initTestCase() {
         test::requirePrograms({"qemu-system-x86_64", "fusermount3"});
@@ -410,25 +451,10 @@ private slots:
     // is away and the computer may stop responding; the store back, the
     // read completes with the right bytes and Suspend & Leave commits.
     void storeOutageWaitsForRemoteMemory() {
-        // 16 MiB written late in a session: not in the hot set the next
-        // resume fetches first, and the kiosk's cache emptied below.
-        QVERIFY2(kiosk_->resume("alice", "pw", "desk").ok(), describe(*kiosk_).c_str());
-        std::string sum;
-        {
-            auto c = console();
-            auto wrote = c->run("dd if=/dev/urandom of=/run/late bs=1M count=16 2>/dev/null", 120s);
-            QVERIFY(wrote.ok() && wrote->exitStatus == 0);
-            auto out = c->run("md5sum /run/late", 120s);
-            QVERIFY(out.ok() && out->exitStatus == 0);
-            sum = out->text.substr(0, 32);
-        }
-        QVERIFY2(kiosk_->suspendAndLeave().ok(), describe(*kiosk_).c_str());
-        const std::uint64_t saved = latestManifest().version;
-        kiosk_.reset();
-        fs::remove_all(config_.stateDir + "/cache");
-        auto created = session::Session::create(config_, {});
-        QVERIFY2(created.ok(), created.ok() ? "" : created.error().describe().c_str());
-        kiosk_ = std::move(*created);
+        const std::uint64_t saved = latestManifest().version + 1;
+        const std::string sum = saveLateBlobAndEmptyTheCache("/run/late").md5;
+        QVERIFY(!sum.empty());
+        QCOMPARE(latestManifest().version, saved);
         auto& k = *kiosk_;
 
         QVERIFY2(k.resume("alice", "pw", "desk").ok(), describe(k).c_str());
@@ -503,26 +529,10 @@ private slots:
     // session fails VmStopped while Running with nothing committed and the
     // lock free. Put back, the same boot resumes with the same bytes.
     void damagedRemoteMemoryStopsTheVm() {
-        QVERIFY2(kiosk_->resume("alice", "pw", "desk").ok(), describe(*kiosk_).c_str());
-        std::string sum, bootId;
-        {
-            auto c = console();
-            bootId = readCounter(*c).bootId;
-            auto wrote =
-                c->run("dd if=/dev/urandom of=/run/late2 bs=1M count=16 2>/dev/null", 120s);
-            QVERIFY(wrote.ok() && wrote->exitStatus == 0);
-            auto out = c->run("md5sum /run/late2", 120s);
-            QVERIFY(out.ok() && out->exitStatus == 0);
-            sum = out->text.substr(0, 32);
-        }
-        QVERIFY2(kiosk_->suspendAndLeave().ok(), describe(*kiosk_).c_str());
+        const LateBlob blob = saveLateBlobAndEmptyTheCache("/run/late2");
+        QVERIFY(!blob.md5.empty());
         const parcel::Manifest m = latestManifest();
         QVERIFY(m.lazyMemory());
-        kiosk_.reset();
-        fs::remove_all(config_.stateDir + "/cache");
-        auto created = session::Session::create(config_, {});
-        QVERIFY2(created.ok(), created.ok() ? "" : created.error().describe().c_str());
-        kiosk_ = std::move(*created);
         auto& k = *kiosk_;
 
         // Every stored RAM chunk outside the hot set (and not shared with
@@ -575,10 +585,10 @@ private slots:
         QVERIFY2(k.resume("alice", "pw", "desk").ok(), describe(k).c_str());
         {
             auto c = console();
-            QCOMPARE(readCounter(*c).bootId, bootId);
+            QCOMPARE(readCounter(*c).bootId, blob.bootId);
             auto out = c->run("md5sum /run/late2", 300s);
             QVERIFY(out.ok() && out->exitStatus == 0);
-            QCOMPARE(out->text.substr(0, 32), sum);
+            QCOMPARE(out->text.substr(0, 32), blob.md5);
         }
         QVERIFY2(k.suspendAndLeave().ok(), describe(k).c_str());
         QCOMPARE(latestManifest().version, m.version + 1);

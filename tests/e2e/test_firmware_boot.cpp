@@ -62,6 +62,18 @@ class TestFirmwareBoot : public QObject {
         return test::runProcess(isrctl_, args, "pw\n", 600000);
     }
 
+    // `isrctl parcel create fw NAME --from-image IMAGE` with the swtpm
+    // TPM when `tpm` and the kiosk has swtpm.
+    test::ProcessResult createParcel(const QString& name, const QString& image,
+                                     const QString& memory, const QString& firmware,
+                                     bool tpm = false) {
+        QStringList args = {"parcel", "create",   "fw",   name,         "--from-image",
+                            image,    "--memory", memory, "--firmware", firmware};
+        if (tpm && haveTpm_)
+            args << "--tpm";
+        return ctl(args);
+    }
+
     json::Value status(const QString& kiosk) {
         QFile f(kiosk + "/status.json");
         if (!f.open(QIODevice::ReadOnly))
@@ -215,11 +227,7 @@ private slots:
     }
 
     void uefiParcelTravelsWithItsNvram() {
-        QStringList create = {"parcel", "create",   "fw",   "uefi",       "--from-image",
-                              disk_,    "--memory", "256M", "--firmware", "uefi"};
-        if (haveTpm_)
-            create << "--tpm";
-        auto made = ctl(create);
+        auto made = createParcel("uefi", disk_, "256M", "uefi", /*tpm=*/true);
         QVERIFY2(made.exitCode == 0, (made.out + made.err).c_str());
         QString a = path("kiosk-a"), b = path("kiosk-b");
 
@@ -294,8 +302,7 @@ private slots:
     }
 
     void biosParcelBootsAndTravels() {
-        auto made = ctl({"parcel", "create", "fw", "bios", "--from-image", disk_, "--memory",
-                         "256M", "--firmware", "bios"});
+        auto made = createParcel("bios", disk_, "256M", "bios");
         QVERIFY2(made.exitCode == 0, (made.out + made.err).c_str());
         QString a = path("bios-a"), b = path("bios-b");
         auto procA = resumeAt(a, "bios");
@@ -342,8 +349,7 @@ private slots:
         // 512 MiB: with 256 the kernel's EFI stub cannot decompress itself
         // under the Secure Boot firmware ("EFI stub: ERROR: Failed to
         // decompress kernel", then OVMF falls through to network boot).
-        made = ctl({"parcel", "create", "fw", "secure", "--from-image", disk, "--memory", "512M",
-                    "--firmware", "uefi-secure"});
+        made = createParcel("secure", disk, "512M", "uefi-secure");
         QVERIFY2(made.exitCode == 0, (made.out + made.err).c_str());
 
         const QString k = path("secure-a");
@@ -367,8 +373,7 @@ private slots:
         QString blank = path("blank.img");
         auto r = test::runProcess("qemu-img", {"create", "-f", "raw", blank, "64M"});
         QVERIFY(r.exitCode == 0);
-        auto made = ctl({"parcel", "create", "fw", "blank", "--from-image", blank, "--memory",
-                         "256M", "--firmware", "uefi"});
+        auto made = createParcel("blank", blank, "256M", "uefi");
         QVERIFY2(made.exitCode == 0, (made.out + made.err).c_str());
         QString k = path("blank-a");
         QElapsedTimer t;
@@ -393,11 +398,7 @@ private slots:
         QVERIFY(test::runProcess("qemu-img", {"create", "-f", "raw", img, "64M"}).exitCode == 0);
         auto part = test::runProcess("sgdisk", {"-n", "1:2048:0", "-t", "1:EF00", img});
         QVERIFY2(part.exitCode == 0, (part.out + part.err).c_str());
-        QStringList create = {"parcel", "create",   "fw",   "esp",        "--from-image",
-                              img,      "--memory", "256M", "--firmware", "uefi"};
-        if (haveTpm_)
-            create << "--tpm";
-        auto made = ctl(create);
+        auto made = createParcel("esp", img, "256M", "uefi", /*tpm=*/true);
         QVERIFY2(made.exitCode == 0, (made.out + made.err).c_str());
         QString conf = path("esp-kiosk.conf");
         {
