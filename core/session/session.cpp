@@ -427,8 +427,6 @@ struct Session::Impl {
         tracker.fail(f);
     }
 
-    // wipeLocal() and signOut() without stopping the watcher (we are on
-    // its thread) and without resetting the dead VM object.
     // The RAM export (its mount is gone before the RAM disk), the RAM disk
     // and the disk with their hoards, the NBD server, and `chunks` last:
     // the hoards fetch through it, and it through this user's `parcels`
@@ -456,6 +454,8 @@ struct Session::Impl {
         firmware.wipe(); // the TPM state lives in libvirt's root, not the session dir
     }
 
+    // wipeLocal() and signOut() without stopping the watcher (we are on
+    // its thread) and without resetting the dead VM object.
     void dropOnWatcherThread() {
         dropVmBackends();
         workspace.wipe();
