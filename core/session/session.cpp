@@ -338,8 +338,6 @@ struct Session::Impl {
     // (Vm::guestOsSign), or a write to the parcel's disk (firmware and boot
     // menus do not write it; every installed OS does as it starts).
     void watchFirstBoot(const vm::VmSpec& spec) {
-        firstBoot.settled = true;
-        firstBoot.setSeen({});
         if (spec.firmware == vm::Firmware::DirectKernel)
             return;
         const auto bound = firstBootBound();
@@ -711,7 +709,10 @@ struct Session::Impl {
     }
 
     Status bringUpVm() {
-        firstBoot.settled = true; // watched only for a firmware parcel's boot (below)
+        // Watched only for a firmware parcel's boot (watchFirstBoot); a
+        // restore, in a Session that booted one before, reports no sign.
+        firstBoot.settled = true;
+        firstBoot.setSeen(std::nullopt);
         // Every fresh boot gets the VM generation ID device (issue #16; old
         // parcels at their next boot); the versions saved from this run
         // carry the flag (next = base), so their resumes have it too.
@@ -1561,10 +1562,7 @@ std::string Session::accelerator() const {
     return vm::acceleratorName(impl_->hypervisor->accelerator());
 }
 std::optional<FirstBootSign> Session::firstBootSign() const {
-    auto seen = impl_->firstBoot.seen();
-    if (seen.sign.empty())
-        return std::nullopt;
-    return FirstBootSign{std::move(seen.sign), seen.after};
+    return impl_->firstBoot.seen();
 }
 
 Result<int> Session::openDisplay() {

@@ -51,7 +51,7 @@ bool VmWatcher::watchBoot() {
     if (std::string sign = boot_->sign ? boot_->sign() : std::string(); !sign.empty()) {
         ISR_LOG_INFO("session") << "the guest's operating system runs (" << sign << ") "
                                 << waited.count() / 1000.0 << " s after the firmware started";
-        boot_->setSeen({std::move(sign), waited});
+        boot_->setSeen(FirstBootSign{std::move(sign), waited});
         boot_->settled = true;
         return true;
     }

@@ -33,6 +33,7 @@
 // stop() joins, so once it returns the callback is not running and will not
 // run. The callback must not call stop() (it would join itself).
 
+#include "session/session.h"
 #include "util/periodic.h"
 #include "vm/vm.h"
 
@@ -40,6 +41,7 @@
 #include <chrono>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 
 namespace isr::session {
@@ -56,23 +58,19 @@ struct FirstBoot {
     std::atomic<bool> settled{true};
 
     // The sign that settled the watch and how long after `since` the
-    // watcher saw it (Session::firstBootSign); empty while none.
-    struct Seen {
-        std::string sign;
-        std::chrono::milliseconds after{0};
-    };
-    Seen seen() const {
+    // watcher saw it (Session::firstBootSign); nullopt while none.
+    std::optional<FirstBootSign> seen() const {
         std::lock_guard lk(seenMutex_);
         return seen_;
     }
-    void setSeen(Seen s) {
+    void setSeen(std::optional<FirstBootSign> s) {
         std::lock_guard lk(seenMutex_);
         seen_ = std::move(s);
     }
 
 private:
     mutable std::mutex seenMutex_;
-    Seen seen_;
+    std::optional<FirstBootSign> seen_;
 };
 
 class VmWatcher {
