@@ -9,11 +9,13 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <future>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <set>
 #include <sys/statvfs.h>
+#include <system_error>
 
 namespace isr::disk {
 
@@ -363,6 +365,53 @@ struct ParcelDisk::Impl {
         }
     }
 
+    // True if reading chunk `index` now would wait for the store: a base
+    // chunk not decoded in memory, not in the sector form, not in the cache.
+    bool needsStore(std::uint64_t index) {
+        {
+            std::lock_guard lock(stripe(index));
+            if (states[index].kind != ChunkKind::Base || !config.baseTable[index] ||
+                lru.get(index))
+                return false;
+        }
+        if (sectors && sectors->filled(index))
+            return false;
+        return !source->isCached(config.baseTable[index]->name);
+    }
+
+    // A read over several chunks the store must supply (a RAM fault's
+    // 128 KiB of readahead over 32 KiB RAM chunks) would otherwise wait one
+    // round trip per chunk, one after another: every such chunk but the
+    // first is loaded on a thread of its own while the caller reads the
+    // first, and the caller then finds it decoded or joins its download in
+    // flight (ChunkSource: one download per name). Their errors are the
+    // caller's to find (it reads those chunks itself). At most kMaxAhead
+    // threads (a disk read can span 256 chunks; the rest come in turn).
+    // Wait on the result before returning.
+    std::vector<std::future<void>> loadAhead(std::uint64_t offset, std::uint64_t length) {
+        constexpr std::size_t kMaxAhead = 7;
+        std::vector<std::future<void>> ahead;
+        if (length == 0)
+            return ahead;
+        const std::uint64_t first = offset / config.chunkSize;
+        const std::uint64_t last = std::min(chunkCount - 1, (offset + length - 1) / config.chunkSize);
+        bool callersOwn = true;
+        for (std::uint64_t index = first;
+             index <= last && first != last && ahead.size() < kMaxAhead; ++index) {
+            if (!needsStore(index))
+                continue;
+            if (std::exchange(callersOwn, false))
+                continue;
+            try {
+                ahead.push_back(
+                    std::async(std::launch::async, [this, index] { (void)chunkForRead(index); }));
+            } catch (const std::system_error&) {
+                break; // no thread to be had: the caller reads them in turn
+            }
+        }
+        return ahead;
+    }
+
     // Calls fn(index, offsetInChunk, length, positionInRange) for each chunk piece.
     template <typename Fn>
     Status forEachPiece(std::uint64_t offset, std::uint64_t length, Fn&& fn) {
@@ -496,11 +545,15 @@ BlockSizes ParcelDisk::blockSizes() const {
 
 Status ParcelDisk::read(std::uint64_t offset, MutableByteView out) {
     auto once = [&] {
-        return impl_->forEachPiece(offset, out.size(),
+        auto ahead = impl_->loadAhead(offset, out.size());
+        Status st = impl_->forEachPiece(offset, out.size(),
                                    [&](std::uint64_t index, std::uint32_t inChunk, std::uint32_t n,
                                        std::uint64_t pos) -> Status {
                                        return impl_->readPiece(index, inChunk, n, out.data() + pos);
                                    });
+        for (auto& f : ahead)
+            f.wait();
+        return st;
     };
     if (!impl_->latencyOn.load(std::memory_order_relaxed))
         return once();

@@ -216,6 +216,11 @@ Result<chunk::ChunkRef> refFromJson(const json::Value& v, const std::string& wha
     return r;
 }
 
+// FORMAT.md: a power of two from 4 KiB to the largest chunk.
+bool allowedChunkSize(std::int64_t size) {
+    return size >= 4096 && size <= std::int64_t(chunk::kMaxChunkSize) && (size & (size - 1)) == 0;
+}
+
 // Reads a fixed-size chunk table of `count` chunks over `size` bytes (the
 // last chunk may be shorter); `what` names it in errors.
 Result<std::vector<std::optional<chunk::ChunkRef>>>
@@ -275,13 +280,19 @@ Bytes encodeManifest(const Manifest& m) {
         fields.emplace("nvram", refToJson(*m.nvram));
     if (m.tpmState)
         fields.emplace("tpm_state", refToJson(*m.tpmState));
+    // Format 3 only: a RAM table whose chunks are not the disk's size.
+    const bool ownRamChunks = m.lazyMemory() && m.ramChunk() != m.chunkSize;
+    if (ownRamChunks)
+        fields.emplace("ram_chunk_size", std::int64_t(m.ramChunkSize));
     json::Value header(std::move(fields));
     std::string h = header.dump();
     Bytes out;
     out.reserve(16 + h.size() + (m.disk.size() + m.ram.size()) * (1 + kRefSize) +
                 m.memory.size() * kRefSize);
     out.insert(out.end(), {'I', 'S', 'R', 'M'});
-    appendBe32(out, m.lazyMemory() ? kManifestFormatLazyMemory : kFormatVersion);
+    appendBe32(out, ownRamChunks      ? kManifestFormatRamChunkSize
+                    : m.lazyMemory() ? kManifestFormatLazyMemory
+                                     : kFormatVersion);
     appendBe32(out, std::uint32_t(h.size()));
     out.insert(out.end(), h.begin(), h.end());
     appendTable(out, m.disk);
@@ -309,9 +320,11 @@ Result<Manifest> decodeManifest(ByteView plaintext) {
     if (!r.be32(format))
         return corrupt("truncated");
     if (format != std::uint32_t(kFormatVersion) &&
-        format != std::uint32_t(kManifestFormatLazyMemory))
+        format != std::uint32_t(kManifestFormatLazyMemory) &&
+        format != std::uint32_t(kManifestFormatRamChunkSize))
         return Error(Errc::Unsupported, "manifest format " + std::to_string(format));
-    const bool lazy = format == std::uint32_t(kManifestFormatLazyMemory);
+    const bool lazy = format != std::uint32_t(kFormatVersion);
+    const bool ownRamChunks = format == std::uint32_t(kManifestFormatRamChunkSize);
     if (!r.be32(headerLen) || headerLen > kMaxHeader || headerLen > r.remaining())
         return corrupt("bad header length");
     const std::uint8_t* hp;
@@ -364,13 +377,24 @@ Result<Manifest> decodeManifest(ByteView plaintext) {
             m.rekeyedUnder = under->asString();
         }
     }
-    if (chunkSize < 4096 || chunkSize > std::int64_t(chunk::kMaxChunkSize) ||
-        (chunkSize & (chunkSize - 1)) != 0)
+    if (!allowedChunkSize(chunkSize))
         return corrupt("chunk size " + std::to_string(chunkSize) + " is not allowed");
     if (diskSize <= 0 || std::uint64_t(diskSize) > kMaxDiskSize || diskSize % 512 != 0)
         return corrupt("disk size " + std::to_string(diskSize) + " is not allowed");
     m.chunkSize = std::uint32_t(chunkSize);
     m.diskSize = std::uint64_t(diskSize);
+    // In format 3 and only there, and then not the disk's (a writer would
+    // have written format 2).
+    if (const json::Value* rc = header->find("ram_chunk_size"); rc || ownRamChunks) {
+        if (!rc || !ownRamChunks)
+            return corrupt("ram_chunk_size belongs to format 3 and format 3 needs it");
+        auto ramChunk = header->getInt("ram_chunk_size");
+        if (!ramChunk.ok())
+            return corrupt("ram_chunk_size: " + ramChunk.error().message);
+        if (!allowedChunkSize(*ramChunk) || *ramChunk == chunkSize)
+            return corrupt("RAM chunk size " + std::to_string(*ramChunk) + " is not allowed");
+        m.ramChunkSize = std::uint32_t(*ramChunk);
+    }
     const json::Value* vm = header->find("vm");
     if (!vm)
         return corrupt("no VM spec");
@@ -416,7 +440,7 @@ Result<Manifest> decodeManifest(ByteView plaintext) {
         // cannot be resumed, and a format-2 manifest without RAM is never written.
         if (m.memory.empty())
             return corrupt("RAM table without a device state");
-        ISR_TRY_ASSIGN(m.ram, readTable(r, "RAM", m.ramSize(), m.chunkSize));
+        ISR_TRY_ASSIGN(m.ram, readTable(r, "RAM", m.ramSize(), m.ramChunk()));
         std::uint32_t hotCount = 0;
         if (!r.be32(hotCount))
             return corrupt("truncated RAM hot set");

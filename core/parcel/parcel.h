@@ -39,7 +39,17 @@ inline constexpr int kFormatVersion = 1;
 // "Manifest"). Manifests without one keep format 1, so kiosks that predate
 // lazy memory go on reading them; they refuse format 2 as Unsupported.
 inline constexpr int kManifestFormatLazyMemory = 2;
+// Format 2 whose RAM chunks are not the disk's size ("ram_chunk_size" in the
+// header). Kiosks that only know format 2 refuse it as Unsupported rather
+// than misreading its RAM table as corrupt.
+inline constexpr int kManifestFormatRamChunkSize = 3;
 inline constexpr std::uint32_t kDefaultChunkSize = 128 * 1024;
+// The RAM table's chunk size for RAM a kiosk starts a table for (a boot or
+// a whole image turning lazy); a table keeps the size it was started with.
+// Smaller than the disk's: a session dirties a few scattered pages in many
+// RAM chunks, and each changed chunk goes up whole (tests/bench/README.md,
+// "RAM chunk size").
+inline constexpr std::uint32_t kDefaultRamChunkSize = 32 * 1024;
 
 // ---- names and keys -------------------------------------------------------
 
@@ -165,6 +175,9 @@ struct Manifest {
     std::string kiosk;        // where: the saving kiosk's configured kiosk_id
     std::uint64_t diskSize = 0;
     std::uint32_t chunkSize = kDefaultChunkSize;
+    // The RAM table's chunk size (lazy memory only; FORMAT.md): 0 = the
+    // disk's (format 2), else its own (format 3). Read it as ramChunk().
+    std::uint32_t ramChunkSize = 0;
     VmSpec vm;
     std::vector<std::optional<chunk::ChunkRef>> disk; // nullopt: all-zero chunk
     std::vector<chunk::ChunkRef> memory;              // memory image recipe, in order
@@ -199,8 +212,9 @@ struct Manifest {
 
     std::uint64_t chunkCount() const { return (diskSize + chunkSize - 1) / chunkSize; }
     std::uint64_t ramSize() const { return std::uint64_t(vm.memoryMiB) << 20; }
-    // The RAM table's length for this VM: ceil(memory / chunk_size).
-    std::uint64_t ramChunkCount() const { return (ramSize() + chunkSize - 1) / chunkSize; }
+    // The RAM table's length for this VM: ceil(memory / ram chunk size).
+    std::uint32_t ramChunk() const { return ramChunkSize ? ramChunkSize : chunkSize; }
+    std::uint64_t ramChunkCount() const { return (ramSize() + ramChunk() - 1) / ramChunk(); }
     bool lazyMemory() const { return !ram.empty(); }
     // Forgets the saved VM (memory image, RAM table, hot set): the next
     // resume boots. For edits that make the saved memory stale (the disk
@@ -208,6 +222,7 @@ struct Manifest {
     void dropSavedMemory() {
         memory.clear();
         ram.clear();
+        ramChunkSize = 0;
         ramHotSet.clear();
     }
 };

@@ -12,3 +12,8 @@ isr_add_script_test(bench_walkup
   COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/walkup.sh ${CMAKE_BINARY_DIR}/bench-walkup-results
   LABELS bench TIMEOUT 2400
   ENVIRONMENT "ISR_BENCH_BIN_DIR=${CMAKE_CURRENT_BINARY_DIR}")
+# What a lazy Suspend & Leave would send at other RAM chunk sizes, from two
+# versions of a real parcel (a tool, not a test; tests/bench/README.md).
+add_executable(bench_ram_granularity ${CMAKE_CURRENT_LIST_DIR}/bench_ram_granularity.cpp)
+target_link_libraries(bench_ram_granularity PRIVATE isr_core)
+isr_target_flags(bench_ram_granularity)

@@ -32,6 +32,7 @@
 #include "session/session.h"
 #include "session_process.h"
 #include "testsupport.h"
+#include "util/bytes.h"
 #include "util/json.h"
 #include "vmguest.h"
 
@@ -39,6 +40,7 @@
 #include <QTest>
 #include <QThread>
 #include <atomic>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -172,6 +174,43 @@ class TestE2eLazyMemory : public QObject {
         std::ofstream(storeDir_ + "/" + parcel::chunkKey("alice", name),
                       std::ios::binary | std::ios::trunc)
             << bytes;
+    }
+
+    // A new version whose RAM table is the newest one's RAM cut into chunks
+    // of `size` (read whole from the store, encoded, sent): the table a
+    // kiosk with that RAM chunk size would have saved. Returns it.
+    parcel::Manifest rechunkRam(std::uint32_t size) {
+        auto st = openStore();
+        parcel::Parcels p(*st, *parcel::signIn(*st, "alice", "pw"));
+        auto m = *p.manifest("desk", *p.latest("desk"));
+        Bytes ram(m.ramSize(), 0);
+        for (std::size_t i = 0; i < m.ram.size(); ++i) {
+            if (!m.ram[i])
+                continue;
+            auto plain = p.readChunk(*m.ram[i]);
+            if (!plain.ok())
+                qFatal("RAM chunk %zu: %s", i, plain.error().describe().c_str());
+            std::memcpy(ram.data() + i * m.ramChunk(), plain->data(), plain->size());
+        }
+        parcel::Manifest next = m;
+        next.parent = m.version;
+        next.created = 0;
+        next.kiosk = "test";
+        next.ramChunkSize = size == m.chunkSize ? 0 : size;
+        next.ram.assign(next.ramChunkCount(), std::nullopt);
+        next.ramHotSet.clear();
+        std::vector<chunk::EncodedChunk> chunks;
+        for (std::size_t i = 0; i < next.ram.size(); ++i) {
+            ByteView block(ram.data() + i * size, size);
+            if (isAllZero(block))
+                continue;
+            chunks.push_back(chunk::encode(p.secrets().convergence.view(), block));
+            next.ram[i] = chunks.back().ref;
+        }
+        auto n = p.commit("desk", next, chunks);
+        if (!n.ok())
+            qFatal("commit: %s", n.error().describe().c_str());
+        return *p.manifest("desk", *n);
     }
 
     // The parcel as a fresh import: the version after the newest is a boot.
@@ -332,6 +371,7 @@ private slots:
               stored(again.ram), again.ram.size());
         QVERIFY2(bytesOf(again.memory) < (4u << 20), "the device state carries the guest's RAM");
         QVERIFY(stored(again.ram) >= 64);
+        QCOMPARE(again.ramChunk(), parcel::kDefaultRamChunkSize);
         // The converted version resumes lazily: the same boot goes on.
         QVERIFY2(k.resume("alice", "pw", "desk").ok(), describe(k).c_str());
         QVERIFY(k.memoryFaults().lazy);
@@ -368,7 +408,9 @@ private slots:
         parcel::Manifest v2 = latestManifest();
         QCOMPARE(v2.version, first + 1);
         QVERIFY(v2.lazyMemory());
-        QCOMPARE(v2.ram.size(), std::size_t((256ull << 20) / v2.chunkSize));
+        // A table the kiosk starts is in RAM chunks of their own size (format 3).
+        QCOMPARE(v2.ramChunk(), parcel::kDefaultRamChunkSize);
+        QCOMPARE(v2.ram.size(), std::size_t((256ull << 20) / v2.ramChunk()));
         const std::uint64_t state = bytesOf(v2.memory);
         qInfo("first lazy version: device state %llu bytes in %zu chunks; RAM %zu of %zu chunks "
               "stored, "
@@ -440,8 +482,31 @@ private slots:
             QCOMPARE(after.bootId, before.bootId);
             QVERIFY(after.value > before.value);
             QCOMPARE(md5(*c), sum);
+            before = after;
         }
         QVERIFY2(k.suspendAndLeave().ok(), describe(k).c_str());
+
+        // ---- 4. a RAM table in the disk's chunk size (format 2, what
+        // kiosks saved before RAM chunks had their own size) resumes, and
+        // its next version keeps that size ----
+        const parcel::Manifest v6 = rechunkRam(latestManifest().chunkSize);
+        QCOMPARE(v6.ramChunk(), v6.chunkSize);
+        QVERIFY2(k.resume("alice", "pw", "desk").ok(), describe(k).c_str());
+        {
+            auto c = console();
+            Counter after = counterAfter(*c, before);
+            QCOMPARE(after.bootId, before.bootId);
+            QVERIFY(after.value > before.value);
+            QCOMPARE(md5(*c), sum);
+        }
+        QVERIFY2(k.suspendAndLeave().ok(), describe(k).c_str());
+        parcel::Manifest v7 = latestManifest();
+        QCOMPARE(v7.version, v6.version + 1);
+        QCOMPARE(v7.ramChunk(), v6.chunkSize);
+        QCOMPARE(v7.ram.size(), v6.ram.size());
+        // The tests after this one go on with a table in RAM chunks of their
+        // own size, as a kiosk saves it.
+        QCOMPARE(rechunkRam(parcel::kDefaultRamChunkSize).ramChunk(), parcel::kDefaultRamChunkSize);
     }
 
     // The store goes away while part of the guest's RAM is still in it
@@ -551,7 +616,7 @@ private slots:
         }
         qInfo("damaged %zu of %zu stored RAM chunks (hot set %zu)", damaged.size(), stored(m.ram),
               m.ramHotSet.size());
-        QVERIFY(damaged.size() > 100); // /run/late2 alone is 128 chunks
+        QVERIFY(damaged.size() > 100); // /run/late2 alone is 16 MiB
 
         QVERIFY2(k.resume("alice", "pw", "desk").ok(), describe(k).c_str());
         {

@@ -31,7 +31,8 @@ bool sameManifest(const parcel::Manifest& a, const parcel::Manifest& b) {
         a.kiosk != b.kiosk || a.diskSize != b.diskSize || a.chunkSize != b.chunkSize ||
         !sameSpec(a.vm, b.vm) || a.disk.size() != b.disk.size() ||
         a.memory.size() != b.memory.size() || a.workingSet != b.workingSet ||
-        a.ram.size() != b.ram.size() || a.ramHotSet != b.ramHotSet)
+        a.ram.size() != b.ram.size() || a.ramChunk() != b.ramChunk() ||
+        a.ramHotSet != b.ramHotSet)
         return false;
     for (const auto* table : {&a.disk, &a.ram}) {
         const auto& other = table == &a.disk ? b.disk : b.ram;
@@ -72,12 +73,15 @@ void checkConsistent(const parcel::Manifest& m) {
     if (!m.ram.empty()) {
         FUZZ_CHECK(m.ram.size() == m.ramChunkCount());
         FUZZ_CHECK(!m.memory.empty());
+        // Its own chunk size (format 3) is never the disk's: that is format 2.
+        FUZZ_CHECK(m.ramChunkSize != m.chunkSize);
+        const std::uint64_t size = m.ramChunk();
+        FUZZ_CHECK(size >= 4096 && size <= chunk::kMaxChunkSize && (size & (size - 1)) == 0);
         for (std::size_t i = 0; i < m.ram.size(); ++i) {
             if (!m.ram[i])
                 continue;
-            std::uint64_t end =
-                std::min<std::uint64_t>(m.ramSize(), (i + 1) * std::uint64_t(m.chunkSize));
-            FUZZ_CHECK(m.ram[i]->length == end - i * std::uint64_t(m.chunkSize));
+            std::uint64_t end = std::min<std::uint64_t>(m.ramSize(), (i + 1) * size);
+            FUZZ_CHECK(m.ram[i]->length == end - i * size);
         }
     }
     FUZZ_CHECK(m.ramHotSet.size() <= m.ram.size());

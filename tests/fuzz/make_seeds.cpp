@@ -74,6 +74,13 @@ void manifestSeeds() {
     lazy.ram[16383] = chunk::encode(secret, pattern(4096, 5)).ref;
     lazy.ramHotSet = {16383, 1};
     write("manifest", "lazy-memory", parcel::encodeManifest(lazy));
+    // Format 3: the RAM in 8 KiB chunks of its own, one stored.
+    parcel::Manifest own = lazy;
+    own.ramChunkSize = 8192;
+    own.ram.assign(own.ramChunkCount(), std::nullopt);
+    own.ram[8191] = chunk::encode(secret, pattern(8192, 6)).ref;
+    own.ramHotSet = {8191};
+    write("manifest", "ram-chunk-size", parcel::encodeManifest(own));
 
     parcel::Manifest empty;
     empty.version = 1;

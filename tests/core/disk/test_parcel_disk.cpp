@@ -17,8 +17,10 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <sys/resource.h>
+#include <thread>
 
 using namespace isr;
 using namespace isr::disk;
@@ -851,6 +853,67 @@ private slots:
         QVERIFY(side.wait(std::chrono::minutes(1)));
         QCOMPARE(most, 4);
         QCOMPARE(source2->prefetchesInFlight(), 0);
+    }
+
+    // A read over several chunks the store must supply (a RAM fault's
+    // readahead over small RAM chunks) asks for them all at once, not one
+    // round trip after another; each is downloaded once, the bytes right.
+    void readAcrossChunksFetchesThemAtOnce() {
+        std::mutex m;
+        std::condition_variable cv;
+        bool gateOpen = false;
+        int running = 0, most = 0, calls = 0;
+        ParcelDiskConfig config;
+        config.diskSize = kDiskSize;
+        config.chunkSize = kChunk;
+        config.baseTable = baseTable_;
+        config.fetch = [&](const chunk::ChunkName& name) -> Result<Bytes> {
+            {
+                std::unique_lock lock(m);
+                ++calls;
+                most = std::max(most, ++running);
+                cv.wait(lock, [&] { return gateOpen; });
+                running--;
+            }
+            return store_->get(chunkKey(name));
+        };
+        auto cache = openCache();
+        config.cache = cache.get();
+        config.convergenceSecret = secret_.clone();
+        config.overlayDirectory = freshDir("overlay");
+        config.startHoard = false;
+        auto disk = ParcelDisk::open(std::move(config));
+        QVERIFY(disk.ok());
+        // Chunks 3 to 7 (five stored, distinct), from inside 3 to inside 7.
+        const std::uint64_t offset = 3 * kChunk + 4096, length = 4 * kChunk;
+        Bytes out(length);
+        Status st;
+        std::thread reader([&] { st = (*disk)->read(offset, out); });
+        // Opens the gate and joins the reader, also when a check fails.
+        struct Release {
+            std::function<void()> run;
+            ~Release() { run(); }
+        } release{[&] {
+            {
+                std::lock_guard lock(m);
+                gateOpen = true;
+                cv.notify_all();
+            }
+            if (reader.joinable())
+                reader.join();
+        }};
+        QTRY_COMPARE([&] {
+            std::lock_guard lock(m);
+            return running;
+        }(), 5);
+        release.run();
+        QVERIFY2(st.ok(), st.ok() ? "" : st.error().describe().c_str());
+        QVERIFY(std::equal(out.begin(), out.end(), baseBytes_.begin() + std::ptrdiff_t(offset)));
+        QCOMPARE(most, 5);
+        QCOMPARE(calls, 5);
+        // Now local: read again, no download.
+        QVERIFY(readsAs(**disk, offset, length, baseBytes_));
+        QCOMPARE(calls, 5);
     }
 
     void diskSharesTheSessionsChunkSource() {

@@ -249,8 +249,67 @@ private slots:
         putBe32(v1.data() + 4, std::uint32_t(kFormatVersion));
         QCOMPARE(decodeManifest(v1).error().code, Errc::Corrupt);
         // Formats this kiosk does not know are Unsupported, not Corrupt.
-        putBe32(v1.data() + 4, 3);
+        putBe32(v1.data() + 4, 4);
         QCOMPARE(decodeManifest(v1).error().code, Errc::Unsupported);
+    }
+    // Format 3: RAM chunks of their own size (32 KiB here, the disk's 4 KiB)
+    // round-trip; a table at the RAM's size that says format 2 is refused, as
+    // is the header key in the wrong format or with a size not allowed.
+    void ramChunkSizeRoundTrip() {
+        Manifest m = lazySample();
+        m.ramChunkSize = 32768;
+        m.ram.assign(m.ramChunkCount(), std::nullopt);
+        QCOMPARE(m.ram.size(), std::size_t(2048));
+        chunk::ChunkRef r;
+        r.name.fill(9);
+        r.key.fill(10);
+        r.length = 32768;
+        m.ram[2047] = r;
+        m.ramHotSet = {2047, 3};
+        const Bytes encoded = encodeManifest(m);
+        QCOMPARE(getBe32(encoded.data() + 4), std::uint32_t(kManifestFormatRamChunkSize));
+        auto back = decodeManifest(encoded);
+        QVERIFY2(back.ok(), back.ok() ? "" : back.error().describe().c_str());
+        QCOMPARE(back->ramChunk(), std::uint32_t(32768));
+        QCOMPARE(back->chunkSize, std::uint32_t(4096));
+        QCOMPARE(back->ram.size(), std::size_t(2048));
+        QVERIFY(back->ram[2047] && back->ram[2047]->name == r.name);
+        QCOMPARE(back->ramHotSet, m.ramHotSet);
+        // Its RAM size equal to the disk's is format 2, without the key.
+        Manifest same = lazySample();
+        same.ramChunkSize = same.chunkSize;
+        const Bytes two = encodeManifest(same);
+        QCOMPARE(getBe32(two.data() + 4), std::uint32_t(kManifestFormatLazyMemory));
+        QVERIFY(decodeManifest(two).ok());
+        QCOMPARE(decodeManifest(two)->ramChunk(), same.chunkSize);
+        // Dropping the saved VM forgets the RAM's size too.
+        Manifest dropped = *back;
+        dropped.dropSavedMemory();
+        QCOMPARE(dropped.ramChunkSize, std::uint32_t(0));
+        QCOMPARE(getBe32(encodeManifest(dropped).data() + 4), std::uint32_t(kFormatVersion));
+        // The format and the key go together.
+        Bytes lie = encoded;
+        putBe32(lie.data() + 4, std::uint32_t(kManifestFormatLazyMemory));
+        QCOMPARE(decodeManifest(lie).error().code, Errc::Corrupt);
+        lie = withHeader(encoded, [](std::string& h) {
+            const std::string key = "\"ram_chunk_size\":32768,";
+            h.replace(h.find(key), key.size(), "");
+        });
+        QCOMPARE(decodeManifest(lie).error().code, Errc::Corrupt);
+        lie = withHeader(two, [](std::string& h) { h.insert(1, "\"ram_chunk_size\":32768,"); });
+        QCOMPARE(decodeManifest(lie).error().code, Errc::Corrupt);
+        for (const char* bad : {"4096", "3000", "2048", "33554432", "-32768", "\"32768\""}) {
+            lie = withHeader(encoded, [&](std::string& h) {
+                h.replace(h.find("32768"), 5, bad);
+            });
+            QVERIFY2(!decodeManifest(lie).ok(), bad);
+            QCOMPARE(decodeManifest(lie).error().code, Errc::Corrupt);
+        }
+        // A RAM chunk of the disk's length in a table of 32 KiB chunks.
+        Manifest wrong = m;
+        wrong.ram[5] = r;
+        wrong.ram[5]->length = 4096;
+        QCOMPARE(decodeManifest(encodeManifest(wrong)).error().code, Errc::Corrupt);
     }
     void lazyMemoryLiesRefused() {
         // A RAM table that does not fit the VM's memory.
