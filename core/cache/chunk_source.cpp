@@ -2,6 +2,8 @@
 
 #include "util/log.h"
 
+#include <algorithm>
+
 namespace isr::cache {
 
 namespace {
@@ -58,10 +60,10 @@ bool ChunkSource::demandWithin(std::chrono::milliseconds window) const {
     return since < window;
 }
 
-bool ChunkSource::claimPrefetch(std::chrono::milliseconds burst) {
+bool ChunkSource::claimPrefetch(std::chrono::milliseconds burst, int burstSlots) {
     int n = prefetchesInFlight_.load();
     for (;;) {
-        if (n > 0 && demandWithin(burst))
+        if (n >= std::max(1, burstSlots) && demandWithin(burst))
             return false;
         if (prefetchesInFlight_.compare_exchange_weak(n, n + 1))
             return true;

@@ -105,13 +105,13 @@ public:
     // Whether a demand read went to the store within `window` (waiting or
     // done since).
     bool demandWithin(std::chrono::milliseconds window) const;
-    // Background downloads take a slot first: refused while another one
-    // holds a slot and a demand read came within `burst` -- demand reads
+    // Background downloads take a slot first: refused while `burstSlots`
+    // others hold one and a demand read came within `burst` -- demand reads
     // come in bursts (a guest faulting in memory), and theirs must not
     // queue on the link behind several background downloads. Each slot
     // claimed is released once. Atomic: two claims cannot both pass the
     // check.
-    bool claimPrefetch(std::chrono::milliseconds burst);
+    bool claimPrefetch(std::chrono::milliseconds burst, int burstSlots = 1);
     void releasePrefetch() { prefetchesInFlight_--; }
     int prefetchesInFlight() const { return prefetchesInFlight_.load(); }
 

@@ -193,11 +193,12 @@ void Hoard::worker() {
                 }
                 // Demand reads coming in bursts (a guest faulting in
                 // memory or a disk's working set): one hoard download at a
-                // time (both hoards of a session share the source), so the
-                // next fault does not queue on the link behind several.
+                // time, or burstDownloads for small chunks (both hoards of
+                // a session share the source), so the next fault does not
+                // queue on the link behind several.
                 // The slot is claimed here and released after the fetch (a
                 // cached chunk or a stall releases it at once).
-                if (!source_.claimPrefetch(options_.demandBurst)) {
+                if (!source_.claimPrefetch(options_.demandBurst, options_.burstDownloads)) {
                     lock.unlock();
                     std::this_thread::sleep_for(kDemandPoll);
                     lock.lock();

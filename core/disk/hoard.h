@@ -74,6 +74,11 @@ struct HoardOptions {
     // After a demand read, this long with one download in flight at most
     // (ChunkSource::claimPrefetch).
     std::chrono::milliseconds demandBurst{250};
+    // How many downloads in flight that burst allows (this hoard's and any
+    // other on the same source together): as many as make one disk chunk's
+    // bytes, so a hoard of smaller chunks (the RAM's) keeps the same bytes in
+    // flight rather than a quarter of them.
+    int burstDownloads = 1;
     // Bytes left free on reserveDirectory's file system (0 = no check).
     std::uint64_t freeSpaceReserve = 0;
     std::string reserveDirectory;

@@ -508,6 +508,7 @@ Result<std::unique_ptr<ParcelDisk>> ParcelDisk::open(ParcelDiskConfig config) {
         consider(i);
     HoardOptions hoardOptions;
     hoardOptions.threads = impl->config.hoardThreads;
+    hoardOptions.burstDownloads = impl->config.hoardBurstDownloads;
     hoardOptions.bandwidthLimit = impl->config.hoardBandwidthLimit;
     hoardOptions.freeSpaceReserve = impl->config.hoardFreeSpaceReserve;
     hoardOptions.reserveDirectory = impl->config.overlayDirectory;

@@ -83,6 +83,9 @@ struct ParcelDiskConfig {
     // Chunk indexes to hoard first (e.g. the previous session's working set).
     std::vector<std::uint64_t> workingSet;
     int hoardThreads = 4;
+    // Downloads the hoard keeps in flight while demand reads come in bursts
+    // (HoardOptions::burstDownloads): 1 for disk-sized chunks.
+    int hoardBurstDownloads = 1;
     std::uint64_t hoardBandwidthLimit = 0; // bytes/s of ciphertext, 0 = unlimited
     bool startHoard = true;                // false: call startHoard() later
     // Bytes the hoard leaves free on the overlay directory's file system

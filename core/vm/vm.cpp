@@ -1147,6 +1147,7 @@ Status Vm::saveLazy(const std::string& deviceStatePath) {
         return Error(full ? Errc::NoSpace : err.code,
                      "lazy save of VM " + name_ + ": " + what + ": " + err.message + stillAlive);
     };
+    const auto started = std::chrono::steady_clock::now();
     for (const std::string& cmd :
          {std::string(kIgnoreShared),
           std::string(R"({"execute":"getfd","arguments":{"fdname":")") + kStateFdName + "\"}}",
@@ -1174,10 +1175,16 @@ Status Vm::saveLazy(const std::string& deviceStatePath) {
     }
     if (::fsync(out.get()) != 0 || out.close() != 0)
         return failed("finishing " + deviceStatePath, Error(Errc::Io, std::strerror(errno)));
+    const auto migrated = std::chrono::steady_clock::now();
     // The RAM file now holds the RAM that goes with the state. Stopping QEMU
     // unmaps it; libvirt then deletes its link to the file, not the file.
     ISR_TRY_STATUS(destroy());
-    ISR_LOG_INFO(kLog) << "saved " << name_ << " lazily: device state in " << deviceStatePath;
+    // Where a lazy Suspend & Leave's "device state" second goes (issue #17).
+    using Seconds = std::chrono::duration<double>;
+    ISR_LOG_INFO(kLog) << "saved " << name_ << " lazily: device state in " << deviceStatePath
+                       << " (migration " << Seconds(migrated - started).count()
+                       << " s, QEMU stopped in "
+                       << Seconds(std::chrono::steady_clock::now() - migrated).count() << " s)";
     return {};
 }
 

@@ -853,6 +853,23 @@ private slots:
         QVERIFY(side.wait(std::chrono::minutes(1)));
         QCOMPARE(most, 4);
         QCOMPARE(source2->prefetchesInFlight(), 0);
+
+        // Smaller chunks (the RAM's) keep as many bytes in flight during a
+        // burst: three downloads here, not four, not one.
+        auto cache3 = openCache();
+        auto source3 = std::make_shared<cache::ChunkSource>(cache3.get(), fetch);
+        QVERIFY(source3->get(baseTable_[0]->name).ok());
+        gate(false);
+        options.burstDownloads = 3;
+        Hoard small(*source3, rest, options);
+        small.start();
+        QTRY_COMPARE(runningNow(), 3);
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        QCOMPARE(runningNow(), 3);
+        gate(true);
+        QVERIFY(small.wait(std::chrono::minutes(1)));
+        QCOMPARE(most, 3);
+        QCOMPARE(source3->prefetchesInFlight(), 0);
     }
 
     // A read over several chunks the store must supply (a RAM fault's
