@@ -151,6 +151,31 @@ std::size_t CurlShare::index(curl_lock_data data) {
     return i < kLocks ? i : 0;
 }
 
+// ---- CurlSharePool ------------------------------------------------------
+
+CurlSharePool::Lease CurlSharePool::borrow() {
+    {
+        std::lock_guard lock(mutex_);
+        if (!idle_.empty()) {
+            auto share = std::move(idle_.back());
+            idle_.pop_back();
+            return Lease(*this, std::move(share));
+        }
+        ++made_;
+    }
+    return Lease(*this, std::make_unique<CurlShare>());
+}
+
+CurlSharePool::Lease::~Lease() {
+    std::lock_guard lock(pool_->mutex_);
+    pool_->idle_.push_back(std::move(share_));
+}
+
+std::size_t CurlSharePool::size() const {
+    std::lock_guard lock(mutex_);
+    return made_;
+}
+
 // ---- CurlBatch ----------------------------------------------------------
 
 CurlBatch::CurlBatch(const BatchOptions& options, const CurlShare& share,

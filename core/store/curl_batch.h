@@ -94,6 +94,38 @@ private:
     std::mutex mutexes_[kLocks];
 };
 
+// Shares lent to one batch at a time. libcurl's shared connection cache is
+// not safe for transfers on different threads at once (curl's known bug "A
+// shared connection cache is not thread-safe", curl issue 4915; Debian 12
+// ships 7.88): a kiosk reading its store from dozens of threads (hoards,
+// RAM faults) aborted with a corrupted heap (2026-12-04). A batch borrows a
+// share for its run, so no two threads use one at once, and connections
+// still outlive the batch that opened them: the next batch to borrow that
+// share reuses them. The pool grows to the most batches run at once.
+class CurlSharePool {
+public:
+    class Lease {
+    public:
+        Lease(CurlSharePool& pool, std::unique_ptr<CurlShare> share)
+            : pool_(&pool), share_(std::move(share)) {}
+        ~Lease();
+        Lease(const Lease&) = delete;
+        Lease& operator=(const Lease&) = delete;
+        const CurlShare& share() const { return *share_; }
+
+    private:
+        CurlSharePool* pool_;
+        std::unique_ptr<CurlShare> share_;
+    };
+    Lease borrow();
+    std::size_t size() const; // shares made so far
+
+private:
+    mutable std::mutex mutex_;
+    std::vector<std::unique_ptr<CurlShare>> idle_;
+    std::size_t made_ = 0;
+};
+
 struct BatchOptions {
     int maxInFlight = 16;
     int maxRetries = 4;

@@ -491,14 +491,17 @@ private:
                 req.headers.push_back("If-Match: " + call.ifMatch);
             reqs.push_back(std::move(req));
         }
-        return curl::CurlBatch(batch_, share_, key, reqs).run();
+        // A share of its own for the run (CurlSharePool: curl's shared
+        // connection cache is not thread-safe).
+        auto lease = shares_.borrow();
+        return curl::CurlBatch(batch_, lease.share(), key, reqs).run();
     }
 
     s3::Endpoint endpoint_;
     StoreOptions options_;
     std::string baseUrl_;
     curl::BatchOptions batch_;
-    curl::CurlShare share_;
+    curl::CurlSharePool shares_;
     mutable std::mutex credentialsMutex_;
     // The secrets live here only, in locked memory: the read key from
     // StoreOptions (its string in options_ wiped by the constructor), the
