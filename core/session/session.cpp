@@ -1043,7 +1043,7 @@ struct Session::Impl {
                            sendFinalTable(*ram, "memory", FailureCause::MemoryUpload, started,
                                           &base.ram));
             next.ram = std::move(ramTable.table);
-            next.ramChunkSize = ram->chunkSize() == next.chunkSize ? 0 : ram->chunkSize();
+            next.ramChunkSize = ram->chunkSize(); // the disk's: written as format 2
             next.ramHotSet = hotSetOf(ramTable.workingSet, next.ram.size(), ram->chunkSize());
         } else {
             // A whole save image: no RAM table rides along from the base.

@@ -161,7 +161,6 @@ CurlSharePool::Lease CurlSharePool::borrow() {
             idle_.pop_back();
             return Lease(*this, std::move(share));
         }
-        ++made_;
     }
     return Lease(*this, std::make_unique<CurlShare>());
 }
@@ -169,11 +168,6 @@ CurlSharePool::Lease CurlSharePool::borrow() {
 CurlSharePool::Lease::~Lease() {
     std::lock_guard lock(pool_->mutex_);
     pool_->idle_.push_back(std::move(share_));
-}
-
-std::size_t CurlSharePool::size() const {
-    std::lock_guard lock(mutex_);
-    return made_;
 }
 
 // ---- CurlBatch ----------------------------------------------------------

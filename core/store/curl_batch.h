@@ -118,12 +118,10 @@ public:
         std::unique_ptr<CurlShare> share_;
     };
     Lease borrow();
-    std::size_t size() const; // shares made so far
 
 private:
-    mutable std::mutex mutex_;
+    std::mutex mutex_;
     std::vector<std::unique_ptr<CurlShare>> idle_;
-    std::size_t made_ = 0;
 };
 
 struct BatchOptions {
