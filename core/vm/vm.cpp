@@ -780,6 +780,75 @@ Result<Vm> Hypervisor::startOnRamFile(const VmSpec& spec,
                  "VM " + spec.name + ": libvirt's domain ids kept moving, RAM file not placed");
 }
 
+namespace {
+
+// QEMU reads a migration stream from a socket, never from a FIFO itself:
+// QEMU 7.2 waits for a readable migration fd with a G_IO_IN watch, and a
+// FIFO whose writer closed early (a chunk that could not be fetched) only
+// ever reports HUP, so QEMU spun at 100 % CPU until the migration limit
+// (measured, 2026-12-03). A socket's EOF is readable. The thread copies
+// `from` into one end of a socket pair until `from` ends. QEMU closes its
+// end when it has loaded the state, which is before the stream's end
+// (QEMU 7.2 stops at QEMU_VM_EOF and leaves the VM description after it
+// unread: measured, a lazy restore ran with the last chunk of its stream
+// damaged), or when it fails. With `drainUpTo` the rest, up to that many bytes,
+// is then read and dropped, so that the writer of a device state finishes
+// and reports only its own errors (a fetch that failed), never "the reader
+// went away" for a restore that worked; past it (or with 0: a whole image,
+// whose download a failed QEMU should stop at once) the relay closes `from`
+// and its writer sees the reader gone. The bytes are guest data and are
+// wiped. Join the thread once QEMU is done with its end.
+// What a device state's relay drops after QEMU closed its end: more than a
+// real one (13 MB on the reference desktop, mostly video memory).
+constexpr std::uint64_t kDeviceStateDrain = 256ull << 20;
+
+struct SocketRelay {
+    UniqueFd qemuEnd;
+    std::thread thread;
+};
+
+Result<SocketRelay> relayIntoSocket(UniqueFd from, std::uint64_t drainUpTo) {
+    int pair[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
+        return Error(Errc::Io, std::string("socketpair: ") + std::strerror(errno));
+    SocketRelay relay;
+    relay.qemuEnd = UniqueFd(pair[0]);
+    relay.thread = std::thread([from = std::move(from), to = UniqueFd(pair[1]),
+                                drainUpTo]() mutable {
+        std::vector<std::uint8_t> buf(1 << 20);
+        std::uint64_t dropped = 0;
+        for (;;) {
+            const ssize_t n = ::read(from.get(), buf.data(), buf.size());
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                break;
+            if (!to.valid()) {
+                dropped += std::uint64_t(n);
+                if (dropped > drainUpTo)
+                    break;
+                continue;
+            }
+            for (ssize_t off = 0; to.valid() && off < n;) {
+                const ssize_t w = ::send(to.get(), buf.data() + off, size_t(n - off), MSG_NOSIGNAL);
+                if (w < 0 && errno == EINTR)
+                    continue;
+                if (w <= 0) {
+                    to.reset(); // QEMU closed its end: drop the rest
+                    break;
+                }
+                off += w;
+            }
+            if (!to.valid() && drainUpTo == 0)
+                break;
+        }
+        crypto::wipe(buf);
+    });
+    return relay;
+}
+
+} // namespace
+
 Result<Vm> Hypervisor::restoreLazy(const std::string& deviceStatePath, const VmSpec& spec) {
     if (spec.ramFile.empty())
         return Error(Errc::InvalidArgument,
@@ -800,7 +869,14 @@ Result<Vm> Hypervisor::restoreLazy(const std::string& deviceStatePath, const VmS
     if (!state.valid())
         return Error(Errc::Io,
                      "opening device state " + deviceStatePath + ": " + std::strerror(errno));
-    return restoreIncoming(std::move(state), deviceStatePath, spec, true);
+    if (!S_ISFIFO(st.st_mode))
+        return restoreIncoming(std::move(state), deviceStatePath, spec, true);
+    // A FIFO's writer may still be downloading while QEMU starts; QEMU
+    // reads it through a socket (relayIntoSocket).
+    ISR_TRY_ASSIGN(SocketRelay relay, relayIntoSocket(std::move(state), kDeviceStateDrain));
+    auto vm = restoreIncoming(std::move(relay.qemuEnd), deviceStatePath, spec, true);
+    relay.thread.join();
+    return vm;
 }
 
 Result<Vm> Hypervisor::restoreIntoRamFile(const std::string& savePath, const VmSpec& spec) {
@@ -852,39 +928,9 @@ Result<Vm> Hypervisor::restoreIntoRamFile(const std::string& savePath, const VmS
         return Error(Errc::InvalidArgument, "save file " + savePath + " was saved " +
                                                 (spec.genid ? "without" : "with") +
                                                 " a VM generation ID device");
-    // QEMU reads the stream from a socket, not the FIFO itself: QEMU 7.2
-    // waits for a readable migration fd, and a FIFO whose writer closed
-    // early (a chunk that could not be fetched) only ever reports HUP, so
-    // QEMU would spin until the migration limit. A socket's EOF is
-    // readable. A thread copies the rest of the image across.
-    int pair[2];
-    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
-        return Error(Errc::Io, std::string("socketpair: ") + std::strerror(errno));
-    UniqueFd qemuEnd(pair[0]);
-    UniqueFd relayEnd(pair[1]);
-    std::thread relay([from = std::move(in), to = std::move(relayEnd)]() mutable {
-        std::vector<std::uint8_t> buf(1 << 20);
-        for (;;) {
-            const ssize_t n = ::read(from.get(), buf.data(), buf.size());
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n <= 0)
-                break;
-            for (ssize_t off = 0; off < n;) {
-                const ssize_t w = ::send(to.get(), buf.data() + off, size_t(n - off), MSG_NOSIGNAL);
-                if (w < 0 && errno == EINTR)
-                    continue;
-                if (w <= 0) {
-                    crypto::wipe(buf);
-                    return; // QEMU went away: closing `from` ends the writer too
-                }
-                off += w;
-            }
-        }
-        crypto::wipe(buf); // guest RAM
-    });
-    auto vm = restoreIncoming(std::move(qemuEnd), savePath, spec, false);
-    relay.join();
+    ISR_TRY_ASSIGN(SocketRelay relay, relayIntoSocket(std::move(in), 0));
+    auto vm = restoreIncoming(std::move(relay.qemuEnd), savePath, spec, false);
+    relay.thread.join();
     return vm;
 }
 

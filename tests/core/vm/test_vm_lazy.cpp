@@ -14,7 +14,9 @@
 #include "vmguest.h"
 
 #include <QTest>
+#include <atomic>
 #include <cerrno>
+#include <csignal>
 #include <chrono>
 #include <fcntl.h>
 #include <filesystem>
@@ -90,6 +92,8 @@ class TestVmLazy : public QObject {
 
 private slots:
     void initTestCase() {
+        // A FIFO's writer below must see EPIPE, not die of it.
+        ::signal(SIGPIPE, SIG_IGN);
         requirePrograms({"qemu-system-x86_64", "qemu-nbd"});
         if (!std::filesystem::exists("/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/"
                                      "libvirt_driver_qemu.so"))
@@ -247,9 +251,35 @@ private slots:
         again.ramFile = shm.path + "/ram-copy";
         std::filesystem::copy_file(spec.ramFile, again.ramFile);
         std::filesystem::remove(spec.ramFile);
+        // Through a FIFO, as a session streams it (Session::restoreLazily):
+        // the writer gets to the end even if QEMU stops reading before it
+        // (the session would otherwise see "the reader closed the pipe").
+        const std::string fifo = shm.path + "/state.fifo";
+        QCOMPARE(::mkfifo(fifo.c_str(), 0600), 0);
+        auto feedFifo = [&](const std::string& from, std::atomic<bool>& wroteAll) {
+            return std::thread([&, from] {
+                std::ifstream in(from, std::ios::binary);
+                std::string bytes((std::istreambuf_iterator<char>(in)), {});
+                int fd = ::open(fifo.c_str(), O_WRONLY | O_CLOEXEC); // waits for the reader
+                std::size_t off = 0;
+                while (fd >= 0 && off < bytes.size()) {
+                    ssize_t w = ::write(fd, bytes.data() + off, bytes.size() - off);
+                    if (w <= 0)
+                        break;
+                    off += std::size_t(w);
+                }
+                wroteAll = fd >= 0 && off == bytes.size();
+                if (fd >= 0)
+                    ::close(fd);
+            });
+        };
+        std::atomic<bool> wroteWhole{false};
+        std::thread wholeWriter = feedFifo(statePath, wroteWhole);
         auto t1 = std::chrono::steady_clock::now();
-        auto restored = hv_->restoreLazy(statePath, again);
+        auto restored = hv_->restoreLazy(fifo, again);
+        wholeWriter.join();
         QVERIFY2(restored.ok(), restored.ok() ? "" : restored.error().describe().c_str());
+        QVERIFY2(wroteWhole, "the FIFO's writer found the reader gone");
         auto restoreMs = std::chrono::duration_cast<std::chrono::milliseconds>(
                              std::chrono::steady_clock::now() - t1)
                              .count();
@@ -315,6 +345,25 @@ private slots:
         active = hv_->activeDomains();
         QVERIFY(active.ok() && active->empty());
         QCOMPARE(fileSize(again.ramFile), ramBytes);
+
+        // The same through a FIFO whose writer stops early (a session's
+        // stream hitting a chunk it cannot fetch while QEMU loads): QEMU
+        // reads it through a socket, sees the end and stops, instead of
+        // spinning on the FIFO's hang-up until its migration limit.
+        std::atomic<bool> wroteHalf{false};
+        std::thread writer = feedFifo(cut, wroteHalf);
+        auto t2 = std::chrono::steady_clock::now();
+        auto early = hv_->restoreLazy(fifo, again);
+        writer.join();
+        QVERIFY(!early.ok());
+        qInfo("device state ending early in a FIFO: %s after %lld ms",
+              early.error().describe().c_str(),
+              (long long)std::chrono::duration_cast<std::chrono::milliseconds>(
+                  std::chrono::steady_clock::now() - t2)
+                  .count());
+        active = hv_->activeDomains();
+        QVERIFY(active.ok() && active->empty());
+        std::filesystem::remove(fifo);
         nbd->reset();
     }
 };
