@@ -319,6 +319,30 @@ private slots:
         fs::rename(dir_->file("v5"), versionFile(5));
         resumePasses(5);
     }
+
+    // A newest version made from the very version this kiosk saw is checked
+    // by the digest it binds: the parent is not read again. Shown with a
+    // store that put another, valid version 5 (a fork) under the version 6
+    // made from the one this kiosk saw: read, it would be refused as a fork;
+    // not read, version 6 -- the honest descendant of what this kiosk saw --
+    // resumes. forkIsRefused's version 4 binds another version 3 and is
+    // still read and refused.
+    void seenParentIsNotReadAgain() {
+        QCOMPARE(commitAt(5, "gate-7", 6), std::uint64_t(6));
+        const std::string v5 = versionFile(5), v6 = versionFile(6);
+        fs::rename(v6, dir_->file("v6"));
+        fs::rename(v5, dir_->file("v5"));
+        QCOMPARE(commitAt(4, "gate-66", 66), std::uint64_t(5));
+        fs::rename(dir_->file("v6"), v6);
+        {
+            auto st = openStore();
+            QVERIFY(st->put("users/alice/parcels/desk/head", asBytes("6\n")).ok());
+        }
+        resumePasses(6);
+        fs::remove(v5);
+        fs::rename(dir_->file("v5"), v5);
+        resumePasses(6);
+    }
 };
 
 QTEST_GUILESS_MAIN(TestSessionRollback)
