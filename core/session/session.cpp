@@ -802,7 +802,7 @@ struct Session::Impl {
             return {};
         }
         if (base.lazyMemory())
-            return restoreLazily(spec);
+            return restoreFromStream(spec, Restore::Lazy);
         // spec.name is a fresh random one (sessionVmSpec); libvirt 9.0
         // restores a whole image only under the name it was saved with, and
         // with the VM generation ID it names (its header is the authority
@@ -822,51 +822,7 @@ struct Session::Impl {
         } else {
             return fail(facts(Stage::Fetching, FailureCause::MemoryImageFetch), saved.error());
         }
-        // Stream the memory image into a FIFO that libvirt restores from, so
-        // download, verification and loading overlap.
-        ISR_TRY_STATUS(injected(ISR_FAULT_POINT("session.restore.before"), Stage::Restoring));
-        auto started = Clock::now();
-        RestoreStream::Options options;
-        options.cancelled = [this] { return cancelRequested.load(); };
-        options.progress = [this, started](std::uint64_t done, std::uint64_t total) {
-            report("memory image", done, total, started);
-        };
-        // The memory streamer reads the disk's road: cache first, then the
-        // store, sharing any download in flight; it never calls back here.
-        auto stream = RestoreStream::start(
-            base.memory, workspace.scratchDir() + "/restore.fifo",
-            [source = chunks](const chunk::ChunkName& n) { return source->get(n); },
-            std::move(options));
-        if (!stream.ok())
-            return fail(storageFacts(Stage::Fetching, workspace.scratchDir()), stream.error());
-        // libvirt opens the FIFO and reads it while the streamer writes; the
-        // Restoring stage begins when QEMU starts loading.
-        enter(Stage::Restoring);
-        auto restored = ramExport ? hypervisor->restoreIntoRamFile((*stream)->path(), spec)
-                                  : hypervisor->restore((*stream)->path(), spec);
-        Status streamed = (*stream)->finish(restored.ok());
-        if (cancelRequested) {
-            if (restored.ok())
-                machine.emplace(std::move(*restored)); // wiped with the rest
-            return Error(Errc::Cancelled, "resume cancelled");
-        }
-        if (!streamed.ok()) {
-            if (restored.ok())
-                machine.emplace(std::move(*restored)); // stopped with the rest
-            return fail(facts(Stage::Fetching, FailureCause::MemoryImageFetch), streamed.error());
-        }
-        if (!restored.ok())
-            return fail(facts(Stage::Restoring, FailureCause::VmRestore, vmKind(restored.error())),
-                        restored.error());
-        machine.emplace(std::move(*restored));
-        ISR_TRY_STATUS(injected(ISR_FAULT_POINT("session.restore.after"), Stage::Restoring));
-        // In the background: Running does not wait for the agent. Only a
-        // domain with an agent channel (firmware boots) can have one; asking
-        // the demo guest would only print libvirt's "agent is not connected"
-        // once a second for two minutes.
-        if (!spec.agentSocketPath.empty())
-            clock.start(*machine);
-        return {};
+        return restoreFromStream(spec, ramExport ? Restore::IntoRamFile : Restore::Whole);
     }
 
     // The domain name and VM generation ID a whole memory image was saved
@@ -893,19 +849,27 @@ struct Session::Impl {
         return Error(Errc::Corrupt, "the memory image ends inside libvirt's save header");
     }
 
-    // A version saved with lazy memory: QEMU starts on the RAM file, whose
-    // pages arrive as the guest touches them, while its device state (a
-    // few MB: device buffers and video memory, `x-ignore-shared` leaves the
-    // RAM out) streams through a FIFO into QEMU's incoming migration --
-    // the same RestoreStream as a whole image's. QEMU's start-up under TCG
-    // (~1.5 s on the reference desktop) then hides the download instead
-    // of following it (was: fetched whole into scratch first; the walk-up
-    // benchmark's "fetching" stage, README "Performance"). QEMU reads the
-    // FIFO through a socket (Hypervisor::restoreLazy): a writer that stops
-    // early, a chunk that cannot be fetched, is an EOF QEMU fails on, not a
-    // FIFO hang-up it would spin on. The streamer fetches the whole state
-    // ahead of QEMU's reading, so the link never waits for QEMU's start.
-    Status restoreLazily(const vm::VmSpec& spec) {
+    enum class Restore { Whole, IntoRamFile, Lazy };
+
+    // Streams the version's memory recipe into a FIFO that QEMU loads while
+    // the streamer writes, so download, verification and loading overlap:
+    //  - Whole: a whole memory image, libvirt's restore reads the FIFO.
+    //  - IntoRamFile: the same image loaded into the RAM file
+    //    (Hypervisor::restoreIntoRamFile), a whole image turning lazy.
+    //  - Lazy: a version saved with lazy memory. QEMU starts on the RAM
+    //    file, whose pages arrive as the guest touches them, while the
+    //    device state (a few MB: device buffers and video memory;
+    //    `x-ignore-shared` leaves the RAM out) streams into its incoming
+    //    migration. QEMU's start-up under TCG (~1.5 s on the reference
+    //    desktop) then hides the download instead of following it (until
+    //    2026-12-04 the state was fetched whole into scratch first: the
+    //    walk-up benchmark's "fetching" stage, README "Performance"). The
+    //    streamer fetches the whole state ahead of QEMU's reading, so the
+    //    link never waits for QEMU's start.
+    // QEMU reads a FIFO through a socket (core/vm relayIntoSocket): a writer
+    // that stops early, a chunk that cannot be fetched, is an EOF QEMU
+    // fails on, not a FIFO hang-up it would spin on.
+    Status restoreFromStream(const vm::VmSpec& spec, Restore kind) {
         ISR_TRY_STATUS(injected(ISR_FAULT_POINT("session.restore.before"), Stage::Restoring));
         const auto started = Clock::now();
         RestoreStream::Options options;
@@ -913,26 +877,36 @@ struct Session::Impl {
         options.progress = [this, started](std::uint64_t done, std::uint64_t total) {
             report("memory image", done, total, started);
         };
-        options.chunksAhead = std::min<std::size_t>(base.memory.size(), kDeviceStateChunksAhead);
+        if (kind == Restore::Lazy)
+            options.chunksAhead =
+                std::min<std::size_t>(base.memory.size(), kDeviceStateChunksAhead);
+        // The memory streamer reads the disk's road: cache first, then the
+        // store, sharing any download in flight; it never calls back here.
         auto stream = RestoreStream::start(
-            base.memory, workspace.scratchDir() + "/device.fifo",
+            base.memory, workspace.scratchDir() + "/restore.fifo",
             [source = chunks](const chunk::ChunkName& n) { return source->get(n); },
             std::move(options));
         if (!stream.ok())
             return fail(storageFacts(Stage::Fetching, workspace.scratchDir()), stream.error());
+        // QEMU (through libvirt for a whole image) opens the FIFO and reads
+        // it while the streamer writes; the Restoring stage begins when QEMU
+        // starts.
         enter(Stage::Restoring);
-        auto restored = hypervisor->restoreLazy((*stream)->path(), spec);
+        const std::string& fifo = (*stream)->path();
+        auto restored = kind == Restore::Lazy          ? hypervisor->restoreLazy(fifo, spec)
+                        : kind == Restore::IntoRamFile ? hypervisor->restoreIntoRamFile(fifo, spec)
+                                                       : hypervisor->restore(fifo, spec);
         Status streamed = (*stream)->finish(restored.ok());
         if (cancelRequested) {
             if (restored.ok())
                 machine.emplace(std::move(*restored)); // wiped with the rest
             return Error(Errc::Cancelled, "resume cancelled");
         }
-        // A state that could not be fetched is what failed, whatever QEMU
-        // said about the stream ending early -- even when QEMU loaded it:
-        // QEMU 7.2 stops reading at QEMU_VM_EOF, before the VM description
-        // that ends the stream (measured: a damaged last chunk of the
-        // reference guest's state, and QEMU ran). Damage from the store is
+        // A stream that could not be fetched is what failed, whatever QEMU
+        // said about it ending early -- even when QEMU loaded it: QEMU 7.2
+        // stops reading a lazy state at QEMU_VM_EOF, before the VM
+        // description that ends the stream (measured: a damaged last chunk
+        // of the demo guest's state, and QEMU ran). Damage from the store is
         // refused wherever it is; the VM is stopped with the rest.
         if (!streamed.ok()) {
             if (restored.ok())
@@ -947,6 +921,10 @@ struct Session::Impl {
                         restored.error());
         machine.emplace(std::move(*restored));
         ISR_TRY_STATUS(injected(ISR_FAULT_POINT("session.restore.after"), Stage::Restoring));
+        // In the background: Running does not wait for the agent. Only a
+        // domain with an agent channel (firmware boots) can have one; asking
+        // the demo guest would only print libvirt's "agent is not connected"
+        // once a second for two minutes.
         if (!spec.agentSocketPath.empty())
             clock.start(*machine);
         return {};

@@ -95,7 +95,7 @@ const std::vector<Case> kCases = {
     {"session.wipe.after-vm", "", Phase::Suspend, false, true},
 };
 
-// Where a lazy session differs from a whole-image one (restoreLazily,
+// Where a lazy session differs from a whole-image one (the lazy restore,
 // saveLazily, the RAM table's upload), and the commit and wipe around them.
 const std::vector<std::string> kLazyPoints = {
     "session.fetch.before-disk",  "session.restore.before",      "session.restore.after",

@@ -251,7 +251,7 @@ private slots:
         again.ramFile = shm.path + "/ram-copy";
         std::filesystem::copy_file(spec.ramFile, again.ramFile);
         std::filesystem::remove(spec.ramFile);
-        // Through a FIFO, as a session streams it (Session::restoreLazily):
+        // Through a FIFO, as a session streams it (Session::restoreFromStream):
         // the writer gets to the end even if QEMU stops reading before it
         // (the session would otherwise see "the reader closed the pipe").
         const std::string fifo = shm.path + "/state.fifo";
