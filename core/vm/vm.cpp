@@ -782,6 +782,10 @@ Result<Vm> Hypervisor::startOnRamFile(const VmSpec& spec,
 
 namespace {
 
+// What a device state's relay drops after QEMU closed its end: more than a
+// real one (13 MB on the reference desktop, mostly video memory).
+constexpr std::uint64_t kDeviceStateDrain = 256ull << 20;
+
 // QEMU reads a migration stream from a socket, never from a FIFO itself:
 // QEMU 7.2 waits for a readable migration fd with a G_IO_IN watch, and a
 // FIFO whose writer closed early (a chunk that could not be fetched) only
@@ -798,10 +802,6 @@ namespace {
 // whose download a failed QEMU should stop at once) the relay closes `from`
 // and its writer sees the reader gone. The bytes are guest data and are
 // wiped. Join the thread once QEMU is done with its end.
-// What a device state's relay drops after QEMU closed its end: more than a
-// real one (13 MB on the reference desktop, mostly video memory).
-constexpr std::uint64_t kDeviceStateDrain = 256ull << 20;
-
 struct SocketRelay {
     UniqueFd qemuEnd;
     std::thread thread;
