@@ -467,7 +467,8 @@ private slots:
             for (int attempt = 0; attempt < 2 && !arrived; ++attempt) {
                 if (attempt > 0) {
                     shot(a, "a2-typed-lost");
-                    qWarning("the typed line did not run (screenshot a2-typed-lost); typing it again");
+                    qWarning("the typed line did not run (screenshot a2-typed-lost); "
+                             "typing it again");
                     QTest::keyClick(a.window.get(), Qt::Key_U, Qt::ControlModifier, 60);
                 }
                 const int keysBefore = conn->keyEventsSent() + conn->extendedKeyEventsSent();

@@ -532,7 +532,8 @@ private:
                 r.proc->waitForFinished(30000) &&
                 logOf(r).find("isr-fault: fired " + kase.point) != std::string::npos;
             if (killedDuringCheck) {
-                std::fprintf(stderr, "fault %s: fired during the checks (%s); the next session checks\n",
+                std::fprintf(stderr,
+                             "fault %s: fired during the checks (%s); the next session checks\n",
                              spec.c_str(), seen.c_str());
                 counterNow = -1;
             } else {
