@@ -278,13 +278,24 @@ std::string domainStartTag(Accelerator accel, const std::string& passthrough) {
 // x-ignore-shared could be set). Neither is part of libvirt's ABI check: a
 // save restores with or without them. libvirt marks such a domain
 // "tainted: custom-argv" in its log.
+// And a capability of QEMU's libvirt is told to forget
+// (QemuPassthrough::quickCpuReadback): libvirt's documented override,
+// which changes how libvirt reads the CPU back, not QEMU's command line
+// (compared: the same); libvirt marks the domain "tainted:
+// custom-hypervisor-feature".
 std::string qemuPassthroughXml(const VmSpec& spec, const QemuPassthrough& qemu) {
     std::string inner;
     if (qemu.incomingDefer)
         inner += "<qemu:arg value='-incoming'/><qemu:arg value='defer'/>";
     if (!spec.ramFile.empty() && !qemu.ramPreload.empty())
         inner += "<qemu:env name='LD_PRELOAD' value='" + xmlEscape(qemu.ramPreload) + "'/>";
-    return inner.empty() ? "" : "  <qemu:commandline>" + inner + "</qemu:commandline>\n";
+    std::string xml;
+    if (!inner.empty())
+        xml += "  <qemu:commandline>" + inner + "</qemu:commandline>\n";
+    if (qemu.quickCpuReadback)
+        xml += "  <qemu:capabilities><qemu:del capability='cpu-unavailable-features'/>"
+               "</qemu:capabilities>\n";
+    return xml;
 }
 
 // The firmware profile: the parcel's own disk booted by SeaBIOS or OVMF, and

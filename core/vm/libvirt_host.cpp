@@ -121,8 +121,10 @@ std::optional<std::string> LibvirtLogFilter::feed(std::string_view line) {
     //   ourselves and fall back to TCG, and say so);
     // - the taints of lazy memory (vm.cpp): QMP passthrough (custom-monitor)
     //   and -incoming defer (custom-argv), one warning per save and restore,
-    //   and nobody but this process talks to the embedded driver. Other
-    //   taints stay.
+    //   and of the capability override that shortens every start
+    //   (QemuPassthrough::quickCpuReadback: custom-hypervisor-feature);
+    //   nobody but this process talks to the embedded driver. Other taints
+    //   stay.
     // - an agent that is not connected: how we ask whether the guest runs
     //   one yet (Vm::guestAgentAnswers, every 2 s of a first boot and
     //   after a restore); the answer is the call's result.
@@ -133,6 +135,7 @@ std::optional<std::string> LibvirtLogFilter::feed(std::string_view line) {
         "Unable to open /dev/kvm",
         "is tainted: custom-monitor",
         "is tainted: custom-argv",
+        "is tainted: custom-hypervisor-feature",
         "QEMU guest agent is not connected",
     };
     for (auto noise : kNoise)

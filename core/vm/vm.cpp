@@ -328,15 +328,22 @@ Status Hypervisor::validate(const VmSpec& spec) const {
 }
 
 Result<std::string> Hypervisor::domainXml(const VmSpec& spec) const {
-    return domainXmlFor(spec, false);
+    return domainXmlFor(spec, XmlFor::LibvirtRestore);
 }
 
-Result<std::string> Hypervisor::domainXmlFor(const VmSpec& spec, bool incomingDefer) const {
+Result<std::string> Hypervisor::domainXmlFor(const VmSpec& spec, XmlFor use) const {
     ISR_TRY_STATUS(validate(spec));
     std::string label;
     if (qemu_)
         label = "+" + std::to_string(qemu_->uid) + ":+" + std::to_string(qemu_->gid);
-    return buildDomainXml(spec, accel_, label, {ramPreload_, incomingDefer});
+    QemuPassthrough qemu;
+    qemu.ramPreload = ramPreload_;
+    qemu.incomingDefer = use == XmlFor::Incoming;
+    // Not for libvirt's restore: the CPU that restore checks and starts
+    // comes with the saved image (its XML and cookie), read back by the
+    // libvirt of its day; that path stays exactly as it was.
+    qemu.quickCpuReadback = use != XmlFor::LibvirtRestore;
+    return buildDomainXml(spec, accel_, label, qemu);
 }
 
 // As root, QEMU runs as isr-qemu (confinement.h) and opens some files by
@@ -433,7 +440,7 @@ Status Hypervisor::checkFirmwareFiles(const VmSpec& spec) const {
 }
 
 Result<Vm> Hypervisor::boot(const VmSpec& spec) {
-    ISR_TRY_ASSIGN(std::string xml, domainXml(spec));
+    ISR_TRY_ASSIGN(std::string xml, domainXmlFor(spec, XmlFor::Boot));
     for (const std::string* p : {&spec.kernelPath, &spec.initrdPath})
         if (!p->empty() && access(p->c_str(), R_OK) != 0)
             return Error(Errc::NotFound, "boot file " + *p + ": " + std::strerror(errno));
@@ -937,7 +944,7 @@ Result<Vm> Hypervisor::restoreIntoRamFile(const std::string& savePath, const VmS
 Result<Vm> Hypervisor::restoreIncoming(UniqueFd stream, const std::string& what, const VmSpec& spec,
                                        bool ignoreShared) {
     // QEMU waits for the state instead of booting: -incoming defer.
-    ISR_TRY_ASSIGN(std::string xml, domainXmlFor(spec, true));
+    ISR_TRY_ASSIGN(std::string xml, domainXmlFor(spec, XmlFor::Incoming));
     ISR_TRY_STATUS(checkFirmwareFiles(spec));
     ISR_TRY_STATUS(refuseRunning(spec.name));
     ISR_TRY_STATUS(prepareQemuAccess(spec));
