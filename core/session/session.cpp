@@ -771,7 +771,7 @@ struct Session::Impl {
             // with lazy memory the RAM's hot set (first-touch order, what
             // the last resume faulted in first, device load included) is
             // what restoring and the first frame wait for, and QEMU's
-            // start-up (~2 s under TCG) is time the link would otherwise
+            // start-up (0.7-1.2 s under TCG) is time the link would otherwise
             // idle. Demand faults still go first (Hoard steps aside while
             // one waits for the store). Measured with the walk-up
             // benchmark (README "Performance").
@@ -860,7 +860,7 @@ struct Session::Impl {
     //    file, whose pages arrive as the guest touches them, while the
     //    device state (a few MB: device buffers and video memory;
     //    `x-ignore-shared` leaves the RAM out) streams into its incoming
-    //    migration. QEMU's start-up under TCG (~1.5 s on the reference
+    //    migration. QEMU's start-up under TCG (0.7-1.2 s on the reference
     //    desktop) then hides the download instead of following it (until
     //    2026-12-04 the state was fetched whole into scratch first: the
     //    walk-up benchmark's "fetching" stage, README "Performance"). The
