@@ -278,9 +278,9 @@ std::string domainStartTag(Accelerator accel, const std::string& passthrough) {
 // x-ignore-shared could be set). Neither is part of libvirt's ABI check: a
 // save restores with or without them. libvirt marks such a domain
 // "tainted: custom-argv" in its log.
-// And a capability of QEMU's libvirt is told to forget
-// (QemuPassthrough::quickCpuReadback): libvirt's documented override,
-// which changes how libvirt reads the CPU back, not QEMU's command line
+// And, for QemuPassthrough::quickCpuReadback, a QEMU capability libvirt
+// is told to forget (<qemu:capabilities>, in libvirt's domain schema): it
+// changes how libvirt reads the CPU back, not QEMU's command line
 // (compared: the same); libvirt marks the domain "tainted:
 // custom-hypervisor-feature".
 std::string qemuPassthroughXml(const VmSpec& spec, const QemuPassthrough& qemu) {
