@@ -51,6 +51,16 @@ std::string trim(std::string s) {
     return s;
 }
 
+// How often libvirt's log of a domain records its start with our CPU
+// read-back override (QemuPassthrough::quickCpuReadback): one line per start.
+int quickCpuReadbackStarts(const std::string& domainLog) {
+    std::ifstream in(domainLog);
+    int n = 0;
+    for (std::string line; std::getline(in, line);)
+        n += line.find("is tainted: custom-hypervisor-feature") != std::string::npos;
+    return n;
+}
+
 void copyFile(const std::string& from, const std::string& to) {
     std::filesystem::copy_file(from, to, std::filesystem::copy_options::overwrite_existing);
 }
@@ -67,6 +77,7 @@ class TestVm : public QObject {
     std::unique_ptr<vm::Hypervisor> hv_;
     vm::VmSpec specA_;
     std::string saveFile_;
+    std::string logA_; // libvirt's log of kiosk A's domain
     std::string homeAtSave_;
     Counter atSave_;
 
@@ -136,6 +147,9 @@ private slots:
         QVERIFY2(booted.ok(), booted.ok() ? "" : booted.error().describe().c_str());
         vm::Vm vmA = std::move(*booted);
         long long createMs = msSince(t0);
+        // A boot starts from our own XML: with the CPU read-back override.
+        logA_ = vmA.logPath();
+        QCOMPARE(quickCpuReadbackStarts(logA_), 1);
         auto consoleA = SerialConsole::connect(specA_.serialSocketPath, 30s);
         QVERIFY(consoleA.ok());
         auto ready = (*consoleA)->waitForShell(240s);
@@ -316,11 +330,16 @@ private slots:
             while (in.read(buf, sizeof buf) || in.gcount() > 0)
                 out.write(buf, in.gcount());
         });
+        const int overridesBefore = quickCpuReadbackStarts(logA_);
         auto t0 = Clock::now();
         auto restored = hv_->restore(fifo, specA_);
         long long ms = msSince(t0);
         writer.join();
         QVERIFY2(restored.ok(), restored.ok() ? "" : restored.error().describe().c_str());
+        // libvirt's restore of a saved image keeps its XML as it was: no
+        // override at this start (the same domain's log as the boot's).
+        QCOMPARE(restored->logPath(), logA_);
+        QCOMPARE(quickCpuReadbackStarts(logA_), overridesBefore);
         qInfo("restore from FIFO: %lld ms", ms);
 
         auto console = SerialConsole::connect(specA_.serialSocketPath, 30s);
