@@ -114,6 +114,19 @@ Result<Fetched> ChunkSource::fromStore(const chunk::ChunkName& name) {
             source.inflight_.erase(name);
         }
     } unregister{*this, name};
+    // Another reader of the same name may have finished its download (and
+    // left the map) between this reader's cache miss and its look-up above:
+    // the cache has the chunk then, and a second download would be waste.
+    if (cache_) {
+        auto hit = cache_->get(name);
+        if (hit.ok()) {
+            cacheHits_++;
+            Download cached;
+            cached.data = *hit;
+            promise.set_value(cached);
+            return Fetched{std::move(*hit), Origin::Cache, {}};
+        }
+    }
     Download done = download(name);
     promise.set_value(done);
     if (!done.data.ok())
