@@ -7,7 +7,9 @@
 //    Parcels::fetchChunk); the cache may be null (every miss goes to the store);
 //  - one chunk name is downloaded once however many readers ask at the same
 //    time: later callers join the download in flight (demand vs hoard,
-//    streamer vs demand) — desync's DedupQueue;
+//    streamer vs demand) — desync's DedupQueue; one that comes just after a
+//    download ended finds the chunk in the cache (a download's owner looks
+//    there again once registered, before it goes to the store);
 //  - a download is checked against its name (chunk::nameOf) before it goes
 //    near the cache: a mismatch is Corrupt, counted, logged and never cached;
 //  - a cache that cannot keep a download (NoSpace, Io) does not fail the
