@@ -15,14 +15,19 @@ ChunkSource::ChunkSource(ChunkCache* cache, FetchCiphertext fetch)
 
 ChunkSource::~ChunkSource() = default;
 
+std::optional<Bytes> ChunkSource::fromCache(const chunk::ChunkName& name) {
+    if (!cache_)
+        return std::nullopt;
+    auto hit = cache_->get(name);
+    if (!hit.ok())
+        return std::nullopt;
+    cacheHits_++;
+    return std::move(*hit);
+}
+
 Result<Fetched> ChunkSource::read(const chunk::ChunkName& name) {
-    if (cache_) {
-        auto hit = cache_->get(name);
-        if (hit.ok()) {
-            cacheHits_++;
-            return Fetched{std::move(*hit), Origin::Cache, {}};
-        }
-    }
+    if (auto hit = fromCache(name))
+        return Fetched{std::move(*hit), Origin::Cache, {}};
     demandWaiting_++;
     Result<Fetched> result = fromStore(name);
     lastDemandNs_ = std::chrono::steady_clock::now().time_since_epoch().count();
@@ -117,15 +122,11 @@ Result<Fetched> ChunkSource::fromStore(const chunk::ChunkName& name) {
     // Another reader of the same name may have finished its download (and
     // left the map) between this reader's cache miss and its look-up above:
     // the cache has the chunk then, and a second download would be waste.
-    if (cache_) {
-        auto hit = cache_->get(name);
-        if (hit.ok()) {
-            cacheHits_++;
-            Download cached;
-            cached.data = *hit;
-            promise.set_value(cached);
-            return Fetched{std::move(*hit), Origin::Cache, {}};
-        }
+    if (auto hit = fromCache(name)) {
+        Download cached;
+        cached.data = *hit;
+        promise.set_value(cached);
+        return Fetched{std::move(*hit), Origin::Cache, {}};
     }
     Download done = download(name);
     promise.set_value(done);

@@ -41,6 +41,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <optional>
 
 namespace isr::cache {
 
@@ -125,6 +126,9 @@ private:
         Result<Bytes> data = Error(Errc::Internal, "download not finished");
         Status cached;
     };
+    // The cache's copy of `name`, counted as a hit; nullopt without a cache
+    // or on a miss.
+    std::optional<Bytes> fromCache(const chunk::ChunkName& name);
     Result<Fetched> fromStore(const chunk::ChunkName& name);
     Download download(const chunk::ChunkName& name);
 
